@@ -1,0 +1,451 @@
+//! Entries: tagged COSE_Sign1 objects (RFC 9052 §4.2) signed with Ed25519.
+//!
+//! An entry is kept as the exact bytes its author signed. Decoding checks
+//! rules V1–V8 of the spec (everything that can be checked from the bytes
+//! alone); the case-dependent rules live in [`crate::Validator`].
+//!
+//! ```
+//! use custodia_protocol::{Body, CaseOpened, Entry, Identity, Payload, Tlp};
+//! let alpha = Identity::from_seed([1; 32]);
+//! let payload = Payload::genesis(alpha.agency(), 1_795_000_000_000, Tlp::Amber, CaseOpened {
+//!     title: "Operation Lantern".into(), reference: "NBI-2026-0042".into(),
+//!     jurisdiction: Some("PH".into()), name: "NBI Cybercrime Division".into(), country: "PH".into(),
+//! });
+//! let entry = Entry::sign(&alpha, &payload);
+//! let again = Entry::decode(entry.bytes()).unwrap();
+//! assert_eq!(again.id(), entry.id());
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_cbor::Value;
+
+use crate::body::{Body, CaseOpened, CustodyAction};
+use crate::codec::{self, CodecError};
+use crate::error::{RejectKind, Rejection};
+use crate::identity::{verify_strict, Identity};
+use crate::ids::{AgencyId, CaseId, EntryId};
+use crate::tlp::Tlp;
+
+/// Content type of the COSE protected header (RFC 9052 §3.1, label 3).
+pub const CONTENT_TYPE: &str = "application/custodia-entry+cbor";
+/// The largest entry accepted, in bytes (V1).
+pub const MAX_ENTRY_SIZE: usize = 65_536;
+/// The payload format version this implementation writes and reads.
+pub const FORMAT_VERSION: u64 = 1;
+/// At most this many references per entry.
+pub const MAX_REFS: usize = 64;
+/// At most this many recipients of a RED entry.
+pub const MAX_RECIPIENTS: usize = 64;
+/// At most this many heads per witness.
+pub const MAX_WITNESS_HEADS: usize = 256;
+/// COSE algorithm id of EdDSA (RFC 9053 §2.2).
+pub(crate) const COSE_ALG_EDDSA: i128 = -8;
+/// The CBOR tag of COSE_Sign1.
+pub(crate) const COSE_SIGN1_TAG: u8 = 0xD2;
+
+/// What an entry says: the signed payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Payload {
+    /// Format version, 1.
+    pub v: u64,
+    /// The case; absent only in the genesis entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<CaseId>,
+    /// The author (equals the COSE kid).
+    pub author: AgencyId,
+    /// The author's sequence number in this case, from 0.
+    pub seq: u64,
+    /// The author's previous entry in this case; absent iff seq = 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<EntryId>,
+    /// Other authors' entries seen, ascending.
+    pub refs: Vec<EntryId>,
+    /// The signer's asserted time, in ms since the Unix epoch (UTC).
+    pub time: u64,
+    /// TLP 2.0 handling label.
+    pub tlp: Tlp,
+    /// Recipients, iff RED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<AgencyId>>,
+    /// What the entry says.
+    pub body: Body,
+}
+
+impl Payload {
+    /// A genesis payload: opens a case.
+    pub fn genesis(author: AgencyId, time: u64, tlp: Tlp, opened: CaseOpened) -> Self {
+        Payload {
+            v: FORMAT_VERSION,
+            case: None,
+            author,
+            seq: 0,
+            prev: None,
+            refs: Vec::new(),
+            time,
+            tlp,
+            to: None,
+            body: Body::CaseOpened(opened),
+        }
+    }
+
+    /// Whether this is a genesis (case-opening) payload.
+    pub fn is_genesis(&self) -> bool {
+        self.case.is_none()
+    }
+
+    /// Context-free schema checks beyond what the CDDL types give (V6).
+    fn check_schema(&self) -> Result<(), String> {
+        let genesis = self.case.is_none();
+        let opens = matches!(self.body, Body::CaseOpened(_));
+        if genesis != opens {
+            return Err(if genesis {
+                "an entry without \"case\" must be a case-opened genesis".into()
+            } else {
+                "a case-opened body is only allowed in a genesis entry (without \"case\")".into()
+            });
+        }
+        if genesis && (self.seq != 0 || !self.refs.is_empty()) {
+            return Err("a genesis entry has seq 0 and no refs".into());
+        }
+        if self.prev.is_some() != (self.seq > 0) {
+            return Err("\"prev\" must be present exactly when seq > 0".into());
+        }
+        strictly_ascending(&self.refs, MAX_REFS, "refs")?;
+        check_recipients(self.tlp, self.to.as_deref(), "entry")?;
+        match &self.body {
+            Body::CaseOpened(c) => {
+                country(&c.country)?;
+                if let Some(j) = &c.jurisdiction {
+                    country(j)?;
+                }
+            }
+            Body::MemberAdded(m) => country(&m.country)?,
+            Body::Custody(ev) => {
+                let a = ev.action;
+                let want = |present: bool, cond: bool, name: &str| {
+                    if present != cond {
+                        Err(format!(
+                            "\"{name}\" must be present exactly when action is {}",
+                            match name {
+                                "to" => "transferred",
+                                "copy" => "copied",
+                                _ => "received",
+                            }
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                };
+                want(ev.to.is_some(), a == CustodyAction::Transferred, "to")?;
+                want(ev.transfer.is_some(), a == CustodyAction::Received, "transfer")?;
+                want(ev.accepted.is_some(), a == CustodyAction::Received, "accepted")?;
+                want(ev.copy.is_some(), a == CustodyAction::Copied, "copy")?;
+                if ev.accepted == Some(false) && ev.reason.is_none() {
+                    return Err("a rejected receipt must give a \"reason\"".into());
+                }
+            }
+            Body::Witness(w) => {
+                if w.heads.is_empty() {
+                    return Err("a witness names at least one head".into());
+                }
+                let authors: Vec<AgencyId> = w.heads.iter().map(|h| h.0).collect();
+                strictly_ascending(&authors, MAX_WITNESS_HEADS, "witness heads")?;
+            }
+            Body::HandlingChanged(h) => check_recipients(h.tlp, h.to.as_deref(), "handling")?,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn check_recipients(tlp: Tlp, to: Option<&[AgencyId]>, what: &str) -> Result<(), String> {
+    match (tlp, to) {
+        (Tlp::Red, Some(to)) if !to.is_empty() => strictly_ascending(to, MAX_RECIPIENTS, "to"),
+        (Tlp::Red, _) => Err(format!("a RED {what} must name its recipients in \"to\"")),
+        (_, Some(_)) => Err(format!("\"to\" is only allowed on a RED {what}")),
+        (_, None) => Ok(()),
+    }
+}
+
+fn strictly_ascending<T: Ord>(xs: &[T], max: usize, what: &str) -> Result<(), String> {
+    if xs.len() > max {
+        return Err(format!("{what} has {} members, over the limit of {max}", xs.len()));
+    }
+    if xs.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!("{what} must be strictly ascending"));
+    }
+    Ok(())
+}
+
+fn country(c: &str) -> Result<(), String> {
+    if c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(format!("{c:?} is not an ISO 3166-1 alpha-2 code (two capital letters)"))
+    }
+}
+
+/// A decoded, signature-checked entry, holding the exact signed bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    bytes: Arc<[u8]>,
+    id: EntryId,
+    payload: Arc<Payload>,
+}
+
+/// A decoded entry whose signature has not been checked yet, for batch
+/// verification. Turn it into an [`Entry`] with [`Unverified::verify`] or
+/// after checking [`Unverified::signed_message`] in a batch.
+#[derive(Debug, Clone)]
+pub struct Unverified {
+    entry: Entry,
+    message: Vec<u8>,
+    signature: [u8; 64],
+}
+
+impl Unverified {
+    /// The Sig_structure bytes the signature covers.
+    pub fn signed_message(&self) -> &[u8] {
+        &self.message
+    }
+
+    /// The signature.
+    pub fn signature(&self) -> &[u8; 64] {
+        &self.signature
+    }
+
+    /// The author's key.
+    pub fn author(&self) -> AgencyId {
+        self.entry.payload.author
+    }
+
+    /// Checks the signature strictly (V8).
+    pub fn verify(self) -> Result<Entry, Rejection> {
+        if verify_strict(&self.entry.payload.author, &self.message, &self.signature) {
+            Ok(self.entry)
+        } else {
+            Err(Rejection::new(Some(self.entry.id), RejectKind::BadSignature))
+        }
+    }
+
+    /// Accepts the entry after its signature was checked elsewhere (a batch).
+    pub fn assume_verified(self) -> Entry {
+        self.entry
+    }
+}
+
+impl Entry {
+    /// Signs a payload as a new entry.
+    pub fn sign(author: &Identity, payload: &Payload) -> Entry {
+        let protected = protected_header(&author.agency());
+        let payload_bytes = codec::to_vec(payload);
+        let message = sig_structure(&protected, &payload_bytes);
+        let signature = author.sign(&message);
+        let outer = Value::Array(vec![
+            Value::Bytes(protected),
+            Value::Map(BTreeMap::new()),
+            Value::Bytes(payload_bytes),
+            Value::Bytes(signature.to_vec()),
+        ]);
+        let mut bytes = vec![COSE_SIGN1_TAG];
+        bytes.extend_from_slice(&codec::to_vec(&outer));
+        Entry {
+            id: EntryId::of(&bytes),
+            bytes: bytes.into(),
+            payload: Arc::new(payload.clone()),
+        }
+    }
+
+    /// Decodes and checks an entry (rules V1–V8).
+    pub fn decode(bytes: &[u8]) -> Result<Entry, Rejection> {
+        Self::decode_unverified(bytes)?.verify()
+    }
+
+    /// Decodes an entry and checks V1–V7, leaving the signature (V8).
+    pub fn decode_unverified(bytes: &[u8]) -> Result<Unverified, Rejection> {
+        let id = EntryId::of(bytes);
+        let fail = |kind| Rejection::new(Some(id), kind);
+        if bytes.len() > MAX_ENTRY_SIZE {
+            return Err(fail(RejectKind::Oversize { size: bytes.len() }));
+        }
+        let Some((&COSE_SIGN1_TAG, rest)) = bytes.split_first() else {
+            return Err(fail(RejectKind::Malformed(
+                "does not start with the COSE_Sign1 tag 18 (0xD2)".into(),
+            )));
+        };
+        let outer = codec::value_from_slice(rest).map_err(|e| fail(codec_kind(e, "entry")))?;
+        let Value::Array(parts) = outer else {
+            return Err(fail(RejectKind::Malformed("not an array".into())));
+        };
+        let [Value::Bytes(protected), Value::Map(unprotected), Value::Bytes(payload_bytes), Value::Bytes(signature)] =
+            <[Value; 4]>::try_from(parts).map_err(|p| {
+                fail(RejectKind::Malformed(format!("an array of {} items, not 4", p.len())))
+            })?
+        else {
+            return Err(fail(RejectKind::Malformed(
+                "items are not [bstr, map, bstr, bstr]".into(),
+            )));
+        };
+        if !unprotected.is_empty() {
+            return Err(fail(RejectKind::Malformed("the unprotected header is not empty".into())));
+        }
+        let signature: [u8; 64] = signature.as_slice().try_into().map_err(|_| {
+            fail(RejectKind::Malformed(format!(
+                "the signature is {} bytes, not 64",
+                signature.len()
+            )))
+        })?;
+        let header =
+            codec::value_from_slice(&protected).map_err(|e| fail(codec_kind(e, "protected header")))?;
+        let payload_value = codec::value_from_slice(&payload_bytes)
+            .map_err(|e| fail(codec_kind(e, "payload")))?;
+        let Value::Map(header) = header else {
+            return Err(fail(RejectKind::Malformed("the protected header is not a map".into())));
+        };
+        let Value::Map(ref payload_map) = payload_value else {
+            return Err(fail(RejectKind::Malformed("the payload is not a map".into())));
+        };
+        let kid = check_header(&header).map_err(|e| fail(RejectKind::BadHeader(e)))?;
+        match payload_map.get(&Value::Text("v".into())) {
+            Some(Value::Integer(1)) => {}
+            Some(Value::Integer(v)) if *v > 1 => {
+                return Err(fail(RejectKind::UnsupportedVersion(
+                    u64::try_from(*v).unwrap_or(u64::MAX),
+                )))
+            }
+            _ => return Err(fail(RejectKind::Schema("\"v\" must be the integer 1".into()))),
+        }
+        let payload: Payload = codec::from_value(payload_value)
+            .map_err(|e| fail(RejectKind::Schema(e.to_string())))?;
+        payload.check_schema().map_err(|e| fail(RejectKind::Schema(e)))?;
+        if payload.author != kid {
+            return Err(fail(RejectKind::AuthorMismatch { payload: payload.author, kid }));
+        }
+        let message = sig_structure(&protected, &payload_bytes);
+        Ok(Unverified {
+            entry: Entry {
+                bytes: bytes.into(),
+                id,
+                payload: Arc::new(payload),
+            },
+            message,
+            signature,
+        })
+    }
+
+    /// The exact signed bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The entry id (SHA-256 of the bytes).
+    pub fn id(&self) -> EntryId {
+        self.id
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &Payload {
+        &self.payload
+    }
+
+    /// The author.
+    pub fn author(&self) -> AgencyId {
+        self.payload.author
+    }
+
+    /// The author's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.payload.seq
+    }
+
+    /// The case this entry belongs to (its own id for a genesis).
+    pub fn case_id(&self) -> CaseId {
+        self.payload.case.unwrap_or(self.id)
+    }
+
+    /// Whether the agency may see this entry's content: everyone in the case
+    /// unless RED, when only the author and the named recipients may.
+    pub fn visible_to(&self, agency: &AgencyId) -> bool {
+        match (&self.payload.tlp, &self.payload.to) {
+            (Tlp::Red, Some(to)) => *agency == self.payload.author || to.contains(agency),
+            (Tlp::Red, None) => *agency == self.payload.author,
+            _ => true,
+        }
+    }
+}
+
+fn codec_kind(e: CodecError, part: &'static str) -> RejectKind {
+    match e {
+        CodecError::NonCanonical => RejectKind::NonCanonical(part),
+        CodecError::Malformed(m) => RejectKind::Malformed(format!("{part}: {m}")),
+        CodecError::Schema(m) => RejectKind::Schema(format!("{part}: {m}")),
+    }
+}
+
+/// The deterministic protected header {1: -8, 3: CONTENT_TYPE, 4: kid}.
+pub fn protected_header(kid: &AgencyId) -> Vec<u8> {
+    let mut m = BTreeMap::new();
+    m.insert(Value::Integer(1), Value::Integer(COSE_ALG_EDDSA));
+    m.insert(Value::Integer(3), Value::Text(CONTENT_TYPE.into()));
+    m.insert(Value::Integer(4), Value::Bytes(kid.0.to_vec()));
+    codec::to_vec(&Value::Map(m))
+}
+
+fn check_header(h: &BTreeMap<Value, Value>) -> Result<AgencyId, String> {
+    if h.len() != 3 {
+        return Err(format!("{} parameters; exactly alg, content type and kid are required", h.len()));
+    }
+    match h.get(&Value::Integer(1)) {
+        Some(Value::Integer(COSE_ALG_EDDSA)) => {}
+        Some(other) => return Err(format!("alg is {other:?}, not EdDSA (-8)")),
+        None => return Err("alg (1) is missing".into()),
+    }
+    match h.get(&Value::Integer(3)) {
+        Some(Value::Text(t)) if t == CONTENT_TYPE => {}
+        _ => return Err(format!("content type (3) must be \"{CONTENT_TYPE}\"")),
+    }
+    match h.get(&Value::Integer(4)) {
+        Some(Value::Bytes(k)) if k.len() == 32 => {
+            let mut a = [0u8; 32];
+            a.copy_from_slice(k);
+            Ok(AgencyId(a))
+        }
+        Some(Value::Bytes(k)) => Err(format!("kid is {} bytes, not 32", k.len())),
+        _ => Err("kid (4) must be a 32-byte string".into()),
+    }
+}
+
+/// Sig_structure for COSE_Sign1 (RFC 9052 §4.4) with empty external_aad:
+/// `["Signature1", protected, h'', payload]`.
+pub fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(protected.len() + payload.len() + 24);
+    out.push(0x84);
+    out.push(0x6A);
+    out.extend_from_slice(b"Signature1");
+    bstr_head(protected.len(), &mut out);
+    out.extend_from_slice(protected);
+    out.push(0x40);
+    bstr_head(payload.len(), &mut out);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn bstr_head(len: usize, out: &mut Vec<u8>) {
+    const MAJOR: u8 = 0x40;
+    match len {
+        0..=23 => out.push(MAJOR | len as u8),
+        24..=0xFF => out.extend_from_slice(&[MAJOR | 24, len as u8]),
+        0x100..=0xFFFF => {
+            out.push(MAJOR | 25);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(MAJOR | 26);
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Agency identity: an Ed25519 key pair (RFC 8032).
+//!
+//! The protocol crate never creates randomness: a new identity is made from a
+//! 32-byte seed the caller obtained from the operating system.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
+use crate::ids::AgencyId;
+
+/// An agency's signing identity. The secret never leaves this type except
+/// through [`Identity::seed`], which key storage needs.
+pub struct Identity {
+    key: SigningKey,
+}
+
+impl Identity {
+    /// The identity whose secret key is `seed` (RFC 8032 §5.1.5).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Identity {
+            key: SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// The secret seed, for writing the key file.
+    pub fn seed(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    /// The agency id (public key).
+    pub fn agency(&self) -> AgencyId {
+        AgencyId(self.key.verifying_key().to_bytes())
+    }
+
+    /// Signs a message.
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        self.key.sign(msg).to_bytes()
+    }
+
+    /// The underlying dalek key, for TLS certificate creation.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identity({})", self.agency().fingerprint())
+    }
+}
+
+/// Strict Ed25519 verification: rejects non-canonical S, small-order keys and
+/// small-order R (ed25519-dalek `verify_strict`).
+pub fn verify_strict(agency: &AgencyId, msg: &[u8], sig: &[u8; 64]) -> bool {
+    let Ok(key) = VerifyingKey::from_bytes(agency.as_bytes()) else {
+        return false;
+    };
+    let sig = Signature::from_bytes(sig);
+    key.verify_strict(msg, &sig).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_and_verify() {
+        let id = Identity::from_seed([1; 32]);
+        let sig = id.sign(b"hello");
+        assert!(verify_strict(&id.agency(), b"hello", &sig));
+        assert!(!verify_strict(&id.agency(), b"hellO", &sig));
+        let other = Identity::from_seed([2; 32]);
+        assert!(!verify_strict(&other.agency(), b"hello", &sig));
+    }
+
+    #[test]
+    fn small_order_key_is_refused() {
+        // The identity point (small order) with an all-zero signature.
+        let mut a = [0u8; 32];
+        a[0] = 1;
+        assert!(!verify_strict(&AgencyId(a), b"x", &[0; 64]));
+    }
+}

@@ -1,0 +1,48 @@
+//! # custodia-protocol
+//!
+//! The sans-IO core of Custodia: agency identities, signed hash-chained
+//! entries (COSE_Sign1 with Ed25519 over deterministic CBOR), validation of
+//! a case's entries, equivocation proofs, and case state derivation.
+//!
+//! This crate does no I/O: no sockets, no files, no clock, no randomness, no
+//! async runtime. Time comes in as an argument (`now_ms`), keys from seeds
+//! the caller provides. That keeps every rule testable byte for byte and the
+//! crate usable by anyone who wants to verify Custodia records — a court's
+//! expert included — without running a node. `spec/SPEC.md` is the normative
+//! text; the rule numbers in [`RejectKind`] are the spec's.
+//!
+//! What it is not: a storage engine or a network stack (see `custodia-node`).
+
+mod body;
+mod codec;
+mod entry;
+mod equivocation;
+mod error;
+mod identity;
+mod ids;
+mod state;
+mod tlp;
+mod validate;
+
+pub use body::{
+    Acquisition, Body, CaseOpened, CustodyAction, CustodyEvent, Digests, EvidenceRegistered,
+    HandlingChanged, Head, MemberAdded, MemberRemoved, Note, Retracted, Role, Witness,
+};
+pub use codec::{CodecError, MAX_DEPTH};
+pub use entry::{
+    protected_header, sig_structure, Entry, Payload, Unverified, CONTENT_TYPE, FORMAT_VERSION,
+    MAX_ENTRY_SIZE, MAX_RECIPIENTS, MAX_REFS, MAX_WITNESS_HEADS,
+};
+pub use equivocation::{Equivocation, EquivocationProof, ProofError};
+pub use error::{RejectKind, Rejection};
+pub use identity::{verify_strict, Identity};
+pub use ids::{AgencyId, CaseId, EntryId, IdParseError, ItemId};
+pub use state::{CaseState, Conflict, Item, Member, Transfer, WithheldPosition, WitnessRecord};
+pub use tlp::Tlp;
+pub use validate::{Applied, Validator, SKEW_MS};
+
+/// CBOR helpers shared with the node crate (sync messages, bundles), so the
+/// whole project speaks CBOR through one module.
+pub mod cbor {
+    pub use crate::codec::{from_slice, from_value, to_vec, value_from_slice, CodecError};
+}

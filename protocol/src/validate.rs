@@ -1,0 +1,529 @@
+//! Validation of entries against a case (SPEC.md §8, rules V9–V18).
+//!
+//! [`Validator`] holds what has been validated of one case and decides on
+//! each new entry as a pure function of (entry, validated state, receiver's
+//! clock). Every rule is evaluated on the entry's *causal past* — what is
+//! reachable through `prev` and `refs` — so honest nodes that see the same
+//! entries in different orders reach the same verdicts. The causal past is
+//! tracked with a vector clock per known entry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::body::{Body, CustodyAction, Role};
+use crate::entry::Entry;
+use crate::equivocation::EquivocationProof;
+use crate::error::{wrong_case, RejectKind, Rejection};
+use crate::ids::{AgencyId, CaseId, EntryId};
+use crate::state::{CaseState, Conflict, WithheldPosition};
+
+/// Allowed clock skew, in milliseconds (5 minutes).
+pub const SKEW_MS: u64 = 300_000;
+
+/// How an accepted entry changed the validator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A new entry was accepted.
+    New,
+    /// The entry was already known: nothing changed.
+    Duplicate,
+    /// The entry was known as withheld and its content is now shown.
+    Revealed,
+}
+
+/// A vector clock: for each author index, 1 + the highest sequence number
+/// in the causal past (0: nothing of that author).
+type Clock = Arc<Vec<u64>>;
+
+#[derive(Debug, Clone)]
+struct Known {
+    author: usize,
+    seq: u64,
+    clock: Clock,
+    /// None for a withheld position.
+    entry: Option<Entry>,
+}
+
+#[derive(Debug, Clone)]
+struct MembershipEvent {
+    added: Option<Role>,
+    author: usize,
+    seq: u64,
+    clock: Clock,
+}
+
+/// Validates the entries of one case and derives its state.
+#[derive(Debug, Default, Clone)]
+pub struct Validator {
+    state: CaseState,
+    authors: Vec<AgencyId>,
+    author_index: HashMap<AgencyId, usize>,
+    known: HashMap<EntryId, Known>,
+    positions: HashMap<(usize, u64), EntryId>,
+    next_seq: Vec<u64>,
+    membership: HashMap<AgencyId, Vec<MembershipEvent>>,
+}
+
+impl Validator {
+    /// A validator for a case not yet opened: it accepts a genesis first.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The case id, once the genesis is accepted.
+    pub fn case(&self) -> Option<CaseId> {
+        self.state.case
+    }
+
+    /// The derived case state.
+    pub fn state(&self) -> &CaseState {
+        &self.state
+    }
+
+    /// Whether an entry id is known (accepted or withheld).
+    pub fn knows(&self, id: &EntryId) -> bool {
+        self.known.contains_key(id)
+    }
+
+    /// An accepted entry by id.
+    pub fn entry(&self, id: &EntryId) -> Option<&Entry> {
+        self.known.get(id).and_then(|k| k.entry.as_ref())
+    }
+
+    /// The id at an author's position, if known.
+    pub fn at(&self, author: &AgencyId, seq: u64) -> Option<EntryId> {
+        let a = *self.author_index.get(author)?;
+        self.positions.get(&(a, seq)).copied()
+    }
+
+    /// The next sequence number expected of an author (0 if none known).
+    pub fn next_seq(&self, author: &AgencyId) -> u64 {
+        self.author_index
+            .get(author)
+            .map_or(0, |&a| self.next_seq[a])
+    }
+
+    /// Whether the agency is a current member (on everything accepted).
+    pub fn is_member(&self, agency: &AgencyId) -> bool {
+        let all: Vec<u64> = self.next_seq.clone();
+        self.role_in(agency, &all).is_some()
+    }
+
+    /// The agency's role on everything accepted so far.
+    pub fn role(&self, agency: &AgencyId) -> Option<Role> {
+        let all: Vec<u64> = self.next_seq.clone();
+        self.role_in(agency, &all)
+    }
+
+    /// Validates an entry and, if it passes, accepts it (rules V9–V18; the
+    /// entry has already passed V1–V8 by being an [`Entry`]).
+    ///
+    /// An equivocation is recorded as a conflict in the state *and* returned
+    /// as an error carrying the proof: the second entry is never silently
+    /// kept or dropped.
+    pub fn apply(&mut self, entry: &Entry, now_ms: u64) -> Result<Applied, Rejection> {
+        let id = entry.id();
+        let fail = |kind| Rejection::new(Some(id), kind);
+        let p = entry.payload();
+
+        // V9: the case.
+        match (self.state.case, p.case) {
+            (None, None) => {}
+            (None, Some(c)) => {
+                return Err(fail(RejectKind::WrongCase(format!(
+                    "case {c} has not been opened here (its genesis comes first)"
+                ))))
+            }
+            (Some(c), found) if found != Some(c) => {
+                if found.is_none() && id == c {
+                    return Ok(Applied::Duplicate);
+                }
+                return Err(fail(wrong_case(&c, found.as_ref())));
+            }
+            _ => {}
+        }
+
+        // V10: one entry per (author, seq).
+        let author_idx = self.author_index.get(&p.author).copied();
+        let mut revealing = false;
+        if let Some(a) = author_idx {
+            if let Some(existing) = self.positions.get(&(a, p.seq)).copied() {
+                if existing == id {
+                    if self.known.get(&id).is_some_and(|k| k.entry.is_some()) {
+                        return Ok(Applied::Duplicate);
+                    }
+                    revealing = true;
+                } else {
+                    let proof = self
+                        .entry(&existing)
+                        .map(|first| Box::new(EquivocationProof::new(first, entry)));
+                    self.state.conflicts.push(Conflict::Equivocation {
+                        author: p.author,
+                        seq: p.seq,
+                        proof: proof.as_deref().cloned(),
+                    });
+                    return Err(fail(RejectKind::Equivocation { seq: p.seq, proof }));
+                }
+            }
+        }
+
+        // V11, V12: the author's chain.
+        if !revealing {
+            let expected = author_idx.map_or(0, |a| self.next_seq[a]);
+            if p.seq != expected {
+                return Err(fail(RejectKind::SequenceGap {
+                    expected,
+                    found: p.seq,
+                }));
+            }
+        }
+        if let Some(prev) = p.prev {
+            let at = author_idx.and_then(|a| self.positions.get(&(a, p.seq - 1)));
+            if at != Some(&prev) {
+                return Err(fail(RejectKind::PrevMismatch { seq: p.seq }));
+            }
+        }
+
+        // V13: references known, of other authors; witness heads known.
+        for r in &p.refs {
+            match self.known.get(r) {
+                None => {
+                    return Err(fail(RejectKind::UnknownReference {
+                        id: *r,
+                        why: "not a known entry of this case",
+                    }))
+                }
+                Some(k) if self.authors[k.author] == p.author => {
+                    return Err(fail(RejectKind::UnknownReference {
+                        id: *r,
+                        why: "refs name other authors' entries; the own chain is linked by prev",
+                    }))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Body::Witness(w) = &p.body {
+            for h in &w.heads {
+                let ok = self
+                    .known
+                    .get(&h.2)
+                    .is_some_and(|k| self.authors[k.author] == h.0 && k.seq == h.1);
+                if !ok {
+                    return Err(fail(RejectKind::UnknownReference {
+                        id: h.2,
+                        why: "witness head is not a known entry at that author and sequence",
+                    }));
+                }
+            }
+        }
+
+        // The causal past, as a vector clock over the parents.
+        let mut clock: Vec<u64> = vec![0; self.authors.len()];
+        for parent in p.prev.iter().chain(&p.refs) {
+            if let Some(k) = self.known.get(parent) {
+                merge(&mut clock, &k.clock);
+            }
+        }
+
+        // V14: membership in the causal past.
+        let role = if p.is_genesis() {
+            Role::Lead
+        } else {
+            match self.role_in(&p.author, &clock) {
+                Some(r) => r,
+                None => return Err(fail(RejectKind::NotAMember(p.author))),
+            }
+        };
+
+        // V15: role permissions.
+        self.check_authority(entry, role)
+            .map_err(|e| fail(RejectKind::NotAuthorized(e)))?;
+
+        // V16: custody.
+        let incomplete = self
+            .check_custody(entry, &clock)
+            .map_err(|e| fail(RejectKind::CustodyViolation(e)))?;
+
+        // V17: not before a causal predecessor (beyond the skew).
+        for parent in p.prev.iter().chain(&p.refs) {
+            if let Some(pe) = self.entry(parent) {
+                let pt = pe.payload().time;
+                if p.time.saturating_add(SKEW_MS) < pt {
+                    return Err(fail(RejectKind::TimeViolation {
+                        time: p.time,
+                        predecessor: *parent,
+                        predecessor_time: pt,
+                    }));
+                }
+            }
+        }
+        // V18: not ahead of the receiver's clock (beyond the skew).
+        if p.time > now_ms.saturating_add(SKEW_MS) {
+            return Err(fail(RejectKind::FromTheFuture {
+                time: p.time,
+                now: now_ms,
+            }));
+        }
+
+        // Accept.
+        let a = self.intern(p.author);
+        clock.resize(self.authors.len(), 0);
+        clock[a] = clock[a].max(p.seq + 1);
+        let clock: Clock = Arc::new(clock);
+        match &p.body {
+            Body::MemberAdded(m) => self.push_membership(m.agency, Some(m.role), a, p.seq, &clock),
+            Body::MemberRemoved(m) => self.push_membership(m.agency, None, a, p.seq, &clock),
+            Body::CaseOpened(_) => self.push_membership(p.author, Some(Role::Lead), a, 0, &clock),
+            _ => {}
+        }
+        self.known.insert(
+            id,
+            Known {
+                author: a,
+                seq: p.seq,
+                clock,
+                entry: Some(entry.clone()),
+            },
+        );
+        self.positions.insert((a, p.seq), id);
+        if revealing {
+            self.state.record_reveal(&id);
+        } else {
+            self.next_seq[a] = p.seq + 1;
+        }
+        self.state.apply(entry, incomplete);
+        Ok(if revealing {
+            Applied::Revealed
+        } else {
+            Applied::New
+        })
+    }
+
+    /// Records a position whose content this node may not see: the entry
+    /// travels as (author, seq, id) alone. The chain continues through it.
+    pub fn apply_withheld(&mut self, pos: WithheldPosition) -> Result<Applied, Rejection> {
+        let fail = |kind| Rejection::new(Some(pos.id), kind);
+        if self.state.case.is_none() {
+            return Err(fail(RejectKind::WrongCase(
+                "a withheld position cannot precede the genesis".into(),
+            )));
+        }
+        let a = self.intern(pos.author);
+        if let Some(existing) = self.positions.get(&(a, pos.seq)) {
+            if *existing == pos.id {
+                return Ok(Applied::Duplicate);
+            }
+            return Err(fail(RejectKind::Equivocation {
+                seq: pos.seq,
+                proof: None,
+            }));
+        }
+        if pos.seq != self.next_seq[a] {
+            return Err(fail(RejectKind::SequenceGap {
+                expected: self.next_seq[a],
+                found: pos.seq,
+            }));
+        }
+        // The causal past of a withheld entry is taken to be that of the
+        // author's previous entry plus the position itself.
+        let mut clock = match pos.seq.checked_sub(1).and_then(|s| self.positions.get(&(a, s))) {
+            Some(prev) => self.known[prev].clock.as_ref().clone(),
+            None => Vec::new(),
+        };
+        clock.resize(self.authors.len(), 0);
+        clock[a] = pos.seq + 1;
+        self.known.insert(
+            pos.id,
+            Known {
+                author: a,
+                seq: pos.seq,
+                clock: Arc::new(clock),
+                entry: None,
+            },
+        );
+        self.positions.insert((a, pos.seq), pos.id);
+        self.next_seq[a] = pos.seq + 1;
+        self.state.record_withheld(pos);
+        Ok(Applied::New)
+    }
+
+    fn intern(&mut self, agency: AgencyId) -> usize {
+        if let Some(&a) = self.author_index.get(&agency) {
+            return a;
+        }
+        self.authors.push(agency);
+        self.next_seq.push(0);
+        self.author_index.insert(agency, self.authors.len() - 1);
+        self.authors.len() - 1
+    }
+
+    fn push_membership(
+        &mut self,
+        agency: AgencyId,
+        added: Option<Role>,
+        author: usize,
+        seq: u64,
+        clock: &Clock,
+    ) {
+        self.membership
+            .entry(agency)
+            .or_default()
+            .push(MembershipEvent {
+                added,
+                author,
+                seq,
+                clock: clock.clone(),
+            });
+    }
+
+    /// The agency's role in a causal past given as a clock: some admission
+    /// in that past that no removal in that past follows or is concurrent
+    /// with.
+    fn role_in(&self, agency: &AgencyId, clock: &[u64]) -> Option<Role> {
+        let events = self.membership.get(agency)?;
+        let in_past = |e: &MembershipEvent| clock.get(e.author).is_some_and(|&c| c > e.seq);
+        let removals: Vec<&MembershipEvent> = events
+            .iter()
+            .filter(|e| e.added.is_none() && in_past(e))
+            .collect();
+        events
+            .iter()
+            .rev()
+            .filter(|e| e.added.is_some() && in_past(e))
+            .find(|add| {
+                removals.iter().all(|r| {
+                    // The removal is causally before this admission.
+                    add.clock.get(r.author).is_some_and(|&c| c > r.seq)
+                })
+            })
+            .and_then(|add| add.added)
+    }
+
+    fn check_authority(&self, entry: &Entry, role: Role) -> Result<(), String> {
+        let p = entry.payload();
+        match &p.body {
+            Body::MemberAdded(_) | Body::MemberRemoved(_) if !role.manages_members() => Err(
+                format!("a member with role {} cannot add or remove members", role.as_str()),
+            ),
+            Body::Witness(_) | Body::Note(_) => Ok(()),
+            _ if role == Role::Observer => Err(format!(
+                "an observer may only write witnesses and notes, not {}",
+                p.body.kind()
+            )),
+            Body::HandlingChanged(h) => self.own_earlier(p.author, &h.entry),
+            Body::Retracted(r) => self.own_earlier(p.author, &r.entry),
+            _ => Ok(()),
+        }
+    }
+
+    fn own_earlier(&self, author: AgencyId, target: &EntryId) -> Result<(), String> {
+        match self.known.get(target) {
+            Some(k) if k.entry.is_some() && self.authors[k.author] == author => Ok(()),
+            Some(k) if k.entry.is_some() => Err(format!(
+                "entry {target} was written by another agency; only its author may retract it or change its handling"
+            )),
+            _ => Err(format!("entry {target} is not a known entry shown to this node")),
+        }
+    }
+
+    /// V16. Returns whether the event was accepted under the withheld
+    /// relaxation (item or transfer unknown while positions are withheld).
+    fn check_custody(&self, entry: &Entry, clock: &[u64]) -> Result<bool, String> {
+        let p = entry.payload();
+        let relaxed = !self.state.withheld.is_empty();
+        match &p.body {
+            Body::EvidenceRegistered(r) => {
+                if self.state.items.contains_key(&r.item) {
+                    return Err(format!("item {} is already registered", r.item.to_uuid_string()));
+                }
+                if let Some(from) = r.derived_from {
+                    if !self.state.items.contains_key(&from) && !relaxed {
+                        return Err(format!(
+                            "derived from item {}, which is not registered",
+                            from.to_uuid_string()
+                        ));
+                    }
+                }
+                Ok(false)
+            }
+            Body::Custody(ev) => {
+                let name = ev.item.to_uuid_string();
+                let Some(item) = self.state.items.get(&ev.item) else {
+                    return if relaxed {
+                        Ok(true)
+                    } else {
+                        Err(format!("item {name} is not registered in this case"))
+                    };
+                };
+                if item.destroyed {
+                    return Err(format!("item {name} was destroyed"));
+                }
+                if ev.action == CustodyAction::Received {
+                    let Some(tid) = ev.transfer else {
+                        return Err("a receipt must name its transfer".into());
+                    };
+                    let Some(t) = self.state.open_transfers.get(&tid) else {
+                        return if relaxed && !self.known.get(&tid).is_some_and(|k| k.entry.is_some()) {
+                            Ok(true)
+                        } else {
+                            Err(format!("transfer {tid} is not an open transfer"))
+                        };
+                    };
+                    if t.item != ev.item {
+                        return Err(format!("transfer {tid} is of another item"));
+                    }
+                    if t.to != p.author {
+                        return Err(format!(
+                            "transfer {tid} is addressed to {}, not to the author",
+                            t.to.fingerprint()
+                        ));
+                    }
+                    let tk = &self.known[&tid];
+                    if clock.get(tk.author).is_none_or(|&c| c <= tk.seq) {
+                        return Err(format!(
+                            "transfer {tid} is not in the receipt's causal past (reference it)"
+                        ));
+                    }
+                    return Ok(false);
+                }
+                if item.holder != p.author {
+                    return Err(format!(
+                        "only the current holder ({}) may record {} of item {name}",
+                        self.state
+                            .agency_name(&item.holder)
+                            .map_or_else(|| item.holder.fingerprint(), str::to_owned),
+                        ev.action.as_str()
+                    ));
+                }
+                if let Some(t) = item.open_transfer {
+                    return Err(format!(
+                        "item {name} is in transit (transfer {t} awaits its receipt)"
+                    ));
+                }
+                if ev.action == CustodyAction::Transferred {
+                    let to = ev.to.unwrap_or(p.author);
+                    if to == p.author {
+                        return Err("an agency cannot transfer an item to itself".into());
+                    }
+                    if self.role_in(&to, clock).is_none() {
+                        return Err(format!(
+                            "the addressee {} is not a member of the case",
+                            to.fingerprint()
+                        ));
+                    }
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+fn merge(into: &mut Vec<u64>, other: &[u64]) {
+    if into.len() < other.len() {
+        into.resize(other.len(), 0);
+    }
+    for (a, b) in into.iter_mut().zip(other) {
+        *a = (*a).max(*b);
+    }
+}
