@@ -134,7 +134,10 @@ mod tests {
     #[test]
     fn rejects_non_shortest_integer() {
         // 0x18 0x01 is 1 encoded in two bytes; the shortest form is 0x01.
-        assert_eq!(value_from_slice(&[0x18, 0x01]), Err(CodecError::NonCanonical));
+        assert_eq!(
+            value_from_slice(&[0x18, 0x01]),
+            Err(CodecError::NonCanonical)
+        );
         assert!(value_from_slice(&[0x01]).is_ok());
     }
 
@@ -176,9 +179,15 @@ mod tests {
     fn huge_declared_length_does_not_allocate() {
         // A byte string claiming 2^63 bytes, with none following.
         let bytes = [0x5B, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
-        assert!(matches!(value_from_slice(&bytes), Err(CodecError::Malformed(_))));
+        assert!(matches!(
+            value_from_slice(&bytes),
+            Err(CodecError::Malformed(_))
+        ));
         // An array claiming 2^32 elements.
         let bytes = [0x9A, 0xFF, 0xFF, 0xFF, 0xFF];
-        assert!(matches!(value_from_slice(&bytes), Err(CodecError::Malformed(_))));
+        assert!(matches!(
+            value_from_slice(&bytes),
+            Err(CodecError::Malformed(_))
+        ));
     }
 }

@@ -141,8 +141,16 @@ impl Payload {
                     }
                 };
                 want(ev.to.is_some(), a == CustodyAction::Transferred, "to")?;
-                want(ev.transfer.is_some(), a == CustodyAction::Received, "transfer")?;
-                want(ev.accepted.is_some(), a == CustodyAction::Received, "accepted")?;
+                want(
+                    ev.transfer.is_some(),
+                    a == CustodyAction::Received,
+                    "transfer",
+                )?;
+                want(
+                    ev.accepted.is_some(),
+                    a == CustodyAction::Received,
+                    "accepted",
+                )?;
                 want(ev.copy.is_some(), a == CustodyAction::Copied, "copy")?;
                 if ev.accepted == Some(false) && ev.reason.is_none() {
                     return Err("a rejected receipt must give a \"reason\"".into());
@@ -173,7 +181,10 @@ fn check_recipients(tlp: Tlp, to: Option<&[AgencyId]>, what: &str) -> Result<(),
 
 fn strictly_ascending<T: Ord>(xs: &[T], max: usize, what: &str) -> Result<(), String> {
     if xs.len() > max {
-        return Err(format!("{what} has {} members, over the limit of {max}", xs.len()));
+        return Err(format!(
+            "{what} has {} members, over the limit of {max}",
+            xs.len()
+        ));
     }
     if xs.windows(2).any(|w| w[0] >= w[1]) {
         return Err(format!("{what} must be strictly ascending"));
@@ -185,7 +196,9 @@ fn country(c: &str) -> Result<(), String> {
     if c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()) {
         Ok(())
     } else {
-        Err(format!("{c:?} is not an ISO 3166-1 alpha-2 code (two capital letters)"))
+        Err(format!(
+            "{c:?} is not an ISO 3166-1 alpha-2 code (two capital letters)"
+        ))
     }
 }
 
@@ -228,7 +241,10 @@ impl Unverified {
         if verify_strict(&self.entry.payload.author, &self.message, &self.signature) {
             Ok(self.entry)
         } else {
-            Err(Rejection::new(Some(self.entry.id), RejectKind::BadSignature))
+            Err(Rejection::new(
+                Some(self.entry.id),
+                RejectKind::BadSignature,
+            ))
         }
     }
 
@@ -283,7 +299,10 @@ impl Entry {
         };
         let [Value::Bytes(protected), Value::Map(unprotected), Value::Bytes(payload_bytes), Value::Bytes(signature)] =
             <[Value; 4]>::try_from(parts).map_err(|p| {
-                fail(RejectKind::Malformed(format!("an array of {} items, not 4", p.len())))
+                fail(RejectKind::Malformed(format!(
+                    "an array of {} items, not 4",
+                    p.len()
+                )))
             })?
         else {
             return Err(fail(RejectKind::Malformed(
@@ -291,7 +310,9 @@ impl Entry {
             )));
         };
         if !unprotected.is_empty() {
-            return Err(fail(RejectKind::Malformed("the unprotected header is not empty".into())));
+            return Err(fail(RejectKind::Malformed(
+                "the unprotected header is not empty".into(),
+            )));
         }
         let signature: [u8; 64] = signature.as_slice().try_into().map_err(|_| {
             fail(RejectKind::Malformed(format!(
@@ -299,15 +320,19 @@ impl Entry {
                 signature.len()
             )))
         })?;
-        let header =
-            codec::value_from_slice(&protected).map_err(|e| fail(codec_kind(e, "protected header")))?;
-        let payload_value = codec::value_from_slice(&payload_bytes)
-            .map_err(|e| fail(codec_kind(e, "payload")))?;
+        let header = codec::value_from_slice(&protected)
+            .map_err(|e| fail(codec_kind(e, "protected header")))?;
+        let payload_value =
+            codec::value_from_slice(&payload_bytes).map_err(|e| fail(codec_kind(e, "payload")))?;
         let Value::Map(header) = header else {
-            return Err(fail(RejectKind::Malformed("the protected header is not a map".into())));
+            return Err(fail(RejectKind::Malformed(
+                "the protected header is not a map".into(),
+            )));
         };
         let Value::Map(ref payload_map) = payload_value else {
-            return Err(fail(RejectKind::Malformed("the payload is not a map".into())));
+            return Err(fail(RejectKind::Malformed(
+                "the payload is not a map".into(),
+            )));
         };
         let kid = check_header(&header).map_err(|e| fail(RejectKind::BadHeader(e)))?;
         match payload_map.get(&Value::Text("v".into())) {
@@ -317,13 +342,22 @@ impl Entry {
                     u64::try_from(*v).unwrap_or(u64::MAX),
                 )))
             }
-            _ => return Err(fail(RejectKind::Schema("\"v\" must be the integer 1".into()))),
+            _ => {
+                return Err(fail(RejectKind::Schema(
+                    "\"v\" must be the integer 1".into(),
+                )))
+            }
         }
         let payload: Payload = codec::from_value(payload_value)
             .map_err(|e| fail(RejectKind::Schema(e.to_string())))?;
-        payload.check_schema().map_err(|e| fail(RejectKind::Schema(e)))?;
+        payload
+            .check_schema()
+            .map_err(|e| fail(RejectKind::Schema(e)))?;
         if payload.author != kid {
-            return Err(fail(RejectKind::AuthorMismatch { payload: payload.author, kid }));
+            return Err(fail(RejectKind::AuthorMismatch {
+                payload: payload.author,
+                kid,
+            }));
         }
         let message = sig_structure(&protected, &payload_bytes);
         Ok(Unverified {
@@ -397,7 +431,10 @@ pub fn protected_header(kid: &AgencyId) -> Vec<u8> {
 
 fn check_header(h: &BTreeMap<Value, Value>) -> Result<AgencyId, String> {
     if h.len() != 3 {
-        return Err(format!("{} parameters; exactly alg, content type and kid are required", h.len()));
+        return Err(format!(
+            "{} parameters; exactly alg, content type and kid are required",
+            h.len()
+        ));
     }
     match h.get(&Value::Integer(1)) {
         Some(Value::Integer(COSE_ALG_EDDSA)) => {}

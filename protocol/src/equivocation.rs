@@ -86,7 +86,9 @@ impl EquivocationProof {
             ));
         }
         if a.payload().is_genesis() || b.payload().is_genesis() {
-            return Err(ProofError::NoConflict("genesis entries open distinct cases"));
+            return Err(ProofError::NoConflict(
+                "genesis entries open distinct cases",
+            ));
         }
         if a.author() != b.author() {
             return Err(ProofError::NoConflict("different authors"));

@@ -326,7 +326,11 @@ impl Validator {
         }
         // The causal past of a withheld entry is taken to be that of the
         // author's previous entry plus the position itself.
-        let mut clock = match pos.seq.checked_sub(1).and_then(|s| self.positions.get(&(a, s))) {
+        let mut clock = match pos
+            .seq
+            .checked_sub(1)
+            .and_then(|s| self.positions.get(&(a, s)))
+        {
             Some(prev) => self.known[prev].clock.as_ref().clone(),
             None => Vec::new(),
         };
@@ -402,9 +406,12 @@ impl Validator {
     fn check_authority(&self, entry: &Entry, role: Role) -> Result<(), String> {
         let p = entry.payload();
         match &p.body {
-            Body::MemberAdded(_) | Body::MemberRemoved(_) if !role.manages_members() => Err(
-                format!("a member with role {} cannot add or remove members", role.as_str()),
-            ),
+            Body::MemberAdded(_) | Body::MemberRemoved(_) if !role.manages_members() => {
+                Err(format!(
+                    "a member with role {} cannot add or remove members",
+                    role.as_str()
+                ))
+            }
             Body::Witness(_) | Body::Note(_) => Ok(()),
             _ if role == Role::Observer => Err(format!(
                 "an observer may only write witnesses and notes, not {}",
@@ -434,7 +441,10 @@ impl Validator {
         match &p.body {
             Body::EvidenceRegistered(r) => {
                 if self.state.items.contains_key(&r.item) {
-                    return Err(format!("item {} is already registered", r.item.to_uuid_string()));
+                    return Err(format!(
+                        "item {} is already registered",
+                        r.item.to_uuid_string()
+                    ));
                 }
                 if let Some(from) = r.derived_from {
                     if !self.state.items.contains_key(&from) && !relaxed {
@@ -463,7 +473,9 @@ impl Validator {
                         return Err("a receipt must name its transfer".into());
                     };
                     let Some(t) = self.state.open_transfers.get(&tid) else {
-                        return if relaxed && !self.known.get(&tid).is_some_and(|k| k.entry.is_some()) {
+                        return if relaxed
+                            && !self.known.get(&tid).is_some_and(|k| k.entry.is_some())
+                        {
                             Ok(true)
                         } else {
                             Err(format!("transfer {tid} is not an open transfer"))

@@ -1,0 +1,160 @@
+//! Runs the spec's test vectors (`spec/vectors/entries.json`) by name.
+//!
+//! The vectors are produced from the spec by an independent Python program
+//! (`spec/vectors/generate.py`); this test only reads them.
+
+use custodia_protocol::{AgencyId, Applied, Entry, EntryId, Validator, WithheldPosition};
+use serde_json::Value;
+
+fn load() -> Vec<Value> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/entries.json");
+    let text = std::fs::read_to_string(path).expect("spec/vectors/entries.json is readable");
+    let doc: Value = serde_json::from_str(&text).expect("vectors are JSON");
+    doc["vectors"].as_array().expect("a vectors array").clone()
+}
+
+/// Feeds one vector's entries to a fresh validator. Returns the ids of the
+/// accepted entries, or the index and class of the first failure.
+fn run(v: &Value) -> Result<Vec<EntryId>, (usize, String, String)> {
+    let now = v["now"].as_u64().expect("now");
+    let mut validator = Validator::new();
+    let mut ids = Vec::new();
+    for (i, e) in v["entries"].as_array().expect("entries").iter().enumerate() {
+        let result = if let Some(w) = e.get("withheld") {
+            let pos = WithheldPosition {
+                author: AgencyId::from_hex(w[0].as_str().expect("author")).expect("hex"),
+                seq: w[1].as_u64().expect("seq"),
+                id: EntryId::from_hex(w[2].as_str().expect("id")).expect("hex"),
+            };
+            validator.apply_withheld(pos).map(|_| pos.id)
+        } else {
+            let bytes = hex::decode(e.as_str().expect("hex entry")).expect("hex");
+            Entry::decode(&bytes).and_then(|entry| {
+                validator.apply(&entry, now).map(|a| {
+                    assert_ne!(a, Applied::Revealed);
+                    entry.id()
+                })
+            })
+        };
+        match result {
+            Ok(id) => ids.push(id),
+            Err(r) => return Err((i, r.class().to_string(), r.to_string())),
+        }
+    }
+    Ok(ids)
+}
+
+#[test]
+fn every_vector_gives_its_expected_outcome() {
+    let vectors = load();
+    assert!(vectors.len() >= 30, "expected a full vector set");
+    let mut failures = Vec::new();
+    for v in &vectors {
+        let name = v["name"].as_str().expect("name");
+        let expect = v["expect"].as_str().expect("expect");
+        match (run(v), expect) {
+            (Ok(ids), "valid") => {
+                let want: Vec<String> = v["ids"]
+                    .as_array()
+                    .expect("ids")
+                    .iter()
+                    .map(|x| x.as_str().expect("hex").to_string())
+                    .collect();
+                let got: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
+                if want != got {
+                    failures.push(format!("{name}: ids differ"));
+                }
+            }
+            (Ok(_), _) => failures.push(format!("{name}: accepted, expected {expect}")),
+            (Err((i, class, msg)), "valid") => {
+                failures.push(format!("{name}: entry {i} refused ({msg}), expected valid"))
+            }
+            (Err((i, class, msg)), _) => {
+                let at = v["failing_index"].as_u64().expect("failing_index") as usize;
+                if class != expect || i != at {
+                    failures.push(format!(
+                        "{name}: entry {i} failed with {class} ({msg}); expected {expect} at {at}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} vectors failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_rule_has_a_failing_vector() {
+    let vectors = load();
+    let classes = [
+        "oversize",
+        "malformed",
+        "non-canonical",
+        "bad-header",
+        "unsupported-version",
+        "schema",
+        "author-mismatch",
+        "bad-signature",
+        "wrong-case",
+        "equivocation",
+        "sequence-gap",
+        "prev-mismatch",
+        "unknown-reference",
+        "not-a-member",
+        "not-authorized",
+        "custody-violation",
+        "time-violation",
+        "from-the-future",
+    ];
+    for class in classes {
+        assert!(
+            vectors.iter().any(|v| v["expect"] == class),
+            "no vector for class {class}"
+        );
+    }
+    let failing = vectors.iter().filter(|v| v["expect"] != "valid").count();
+    assert!(failing * 2 > vectors.len(), "most vectors are failures");
+}
+
+/// A second, independent CBOR implementation (ciborium) decodes every entry
+/// of the valid vectors to the same structure: the format does not depend on
+/// serde_cbor.
+#[test]
+fn ciborium_decodes_every_valid_entry() {
+    use ciborium::value::Value as C;
+    for v in load().iter().filter(|v| v["expect"] == "valid") {
+        for e in v["entries"].as_array().expect("entries") {
+            let Some(h) = e.as_str() else { continue };
+            let bytes = hex::decode(h).expect("hex");
+            let outer: C = ciborium::de::from_reader(bytes.as_slice()).expect("ciborium decodes");
+            let C::Tag(18, inner) = outer else {
+                panic!("tag 18")
+            };
+            let C::Array(parts) = *inner else {
+                panic!("array")
+            };
+            assert_eq!(parts.len(), 4);
+            let payload = parts[2].as_bytes().expect("payload bstr");
+            let p: C = ciborium::de::from_reader(payload.as_slice()).expect("payload decodes");
+            // Re-encoding with ciborium gives the same bytes: deterministic.
+            let mut again = Vec::new();
+            ciborium::ser::into_writer(&p, &mut again).expect("encode");
+            assert_eq!(
+                &again, payload,
+                "ciborium re-encodes the payload identically"
+            );
+            let entry = Entry::decode(&bytes).expect("valid entry");
+            let map = p.as_map().expect("map");
+            let author = map
+                .iter()
+                .find(|(k, _)| k.as_text() == Some("author"))
+                .and_then(|(_, v)| v.as_bytes())
+                .expect("author");
+            assert_eq!(author.as_slice(), entry.author().as_bytes());
+        }
+    }
+}

@@ -1,0 +1,1139 @@
+#!/usr/bin/env python3
+"""Generate the Custodia entry conformance vectors (entries.json).
+
+Written from spec/custodia.cddl and the validation rules V1..V18, independently
+of the Rust implementation. Output is deterministic: Ed25519 signatures are
+deterministic, every time and key is fixed, and the JSON is written with sorted
+keys. Before writing, every vector is replayed through validate.py (an
+independent Python validator of V1..V18) and must give exactly the expected
+result, so a mistake in building a vector fails the run.
+
+Usage:  python3 generate.py [--out entries.json] [--no-check]
+Needs:  cbor2, cryptography (see requirements.txt)
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+
+import cbor2
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cbor_det import Indef, Pairs, Raw, Tag, WideBstr, WideUint, enc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+FORMAT = "custodia-entry-vectors/1"
+CONTENT_TYPE = "application/custodia-entry+cbor"
+T0 = 1_795_000_000_000  # 2026-11-18T..Z, the first entry of every vector
+STEP = 60_000  # one minute between consecutive entries
+SKEW = 300_000
+MAX_ENTRY = 65_536
+L = 2**252 + 27742317777372353535851937790883648493  # Ed25519 group order
+
+# ---------------------------------------------------------------------------
+# Keys
+
+
+def seed(label: str) -> bytes:
+    return hashlib.sha256(b"custodia test key " + label.encode()).digest()
+
+
+_PUB = {}
+
+
+def pub(label: str) -> bytes:
+    if label not in _PUB:
+        sk = Ed25519PrivateKey.from_private_bytes(seed(label))
+        _PUB[label] = sk.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+    return _PUB[label]
+
+
+def ed_sign(label: str, msg: bytes) -> bytes:
+    return Ed25519PrivateKey.from_private_bytes(seed(label)).sign(msg)
+
+
+# The identity point (order 1, so small order); canonical encoding y = 1.
+SMALL_ORDER_POINT = bytes([1]) + bytes(31)
+
+AGENCY = {
+    "alpha": ("Alpha Cybercrime Division", "PH"),
+    "bravo": ("Bravo Digital Forensics Laboratory", "NL"),
+    "charlie": ("Charlie Federal Police", "DE"),
+    "mallory": ("Mallory Investigations", "SG"),
+}
+
+
+def det(value) -> bytes:
+    """Deterministic CBOR, cross-checked against cbor2's canonical mode."""
+    ours = enc(value)
+    theirs = cbor2.dumps(value, canonical=True)
+    if ours != theirs:
+        raise AssertionError(f"encoders disagree: {ours.hex()} vs {theirs.hex()}")
+    return ours
+
+
+def sha256(b: bytes) -> bytes:
+    return hashlib.sha256(b).digest()
+
+
+def item_id(label: str) -> bytes:
+    """A fixed RFC 9562 version-4-shaped UUID for an evidence item."""
+    b = bytearray(sha256(b"custodia test item " + label.encode())[:16])
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    return bytes(b)
+
+
+def fake_id(label: str) -> bytes:
+    """An entry id that no entry in any vector has."""
+    return sha256(b"custodia unknown entry " + label.encode())
+
+
+# ---------------------------------------------------------------------------
+# Bodies
+
+
+def case_opened(label="alpha", title="Operation Lantern", reference="ACD-2026-0417", jurisdiction="PH"):
+    name, country = AGENCY[label]
+    body = {"title": title, "reference": reference, "name": name, "country": country}
+    if jurisdiction is not None:
+        body["jurisdiction"] = jurisdiction
+    return {"case-opened": body}
+
+
+def member_added(label, role, country=None):
+    name, c = AGENCY[label]
+    return {"member-added": {"agency": pub(label), "name": name, "country": country or c, "role": role}}
+
+
+def member_removed(label, reason=None):
+    b = {"agency": pub(label)}
+    if reason is not None:
+        b["reason"] = reason
+    return {"member-removed": b}
+
+
+def note(text, item=None):
+    b = {"text": text}
+    if item is not None:
+        b["item"] = item
+    return {"note": b}
+
+
+def evidence(label, exhibit=None, derived_from=None, all_digests=True):
+    content = b"evidence content " + label.encode()
+    digests = {"sha256": sha256(content)}
+    if all_digests:
+        digests["sha1"] = hashlib.sha1(content).digest()
+        digests["md5"] = hashlib.md5(content).digest()
+    b = {
+        "item": item_id(label),
+        "digests": digests,
+        "size": 1_000_204_886_016,
+        "media-type": "application/octet-stream",
+        "acquired": {"by": "Team 3", "at": T0 - 86_400_000, "place": "Makati City", "tool": "write blocker WB-7"},
+    }
+    if exhibit is not None:
+        b["exhibit"] = exhibit
+    if derived_from is not None:
+        b["derived-from"] = derived_from
+    return {"evidence-registered": b}
+
+
+def custody(item_label, action, **kw):
+    b = {"item": item_id(item_label), "action": action}
+    for k, v in kw.items():
+        b[k.replace("_", "-")] = v
+    return {"custody": b}
+
+
+def witness(heads):
+    return {"witness": {"heads": sorted([list(h) for h in heads], key=lambda h: h[0])}}
+
+
+def retracted(entry, reason):
+    return {"retracted": {"entry": entry, "reason": reason}}
+
+
+def handling_changed(entry, tlp, to=None):
+    b = {"entry": entry, "tlp": tlp}
+    if to is not None:
+        b["to"] = to
+    return {"handling-changed": b}
+
+
+def agencies(*labels):
+    return sorted(pub(x) for x in labels)
+
+
+# ---------------------------------------------------------------------------
+# Entries
+
+
+def sig_structure(protected: bytes, payload: bytes) -> bytes:
+    return det(["Signature1", protected, b"", payload])
+
+
+def protected_header(kid: bytes) -> dict:
+    return {1: -8, 3: CONTENT_TYPE, 4: kid}
+
+
+def build_entry(signer, payload, *, kid=None, protected=None, protected_bytes=None,
+                payload_bytes=None, unprotected=None, sign=None, outer=None):
+    """Build the COSE_Sign1 bytes of an entry.
+
+    signer: key label whose seed signs; payload: the payload map (ignored if
+    payload_bytes is given); protected / protected_bytes: header override;
+    sign(tbs, default_sig) -> signature override; outer(p, u, pl, sig) -> bytes
+    override of the whole entry encoding.
+    """
+    if kid is None:
+        kid = pub(signer)
+    if protected_bytes is None:
+        hdr = protected if protected is not None else protected_header(kid)
+        protected_bytes = det(hdr)
+    if payload_bytes is None:
+        payload_bytes = det(payload)
+    tbs = sig_structure(protected_bytes, payload_bytes)
+    sig = ed_sign(signer, tbs)
+    if sign is not None:
+        sig = sign(tbs, sig)
+    u = {} if unprotected is None else unprotected
+    if outer is not None:
+        return outer(protected_bytes, u, payload_bytes, sig)
+    if unprotected is None:
+        return det(cbor2.CBORTag(18, [protected_bytes, {}, payload_bytes, sig]))
+    return enc(Tag(18, [protected_bytes, u, payload_bytes, sig]))
+
+
+class Vector:
+    """Builds one vector: a sequence of entries fed to a fresh validator."""
+
+    def __init__(self, name, description):
+        self.name = name
+        self.description = description
+        self.feed = []  # hex strings or withheld markers
+        self.ids = []
+        self.labels = set()
+        self.next_seq = {}
+        self.last = {}  # label -> id of its latest entry (accepted or withheld)
+        self.case = None
+        self.clock = T0 - STEP
+        self.failing = None
+        self.extra_keys = {}
+
+    # -- payloads ---------------------------------------------------------
+    def payload(self, label, body, refs=(), tlp="GREEN", to=None, time=None, seq=None, prev=None):
+        self.labels.add(label)
+        genesis = "case-opened" in body and self.case is None
+        if seq is None:
+            seq = self.next_seq.get(label, 0)
+        if time is None:
+            time = self.clock + STEP
+        p = {"v": 1, "author": pub(label), "seq": seq, "refs": sorted(refs),
+             "time": time, "tlp": tlp, "body": body}
+        if not genesis:
+            p["case"] = self.case
+        if seq > 0:
+            p["prev"] = prev if prev is not None else self.last[label]
+        if to is not None:
+            p["to"] = to
+        return p
+
+    def _advance(self, label, payload, eid):
+        self.next_seq[label] = payload["seq"] + 1
+        self.last[label] = eid
+        self.clock = max(self.clock, payload["time"])
+        if self.case is None:
+            self.case = eid
+
+    # -- feeding ----------------------------------------------------------
+    def add(self, label, body, **kw):
+        """A valid entry: fed, and the author's chain advances. Returns its id."""
+        bkw = {k: kw.pop(k) for k in list(kw) if k in ("sign_as",)}
+        p = self.payload(label, body, **kw)
+        b = build_entry(bkw.get("sign_as", label), p)
+        eid = sha256(b)
+        self.feed.append(b.hex())
+        self.ids.append(eid.hex())
+        self._advance(label, p, eid)
+        return eid
+
+    def again(self, eid_hex_index):
+        """Feed an already-fed entry again (a duplicate)."""
+        self.feed.append(self.feed[eid_hex_index])
+        self.ids.append(self.ids[eid_hex_index])
+
+    def withhold(self, label, body, **kw):
+        """An entry the receiver may not see: fed as a withheld marker only."""
+        p = self.payload(label, body, **kw)
+        b = build_entry(label, p)
+        eid = sha256(b)
+        self.feed.append({"withheld": [pub(label).hex(), p["seq"], eid.hex()]})
+        self.ids.append(eid.hex())
+        self._advance(label, p, eid)
+        return eid
+
+    def fail(self, label, body=None, *, mutate=None, raw=None, entry_kw=None, signer=None, **kw):
+        """The failing entry. mutate(payload) edits the payload map before
+        encoding; entry_kw is passed to build_entry; raw gives final bytes."""
+        assert self.failing is None
+        if signer is not None:
+            self.labels.add(signer)
+        if raw is None:
+            p = self.payload(label, body if body is not None else note("failing entry"), **kw)
+            if mutate is not None:
+                mutate(p)  # edits the payload map in place
+            ekw = dict(entry_kw or {})
+            if callable(ekw.get("payload_bytes")):
+                ekw["payload_bytes"] = ekw["payload_bytes"](p)
+            raw = build_entry(signer or label, p, **ekw)
+        self.failing = len(self.feed)
+        self.feed.append(raw.hex())
+        self.clock = max(self.clock, kw.get("time") or 0)
+        return raw
+
+    def to_json(self, expect, now=None):
+        if now is None:
+            now = self.clock + STEP
+        keys = {lab: pub(lab).hex() for lab in sorted(self.labels)}
+        keys.update(self.extra_keys)
+        v = {"name": self.name, "description": self.description, "keys": keys,
+             "now": now, "entries": self.feed, "expect": expect}
+        if expect == "valid":
+            assert self.failing is None
+            v["ids"] = self.ids
+        else:
+            assert self.failing is not None and self.failing == len(self.feed) - 1
+            v["failing_index"] = self.failing
+        return v
+
+
+# ---------------------------------------------------------------------------
+# Common prefixes
+
+
+def opened(name, desc):
+    v = Vector(name, desc)
+    v.add("alpha", case_opened())
+    return v
+
+
+def with_members(name, desc, *members):
+    """alpha opens the case and adds each (label, role) in turn."""
+    v = opened(name, desc)
+    for label, role in members:
+        v.add("alpha", member_added(label, role))
+    return v
+
+
+# ---------------------------------------------------------------------------
+# Valid vectors
+
+
+def valid_vectors():
+    out = []
+
+    v = Vector("genesis-only", "alpha opens a case; the case id is the genesis entry's id.")
+    v.add("alpha", case_opened())
+    out.append(v.to_json("valid"))
+
+    v = opened("two-agencies-shared-case",
+               "alpha opens, adds bravo as investigator; bravo's first entry (a note) refs the member-added; "
+               "alpha answers with a note that refs bravo's note.")
+    added = v.add("alpha", member_added("bravo", "investigator"))
+    bn = v.add("bravo", note("Bravo joins; imaging capacity available."), refs=[added])
+    v.add("alpha", note("Welcome. Exhibits follow."), refs=[bn])
+    out.append(v.to_json("valid"))
+
+    v = with_members("custody-transfer-with-receipt",
+                     "alpha registers an item with sha256+sha1+md5, transfers it to bravo; bravo receives it "
+                     "(accepted=true, digest-matched=true) and, now the holder, examines it.",
+                     ("bravo", "investigator"))
+    v.add("alpha", evidence("laptop", exhibit="A-1"))
+    tr = v.add("alpha", custody("laptop", "transferred", to=pub("bravo"), purpose="imaging"))
+    v.add("bravo", custody("laptop", "received", transfer=tr, accepted=True, digest_matched=True,
+                           actor="J. de Vries"), refs=[tr])
+    v.add("bravo", custody("laptop", "examined", tool="forensic suite 9.1", digest_matched=True))
+    out.append(v.to_json("valid"))
+
+    v = with_members("witness-countersigns-heads",
+                     "alpha adds bravo (investigator) and charlie (observer); bravo writes a note; charlie, "
+                     "an observer, countersigns the heads of alpha and bravo (heads ascending by author).",
+                     ("bravo", "investigator"), ("charlie", "observer"))
+    bn = v.add("bravo", note("Preliminary triage complete."), refs=[v.last["alpha"]])
+    v.add("charlie", witness([(pub("alpha"), 2, v.last["alpha"]), (pub("bravo"), 0, bn)]),
+          refs=[v.last["alpha"], bn])
+    out.append(v.to_json("valid"))
+
+    v = with_members("withheld-red-entry",
+                     "alpha writes a RED entry addressed to alpha only; the receiver gets only its withheld "
+                     "marker [author, seq, id]. alpha's next entry has prev = the withheld id and is accepted "
+                     "(V17 skips the withheld predecessor, whose time is unknown); bravo, already a member "
+                     "through its own earlier entry, then refs it.",
+                     ("bravo", "investigator"))
+    v.add("bravo", note("Ready."), refs=[v.last["alpha"]])
+    v.withhold("alpha", note("Informant identity: see sealed annex."), tlp="RED", to=agencies("alpha"))
+    a = v.add("alpha", note("Source debriefed; continuing."), tlp="AMBER")
+    v.add("bravo", note("Acknowledged."), refs=[a])
+    out.append(v.to_json("valid"))
+
+    v = with_members("transfer-rejected-sender-keeps",
+                     "alpha transfers an item to bravo; bravo refuses it (accepted=false with a reason), which "
+                     "closes the transfer; alpha is still the holder and examines it.",
+                     ("bravo", "investigator"))
+    v.add("alpha", evidence("phone", exhibit="A-2"))
+    tr = v.add("alpha", custody("phone", "transferred", to=pub("bravo")))
+    rx = v.add("bravo", custody("phone", "received", transfer=tr, accepted=False,
+                                reason="evidence bag seal broken on arrival", digest_matched=False), refs=[tr])
+    v.add("alpha", custody("phone", "examined", purpose="seal inspection"), refs=[rx])
+    out.append(v.to_json("valid"))
+
+    v = with_members("retraction-and-handling-change",
+                     "alpha retracts its own note; alpha re-labels another of its notes from AMBER to RED "
+                     "(to alpha and bravo); bravo retracts its own note.",
+                     ("bravo", "investigator"))
+    n1 = v.add("alpha", note("Suspect resides at address 1."))
+    v.add("alpha", retracted(n1, "wrong suspect"))
+    n2 = v.add("alpha", note("Undercover officer assigned."), tlp="AMBER")
+    h = v.add("alpha", handling_changed(n2, "RED", to=agencies("alpha", "bravo")))
+    b1 = v.add("bravo", note("Lab slot booked."), refs=[h])
+    v.add("bravo", retracted(b1, "slot cancelled"))
+    out.append(v.to_json("valid"))
+
+    v = opened("duplicate-is-noop",
+               "the same entry fed twice: the second is a no-op (V10), not an error; the ids repeat.")
+    v.add("alpha", note("Case file scanned."))
+    v.again(1)
+    v.add("alpha", note("Next step."))
+    v.again(1)
+    out.append(v.to_json("valid"))
+
+    v = opened("max-size-entry",
+               f"an entry of exactly {MAX_ENTRY} bytes (the V1 limit) is accepted.")
+    b = sized_note(v, MAX_ENTRY)
+    v.add("alpha", note(b))
+    assert len(bytes.fromhex(v.feed[-1])) == MAX_ENTRY
+    out.append(v.to_json("valid"))
+
+    v = with_members("clock-skew-at-limits",
+                     "time may be SKEW (300000 ms) before a predecessor (prev and ref) and SKEW after now: "
+                     "all three limits met exactly, all accepted.",
+                     ("bravo", "investigator"))
+    a = v.add("alpha", note("t"), time=T0 + 10 * STEP)
+    a2 = v.add("alpha", note("t - SKEW after prev"), time=T0 + 10 * STEP - SKEW)
+    v.add("bravo", note("t - SKEW after ref"), refs=[a], time=T0 + 10 * STEP - SKEW)
+    v.add("alpha", note("exactly now + SKEW"), time=T0 + 20 * STEP)
+    out.append(v.to_json("valid", now=T0 + 20 * STEP - SKEW))
+
+    v = with_members("write-concurrent-with-removal",
+                     "alpha removes bravo, but bravo's next entry does not have the removal in its causal past "
+                     "(prev/refs): bravo is still a member there, so it is accepted.",
+                     ("bravo", "investigator"))
+    b0 = v.add("bravo", note("Starting."), refs=[v.last["alpha"]])
+    v.add("alpha", member_removed("bravo", reason="reassigned"), refs=[b0])
+    v.add("bravo", note("Concurrent with the removal."))
+    out.append(v.to_json("valid"))
+
+    v = with_members("withheld-relaxes-custody",
+                     "alpha registers an item in a RED entry the receiver only sees withheld; alpha's later "
+                     "custody event on that (to the receiver unknown) item is accepted by the V16 relaxation "
+                     "because the case has withheld positions.",
+                     ("bravo", "investigator"))
+    v.withhold("alpha", evidence("sealed-drive"), tlp="RED", to=agencies("alpha"))
+    v.add("alpha", custody("sealed-drive", "sealed", actor="evidence officer"))
+    out.append(v.to_json("valid"))
+
+    v = with_members("examiner-and-liaison-roles",
+                     "a liaison may add members; an examiner may register evidence and act on it; an observer "
+                     "may write notes.",
+                     ("bravo", "liaison"))
+    ba = v.add("bravo", member_added("charlie", "examiner"), refs=[v.last["alpha"]])
+    ca = v.add("charlie", evidence("usb-stick"), refs=[ba])
+    v.add("charlie", custody("usb-stick", "examined", digest_matched=True))
+    v.add("bravo", member_added("mallory", "observer"), refs=[v.last["charlie"]])
+    v.add("mallory", note("Observing."), refs=[v.last["bravo"]])
+    del ca
+    out.append(v.to_json("valid"))
+
+    return out
+
+
+def sized_note(v: Vector, size: int) -> str:
+    """A note text making alpha's next entry exactly `size` bytes long."""
+    n = size - 400
+    while True:
+        p = v.payload("alpha", note("x" * n))
+        got = len(build_entry("alpha", p))
+        if got == size:
+            return "x" * n
+        if got > size:
+            raise AssertionError("overshot entry size")
+        n += size - got if size - got > 1 else 1
+
+
+# ---------------------------------------------------------------------------
+# Failing vectors
+
+
+def vec_fail(out, name, expect, desc, build):
+    """build(v) appends the prefix entries and the failing one to a fresh vector."""
+    v = Vector(name, desc)
+    now = build(v)
+    out.append(v.to_json(expect, now=now))
+
+
+def genesis_plus(v, *members):
+    v.add("alpha", case_opened())
+    for label, role in members:
+        v.add("alpha", member_added(label, role))
+
+
+def failing_vectors():
+    out = []
+
+    def F(name, expect, desc):
+        def deco(fn):
+            vec_fail(out, name, expect, desc, fn)
+            return fn
+        return deco
+
+    # -- V1 oversize ------------------------------------------------------
+    @F("oversize", "oversize",
+       f"a correctly signed, otherwise valid note entry of {MAX_ENTRY + 1} bytes (one over the limit).")
+    def _(v):
+        genesis_plus(v)
+        text = sized_note(v, MAX_ENTRY) + "x"
+        b = v.fail("alpha", note(text))
+        assert len(b) == MAX_ENTRY + 1
+
+    @F("oversize-huge-note", "oversize", "a correctly signed note entry of about 100 kB.")
+    def _(v):
+        genesis_plus(v)
+        v.fail("alpha", note("evidence log line\n" * 5600))
+
+    # -- V2 malformed -----------------------------------------------------
+    def mal(name, desc, make):
+        @F("malformed-" + name, "malformed", desc)
+        def _(v):
+            genesis_plus(v)
+            p = v.payload("alpha", note("will be damaged"))
+            v.fail("alpha", raw=make(p))
+
+    def good(p, **kw):
+        return build_entry("alpha", p, **kw)
+
+    mal("truncated", "the second entry cut short (its last 20 bytes missing).", lambda p: good(p)[:-20])
+    mal("trailing-byte", "a valid entry followed by one extra byte 0x00.", lambda p: good(p) + b"\x00")
+    mal("wrong-tag", "the array is tagged 17 (COSE_Mac0) instead of 18.",
+        lambda p: b"\xd1" + good(p)[1:])
+    mal("untagged-array", "the 4-element COSE_Sign1 array without tag 18.", lambda p: good(p)[1:])
+    mal("unprotected-not-empty", "unprotected header {4: kid} instead of {}.",
+        lambda p: good(p, unprotected={4: pub("alpha")}))
+    mal("signature-63-bytes", "the signature bstr is 63 bytes (last byte dropped).",
+        lambda p: good(p, sign=lambda tbs, s: s[:63]))
+    mal("array-of-3", "tag 18 around [protected, unprotected, payload]: no signature.",
+        lambda p: good(p, outer=lambda a, u, pl, s: det(cbor2.CBORTag(18, [a, {}, pl]))))
+    mal("array-of-5", "tag 18 around a 5-element array (an extra empty bstr at the end).",
+        lambda p: good(p, outer=lambda a, u, pl, s: det(cbor2.CBORTag(18, [a, {}, pl, s, b""]))))
+    mal("garbage", "64 pseudo-random bytes.",
+        lambda p: b"\x1f" + sha256(b"garbage 1") + sha256(b"garbage 2")[:31])
+    mal("empty", "zero bytes.", lambda p: b"")
+    mal("payload-not-a-map", "payload bstr holds a CBOR array, correctly signed.",
+        lambda p: good(p, payload_bytes=det([1, 2, 3])))
+    mal("payload-trailing-bytes", "payload bstr holds the payload map followed by one extra byte 0x00, "
+        "correctly signed.", lambda p: good(p, payload_bytes=det(p) + b"\x00"))
+    mal("protected-empty-bstr", "protected is h'' (COSE's empty header) instead of a map.",
+        lambda p: good(p, protected_bytes=b""))
+    mal("protected-is-map", "protected is a bare map instead of a bstr wrapping one.",
+        lambda p: good(p, outer=lambda a, u, pl, s: enc(Tag(18, [Raw(a), {}, pl, s]))))
+
+    # -- V3 non-canonical -------------------------------------------------
+    def nc(name, desc, prefix_members=(), **fail_kw):
+        @F("non-canonical-" + name, "non-canonical", desc)
+        def _(v):
+            genesis_plus(v, *prefix_members)
+            v.fail("alpha", note("encoded non-deterministically"), **fail_kw)
+
+    def wide_seq(p):
+        pairs = [(k, WideUint(p[k], 1) if k == "seq" else p[k]) for k in sorted(p, key=lambda k: enc(k))]
+        return enc(Pairs(pairs))
+
+    nc("seq-non-shortest-int", "payload seq = 1 encoded as 0x18 0x01 (non-shortest), re-signed.",
+       entry_kw={"payload_bytes": wide_seq})
+    nc("unsorted-payload-keys", "payload map keys in schema order (v, case, author, ...) instead of bytewise "
+       "order of their encodings, re-signed.",
+       entry_kw={"payload_bytes": lambda p: enc(Pairs([(k, p[k]) for k in
+                                                       ("v", "case", "author", "seq", "prev", "refs", "time",
+                                                        "tlp", "body")]))})
+    nc("duplicate-payload-key", "payload map holds \"tlp\": \"GREEN\" twice (same value, adjacent, otherwise "
+       "sorted; map head counts 10 pairs), re-signed.",
+       entry_kw={"payload_bytes": lambda p: enc(Pairs(
+           [(k, p[k]) for k in sorted(p, key=lambda k: enc(k)) for _ in range(2 if k == "tlp" else 1)]))})
+    nc("indefinite-refs", "payload refs [] encoded as an indefinite-length array 0x9f 0xff, re-signed.",
+       entry_kw={"payload_bytes": lambda p: enc(Pairs(
+           [(k, Indef(p[k]) if k == "refs" else p[k]) for k in sorted(p, key=lambda k: enc(k))]))})
+    nc("indefinite-entry-array", "the outer COSE_Sign1 array has indefinite length (0x9f ... 0xff); "
+       "it still holds exactly 4 elements and the signature is valid.",
+       entry_kw={"outer": lambda a, u, pl, s: enc(Tag(18, Indef([a, {}, pl, s])))})
+    nc("signature-length-head", "the signature's length is encoded 0x59 0x00 0x40 instead of 0x58 0x40.",
+       entry_kw={"outer": lambda a, u, pl, s: enc(Tag(18, [a, {}, pl, WideBstr(s, 2)]))})
+    nc("protected-non-shortest-int", "protected header alg -8 encoded as 0x39 0x00 0x07, re-signed.",
+       entry_kw={"protected_bytes": enc(Pairs([(1, Raw(b"\x39\x00\x07")), (3, CONTENT_TYPE),
+                                              (4, pub("alpha"))]))})
+    nc("protected-unsorted-keys", "protected header keys in order 4, 1, 3, re-signed.",
+       entry_kw={"protected_bytes": enc(Pairs([(4, pub("alpha")), (1, -8), (3, CONTENT_TYPE)]))})
+
+    @F("non-canonical-genesis-seq-0x1800", "non-canonical",
+       "the genesis payload with seq 0 encoded as 0x18 0x00, correctly signed.")
+    def _(v):
+        v.fail("alpha", case_opened(), entry_kw={"payload_bytes": wide_seq})
+
+    # -- V4 bad-header ----------------------------------------------------
+    def bh(name, desc, hdr):
+        @F("bad-header-" + name, "bad-header", desc)
+        def _(v):
+            genesis_plus(v)
+            v.fail("alpha", note("header is wrong"), entry_kw={"protected": hdr})
+
+    kid = pub("alpha")
+    bh("alg-es256", "alg -7 (ES256) instead of -8; signed with Ed25519 anyway.",
+       {1: -7, 3: CONTENT_TYPE, 4: kid})
+    bh("kid-31-bytes", "kid is the first 31 bytes of alpha's key.", {1: -8, 3: CONTENT_TYPE, 4: kid[:31]})
+    bh("missing-content-type", "protected header {1: -8, 4: kid} without the content type.", {1: -8, 4: kid})
+    bh("extra-header-key", "protected header has an extra key 16 (typ) = the content type.",
+       {1: -8, 3: CONTENT_TYPE, 4: kid, 16: CONTENT_TYPE})
+    bh("wrong-content-type", "content type \"application/cbor\".", {1: -8, 3: "application/cbor", 4: kid})
+    bh("missing-alg", "protected header {3: ..., 4: kid} without alg.", {3: CONTENT_TYPE, 4: kid})
+
+    # -- V5 unsupported-version ------------------------------------------
+    @F("unsupported-version", "unsupported-version",
+       "payload v = 2, otherwise a valid v1 note, correctly signed.")
+    def _(v):
+        genesis_plus(v)
+        v.fail("alpha", note("from the future format"), mutate=lambda p: p.update(v=2))
+
+    @F("unsupported-version-genesis", "unsupported-version",
+       "a genesis entry with v = 2, correctly signed.")
+    def _(v):
+        v.fail("alpha", case_opened(), mutate=lambda p: p.update(v=2))
+
+    # -- V6 schema --------------------------------------------------------
+    def sch(name, desc, members=(), **kw):
+        @F("schema-" + name, "schema", desc)
+        def _(v):
+            genesis_plus(v, *members)
+            label = kw.pop("label", "alpha")
+            body = kw.pop("body", None)
+            if callable(body):
+                body = body(v)
+            refs = kw.pop("refs", None)
+            if callable(refs):
+                refs = refs(v)
+            if refs is not None:
+                kw["refs"] = refs
+            v.fail(label, body if body is not None else note("schema"), **kw)
+
+    def setp(**upd):
+        def m(p):
+            p.update(upd)
+        return m
+
+    sch("unknown-payload-key", "payload has an extra key \"comment\".", mutate=setp(comment="hi"))
+    sch("prev-at-seq-0", "bravo's first entry (seq 0) carries a prev.", members=[("bravo", "investigator")],
+        label="bravo", refs=lambda v: [v.last["alpha"]], mutate=lambda p: p.update(prev=p["refs"][0]))
+    sch("missing-prev-at-seq-1", "alpha's seq 1 entry has no prev.", mutate=lambda p: p.pop("prev"))
+    sch("red-without-to", "tlp RED and no \"to\".", tlp="RED")
+    sch("to-with-non-red-tlp", "tlp AMBER with \"to\" [alpha].", tlp="AMBER", to=agencies("alpha"))
+    sch("to-empty", "tlp RED with \"to\" [].", tlp="RED", to=[])
+    sch("to-unsorted", "tlp RED with \"to\" in descending order.", members=[("bravo", "investigator")],
+        tlp="RED", to=agencies("alpha", "bravo")[::-1])
+    sch("refs-unsorted", "alpha refs bravo's and charlie's notes in descending id order.",
+        members=[("bravo", "investigator"), ("charlie", "investigator")],
+        refs=lambda v: refs_two(v), mutate=lambda p: p.update(refs=sorted(p["refs"], reverse=True)))
+    sch("refs-duplicate", "alpha refs the same bravo entry twice (not strictly ascending).",
+        members=[("bravo", "investigator")],
+        refs=lambda v: [v.add("bravo", note("b"), refs=[v.last["alpha"]])],
+        mutate=lambda p: p.update(refs=p["refs"] * 2))
+    sch("refs-too-many", "65 refs (ascending) where at most 64 are allowed.",
+        mutate=lambda p: p.update(refs=sorted(fake_id(f"r{i}") for i in range(65))))
+    sch("unknown-body-kind", "body {\"comment\": {\"text\": ...}}.", body={"comment": {"text": "hello"}})
+    sch("body-two-kinds", "body has two keys, note and witness.",
+        body=lambda v: {"note": {"text": "x"}, "witness": {"heads": [[pub("alpha"), 0, v.case]]}})
+    sch("received-without-transfer", "bravo's received event lacks \"transfer\".",
+        members=[("bravo", "investigator")], label="bravo",
+        body=lambda v: transfer_prefix(v, lambda c: c.pop("transfer")),
+        refs=lambda v: [v.last["alpha"]])
+    sch("rejected-without-reason", "bravo's received event has accepted=false and no reason.",
+        members=[("bravo", "investigator")], label="bravo",
+        body=lambda v: transfer_prefix(v, lambda c: c.update(accepted=False)),
+        refs=lambda v: [v.last["alpha"]])
+    sch("transferred-without-to", "alpha's transferred event lacks \"to\".",
+        body=lambda v: (v.add("alpha", evidence("disk")), custody("disk", "transferred"))[1])
+    sch("to-on-examined", "alpha's examined event carries \"to\".",
+        members=[("bravo", "investigator")],
+        body=lambda v: (v.add("alpha", evidence("disk")), custody("disk", "examined", to=pub("bravo")))[1])
+    sch("country-lowercase", "member-added with country \"ph\".", body=member_added("bravo", "investigator", "ph"))
+    sch("bad-role", "member-added with role \"admin\".",
+        body={"member-added": {"agency": pub("bravo"), "name": "Bravo", "country": "NL", "role": "admin"}})
+    sch("item-id-15-bytes", "evidence-registered with a 15-byte item id.",
+        body={"evidence-registered": dict(evidence("disk")["evidence-registered"], item=item_id("disk")[:15])})
+    sch("sha1-wrong-size", "digests.sha1 is 32 bytes.",
+        body={"evidence-registered": dict(evidence("disk")["evidence-registered"],
+                                          digests={"sha256": sha256(b"d"), "sha1": sha256(b"d")})})
+    sch("witness-heads-unsorted", "witness heads in descending author order.",
+        members=[("bravo", "investigator")],
+        body=lambda v: witness_unsorted(v), label="bravo", refs=lambda v: [v.last["alpha"]])
+    sch("non-genesis-without-case", "alpha's seq 1 note has no \"case\".", mutate=lambda p: p.pop("case"))
+    sch("case-opened-not-genesis", "alpha's seq 1 entry has body case-opened (and a case).",
+        body=case_opened(title="Again"))
+    sch("time-negative", "time is a negative integer.", mutate=setp(time=-1))
+    sch("seq-text", "seq is the text \"1\".", mutate=setp(seq="1"))
+    sch("tlp-unknown", "tlp \"WHITE\" (TLP 1.0, not 2.0).", tlp="WHITE")
+
+    @F("schema-genesis-with-refs", "schema", "a genesis entry with a non-empty refs list.")
+    def _(v):
+        v.fail("alpha", case_opened(), refs=[fake_id("g")])
+
+    @F("schema-genesis-with-case", "schema", "a genesis (case-opened, seq 0) entry that carries a case.")
+    def _(v):
+        v.fail("alpha", case_opened(), mutate=setp(case=fake_id("other case")))
+
+    @F("schema-genesis-seq-1", "schema", "a genesis entry with seq 1 (and a prev).")
+    def _(v):
+        v.fail("alpha", case_opened(), seq=1, prev=fake_id("p"))
+
+    @F("schema-genesis-country-lowercase", "schema", "case-opened with country \"ph\".")
+    def _(v):
+        b = case_opened()
+        b["case-opened"]["country"] = "ph"
+        v.fail("alpha", b)
+
+    # -- V7 author-mismatch -----------------------------------------------
+    @F("author-mismatch", "author-mismatch",
+       "kid and signature are alpha's, payload author is bravo's key.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        v.fail("bravo", note("impersonation"), refs=[v.last["alpha"]], signer="alpha",
+               entry_kw={"kid": pub("alpha")})
+
+    @F("author-mismatch-genesis", "author-mismatch",
+       "a genesis whose kid and signature are bravo's but whose author is alpha's key.")
+    def _(v):
+        v.labels.add("bravo")
+        v.fail("alpha", case_opened(), signer="bravo", entry_kw={"kid": pub("bravo")})
+
+    # -- V8 bad-signature -------------------------------------------------
+    def bs(name, desc, **fkw):
+        @F("bad-signature-" + name, "bad-signature", desc)
+        def _(v):
+            genesis_plus(v)
+            v.fail("alpha", note("signature is wrong"), **fkw)
+
+    def flip(tbs, s):
+        b = bytearray(s)
+        b[32] ^= 0x01  # lowest bit of S
+        return bytes(b)
+
+    def s_plus_l(tbs, s):
+        S = int.from_bytes(s[32:], "little") + L
+        assert S < 2**256
+        return s[:32] + S.to_bytes(32, "little")
+
+    def small_order_r(tbs, s):
+        # R = identity, S = k*a mod L: passes the cofactorless equation
+        # [S]B = R + [k]A, which RFC 8032-only verifiers (e.g. OpenSSL) accept.
+        h = hashlib.sha512(seed("alpha")).digest()
+        a = int.from_bytes(h[:32], "little")
+        a &= (1 << 254) - 8
+        a |= 1 << 254
+        R = SMALL_ORDER_POINT
+        k = int.from_bytes(hashlib.sha512(R + pub("alpha") + tbs).digest(), "little") % L
+        return R + ((k * a) % L).to_bytes(32, "little")
+
+    bs("flipped-bit", "alpha's note with the lowest bit of S flipped.", entry_kw={"sign": flip})
+    bs("other-key", "kid is alpha's but mallory signed.", signer="mallory", entry_kw={"kid": pub("alpha")})
+    bs("non-canonical-s", "alpha's valid signature with S replaced by S + L (S >= L): the cofactorless "
+       "equation still holds, a strict verifier must reject it.", entry_kw={"sign": s_plus_l})
+    bs("small-order-r", "alpha's note signed with R = the identity point (small order) and S = k*a mod L: "
+       "the RFC 8032 equation holds (OpenSSL, and so pycose, accepts it) but strict verification rejects a "
+       "small-order R.", entry_kw={"sign": small_order_r})
+    def payload_only(tbs, s):
+        return ed_sign("alpha", cbor2.loads(tbs)[3])
+
+    def with_aad(tbs, s):
+        _, prot, _, pl = cbor2.loads(tbs)
+        return ed_sign("alpha", det(["Signature1", prot, b"\x00", pl]))
+
+    bs("payload-only", "signature over the payload bytes instead of the Sig_structure.",
+       entry_kw={"sign": payload_only})
+    bs("sig-structure-with-aad", "signature over a Sig_structure whose external_aad is h'00' instead of h''.",
+       entry_kw={"sign": with_aad})
+    bs("zero-signature", "64 zero bytes as the signature.", entry_kw={"sign": lambda tbs, s: bytes(64)})
+
+    @F("bad-signature-small-order-key", "bad-signature",
+       "an entry whose kid and author are the identity point (a small-order public key) with R = identity, "
+       "S = 0: the RFC 8032 equation holds for any message (OpenSSL, and so pycose, accepts it) but strict "
+       "verification rejects a small-order A.")
+    def _(v):
+        genesis_plus(v)
+        v.extra_keys["small-order"] = SMALL_ORDER_POINT.hex()
+        p = v.payload("alpha", note("weak key"), refs=[v.case])
+        p["author"] = SMALL_ORDER_POINT
+        p["seq"] = 0
+        del p["prev"]
+        v.fail("alpha", raw=build_entry("alpha", p, kid=SMALL_ORDER_POINT,
+                                        sign=lambda tbs, s: SMALL_ORDER_POINT + bytes(32)))
+
+    # -- V9 wrong-case ----------------------------------------------------
+    @F("wrong-case-other-case-id", "wrong-case",
+       "alpha's seq 1 note names another case (the id of bravo's genesis of a different case).")
+    def _(v):
+        other = Vector("other", "")
+        other.add("bravo", case_opened("bravo", title="Other case", reference="BR-1", jurisdiction="NL"))
+        v.add("alpha", case_opened())
+        v.fail("alpha", note("misfiled"), mutate=setp(case=other.case))
+
+    @F("wrong-case-second-genesis", "wrong-case",
+       "after alpha's genesis, bravo's genesis of its own case is fed to the same case.")
+    def _(v):
+        v.add("alpha", case_opened())
+        other = Vector("other", "")
+        b = build_entry("bravo", other.payload("bravo", case_opened("bravo", title="Other", reference="BR-1",
+                                                                       jurisdiction="NL")))
+        v.labels.add("bravo")
+        v.fail("bravo", raw=b)
+
+    @F("wrong-case-second-genesis-same-author", "wrong-case",
+       "after alpha's genesis, a second alpha genesis (different title) is fed to the same case.")
+    def _(v):
+        v.add("alpha", case_opened())
+        other = Vector("other", "")
+        v.fail("alpha", raw=build_entry("alpha", other.payload("alpha", case_opened(title="Duplicate opening"))))
+
+    # -- V10 equivocation -------------------------------------------------
+    @F("equivocation", "equivocation",
+       "alpha signs two different entries with seq 1 (same prev); the second one fed is the violation.")
+    def _(v):
+        v.add("alpha", case_opened())
+        p = v.payload("alpha", note("version B"))
+        v.add("alpha", note("version A"))
+        v.fail("alpha", raw=build_entry("alpha", p))
+
+    @F("equivocation-later-seq", "equivocation",
+       "alpha has seq 0..3; a different alpha entry with seq 2 arrives.")
+    def _(v):
+        v.add("alpha", case_opened())
+        v.add("alpha", note("one"))
+        p = v.payload("alpha", note("two, rewritten"))
+        v.add("alpha", note("two"))
+        v.add("alpha", note("three"))
+        v.fail("alpha", raw=build_entry("alpha", p))
+
+    # -- V11 sequence-gap -------------------------------------------------
+    @F("sequence-gap", "sequence-gap", "alpha's entry with seq 2 right after its genesis (seq 0); prev = genesis.")
+    def _(v):
+        v.add("alpha", case_opened())
+        v.fail("alpha", note("skipped one"), seq=2)
+
+    @F("sequence-gap-first-entry", "sequence-gap",
+       "bravo's first entry in the case has seq 1 (prev = an id bravo never showed).")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        v.fail("bravo", note("where is my seq 0"), seq=1, prev=fake_id("bravo seq 0"), refs=[v.last["alpha"]])
+
+    # -- V12 prev-mismatch ------------------------------------------------
+    @F("prev-mismatch", "prev-mismatch", "alpha's seq 2 entry has prev = its seq 0 (genesis) id.")
+    def _(v):
+        v.add("alpha", case_opened())
+        v.add("alpha", note("one"))
+        v.fail("alpha", note("two"), prev=v.case)
+
+    @F("prev-mismatch-unknown-id", "prev-mismatch", "alpha's seq 1 entry has prev = an unknown id.")
+    def _(v):
+        v.add("alpha", case_opened())
+        v.fail("alpha", note("one"), prev=fake_id("nowhere"))
+
+    # -- V13 unknown-reference --------------------------------------------
+    @F("unknown-reference", "unknown-reference", "bravo refs an id that no entry of the case has.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        v.fail("bravo", note("dangling"), refs=[v.last["alpha"], fake_id("dangling")])
+
+    @F("unknown-reference-own-entry", "unknown-reference",
+       "bravo's second entry refs its own first entry (refs may only name other authors' entries).")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        b0 = v.add("bravo", note("first"), refs=[v.last["alpha"]])
+        v.fail("bravo", note("second"), refs=[b0])
+
+    @F("unknown-reference-witness-wrong-seq", "unknown-reference",
+       "charlie (observer) witnesses alpha's head with the right id but seq 5 instead of 2.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"), ("charlie", "observer"))
+        v.fail("charlie", witness([(pub("alpha"), 5, v.last["alpha"])]), refs=[v.last["alpha"]])
+
+    @F("unknown-reference-witness-unknown-id", "unknown-reference",
+       "charlie (observer) witnesses a head [alpha, 2, unknown id].")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"), ("charlie", "observer"))
+        v.fail("charlie", witness([(pub("alpha"), 2, fake_id("not alpha's"))]), refs=[v.last["alpha"]])
+
+    # -- V14 not-a-member -------------------------------------------------
+    @F("not-a-member", "not-a-member", "bravo writes a note in alpha's case without ever being added.")
+    def _(v):
+        v.add("alpha", case_opened())
+        v.fail("bravo", note("let me in"), refs=[v.case])
+
+    @F("not-a-member-added-not-in-causal-past", "not-a-member",
+       "alpha added bravo, but bravo's first entry refs only the genesis, so the member-added is not in its "
+       "causal past.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        v.fail("bravo", note("hello"), refs=[v.case])
+
+    @F("not-a-member-after-removal", "not-a-member",
+       "alpha adds bravo, bravo writes, alpha removes bravo (refs bravo's note), bravo writes again with the "
+       "removal in its causal past.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        b0 = v.add("bravo", note("working"), refs=[v.last["alpha"]])
+        rm = v.add("alpha", member_removed("bravo", reason="conflict of interest"), refs=[b0])
+        v.fail("bravo", note("still here?"), refs=[rm])
+
+    # -- V15 not-authorized -----------------------------------------------
+    @F("not-authorized-investigator-adds-member", "not-authorized",
+       "bravo, an investigator, adds charlie.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        v.fail("bravo", member_added("charlie", "investigator"), refs=[v.last["alpha"]])
+
+    @F("not-authorized-examiner-removes-member", "not-authorized",
+       "bravo, an examiner, removes charlie.")
+    def _(v):
+        genesis_plus(v, ("bravo", "examiner"), ("charlie", "investigator"))
+        v.fail("bravo", member_removed("charlie"), refs=[v.last["alpha"]])
+
+    @F("not-authorized-observer-custody-event", "not-authorized",
+       "charlie, an observer, writes an examined custody event on alpha's item.")
+    def _(v):
+        genesis_plus(v, ("charlie", "observer"))
+        reg = v.add("alpha", evidence("laptop"))
+        v.fail("charlie", custody("laptop", "examined"), refs=[reg])
+
+    @F("not-authorized-observer-registers-evidence", "not-authorized",
+       "charlie, an observer, registers an evidence item.")
+    def _(v):
+        genesis_plus(v, ("charlie", "observer"))
+        v.fail("charlie", evidence("camera"), refs=[v.last["alpha"]])
+
+    @F("not-authorized-retract-other-author", "not-authorized",
+       "bravo retracts alpha's note.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        n = v.add("alpha", note("alpha's claim"))
+        v.fail("bravo", retracted(n, "disagree"), refs=[n])
+
+    @F("not-authorized-handling-change-other-author", "not-authorized",
+       "bravo changes the handling of alpha's note to RED.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        n = v.add("alpha", note("alpha's note"))
+        v.fail("bravo", handling_changed(n, "RED", to=agencies("bravo")), refs=[n])
+
+    @F("not-authorized-retract-withheld", "not-authorized",
+       "alpha retracts its own entry that the receiver has only as a withheld marker (target must be known, "
+       "not withheld).")
+    def _(v):
+        genesis_plus(v)
+        w = v.withhold("alpha", note("red"), tlp="RED", to=agencies("alpha"))
+        v.fail("alpha", retracted(w, "typo"))
+
+    # -- V16 custody-violation --------------------------------------------
+    @F("custody-violation-transfer-by-non-holder", "custody-violation",
+       "bravo (investigator) transfers alpha's item to alpha.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        reg = v.add("alpha", evidence("laptop"))
+        v.fail("bravo", custody("laptop", "transferred", to=pub("alpha")), refs=[reg])
+
+    @F("custody-violation-receive-addressed-to-other", "custody-violation",
+       "alpha transfers an item to bravo; charlie (investigator) receives it.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"), ("charlie", "investigator"))
+        v.add("alpha", evidence("laptop"))
+        tr = v.add("alpha", custody("laptop", "transferred", to=pub("bravo")))
+        v.fail("charlie", custody("laptop", "received", transfer=tr, accepted=True), refs=[tr])
+
+    @F("custody-violation-duplicate-registration", "custody-violation",
+       "alpha registers the same item id twice.")
+    def _(v):
+        genesis_plus(v)
+        v.add("alpha", evidence("laptop", exhibit="A-1"))
+        v.fail("alpha", evidence("laptop", exhibit="A-1 again"))
+
+    @F("custody-violation-event-on-destroyed-item", "custody-violation",
+       "alpha destroys its item, then examines it.")
+    def _(v):
+        genesis_plus(v)
+        v.add("alpha", evidence("laptop"))
+        v.add("alpha", custody("laptop", "destroyed", reason="court order"))
+        v.fail("alpha", custody("laptop", "examined"))
+
+    @F("custody-violation-unknown-item", "custody-violation",
+       "alpha examines an item never registered (the case has no withheld positions).")
+    def _(v):
+        genesis_plus(v)
+        v.fail("alpha", custody("ghost", "examined"))
+
+    @F("custody-violation-transfer-to-non-member", "custody-violation",
+       "alpha transfers its item to charlie, who is not a member.")
+    def _(v):
+        genesis_plus(v)
+        v.add("alpha", evidence("laptop"))
+        v.labels.add("charlie")
+        v.fail("alpha", custody("laptop", "transferred", to=pub("charlie")))
+
+    @F("custody-violation-transfer-to-self", "custody-violation", "alpha transfers its item to itself.")
+    def _(v):
+        genesis_plus(v)
+        v.add("alpha", evidence("laptop"))
+        v.fail("alpha", custody("laptop", "transferred", to=pub("alpha")))
+
+    @F("custody-violation-act-during-open-transfer", "custody-violation",
+       "alpha transfers its item to bravo and, before bravo answers, examines it.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        v.add("alpha", evidence("laptop"))
+        v.add("alpha", custody("laptop", "transferred", to=pub("bravo")))
+        v.fail("alpha", custody("laptop", "examined"))
+
+    @F("custody-violation-receive-closed-transfer", "custody-violation",
+       "bravo receives the same transfer twice (the first receipt closed it).")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        v.add("alpha", evidence("laptop"))
+        tr = v.add("alpha", custody("laptop", "transferred", to=pub("bravo")))
+        v.add("bravo", custody("laptop", "received", transfer=tr, accepted=True), refs=[tr])
+        v.fail("bravo", custody("laptop", "received", transfer=tr, accepted=True))
+
+    @F("custody-violation-receive-non-transfer", "custody-violation",
+       "bravo 'receives' with transfer = the id of the item's evidence-registered entry.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        reg = v.add("alpha", evidence("laptop"))
+        v.fail("bravo", custody("laptop", "received", transfer=reg, accepted=True), refs=[reg])
+
+    @F("custody-violation-derived-from-unknown", "custody-violation",
+       "alpha registers an item derived-from an item that was never registered.")
+    def _(v):
+        genesis_plus(v)
+        v.fail("alpha", evidence("image", derived_from=item_id("never-registered")))
+
+    # -- V17 time-violation -----------------------------------------------
+    @F("time-violation", "time-violation", "alpha's entry is 10 minutes earlier than its prev.")
+    def _(v):
+        genesis_plus(v)
+        v.add("alpha", note("now"))
+        v.fail("alpha", note("earlier"), time=v.clock - 600_000)
+
+    @F("time-violation-skew-plus-1ms", "time-violation",
+       "alpha's entry is SKEW + 1 ms (300001 ms) earlier than its prev.")
+    def _(v):
+        genesis_plus(v)
+        v.add("alpha", note("now"))
+        v.fail("alpha", note("earlier"), time=v.clock - SKEW - 1)
+
+    @F("time-violation-ref", "time-violation",
+       "bravo's first entry is 10 minutes earlier than the alpha entry it refs.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        v.fail("bravo", note("earlier than my ref"), refs=[v.last["alpha"]], time=v.clock - 600_000)
+
+    # -- V18 from-the-future ----------------------------------------------
+    @F("from-the-future", "from-the-future", "alpha's entry is 10 minutes after the receiver's now.")
+    def _(v):
+        genesis_plus(v)
+        now = v.clock + STEP
+        v.fail("alpha", note("tomorrow's news"), time=now + 600_000)
+        return now
+
+    @F("from-the-future-skew-plus-1ms", "from-the-future",
+       "alpha's entry is SKEW + 1 ms (300001 ms) after the receiver's now.")
+    def _(v):
+        genesis_plus(v)
+        now = v.clock + STEP
+        v.fail("alpha", note("slightly early"), time=now + SKEW + 1)
+        return now
+
+    @F("from-the-future-genesis", "from-the-future",
+       "a genesis entry 10 minutes after the receiver's now.")
+    def _(v):
+        v.fail("alpha", case_opened(), time=T0 + 600_000)
+        return T0
+
+    return out
+
+
+def refs_two(v):
+    bn = v.add("bravo", note("b"), refs=[v.last["alpha"]])
+    cn = v.add("charlie", note("c"), refs=[v.last["alpha"]])
+    assert bn != cn
+    return sorted([bn, cn])
+
+
+def transfer_prefix(v, edit):
+    """alpha registers + transfers 'disk' to bravo; returns bravo's received body with edit applied."""
+    v.add("alpha", evidence("disk"))
+    tr = v.add("alpha", custody("disk", "transferred", to=pub("bravo")))
+    body = custody("disk", "received", transfer=tr, accepted=True)
+    edit(body["custody"])
+    return body
+
+
+def witness_unsorted(v):
+    a = v.last["alpha"]
+    bn = v.add("bravo", note("b"), refs=[a])
+    v.labels.add("charlie")
+    heads = sorted([[pub("alpha"), 1, a], [pub("bravo"), 0, bn]], key=lambda h: h[0], reverse=True)
+    return {"witness": {"heads": heads}}
+
+
+def build_all():
+    vectors = valid_vectors() + failing_vectors()
+    names = [v["name"] for v in vectors]
+    assert len(names) == len(set(names)), "duplicate vector names"
+    return {"format": FORMAT, "vectors": vectors}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.path.join(HERE, "entries.json"))
+    ap.add_argument("--no-check", action="store_true", help="skip the replay through validate.py")
+    args = ap.parse_args()
+    doc = build_all()
+    if not args.no_check:
+        import validate
+        failures = validate.check_document(doc)
+        if failures:
+            for f in failures:
+                print("SELF-CHECK FAILED:", f, file=sys.stderr)
+            sys.exit(1)
+    text = json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=True) + "\n"
+    with open(args.out, "w", encoding="ascii", newline="\n") as f:
+        f.write(text)
+    counts = {}
+    for v in doc["vectors"]:
+        counts[v["expect"]] = counts.get(v["expect"], 0) + 1
+    print(f"wrote {len(doc['vectors'])} vectors to {args.out}: "
+          + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,745 @@
+#!/usr/bin/env python3
+"""A small, independent Python validator of the Custodia entry rules V1..V18.
+
+Used by generate.py to replay every vector before writing entries.json (a
+vector whose outcome differs from its "expect" / "failing_index" / "ids" stops
+the generation), and runnable on its own:
+
+    python3 validate.py [entries.json]
+
+It follows spec/custodia.cddl and the numbered rules; where they leave a point
+open the choice is written next to the code (and in README.md). It has its own
+CBOR decoder (so V2/V3 do not depend on cbor2) and its own Ed25519 point code
+for the strict-verification checks (small-order A and R, S < L); the Ed25519
+equation itself is checked with the `cryptography` package.
+"""
+
+import hashlib
+import json
+import os
+import re
+import sys
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from cbor_det import enc
+
+MAX_ENTRY = 65_536
+SKEW = 300_000
+CONTENT_TYPE = "application/custodia-entry+cbor"
+RULE_ORDER = ["oversize", "malformed", "non-canonical", "bad-header", "unsupported-version", "schema",
+              "author-mismatch", "bad-signature", "wrong-case", "equivocation", "sequence-gap",
+              "prev-mismatch", "unknown-reference", "not-a-member", "not-authorized", "custody-violation",
+              "time-violation", "from-the-future"]
+
+
+class Invalid(Exception):
+    def __init__(self, cls, why):
+        assert cls in RULE_ORDER, cls
+        super().__init__(f"{cls}: {why}")
+        self.cls = cls
+        self.why = why
+
+
+# ---------------------------------------------------------------------------
+# CBOR decoding (RFC 8949), noting anything that is not deterministic
+
+
+class Tagged:
+    def __init__(self, tag, value):
+        self.tag = tag
+        self.value = value
+
+
+class NotWellFormed(Exception):
+    pass
+
+
+class Decoder:
+    def __init__(self, data: bytes):
+        self.d = data
+        self.i = 0
+        self.deterministic = True
+        self.why = []
+
+    def _nd(self, why):
+        self.deterministic = False
+        self.why.append(why)
+
+    def _take(self, n):
+        if self.i + n > len(self.d):
+            raise NotWellFormed("truncated")
+        b = self.d[self.i:self.i + n]
+        self.i += n
+        return b
+
+    def _arg(self, ai):
+        if ai < 24:
+            return ai
+        if ai in (24, 25, 26, 27):
+            width = 1 << (ai - 24)
+            n = int.from_bytes(self._take(width), "big")
+            if n < (24 if width == 1 else 1 << (8 * (width // 2))):
+                self._nd("non-shortest head")
+            return n
+        if ai == 31:
+            return None
+        raise NotWellFormed("reserved additional info")
+
+    def item(self, allow_break=False):
+        ib = self._take(1)[0]
+        major, ai = ib >> 5, ib & 31
+        if ib == 0xFF:
+            if allow_break:
+                return _BREAK
+            raise NotWellFormed("unexpected break")
+        if major == 7:
+            if ai < 24:
+                return {20: False, 21: True, 22: None}.get(ai, ("simple", ai))
+            if ai == 24:
+                v = self._take(1)[0]
+                if v < 32:
+                    raise NotWellFormed("bad simple value")
+                return ("simple", v)
+            if ai in (25, 26, 27):
+                self._take(1 << (ai - 24))
+                self._nd("float")
+                return ("float",)
+            raise NotWellFormed("bad major 7")
+        n = self._arg(ai)
+        if n is None and major in (0, 1, 6):
+            raise NotWellFormed("indefinite length on int or tag")
+        if major == 0:
+            return n
+        if major == 1:
+            return -1 - n
+        if major in (2, 3):
+            if n is None:
+                self._nd("indefinite-length string")
+                parts = []
+                while True:
+                    c = self._take(1)[0]
+                    if c == 0xFF:
+                        break
+                    if c >> 5 != major:
+                        raise NotWellFormed("bad chunk")
+                    m = self._arg(c & 31)
+                    if m is None:
+                        raise NotWellFormed("nested indefinite chunk")
+                    parts.append(self._take(m))
+                raw = b"".join(parts)
+            else:
+                raw = self._take(n)
+            if major == 2:
+                return raw
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise NotWellFormed("invalid UTF-8")
+        if major == 4:
+            out = []
+            if n is None:
+                self._nd("indefinite-length array")
+                while True:
+                    x = self.item(allow_break=True)
+                    if x is _BREAK:
+                        return out
+                    out.append(x)
+            for _ in range(n):
+                out.append(self.item())
+            return out
+        if major == 5:
+            out = {}
+            keys = []
+            count = 0
+            if n is None:
+                self._nd("indefinite-length map")
+            while n is None or count < n:
+                start = self.i
+                k = self.item(allow_break=n is None)
+                if k is _BREAK:
+                    break
+                kb = self.d[start:self.i]
+                keys.append(kb)
+                v = self.item()
+                hk = _hashable(k)
+                if hk in out:
+                    self._nd("duplicate map key")
+                out[hk] = v
+                count += 1
+            if any(a >= b for a, b in zip(keys, keys[1:])):
+                self._nd("map keys not in bytewise order")
+            return out
+        if major == 6:
+            return Tagged(n, self.item())
+        raise AssertionError
+
+
+_BREAK = object()
+
+
+def _hashable(k):
+    if isinstance(k, list):
+        return tuple(_hashable(x) for x in k)
+    if isinstance(k, dict):
+        return tuple(sorted((repr(a), repr(b)) for a, b in k.items()))
+    if isinstance(k, Tagged):
+        return ("tag", k.tag, _hashable(k.value))
+    return k
+
+
+def decode_one(data: bytes):
+    """Decode exactly one item; returns (value, decoder). Raises NotWellFormed."""
+    d = Decoder(data)
+    v = d.item()
+    if d.i != len(data):
+        raise NotWellFormed("trailing bytes")
+    return v, d
+
+
+def _has_tag_or_float(x):
+    if isinstance(x, Tagged) or (isinstance(x, tuple) and x and x[0] in ("float", "simple")) or x is None:
+        return True
+    if isinstance(x, list):
+        return any(_has_tag_or_float(i) for i in x)
+    if isinstance(x, dict):
+        return any(_has_tag_or_float(k) or _has_tag_or_float(v) for k, v in x.items())
+    return False
+
+
+# ---------------------------------------------------------------------------
+# Ed25519 strict verification
+
+P = 2**255 - 19
+L = 2**252 + 27742317777372353535851937790883648493
+D = (-121665 * pow(121666, P - 2, P)) % P
+SQRT_M1 = pow(2, (P - 1) // 4, P)
+
+
+def _decompress(b: bytes):
+    y = int.from_bytes(b, "little")
+    sign = y >> 255
+    y &= (1 << 255) - 1
+    if y >= P:
+        return None
+    x2 = (y * y - 1) * pow(D * y * y + 1, P - 2, P) % P
+    x = pow(x2, (P + 3) // 8, P)
+    if (x * x - x2) % P != 0:
+        x = x * SQRT_M1 % P
+    if (x * x - x2) % P != 0:
+        return None
+    if x == 0 and sign:
+        return None
+    if x & 1 != sign:
+        x = P - x
+    return (x, y)
+
+
+def _add(p1, p2):
+    (x1, y1), (x2, y2) = p1, p2
+    t = D * x1 * x2 * y1 * y2 % P
+    x3 = (x1 * y2 + x2 * y1) * pow(1 + t, P - 2, P) % P
+    y3 = (y1 * y2 + x1 * x2) * pow(1 - t, P - 2, P) % P
+    return (x3, y3)
+
+
+def is_small_order(b: bytes) -> bool:
+    pt = _decompress(b)
+    if pt is None:
+        return False
+    for _ in range(3):
+        pt = _add(pt, pt)
+    return pt == (0, 1)
+
+
+def strict_verify(pub: bytes, sig: bytes, msg: bytes) -> str:
+    """'' if the signature passes verify_strict-style checks, else the reason."""
+    if len(pub) != 32 or len(sig) != 64:
+        return "bad length"
+    if int.from_bytes(sig[32:], "little") >= L:
+        return "non-canonical S (S >= L)"
+    if _decompress(pub) is None:
+        return "public key is not a point"
+    if is_small_order(pub):
+        return "small-order public key"
+    if _decompress(sig[:32]) is None:
+        return "R is not a point"
+    if is_small_order(sig[:32]):
+        return "small-order R"
+    try:
+        Ed25519PublicKey.from_public_bytes(pub).verify(sig, msg)
+    except InvalidSignature:
+        return "equation does not hold"
+    return ""
+
+
+# ---------------------------------------------------------------------------
+# Schema (V6)
+
+TLPS = {"CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"}
+ROLES = {"lead", "investigator", "examiner", "liaison", "observer"}
+ACTIONS = {"acquired", "transferred", "received", "examined", "copied", "sealed", "unsealed", "returned",
+           "destroyed"}
+
+
+def _uint(x):
+    return type(x) is int and x >= 0
+
+
+def _tstr(x):
+    return type(x) is str
+
+
+def _bool(x):
+    return type(x) is bool
+
+
+def _bstr(n):
+    return lambda x: type(x) is bytes and len(x) == n
+
+
+def _country(x):
+    return _tstr(x) and re.fullmatch(r"[A-Z]{2}", x) is not None
+
+
+def _one_of(s):
+    return lambda x: _tstr(x) and x in s
+
+
+def _ascending(xs):
+    return all(a < b for a, b in zip(xs, xs[1:]))
+
+
+def _agency_list(x, max_len):
+    return (type(x) is list and 0 < len(x) <= max_len and all(_bstr(32)(a) for a in x) and _ascending(x))
+
+
+def _map(m, required, optional, what):
+    if type(m) is not dict:
+        raise Invalid("schema", f"{what} is not a map")
+    for k in m:
+        if k not in required and k not in optional:
+            raise Invalid("schema", f"{what}: unknown key {k!r}")
+    for k, pred in required.items():
+        if k not in m:
+            raise Invalid("schema", f"{what}: missing {k!r}")
+        if not pred(m[k]):
+            raise Invalid("schema", f"{what}: bad {k!r}")
+    for k, pred in optional.items():
+        if k in m and not pred(m[k]):
+            raise Invalid("schema", f"{what}: bad {k!r}")
+
+
+def _digests(x):
+    _map(x, {"sha256": _bstr(32)}, {"sha1": _bstr(20), "md5": _bstr(16)}, "digests")
+    return True
+
+
+def _acquisition(x):
+    _map(x, {"by": _tstr, "at": _uint}, {"place": _tstr, "method": _tstr, "tool": _tstr}, "acquisition")
+    return True
+
+
+def _head(h):
+    return type(h) is list and len(h) == 3 and _bstr(32)(h[0]) and _uint(h[1]) and _bstr(32)(h[2])
+
+
+def check_body(kind, b):
+    if kind == "case-opened":
+        _map(b, {"title": _tstr, "reference": _tstr, "name": _tstr, "country": _country},
+             {"jurisdiction": _country}, kind)
+    elif kind == "member-added":
+        _map(b, {"agency": _bstr(32), "name": _tstr, "country": _country, "role": _one_of(ROLES)}, {}, kind)
+    elif kind == "member-removed":
+        _map(b, {"agency": _bstr(32)}, {"reason": _tstr}, kind)
+    elif kind == "evidence-registered":
+        _map(b, {"item": _bstr(16), "digests": _digests, "size": _uint, "media-type": _tstr,
+                 "acquired": _acquisition},
+             {"exhibit": _tstr, "description": _tstr, "authority": _tstr, "derived-from": _bstr(16)}, kind)
+    elif kind == "custody":
+        _map(b, {"item": _bstr(16), "action": _one_of(ACTIONS)},
+             {"to": _bstr(32), "transfer": _bstr(32), "accepted": _bool, "copy": _bstr(16), "actor": _tstr,
+              "place": _tstr, "purpose": _tstr, "tool": _tstr, "reason": _tstr, "digest-matched": _bool}, kind)
+        a = b["action"]
+        if ("to" in b) != (a == "transferred"):
+            raise Invalid("schema", "custody: to iff transferred")
+        if ("transfer" in b) != (a == "received") or ("accepted" in b) != (a == "received"):
+            raise Invalid("schema", "custody: transfer and accepted iff received")
+        if ("copy" in b) != (a == "copied"):
+            raise Invalid("schema", "custody: copy iff copied")
+        if b.get("accepted") is False and "reason" not in b:
+            raise Invalid("schema", "custody: reason required when accepted = false")
+    elif kind == "witness":
+        _map(b, {"heads": lambda h: type(h) is list and 0 < len(h) <= 256 and all(_head(x) for x in h)}, {}, kind)
+        if not _ascending([h[0] for h in b["heads"]]):
+            raise Invalid("schema", "witness heads not strictly ascending by author")
+    elif kind == "note":
+        _map(b, {"text": _tstr}, {"item": _bstr(16)}, kind)
+    elif kind == "handling-changed":
+        _map(b, {"entry": _bstr(32), "tlp": _one_of(TLPS)}, {"to": lambda x: _agency_list(x, 64)}, kind)
+        if ("to" in b) != (b["tlp"] == "RED"):
+            raise Invalid("schema", "handling-changed: to iff RED")
+    elif kind == "retracted":
+        _map(b, {"entry": _bstr(32), "reason": _tstr}, {}, kind)
+    else:
+        raise Invalid("schema", f"unknown body kind {kind!r}")
+
+
+def check_payload_schema(p):
+    _map(p, {"v": lambda x: x == 1 and type(x) is int, "author": _bstr(32), "seq": _uint,
+             "refs": lambda r: type(r) is list and len(r) <= 64 and all(_bstr(32)(x) for x in r),
+             "time": _uint, "tlp": _one_of(TLPS), "body": lambda b: type(b) is dict},
+         {"case": _bstr(32), "prev": _bstr(32), "to": lambda x: type(x) is list}, "payload")
+    if not _ascending(p["refs"]):
+        raise Invalid("schema", "refs not strictly ascending")
+    body = p["body"]
+    if len(body) != 1:
+        raise Invalid("schema", "body must have exactly one key")
+    (kind, b), = body.items()
+    if not _tstr(kind):
+        raise Invalid("schema", "body key not text")
+    check_body(kind, b)
+    genesis = kind == "case-opened"
+    if ("case" in p) == genesis:
+        raise Invalid("schema", "case absent iff genesis")
+    if genesis and (p["seq"] != 0 or p["refs"]):
+        raise Invalid("schema", "genesis must have seq 0 and no refs")
+    if ("prev" in p) != (p["seq"] > 0):
+        raise Invalid("schema", "prev present iff seq > 0")
+    if ("to" in p) != (p["tlp"] == "RED"):
+        raise Invalid("schema", "to present iff RED")
+    if "to" in p and not _agency_list(p["to"], 64):
+        raise Invalid("schema", "to must be non-empty, ascending, <= 64 agency ids")
+    return kind, b
+
+
+# ---------------------------------------------------------------------------
+# Case state
+
+
+class Entry:
+    def __init__(self, eid, p, kind, body):
+        self.id = eid
+        self.author = p["author"]
+        self.seq = p["seq"]
+        self.prev = p.get("prev")
+        self.refs = p["refs"]
+        self.time = p["time"]
+        self.kind = kind
+        self.body = body
+
+
+class Case:
+    def __init__(self, now):
+        self.now = now
+        self.case_id = None
+        self.genesis_author = None
+        self.accepted = {}  # id -> Entry
+        self.order = []  # accepted ids in order
+        self.withheld = {}  # id -> (author, seq)
+        self.pos = {}  # (author, seq) -> id (accepted or withheld)
+        self.top = {}  # author -> highest known seq
+        self._past = {}
+        self.items = {}  # item -> dict(holder, destroyed, open, incomplete)
+        self.transfers = {}  # transfer entry id -> dict(item, frm, to, open)
+
+    # -- withheld markers --------------------------------------------------
+    def add_withheld(self, author, seq, eid):
+        if seq != self.top.get(author, -1) + 1 or eid in self.accepted or eid in self.withheld:
+            raise ValueError("inconsistent withheld marker in vector")
+        self.withheld[eid] = (author, seq)
+        self.pos[(author, seq)] = eid
+        self.top[author] = seq
+
+    # -- causal past -------------------------------------------------------
+    def past(self, prev, refs):
+        """ids reachable through prev and refs (withheld ids included but not expanded)."""
+        seen = set()
+        stack = ([prev] if prev is not None else []) + list(refs)
+        while stack:
+            x = stack.pop()
+            if x in seen:
+                continue
+            if x in self.accepted:
+                seen.add(x)
+                stack.extend(self._past_of(x))
+            elif x in self.withheld:
+                seen.add(x)
+        return seen
+
+    def _past_of(self, eid):
+        if eid not in self._past:
+            e = self.accepted[eid]
+            self._past[eid] = self.past(e.prev, e.refs)
+        return self._past[eid]
+
+    def role_in(self, agency, past):
+        """The agency's role in a causal past, or None if not a member there."""
+        if agency == self.genesis_author:
+            return "lead"
+        role = None
+        for eid in self.order:
+            if eid not in past:
+                continue
+            e = self.accepted[eid]
+            if e.kind == "member-added" and e.body["agency"] == agency:
+                removed = any(
+                    r in past and self.accepted[r].kind == "member-removed"
+                    and self.accepted[r].body["agency"] == agency and eid in self._past_of(r)
+                    for r in self.order)
+                if not removed:
+                    role = e.body["role"]
+        return role
+
+    # -- the rules -----------------------------------------------------------
+    def accept(self, data: bytes) -> str:
+        """Validate and apply one entry. Returns 'accepted' or 'duplicate'; raises Invalid."""
+        # V1
+        if len(data) > MAX_ENTRY:
+            raise Invalid("oversize", f"{len(data)} bytes")
+        # V2
+        try:
+            top, outer_dec = decode_one(data)
+        except NotWellFormed as e:
+            raise Invalid("malformed", f"entry: {e}")
+        if not (isinstance(top, Tagged) and top.tag == 18):
+            raise Invalid("malformed", "not tag 18")
+        arr = top.value
+        if not (type(arr) is list and len(arr) == 4):
+            raise Invalid("malformed", "not an array of 4")
+        pb, unprot, plb, sig = arr
+        if not (type(pb) is bytes and type(unprot) is dict and type(plb) is bytes and type(sig) is bytes):
+            raise Invalid("malformed", "element types")
+        if unprot:
+            raise Invalid("malformed", "unprotected map not empty")
+        if len(sig) != 64:
+            raise Invalid("malformed", "signature length")
+        try:
+            prot, prot_dec = decode_one(pb)
+            payload, pl_dec = decode_one(plb)
+        except NotWellFormed as e:
+            raise Invalid("malformed", f"protected/payload: {e}")
+        if type(prot) is not dict or type(payload) is not dict:
+            raise Invalid("malformed", "protected/payload not a map")
+        # V3
+        for name, dec, raw, val in (("entry", outer_dec, data, None), ("protected", prot_dec, pb, prot),
+                                    ("payload", pl_dec, plb, payload)):
+            if not dec.deterministic:
+                raise Invalid("non-canonical", f"{name}: {dec.why[0]}")
+            if name == "entry":
+                if _has_tag_or_float(arr):
+                    raise Invalid("non-canonical", "tag or float inside the entry")
+                continue
+            if _has_tag_or_float(val):
+                raise Invalid("non-canonical", f"{name}: tag or float")
+            if enc(val) != raw:  # belt and braces: re-encoding must give the same bytes
+                raise Invalid("non-canonical", f"{name}: re-encoding differs")
+        # V4
+        if not (set(prot) == {1, 3, 4} and type(prot[1]) is int and prot[1] == -8
+                and prot[3] == CONTENT_TYPE and _bstr(32)(prot[4])):
+            raise Invalid("bad-header", repr(prot))
+        kid = prot[4]
+        # V5 -- a missing "v" is left to V6 (schema)
+        if "v" in payload and not (type(payload["v"]) is int and payload["v"] == 1):
+            raise Invalid("unsupported-version", repr(payload["v"]))
+        # V6
+        kind, body = check_payload_schema(payload)
+        genesis = kind == "case-opened"
+        # V7
+        if payload["author"] != kid:
+            raise Invalid("author-mismatch", "author != kid")
+        # V8
+        why = strict_verify(kid, sig, enc(["Signature1", pb, b"", plb]))
+        if why:
+            raise Invalid("bad-signature", why)
+        eid = hashlib.sha256(data).digest()
+        # V9
+        if genesis:
+            if self.case_id is not None:
+                raise Invalid("wrong-case", "a genesis entry for an existing case")
+        else:
+            if self.case_id is None or payload["case"] != self.case_id:
+                raise Invalid("wrong-case", "case id differs")
+        # V10
+        author, seq = payload["author"], payload["seq"]
+        if eid in self.accepted:
+            return "duplicate"
+        other = self.pos.get((author, seq))
+        if other is not None and other in self.accepted:
+            raise Invalid("equivocation", "same (author, seq), different id")
+        # V11
+        if seq != self.top.get(author, -1) + 1:
+            raise Invalid("sequence-gap", f"seq {seq}, expected {self.top.get(author, -1) + 1}")
+        # V12
+        if seq > 0 and payload["prev"] != self.pos.get((author, seq - 1)):
+            raise Invalid("prev-mismatch", "prev is not the author's previous entry")
+        # V13
+        for r in payload["refs"]:
+            if r in self.accepted:
+                if self.accepted[r].author == author:
+                    raise Invalid("unknown-reference", "ref to own entry")
+            elif r in self.withheld:
+                if self.withheld[r][0] == author:
+                    raise Invalid("unknown-reference", "ref to own entry")
+            else:
+                raise Invalid("unknown-reference", "unknown ref")
+        if kind == "witness":
+            for a, s, hid in body["heads"]:
+                if self.pos.get((a, s)) != hid:
+                    raise Invalid("unknown-reference", "witness head is not a known entry")
+        # V14
+        past = self.past(payload.get("prev"), payload["refs"])
+        if genesis:
+            role = "lead"
+        else:
+            role = self.role_in(author, past)
+            if role is None:
+                raise Invalid("not-a-member", "no member-added in causal past, or removed")
+        # V15
+        if kind in ("member-added", "member-removed") and role not in ("lead", "liaison"):
+            raise Invalid("not-authorized", f"{role} cannot change membership")
+        if role == "observer" and kind not in ("witness", "note"):
+            raise Invalid("not-authorized", f"observer cannot write {kind}")
+        if kind in ("handling-changed", "retracted"):
+            t = self.accepted.get(body["entry"])
+            if t is None or t.author != author:
+                raise Invalid("not-authorized", "target is not a known earlier entry of the same author")
+        # V16
+        self._check_custody(kind, body, author, past)
+        # V17
+        for pred in ([payload["prev"]] if seq > 0 else []) + payload["refs"]:
+            if pred in self.accepted and payload["time"] < self.accepted[pred].time - SKEW:
+                raise Invalid("time-violation", "earlier than a predecessor by more than SKEW")
+        # V18
+        if payload["time"] > self.now + SKEW:
+            raise Invalid("from-the-future", "later than now + SKEW")
+        # apply
+        e = Entry(eid, payload, kind, body)
+        self.accepted[eid] = e
+        self.order.append(eid)
+        self.pos[(author, seq)] = eid
+        self.top[author] = seq
+        if genesis:
+            self.case_id = eid
+            self.genesis_author = author
+        self._apply_custody(e)
+        return "accepted"
+
+    def _check_custody(self, kind, b, author, past):
+        relaxed = bool(self.withheld)
+        if kind == "evidence-registered":
+            if b["item"] in self.items:
+                raise Invalid("custody-violation", "item already registered")
+            if "derived-from" in b and b["derived-from"] not in self.items:
+                raise Invalid("custody-violation", "derived-from an unregistered item")
+            return
+        if kind != "custody":
+            return
+        item = self.items.get(b["item"])
+        a = b["action"]
+        if item is None:
+            if relaxed:
+                return  # accepted; the item is marked incomplete in _apply_custody
+            raise Invalid("custody-violation", "unknown item")
+        if item["destroyed"]:
+            raise Invalid("custody-violation", "item destroyed")
+        if a != "received":
+            if item["incomplete"]:
+                return
+            if item["holder"] != author:
+                raise Invalid("custody-violation", "author is not the holder")
+            if item["open"] is not None:
+                raise Invalid("custody-violation", "item has an open transfer")
+        if a == "transferred":
+            if b["to"] == author or self.role_in(b["to"], past) is None:
+                raise Invalid("custody-violation", "transfer to self or to a non-member")
+        if a == "received":
+            t = self.transfers.get(b["transfer"])
+            if t is None:
+                if relaxed and b["transfer"] not in self.accepted:
+                    return
+                raise Invalid("custody-violation", "transfer is not a known transferred event")
+            if t["item"] != b["item"] or not t["open"] or t["to"] != author:
+                raise Invalid("custody-violation", "transfer not for this item, closed, or not to the author")
+
+    def _apply_custody(self, e):
+        b = e.body
+        if e.kind == "evidence-registered":
+            self.items[b["item"]] = {"holder": e.author, "destroyed": False, "open": None, "incomplete": False}
+            return
+        if e.kind != "custody":
+            return
+        item = self.items.get(b["item"])
+        if item is None:
+            self.items[b["item"]] = {"holder": None, "destroyed": False, "open": None, "incomplete": True}
+            return
+        a = b["action"]
+        if a == "transferred":
+            self.transfers[e.id] = {"item": b["item"], "frm": e.author, "to": b["to"], "open": True}
+            item["open"] = e.id
+        elif a == "received":
+            t = self.transfers.get(b["transfer"])
+            if t is not None:
+                t["open"] = False
+                item["open"] = None
+                if b["accepted"]:
+                    item["holder"] = e.author
+        elif a == "destroyed":
+            item["destroyed"] = True
+
+
+# ---------------------------------------------------------------------------
+# Replaying vectors
+
+
+def run_vector(v):
+    """Returns (result, index, ids): result 'valid' or an error class; index of the failing entry."""
+    case = Case(v["now"])
+    ids = []
+    for i, x in enumerate(v["entries"]):
+        if isinstance(x, dict):
+            a, s, eid = x["withheld"]
+            case.add_withheld(bytes.fromhex(a), s, bytes.fromhex(eid))
+            ids.append(eid)
+            continue
+        data = bytes.fromhex(x)
+        try:
+            case.accept(data)
+        except Invalid as e:
+            return e.cls, i, ids, e.why
+        ids.append(hashlib.sha256(data).hexdigest())
+    return "valid", None, ids, ""
+
+
+def check_document(doc):
+    failures = []
+    for v in doc["vectors"]:
+        try:
+            got, idx, ids, why = run_vector(v)
+        except Exception as e:  # a broken vector, not a rule outcome
+            failures.append(f"{v['name']}: exception {e!r}")
+            continue
+        if got != v["expect"]:
+            failures.append(f"{v['name']}: expected {v['expect']}, got {got} at {idx} ({why})")
+        elif got == "valid" and ids != v["ids"]:
+            failures.append(f"{v['name']}: ids differ")
+        elif got != "valid" and idx != v["failing_index"]:
+            failures.append(f"{v['name']}: failed at {idx}, expected {v['failing_index']} ({why})")
+    return failures
+
+
+def main():
+    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                             "entries.json")
+    with open(path) as f:
+        doc = json.load(f)
+    failures = check_document(doc)
+    for f in failures:
+        print("FAIL", f)
+    print(f"{len(doc['vectors']) - len(failures)} passed, {len(failures)} failed")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
