@@ -21,6 +21,7 @@ mod error;
 mod identity;
 mod ids;
 mod state;
+mod sync;
 mod tlp;
 mod validate;
 
@@ -38,6 +39,10 @@ pub use error::{RejectKind, Rejection};
 pub use identity::{verify_strict, Identity};
 pub use ids::{AgencyId, CaseId, EntryId, IdParseError, ItemId};
 pub use state::{CaseState, Conflict, Item, Member, Transfer, WithheldPosition, WitnessRecord};
+pub use sync::{
+    Ack, Entries, EquivocationNotice, ErrorCode, ErrorMessage, Heads, Hello, Item as SyncItem,
+    Message, SyncError, MAX_BATCH, MAX_FRAME, MAX_HEADS, MAX_UNACKED_BATCHES, SYNC_VERSIONS,
+};
 pub use tlp::Tlp;
 pub use validate::{Applied, Validator, SKEW_MS};
 

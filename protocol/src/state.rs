@@ -119,8 +119,12 @@ pub enum Conflict {
     },
 }
 
-/// A position whose content this node was not shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A position whose content this node was not shown. On the wire it is
+/// the array `[author, seq, id]`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(into = "(AgencyId, u64, EntryId)", from = "(AgencyId, u64, EntryId)")]
 pub struct WithheldPosition {
     /// The author.
     pub author: AgencyId,
@@ -346,5 +350,17 @@ impl CaseState {
             }
             Body::Note(_) => {}
         }
+    }
+}
+
+impl From<WithheldPosition> for (AgencyId, u64, EntryId) {
+    fn from(w: WithheldPosition) -> Self {
+        (w.author, w.seq, w.id)
+    }
+}
+
+impl From<(AgencyId, u64, EntryId)> for WithheldPosition {
+    fn from((author, seq, id): (AgencyId, u64, EntryId)) -> Self {
+        WithheldPosition { author, seq, id }
     }
 }

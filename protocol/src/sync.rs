@@ -1,0 +1,297 @@
+//! Sync protocol messages (SPEC.md §9) and their framing.
+//!
+//! Peers exchange length-prefixed frames on one bidirectional QUIC stream:
+//! a 4-byte big-endian length, then one deterministic-CBOR [`Message`]. The
+//! session logic (who sends what when) lives in the node; this module owns
+//! the wire types, their limits and their error codes, so that an
+//! independent peer can be written from the spec and these types alone.
+
+use serde::{Deserialize, Serialize};
+
+use crate::body::Head;
+use crate::codec;
+use crate::equivocation::EquivocationProof;
+use crate::ids::{AgencyId, CaseId};
+use crate::state::WithheldPosition;
+
+/// Sync protocol versions this implementation speaks.
+pub const SYNC_VERSIONS: &[u64] = &[1];
+/// The largest frame accepted, in bytes (excluding the 4-byte length).
+pub const MAX_FRAME: usize = 4 * 1024 * 1024;
+/// At most this many items in one `entries` message.
+pub const MAX_BATCH: usize = 256;
+/// At most this many heads in one `heads` message.
+pub const MAX_HEADS: usize = 4096;
+/// A sender keeps at most this many unacknowledged batches per connection.
+pub const MAX_UNACKED_BATCHES: usize = 4;
+
+/// One sync message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Message {
+    /// First message on a connection, both ways.
+    Hello(Hello),
+    /// What the sender holds of one case.
+    Heads(Heads),
+    /// Entries of one case, in dependency order.
+    Entries(Entries),
+    /// The receiver durably stored a batch.
+    Ack(Ack),
+    /// An equivocation proof for a case both share.
+    Equivocation(EquivocationNotice),
+    /// A fatal error; the sender closes the connection after it.
+    Error(ErrorMessage),
+}
+
+/// Version negotiation and identity echo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hello {
+    /// Supported sync versions, ascending.
+    pub versions: Vec<u64>,
+    /// The sender's agency id (must equal its TLS-authenticated key).
+    pub agency: AgencyId,
+}
+
+/// The heads the sender holds of one case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heads {
+    /// The case.
+    pub case: CaseId,
+    /// One per author, ascending by author.
+    pub heads: Vec<Head>,
+}
+
+/// An entry or a withheld position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Item {
+    /// The exact COSE_Sign1 bytes.
+    Entry(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// A position the receiver may not see.
+    Withheld(WithheldPosition),
+}
+
+/// A batch of entries of one case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entries {
+    /// The case.
+    pub case: CaseId,
+    /// The sender's batch number on this connection, from 0.
+    pub batch: u64,
+    /// At most [`MAX_BATCH`] items, in dependency order.
+    pub items: Vec<Item>,
+}
+
+/// Acknowledges a batch once its entries are durably stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    /// The case.
+    pub case: CaseId,
+    /// The batch number acknowledged.
+    pub batch: u64,
+    /// How many items are now stored (new or already present).
+    pub stored: u64,
+    /// How many items were refused.
+    pub refused: u64,
+}
+
+/// Carries an equivocation proof to members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EquivocationNotice {
+    /// The case.
+    pub case: CaseId,
+    /// The proof.
+    pub proof: EquivocationProof,
+}
+
+/// A fatal protocol error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorMessage {
+    /// The error code, see [`ErrorCode`].
+    pub code: u64,
+    /// A human-readable message (may be empty).
+    pub message: String,
+}
+
+/// Sync error codes: one registry, so no number is reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u64)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// No common sync version.
+    UnsupportedVersion = 1,
+    /// A frame that does not decode as a message.
+    MalformedMessage = 2,
+    /// A frame over [`MAX_FRAME`], or a message over a count limit.
+    OversizeMessage = 3,
+    /// A message out of order (e.g. before hello), or a hello whose agency
+    /// is not the authenticated peer.
+    ProtocolViolation = 4,
+    /// Too many unacknowledged batches.
+    FlowControl = 5,
+    /// The node failed internally (storage); the peer may retry later.
+    Internal = 6,
+}
+
+impl ErrorCode {
+    /// The code for a number, if registered.
+    pub fn from_u64(n: u64) -> Option<Self> {
+        Some(match n {
+            1 => Self::UnsupportedVersion,
+            2 => Self::MalformedMessage,
+            3 => Self::OversizeMessage,
+            4 => Self::ProtocolViolation,
+            5 => Self::FlowControl,
+            6 => Self::Internal,
+            _ => return None,
+        })
+    }
+
+    /// QUIC application close code carrying this error.
+    pub fn as_u64(self) -> u64 {
+        self as u64
+    }
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// Over [`MAX_FRAME`] or a count limit.
+    #[error("message too large: {0}")]
+    Oversize(String),
+    /// Not a valid message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+impl SyncError {
+    /// The wire code to close the connection with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SyncError::Oversize(_) => ErrorCode::OversizeMessage,
+            SyncError::Malformed(_) => ErrorCode::MalformedMessage,
+        }
+    }
+}
+
+impl Message {
+    /// Encodes a message as one frame: 4-byte big-endian length + CBOR.
+    pub fn to_frame(&self) -> Vec<u8> {
+        let body = codec::to_vec(self);
+        let mut out = Vec::with_capacity(4 + body.len());
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Decodes a frame's body (without the length prefix) strictly and
+    /// checks the count limits.
+    pub fn decode(body: &[u8]) -> Result<Message, SyncError> {
+        if body.len() > MAX_FRAME {
+            return Err(SyncError::Oversize(format!("{} bytes", body.len())));
+        }
+        let m: Message =
+            codec::from_slice(body).map_err(|e| SyncError::Malformed(e.to_string()))?;
+        match &m {
+            Message::Entries(e) if e.items.len() > MAX_BATCH => Err(SyncError::Oversize(format!(
+                "{} items in a batch (limit {MAX_BATCH})",
+                e.items.len()
+            ))),
+            Message::Heads(h) if h.heads.len() > MAX_HEADS => Err(SyncError::Oversize(format!(
+                "{} heads (limit {MAX_HEADS})",
+                h.heads.len()
+            ))),
+            Message::Hello(h) if h.versions.len() > 16 => {
+                Err(SyncError::Oversize("more than 16 versions".into()))
+            }
+            _ => Ok(m),
+        }
+    }
+
+    /// Reads the length prefix of a frame, refusing one over [`MAX_FRAME`].
+    pub fn frame_len(prefix: [u8; 4]) -> Result<usize, SyncError> {
+        let n = u32::from_be_bytes(prefix) as usize;
+        if n > MAX_FRAME {
+            return Err(SyncError::Oversize(format!(
+                "frame of {n} bytes (limit {MAX_FRAME})"
+            )));
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::EntryId;
+
+    #[test]
+    fn messages_round_trip() {
+        let msgs = vec![
+            Message::Hello(Hello {
+                versions: vec![1],
+                agency: AgencyId([1; 32]),
+            }),
+            Message::Heads(Heads {
+                case: EntryId([2; 32]),
+                heads: vec![Head(AgencyId([1; 32]), 5, EntryId([3; 32]))],
+            }),
+            Message::Entries(Entries {
+                case: EntryId([2; 32]),
+                batch: 7,
+                items: vec![
+                    Item::Entry(vec![0xD2, 1, 2]),
+                    Item::Withheld(WithheldPosition {
+                        author: AgencyId([1; 32]),
+                        seq: 3,
+                        id: EntryId([4; 32]),
+                    }),
+                ],
+            }),
+            Message::Ack(Ack {
+                case: EntryId([2; 32]),
+                batch: 7,
+                stored: 2,
+                refused: 0,
+            }),
+            Message::Error(ErrorMessage {
+                code: 1,
+                message: "x".into(),
+            }),
+        ];
+        for m in msgs {
+            let frame = m.to_frame();
+            let n = Message::frame_len(frame[..4].try_into().expect("4")).expect("len");
+            assert_eq!(n, frame.len() - 4);
+            assert_eq!(Message::decode(&frame[4..]), Ok(m));
+        }
+    }
+
+    #[test]
+    fn refuses_oversize_and_garbage() {
+        assert!(Message::frame_len((MAX_FRAME as u32 + 1).to_be_bytes()).is_err());
+        assert!(matches!(
+            Message::decode(b"\xff\x00"),
+            Err(SyncError::Malformed(_))
+        ));
+        assert!(Message::decode(&[0xA1, 0x61, 0x78, 0x00]).is_err());
+        let big = Message::Entries(Entries {
+            case: EntryId([0; 32]),
+            batch: 0,
+            items: vec![Item::Entry(vec![1]); MAX_BATCH + 1],
+        });
+        let f = big.to_frame();
+        assert!(matches!(
+            Message::decode(&f[4..]),
+            Err(SyncError::Oversize(_))
+        ));
+    }
+}
