@@ -426,3 +426,404 @@ impl ClientCertVerifier for PinnedVerifier {
         vec![SignatureScheme::ED25519]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    use ed25519_dalek::SigningKey;
+    use quinn::{Connection, ConnectionError, Endpoint, TransportErrorCode};
+
+    /// Bound on every test.
+    const LIMIT: Duration = Duration::from_secs(5);
+    /// TLS alerts (RFC 8446 §6), carried in QUIC as CRYPTO_ERROR 0x100 + alert.
+    const ACCESS_DENIED: u8 = 49;
+    const CERTIFICATE_REQUIRED: u8 = 116;
+    const NO_APPLICATION_PROTOCOL: u8 = 120;
+
+    fn new_key() -> SigningKey {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).expect("OS randomness");
+        SigningKey::from_bytes(&seed)
+    }
+
+    fn public(key: &SigningKey) -> [u8; 32] {
+        key.verifying_key().to_bytes()
+    }
+
+    fn localhost() -> SocketAddr {
+        (Ipv4Addr::LOCALHOST, 0).into()
+    }
+
+    fn server(key: &SigningKey, pins: PinSet) -> (Endpoint, SocketAddr) {
+        let config = server_config(key, pins).expect("server config");
+        let endpoint = Endpoint::server(config, localhost()).expect("server endpoint");
+        let addr = endpoint.local_addr().expect("server address");
+        (endpoint, addr)
+    }
+
+    fn client() -> Endpoint {
+        Endpoint::client(localhost()).expect("client endpoint")
+    }
+
+    /// A client configuration built by hand, to misbehave: optional client
+    /// certificate and arbitrary ALPN, but the same pinned server verifier.
+    fn custom_client(
+        key: Option<&SigningKey>,
+        server_pins: PinSet,
+        alpn: Vec<Vec<u8>>,
+    ) -> quinn::ClientConfig {
+        let provider = provider();
+        let verifier = Arc::new(PinnedVerifier::new(server_pins, &provider));
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        let mut tls = match key {
+            Some(key) => {
+                let (cert, private_key) = certificate(key).expect("certificate");
+                builder
+                    .with_client_auth_cert(vec![cert], private_key)
+                    .expect("client cert")
+            }
+            None => builder.with_no_client_auth(),
+        };
+        tls.alpn_protocols = alpn;
+        tls.resumption = Resumption::disabled();
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC");
+        quinn::ClientConfig::new(Arc::new(quic))
+    }
+
+    /// Server side of one connection attempt.
+    async fn accept_one(endpoint: &Endpoint) -> Result<Connection, ConnectionError> {
+        let incoming = endpoint.accept().await.expect("endpoint open");
+        incoming.await
+    }
+
+    /// Server side of one attempt that must be refused: returns the error,
+    /// and fails the test if an authenticated connection comes out.
+    fn spawn_refusing_server(endpoint: &Endpoint) -> tokio::task::JoinHandle<ConnectionError> {
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move {
+            match accept_one(&endpoint).await {
+                Ok(conn) => panic!(
+                    "server yielded a connection with peer {:?}",
+                    peer_key(&conn).map(hex::encode)
+                ),
+                Err(e) => e,
+            }
+        })
+    }
+
+    /// Server side of one accepted exchange: answers one bi stream with
+    /// `pong:` + request, waits for the client to close, and returns the
+    /// client's key and request.
+    fn spawn_echo_server(
+        endpoint: &Endpoint,
+    ) -> tokio::task::JoinHandle<(Option<[u8; 32]>, Vec<u8>)> {
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move {
+            let conn = accept_one(&endpoint).await.expect("server handshake");
+            let key = peer_key(&conn);
+            let (mut send, mut recv) = conn.accept_bi().await.expect("accept stream");
+            let request = recv.read_to_end(1024).await.expect("read request");
+            send.write_all(&[b"pong:".as_slice(), &request].concat())
+                .await
+                .expect("write reply");
+            send.finish().expect("finish");
+            let _ = conn.closed().await;
+            (key, request)
+        })
+    }
+
+    /// Client side of a whole exchange: handshake, then one request and
+    /// reply on a bi stream. On failure, the reason the connection died.
+    async fn exchange(
+        endpoint: &Endpoint,
+        config: quinn::ClientConfig,
+        addr: SocketAddr,
+    ) -> Result<(Connection, Vec<u8>), ConnectionError> {
+        let conn = endpoint
+            .connect_with(config, addr, SERVER_NAME)
+            .expect("connect parameters")
+            .await?;
+        let result: Result<Vec<u8>, Box<dyn std::error::Error>> = async {
+            let (mut send, mut recv) = conn.open_bi().await?;
+            send.write_all(b"ping").await?;
+            send.finish()?;
+            Ok(recv.read_to_end(1024).await?)
+        }
+        .await;
+        match result {
+            Ok(reply) => Ok((conn, reply)),
+            Err(_) => Err(conn.closed().await),
+        }
+    }
+
+    /// The connection died of TLS alert `alert` (sent or received).
+    fn assert_alert(err: &ConnectionError, alert: u8) {
+        let code = match err {
+            ConnectionError::ConnectionClosed(close) => close.error_code,
+            ConnectionError::TransportError(e) => e.code,
+            other => panic!("expected TLS alert {alert}, got {other:?}"),
+        };
+        assert_eq!(code, TransportErrorCode::crypto(alert), "{err:?}");
+    }
+
+    async fn bounded<F: std::future::Future>(test: F) -> F::Output {
+        tokio::time::timeout(LIMIT, test)
+            .await
+            .expect("test timed out")
+    }
+
+    #[test]
+    fn certificate_carries_the_agency_key() {
+        let key = new_key();
+        let (cert, private_key) = certificate(&key).expect("certificate");
+        assert_eq!(ed25519_key(&cert), Some(public(&key)));
+        assert!(matches!(private_key, PrivateKeyDer::Pkcs8(_)));
+        // Deterministic key, fresh certificate each time, same key inside.
+        let (again, _) = certificate(&key).expect("certificate");
+        assert_eq!(ed25519_key(&again), Some(public(&key)));
+    }
+
+    #[test]
+    fn pin_set_is_shared_between_clones() {
+        let (a, b) = (public(&new_key()), public(&new_key()));
+        let pins = PinSet::new([a]);
+        let clone = pins.clone();
+        assert!(clone.contains(&a) && !clone.contains(&b));
+        pins.insert(b);
+        assert!(clone.contains(&b));
+        clone.remove(&a);
+        assert!(!pins.contains(&a));
+        assert_eq!(format!("{pins:?}"), "PinSet { len: 1 }");
+    }
+
+    #[test]
+    fn every_refusal_looks_the_same() {
+        let pinned = new_key();
+        let provider = provider();
+        let verifier = PinnedVerifier::new(PinSet::new([public(&pinned)]), &provider);
+        let now = UnixTime::now();
+        let name = ServerName::try_from(SERVER_NAME).expect("name");
+
+        let (good, _) = certificate(&pinned).expect("certificate");
+        let (unknown, _) = certificate(&new_key()).expect("certificate");
+        let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+        let ecdsa_key =
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
+        let ecdsa = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()])
+            .expect("params")
+            .self_signed(&ecdsa_key)
+            .expect("P-256 certificate")
+            .der()
+            .clone();
+
+        assert!(
+            ServerCertVerifier::verify_server_cert(&verifier, &good, &[], &name, &[], now).is_ok()
+        );
+        assert!(ClientCertVerifier::verify_client_cert(&verifier, &good, &[], now).is_ok());
+
+        let bad: [(&CertificateDer<'_>, &[CertificateDer<'_>]); 4] = [
+            (&unknown, &[]),
+            (&garbage, &[]),
+            (&ecdsa, &[]),
+            (&good, std::slice::from_ref(&good)),
+        ];
+        for (cert, chain) in bad {
+            let server_side =
+                ServerCertVerifier::verify_server_cert(&verifier, cert, chain, &name, &[], now)
+                    .expect_err("server cert must be refused");
+            let client_side = ClientCertVerifier::verify_client_cert(&verifier, cert, chain, now)
+                .expect_err("client cert must be refused");
+            assert_eq!(server_side, refused());
+            assert_eq!(client_side, refused());
+        }
+
+        assert!(ClientCertVerifier::client_auth_mandatory(&verifier));
+        assert!(ClientCertVerifier::root_hint_subjects(&verifier).is_empty());
+        assert_eq!(
+            ServerCertVerifier::supported_verify_schemes(&verifier),
+            vec![SignatureScheme::ED25519]
+        );
+    }
+
+    /// (1) Two pinned peers connect, see each other's key, and talk both ways.
+    #[tokio::test]
+    async fn pinned_peers_connect_and_exchange() {
+        bounded(async {
+            let (server_key, client_key) = (new_key(), new_key());
+            let (server_ep, addr) = server(&server_key, PinSet::new([public(&client_key)]));
+            let server_task = spawn_echo_server(&server_ep);
+
+            let config = client_config(&client_key, PinSet::new([public(&server_key)]))
+                .expect("client config");
+            let (conn, reply) = exchange(&client(), config, addr)
+                .await
+                .expect("pinned exchange");
+            assert_eq!(peer_key(&conn), Some(public(&server_key)));
+            assert_eq!(
+                conn.handshake_data().and_then(|d| {
+                    d.downcast::<quinn::crypto::rustls::HandshakeData>()
+                        .ok()
+                        .and_then(|d| d.protocol)
+                }),
+                Some(ALPN.to_vec())
+            );
+            assert_eq!(reply, b"pong:ping");
+            conn.close(0u32.into(), b"done");
+
+            let (seen_by_server, request) = server_task.await.expect("server task");
+            assert_eq!(seen_by_server, Some(public(&client_key)));
+            assert_eq!(request, b"ping");
+        })
+        .await;
+    }
+
+    /// (2) A client whose key the server does not pin is refused: whatever
+    /// the client's handshake says, its first exchange fails, and the server
+    /// never yields a connection.
+    #[tokio::test]
+    async fn unpinned_client_is_refused() {
+        bounded(async {
+            let (server_key, client_key) = (new_key(), new_key());
+            let stranger = new_key();
+            let (server_ep, addr) = server(&server_key, PinSet::new([public(&stranger)]));
+            let server_task = spawn_refusing_server(&server_ep);
+
+            let config = client_config(&client_key, PinSet::new([public(&server_key)]))
+                .expect("client config");
+            let err = exchange(&client(), config, addr)
+                .await
+                .expect_err("unpinned client must be refused");
+            assert_alert(&err, ACCESS_DENIED);
+            // The reason the client is given says nothing about the key.
+            if let ConnectionError::ConnectionClosed(close) = &err {
+                let reason = String::from_utf8_lossy(&close.reason).to_lowercase();
+                assert!(
+                    !reason.contains(&hex::encode(public(&client_key))),
+                    "{reason}"
+                );
+                assert!(!reason.contains("pin"), "{reason}");
+            }
+
+            assert_alert(&server_task.await.expect("server task"), ACCESS_DENIED);
+        })
+        .await;
+    }
+
+    /// (3) A server whose key the client does not pin is refused.
+    #[tokio::test]
+    async fn unpinned_server_is_refused() {
+        bounded(async {
+            let (server_key, client_key) = (new_key(), new_key());
+            let (server_ep, addr) = server(&server_key, PinSet::new([public(&client_key)]));
+            let server_task = spawn_refusing_server(&server_ep);
+
+            let config = client_config(&client_key, PinSet::new([public(&new_key())]))
+                .expect("client config");
+            let err = exchange(&client(), config, addr)
+                .await
+                .expect_err("unpinned server must be refused");
+            assert_alert(&err, ACCESS_DENIED);
+            assert_alert(&server_task.await.expect("server task"), ACCESS_DENIED);
+        })
+        .await;
+    }
+
+    /// (4) A client without any certificate is refused.
+    #[tokio::test]
+    async fn client_without_certificate_is_refused() {
+        bounded(async {
+            let (server_key, client_key) = (new_key(), new_key());
+            let (server_ep, addr) = server(&server_key, PinSet::new([public(&client_key)]));
+            let server_task = spawn_refusing_server(&server_ep);
+
+            let config = custom_client(
+                None,
+                PinSet::new([public(&server_key)]),
+                vec![ALPN.to_vec()],
+            );
+            let err = exchange(&client(), config, addr)
+                .await
+                .expect_err("certificate-less client must be refused");
+            assert_alert(&err, CERTIFICATE_REQUIRED);
+            assert_alert(
+                &server_task.await.expect("server task"),
+                CERTIFICATE_REQUIRED,
+            );
+        })
+        .await;
+    }
+
+    /// (5) A client speaking another application protocol (or none) is
+    /// refused, even with a pinned key.
+    #[tokio::test]
+    async fn alpn_mismatch_is_refused() {
+        bounded(async {
+            let (server_key, client_key) = (new_key(), new_key());
+            let (server_ep, addr) = server(&server_key, PinSet::new([public(&client_key)]));
+            let client_ep = client();
+            for alpn in [vec![b"custodia/0".to_vec()], vec![]] {
+                let server_task = spawn_refusing_server(&server_ep);
+                let config = custom_client(
+                    Some(&client_key),
+                    PinSet::new([public(&server_key)]),
+                    alpn.clone(),
+                );
+                let err = exchange(&client_ep, config, addr)
+                    .await
+                    .expect_err("ALPN mismatch must be refused");
+                assert_alert(&err, NO_APPLICATION_PROTOCOL);
+                assert_alert(
+                    &server_task.await.expect("server task"),
+                    NO_APPLICATION_PROTOCOL,
+                );
+            }
+        })
+        .await;
+    }
+
+    /// Pins change at run time and take effect on the next handshake: with
+    /// resumption disabled, a removed client cannot come back on an old
+    /// session, and a re-added one is accepted again.
+    #[tokio::test]
+    async fn pin_changes_apply_to_the_next_handshake() {
+        bounded(async {
+            let (server_key, client_key) = (new_key(), new_key());
+            let server_pins = PinSet::new([public(&client_key)]);
+            let (server_ep, addr) = server(&server_key, server_pins.clone());
+            let client_ep = client();
+            let config = client_config(&client_key, PinSet::new([public(&server_key)]))
+                .expect("client config");
+
+            let server_task = spawn_echo_server(&server_ep);
+            let (conn, _) = exchange(&client_ep, config.clone(), addr)
+                .await
+                .expect("first exchange");
+            conn.close(0u32.into(), b"done");
+            server_task.await.expect("server task");
+
+            server_pins.remove(&public(&client_key));
+            let server_task = spawn_refusing_server(&server_ep);
+            let err = exchange(&client_ep, config.clone(), addr)
+                .await
+                .expect_err("removed client must be refused");
+            assert_alert(&err, ACCESS_DENIED);
+            assert_alert(&server_task.await.expect("server task"), ACCESS_DENIED);
+
+            server_pins.insert(public(&client_key));
+            let server_task = spawn_echo_server(&server_ep);
+            let (conn, reply) = exchange(&client_ep, config, addr)
+                .await
+                .expect("exchange after re-pinning");
+            assert_eq!(reply, b"pong:ping");
+            conn.close(0u32.into(), b"done");
+            server_task.await.expect("server task");
+        })
+        .await;
+    }
+}

@@ -335,6 +335,11 @@ impl Entry {
             )));
         };
         let kid = check_header(&header).map_err(|e| fail(RejectKind::BadHeader(e)))?;
+        if contains_null(&payload_value) {
+            return Err(fail(RejectKind::Schema(
+                "null is not allowed: an optional member without a value is omitted".into(),
+            )));
+        }
         match payload_map.get(&Value::Text("v".into())) {
             Some(Value::Integer(1)) => {}
             Some(Value::Integer(v)) if *v > 1 => {
@@ -409,6 +414,15 @@ impl Entry {
             (Tlp::Red, None) => *agency == self.payload.author,
             _ => true,
         }
+    }
+}
+
+fn contains_null(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.iter().any(contains_null),
+        Value::Map(m) => m.iter().any(|(k, v)| contains_null(k) || contains_null(v)),
+        _ => false,
     }
 }
 

@@ -108,6 +108,14 @@ pub enum Conflict {
         /// Who observed it.
         author: AgencyId,
     },
+    /// Two concurrent registrations of the same item id: the first accepted
+    /// stays the item's record.
+    DuplicateRegistration {
+        /// The item.
+        item: ItemId,
+        /// The later registration.
+        entry: EntryId,
+    },
     /// Two items were registered with the same SHA-256.
     DuplicateDigest {
         /// The first item.
@@ -250,12 +258,18 @@ impl CaseState {
                     member.removed_by = Some(id);
                 }
             }
+            Body::EvidenceRegistered(r) if self.items.contains_key(&r.item) => {
+                self.conflicts.push(Conflict::DuplicateRegistration {
+                    item: r.item,
+                    entry: id,
+                });
+            }
             Body::EvidenceRegistered(r) => {
-                if let Some(first) = self
-                    .items
-                    .values()
-                    .find(|i| i.digests.sha256 == r.digests.sha256)
-                {
+                if let Some(first) = self.items.values().find(|i| {
+                    i.digests.sha256 == r.digests.sha256
+                        && r.derived_from != Some(i.id)
+                        && i.derived_from != Some(r.item)
+                }) {
                     self.conflicts.push(Conflict::DuplicateDigest {
                         first: first.id,
                         second: r.item,

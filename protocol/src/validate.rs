@@ -46,6 +46,7 @@ struct Known {
 
 #[derive(Debug, Clone)]
 struct MembershipEvent {
+    genesis: bool,
     added: Option<Role>,
     author: usize,
     seq: u64,
@@ -143,8 +144,17 @@ impl Validator {
             _ => {}
         }
 
-        // V10: one entry per (author, seq).
+        // V10: one entry per (author, seq); an id already known at another
+        // position (a lying withheld marker) is refused too.
         let author_idx = self.author_index.get(&p.author).copied();
+        if let Some(k) = self.known.get(&id) {
+            if Some(k.author) != author_idx || k.seq != p.seq {
+                return Err(fail(RejectKind::Equivocation {
+                    seq: p.seq,
+                    proof: None,
+                }));
+            }
+        }
         let mut revealing = false;
         if let Some(a) = author_idx {
             if let Some(existing) = self.positions.get(&(a, p.seq)).copied() {
@@ -308,6 +318,14 @@ impl Validator {
                 "a withheld position cannot precede the genesis".into(),
             )));
         }
+        if let Some(k) = self.known.get(&pos.id) {
+            if self.authors[k.author] != pos.author || k.seq != pos.seq {
+                return Err(fail(RejectKind::Equivocation {
+                    seq: pos.seq,
+                    proof: None,
+                }));
+            }
+        }
         let a = self.intern(pos.author);
         if let Some(existing) = self.positions.get(&(a, pos.seq)) {
             if *existing == pos.id {
@@ -373,6 +391,7 @@ impl Validator {
             .entry(agency)
             .or_default()
             .push(MembershipEvent {
+                genesis: added == Some(Role::Lead) && seq == 0 && self.state.case.is_none(),
                 added,
                 author,
                 seq,
@@ -380,27 +399,39 @@ impl Validator {
             });
     }
 
-    /// The agency's role in a causal past given as a clock: some admission
-    /// in that past that no removal in that past follows or is concurrent
-    /// with.
+    /// The agency's role in a causal past given as a clock (SPEC.md §11.1):
+    /// the genesis author is lead for the whole case; another agency is a
+    /// member iff some admission in that past has no removal in that past
+    /// causally after it. Among the live admissions not causally before
+    /// another live one, concurrent ones with different roles give only the
+    /// permissions common to all (the least privileged role).
     fn role_in(&self, agency: &AgencyId, clock: &[u64]) -> Option<Role> {
         let events = self.membership.get(agency)?;
         let in_past = |e: &MembershipEvent| clock.get(e.author).is_some_and(|&c| c > e.seq);
+        let before = |a: &MembershipEvent, b: &MembershipEvent| {
+            // a is causally before b (or is b).
+            b.clock.get(a.author).is_some_and(|&c| c > a.seq)
+        };
+        if events.first().is_some_and(|e| e.genesis) && in_past(&events[0]) {
+            return Some(Role::Lead);
+        }
         let removals: Vec<&MembershipEvent> = events
             .iter()
             .filter(|e| e.added.is_none() && in_past(e))
             .collect();
-        events
+        let live: Vec<&MembershipEvent> = events
             .iter()
-            .rev()
             .filter(|e| e.added.is_some() && in_past(e))
-            .find(|add| {
-                removals.iter().all(|r| {
-                    // The removal is causally before this admission.
-                    add.clock.get(r.author).is_some_and(|&c| c > r.seq)
-                })
+            .filter(|add| !removals.iter().any(|r| before(add, r)))
+            .collect();
+        live.iter()
+            .filter(|a| !live.iter().any(|b| !std::ptr::eq(**a, *b) && before(a, b)))
+            .filter_map(|a| a.added)
+            .min_by_key(|r| match r {
+                Role::Observer => 0,
+                Role::Investigator | Role::Examiner => 1,
+                Role::Liaison | Role::Lead => 2,
             })
-            .and_then(|add| add.added)
     }
 
     fn check_authority(&self, entry: &Entry, role: Role) -> Result<(), String> {
@@ -437,14 +468,24 @@ impl Validator {
     /// relaxation (item or transfer unknown while positions are withheld).
     fn check_custody(&self, entry: &Entry, clock: &[u64]) -> Result<bool, String> {
         let p = entry.payload();
-        let relaxed = !self.state.withheld.is_empty();
+        let relaxed = self.state.withheld.iter().any(|w| {
+            self.author_index
+                .get(&w.author)
+                .and_then(|&a| clock.get(a))
+                .is_some_and(|&c| c > w.seq)
+        });
         match &p.body {
             Body::EvidenceRegistered(r) => {
-                if self.state.items.contains_key(&r.item) {
-                    return Err(format!(
-                        "item {} is already registered",
-                        r.item.to_uuid_string()
-                    ));
+                if let Some(existing) = self.state.items.get(&r.item) {
+                    // Refused only if the earlier registration is in this
+                    // entry's causal past; a concurrent one is a conflict.
+                    let k = &self.known[&existing.registered];
+                    if clock.get(k.author).is_some_and(|&c| c > k.seq) {
+                        return Err(format!(
+                            "item {} is already registered",
+                            r.item.to_uuid_string()
+                        ));
+                    }
                 }
                 if let Some(from) = r.derived_from {
                     if !self.state.items.contains_key(&from) && !relaxed {
@@ -473,8 +514,7 @@ impl Validator {
                         return Err("a receipt must name its transfer".into());
                     };
                     let Some(t) = self.state.open_transfers.get(&tid) else {
-                        return if relaxed
-                            && !self.known.get(&tid).is_some_and(|k| k.entry.is_some())
+                        return if relaxed && self.known.get(&tid).is_none_or(|k| k.entry.is_none())
                         {
                             Ok(true)
                         } else {

@@ -571,23 +571,38 @@ fn decode_rejects_garbage_classes() {
     let mut a = Agency::new(1);
     let g = a.open();
     let bytes = g.bytes().to_vec();
-    assert_eq!(Entry::decode(&[]).unwrap_err().class(), "malformed");
-    assert_eq!(Entry::decode(&bytes[1..]).unwrap_err().class(), "malformed");
+    assert_eq!(
+        Entry::decode(&[]).expect_err("refused").class(),
+        "malformed"
+    );
+    assert_eq!(
+        Entry::decode(&bytes[1..]).expect_err("refused").class(),
+        "malformed"
+    );
     assert_eq!(
         Entry::decode(&bytes[..bytes.len() - 1])
-            .unwrap_err()
+            .expect_err("refused")
             .class(),
         "malformed"
     );
     let mut trailing = bytes.clone();
     trailing.push(0);
-    assert_eq!(Entry::decode(&trailing).unwrap_err().class(), "malformed");
+    assert_eq!(
+        Entry::decode(&trailing).expect_err("refused").class(),
+        "malformed"
+    );
     let big = vec![0xD2; MAX_ENTRY_SIZE + 1];
-    assert_eq!(Entry::decode(&big).unwrap_err().class(), "oversize");
+    assert_eq!(
+        Entry::decode(&big).expect_err("refused").class(),
+        "oversize"
+    );
     let mut sig = bytes.clone();
     let n = sig.len();
     sig[n - 1] ^= 1;
-    assert_eq!(Entry::decode(&sig).unwrap_err().class(), "bad-signature");
+    assert_eq!(
+        Entry::decode(&sig).expect_err("refused").class(),
+        "bad-signature"
+    );
 }
 
 proptest! {

@@ -66,7 +66,7 @@ fn every_vector_gives_its_expected_outcome() {
                 }
             }
             (Ok(_), _) => failures.push(format!("{name}: accepted, expected {expect}")),
-            (Err((i, class, msg)), "valid") => {
+            (Err((i, _, msg)), "valid") => {
                 failures.push(format!("{name}: entry {i} refused ({msg}), expected valid"))
             }
             (Err((i, class, msg)), _) => {

@@ -84,6 +84,8 @@ def enc(x) -> bytes:
         return b"\x9f" + b"".join(enc(i) for i in x.items) + b"\xff"
     if isinstance(x, Tag):
         return head(6, x.tag) + enc(x.value)
+    if x is None:  # only for re-encoding decoded input; Custodia structures never contain null
+        return b"\xf6"
     if x is False:
         return b"\xf4"
     if x is True:

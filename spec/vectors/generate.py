@@ -12,11 +12,15 @@ Usage:  python3 generate.py [--out entries.json] [--no-check]
 Needs:  cbor2, cryptography (see requirements.txt)
 """
 
+import sys
+
+sys.dont_write_bytecode = True  # keep spec/vectors free of __pycache__
+
 import argparse
 import hashlib
 import json
 import os
-import sys
+import struct
 
 import cbor2
 from cryptography.hazmat.primitives import serialization
@@ -28,11 +32,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 FORMAT = "custodia-entry-vectors/1"
 CONTENT_TYPE = "application/custodia-entry+cbor"
-T0 = 1_795_000_000_000  # 2026-11-18T..Z, the first entry of every vector
+T0 = 1_795_000_000_000  # 2026-11-18T11:06:40Z: the first entry of every vector
 STEP = 60_000  # one minute between consecutive entries
 SKEW = 300_000
 MAX_ENTRY = 65_536
 L = 2**252 + 27742317777372353535851937790883648493  # Ed25519 group order
+APPENDIX_B_ID = "7ce308290883f5db2f3bab3d5fb42414d5017ebe2e209e6efb7c08efe032e6b8"  # SPEC.md Appendix B
 
 # ---------------------------------------------------------------------------
 # Keys
@@ -450,6 +455,33 @@ def valid_vectors():
     v.add("alpha", custody("sealed-drive", "sealed", actor="evidence officer"))
     out.append(v.to_json("valid"))
 
+    v = with_members("withheld-implies-chain-link",
+                     "alpha adds bravo, then writes a RED entry the receiver holds only as a marker, then a "
+                     "normal entry. bravo's first entry refs only that last alpha entry: its causal past "
+                     "reaches the member-added through the withheld position's implied link to alpha's "
+                     "previous position (SPEC.md 8.4), so bravo is a member.",
+                     ("bravo", "investigator"))
+    v.withhold("alpha", note("Covert measure authorised."), tlp="RED", to=agencies("alpha"))
+    a = v.add("alpha", note("Proceeding."))
+    v.add("bravo", note("Standing by."), refs=[a])
+    out.append(v.to_json("valid"))
+
+    v = with_members("concurrent-duplicate-registration",
+                     "alpha and bravo register the same item id concurrently (neither registration is in the "
+                     "other's causal past): both are valid; the state reports the conflict (SPEC.md 11.7).",
+                     ("bravo", "investigator"))
+    added = v.last["alpha"]
+    v.add("alpha", evidence("laptop", exhibit="A-1"))
+    v.add("bravo", evidence("laptop", exhibit="B-7"), refs=[added])
+    out.append(v.to_json("valid"))
+
+    v = Vector("spec-appendix-b-genesis", "the worked example of SPEC.md Appendix B: alpha opens a case at "
+               "2026-01-01T00:00:00Z, TLP:AMBER; entry id 7ce30829...")
+    v.add("alpha", {"case-opened": {"name": "Alpha Unit", "title": "Example", "country": "PH",
+                                    "reference": "A-1"}}, tlp="AMBER", time=1_767_225_600_000)
+    assert v.ids == [APPENDIX_B_ID], v.ids
+    out.append(v.to_json("valid"))
+
     v = with_members("examiner-and-liaison-roles",
                      "a liaison may add members; an examiner may register evidence and act on it; an observer "
                      "may write notes.",
@@ -463,6 +495,14 @@ def valid_vectors():
     out.append(v.to_json("valid"))
 
     return out
+
+
+def nested(depth):
+    """An array nested `depth` levels deep: nested(1) = [], nested(2) = [[]], ..."""
+    x = []
+    for _ in range(depth - 1):
+        x = [x]
+    return x
 
 
 def sized_note(v: Vector, size: int) -> str:
@@ -551,6 +591,13 @@ def failing_vectors():
         "correctly signed.", lambda p: good(p, payload_bytes=det(p) + b"\x00"))
     mal("protected-empty-bstr", "protected is h'' (COSE's empty header) instead of a map.",
         lambda p: good(p, protected_bytes=b""))
+    @F("malformed-nesting-depth-17", "malformed",
+       "payload refs holds arrays nested so that the payload's nesting depth is 17 (limit 16), correctly "
+       "signed.")
+    def _(v):
+        genesis_plus(v)
+        v.fail("alpha", note("deep"), mutate=lambda p: p.update(refs=nested(16)))
+
     mal("protected-is-map", "protected is a bare map instead of a bstr wrapping one.",
         lambda p: good(p, outer=lambda a, u, pl, s: enc(Tag(18, [Raw(a), {}, pl, s]))))
 
@@ -587,6 +634,13 @@ def failing_vectors():
     nc("protected-non-shortest-int", "protected header alg -8 encoded as 0x39 0x00 0x07, re-signed.",
        entry_kw={"protected_bytes": enc(Pairs([(1, Raw(b"\x39\x00\x07")), (3, CONTENT_TYPE),
                                               (4, pub("alpha"))]))})
+    nc("float-in-payload", "payload time encoded as a float64 of the same value, re-signed (no floats "
+       "anywhere).", entry_kw={"payload_bytes": lambda p: enc(Pairs(
+           [(k, Raw(b"\xfb" + struct.pack(">d", float(p[k]))) if k == "time" else p[k])
+            for k in sorted(p, key=lambda k: enc(k))]))})
+    nc("tag-in-payload", "payload time wrapped in tag 1 (epoch date/time), re-signed (no tags except the "
+       "outer 18).", entry_kw={"payload_bytes": lambda p: enc(Pairs(
+           [(k, Tag(1, p[k]) if k == "time" else p[k]) for k in sorted(p, key=lambda k: enc(k))]))})
     nc("protected-unsorted-keys", "protected header keys in order 4, 1, 3, re-signed.",
        entry_kw={"protected_bytes": enc(Pairs([(4, pub("alpha")), (1, -8), (3, CONTENT_TYPE)]))})
 
@@ -687,15 +741,25 @@ def failing_vectors():
     sch("sha1-wrong-size", "digests.sha1 is 32 bytes.",
         body={"evidence-registered": dict(evidence("disk")["evidence-registered"],
                                           digests={"sha256": sha256(b"d"), "sha1": sha256(b"d")})})
-    sch("witness-heads-unsorted", "witness heads in descending author order.",
-        members=[("bravo", "investigator")],
-        body=lambda v: witness_unsorted(v), label="bravo", refs=lambda v: [v.last["alpha"]])
+    sch("witness-heads-unsorted", "charlie (observer) witnesses alpha's and bravo's heads in descending "
+        "author order.", members=[("bravo", "investigator"), ("charlie", "observer")],
+        body=lambda v: witness_unsorted(v), label="charlie", refs=lambda v: [v.last["bravo"]])
     sch("non-genesis-without-case", "alpha's seq 1 note has no \"case\".", mutate=lambda p: p.pop("case"))
     sch("case-opened-not-genesis", "alpha's seq 1 entry has body case-opened (and a case).",
         body=case_opened(title="Again"))
     sch("time-negative", "time is a negative integer.", mutate=setp(time=-1))
     sch("seq-text", "seq is the text \"1\".", mutate=setp(seq="1"))
     sch("tlp-unknown", "tlp \"WHITE\" (TLP 1.0, not 2.0).", tlp="WHITE")
+    sch("version-missing", "payload without \"v\" (a missing v is schema, not unsupported-version).",
+        mutate=lambda p: p.pop("v"))
+    sch("version-text", "payload \"v\" is the text \"1\" (a v that is not a uint is schema).",
+        mutate=setp(v="1"))
+    sch("null-member", "note body {\"item\": null, \"text\": ...}: null appears nowhere (optional members "
+        "are absent).", body={"note": {"item": Raw(b"\xf6"), "text": "null item"}},
+        entry_kw={"payload_bytes": lambda p: enc(p)})
+    sch("nesting-depth-16", "refs holds arrays nested so that the payload's nesting depth is exactly 16 "
+        "(the limit, so not malformed); refs elements are not entry ids.",
+        mutate=lambda p: p.update(refs=nested(15)))
 
     @F("schema-genesis-with-refs", "schema", "a genesis entry with a non-empty refs list.")
     def _(v):
@@ -778,13 +842,16 @@ def failing_vectors():
     bs("zero-signature", "64 zero bytes as the signature.", entry_kw={"sign": lambda tbs, s: bytes(64)})
 
     @F("bad-signature-small-order-key", "bad-signature",
-       "an entry whose kid and author are the identity point (a small-order public key) with R = identity, "
+       "alpha adds the identity point (a small-order public key) as a member; an entry whose kid and author "
+       "are that key refs the member-added and is signed with R = identity, "
        "S = 0: the RFC 8032 equation holds for any message (OpenSSL, and so pycose, accepts it) but strict "
        "verification rejects a small-order A.")
     def _(v):
         genesis_plus(v)
         v.extra_keys["small-order"] = SMALL_ORDER_POINT.hex()
-        p = v.payload("alpha", note("weak key"), refs=[v.case])
+        added = v.add("alpha", {"member-added": {"agency": SMALL_ORDER_POINT, "name": "Weak Key Agency",
+                                                 "country": "PH", "role": "investigator"}})
+        p = v.payload("alpha", note("weak key"), refs=[added])
         p["author"] = SMALL_ORDER_POINT
         p["seq"] = 0
         del p["prev"]
@@ -835,6 +902,24 @@ def failing_vectors():
         v.add("alpha", note("two"))
         v.add("alpha", note("three"))
         v.fail("alpha", raw=build_entry("alpha", p))
+
+    @F("equivocation-withheld-position", "equivocation",
+       "alpha's seq 1 is held as a withheld marker; a different alpha entry with seq 1 arrives (a withheld "
+       "position counts as an entry at its position for V10).")
+    def _(v):
+        v.add("alpha", case_opened())
+        v.withhold("alpha", note("red"), tlp="RED", to=agencies("alpha"))
+        v.fail("alpha", note("another seq 1"), seq=1, prev=v.case)
+
+    @F("equivocation-marker-id-at-other-position", "equivocation",
+       "a marker claims position (bravo, 0) for the id of alpha's next entry; that entry then arrives at "
+       "position (alpha, 2): same id, different position.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        x = build_entry("alpha", v.payload("alpha", note("X")))
+        v.feed.append({"withheld": [pub("bravo").hex(), 0, sha256(x).hex()]})
+        v.ids.append(sha256(x).hex())
+        v.fail("alpha", raw=x)
 
     # -- V11 sequence-gap -------------------------------------------------
     @F("sequence-gap", "sequence-gap", "alpha's entry with seq 2 right after its genesis (seq 0); prev = genesis.")
@@ -926,6 +1011,16 @@ def failing_vectors():
         genesis_plus(v, ("charlie", "observer"))
         reg = v.add("alpha", evidence("laptop"))
         v.fail("charlie", custody("laptop", "examined"), refs=[reg])
+
+    @F("not-authorized-observer-receives-transfer", "not-authorized",
+       "alpha transfers its item to charlie, an observer (a member, so the transfer is accepted); charlie's "
+       "received event is refused by V15 (an observer may only write witness and note), though V16 alone "
+       "would accept it.")
+    def _(v):
+        genesis_plus(v, ("charlie", "observer"))
+        v.add("alpha", evidence("laptop"))
+        tr = v.add("alpha", custody("laptop", "transferred", to=pub("charlie")))
+        v.fail("charlie", custody("laptop", "received", transfer=tr, accepted=True), refs=[tr])
 
     @F("not-authorized-observer-registers-evidence", "not-authorized",
        "charlie, an observer, registers an evidence item.")
@@ -1030,6 +1125,24 @@ def failing_vectors():
         reg = v.add("alpha", evidence("laptop"))
         v.fail("bravo", custody("laptop", "received", transfer=reg, accepted=True), refs=[reg])
 
+    @F("custody-violation-transfer-not-in-causal-past", "custody-violation",
+       "alpha transfers its item to bravo; bravo's received refs only the registration, so the transfer is "
+       "not in its causal past (V16 is evaluated on the state of CP(E)).")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        reg = v.add("alpha", evidence("laptop"))
+        tr = v.add("alpha", custody("laptop", "transferred", to=pub("bravo")))
+        v.fail("bravo", custody("laptop", "received", transfer=tr, accepted=True), refs=[reg])
+
+    @F("custody-violation-withheld-not-in-causal-past", "custody-violation",
+       "the case has a withheld position (alpha's RED registration), but it is not in the causal past of "
+       "bravo's event on the unknown item, so the V16 relaxation does not apply.")
+    def _(v):
+        genesis_plus(v, ("bravo", "investigator"))
+        added = v.last["alpha"]
+        v.withhold("alpha", evidence("sealed-drive"), tlp="RED", to=agencies("alpha"))
+        v.fail("bravo", custody("sealed-drive", "examined"), refs=[added])
+
     @F("custody-violation-derived-from-unknown", "custody-violation",
        "alpha registers an item derived-from an item that was never registered.")
     def _(v):
@@ -1100,8 +1213,8 @@ def transfer_prefix(v, edit):
 def witness_unsorted(v):
     a = v.last["alpha"]
     bn = v.add("bravo", note("b"), refs=[a])
-    v.labels.add("charlie")
-    heads = sorted([[pub("alpha"), 1, a], [pub("bravo"), 0, bn]], key=lambda h: h[0], reverse=True)
+    heads = sorted([[pub("alpha"), v.next_seq["alpha"] - 1, a], [pub("bravo"), 0, bn]], key=lambda h: h[0],
+                   reverse=True)
     return {"witness": {"heads": heads}}
 
 

@@ -20,12 +20,15 @@ import os
 import re
 import sys
 
+sys.dont_write_bytecode = True
+
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from cbor_det import enc
 
 MAX_ENTRY = 65_536
+MAX_DEPTH = 16  # arrays and maps, the outermost counting as 1 (SPEC.md 4.1)
 SKEW = 300_000
 CONTENT_TYPE = "application/custodia-entry+cbor"
 RULE_ORDER = ["oversize", "malformed", "non-canonical", "bad-header", "unsupported-version", "schema",
@@ -87,7 +90,8 @@ class Decoder:
             return None
         raise NotWellFormed("reserved additional info")
 
-    def item(self, allow_break=False):
+    def item(self, allow_break=False, depth=0):
+        """depth: the number of arrays/maps enclosing this item."""
         ib = self._take(1)[0]
         major, ai = ib >> 5, ib & 31
         if ib == 0xFF:
@@ -137,17 +141,19 @@ class Decoder:
                 return raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise NotWellFormed("invalid UTF-8")
+        if major in (4, 5) and depth + 1 > MAX_DEPTH:
+            raise NotWellFormed("nesting deeper than 16")
         if major == 4:
             out = []
             if n is None:
                 self._nd("indefinite-length array")
                 while True:
-                    x = self.item(allow_break=True)
+                    x = self.item(allow_break=True, depth=depth + 1)
                     if x is _BREAK:
                         return out
                     out.append(x)
             for _ in range(n):
-                out.append(self.item())
+                out.append(self.item(depth=depth + 1))
             return out
         if major == 5:
             out = {}
@@ -157,12 +163,12 @@ class Decoder:
                 self._nd("indefinite-length map")
             while n is None or count < n:
                 start = self.i
-                k = self.item(allow_break=n is None)
+                k = self.item(allow_break=n is None, depth=depth + 1)
                 if k is _BREAK:
                     break
                 kb = self.d[start:self.i]
                 keys.append(kb)
-                v = self.item()
+                v = self.item(depth=depth + 1)
                 hk = _hashable(k)
                 if hk in out:
                     self._nd("duplicate map key")
@@ -172,7 +178,7 @@ class Decoder:
                 self._nd("map keys not in bytewise order")
             return out
         if major == 6:
-            return Tagged(n, self.item())
+            return Tagged(n, self.item(depth=depth))
         raise AssertionError
 
 
@@ -199,7 +205,8 @@ def decode_one(data: bytes):
 
 
 def _has_tag_or_float(x):
-    if isinstance(x, Tagged) or (isinstance(x, tuple) and x and x[0] in ("float", "simple")) or x is None:
+    # null is left to V6 (SPEC.md 8.2 V6 details: "null nowhere"); other simple values are untested
+    if isinstance(x, Tagged) or (isinstance(x, tuple) and x and x[0] in ("float", "simple")):
         return True
     if isinstance(x, list):
         return any(_has_tag_or_float(i) for i in x)
@@ -431,8 +438,9 @@ class Entry:
 
 
 class Case:
-    def __init__(self, now):
+    def __init__(self, now, skip=()):
         self.now = now
+        self.skip = set(skip)  # diagnostics only: rule classes not enforced
         self.case_id = None
         self.genesis_author = None
         self.accepted = {}  # id -> Entry
@@ -441,8 +449,10 @@ class Case:
         self.pos = {}  # (author, seq) -> id (accepted or withheld)
         self.top = {}  # author -> highest known seq
         self._past = {}
-        self.items = {}  # item -> dict(holder, destroyed, open, incomplete)
-        self.transfers = {}  # transfer entry id -> dict(item, frm, to, open)
+
+    def _fail(self, cls, why):
+        if cls not in self.skip:
+            raise Invalid(cls, why)
 
     # -- withheld markers --------------------------------------------------
     def add_withheld(self, author, seq, eid):
@@ -465,7 +475,11 @@ class Case:
                 seen.add(x)
                 stack.extend(self._past_of(x))
             elif x in self.withheld:
+                # SPEC.md 8.4: a withheld position (A, s > 0) implies (A, s - 1); its refs are unknown
                 seen.add(x)
+                a, s = self.withheld[x]
+                if s > 0 and (a, s - 1) in self.pos:
+                    stack.append(self.pos[(a, s - 1)])
         return seen
 
     def _past_of(self, eid):
@@ -497,97 +511,101 @@ class Case:
         """Validate and apply one entry. Returns 'accepted' or 'duplicate'; raises Invalid."""
         # V1
         if len(data) > MAX_ENTRY:
-            raise Invalid("oversize", f"{len(data)} bytes")
+            self._fail("oversize", f"{len(data)} bytes")
         # V2
         try:
             top, outer_dec = decode_one(data)
         except NotWellFormed as e:
-            raise Invalid("malformed", f"entry: {e}")
+            self._fail("malformed", f"entry: {e}")
         if not (isinstance(top, Tagged) and top.tag == 18):
-            raise Invalid("malformed", "not tag 18")
+            self._fail("malformed", "not tag 18")
         arr = top.value
         if not (type(arr) is list and len(arr) == 4):
-            raise Invalid("malformed", "not an array of 4")
+            self._fail("malformed", "not an array of 4")
         pb, unprot, plb, sig = arr
         if not (type(pb) is bytes and type(unprot) is dict and type(plb) is bytes and type(sig) is bytes):
-            raise Invalid("malformed", "element types")
+            self._fail("malformed", "element types")
         if unprot:
-            raise Invalid("malformed", "unprotected map not empty")
+            self._fail("malformed", "unprotected map not empty")
         if len(sig) != 64:
-            raise Invalid("malformed", "signature length")
+            self._fail("malformed", "signature length")
         try:
             prot, prot_dec = decode_one(pb)
             payload, pl_dec = decode_one(plb)
         except NotWellFormed as e:
-            raise Invalid("malformed", f"protected/payload: {e}")
+            self._fail("malformed", f"protected/payload: {e}")
         if type(prot) is not dict or type(payload) is not dict:
-            raise Invalid("malformed", "protected/payload not a map")
+            self._fail("malformed", "protected/payload not a map")
         # V3
         for name, dec, raw, val in (("entry", outer_dec, data, None), ("protected", prot_dec, pb, prot),
                                     ("payload", pl_dec, plb, payload)):
             if not dec.deterministic:
-                raise Invalid("non-canonical", f"{name}: {dec.why[0]}")
+                self._fail("non-canonical", f"{name}: {dec.why[0]}")
             if name == "entry":
                 if _has_tag_or_float(arr):
-                    raise Invalid("non-canonical", "tag or float inside the entry")
+                    self._fail("non-canonical", "tag or float inside the entry")
                 continue
             if _has_tag_or_float(val):
-                raise Invalid("non-canonical", f"{name}: tag or float")
+                self._fail("non-canonical", f"{name}: tag or float")
             if enc(val) != raw:  # belt and braces: re-encoding must give the same bytes
-                raise Invalid("non-canonical", f"{name}: re-encoding differs")
+                self._fail("non-canonical", f"{name}: re-encoding differs")
         # V4
         if not (set(prot) == {1, 3, 4} and type(prot[1]) is int and prot[1] == -8
                 and prot[3] == CONTENT_TYPE and _bstr(32)(prot[4])):
-            raise Invalid("bad-header", repr(prot))
+            self._fail("bad-header", repr(prot))
         kid = prot[4]
-        # V5 -- a missing "v" is left to V6 (schema)
-        if "v" in payload and not (type(payload["v"]) is int and payload["v"] == 1):
-            raise Invalid("unsupported-version", repr(payload["v"]))
+        # V5 -- a missing "v", or one that is not a uint, is left to V6 (SPEC.md 8.2 V5 details)
+        if "v" in payload and _uint(payload["v"]) and payload["v"] != 1:
+            self._fail("unsupported-version", repr(payload["v"]))
         # V6
         kind, body = check_payload_schema(payload)
         genesis = kind == "case-opened"
         # V7
         if payload["author"] != kid:
-            raise Invalid("author-mismatch", "author != kid")
+            self._fail("author-mismatch", "author != kid")
         # V8
         why = strict_verify(kid, sig, enc(["Signature1", pb, b"", plb]))
         if why:
-            raise Invalid("bad-signature", why)
+            self._fail("bad-signature", why)
         eid = hashlib.sha256(data).digest()
         # V9
         if genesis:
             if self.case_id is not None:
-                raise Invalid("wrong-case", "a genesis entry for an existing case")
+                self._fail("wrong-case", "a genesis entry for an existing case")
         else:
             if self.case_id is None or payload["case"] != self.case_id:
-                raise Invalid("wrong-case", "case id differs")
+                self._fail("wrong-case", "case id differs")
         # V10
         author, seq = payload["author"], payload["seq"]
         if eid in self.accepted:
             return "duplicate"
+        # (SPEC.md 8.2 V10 details: a withheld position counts as an entry at its position)
         other = self.pos.get((author, seq))
-        if other is not None and other in self.accepted:
-            raise Invalid("equivocation", "same (author, seq), different id")
-        # V11
-        if seq != self.top.get(author, -1) + 1:
-            raise Invalid("sequence-gap", f"seq {seq}, expected {self.top.get(author, -1) + 1}")
+        if other is not None and other != eid:
+            self._fail("equivocation", "same (author, seq), different id")
+        if eid in self.withheld and self.withheld[eid] != (author, seq):
+            self._fail("equivocation", "id of a withheld position at another position")
+        reveal = eid in self.withheld
+        # V11 (a reveal of a withheld position satisfies it)
+        if not reveal and seq != self.top.get(author, -1) + 1:
+            self._fail("sequence-gap", f"seq {seq}, expected {self.top.get(author, -1) + 1}")
         # V12
         if seq > 0 and payload["prev"] != self.pos.get((author, seq - 1)):
-            raise Invalid("prev-mismatch", "prev is not the author's previous entry")
+            self._fail("prev-mismatch", "prev is not the author's previous entry")
         # V13
         for r in payload["refs"]:
             if r in self.accepted:
                 if self.accepted[r].author == author:
-                    raise Invalid("unknown-reference", "ref to own entry")
+                    self._fail("unknown-reference", "ref to own entry")
             elif r in self.withheld:
                 if self.withheld[r][0] == author:
-                    raise Invalid("unknown-reference", "ref to own entry")
+                    self._fail("unknown-reference", "ref to own entry")
             else:
-                raise Invalid("unknown-reference", "unknown ref")
+                self._fail("unknown-reference", "unknown ref")
         if kind == "witness":
             for a, s, hid in body["heads"]:
                 if self.pos.get((a, s)) != hid:
-                    raise Invalid("unknown-reference", "witness head is not a known entry")
+                    self._fail("unknown-reference", "witness head is not a known entry")
         # V14
         past = self.past(payload.get("prev"), payload["refs"])
         if genesis:
@@ -595,107 +613,119 @@ class Case:
         else:
             role = self.role_in(author, past)
             if role is None:
-                raise Invalid("not-a-member", "no member-added in causal past, or removed")
+                self._fail("not-a-member", "no member-added in causal past, or removed")
         # V15
         if kind in ("member-added", "member-removed") and role not in ("lead", "liaison"):
-            raise Invalid("not-authorized", f"{role} cannot change membership")
+            self._fail("not-authorized", f"{role} cannot change membership")
         if role == "observer" and kind not in ("witness", "note"):
-            raise Invalid("not-authorized", f"observer cannot write {kind}")
+            self._fail("not-authorized", f"observer cannot write {kind}")
         if kind in ("handling-changed", "retracted"):
             t = self.accepted.get(body["entry"])
             if t is None or t.author != author:
-                raise Invalid("not-authorized", "target is not a known earlier entry of the same author")
+                self._fail("not-authorized", "target is not a known earlier entry of the same author")
         # V16
         self._check_custody(kind, body, author, past)
         # V17
         for pred in ([payload["prev"]] if seq > 0 else []) + payload["refs"]:
             if pred in self.accepted and payload["time"] < self.accepted[pred].time - SKEW:
-                raise Invalid("time-violation", "earlier than a predecessor by more than SKEW")
+                self._fail("time-violation", "earlier than a predecessor by more than SKEW")
         # V18
         if payload["time"] > self.now + SKEW:
-            raise Invalid("from-the-future", "later than now + SKEW")
+            self._fail("from-the-future", "later than now + SKEW")
         # apply
         e = Entry(eid, payload, kind, body)
         self.accepted[eid] = e
         self.order.append(eid)
         self.pos[(author, seq)] = eid
-        self.top[author] = seq
+        self.top[author] = max(seq, self.top.get(author, -1))
+        self.withheld.pop(eid, None)
+        self._past.clear()
         if genesis:
             self.case_id = eid
             self.genesis_author = author
-        self._apply_custody(e)
         return "accepted"
 
+    def custody_state(self, past):
+        """Items and transfers derived from the accepted entries in `past` (SPEC.md 8.2 V16 details)."""
+        st = {"items": {}, "transfers": {}}
+        for eid in self.order:  # acceptance order is a topological order
+            if eid in past:
+                _apply_custody(st, self.accepted[eid])
+        return st
+
     def _check_custody(self, kind, b, author, past):
-        relaxed = bool(self.withheld)
+        if kind not in ("evidence-registered", "custody"):
+            return
+        st = self.custody_state(past)
+        items, transfers = st["items"], st["transfers"]
+        relaxed = any(x in self.withheld for x in past)  # CP(E) holds a withheld position
         if kind == "evidence-registered":
-            if b["item"] in self.items:
-                raise Invalid("custody-violation", "item already registered")
-            if "derived-from" in b and b["derived-from"] not in self.items:
-                raise Invalid("custody-violation", "derived-from an unregistered item")
+            if b["item"] in items:
+                self._fail("custody-violation", "item already registered in the causal past")
+            if "derived-from" in b and b["derived-from"] not in items:
+                self._fail("custody-violation", "derived-from an item not registered in the causal past")
             return
-        if kind != "custody":
-            return
-        item = self.items.get(b["item"])
+        item = items.get(b["item"])
         a = b["action"]
         if item is None:
-            if relaxed:
-                return  # accepted; the item is marked incomplete in _apply_custody
-            raise Invalid("custody-violation", "unknown item")
+            if not relaxed:
+                self._fail("custody-violation", "unknown item")
+            item = {"holder": None, "destroyed": False, "open": None, "incomplete": True}
         if item["destroyed"]:
-            raise Invalid("custody-violation", "item destroyed")
-        if a != "received":
-            if item["incomplete"]:
-                return
+            self._fail("custody-violation", "item destroyed")
+        if a != "received" and not item["incomplete"]:
             if item["holder"] != author:
-                raise Invalid("custody-violation", "author is not the holder")
+                self._fail("custody-violation", "author is not the holder")
             if item["open"] is not None:
-                raise Invalid("custody-violation", "item has an open transfer")
+                self._fail("custody-violation", "item has an open transfer")
         if a == "transferred":
             if b["to"] == author or self.role_in(b["to"], past) is None:
-                raise Invalid("custody-violation", "transfer to self or to a non-member")
+                self._fail("custody-violation", "transfer to self or to a non-member")
         if a == "received":
-            t = self.transfers.get(b["transfer"])
+            t = transfers.get(b["transfer"])
             if t is None:
-                if relaxed and b["transfer"] not in self.accepted:
-                    return
-                raise Invalid("custody-violation", "transfer is not a known transferred event")
-            if t["item"] != b["item"] or not t["open"] or t["to"] != author:
-                raise Invalid("custody-violation", "transfer not for this item, closed, or not to the author")
+                if not relaxed:
+                    self._fail("custody-violation", "transfer is not a transferred event in the causal past")
+            elif t["item"] != b["item"] or not t["open"] or t["to"] != author:
+                self._fail("custody-violation", "transfer not for this item, closed, or not to the author")
 
-    def _apply_custody(self, e):
-        b = e.body
-        if e.kind == "evidence-registered":
-            self.items[b["item"]] = {"holder": e.author, "destroyed": False, "open": None, "incomplete": False}
-            return
-        if e.kind != "custody":
-            return
-        item = self.items.get(b["item"])
-        if item is None:
-            self.items[b["item"]] = {"holder": None, "destroyed": False, "open": None, "incomplete": True}
-            return
-        a = b["action"]
-        if a == "transferred":
-            self.transfers[e.id] = {"item": b["item"], "frm": e.author, "to": b["to"], "open": True}
-            item["open"] = e.id
-        elif a == "received":
-            t = self.transfers.get(b["transfer"])
-            if t is not None:
-                t["open"] = False
-                item["open"] = None
-                if b["accepted"]:
-                    item["holder"] = e.author
-        elif a == "destroyed":
-            item["destroyed"] = True
+
+def _apply_custody(st, e):
+    items, transfers = st["items"], st["transfers"]
+    b = e.body
+    if e.kind == "evidence-registered":
+        if b["item"] not in items:  # a concurrent second registration leaves the first in place
+            items[b["item"]] = {"holder": e.author, "destroyed": False, "open": None, "incomplete": False}
+        return
+    if e.kind != "custody":
+        return
+    item = items.get(b["item"])
+    if item is None:  # accepted under the relaxation
+        item = items[b["item"]] = {"holder": None, "destroyed": False, "open": None, "incomplete": True}
+    a = b["action"]
+    if a == "transferred":
+        transfers[e.id] = {"item": b["item"], "frm": e.author, "to": b["to"], "open": True}
+        item["open"] = e.id
+    elif a == "received":
+        t = transfers.get(b["transfer"])
+        if t is None:
+            item["incomplete"] = True
+        else:
+            t["open"] = False
+            item["open"] = None
+        if b["accepted"]:
+            item["holder"] = e.author
+    elif a == "destroyed":
+        item["destroyed"] = True
 
 
 # ---------------------------------------------------------------------------
 # Replaying vectors
 
 
-def run_vector(v):
-    """Returns (result, index, ids): result 'valid' or an error class; index of the failing entry."""
-    case = Case(v["now"])
+def run_vector(v, skip=()):
+    """Returns (result, index, ids, why): result 'valid' or an error class; index of the failing entry."""
+    case = Case(v["now"], skip)
     ids = []
     for i, x in enumerate(v["entries"]):
         if isinstance(x, dict):
@@ -729,7 +759,32 @@ def check_document(doc):
     return failures
 
 
+def later_rules(v):
+    """Diagnostics for an invalid vector: the classes its failing entry would be refused for if the
+    expected rule (and then each newly reported one) were not enforced."""
+    skip, seen = [v["expect"]], []
+    while True:
+        try:
+            got, idx, _, _ = run_vector(v, skip)
+        except Exception:
+            return seen + ["(cannot continue)"]
+        if got == "valid" or idx != v["failing_index"]:
+            return seen
+        if got in skip:
+            return seen + ["(cannot continue)"]
+        seen.append(got)
+        skip.append(got)
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--later-rules":
+        with open(sys.argv[2] if len(sys.argv) > 2 else os.path.join(
+                os.path.dirname(os.path.abspath(__file__)), "entries.json")) as f:
+            doc = json.load(f)
+        for v in doc["vectors"]:
+            if v["expect"] != "valid":
+                print(f"{v['name']:55} {v['expect']:20} then: {', '.join(later_rules(v)) or '-'}")
+        return
     path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                              "entries.json")
     with open(path) as f:

@@ -1,0 +1,282 @@
+//! `custodia.toml`: the node's configuration.
+//!
+//! ```toml
+//! [agency]
+//! name = "NBI Cybercrime Division"
+//! country = "PH"
+//! key = "identity.key"          # relative to the node directory
+//!
+//! [node]
+//! listen = "127.0.0.1:7400"
+//! data = "store.sqlite"
+//! witness_interval_secs = 10    # at most one witness per case this often
+//!
+//! [[peer]]
+//! name = "bka"
+//! addr = "127.0.0.1:7401"
+//! key = "<64 hex characters: the peer agency's public key>"
+//! ```
+//!
+//! An error names the file, the line and what is wrong.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use custodia_protocol::AgencyId;
+use serde::{Deserialize, Serialize};
+
+/// The file name inside the node directory.
+pub const CONFIG_FILE: &str = "custodia.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This agency.
+    pub agency: AgencySection,
+    /// The node.
+    pub node: NodeSection,
+    /// Pinned peers.
+    #[serde(default, rename = "peer", skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<Peer>,
+}
+
+/// `[agency]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencySection {
+    /// The agency's name.
+    pub name: String,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: String,
+    /// Path of the identity key file, relative to the node directory.
+    pub key: PathBuf,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// UDP address the QUIC endpoint listens on.
+    pub listen: String,
+    /// Path of the store file, relative to the node directory.
+    pub data: PathBuf,
+    /// At most one witness per case this often (seconds).
+    #[serde(default = "default_witness")]
+    pub witness_interval_secs: u64,
+}
+
+fn default_witness() -> u64 {
+    10
+}
+
+/// `[[peer]]`: an agency this node talks to, pinned by key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// A short local name.
+    pub name: String,
+    /// Its address (host:port).
+    pub addr: String,
+    /// Its agency public key, 64 hex characters.
+    pub key: String,
+}
+
+impl Peer {
+    /// The pinned key.
+    pub fn agency(&self) -> Option<AgencyId> {
+        AgencyId::from_hex(&self.key).ok()
+    }
+
+    /// The address.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        self.addr.parse().ok()
+    }
+}
+
+/// A configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Unreadable or unwritable.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid, with the line (1-based) when known.
+    #[error("{}{}: {what}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The line.
+        line: Option<usize>,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks `DIR/custodia.toml`.
+    pub fn load(dir: &Path) -> Result<Config, ConfigError> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Self::parse(&text, &path)
+    }
+
+    /// Parses and checks configuration text; `path` is for messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: e.span().map(|s| line_of(s.start)),
+            what: e.message().to_string(),
+        })?;
+        // Semantic checks, each pointing at the line of the offending value.
+        let find_line = |needle: &str| {
+            text.find(&format!("\"{needle}\""))
+                .or_else(|| text.find(needle))
+                .map(line_of)
+        };
+        let invalid = |needle: &str, what: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: find_line(needle),
+            what,
+        };
+        let c = &config.agency.country;
+        if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(invalid(
+                "country",
+                format!(
+                    "agency.country {c:?} is not an ISO 3166-1 alpha-2 code (two capital letters)"
+                ),
+            ));
+        }
+        if config.node.listen.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                &config.node.listen,
+                format!(
+                    "node.listen {:?} is not an address like 127.0.0.1:7400",
+                    config.node.listen
+                ),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for p in &config.peers {
+            if p.agency().is_none() {
+                return Err(invalid(
+                    &p.key,
+                    format!(
+                        "peer {:?}: key must be 64 hex characters (the agency's public key)",
+                        p.name
+                    ),
+                ));
+            }
+            if p.socket_addr().is_none() {
+                return Err(invalid(
+                    &p.addr,
+                    format!(
+                        "peer {:?}: addr {:?} is not an address like 127.0.0.1:7401",
+                        p.name, p.addr
+                    ),
+                ));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(invalid(
+                    &p.name,
+                    format!("peer name {:?} is used twice", p.name),
+                ));
+            }
+        }
+        Ok(config)
+    }
+
+    /// Writes the configuration to `DIR/custodia.toml` atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), ConfigError> {
+        let path = dir.join(CONFIG_FILE);
+        let text = toml::to_string_pretty(self).map_err(|e| ConfigError::Invalid {
+            path: path.clone(),
+            line: None,
+            what: e.to_string(),
+        })?;
+        let tmp = dir.join(".custodia.toml.tmp");
+        let io = |source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(())
+    }
+
+    /// The store file's path.
+    pub fn store_path(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.node.data)
+    }
+
+    /// The key file's path.
+    pub fn key_path(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.agency.key)
+    }
+
+    /// The pinned peer keys.
+    pub fn pinned(&self) -> Vec<AgencyId> {
+        self.peers.iter().filter_map(Peer::agency).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[agency]
+name = "Alpha"
+country = "PH"
+key = "identity.key"
+
+[node]
+listen = "127.0.0.1:7400"
+data = "store.sqlite"
+
+[[peer]]
+name = "bravo"
+addr = "127.0.0.1:7401"
+key = "0101010101010101010101010101010101010101010101010101010101010101"
+"#;
+
+    #[test]
+    fn parses_and_round_trips() {
+        let c = Config::parse(GOOD, Path::new("custodia.toml")).expect("parses");
+        assert_eq!(c.peers.len(), 1);
+        assert_eq!(c.node.witness_interval_secs, 10);
+        let dir = tempfile::tempdir().expect("dir");
+        c.save(dir.path()).expect("save");
+        assert_eq!(Config::load(dir.path()).expect("load"), c);
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let bad = GOOD.replace(
+            "0101010101010101010101010101010101010101010101010101010101010101",
+            "abc",
+        );
+        let e = Config::parse(&bad, Path::new("x/custodia.toml")).expect_err("bad key");
+        assert_eq!(e.to_string(), "x/custodia.toml:14: peer \"bravo\": key must be 64 hex characters (the agency's public key)");
+        let bad = GOOD.replace("listen = \"127.0.0.1:7400\"", "listen = 7400");
+        let e = Config::parse(&bad, Path::new("c.toml")).expect_err("type");
+        assert!(e.to_string().starts_with("c.toml:8:"), "{e}");
+        let bad = GOOD.replace("[node]", "[node]\nbogus = 1");
+        let e = Config::parse(&bad, Path::new("c.toml")).expect_err("unknown");
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let bad = GOOD.replace("\"PH\"", "\"ph\"");
+        let e = Config::parse(&bad, Path::new("c.toml")).expect_err("country");
+        assert!(e.to_string().starts_with("c.toml:4:"), "{e}");
+    }
+}

@@ -1,0 +1,892 @@
+//! The node daemon: QUIC endpoint, peer sessions, replication, relay and
+//! witnessing (SPEC.md §9).
+//!
+//! One task accepts connections, one task per configured peer dials it (the
+//! agency with the lower key dials, so a pair of nodes has one connection),
+//! one task watches the store and the configuration for changes made by
+//! other processes (the CLI), and one task per connection runs a
+//! [`session`]. Every store access runs on the blocking pool: SQLite calls
+//! never stall the network.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use custodia_protocol::{
+    Ack, AgencyId, Body, CaseId, Entries, EquivocationNotice, ErrorCode, ErrorMessage, Head, Heads,
+    Hello, Identity, Message, SyncItem, Tlp, Witness, MAX_BATCH, MAX_UNACKED_BATCHES,
+    SYNC_VERSIONS,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, ConfigError, CONFIG_FILE};
+use crate::keyfile::{self, KeyFileError};
+use crate::store::{Draft, Store, StoreError};
+use crate::tls::{self, PinSet, TlsError};
+
+/// How often the daemon looks for changes other processes made.
+const POLL: Duration = Duration::from_millis(100);
+/// Reconnect backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A batch is closed once it holds this many bytes of entries (a frame
+/// stays far below `MAX_FRAME` whatever the entries' sizes).
+const BATCH_BYTES: usize = 1024 * 1024;
+/// Outgoing messages queued per connection before the producer waits.
+const OUTBOX: usize = 8;
+
+/// Why the daemon could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// Configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Identity key.
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    /// Store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// TLS setup.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The listening socket.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking task failed.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+struct Inner {
+    dir: PathBuf,
+    me: AgencyId,
+    identity: Identity,
+    store: Mutex<Store>,
+    pins: PinSet,
+    peers: Mutex<Vec<crate::config::Peer>>,
+    sessions: Mutex<HashMap<AgencyId, Session>>,
+    revision: watch::Sender<i64>,
+    witness_interval: Duration,
+    witness: Mutex<HashMap<CaseId, WitnessClock>>,
+    next_session: std::sync::atomic::AtomicU64,
+    endpoint: quinn::Endpoint,
+}
+
+#[derive(Clone)]
+struct Session {
+    id: u64,
+    conn: quinn::Connection,
+    out: mpsc::Sender<Message>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct WitnessClock {
+    last: Option<Instant>,
+    due: bool,
+}
+
+/// A running node.
+pub struct Running {
+    inner: Arc<Inner>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// The UDP address the node listens on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.endpoint.local_addr().ok()
+    }
+
+    /// This node's agency.
+    pub fn agency(&self) -> AgencyId {
+        self.inner.me
+    }
+
+    /// Agencies with an open session right now.
+    pub fn connected(&self) -> Vec<AgencyId> {
+        lock(&self.inner.sessions).keys().copied().collect()
+    }
+
+    /// Stops: closes every connection, waits for the batch in flight to be
+    /// stored, and closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+        self.inner
+            .endpoint
+            .close(quinn::VarInt::from_u32(0), b"shutdown");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.endpoint.wait_idle()).await;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks is a bug elsewhere; the data
+    // (maps of handles, the store) stays usable, so keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts the node in `dir` (which `custodia init` created).
+pub async fn start(dir: &Path) -> Result<Running, NodeError> {
+    let config = Config::load(dir)?;
+    let identity = keyfile::read(&config.key_path(dir))?;
+    let store_path = config.store_path(dir);
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_path))
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
+    for p in store.damaged() {
+        warn!(pos = ?p.pos, problem = %p.what, "damaged store row skipped; run `custodia store check`");
+    }
+    let pins = PinSet::new(config.pinned().into_iter().map(|a| a.0));
+    let server = tls::server_config(identity.signing_key(), pins.clone())?;
+    let client = tls::client_config(identity.signing_key(), pins.clone())?;
+    let addr: SocketAddr = config.node.listen.parse().map_err(|_| NodeError::Listen {
+        addr: config.node.listen.clone(),
+        source: std::io::Error::other("not an address"),
+    })?;
+    let mut endpoint =
+        quinn::Endpoint::server(server, addr).map_err(|source| NodeError::Listen {
+            addr: config.node.listen.clone(),
+            source,
+        })?;
+    endpoint.set_default_client_config(client);
+    let me = identity.agency();
+    info!(
+        agency = %me,
+        fingerprint = %me.fingerprint(),
+        listen = %endpoint.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string()),
+        cases = store.cases().count(),
+        "node started"
+    );
+    let (revision, _) = watch::channel(store.revision());
+    let inner = Arc::new(Inner {
+        dir: dir.to_owned(),
+        me,
+        identity,
+        store: Mutex::new(store),
+        pins,
+        peers: Mutex::new(Vec::new()),
+        sessions: Mutex::new(HashMap::new()),
+        revision,
+        witness_interval: Duration::from_secs(config.node.witness_interval_secs),
+        witness: Mutex::new(HashMap::new()),
+        next_session: 0.into(),
+        endpoint,
+    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    apply_peers(&inner, config.peers, &shutdown_rx);
+    let task = tokio::spawn(supervise(inner.clone(), shutdown_rx));
+    Ok(Running {
+        inner,
+        shutdown,
+        task,
+    })
+}
+
+/// Runs the node until `stop` resolves, then shuts down cleanly.
+pub async fn run(dir: &Path, stop: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
+    let running = start(dir).await?;
+    stop.await;
+    info!("shutting down");
+    running.shutdown().await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn supervise(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
+    let accept = tokio::spawn(accept_loop(inner.clone(), shutdown.clone()));
+    let watcher = tokio::spawn(watch_loop(inner.clone(), shutdown.clone()));
+    let _ = shutdown.wait_for(|s| *s).await;
+    for s in lock(&inner.sessions).drain().map(|(_, s)| s) {
+        s.conn.close(quinn::VarInt::from_u32(0), b"shutdown");
+    }
+    accept.abort();
+    watcher.abort();
+    // Wait for a store write in flight: taking the lock waits for it.
+    let inner2 = inner.clone();
+    let _ = tokio::task::spawn_blocking(move || drop(lock(&inner2.store))).await;
+}
+
+/// Reconciles the configured peers: pins, and one dial task per peer whose
+/// key is above ours.
+fn apply_peers(
+    inner: &Arc<Inner>,
+    peers: Vec<crate::config::Peer>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let mut current = lock(&inner.peers);
+    let new_keys: HashSet<AgencyId> = peers.iter().filter_map(|p| p.agency()).collect();
+    for old in current.iter() {
+        if let Some(k) = old.agency() {
+            if !new_keys.contains(&k) {
+                inner.pins.remove(&k.0);
+                if let Some(s) = lock(&inner.sessions).remove(&k) {
+                    s.conn.close(quinn::VarInt::from_u32(0), b"peer removed");
+                }
+                info!(peer = %old.name, "peer removed");
+            }
+        }
+    }
+    for p in &peers {
+        let Some(k) = p.agency() else { continue };
+        let known = current
+            .iter()
+            .any(|o| o.agency() == Some(k) && o.addr == p.addr);
+        inner.pins.insert(k.0);
+        if !known && inner.me < k {
+            if let Some(addr) = p.socket_addr() {
+                tokio::spawn(dial_loop(
+                    inner.clone(),
+                    p.name.clone(),
+                    k,
+                    addr,
+                    shutdown.clone(),
+                ));
+            }
+        }
+    }
+    *current = peers;
+}
+
+async fn dial_loop(
+    inner: Arc<Inner>,
+    name: String,
+    key: AgencyId,
+    addr: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let still_wanted = lock(&inner.peers)
+            .iter()
+            .any(|p| p.agency() == Some(key) && p.socket_addr() == Some(addr));
+        if !still_wanted {
+            return;
+        }
+        if !lock(&inner.sessions).contains_key(&key) {
+            match inner.endpoint.connect(addr, tls::SERVER_NAME) {
+                Ok(connecting) => match connecting.await {
+                    Ok(conn) => {
+                        if tls::peer_key(&conn) == Some(key.0) {
+                            backoff = BACKOFF_MIN;
+                            info!(peer = %name, %addr, "connected");
+                            let opened = conn.open_bi().await;
+                            match opened {
+                                Ok((send, recv)) => {
+                                    run_session(inner.clone(), conn, key, send, recv).await;
+                                    info!(peer = %name, "disconnected");
+                                }
+                                Err(e) => debug!(peer = %name, error = %e, "stream refused"),
+                            }
+                        } else {
+                            conn.close(quinn::VarInt::from_u32(0), b"");
+                        }
+                    }
+                    Err(e) => debug!(peer = %name, %addr, error = %e, "connect failed"),
+                },
+                Err(e) => debug!(peer = %name, %addr, error = %e, "connect failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn accept_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
+    while let Some(incoming) = inner.endpoint.accept().await {
+        if *shutdown.borrow() {
+            incoming.refuse();
+            continue;
+        }
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(error = %e, "handshake failed");
+                    return;
+                }
+            };
+            let Some(key) = tls::peer_key(&conn).map(AgencyId) else {
+                conn.close(quinn::VarInt::from_u32(0), b"");
+                return;
+            };
+            let accepted = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi()).await;
+            match accepted {
+                Ok(Ok((send, recv))) => {
+                    info!(peer = %key.fingerprint(), "peer connected");
+                    run_session(inner, conn, key, send, recv).await;
+                    info!(peer = %key.fingerprint(), "peer disconnected");
+                }
+                _ => conn.close(quinn::VarInt::from_u32(0), b""),
+            }
+        });
+    }
+}
+
+/// Polls the store and the configuration for changes by other processes,
+/// and writes due witnesses.
+async fn watch_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
+    let config_path = inner.dir.join(CONFIG_FILE);
+    let mut config_mtime = std::fs::metadata(&config_path)
+        .and_then(|m| m.modified())
+        .ok();
+    loop {
+        tokio::time::sleep(POLL).await;
+        let i = inner.clone();
+        let rev = tokio::task::spawn_blocking(move || {
+            let mut store = lock(&i.store);
+            if let Err(e) = store.refresh() {
+                warn!(error = %e, "store refresh failed");
+            }
+            store.revision()
+        })
+        .await;
+        if let Ok(rev) = rev {
+            inner.revision.send_if_modified(|r| {
+                let changed = *r != rev;
+                *r = rev;
+                changed
+            });
+        }
+        let mtime = std::fs::metadata(&config_path)
+            .and_then(|m| m.modified())
+            .ok();
+        if mtime != config_mtime {
+            config_mtime = mtime;
+            match Config::load(&inner.dir) {
+                Ok(c) => apply_peers(&inner, c.peers, &shutdown),
+                Err(e) => warn!(error = %e, "configuration change ignored"),
+            }
+        }
+        write_due_witnesses(&inner).await;
+    }
+}
+
+/// Writes a witness for each case that received others' entries, at most
+/// once per interval per case.
+async fn write_due_witnesses(inner: &Arc<Inner>) {
+    let due: Vec<CaseId> = {
+        let w = lock(&inner.witness);
+        w.iter()
+            .filter(|(_, c)| c.due && c.last.is_none_or(|t| t.elapsed() >= inner.witness_interval))
+            .map(|(k, _)| *k)
+            .collect()
+    };
+    for case in due {
+        {
+            let mut w = lock(&inner.witness);
+            let c = w.entry(case).or_default();
+            c.due = false;
+            c.last = Some(Instant::now());
+        }
+        let i = inner.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut store = lock(&i.store);
+            let heads: Vec<Head> = store
+                .heads(&case)
+                .into_iter()
+                .filter(|h| h.0 != i.me)
+                .collect();
+            let v = store.case(&case)?;
+            if heads.is_empty() || !v.is_member(&i.me) {
+                return None;
+            }
+            let tlp = v.state().tlp.unwrap_or(Tlp::Amber);
+            let tlp = if tlp == Tlp::Red { Tlp::Amber } else { tlp };
+            let mut draft = Draft::new(tlp, Body::Witness(Witness { heads }));
+            draft.refs.clear();
+            Some(store.author(&i.identity, Some(case), draft, now_ms()))
+        })
+        .await;
+        match result {
+            Ok(Some(Ok(e))) => {
+                debug!(case = %case, entry = %e.id(), "witness written");
+                let i = inner.clone();
+                if let Ok(rev) =
+                    tokio::task::spawn_blocking(move || lock(&i.store).revision()).await
+                {
+                    inner.revision.send_replace(rev);
+                }
+            }
+            Ok(Some(Err(e))) => warn!(case = %case, error = %e, "witness not written"),
+            _ => {}
+        }
+    }
+}
+
+/// Per-case sending state of one session.
+#[derive(Default)]
+struct CaseCursor {
+    /// We sent our heads for this case.
+    heads_sent: bool,
+    /// The peer's heads arrived (or it told us it has nothing).
+    peer_heads: Option<HashMap<AgencyId, u64>>,
+    /// Store position up to which rows were considered.
+    pos: i64,
+}
+
+struct SessionState {
+    peer: AgencyId,
+    cases: HashMap<CaseId, CaseCursor>,
+    in_flight: usize,
+    batch: u64,
+    hello: bool,
+}
+
+async fn run_session(
+    inner: Arc<Inner>,
+    conn: quinn::Connection,
+    peer: AgencyId,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) {
+    let id = inner
+        .next_session
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (out, out_rx) = mpsc::channel::<Message>(OUTBOX);
+    if let Some(old) = lock(&inner.sessions).insert(
+        peer,
+        Session {
+            id,
+            conn: conn.clone(),
+            out: out.clone(),
+        },
+    ) {
+        old.conn
+            .close(quinn::VarInt::from_u32(0), b"replaced by a new connection");
+    }
+    let writer = tokio::spawn(write_frames(send, out_rx));
+    let result = session(&inner, &conn, peer, recv, out).await;
+    if let Err((code, msg)) = result {
+        warn!(peer = %peer.fingerprint(), code = code.as_u64(), reason = %msg, "closing connection");
+        conn.close(
+            quinn::VarInt::from_u64(code.as_u64()).unwrap_or(quinn::VarInt::from_u32(6)),
+            msg.as_bytes(),
+        );
+    }
+    writer.abort();
+    let mut sessions = lock(&inner.sessions);
+    if sessions.get(&peer).is_some_and(|s| s.id == id) {
+        sessions.remove(&peer);
+    }
+}
+
+async fn write_frames(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Message>) {
+    while let Some(m) = rx.recv().await {
+        let fatal = matches!(m, Message::Error(_));
+        if send.write_all(&m.to_frame()).await.is_err() {
+            return;
+        }
+        if fatal {
+            let _ = send.shutdown().await;
+            return;
+        }
+    }
+}
+
+type SessionResult = Result<(), (ErrorCode, String)>;
+
+async fn session(
+    inner: &Arc<Inner>,
+    conn: &quinn::Connection,
+    peer: AgencyId,
+    mut recv: quinn::RecvStream,
+    out: mpsc::Sender<Message>,
+) -> SessionResult {
+    let mut st = SessionState {
+        peer,
+        cases: HashMap::new(),
+        in_flight: 0,
+        batch: 0,
+        hello: false,
+    };
+    let send = |m: Message| {
+        let out = out.clone();
+        async move {
+            out.send(m)
+                .await
+                .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))
+        }
+    };
+    send(Message::Hello(Hello {
+        versions: SYNC_VERSIONS.to_vec(),
+        agency: inner.me,
+    }))
+    .await?;
+    let mut revision = inner.revision.subscribe();
+    let (frames_tx, mut frames) = mpsc::channel::<Result<Message, (ErrorCode, String)>>(2);
+    let reader = tokio::spawn(async move {
+        loop {
+            let r = read_frame(&mut recv).await;
+            let stop = r.is_err();
+            if frames_tx.send(r).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    let result: SessionResult = async {
+        loop {
+            tokio::select! {
+                frame = frames.recv() => {
+                    let Some(frame) = frame else { return Ok(()) };
+                    let msg = match frame {
+                        Ok(m) => m,
+                        Err((ErrorCode::Internal, _)) => return Ok(()), // stream closed
+                        Err((code, why)) => {
+                            let _ = out.send(Message::Error(ErrorMessage { code: code.as_u64(), message: why.clone() })).await;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            return Err((code, why));
+                        }
+                    };
+                    handle(inner, &mut st, msg, &out).await?;
+                    pump(inner, &mut st, &out).await?;
+                }
+                changed = revision.changed() => {
+                    if changed.is_err() { return Ok(()) }
+                    if st.hello {
+                        announce(inner, &mut st, &out).await?;
+                        pump(inner, &mut st, &out).await?;
+                    }
+                }
+                _ = conn.closed() => return Ok(()),
+            }
+        }
+    }
+    .await;
+    reader.abort();
+    result
+}
+
+async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Message, (ErrorCode, String)> {
+    let mut prefix = [0u8; 4];
+    if recv.read_exact(&mut prefix).await.is_err() {
+        return Err((ErrorCode::Internal, "stream closed".into()));
+    }
+    let n = Message::frame_len(prefix).map_err(|e| (e.code(), e.to_string()))?;
+    let mut body = vec![0u8; n];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|_| (ErrorCode::MalformedMessage, "frame truncated".to_string()))?;
+    Message::decode(&body).map_err(|e| (e.code(), e.to_string()))
+}
+
+async fn blocking<T: Send + 'static>(
+    inner: &Arc<Inner>,
+    f: impl FnOnce(&mut Store, &Inner) -> T + Send + 'static,
+) -> Result<T, (ErrorCode, String)> {
+    let i = inner.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut store = lock(&i.store);
+        f(&mut store, &i)
+    })
+    .await
+    .map_err(|e| (ErrorCode::Internal, e.to_string()))
+}
+
+async fn handle(
+    inner: &Arc<Inner>,
+    st: &mut SessionState,
+    msg: Message,
+    out: &mpsc::Sender<Message>,
+) -> SessionResult {
+    let send = |m: Message| async move {
+        out.send(m)
+            .await
+            .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))
+    };
+    match msg {
+        Message::Hello(h) => {
+            if st.hello {
+                return Err((ErrorCode::ProtocolViolation, "second hello".into()));
+            }
+            if h.agency != st.peer {
+                return Err((
+                    ErrorCode::ProtocolViolation,
+                    "hello names another agency than the authenticated one".into(),
+                ));
+            }
+            if !h.versions.iter().any(|v| SYNC_VERSIONS.contains(v)) {
+                return Err((
+                    ErrorCode::UnsupportedVersion,
+                    format!("no common sync version (this node speaks {SYNC_VERSIONS:?})"),
+                ));
+            }
+            st.hello = true;
+            announce(inner, st, out).await?;
+        }
+        _ if !st.hello => {
+            return Err((ErrorCode::ProtocolViolation, "message before hello".into()));
+        }
+        Message::Heads(h) => {
+            let peer = st.peer;
+            let case = h.case;
+            // Answer with our heads if the peer may see the case, or with an
+            // empty list if we do not have it (which reveals nothing).
+            let ours = blocking(inner, move |s, _| match s.case(&case) {
+                None => Some(Vec::new()),
+                Some(v) if v.is_member(&peer) => Some(s.heads(&case)),
+                Some(_) => None,
+            })
+            .await?;
+            let cursor = st.cases.entry(case).or_default();
+            cursor.peer_heads = Some(h.heads.iter().map(|Head(a, s, _)| (*a, s + 1)).collect());
+            cursor.pos = 0;
+            if let Some(heads) = ours {
+                if !cursor.heads_sent {
+                    cursor.heads_sent = true;
+                    send(Message::Heads(Heads { case, heads })).await?;
+                }
+            }
+        }
+        Message::Entries(e) => {
+            let case = e.case;
+            let batch = e.batch;
+            let n = e.items.len();
+            let me = inner.me;
+            let outcome = blocking(inner, move |s, _| s.receive(&case, e.items, now_ms())).await?;
+            let outcome = outcome.map_err(|err| {
+                warn!(error = %err, "store failed while receiving");
+                (ErrorCode::Internal, "storage failure".to_string())
+            })?;
+            for r in &outcome.refused {
+                if r.kind.is_transient() {
+                    debug!(peer = %st.peer.fingerprint(), entry = ?r.entry, rule = r.rule(), "entry deferred: {r}");
+                } else {
+                    warn!(peer = %st.peer.fingerprint(), entry = ?r.entry, rule = r.rule(), "entry refused: {r}");
+                }
+            }
+            send(Message::Ack(Ack {
+                case,
+                batch,
+                stored: (outcome.stored.len() + outcome.duplicates) as u64,
+                refused: outcome.refused.len() as u64,
+            }))
+            .await?;
+            if !outcome.stored.is_empty() {
+                debug!(peer = %st.peer.fingerprint(), case = %case, new = outcome.stored.len(), of = n, "stored");
+                // Others' entries arrived: a witness is due (not for
+                // witnesses alone, or witnesses would answer witnesses).
+                let only_witnesses = blocking(inner, {
+                    let ids = outcome.stored.clone();
+                    move |s, _| {
+                        let v = s.case(&case);
+                        ids.iter().all(|id| {
+                            v.and_then(|v| v.entry(id)).is_none_or(|e| {
+                                matches!(e.payload().body, Body::Witness(_)) || e.author() == me
+                            })
+                        })
+                    }
+                })
+                .await?;
+                if !only_witnesses {
+                    lock(&inner.witness).entry(case).or_default().due = true;
+                }
+                let rev = blocking(inner, |s, _| s.revision()).await?;
+                inner.revision.send_replace(rev);
+            }
+            for proof in outcome.proofs {
+                broadcast_proof(inner, case, proof, Some(st.peer)).await;
+            }
+        }
+        Message::Ack(_) => {
+            st.in_flight = st.in_flight.saturating_sub(1);
+        }
+        Message::Equivocation(n) => {
+            let case = n.case;
+            let proof = n.proof.clone();
+            let fresh = blocking(inner, move |s, _| s.receive_proof(&case, &proof)).await?;
+            if let Ok(true) = fresh {
+                warn!(case = %case, "equivocation proof received and stored");
+                broadcast_proof(inner, case, n.proof, Some(st.peer)).await;
+            }
+        }
+        Message::Error(e) => {
+            warn!(peer = %st.peer.fingerprint(), code = e.code, message = %e.message, "peer reported an error");
+            return Ok(());
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn broadcast_proof(
+    inner: &Arc<Inner>,
+    case: CaseId,
+    proof: custodia_protocol::EquivocationProof,
+    except: Option<AgencyId>,
+) {
+    let sessions: Vec<(AgencyId, Session)> = lock(&inner.sessions)
+        .iter()
+        .map(|(k, s)| (*k, s.clone()))
+        .collect();
+    for (peer, s) in sessions {
+        if Some(peer) == except {
+            continue;
+        }
+        let member = blocking(inner, move |st, _| {
+            st.case(&case).is_some_and(|v| v.is_member(&peer))
+        })
+        .await
+        .unwrap_or(false);
+        if member {
+            let _ = s
+                .out
+                .send(Message::Equivocation(EquivocationNotice {
+                    case,
+                    proof: proof.clone(),
+                }))
+                .await;
+        }
+    }
+}
+
+/// Sends our heads for every case the peer may see and has not heard of.
+async fn announce(
+    inner: &Arc<Inner>,
+    st: &mut SessionState,
+    out: &mpsc::Sender<Message>,
+) -> SessionResult {
+    let peer = st.peer;
+    let shared: Vec<(CaseId, Vec<Head>)> = blocking(inner, move |s, _| {
+        s.cases()
+            .copied()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter(|c| s.case(c).is_some_and(|v| v.is_member(&peer)))
+            .map(|c| {
+                let h = s.heads(&c);
+                (c, h)
+            })
+            .collect()
+    })
+    .await?;
+    for (case, heads) in shared {
+        let cursor = st.cases.entry(case).or_default();
+        if !cursor.heads_sent {
+            cursor.heads_sent = true;
+            out.send(Message::Heads(Heads { case, heads }))
+                .await
+                .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends what the peer lacks, in bounded batches, while the flow-control
+/// window allows.
+async fn pump(
+    inner: &Arc<Inner>,
+    st: &mut SessionState,
+    out: &mpsc::Sender<Message>,
+) -> SessionResult {
+    let cases: Vec<CaseId> = st
+        .cases
+        .iter()
+        .filter(|(_, c)| c.heads_sent && c.peer_heads.is_some())
+        .map(|(k, _)| *k)
+        .collect();
+    for case in cases {
+        while st.in_flight < MAX_UNACKED_BATCHES {
+            let Some(cursor) = st.cases.get_mut(&case) else {
+                break;
+            };
+            let Some(peer_heads) = cursor.peer_heads.clone() else {
+                break;
+            };
+            let pos = cursor.pos;
+            let peer = st.peer;
+            let Some((items, last, next)) = blocking(inner, move |s, _| {
+                let v = s.case(&case)?;
+                if !v.is_member(&peer) {
+                    return None;
+                }
+                let rows = s.rows_after(&case, pos, MAX_BATCH * 4).ok()?;
+                let mut next = peer_heads;
+                let mut items = Vec::new();
+                let mut bytes_in_batch = 0usize;
+                let mut last = pos;
+                for row in rows {
+                    last = row.pos;
+                    let have = next.get(&row.author).copied().unwrap_or(0);
+                    if row.seq < have {
+                        continue;
+                    }
+                    next.insert(row.author, row.seq + 1);
+                    let visible = v.entry(&row.id).filter(|e| {
+                        let (tlp, to) = v.state().effective_tlp(e);
+                        tlp != Tlp::Red
+                            || e.author() == peer
+                            || to.is_some_and(|t| t.contains(&peer))
+                    });
+                    items.push(match (visible, row.bytes) {
+                        (Some(_), Some(bytes)) => SyncItem::Entry(bytes),
+                        _ => SyncItem::Withheld(custodia_protocol::WithheldPosition {
+                            author: row.author,
+                            seq: row.seq,
+                            id: row.id,
+                        }),
+                    });
+                    bytes_in_batch += match items.last() {
+                        Some(SyncItem::Entry(b)) => b.len() + 8,
+                        _ => 80,
+                    };
+                    if items.len() == MAX_BATCH || bytes_in_batch >= BATCH_BYTES {
+                        break;
+                    }
+                }
+                Some((items, last, next))
+            })
+            .await?
+            else {
+                break;
+            };
+            let Some(cursor) = st.cases.get_mut(&case) else {
+                break;
+            };
+            if last == cursor.pos {
+                break;
+            }
+            cursor.pos = last;
+            cursor.peer_heads = Some(next);
+            if items.is_empty() {
+                continue;
+            }
+            st.in_flight += 1;
+            st.batch += 1;
+            out.send(Message::Entries(Entries {
+                case,
+                batch: st.batch,
+                items,
+            }))
+            .await
+            .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,906 @@
+//! The node's durable store: SQLite in WAL mode with full synchronous
+//! commits.
+//!
+//! Entries are kept as the exact bytes received, keyed by id and indexed by
+//! (case, author, seq). Every write is one `BEGIN IMMEDIATE` transaction
+//! that first catches up with rows other processes wrote (the CLI and a
+//! running node share the file), then validates, then inserts: two writers
+//! can never both author the same sequence number, and nothing is
+//! acknowledged before its commit is on disk.
+//!
+//! Rows carry two counters: `pos`, the insertion order, which is a
+//! dependency order of each case (an entry is only stored after everything
+//! it references), and `rev`, bumped again when a withheld position is
+//! revealed, which is how another process notices the change.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use custodia_protocol::{
+    AgencyId, Applied, Body, CaseId, CaseState, Entry, EntryId, EquivocationProof, Head, Identity,
+    Payload, RejectKind, Rejection, SyncItem, Tlp, Validator, WithheldPosition, FORMAT_VERSION,
+    MAX_REFS,
+};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+/// The schema version this code writes; older versions are migrated.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    "CREATE TABLE entries (
+        pos        INTEGER PRIMARY KEY AUTOINCREMENT,
+        rev        INTEGER NOT NULL,
+        id         BLOB NOT NULL UNIQUE,
+        case_id    BLOB NOT NULL,
+        author     BLOB NOT NULL,
+        seq        INTEGER NOT NULL,
+        bytes      BLOB,
+        stored_at  INTEGER NOT NULL
+     );
+     CREATE UNIQUE INDEX entries_position ON entries(case_id, author, seq);
+     CREATE INDEX entries_case ON entries(case_id, pos);
+     CREATE INDEX entries_rev ON entries(rev);
+     CREATE TABLE equivocations (
+        case_id BLOB NOT NULL,
+        author  BLOB NOT NULL,
+        seq     INTEGER NOT NULL,
+        proof   BLOB NOT NULL,
+        PRIMARY KEY (case_id, author, seq)
+     );",
+];
+
+/// A store failure. Validation refusals are not errors of the store: they
+/// are reported in [`BatchOutcome`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("store {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer version of Custodia.
+    #[error("store {path} has schema version {found}; this build knows up to {SCHEMA_VERSION}")]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+    },
+    /// The case is not in the store.
+    #[error("unknown case {0}")]
+    UnknownCase(CaseId),
+    /// The entry the caller asked to author was refused by the rules.
+    #[error("{0}")]
+    Refused(Rejection),
+}
+
+/// What one atomic batch did.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Entries (or withheld positions) newly stored, in order.
+    pub stored: Vec<EntryId>,
+    /// Items already present.
+    pub duplicates: usize,
+    /// Items refused, with the reason.
+    pub refused: Vec<Rejection>,
+    /// Equivocations found (proofs stored).
+    pub proofs: Vec<EquivocationProof>,
+}
+
+/// What a caller wants to say; the store fills in the chain fields.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// Handling label.
+    pub tlp: Tlp,
+    /// Recipients, for RED.
+    pub to: Option<Vec<AgencyId>>,
+    /// The body.
+    pub body: Body,
+    /// Entries that must be referenced (besides the other authors' heads).
+    pub refs: Vec<EntryId>,
+}
+
+impl Draft {
+    /// A draft with the given label and body.
+    pub fn new(tlp: Tlp, body: Body) -> Self {
+        Draft {
+            tlp,
+            to: None,
+            body,
+            refs: Vec::new(),
+        }
+    }
+}
+
+/// One stored row, as read for sending.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Insertion order.
+    pub pos: i64,
+    /// The entry id.
+    pub id: EntryId,
+    /// The author.
+    pub author: AgencyId,
+    /// The sequence number.
+    pub seq: u64,
+    /// The bytes; None for a withheld position.
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// A problem the store check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Row position, when the problem is a row.
+    pub pos: Option<i64>,
+    /// Entry id recorded for the row.
+    pub id: Option<EntryId>,
+    /// What is wrong.
+    pub what: String,
+}
+
+/// The store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    cases: BTreeMap<CaseId, Validator>,
+    loaded_rev: i64,
+    damaged: Vec<Problem>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn blob32(v: Vec<u8>) -> Option<[u8; 32]> {
+    v.try_into().ok()
+}
+
+impl Store {
+    /// Opens (creating if needed) the store file, migrates it, and loads the
+    /// validated state of every case.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+            cases: BTreeMap::new(),
+            loaded_rev: 0,
+            damaged: Vec::new(),
+        };
+        store.migrate()?;
+        store.refresh()?;
+        Ok(store)
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+            // Another process may have migrated meanwhile.
+            let now: i64 = tx
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .map_err(|e| StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+            if now <= i as i64 {
+                tx.execute_batch(m)
+                    .and_then(|_| tx.pragma_update(None, "user_version", i as i64 + 1))
+                    .map_err(|e| StoreError::Sqlite {
+                        path: self.path.clone(),
+                        source: e,
+                    })?;
+            }
+            tx.commit().map_err(|e| StoreError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Catches up with rows written by other processes since the last look.
+    /// Rows were validated before they were stored, so signatures are not
+    /// checked again here (the store check does that).
+    pub fn refresh(&mut self) -> Result<bool, StoreError> {
+        let rows = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT pos, rev, id, case_id, author, seq, bytes FROM entries
+                     WHERE rev > ?1 ORDER BY rev",
+                )
+                .map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map(params![self.loaded_rev], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                        r.get::<_, Vec<u8>>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, Option<Vec<u8>>>(6)?,
+                    ))
+                })
+                .map_err(|e| self.sql(e))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.sql(e))?
+        };
+        let changed = !rows.is_empty();
+        for (pos, rev, id, case, author, seq, bytes) in rows {
+            self.loaded_rev = self.loaded_rev.max(rev);
+            if let Err(what) = self.load_row(id, case, author, seq, bytes) {
+                // A damaged row is skipped (and never served); the node
+                // keeps serving everything else. The store check reports it.
+                self.damaged.push(Problem {
+                    pos: Some(pos),
+                    id: None,
+                    what,
+                });
+            }
+        }
+        Ok(changed)
+    }
+
+    fn load_row(
+        &mut self,
+        id: Vec<u8>,
+        case: Vec<u8>,
+        author: Vec<u8>,
+        seq: i64,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<(), String> {
+        let (Some(id), Some(case), Some(author)) = (blob32(id), blob32(case), blob32(author))
+        else {
+            return Err("an id column is not 32 bytes".into());
+        };
+        let (id, case) = (EntryId(id), EntryId(case));
+        let validator = self.cases.entry(case).or_default();
+        let result = match bytes {
+            None => validator.apply_withheld(WithheldPosition {
+                author: AgencyId(author),
+                seq: seq as u64,
+                id,
+            }),
+            Some(bytes) => {
+                if EntryId::of(&bytes) != id {
+                    return Err(format!("entry {id}: its bytes do not hash to its id"));
+                }
+                let entry = Entry::decode_unverified(&bytes)
+                    .map_err(|r| r.to_string())?
+                    .assume_verified();
+                validator.apply(&entry, u64::MAX)
+            }
+        };
+        if validator.case().is_none() {
+            self.cases.remove(&case);
+        }
+        result.map(|_| ()).map_err(|r| r.to_string())
+    }
+
+    /// Rows skipped while loading because they are damaged.
+    pub fn damaged(&self) -> &[Problem] {
+        &self.damaged
+    }
+
+    /// Rebuilds every case from the file (after a failed transaction).
+    fn reload(&mut self) -> Result<(), StoreError> {
+        self.cases.clear();
+        self.damaged.clear();
+        self.loaded_rev = 0;
+        self.refresh().map(|_| ())
+    }
+
+    /// The ids of the cases in the store.
+    pub fn cases(&self) -> impl Iterator<Item = &CaseId> {
+        self.cases.keys()
+    }
+
+    /// A case's validator (state, heads, membership).
+    pub fn case(&self, case: &CaseId) -> Option<&Validator> {
+        self.cases.get(case)
+    }
+
+    /// A case's derived state.
+    pub fn state(&self, case: &CaseId) -> Option<&CaseState> {
+        self.cases.get(case).map(Validator::state)
+    }
+
+    /// The heads held of a case, ascending by author.
+    pub fn heads(&self, case: &CaseId) -> Vec<Head> {
+        self.state(case)
+            .map(|s| {
+                s.heads
+                    .iter()
+                    .map(|(a, (seq, id))| Head(*a, *seq, *id))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The highest `rev` loaded: a cheap change counter.
+    pub fn revision(&self) -> i64 {
+        self.loaded_rev
+    }
+
+    /// Writes a new entry by this node's agency. `case` is None to open a
+    /// new case (the draft's body must then be case-opened).
+    pub fn author(
+        &mut self,
+        me: &Identity,
+        case: Option<CaseId>,
+        draft: Draft,
+        now_ms: u64,
+    ) -> Result<Entry, StoreError> {
+        let mut out = self.author_many(me, case, vec![draft], now_ms)?;
+        out.pop()
+            .ok_or(StoreError::UnknownCase(case.unwrap_or(EntryId([0; 32]))))
+    }
+
+    /// Writes several entries by this node's agency in one transaction.
+    pub fn author_many(
+        &mut self,
+        me: &Identity,
+        case: Option<CaseId>,
+        drafts: Vec<Draft>,
+        now_ms: u64,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let result = self.author_tx(me, case, drafts, now_ms);
+        if result.is_err() {
+            self.reload()?;
+        }
+        result
+    }
+
+    fn author_tx(
+        &mut self,
+        me: &Identity,
+        mut case: Option<CaseId>,
+        drafts: Vec<Draft>,
+        now_ms: u64,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.sql(e))?;
+        let result = (|| {
+            self.refresh()?;
+            let mut out = Vec::with_capacity(drafts.len());
+            for draft in drafts {
+                let payload = match case {
+                    None => {
+                        let mut p = Payload {
+                            v: FORMAT_VERSION,
+                            case: None,
+                            author: me.agency(),
+                            seq: 0,
+                            prev: None,
+                            refs: Vec::new(),
+                            time: now_ms,
+                            tlp: draft.tlp,
+                            to: draft.to,
+                            body: draft.body,
+                        };
+                        p.refs.clear();
+                        p
+                    }
+                    Some(c) => {
+                        let v = self.cases.get(&c).ok_or(StoreError::UnknownCase(c))?;
+                        let me_id = me.agency();
+                        let seq = v.next_seq(&me_id);
+                        let prev = seq.checked_sub(1).and_then(|s| v.at(&me_id, s));
+                        let mut refs: Vec<EntryId> = draft.refs.clone();
+                        for (a, (_, id)) in &v.state().heads {
+                            if *a != me_id && refs.len() < MAX_REFS {
+                                refs.push(*id);
+                            }
+                        }
+                        refs.sort();
+                        refs.dedup();
+                        refs.truncate(MAX_REFS);
+                        Payload {
+                            v: FORMAT_VERSION,
+                            case: Some(c),
+                            author: me_id,
+                            seq,
+                            prev,
+                            refs,
+                            time: now_ms,
+                            tlp: draft.tlp,
+                            to: draft.to,
+                            body: draft.body,
+                        }
+                    }
+                };
+                let entry = Entry::sign(me, &payload);
+                let c = entry.case_id();
+                let v = self.cases.entry(c).or_default();
+                v.apply(&entry, now_ms).map_err(StoreError::Refused)?;
+                self.insert_row(&entry, now_ms)?;
+                case = Some(c);
+                out.push(entry);
+            }
+            Ok(out)
+        })();
+        match result {
+            Ok(out) => {
+                self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?;
+                Ok(out)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn next_rev(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT COALESCE(MAX(rev), 0) + 1 FROM entries", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.sql(e))
+    }
+
+    fn insert_row(&mut self, entry: &Entry, now_ms: u64) -> Result<(), StoreError> {
+        let rev = self.next_rev()?;
+        let updated = self
+            .conn
+            .prepare_cached(
+                "UPDATE entries SET bytes = ?2, rev = ?3 WHERE id = ?1 AND bytes IS NULL",
+            )
+            .and_then(|mut s| s.execute(params![&entry.id().0[..], entry.bytes(), rev]))
+            .map_err(|e| self.sql(e))?;
+        if updated == 0 {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO entries (rev, id, case_id, author, seq, bytes, stored_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        rev,
+                        &entry.id().0[..],
+                        &entry.case_id().0[..],
+                        &entry.author().0[..],
+                        entry.seq() as i64,
+                        entry.bytes(),
+                        now_ms as i64
+                    ])
+                })
+                .map_err(|e| self.sql(e))?;
+        }
+        self.loaded_rev = rev;
+        Ok(())
+    }
+
+    fn insert_withheld(
+        &mut self,
+        case: &CaseId,
+        w: &WithheldPosition,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let rev = self.next_rev()?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO entries (rev, id, case_id, author, seq, bytes, stored_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    rev,
+                    &w.id.0[..],
+                    &case.0[..],
+                    &w.author.0[..],
+                    w.seq as i64,
+                    now_ms as i64
+                ])
+            })
+            .map_err(|e| self.sql(e))?;
+        self.loaded_rev = rev;
+        Ok(())
+    }
+
+    fn insert_proof(
+        &mut self,
+        case: &CaseId,
+        proof: &EquivocationProof,
+    ) -> Result<bool, StoreError> {
+        let Ok(eq) = proof.check() else {
+            return Ok(false);
+        };
+        if eq.case != *case {
+            return Ok(false);
+        }
+        let n = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO equivocations (case_id, author, seq, proof) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    &case.0[..],
+                    &eq.author.0[..],
+                    eq.seq as i64,
+                    proof.to_bytes()
+                ])
+            })
+            .map_err(|e| self.sql(e))?;
+        Ok(n > 0)
+    }
+
+    /// Validates and stores entries received from a peer, in one atomic
+    /// transaction: when this returns Ok, everything in `stored` is on disk.
+    pub fn receive(
+        &mut self,
+        case: &CaseId,
+        items: Vec<SyncItem>,
+        now_ms: u64,
+    ) -> Result<BatchOutcome, StoreError> {
+        let result = self.receive_tx(case, items, now_ms);
+        if result.is_err() {
+            self.reload()?;
+        }
+        result
+    }
+
+    fn receive_tx(
+        &mut self,
+        case: &CaseId,
+        items: Vec<SyncItem>,
+        now_ms: u64,
+    ) -> Result<BatchOutcome, StoreError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.sql(e))?;
+        let result = (|| {
+            self.refresh()?;
+            let mut out = BatchOutcome::default();
+            for item in items {
+                match item {
+                    SyncItem::Entry(bytes) => {
+                        let entry = match Entry::decode(&bytes) {
+                            Ok(e) => e,
+                            Err(r) => {
+                                out.refused.push(r);
+                                continue;
+                            }
+                        };
+                        if entry.case_id() != *case {
+                            out.refused.push(Rejection {
+                                entry: Some(entry.id()),
+                                kind: RejectKind::WrongCase(format!(
+                                    "sent in a batch of case {case}"
+                                )),
+                            });
+                            continue;
+                        }
+                        let v = self.cases.entry(*case).or_default();
+                        match v.apply(&entry, now_ms) {
+                            Ok(Applied::Duplicate) => out.duplicates += 1,
+                            Ok(_) => {
+                                self.insert_row(&entry, now_ms)?;
+                                out.stored.push(entry.id());
+                            }
+                            Err(r) => {
+                                if let RejectKind::Equivocation {
+                                    proof: Some(proof), ..
+                                } = &r.kind
+                                {
+                                    if self.insert_proof(case, proof)? {
+                                        out.proofs.push((**proof).clone());
+                                    }
+                                }
+                                out.refused.push(r);
+                            }
+                        }
+                    }
+                    SyncItem::Withheld(w) => {
+                        let Some(v) = self.cases.get_mut(case) else {
+                            out.refused.push(Rejection {
+                                entry: Some(w.id),
+                                kind: RejectKind::WrongCase(
+                                    "a withheld position cannot precede the genesis".into(),
+                                ),
+                            });
+                            continue;
+                        };
+                        match v.apply_withheld(w) {
+                            Ok(Applied::Duplicate) => out.duplicates += 1,
+                            Ok(_) => {
+                                self.insert_withheld(case, &w, now_ms)?;
+                                out.stored.push(w.id);
+                            }
+                            Err(r) => out.refused.push(r),
+                        }
+                    }
+                }
+            }
+            if self.cases.get(case).is_some_and(|v| v.case().is_none()) {
+                self.cases.remove(case);
+            }
+            Ok(out)
+        })();
+        match result {
+            Ok(out) => {
+                self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?;
+                Ok(out)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores an equivocation proof received from a peer, if it checks.
+    pub fn receive_proof(
+        &mut self,
+        case: &CaseId,
+        proof: &EquivocationProof,
+    ) -> Result<bool, StoreError> {
+        self.insert_proof(case, proof)
+    }
+
+    /// The equivocation proofs stored for a case.
+    pub fn proofs(&self, case: &CaseId) -> Result<Vec<EquivocationProof>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT proof FROM equivocations WHERE case_id = ?1 ORDER BY author, seq",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![&case.0[..]], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for bytes in rows {
+            let bytes = bytes.map_err(|e| self.sql(e))?;
+            if let Ok(p) = EquivocationProof::from_bytes(&bytes) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rows of a case after position `after`, in dependency order, at most
+    /// `limit`. A row whose bytes do not hash to its id is refused (the
+    /// store is damaged): it is never served.
+    pub fn rows_after(
+        &self,
+        case: &CaseId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Row>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT pos, id, author, seq, bytes FROM entries
+                 WHERE case_id = ?1 AND pos > ?2 ORDER BY pos LIMIT ?3",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![&case.0[..], after, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<Vec<u8>>>(4)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (pos, id, author, seq, bytes) = row.map_err(|e| self.sql(e))?;
+            let (Some(id), Some(author)) = (blob32(id), blob32(author)) else {
+                tracing::error!(pos, "store row has a damaged id column; not served");
+                continue;
+            };
+            let id = EntryId(id);
+            if let Some(b) = &bytes {
+                if EntryId::of(b) != id {
+                    tracing::error!(pos, %id, "stored bytes do not hash to the entry id; not served");
+                    continue;
+                }
+            }
+            out.push(Row {
+                pos,
+                id,
+                author: AgencyId(author),
+                seq: seq as u64,
+                bytes,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every stored entry of a case, decoded, in dependency order.
+    pub fn entries(&self, case: &CaseId) -> Result<Vec<Entry>, StoreError> {
+        let v = self.cases.get(case).ok_or(StoreError::UnknownCase(*case))?;
+        let rows = self.rows_after(case, 0, usize::MAX >> 1)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| v.entry(&r.id).cloned())
+            .collect())
+    }
+
+    /// Number of stored rows (entries and withheld positions).
+    pub fn count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM entries", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The store check: SQLite's own integrity check, then every row
+    /// re-verified from its bytes (id, signature, chain and every rule) in
+    /// dependency order with fresh validators.
+    pub fn check(&self) -> Result<Vec<Problem>, StoreError> {
+        let mut problems = Vec::new();
+        let integrity: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("PRAGMA integrity_check")
+                .map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| self.sql(e))?;
+            rows.filter_map(Result::ok).collect()
+        };
+        if integrity != ["ok"] {
+            for line in integrity {
+                problems.push(Problem {
+                    pos: None,
+                    id: None,
+                    what: format!("database file: {line}"),
+                });
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT pos, id, case_id, author, seq, bytes FROM entries ORDER BY pos")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<Vec<u8>>>(5)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut fresh: BTreeMap<CaseId, Validator> = BTreeMap::new();
+        for row in rows {
+            let (pos, id, case, author, seq, bytes) = match row {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(Problem {
+                        pos: None,
+                        id: None,
+                        what: format!("unreadable row: {e}"),
+                    });
+                    continue;
+                }
+            };
+            let mut problem = |id: Option<EntryId>, what: String| {
+                problems.push(Problem {
+                    pos: Some(pos),
+                    id,
+                    what,
+                })
+            };
+            let (Some(id), Some(case), Some(author)) = (blob32(id), blob32(case), blob32(author))
+            else {
+                problem(None, "an id column is not 32 bytes".into());
+                continue;
+            };
+            let (id, case, author) = (EntryId(id), EntryId(case), AgencyId(author));
+            let v = fresh.entry(case).or_default();
+            match bytes {
+                None => {
+                    if let Err(r) = v.apply_withheld(WithheldPosition {
+                        author,
+                        seq: seq as u64,
+                        id,
+                    }) {
+                        problem(Some(id), r.to_string());
+                    }
+                }
+                Some(bytes) => {
+                    if EntryId::of(&bytes) != id {
+                        problem(
+                            Some(id),
+                            "the stored bytes do not hash to the entry id".into(),
+                        );
+                        continue;
+                    }
+                    let entry = match Entry::decode(&bytes) {
+                        Ok(e) => e,
+                        Err(r) => {
+                            problem(Some(id), r.to_string());
+                            continue;
+                        }
+                    };
+                    if entry.case_id() != case
+                        || entry.author() != author
+                        || entry.seq() != seq as u64
+                    {
+                        problem(Some(id), "the index columns disagree with the entry".into());
+                        continue;
+                    }
+                    if let Err(r) = v.apply(&entry, u64::MAX) {
+                        problem(Some(id), r.to_string());
+                    }
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// The path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether a case exists in the store.
+    pub fn has_case(&self, case: &CaseId) -> bool {
+        self.cases.contains_key(case)
+    }
+
+    /// Looks up which case holds an entry id.
+    pub fn case_of_entry(&self, id: &EntryId) -> Result<Option<CaseId>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT case_id FROM entries WHERE id = ?1",
+                params![&id.0[..]],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+            .map(|o| o.and_then(blob32).map(EntryId))
+    }
+}
