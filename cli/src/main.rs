@@ -1,2 +1,339 @@
-//! x
-fn main() {}
+//! `custodia`: the command-line front of a Custodia node.
+//!
+//! Thin by design: parsing, output and exit codes live here; every
+//! operation is in `custodia-node` (`local`, `daemon`, `store`).
+
+mod case;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use custodia_node::config::Peer;
+use custodia_node::local::{self, LocalError};
+use custodia_protocol::AgencyId;
+
+use crate::output::{Out, EXIT_REFUSED, EXIT_USAGE};
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success; 1 the thing checked is wrong or the rules refuse the request;
+2 usage, configuration or I/O error.
+
+Every command takes --dir DIR (or CUSTODIA_DIR) naming the node directory.";
+
+/// Custodia: signed, hash-chained chain of custody shared between agencies.
+#[derive(Parser, Debug)]
+#[command(name = "custodia", version, about, after_help = AFTER_HELP)]
+struct Cli {
+    /// The node directory (created by `init`).
+    #[arg(long, global = true, env = "CUSTODIA_DIR", value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a node directory: identity key (mode 0600), configuration, store.
+    ///
+    /// Example: custodia --dir ./nbi init --agency "NBI Cybercrime Division" --country PH --listen 127.0.0.1:7400
+    Init {
+        /// The agency's name.
+        #[arg(long)]
+        agency: String,
+        /// The agency's country (ISO 3166-1 alpha-2, e.g. PH).
+        #[arg(long)]
+        country: String,
+        /// UDP address to listen on.
+        #[arg(long, default_value = local::DEFAULT_LISTEN)]
+        listen: String,
+    },
+    /// Print this agency's id (public key) and fingerprint.
+    ///
+    /// Example: custodia --dir ./nbi id
+    Id,
+    /// Manage pinned peers.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+    /// Run the node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Check the store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Open, list, show and share cases.
+    #[command(subcommand)]
+    Case(case::CaseCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PeerCommand {
+    /// Pin a peer agency: its address and public key.
+    ///
+    /// Example: custodia --dir ./nbi peer add bka --addr 127.0.0.1:7401 --key 3b6a27bc…(64 hex) --country DE
+    Add {
+        /// A short local name for the peer.
+        name: String,
+        /// Its address, host:port.
+        #[arg(long)]
+        addr: String,
+        /// Its agency public key: 64 hex characters (`custodia id` on its node).
+        #[arg(long)]
+        key: String,
+        /// Its country (ISO 3166-1 alpha-2); ZZ if unknown.
+        #[arg(long, default_value = "ZZ")]
+        country: String,
+    },
+    /// List pinned peers.
+    ///
+    /// Example: custodia --dir ./nbi peer list
+    List,
+    /// Unpin a peer (a running node drops its connection).
+    ///
+    /// Example: custodia --dir ./nbi peer remove bka
+    Remove {
+        /// The peer's local name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCommand {
+    /// Serve until SIGINT or SIGTERM; then finish the batch in flight, close
+    /// the store and exit 0.
+    ///
+    /// Example: custodia --dir ./nbi node run --log-format json
+    Run {
+        /// Log format.
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        log_format: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StoreCommand {
+    /// Re-verify every stored entry: bytes, ids, signatures, chains, rules.
+    ///
+    /// Example: custodia --dir ./nbi store check
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let out = Out::new(cli.json);
+    match run(cli, &out) {
+        Ok(code) => code,
+        Err(e) => {
+            let refused = e
+                .downcast_ref::<LocalError>()
+                .is_some_and(LocalError::is_refusal);
+            out.error(&format!("{e:#}"));
+            ExitCode::from(if refused { EXIT_REFUSED } else { EXIT_USAGE })
+        }
+    }
+}
+
+fn dir(cli_dir: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    cli_dir
+        .clone()
+        .context("no node directory: pass --dir DIR or set CUSTODIA_DIR")
+}
+
+fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
+    let d = dir(&cli.dir)?;
+    match cli.command {
+        Command::Init {
+            agency,
+            country,
+            listen,
+        } => {
+            let l = local::init(&d, &agency, &country, Some(&listen))?;
+            let me = l.me();
+            out.record(
+                &format!(
+                    "Created node for {agency} ({country}) in {}\nagency id:   {me}\nfingerprint: {}\nlistening:   {listen}\nGive the agency id to your partners: they pin it with `custodia peer add`.",
+                    d.display(),
+                    me.fingerprint()
+                ),
+                serde_json::json!({"agency": me.to_hex(), "fingerprint": me.fingerprint(), "name": agency, "country": country, "listen": listen, "dir": d}),
+            );
+        }
+        Command::Id => {
+            let (config, identity) = local::open_config(&d)?;
+            let me = identity.agency();
+            out.record(
+                &format!(
+                    "{} ({})\nagency id:   {me}\nfingerprint: {}",
+                    config.agency.name,
+                    config.agency.country,
+                    me.fingerprint()
+                ),
+                serde_json::json!({"agency": me.to_hex(), "fingerprint": me.fingerprint(), "name": config.agency.name, "country": config.agency.country, "listen": config.node.listen}),
+            );
+        }
+        Command::Peer(p) => peer(&d, p, out)?,
+        Command::Node(NodeCommand::Run { log_format }) => {
+            init_logging(&log_format);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            rt.block_on(custodia_node::daemon::run(&d, shutdown_signal()))?;
+        }
+        Command::Store(StoreCommand::Check) => {
+            let l = local::open(&d)?;
+            let problems = l.store.check()?;
+            let count = l.store.count()?;
+            if problems.is_empty() {
+                out.record(
+                    &format!("store check: {count} entries verified, no problems"),
+                    serde_json::json!({"entries": count, "problems": []}),
+                );
+            } else {
+                let list: Vec<serde_json::Value> = problems
+                    .iter()
+                    .map(|p| serde_json::json!({"position": p.pos, "entry": p.id.map(|i| i.to_hex()), "problem": p.what}))
+                    .collect();
+                let mut text = format!(
+                    "store check: {} problem(s) in {count} entries",
+                    problems.len()
+                );
+                for p in &problems {
+                    text.push_str(&format!(
+                        "\n  position {}: {}",
+                        p.pos.map_or("-".into(), |x| x.to_string()),
+                        p.what
+                    ));
+                }
+                out.record(
+                    &text,
+                    serde_json::json!({"entries": count, "problems": list}),
+                );
+                return Ok(ExitCode::from(EXIT_REFUSED));
+            }
+        }
+        Command::Case(c) => return case::run(&d, c, out),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
+    match p {
+        PeerCommand::Add {
+            name,
+            addr,
+            key,
+            country,
+        } => {
+            let agency = AgencyId::from_hex(&key).map_err(|_| {
+                LocalError::Refused(format!(
+                    "--key must be the peer's agency id: 64 hex characters (got {} characters)",
+                    key.trim().len()
+                ))
+            })?;
+            let (mut config, _) = local::open_config(d)?;
+            let peer = Peer {
+                name: name.clone(),
+                addr,
+                key: agency.to_hex(),
+                country,
+            };
+            config
+                .peers
+                .retain(|x| x.name != peer.name && x.key != peer.key);
+            config.peers.push(peer.clone());
+            let text = toml::to_string_pretty(&config).context("encoding the configuration")?;
+            custodia_node::config::Config::parse(&text, &d.join("custodia.toml"))?;
+            config.save(d)?;
+            out.record(
+                &format!(
+                    "Pinned peer {name} at {} with fingerprint {}",
+                    peer.addr,
+                    agency.fingerprint()
+                ),
+                serde_json::json!({"name": name, "addr": peer.addr, "key": agency.to_hex(), "fingerprint": agency.fingerprint(), "country": peer.country}),
+            );
+        }
+        PeerCommand::List => {
+            let (config, _) = local::open_config(d)?;
+            let mut text = String::new();
+            if config.peers.is_empty() {
+                text.push_str("No peers pinned. Add one with `custodia peer add NAME --addr HOST:PORT --key HEX`.");
+            }
+            let mut list = Vec::new();
+            for p in &config.peers {
+                let fp = p.agency().map(|a| a.fingerprint()).unwrap_or_default();
+                text.push_str(&format!(
+                    "{:<16} {:<22} {}  {}\n",
+                    p.name, p.addr, p.country, fp
+                ));
+                list.push(serde_json::json!({"name": p.name, "addr": p.addr, "key": p.key, "fingerprint": fp, "country": p.country}));
+            }
+            out.record(text.trim_end(), serde_json::json!(list));
+        }
+        PeerCommand::Remove { name } => {
+            let (mut config, _) = local::open_config(d)?;
+            let before = config.peers.len();
+            config.peers.retain(|p| p.name != name);
+            if config.peers.len() == before {
+                return Err(LocalError::NotFound(format!("no peer called {name:?}")).into());
+            }
+            config.save(d)?;
+            out.record(
+                &format!("Removed peer {name}"),
+                serde_json::json!({"removed": name}),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODIA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

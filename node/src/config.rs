@@ -80,6 +80,14 @@ pub struct Peer {
     pub addr: String,
     /// Its agency public key, 64 hex characters.
     pub key: String,
+    /// Its country (ISO 3166-1 alpha-2), used when sharing a case with it.
+    #[serde(default = "unknown_country")]
+    pub country: String,
+}
+
+/// ISO 3166-1 reserves "ZZ" for user assignment; it stands for "unknown".
+fn unknown_country() -> String {
+    "ZZ".into()
 }
 
 impl Peer {
@@ -184,6 +192,15 @@ impl Config {
                     format!(
                         "peer {:?}: addr {:?} is not an address like 127.0.0.1:7401",
                         p.name, p.addr
+                    ),
+                ));
+            }
+            if p.country.len() != 2 || !p.country.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(invalid(
+                    &p.country,
+                    format!(
+                        "peer {:?}: country {:?} is not two capital letters",
+                        p.name, p.country
                     ),
                 ));
             }

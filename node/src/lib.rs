@@ -9,5 +9,6 @@
 pub mod config;
 pub mod daemon;
 pub mod keyfile;
+pub mod local;
 pub mod store;
 pub mod tls;
