@@ -8,7 +8,9 @@
 
 pub mod config;
 pub mod daemon;
+pub mod hashing;
 pub mod keyfile;
 pub mod local;
+pub mod mediatype;
 pub mod store;
 pub mod tls;
