@@ -7,12 +7,16 @@
 use std::path::{Path, PathBuf};
 
 use custodia_protocol::{
-    AgencyId, Body, CaseId, CaseOpened, Entry, Identity, MemberAdded, MemberRemoved, Role, Tlp,
+    Acquisition, AgencyId, Body, CaseId, CaseOpened, CustodyAction, CustodyEvent, Digests, Entry,
+    EntryId, EvidenceRegistered, Identity, Item, ItemId, MemberAdded, MemberRemoved, Note, Role,
+    Tlp, Transfer, WithheldPosition,
 };
 
 use crate::config::{AgencySection, Config, ConfigError, NodeSection, Peer, CONFIG_FILE};
 use crate::daemon::now_ms;
+use crate::hashing::{self, Wanted};
 use crate::keyfile::{self, KeyFileError};
+use crate::mediatype;
 use crate::store::{Draft, Store, StoreError};
 
 /// Default listening address of a new node.
@@ -52,6 +56,9 @@ pub enum LocalError {
     /// The request is refused by the rules or is invalid.
     #[error("{0}")]
     Refused(String),
+    /// The operating system gave no randomness.
+    #[error("no randomness from the operating system: {0}")]
+    Random(String),
 }
 
 impl LocalError {
@@ -330,6 +337,17 @@ impl Local {
     /// Shares a case with an agency.
     pub fn share(&mut self, case: &CaseId, with: &str, role: Role) -> Result<Entry, LocalError> {
         let who = self.resolve_agency(with)?;
+        self.share_agency(case, &who, role)
+    }
+
+    /// Shares a case with an agency whose name and country the caller
+    /// gives (for an agency this node knows only by key).
+    pub fn share_agency(
+        &mut self,
+        case: &CaseId,
+        who: &KnownAgency,
+        role: Role,
+    ) -> Result<Entry, LocalError> {
         if who.me {
             return Err(LocalError::Refused(
                 "this agency is already a member of its own cases".into(),
@@ -386,5 +404,668 @@ impl Local {
         config.save(&self.dir)?;
         self.config = config;
         Ok(removed)
+    }
+}
+
+/// What to record about evidence being registered, besides what the files
+/// themselves say (digests, size, media type).
+#[derive(Debug, Clone, Default)]
+pub struct EvidenceInfo {
+    /// Exhibit number. With several files, each gets `N.1`, `N.2`, ….
+    pub exhibit: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Legal authority (warrant, EIO, MLA request).
+    pub authority: Option<String>,
+    /// Who acquired it (defaults to the agency's name).
+    pub acquired_by: Option<String>,
+    /// Where.
+    pub place: Option<String>,
+    /// How.
+    pub method: Option<String>,
+    /// With which tool.
+    pub tool: Option<String>,
+    /// The optional digests to compute besides SHA-256.
+    pub also: Wanted,
+}
+
+/// A file found for registration, checked to be readable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceFile {
+    /// Its path as found.
+    pub path: PathBuf,
+    /// Its size when it was found.
+    pub size: u64,
+}
+
+/// One registered evidence file.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The file.
+    pub path: PathBuf,
+    /// The signed entry.
+    pub entry: Entry,
+    /// What it registered.
+    pub item: EvidenceRegistered,
+}
+
+/// What re-hashing a file against a registered item found.
+#[derive(Debug, Clone)]
+pub struct EvidenceCheck {
+    /// The case the item is in.
+    pub case: CaseId,
+    /// The registered item.
+    pub item: Item,
+    /// The digests of the file now.
+    pub digests: Digests,
+    /// The file's size now.
+    pub size: u64,
+    /// What differs: any of "size", "sha256", "sha1", "md5". Empty when the
+    /// file is the registered item.
+    pub differs: Vec<&'static str>,
+}
+
+impl EvidenceCheck {
+    /// Whether the file is the registered item.
+    pub fn matches(&self) -> bool {
+        self.differs.is_empty()
+    }
+}
+
+/// Optional details of a custody event.
+#[derive(Debug, Clone, Default)]
+pub struct CustodyInfo {
+    /// Who did it (a person).
+    pub actor: Option<String>,
+    /// Where.
+    pub place: Option<String>,
+    /// Why.
+    pub purpose: Option<String>,
+    /// With which tool.
+    pub tool: Option<String>,
+    /// Whether the observed digest matched the registered one.
+    pub digest_matched: Option<bool>,
+    /// The new item (copied only): its UUID, or an id prefix of a
+    /// registered item.
+    pub copy: Option<String>,
+    /// Free text, written as a note entry about the item in the same
+    /// transaction.
+    pub note: Option<String>,
+}
+
+/// What a custody command wrote.
+#[derive(Debug, Clone)]
+pub struct CustodyWritten {
+    /// The case.
+    pub case: CaseId,
+    /// The item.
+    pub item: ItemId,
+    /// The custody entry.
+    pub entry: Entry,
+    /// The note entry, when a note was given.
+    pub note: Option<Entry>,
+}
+
+/// One position of a case's record, in store (dependency) order.
+#[derive(Debug, Clone)]
+pub enum TimelineRow {
+    /// An entry this node holds.
+    Entry(Entry),
+    /// A position whose content was withheld from this node.
+    Withheld(WithheldPosition),
+}
+
+/// Finds the files to register: each path that is a file, and each
+/// regular file under each path that is a directory (recursively, sorted
+/// by path; symbolic links inside directories are not followed). Every
+/// file is opened once for reading to check it can be read, so that a
+/// registration either covers every file or fails before anything is
+/// hashed or written. A file named twice is registered once.
+pub fn evidence_files(paths: &[PathBuf]) -> Result<Vec<EvidenceFile>, LocalError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| LocalError::Io { path, source }
+    };
+    let mut out: Vec<EvidenceFile> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(io(p))?;
+        let mut found = Vec::new();
+        if meta.is_dir() {
+            walk(p, &mut found)?;
+            if found.is_empty() {
+                return Err(LocalError::Io {
+                    path: p.clone(),
+                    source: std::io::Error::other("the directory holds no regular file"),
+                });
+            }
+        } else if meta.is_file() {
+            found.push(p.clone());
+        } else {
+            return Err(LocalError::Io {
+                path: p.clone(),
+                source: std::io::Error::other("not a regular file or a directory"),
+            });
+        }
+        for f in found {
+            let file = std::fs::File::open(&f).map_err(io(&f))?;
+            let size = file.metadata().map_err(io(&f))?.len();
+            let key = std::fs::canonicalize(&f).unwrap_or_else(|_| f.clone());
+            if seen.insert(key) {
+                out.push(EvidenceFile { path: f, size });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LocalError> {
+    let io = |source| LocalError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut entries: Vec<(PathBuf, std::fs::FileType)> = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io)? {
+        let e = e.map_err(io)?;
+        entries.push((e.path(), e.file_type().map_err(io)?));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, kind) in entries {
+        if kind.is_dir() {
+            walk(&path, out)?;
+        } else if kind.is_file() {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The lowercase hex of what a user typed for an id: dashes removed;
+/// None unless it is at least 6 hex characters.
+fn hex_prefix(what: &str) -> Option<String> {
+    let w: String = what
+        .trim()
+        .chars()
+        .filter(|c| *c != '-')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    (w.len() >= 6 && w.bytes().all(|b| b.is_ascii_hexdigit())).then_some(w)
+}
+
+fn random_item() -> Result<ItemId, LocalError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| LocalError::Random(e.to_string()))?;
+    Ok(ItemId::new_v4(b))
+}
+
+impl Local {
+    /// Re-reads what other processes (a running node) wrote to the store.
+    pub fn refresh(&mut self) -> Result<(), LocalError> {
+        self.store.refresh()?;
+        Ok(())
+    }
+
+    /// A short label for an item in messages: its exhibit number and UUID.
+    pub fn item_label(item: &Item) -> String {
+        match &item.exhibit {
+            Some(x) => format!("{x} ({})", item.id.to_uuid_string()),
+            None => item.id.to_uuid_string(),
+        }
+    }
+
+    fn check_writer(&self, case: &CaseId) -> Result<(), LocalError> {
+        let v = self
+            .store
+            .case(case)
+            .ok_or(StoreError::UnknownCase(*case))?;
+        match v.role(&self.me()) {
+            None => Err(LocalError::Refused(format!(
+                "this agency is not a member of case {}",
+                &case.to_hex()[..12]
+            ))),
+            Some(Role::Observer) => Err(LocalError::Refused(format!(
+                "this agency is an observer of case {}: observers may only write notes and witnesses",
+                &case.to_hex()[..12]
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Registers evidence files in a case, in one transaction: every file
+    /// is hashed first (each read exactly once, for every digest wanted),
+    /// then all the entries are written together, or none if any file
+    /// fails. `progress` gets the file being read and the bytes read so far
+    /// over all files.
+    pub fn register_evidence(
+        &mut self,
+        case: &CaseId,
+        files: &[EvidenceFile],
+        info: &EvidenceInfo,
+        progress: &mut dyn FnMut(&Path, u64),
+    ) -> Result<Vec<Registered>, LocalError> {
+        self.check_writer(case)?;
+        let tlp = self.case_tlp(case);
+        let mut done = 0u64;
+        let mut regs = Vec::with_capacity(files.len());
+        for (i, f) in files.iter().enumerate() {
+            let h = hashing::hash_file(&f.path, info.also, &mut |n| progress(&f.path, done + n))
+                .map_err(|source| LocalError::Io {
+                    path: f.path.clone(),
+                    source,
+                })?;
+            done += h.size;
+            let exhibit = match (&info.exhibit, files.len()) {
+                (Some(x), 1) => Some(x.clone()),
+                (Some(x), _) => Some(format!("{x}.{}", i + 1)),
+                (None, _) => None,
+            };
+            regs.push((
+                f.path.clone(),
+                EvidenceRegistered {
+                    item: random_item()?,
+                    exhibit,
+                    media_type: mediatype::detect(&h.head, h.size <= h.head.len() as u64)
+                        .to_owned(),
+                    digests: h.digests,
+                    size: h.size,
+                    description: info.description.clone(),
+                    acquired: Acquisition {
+                        by: info
+                            .acquired_by
+                            .clone()
+                            .unwrap_or_else(|| self.config.agency.name.clone()),
+                        at: now_ms(),
+                        place: info.place.clone(),
+                        method: info.method.clone(),
+                        tool: info.tool.clone(),
+                    },
+                    authority: info.authority.clone(),
+                    derived_from: None,
+                },
+            ));
+        }
+        let drafts = regs
+            .iter()
+            .map(|(_, r)| Draft::new(tlp, Body::EvidenceRegistered(r.clone())))
+            .collect();
+        let entries = self
+            .store
+            .author_many(&self.identity, Some(*case), drafts, now_ms())?;
+        Ok(regs
+            .into_iter()
+            .zip(entries)
+            .map(|((path, item), entry)| Registered { path, entry, item })
+            .collect())
+    }
+
+    /// Finds an item by its UUID (with or without dashes) or a unique
+    /// prefix of at least 6 hex characters, across every case.
+    pub fn resolve_item(&self, what: &str) -> Result<(CaseId, Item), LocalError> {
+        let Some(w) = hex_prefix(what) else {
+            return Err(LocalError::NotFound(format!(
+                "{what:?} is not an item id: give its UUID or at least 6 hex characters of it"
+            )));
+        };
+        let mut hits = Vec::new();
+        for c in self.store.cases() {
+            if let Some(s) = self.store.state(c) {
+                for i in s.items.values() {
+                    if i.id.to_hex().starts_with(&w) {
+                        hits.push((*c, i.clone()));
+                    }
+                }
+            }
+        }
+        match hits.len() {
+            1 => Ok(hits.remove(0)),
+            0 => Err(LocalError::NotFound(format!(
+                "no item {what:?} in this node's cases (see `custodia case show CASE`)"
+            ))),
+            n => Err(LocalError::NotFound(format!(
+                "{what:?} matches {n} items; give more of the item's UUID"
+            ))),
+        }
+    }
+
+    /// Re-hashes a file with the digests the item was registered with and
+    /// compares. Writes nothing.
+    pub fn check_evidence(
+        &self,
+        item: &str,
+        path: &Path,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<EvidenceCheck, LocalError> {
+        let (case, item) = self.resolve_item(item)?;
+        let io = |source| LocalError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if std::fs::metadata(path).map_err(io)?.is_dir() {
+            return Err(io(std::io::Error::other(
+                "is a directory; give the file of the item",
+            )));
+        }
+        let h = hashing::hash_file(path, Wanted::like(&item.digests), progress).map_err(io)?;
+        let mut differs = Vec::new();
+        if h.size != item.size {
+            differs.push("size");
+        }
+        if h.digests.sha256 != item.digests.sha256 {
+            differs.push("sha256");
+        }
+        if h.digests.sha1 != item.digests.sha1 {
+            differs.push("sha1");
+        }
+        if h.digests.md5 != item.digests.md5 {
+            differs.push("md5");
+        }
+        Ok(EvidenceCheck {
+            case,
+            item,
+            digests: h.digests,
+            size: h.size,
+            differs,
+        })
+    }
+
+    /// The rules for an event by the holder, checked here for a clear
+    /// message (the validator checks them again when writing).
+    fn check_holder(&self, item: &Item, verb: &str) -> Result<(), LocalError> {
+        let label = Self::item_label(item);
+        if item.destroyed {
+            return Err(LocalError::Refused(format!(
+                "item {label} was destroyed; nothing more can happen to it"
+            )));
+        }
+        if item.holder != self.me() {
+            return Err(LocalError::Refused(format!(
+                "only the current holder ({}) may {verb} item {label}",
+                self.name_of(&item.holder)
+            )));
+        }
+        if let Some(t) = item.open_transfer {
+            return Err(LocalError::Refused(format!(
+                "item {label} is in transit: transfer {} awaits its receipt",
+                &t.to_hex()[..12]
+            )));
+        }
+        Ok(())
+    }
+
+    fn write_custody(
+        &mut self,
+        case: CaseId,
+        ev: CustodyEvent,
+        refs: Vec<EntryId>,
+        note: Option<&str>,
+    ) -> Result<CustodyWritten, LocalError> {
+        let tlp = self.case_tlp(&case);
+        let item = ev.item;
+        let mut draft = Draft::new(tlp, Body::Custody(ev));
+        draft.refs = refs;
+        let mut drafts = vec![draft];
+        if let Some(text) = note {
+            drafts.push(Draft::new(
+                tlp,
+                Body::Note(Note {
+                    text: text.to_owned(),
+                    item: Some(item),
+                }),
+            ));
+        }
+        let mut entries = self
+            .store
+            .author_many(&self.identity, Some(case), drafts, now_ms())?
+            .into_iter();
+        let entry = entries
+            .next()
+            .ok_or_else(|| LocalError::Refused("nothing was written".into()))?;
+        Ok(CustodyWritten {
+            case,
+            item,
+            entry,
+            note: entries.next(),
+        })
+    }
+
+    /// Transfers an item to another member agency (opens a transfer that
+    /// the addressee answers with a receipt).
+    pub fn transfer(
+        &mut self,
+        item: &str,
+        to: &str,
+        info: &CustodyInfo,
+    ) -> Result<CustodyWritten, LocalError> {
+        let (case, item) = self.resolve_item(item)?;
+        let who = self.resolve_agency(to)?;
+        self.check_holder(&item, "transfer")?;
+        if who.me {
+            return Err(LocalError::Refused(
+                "an agency cannot transfer an item to itself".into(),
+            ));
+        }
+        let member = self
+            .store
+            .case(&case)
+            .is_some_and(|v| v.is_member(&who.agency));
+        if !member {
+            return Err(LocalError::Refused(format!(
+                "{} is not a member of case {}: share the case with it first (`custodia case share {} --with …`)",
+                who.name,
+                &case.to_hex()[..12],
+                &case.to_hex()[..12]
+            )));
+        }
+        let mut ev = CustodyEvent::new(item.id, CustodyAction::Transferred);
+        ev.to = Some(who.agency);
+        ev.purpose = info.purpose.clone();
+        ev.actor = info.actor.clone();
+        ev.place = info.place.clone();
+        ev.tool = info.tool.clone();
+        self.write_custody(case, ev, Vec::new(), info.note.as_deref())
+    }
+
+    /// Finds an open transfer by its entry id (or a unique prefix of at
+    /// least 6 hex characters), or by its item when exactly one transfer of
+    /// it is open to this agency.
+    pub fn resolve_transfer(&self, what: &str) -> Result<(CaseId, Transfer), LocalError> {
+        let Some(w) = hex_prefix(what) else {
+            return Err(LocalError::NotFound(format!(
+                "{what:?} is not a transfer: give the transfer entry's id (at least 6 hex characters) or the item's UUID"
+            )));
+        };
+        let states: Vec<(CaseId, &custodia_protocol::CaseState)> = self
+            .store
+            .cases()
+            .filter_map(|c| self.store.state(c).map(|s| (*c, s)))
+            .collect();
+        let by_entry: Vec<(CaseId, Transfer)> = states
+            .iter()
+            .flat_map(|(c, s)| {
+                s.open_transfers
+                    .values()
+                    .filter(|t| t.entry.to_hex().starts_with(&w))
+                    .map(|t| (*c, *t))
+            })
+            .collect();
+        match by_entry.len() {
+            1 => return Ok(by_entry[0]),
+            0 => {}
+            n => {
+                return Err(LocalError::NotFound(format!(
+                    "{what:?} matches {n} open transfers; give more of the transfer id"
+                )))
+            }
+        }
+        // A transfer that was already answered?
+        for (c, s) in &states {
+            let v = self.store.case(c);
+            for i in s.items.values() {
+                for e in &i.events {
+                    if !e.to_hex().starts_with(&w) {
+                        continue;
+                    }
+                    let transferred = v.and_then(|v| v.entry(e)).is_some_and(|e| {
+                        matches!(&e.payload().body, Body::Custody(ev) if ev.action == CustodyAction::Transferred)
+                    });
+                    if transferred {
+                        return Err(LocalError::Refused(format!(
+                            "transfer {} of item {} is not open: it was already answered with a receipt",
+                            &e.to_hex()[..12],
+                            Self::item_label(i)
+                        )));
+                    }
+                }
+            }
+        }
+        // An item with an open transfer.
+        let items: Vec<(CaseId, &Item)> = states
+            .iter()
+            .flat_map(|(c, s)| {
+                s.items
+                    .values()
+                    .filter(|i| i.id.to_hex().starts_with(&w))
+                    .map(|i| (*c, i))
+            })
+            .collect();
+        match items.as_slice() {
+            [] => Err(LocalError::NotFound(format!(
+                "no open transfer and no item {what:?} in this node's cases (see `custodia case show CASE`)"
+            ))),
+            [(c, item)] => {
+                let s = states.iter().find(|(k, _)| k == c).map(|(_, s)| *s);
+                let open: Vec<Transfer> = s
+                    .map(|s| {
+                        s.open_transfers
+                            .values()
+                            .filter(|t| t.item == item.id)
+                            .copied()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mine: Vec<&Transfer> = open.iter().filter(|t| t.to == self.me()).collect();
+                match (mine.as_slice(), open.first()) {
+                    ([t], _) => Ok((*c, **t)),
+                    ([], Some(t)) => Err(LocalError::Refused(format!(
+                        "transfer {} of item {} is addressed to {}, not to this agency",
+                        &t.entry.to_hex()[..12],
+                        Self::item_label(item),
+                        self.name_of(&t.to)
+                    ))),
+                    ([], None) => Err(LocalError::NotFound(format!(
+                        "item {} has no open transfer",
+                        Self::item_label(item)
+                    ))),
+                    (_, _) => Err(LocalError::NotFound(format!(
+                        "item {} has {} open transfers to this agency; give the transfer id",
+                        Self::item_label(item),
+                        mine.len()
+                    ))),
+                }
+            }
+            _ => Err(LocalError::NotFound(format!(
+                "{what:?} matches {} items; give more of the UUID or the transfer id",
+                items.len()
+            ))),
+        }
+    }
+
+    /// Answers a transfer addressed to this agency with a signed receipt:
+    /// accepted (this agency becomes the holder), or rejected with a reason.
+    /// The receipt references the transfer, so it is in its causal past.
+    pub fn receive(
+        &mut self,
+        transfer: &str,
+        reject: Option<&str>,
+        info: &CustodyInfo,
+    ) -> Result<CustodyWritten, LocalError> {
+        let (case, t) = self.resolve_transfer(transfer)?;
+        if t.to != self.me() {
+            return Err(LocalError::Refused(format!(
+                "transfer {} is addressed to {}, not to this agency",
+                &t.entry.to_hex()[..12],
+                self.name_of(&t.to)
+            )));
+        }
+        let mut ev = CustodyEvent::new(t.item, CustodyAction::Received);
+        ev.transfer = Some(t.entry);
+        ev.accepted = Some(reject.is_none());
+        ev.reason = reject.map(str::to_owned);
+        ev.actor = info.actor.clone();
+        ev.place = info.place.clone();
+        self.write_custody(case, ev, vec![t.entry], info.note.as_deref())
+    }
+
+    /// Records a custody event by the holder: examined, sealed, unsealed,
+    /// copied, returned, destroyed or acquired (transfers and receipts have
+    /// their own operations).
+    pub fn record(
+        &mut self,
+        item: &str,
+        action: CustodyAction,
+        info: &CustodyInfo,
+    ) -> Result<CustodyWritten, LocalError> {
+        let (case, item) = self.resolve_item(item)?;
+        match action {
+            CustodyAction::Transferred | CustodyAction::Received => {
+                return Err(LocalError::Refused(format!(
+                    "{} is recorded with `custodia custody {}`",
+                    action.as_str(),
+                    if action == CustodyAction::Transferred {
+                        "transfer"
+                    } else {
+                        "receive"
+                    }
+                )))
+            }
+            _ => {}
+        }
+        let copy = match (&info.copy, action) {
+            (Some(c), CustodyAction::Copied) => Some(match ItemId::parse(c) {
+                Ok(id) => id,
+                Err(_) => self.resolve_item(c)?.1.id,
+            }),
+            (None, CustodyAction::Copied) => {
+                return Err(LocalError::Refused(
+                    "a copied event names the new item: --copy NEW_ITEM (register the copy with `custodia evidence add` first)".into(),
+                ))
+            }
+            (Some(_), _) => {
+                return Err(LocalError::Refused(
+                    "--copy is only for --action copied".into(),
+                ))
+            }
+            (None, _) => None,
+        };
+        self.check_holder(&item, &format!("record {} of", action.as_str()))?;
+        let mut ev = CustodyEvent::new(item.id, action);
+        ev.copy = copy;
+        ev.actor = info.actor.clone();
+        ev.place = info.place.clone();
+        ev.purpose = info.purpose.clone();
+        ev.tool = info.tool.clone();
+        ev.digest_matched = info.digest_matched;
+        self.write_custody(case, ev, Vec::new(), info.note.as_deref())
+    }
+
+    /// A case's record in store order, which is a causal order: every
+    /// entry comes after everything it references.
+    pub fn timeline(&self, case: &CaseId) -> Result<Vec<TimelineRow>, LocalError> {
+        let v = self
+            .store
+            .case(case)
+            .ok_or(StoreError::UnknownCase(*case))?;
+        let rows = self.store.rows_after(case, 0, usize::MAX >> 1)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| match v.entry(&r.id) {
+                Some(e) => TimelineRow::Entry(e.clone()),
+                None => TimelineRow::Withheld(WithheldPosition {
+                    author: r.author,
+                    seq: r.seq,
+                    id: r.id,
+                }),
+            })
+            .collect())
     }
 }
