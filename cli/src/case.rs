@@ -4,10 +4,14 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use custodia_node::local::{self, Local, LocalError};
-use custodia_protocol::{CaseState, Conflict, Role, Tlp};
+use std::collections::HashMap;
 
-use crate::output::Out;
+use custodia_node::local::{self, Local, LocalError, TimelineRow};
+use custodia_protocol::{
+    AgencyId, Body, CaseId, CaseState, Conflict, CustodyAction, Entry, ItemId, Role, Tlp,
+};
+
+use crate::output::{iso_time, short, Out};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum CaseCommand {
@@ -39,18 +43,33 @@ pub(crate) enum CaseCommand {
         /// Case id (or a unique prefix of at least 6 hex characters, or its reference).
         case: String,
     },
+    /// The case's timeline, oldest first: time, author, kind and what each entry says.
+    ///
+    /// Entries are in causal order (each after everything it references); times are each author's own clock.
+    ///
+    /// Example: custodia --dir ./nbi case log 5f3a9c
+    Log {
+        /// Case id (or a unique prefix of at least 6 hex characters, or its reference).
+        case: String,
+    },
     /// Share a case with an agency (a signed member-added entry).
     ///
     /// Example: custodia --dir ./nbi case share 5f3a9c --with bka --role investigator
     Share {
         /// Case id, prefix or reference.
         case: String,
-        /// The agency: peer name, fingerprint or full key.
+        /// The agency: peer name, agency name, fingerprint or full key.
         #[arg(long)]
         with: String,
         /// Its role: lead, investigator, examiner, liaison, observer.
         #[arg(long, default_value = "investigator", value_parser = parse_role)]
         role: Role,
+        /// The agency's name as the case records it (default: the name this node knows).
+        #[arg(long)]
+        name: Option<String>,
+        /// The agency's country as the case records it (ISO 3166-1 alpha-2).
+        #[arg(long)]
+        country: Option<String>,
     },
     /// Remove an agency from a case (a signed member-removed entry).
     ///
@@ -58,7 +77,7 @@ pub(crate) enum CaseCommand {
     Unshare {
         /// Case id, prefix or reference.
         case: String,
-        /// The agency: peer name, fingerprint or full key.
+        /// The agency: peer name, agency name, fingerprint or full key.
         #[arg(long)]
         with: String,
         /// Why.
@@ -136,10 +155,33 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
             let (text, json) = show(&l, &s);
             out.record(&text, json);
         }
-        CaseCommand::Share { case, with, role } => {
+        CaseCommand::Log { case } => {
             let c = l.resolve_case(&case)?;
-            let who = l.resolve_agency(&with)?;
-            let e = l.share(&c, &with, role)?;
+            let (text, json) = log(&l, &c)?;
+            out.record(&text, json);
+        }
+        CaseCommand::Share {
+            case,
+            with,
+            role,
+            name,
+            country,
+        } => {
+            let c = l.resolve_case(&case)?;
+            let mut who = l.resolve_agency(&with)?;
+            if let Some(n) = name {
+                who.name = n;
+            }
+            if let Some(cc) = country {
+                if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err(LocalError::Refused(format!(
+                        "--country {cc:?} is not an ISO 3166-1 alpha-2 code (two capital letters)"
+                    ))
+                    .into());
+                }
+                who.country = cc;
+            }
+            let e = l.share_agency(&c, &who, role)?;
             out.record(
                 &format!(
                     "Shared case {} with {} ({}) as {}\nentry: {}",
@@ -304,4 +346,203 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         "open_transfers": transfers, "conflicts": conflicts, "withheld": withheld,
     });
     (t.trim_end().to_string(), json)
+}
+
+/// The text and JSON of `case log`: one line (one object) per position,
+/// in store order, which is causal order.
+pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value), LocalError> {
+    let s = l
+        .store
+        .state(case)
+        .ok_or_else(|| LocalError::NotFound(format!("no case {case}")))?;
+    let rows = l.timeline(case)?;
+    let known: HashMap<AgencyId, String> = l
+        .agencies()
+        .into_iter()
+        .map(|k| (k.agency, k.name))
+        .collect();
+    let name = |a: &AgencyId| -> String {
+        s.agency_name(a)
+            .map(str::to_owned)
+            .or_else(|| known.get(a).cloned())
+            .unwrap_or_else(|| a.fingerprint())
+    };
+    let width = rows
+        .iter()
+        .map(|r| match r {
+            TimelineRow::Entry(e) => name(&e.author()).chars().count(),
+            TimelineRow::Withheld(_) => 0,
+        })
+        .max()
+        .unwrap_or(0)
+        .min(36);
+    let mut text = String::new();
+    let mut json = Vec::new();
+    for row in rows {
+        match row {
+            TimelineRow::Entry(e) => {
+                let p = e.payload();
+                let who = name(&p.author);
+                let kind = p.body.kind();
+                let mut summary = summarize(&e, s, &name);
+                let (tlp, to) = s.effective_tlp(&e);
+                if Some(tlp) != s.tlp {
+                    summary.push_str(&format!("  [{tlp}"));
+                    if let Some(to) = &to {
+                        let names: Vec<String> = to.iter().map(&name).collect();
+                        summary.push_str(&format!(" to {}", names.join(", ")));
+                    }
+                    summary.push(']');
+                }
+                let retracted = s.retracted.get(&e.id()).map(|(_, why)| why.clone());
+                if let Some(why) = &retracted {
+                    summary.push_str(&format!("  (retracted: {why})"));
+                }
+                text.push_str(&format!(
+                    "{}  {who:<width$}  {kind:<19}  {summary}\n",
+                    iso_time(p.time)
+                ));
+                json.push(serde_json::json!({
+                    "entry": e.id().to_hex(), "author": p.author.to_hex(), "author_name": who,
+                    "seq": p.seq, "time": iso_time(p.time), "time_ms": p.time, "kind": kind,
+                    "summary": summary, "tlp": tlp.as_str(), "retracted": retracted, "withheld": false,
+                }));
+            }
+            TimelineRow::Withheld(w) => {
+                let who = name(&w.author);
+                let summary = format!("withheld (TLP:RED) by {who} #{}", w.seq);
+                text.push_str(&format!(
+                    "{:<20}  {summary}  entry {}\n",
+                    "(time not shown)",
+                    short(&w.id.to_hex())
+                ));
+                json.push(serde_json::json!({
+                    "entry": w.id.to_hex(), "author": w.author.to_hex(), "author_name": who,
+                    "seq": w.seq, "time": null, "time_ms": null, "kind": null,
+                    "summary": summary, "tlp": "RED", "retracted": null, "withheld": true,
+                }));
+            }
+        }
+    }
+    if text.is_empty() {
+        text.push_str("(no entries)");
+    }
+    Ok((text.trim_end().to_owned(), serde_json::json!(json)))
+}
+
+/// A person-readable summary of what an entry says.
+fn summarize(e: &Entry, s: &CaseState, name: &dyn Fn(&AgencyId) -> String) -> String {
+    let item = |id: &ItemId| -> String {
+        let uuid = id.to_uuid_string();
+        match s.items.get(id).and_then(|i| i.exhibit.as_deref()) {
+            Some(x) => format!("{x} ({})", &uuid[..8]),
+            None => uuid[..8].to_owned(),
+        }
+    };
+    match &e.payload().body {
+        Body::CaseOpened(c) => format!(
+            "opened case \u{2018}{}\u{2019} ({}{})",
+            c.title,
+            c.reference,
+            c.jurisdiction
+                .as_deref()
+                .map(|j| format!(", jurisdiction {j}"))
+                .unwrap_or_default()
+        ),
+        Body::MemberAdded(m) => format!("added {} ({}) as {}", m.name, m.country, m.role.as_str()),
+        Body::MemberRemoved(m) => format!(
+            "removed {}{}",
+            name(&m.agency),
+            m.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        Body::EvidenceRegistered(r) => {
+            let mut t = format!("registered {}", r.exhibit.as_deref().unwrap_or("an item"));
+            if let Some(d) = &r.description {
+                t.push_str(&format!(" \u{2018}{d}\u{2019}"));
+            }
+            t.push_str(&format!(
+                " sha256 {}\u{2026} {} bytes {}, item {}",
+                &hex::encode(r.digests.sha256)[..12],
+                r.size,
+                r.media_type,
+                &r.item.to_uuid_string()[..8]
+            ));
+            if let Some(from) = &r.derived_from {
+                t.push_str(&format!(", derived from {}", item(from)));
+            }
+            t
+        }
+        Body::Custody(ev) => {
+            let mut t = match ev.action {
+                CustodyAction::Transferred => format!(
+                    "transferred item {} to {}",
+                    item(&ev.item),
+                    ev.to.as_ref().map(name).unwrap_or_default()
+                ),
+                CustodyAction::Received => format!(
+                    "received transfer {} of item {} ({})",
+                    ev.transfer
+                        .map(|t| short(&t.to_hex()).to_owned())
+                        .unwrap_or_default(),
+                    item(&ev.item),
+                    match (ev.accepted, &ev.reason) {
+                        (Some(true), _) => "accepted".to_owned(),
+                        (_, Some(r)) => format!("rejected: {r}"),
+                        _ => "rejected".to_owned(),
+                    }
+                ),
+                CustodyAction::Copied => format!(
+                    "copied item {} to new item {}",
+                    item(&ev.item),
+                    ev.copy.as_ref().map(item).unwrap_or_default()
+                ),
+                a => format!("{} item {}", a.as_str(), item(&ev.item)),
+            };
+            match ev.digest_matched {
+                Some(true) => t.push_str(", digest matched"),
+                Some(false) => t.push_str(", DIGEST DID NOT MATCH"),
+                None => {}
+            }
+            if let Some(p) = &ev.purpose {
+                t.push_str(&format!(", purpose: {p}"));
+            }
+            if let Some(a) = &ev.actor {
+                t.push_str(&format!(", by {a}"));
+            }
+            if let Some(x) = &ev.tool {
+                t.push_str(&format!(", with {x}"));
+            }
+            if let Some(x) = &ev.place {
+                t.push_str(&format!(", at {x}"));
+            }
+            if ev.action != CustodyAction::Received {
+                if let Some(r) = &ev.reason {
+                    t.push_str(&format!(", reason: {r}"));
+                }
+            }
+            t
+        }
+        Body::Witness(w) => {
+            let heads: Vec<String> = w
+                .heads
+                .iter()
+                .map(|h| format!("{} #{}", name(&h.0), h.1))
+                .collect();
+            format!("countersigned the chains of {}", heads.join(", "))
+        }
+        Body::Note(n) => match &n.item {
+            Some(i) => format!("note on item {}: {}", item(i), n.text),
+            None => format!("note: {}", n.text),
+        },
+        Body::HandlingChanged(h) => format!(
+            "changed the handling of entry {} to {}",
+            short(&h.entry.to_hex()),
+            h.tlp
+        ),
+        Body::Retracted(r) => format!("retracted entry {}: {}", short(&r.entry.to_hex()), r.reason),
+        _ => e.payload().body.kind().to_owned(),
+    }
 }

@@ -3,14 +3,20 @@
 //! Thin by design: parsing, output and exit codes live here; every
 //! operation is in `custodia-node` (`local`, `daemon`, `store`).
 
+mod agency;
 mod case;
+mod custody;
+mod demo;
+mod evidence;
 mod output;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use custodia_node::config::Peer;
 use custodia_node::local::{self, LocalError};
 use custodia_protocol::AgencyId;
@@ -21,7 +27,8 @@ const AFTER_HELP: &str = "\
 Exit codes: 0 success; 1 the thing checked is wrong or the rules refuse the request;
 2 usage, configuration or I/O error.
 
-Every command takes --dir DIR (or CUSTODIA_DIR) naming the node directory.";
+Every command takes --dir DIR (or CUSTODIA_DIR) naming the node directory.
+New here? Run `custodia demo` first.";
 
 /// Custodia: signed, hash-chained chain of custody shared between agencies.
 #[derive(Parser, Debug)]
@@ -66,9 +73,30 @@ enum Command {
     /// Check the store.
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Open, list, show and share cases.
+    /// Open, list, show, log and share cases.
     #[command(subcommand)]
     Case(case::CaseCommand),
+    /// Register evidence files and check files against the record.
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCommand),
+    /// Transfer, receive and record custody of evidence items.
+    #[command(subcommand)]
+    Custody(custody::CustodyCommand),
+    /// The agencies this node knows.
+    #[command(subcommand)]
+    Agency(agency::AgencyCommand),
+    /// Run three agencies on this machine and walk through a shared case, step by step (needs no --dir).
+    ///
+    /// Creates three nodes on 127.0.0.1 under a temporary folder (or under --dir), opens a case,
+    /// shares it, registers evidence, transfers custody with a receipt through a liaison desk,
+    /// and shows the case as each agency sees it.
+    ///
+    /// Example: custodia demo --keep
+    Demo {
+        /// Keep the temporary folder with the three node directories afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,7 +152,10 @@ enum StoreCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
+    let (cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -136,7 +167,14 @@ fn main() -> ExitCode {
         }
     };
     let out = Out::new(cli.json);
-    match run(cli, &out) {
+    // The demo uses --dir only when it is given on the command line: a
+    // CUSTODIA_DIR naming a real node must not receive demo nodes.
+    let dir_given = matches.value_source("dir") == Some(ValueSource::CommandLine);
+    let result = match cli.command {
+        Command::Demo { keep } => demo::run(cli.dir.filter(|_| dir_given), keep, &out),
+        _ => run(cli, &out),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             let refused = e
@@ -228,6 +266,10 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Case(c) => return case::run(&d, c, out),
+        Command::Evidence(c) => return evidence::run(&d, c, out),
+        Command::Custody(c) => return custody::run(&d, c, out),
+        Command::Agency(c) => return agency::run(&d, c, out),
+        Command::Demo { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }
