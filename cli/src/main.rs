@@ -180,10 +180,26 @@ fn main() -> ExitCode {
             let refused = e
                 .downcast_ref::<LocalError>()
                 .is_some_and(LocalError::is_refusal);
-            out.error(&format!("{e:#}"));
+            out.error(&message(&e));
             ExitCode::from(if refused { EXIT_REFUSED } else { EXIT_USAGE })
         }
     }
+}
+
+/// The error and its causes, each cause once: errors that already show
+/// their source (`{path}: {source}`) are not followed by it again.
+fn message(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 fn dir(cli_dir: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
