@@ -89,6 +89,20 @@ struct Inner {
     witness: Mutex<HashMap<CaseId, WitnessClock>>,
     next_session: std::sync::atomic::AtomicU64,
     endpoint: quinn::Endpoint,
+    stats: Mutex<HashMap<AgencyId, PeerStats>>,
+}
+
+/// What a node received from one peer (for operators and tests).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Frames received.
+    pub frames: u64,
+    /// Bytes received in frames (with length prefixes).
+    pub bytes: u64,
+    /// Bytes of frames that carried case data (heads, entries, proofs).
+    pub case_bytes: u64,
+    /// Entries and withheld positions received.
+    pub items: u64,
 }
 
 #[derive(Clone)]
@@ -120,6 +134,14 @@ impl Running {
     /// This node's agency.
     pub fn agency(&self) -> AgencyId {
         self.inner.me
+    }
+
+    /// What this node received from a peer since it started.
+    pub fn peer_stats(&self, peer: &AgencyId) -> PeerStats {
+        lock(&self.inner.stats)
+            .get(peer)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Agencies with an open session right now.
@@ -191,6 +213,7 @@ pub async fn start(dir: &Path) -> Result<Running, NodeError> {
         witness: Mutex::new(HashMap::new()),
         next_session: 0.into(),
         endpoint,
+        stats: Mutex::new(HashMap::new()),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     apply_peers(&inner, config.peers, &shutdown_rx);
@@ -541,9 +564,27 @@ async fn session(
     .await?;
     let mut revision = inner.revision.subscribe();
     let (frames_tx, mut frames) = mpsc::channel::<Result<Message, (ErrorCode, String)>>(2);
+    let counter = inner.clone();
     let reader = tokio::spawn(async move {
         loop {
             let r = read_frame(&mut recv).await;
+            if let Ok((m, size)) = &r {
+                let mut stats = lock(&counter.stats);
+                let s = stats.entry(peer).or_default();
+                s.frames += 1;
+                s.bytes += *size as u64 + 4;
+                match m {
+                    Message::Heads(_) | Message::Equivocation(_) => {
+                        s.case_bytes += *size as u64 + 4
+                    }
+                    Message::Entries(e) => {
+                        s.case_bytes += *size as u64 + 4;
+                        s.items += e.items.len() as u64;
+                    }
+                    _ => {}
+                }
+            }
+            let r = r.map(|(m, _)| m);
             let stop = r.is_err();
             if frames_tx.send(r).await.is_err() || stop {
                 return;
@@ -583,7 +624,7 @@ async fn session(
     result
 }
 
-async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Message, (ErrorCode, String)> {
+async fn read_frame(recv: &mut quinn::RecvStream) -> Result<(Message, usize), (ErrorCode, String)> {
     let mut prefix = [0u8; 4];
     if recv.read_exact(&mut prefix).await.is_err() {
         return Err((ErrorCode::Internal, "stream closed".into()));
@@ -593,7 +634,9 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Message, (ErrorCode,
     recv.read_exact(&mut body)
         .await
         .map_err(|_| (ErrorCode::MalformedMessage, "frame truncated".to_string()))?;
-    Message::decode(&body).map_err(|e| (e.code(), e.to_string()))
+    Message::decode(&body)
+        .map(|m| (m, n))
+        .map_err(|e| (e.code(), e.to_string()))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -648,14 +691,32 @@ async fn handle(
             let case = h.case;
             // Answer with our heads if the peer may see the case, or with an
             // empty list if we do not have it (which reveals nothing).
-            let ours = blocking(inner, move |s, _| match s.case(&case) {
-                None => Some(Vec::new()),
-                Some(v) if v.is_member(&peer) => Some(s.heads(&case)),
-                Some(_) => None,
+            let theirs = h.heads.clone();
+            let (ours, peer_next) = blocking(inner, move |s, _| {
+                // What the peer holds, per author. Where its head names
+                // another id than ours at the same position, the author
+                // forked: send our entry at that position so the peer can
+                // build the equivocation proof (and it sends us its own).
+                let v = s.case(&case);
+                let peer_next: HashMap<AgencyId, u64> = theirs
+                    .iter()
+                    .map(|Head(a, seq, id)| {
+                        let forked = v
+                            .and_then(|v| v.at(a, *seq))
+                            .is_some_and(|ours| ours != *id);
+                        (*a, if forked { *seq } else { seq + 1 })
+                    })
+                    .collect();
+                let ours = match v {
+                    None => Some(Vec::new()),
+                    Some(v) if v.is_member(&peer) => Some(s.heads(&case)),
+                    Some(_) => None,
+                };
+                (ours, peer_next)
             })
             .await?;
             let cursor = st.cases.entry(case).or_default();
-            cursor.peer_heads = Some(h.heads.iter().map(|Head(a, s, _)| (*a, s + 1)).collect());
+            cursor.peer_heads = Some(peer_next);
             cursor.pos = 0;
             if let Some(heads) = ours {
                 if !cursor.heads_sent {
@@ -822,6 +883,11 @@ async fn pump(
             let pos = cursor.pos;
             let peer = st.peer;
             let Some((items, last, next)) = blocking(inner, move |s, _| {
+                // Rows another process committed since the last poll are
+                // loaded first: only what the validator knows is served.
+                if let Err(e) = s.refresh() {
+                    warn!(error = %e, "store refresh failed");
+                }
                 let v = s.case(&case)?;
                 if !v.is_member(&peer) {
                     return None;
@@ -832,6 +898,12 @@ async fn pump(
                 let mut bytes_in_batch = 0usize;
                 let mut last = pos;
                 for row in rows {
+                    if !v.knows(&row.id) {
+                        // Damaged (skipped at load): never served. Later
+                        // entries of its author could not be validated by
+                        // the peer either, so stop this batch here.
+                        break;
+                    }
                     last = row.pos;
                     let have = next.get(&row.author).copied().unwrap_or(0);
                     if row.seq < have {

@@ -242,13 +242,17 @@ impl Store {
     /// Catches up with rows written by other processes since the last look.
     /// Rows were validated before they were stored, so signatures are not
     /// checked again here (the store check does that).
+    ///
+    /// Changed rows are found by `rev` but applied in `pos` order: a revealed
+    /// withheld position keeps its place in the dependency order, so rows
+    /// written after it may carry a lower `rev`.
     pub fn refresh(&mut self) -> Result<bool, StoreError> {
         let rows = {
             let mut stmt = self
                 .conn
                 .prepare_cached(
                     "SELECT pos, rev, id, case_id, author, seq, bytes FROM entries
-                     WHERE rev > ?1 ORDER BY rev",
+                     WHERE rev > ?1 ORDER BY pos",
                 )
                 .map_err(|e| self.sql(e))?;
             let rows = stmt
@@ -273,6 +277,7 @@ impl Store {
             if let Err(what) = self.load_row(id, case, author, seq, bytes) {
                 // A damaged row is skipped (and never served); the node
                 // keeps serving everything else. The store check reports it.
+                tracing::warn!(pos, problem = %what, "damaged store row skipped");
                 self.damaged.push(Problem {
                     pos: Some(pos),
                     id: None,

@@ -1,1 +1,149 @@
-//! End-to-end tests live in `tests/`.
+//! Harness for Custodia's end-to-end tests: agencies with real node
+//! directories in temporary folders, real store files, daemons on
+//! 127.0.0.1 (in-process or as `custodia node run` processes).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use custodia_node::config::Peer;
+use custodia_node::local::{self, Local};
+use custodia_protocol::{AgencyId, CaseId, Identity};
+
+/// A free UDP port on 127.0.0.1 (bound and released; a small race is
+/// acceptable in tests).
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+/// An agency: a node directory and its identity.
+pub struct Agency {
+    /// Keeps the temporary directory alive.
+    _tmp: tempfile::TempDir,
+    /// The node directory.
+    pub dir: PathBuf,
+    /// The agency id.
+    pub id: AgencyId,
+    /// The listening address.
+    pub addr: SocketAddr,
+    /// The agency's name.
+    pub name: String,
+}
+
+impl Agency {
+    /// Initialises a node directory (like `custodia init`).
+    pub fn new(name: &str, country: &str) -> Agency {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join(name);
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let l = local::init(&dir, name, country, Some(&addr.to_string())).expect("init");
+        Agency {
+            _tmp: tmp,
+            dir,
+            id: l.me(),
+            addr,
+            name: name.to_string(),
+        }
+    }
+
+    /// Opens the node directory (config, identity, store).
+    pub fn local(&self) -> Local {
+        local::open(&self.dir).expect("open node dir")
+    }
+
+    /// The agency's identity (read from its key file).
+    pub fn identity(&self) -> Identity {
+        local::open_config(&self.dir).expect("config").1
+    }
+
+    /// Pins `other` as a peer of this agency.
+    pub fn pin(&self, other: &Agency, country: &str) {
+        let mut l = self.local();
+        l.add_peer(Peer {
+            name: other.name.clone(),
+            addr: other.addr.to_string(),
+            key: other.id.to_hex(),
+            country: country.to_string(),
+        })
+        .expect("add peer");
+    }
+
+    /// Number of stored rows.
+    pub fn count(&self) -> u64 {
+        self.local().store.count().expect("count")
+    }
+
+    /// Number of stored rows of one case.
+    pub fn case_count(&self, case: &CaseId) -> u64 {
+        self.local()
+            .store
+            .state(case)
+            .map_or(0, |s| s.entries + s.withheld.len() as u64)
+    }
+
+    /// The stored entry bytes of a case, in the store's order.
+    pub fn case_bytes(&self, case: &CaseId) -> Vec<Vec<u8>> {
+        let l = self.local();
+        l.store
+            .rows_after(case, 0, 1 << 40)
+            .expect("rows")
+            .into_iter()
+            .filter_map(|r| r.bytes)
+            .collect()
+    }
+
+    /// Starts `custodia node run` as a separate process.
+    pub fn spawn(&self) -> Child {
+        Command::new(custodia_binary())
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["node", "run"])
+            .env("CUSTODIA_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn custodia node run")
+    }
+}
+
+/// Pins two agencies to each other.
+pub fn link(a: &Agency, b: &Agency) {
+    a.pin(b, "ZZ");
+    b.pin(a, "ZZ");
+}
+
+/// The `custodia` binary built next to this test executable.
+pub fn custodia_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let bin = dir.join(format!("custodia{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build -p custodia-cli` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes; returns
+/// whether it held.
+pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
