@@ -770,6 +770,25 @@ impl Store {
             .collect())
     }
 
+    /// Counts the rows of a store file without loading it (a cheap look
+    /// for monitoring and tests; safe while a node writes to it).
+    pub fn peek_count(path: &Path) -> Result<u64, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        conn.query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT id) FROM entries",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        )
+        .map(|(n, _)| n as u64)
+        .map_err(err)
+    }
+
     /// Number of stored rows (entries and withheld positions).
     pub fn count(&self) -> Result<u64, StoreError> {
         self.conn
