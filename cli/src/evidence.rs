@@ -12,7 +12,7 @@ use crate::progress::Progress;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum EvidenceCommand {
-    /// Register evidence files in a case: digests, size and media type are signed into the case; the files are read once and never modified, moved or copied.
+    /// Register evidence files in a case: their digests, size and media type are signed in; the files are read once, never changed.
     ///
     /// A directory registers each regular file under it (recursively, sorted by path).
     /// Either every file is registered, in one transaction, or none is.

@@ -21,19 +21,25 @@ impl Progress {
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template(
-            "{msg:.bold} [{bar:30}] {bytes}/{total_bytes}  {binary_bytes_per_sec}  ETA {eta}",
+            "{msg:.bold} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
         ) {
             bar.set_style(style.progress_chars("=> "));
         }
         Progress { bar: Some(bar) }
     }
 
-    /// Bytes done so far, and what is being read.
+    /// Bytes done so far, and what is being read (a file name, shortened
+    /// to keep the bar on one line).
     pub(crate) fn set(&self, done: u64, what: &str) {
         if let Some(b) = &self.bar {
             b.set_position(done);
+            let what: String = if what.chars().count() > 24 {
+                what.chars().take(23).chain(['\u{2026}']).collect()
+            } else {
+                what.to_owned()
+            };
             if b.message() != what {
-                b.set_message(what.to_owned());
+                b.set_message(what);
             }
         }
     }

@@ -4,8 +4,9 @@
 //! (always) runs on the calling thread; the optional legacy digests
 //! (SHA-1, MD5) run at the same time on a second thread, which receives the
 //! very same chunks through a bounded channel of shared buffers. With the
-//! CPU's SHA extensions SHA-256 is the fast one, so the slow MD5 runs
-//! beside it rather than after it. Buffers come back from the second thread
+//! CPU's SHA extensions SHA-256 and SHA-1 are the fast ones, so the slow MD5
+//! runs beside them rather than after them (when both legacy digests are
+//! wanted, SHA-1 stays on the calling thread and MD5 has the second one). Buffers come back from the second thread
 //! and are reused, so memory stays at a few chunks whatever the file size.
 //!
 //! The file is opened read-only and never written, moved or copied.
@@ -115,11 +116,15 @@ pub fn hash_reader(
         }
         (None, None)
     } else {
+        // MD5 is the slowest (no CPU support): with both legacy digests,
+        // SHA-1 (SHA extensions) joins SHA-256 here and MD5 runs alone.
+        let sha1_here = wanted.sha1 && wanted.md5;
+        let mut local_sha1 = sha1_here.then(Sha1::new);
         std::thread::scope(|scope| -> io::Result<_> {
             let (to_worker, chunks) = mpsc::sync_channel::<Arc<Vec<u8>>>(DEPTH);
             let (give_back, returned) = mpsc::channel::<Arc<Vec<u8>>>();
             let worker = scope.spawn(move || {
-                let mut sha1 = wanted.sha1.then(Sha1::new);
+                let mut sha1 = (wanted.sha1 && !sha1_here).then(Sha1::new);
                 let mut md5 = wanted.md5.then(Md5::new);
                 for chunk in chunks {
                     if let Some(h) = &mut md5 {
@@ -154,11 +159,18 @@ pub fn hash_reader(
                     break; // the worker died; join reports it
                 }
                 take(&mut sha256, &chunk, &mut size);
+                if let Some(h) = &mut local_sha1 {
+                    h.update(&chunk[..]);
+                }
             }
             drop(to_worker);
-            worker
+            let (sha1, md5) = worker
                 .join()
-                .map_err(|_| io::Error::other("the hashing thread failed"))
+                .map_err(|_| io::Error::other("the hashing thread failed"))?;
+            Ok((
+                sha1.or_else(|| local_sha1.map(|h| <[u8; 20]>::from(h.finalize()))),
+                md5,
+            ))
         })?
     };
     Ok(Hashed {
