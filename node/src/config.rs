@@ -177,6 +177,18 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for p in &config.peers {
+            if let Some(k) = p
+                .agency()
+                .filter(|k| !custodia_protocol::is_valid_agency_key(k))
+            {
+                return Err(invalid(
+                    &p.key,
+                    format!(
+                        "peer {:?}: key {k} is not a usable Ed25519 public key (not a canonical point, or of small order)",
+                        p.name
+                    ),
+                ));
+            }
             if p.agency().is_none() {
                 return Err(invalid(
                     &p.key,

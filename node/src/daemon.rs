@@ -36,6 +36,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A batch is closed once it holds this many bytes of entries (a frame
 /// stays far below `MAX_FRAME` whatever the entries' sizes).
 const BATCH_BYTES: usize = 1024 * 1024;
+/// Delay before asking a peer again for entries refused as transient.
+const RESYNC: Duration = Duration::from_secs(2);
 /// Outgoing messages queued per connection before the producer waits.
 const OUTBOX: usize = 8;
 
@@ -472,6 +474,8 @@ struct CaseCursor {
     peer_heads: Option<HashMap<AgencyId, u64>>,
     /// Store position up to which rows were considered.
     pos: i64,
+    /// When to send our heads again so the peer re-offers refused entries.
+    resync_at: Option<Instant>,
 }
 
 struct SessionState {
@@ -505,8 +509,15 @@ async fn run_session(
             .close(quinn::VarInt::from_u32(0), b"replaced by a new connection");
     }
     let writer = tokio::spawn(write_frames(send, out_rx));
-    let result = session(&inner, &conn, peer, recv, out).await;
+    let result = session(&inner, &conn, peer, recv, out.clone()).await;
     if let Err((code, msg)) = result {
+        // Tell the peer why (an error message), then close with the code.
+        let notice = Message::Error(ErrorMessage {
+            code: code.as_u64(),
+            message: msg.clone(),
+        });
+        let _ = tokio::time::timeout(Duration::from_millis(200), out.send(notice)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         warn!(peer = %peer.fingerprint(), code = code.as_u64(), reason = %msg, "closing connection");
         conn.close(
             quinn::VarInt::from_u64(code.as_u64()).unwrap_or(quinn::VarInt::from_u32(6)),
@@ -563,6 +574,7 @@ async fn session(
     }))
     .await?;
     let mut revision = inner.revision.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let (frames_tx, mut frames) = mpsc::channel::<Result<Message, (ErrorCode, String)>>(2);
     let counter = inner.clone();
     let reader = tokio::spawn(async move {
@@ -599,11 +611,7 @@ async fn session(
                     let msg = match frame {
                         Ok(m) => m,
                         Err((ErrorCode::Internal, _)) => return Ok(()), // stream closed
-                        Err((code, why)) => {
-                            let _ = out.send(Message::Error(ErrorMessage { code: code.as_u64(), message: why.clone() })).await;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            return Err((code, why));
-                        }
+                        Err((code, why)) => return Err((code, why)),
                     };
                     handle(inner, &mut st, msg, &out).await?;
                     pump(inner, &mut st, &out).await?;
@@ -614,6 +622,9 @@ async fn session(
                         announce(inner, &mut st, &out).await?;
                         pump(inner, &mut st, &out).await?;
                     }
+                }
+                _ = tick.tick() => {
+                    resync(inner, &mut st, &out).await?;
                 }
                 _ = conn.closed() => return Ok(()),
             }
@@ -707,10 +718,11 @@ async fn handle(
                         (*a, if forked { *seq } else { seq + 1 })
                     })
                     .collect();
+                // A non-member gets the same empty answer as for an unknown
+                // case: it cannot tell whether this node holds the case.
                 let ours = match v {
-                    None => Some(Vec::new()),
-                    Some(v) if v.is_member(&peer) => Some(s.heads(&case)),
-                    Some(_) => None,
+                    Some(v) if v.is_member(&peer) => s.heads(&case),
+                    _ => Vec::new(),
                 };
                 (ours, peer_next)
             })
@@ -718,11 +730,9 @@ async fn handle(
             let cursor = st.cases.entry(case).or_default();
             cursor.peer_heads = Some(peer_next);
             cursor.pos = 0;
-            if let Some(heads) = ours {
-                if !cursor.heads_sent {
-                    cursor.heads_sent = true;
-                    send(Message::Heads(Heads { case, heads })).await?;
-                }
+            if !cursor.heads_sent {
+                cursor.heads_sent = true;
+                send(Message::Heads(Heads { case, heads: ours })).await?;
             }
         }
         Message::Entries(e) => {
@@ -735,6 +745,18 @@ async fn handle(
                 warn!(error = %err, "store failed while receiving");
                 (ErrorCode::Internal, "storage failure".to_string())
             })?;
+            // What the peer sent, it has: never echo it back.
+            if let Some(next) = st.cases.get_mut(&case).and_then(|c| c.peer_heads.as_mut()) {
+                for (a, seq) in &outcome.positions {
+                    let n = next.entry(*a).or_insert(0);
+                    *n = (*n).max(seq + 1);
+                }
+            }
+            // Entries refused for now (out of order, ahead of our clock) are
+            // asked for again later by re-sending our heads.
+            if outcome.refused.iter().any(|r| r.kind.is_transient()) {
+                st.cases.entry(case).or_default().resync_at = Some(Instant::now() + RESYNC);
+            }
             for r in &outcome.refused {
                 if r.kind.is_transient() {
                     debug!(peer = %st.peer.fingerprint(), entry = ?r.entry, rule = r.rule(), "entry deferred: {r}");
@@ -810,8 +832,18 @@ async fn broadcast_proof(
         if Some(peer) == except {
             continue;
         }
+        let visible = [proof.0.clone(), proof.1.clone()];
         let member = blocking(inner, move |st, _| {
-            st.case(&case).is_some_and(|v| v.is_member(&peer))
+            // A proof carries both entries in full: it goes only to members
+            // who may see both (a RED entry stays with its addressees).
+            st.case(&case).is_some_and(|v| {
+                v.is_member(&peer)
+                    && visible.iter().all(|b| {
+                        custodia_protocol::Entry::decode_unverified(b)
+                            .map(|u| u.assume_verified())
+                            .is_ok_and(|e| may_see(v, &e, &peer))
+                    })
+            })
         })
         .await
         .unwrap_or(false);
@@ -825,6 +857,56 @@ async fn broadcast_proof(
                 .await;
         }
     }
+}
+
+/// Whether `peer` may see the content of `e`: RED entries (after handling
+/// changes) only reach their author and addressees; an entry that changes
+/// the handling of, or retracts, an entry the peer may not see travels
+/// withheld too (the peer could not validate it).
+fn may_see(
+    v: &custodia_protocol::Validator,
+    e: &custodia_protocol::Entry,
+    peer: &AgencyId,
+) -> bool {
+    let (tlp, to) = v.state().effective_tlp(e);
+    let own = tlp != Tlp::Red || e.author() == *peer || to.is_some_and(|t| t.contains(peer));
+    let target = match &e.payload().body {
+        Body::HandlingChanged(h) => Some(h.entry),
+        Body::Retracted(r) => Some(r.entry),
+        _ => None,
+    };
+    own && target.is_none_or(|t| v.entry(&t).is_some_and(|te| may_see(v, te, peer)))
+}
+
+/// Sends our heads again for cases whose refused entries are due to be
+/// offered again.
+async fn resync(
+    inner: &Arc<Inner>,
+    st: &mut SessionState,
+    out: &mpsc::Sender<Message>,
+) -> SessionResult {
+    let now = Instant::now();
+    let due: Vec<CaseId> = st
+        .cases
+        .iter()
+        .filter(|(_, c)| c.resync_at.is_some_and(|t| t <= now))
+        .map(|(k, _)| *k)
+        .collect();
+    for case in due {
+        if let Some(c) = st.cases.get_mut(&case) {
+            c.resync_at = None;
+        }
+        let peer = st.peer;
+        let heads = blocking(inner, move |s, _| match s.case(&case) {
+            Some(v) if v.is_member(&peer) => s.heads(&case),
+            _ => Vec::new(),
+        })
+        .await?;
+        out.send(Message::Heads(Heads { case, heads }))
+            .await
+            .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
+    }
+    Ok(())
 }
 
 /// Sends our heads for every case the peer may see and has not heard of.
@@ -910,12 +992,7 @@ async fn pump(
                         continue;
                     }
                     next.insert(row.author, row.seq + 1);
-                    let visible = v.entry(&row.id).filter(|e| {
-                        let (tlp, to) = v.state().effective_tlp(e);
-                        tlp != Tlp::Red
-                            || e.author() == peer
-                            || to.is_some_and(|t| t.contains(&peer))
-                    });
+                    let visible = v.entry(&row.id).filter(|e| may_see(v, e, &peer));
                     items.push(match (visible, row.bytes) {
                         (Some(_), Some(bytes)) => SyncItem::Entry(bytes),
                         _ => SyncItem::Withheld(custodia_protocol::WithheldPosition {

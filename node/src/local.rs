@@ -235,6 +235,11 @@ impl Local {
     pub fn resolve_agency(&self, what: &str) -> Result<KnownAgency, LocalError> {
         let all = self.agencies();
         if let Ok(key) = AgencyId::from_hex(what) {
+            if !custodia_protocol::is_valid_agency_key(&key) {
+                return Err(LocalError::Refused(format!(
+                    "{key} is not a usable Ed25519 public key (not a canonical point, or of small order)"
+                )));
+            }
             return Ok(all
                 .into_iter()
                 .find(|k| k.agency == key)

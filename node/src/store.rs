@@ -92,6 +92,8 @@ pub struct BatchOutcome {
     pub refused: Vec<Rejection>,
     /// Equivocations found (proofs stored).
     pub proofs: Vec<EquivocationProof>,
+    /// (author, seq) of every item now held (stored or duplicate).
+    pub positions: Vec<(AgencyId, u64)>,
 }
 
 /// What a caller wants to say; the store fills in the chain fields.
@@ -622,10 +624,14 @@ impl Store {
                         }
                         let v = self.cases.entry(*case).or_default();
                         match v.apply(&entry, now_ms) {
-                            Ok(Applied::Duplicate) => out.duplicates += 1,
+                            Ok(Applied::Duplicate) => {
+                                out.duplicates += 1;
+                                out.positions.push((entry.author(), entry.seq()));
+                            }
                             Ok(_) => {
                                 self.insert_row(&entry, now_ms)?;
                                 out.stored.push(entry.id());
+                                out.positions.push((entry.author(), entry.seq()));
                             }
                             Err(r) => {
                                 if let RejectKind::Equivocation {
@@ -651,10 +657,14 @@ impl Store {
                             continue;
                         };
                         match v.apply_withheld(w) {
-                            Ok(Applied::Duplicate) => out.duplicates += 1,
+                            Ok(Applied::Duplicate) => {
+                                out.duplicates += 1;
+                                out.positions.push((w.author, w.seq));
+                            }
                             Ok(_) => {
                                 self.insert_withheld(case, &w, now_ms)?;
                                 out.stored.push(w.id);
+                                out.positions.push((w.author, w.seq));
                             }
                             Err(r) => out.refused.push(r),
                         }

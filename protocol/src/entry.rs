@@ -335,14 +335,9 @@ impl Entry {
             )));
         };
         let kid = check_header(&header).map_err(|e| fail(RejectKind::BadHeader(e)))?;
-        if contains_null(&payload_value) {
-            return Err(fail(RejectKind::Schema(
-                "null is not allowed: an optional member without a value is omitted".into(),
-            )));
-        }
         match payload_map.get(&Value::Text("v".into())) {
             Some(Value::Integer(1)) => {}
-            Some(Value::Integer(v)) if *v > 1 => {
+            Some(Value::Integer(v)) if *v >= 0 => {
                 return Err(fail(RejectKind::UnsupportedVersion(
                     u64::try_from(*v).unwrap_or(u64::MAX),
                 )))
@@ -352,6 +347,11 @@ impl Entry {
                     "\"v\" must be the integer 1".into(),
                 )))
             }
+        }
+        if contains_null(&payload_value) {
+            return Err(fail(RejectKind::Schema(
+                "null is not allowed: an optional member without a value is omitted".into(),
+            )));
         }
         let payload: Payload = codec::from_value(payload_value)
             .map_err(|e| fail(RejectKind::Schema(e.to_string())))?;

@@ -85,11 +85,6 @@ impl EquivocationProof {
                 "the entries are identical or not in ascending id order",
             ));
         }
-        if a.payload().is_genesis() || b.payload().is_genesis() {
-            return Err(ProofError::NoConflict(
-                "genesis entries open distinct cases",
-            ));
-        }
         if a.author() != b.author() {
             return Err(ProofError::NoConflict("different authors"));
         }

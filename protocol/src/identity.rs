@@ -48,6 +48,14 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+/// Whether 32 bytes are an acceptable agency key: a canonical encoding of a
+/// curve point that is not of small order (such a key could "verify"
+/// signatures it never made). Check before pinning or admitting a key.
+pub fn is_valid_agency_key(agency: &AgencyId) -> bool {
+    VerifyingKey::from_bytes(agency.as_bytes())
+        .is_ok_and(|k| !k.is_weak() && k.to_bytes() == agency.0)
+}
+
 /// Strict Ed25519 verification: rejects non-canonical S, small-order keys and
 /// small-order R (ed25519-dalek `verify_strict`).
 pub fn verify_strict(agency: &AgencyId, msg: &[u8], sig: &[u8; 64]) -> bool {
@@ -70,6 +78,14 @@ mod tests {
         assert!(!verify_strict(&id.agency(), b"hellO", &sig));
         let other = Identity::from_seed([2; 32]);
         assert!(!verify_strict(&other.agency(), b"hello", &sig));
+    }
+
+    #[test]
+    fn agency_keys_are_checked() {
+        assert!(is_valid_agency_key(&Identity::from_seed([3; 32]).agency()));
+        let mut identity_point = [0u8; 32];
+        identity_point[0] = 1;
+        assert!(!is_valid_agency_key(&AgencyId(identity_point)));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! What it is not: a storage engine or a network stack (see `custodia-node`).
 
 mod body;
+pub mod bundle;
 mod codec;
 mod entry;
 mod equivocation;
@@ -36,7 +37,7 @@ pub use entry::{
 };
 pub use equivocation::{Equivocation, EquivocationProof, ProofError};
 pub use error::{RejectKind, Rejection};
-pub use identity::{verify_strict, Identity};
+pub use identity::{is_valid_agency_key, verify_strict, Identity};
 pub use ids::{AgencyId, CaseId, EntryId, IdParseError, ItemId};
 pub use state::{CaseState, Conflict, Item, Member, Transfer, WithheldPosition, WitnessRecord};
 pub use sync::{

@@ -194,6 +194,26 @@ impl CaseState {
         self.members.get(agency).map(|m| m.name.as_str())
     }
 
+    /// Whether the agency opened the case (its lead for the whole case).
+    pub fn is_lead(&self, agency: &AgencyId) -> bool {
+        self.members
+            .get(agency)
+            .is_some_and(|m| m.role == Role::Lead && Some(m.added_by) == self.case)
+    }
+
+    /// The item an item was ultimately derived from (following
+    /// `derived-from` through the items this state knows).
+    pub fn origin(&self, item: &ItemId) -> ItemId {
+        let mut at = *item;
+        for _ in 0..64 {
+            match self.items.get(&at).and_then(|i| i.derived_from) {
+                Some(parent) if parent != at => at = parent,
+                _ => break,
+            }
+        }
+        at
+    }
+
     /// The effective handling label of an entry (after handling changes).
     pub fn effective_tlp(&self, entry: &Entry) -> (Tlp, Option<Vec<AgencyId>>) {
         match self.handling.get(&entry.id()) {
@@ -240,6 +260,9 @@ impl CaseState {
                     },
                 );
             }
+            // The genesis author stays the lead for the whole case.
+            Body::MemberAdded(m) if self.is_lead(&m.agency) => {}
+            Body::MemberRemoved(m) if self.is_lead(&m.agency) => {}
             Body::MemberAdded(m) => {
                 self.members.insert(
                     m.agency,
@@ -265,10 +288,11 @@ impl CaseState {
                 });
             }
             Body::EvidenceRegistered(r) => {
+                // Copies (any chain of derived-from) share digests
+                // legitimately; unrelated items do not.
+                let origin = r.derived_from.map(|d| self.origin(&d));
                 if let Some(first) = self.items.values().find(|i| {
-                    i.digests.sha256 == r.digests.sha256
-                        && r.derived_from != Some(i.id)
-                        && i.derived_from != Some(r.item)
+                    i.digests.sha256 == r.digests.sha256 && origin != Some(self.origin(&i.id))
                 }) {
                     self.conflicts.push(Conflict::DuplicateDigest {
                         first: first.id,

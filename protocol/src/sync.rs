@@ -80,7 +80,7 @@ pub enum Item {
 pub struct Entries {
     /// The case.
     pub case: CaseId,
-    /// The sender's batch number on this connection, from 0.
+    /// The sender's batch number on this connection, from 1.
     pub batch: u64,
     /// At most [`MAX_BATCH`] items, in dependency order.
     pub items: Vec<Item>,

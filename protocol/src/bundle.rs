@@ -1,0 +1,756 @@
+//! Court bundles (SPEC.md §10): one file that holds a case's record and
+//! can be verified with nothing else.
+//!
+//! A bundle is a COSE_Sign1 object (RFC 9052 §4.2, tag 18) signed by the
+//! exporting agency, like an entry but with the content type
+//! `application/custodia-bundle+cbor`. Its payload is a deterministic CBOR
+//! map:
+//!
+//! ```text
+//! {"v": 1, "case": case-id, ? "items": [item-id...], "proofs": [proof...],
+//!  "entries": [entry bytes / withheld [author, seq, id] ...],
+//!  "agencies": [{"name", "agency", "country"}...], "exporter": agency-id,
+//!  "exported-at": millis}
+//! ```
+//!
+//! (keys shown in their deterministic order). The entries are the exact
+//! bytes their authors signed, in dependency order; an entry the exporter
+//! does not disclose travels as its withheld marker, so every chain still
+//! links end to end. The exporter's signature covers the whole payload:
+//! editing any byte breaks it, and breaks the signature or the chain of the
+//! entry the byte belongs to, so a verifier can say exactly where.
+//!
+//! Reading is streaming-friendly: [`Bundle::decode`] walks the structure
+//! once without building a tree and keeps slices of the input;
+//! [`Bundle::elements`] then yields the entries one at a time, and
+//! [`Verifier`] replays them through a fresh [`crate::Validator`] as of the
+//! export time, collecting every problem instead of stopping at the first.
+//! [`verify`] does all of it in one call.
+//!
+//! ```
+//! use custodia_protocol::{bundle, CaseOpened, Entry, Identity, Payload, Tlp, Validator};
+//! let alpha = Identity::from_seed([1; 32]);
+//! let genesis = Entry::sign(&alpha, &Payload::genesis(alpha.agency(), 1_795_000_000_000,
+//!     Tlp::Amber, CaseOpened { title: "T".into(), reference: "R".into(), jurisdiction: None,
+//!     name: "Alpha".into(), country: "PH".into() }));
+//! let mut v = Validator::new();
+//! v.apply(&genesis, 1_795_000_000_000).unwrap();
+//! let rows = [bundle::Element::Entry(genesis.bytes())];
+//! let bytes = bundle::export(&alpha, &v, &rows, &[], 1_795_000_060_000, None).unwrap();
+//! let b = bundle::Bundle::decode(&bytes).unwrap();
+//! let report = bundle::verify(&b, None);
+//! assert!(report.is_valid());
+//! ```
+
+mod explain;
+mod export;
+mod reader;
+mod report;
+mod trust;
+
+use std::ops::Range;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use crate::equivocation::EquivocationProof;
+use crate::identity::Identity;
+use crate::ids::{AgencyId, CaseId, EntryId, ItemId};
+use crate::state::WithheldPosition;
+
+use reader::{write_bytes, write_head, write_text, Reader, ARRAY, BYTES, MAP};
+
+pub use explain::{explain, explain_bundle_rule};
+pub use export::{disclosure, export, ExportError};
+pub use report::{
+    check_entry, verify, Checked, Claimed, ConflictReport, EventReport, ItemReport, KeyTrust,
+    MemberReport, Problem, Receipt, Report, Rule, Verifier, WithheldReport,
+};
+pub use trust::{TrustError, TrustList};
+
+/// SKEW in whole minutes, for sentences.
+const SKEW_MINUTES: u64 = crate::validate::SKEW_MS / 60_000;
+
+/// A time in ms since the Unix epoch as ISO 8601 UTC to the second.
+fn iso_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil-from-days (proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Content type of a bundle's protected header (COSE label 3).
+pub const BUNDLE_CONTENT_TYPE: &str = "application/custodia-bundle+cbor";
+/// The bundle format version this implementation writes and reads.
+pub const BUNDLE_VERSION: u64 = 1;
+
+/// The payload's keys in deterministic order (shorter first, then bytewise).
+const KEYS: [&str; 8] = [
+    "v",
+    "case",
+    "items",
+    "proofs",
+    "entries",
+    "agencies",
+    "exporter",
+    "exported-at",
+];
+const AGENCY_KEYS: [&str; 3] = ["name", "agency", "country"];
+
+/// Why bytes are not a readable bundle. Every variant means the file could
+/// not be checked at all (a verifier exits 2); problems *with* a readable
+/// bundle are reported in a [`Report`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// The file is empty.
+    #[error("not a Custodia bundle: the file is empty")]
+    Empty,
+    /// The bytes are not a bundle at all (another kind of file, or a single
+    /// entry).
+    #[error("not a Custodia bundle: {0}")]
+    NotABundle(String),
+    /// The file ends before the structure does.
+    #[error("truncated at byte {at}: the file ends inside {inside}")]
+    Truncated {
+        /// Where the file ends (its length).
+        at: usize,
+        /// What was being read.
+        inside: &'static str,
+    },
+    /// Not well-formed CBOR.
+    #[error("damaged at byte {at}: {reason}")]
+    Malformed {
+        /// File offset.
+        at: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Well-formed, but not the deterministic encoding.
+    #[error("damaged at byte {at}: {what} (a bundle is deterministic CBOR, RFC 8949 §4.2.1)")]
+    NonCanonical {
+        /// File offset.
+        at: usize,
+        /// What is not deterministic.
+        what: &'static str,
+    },
+    /// Not the structure SPEC.md §10 describes.
+    #[error("damaged at byte {at}: {reason}")]
+    Schema {
+        /// File offset.
+        at: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Bytes after the end of the bundle.
+    #[error("damaged: {extra} unexpected byte(s) after the end of the bundle at byte {at}")]
+    TrailingBytes {
+        /// Where the bundle ends.
+        at: usize,
+        /// How many bytes follow.
+        extra: usize,
+    },
+    /// A bundle format version this implementation does not know.
+    #[error("bundle format version {0} is not supported (this verifier reads version 1)")]
+    UnsupportedVersion(u64),
+}
+
+/// An agency as the bundle lists it: key, name and country.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleAgency {
+    /// Its key.
+    pub agency: AgencyId,
+    /// Its name.
+    pub name: String,
+    /// Its country (ISO 3166-1 alpha-2).
+    pub country: String,
+}
+
+/// One element of a bundle's `entries`: an entry's exact bytes, or the
+/// withheld marker of a position not disclosed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Element<'a> {
+    /// The exact signed bytes of an entry.
+    Entry(&'a [u8]),
+    /// A position disclosed only as `[author, seq, id]`.
+    Withheld(WithheldPosition),
+}
+
+/// A decoded bundle: the fixed fields, and slices of the input for the
+/// entries and proofs, which are read one at a time.
+#[derive(Debug, Clone)]
+pub struct Bundle<'a> {
+    bytes: &'a [u8],
+    kid: AgencyId,
+    protected: Range<usize>,
+    payload: Range<usize>,
+    signature: [u8; 64],
+    case: CaseId,
+    items: Option<Vec<ItemId>>,
+    proofs: Range<usize>,
+    proof_count: usize,
+    entries: Range<usize>,
+    entry_count: usize,
+    agencies: Vec<BundleAgency>,
+    exporter: AgencyId,
+    exported_at: u64,
+}
+
+/// The protected header of a bundle signed by `kid`:
+/// `{1: -8, 3: "application/custodia-bundle+cbor", 4: kid}`.
+pub fn bundle_protected_header(kid: &AgencyId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(73);
+    write_head(&mut out, MAP, 3);
+    out.extend_from_slice(&[0x01, 0x27, 0x03]);
+    write_text(&mut out, BUNDLE_CONTENT_TYPE);
+    out.push(0x04);
+    write_bytes(&mut out, &kid.0);
+    out
+}
+
+impl<'a> Bundle<'a> {
+    /// Decodes a bundle: checks the COSE_Sign1 envelope, the protected
+    /// header, the payload's structure and deterministic encoding, and
+    /// every element's shape (not the entries themselves: they are checked
+    /// by verification, one at a time). Never panics; memory beyond the
+    /// input is the agency list and the item list.
+    pub fn decode(bytes: &'a [u8]) -> Result<Bundle<'a>, BundleError> {
+        if bytes.is_empty() {
+            return Err(BundleError::Empty);
+        }
+        if bytes[0] != 0xD2 {
+            return Err(BundleError::NotABundle(describe_start(bytes)));
+        }
+        let mut r = Reader::new(bytes, 0);
+        r.head("the COSE_Sign1 tag")?;
+        let not_cose = |_| {
+            BundleError::NotABundle(
+                "after the COSE_Sign1 tag there is not an array of 4 items".into(),
+            )
+        };
+        let n = r.array("the COSE_Sign1 array").map_err(|e| match e {
+            BundleError::Truncated { .. } => e,
+            other => not_cose(other),
+        })?;
+        if n != 4 {
+            return Err(BundleError::NotABundle(format!(
+                "the COSE_Sign1 array has {n} items, not 4"
+            )));
+        }
+        let protected = r.bytes("the protected header")?;
+        let protected_range = (r.pos() - protected.len())..r.pos();
+        let kid = check_protected(protected)?;
+        let at = r.offset();
+        if r.map("the unprotected header")? != 0 {
+            return Err(BundleError::Schema {
+                at,
+                reason: "the unprotected header is not empty".into(),
+            });
+        }
+        let payload = r.bytes("the payload")?;
+        let payload_range = (r.pos() - payload.len())..r.pos();
+        let signature = r.fixed::<64>("the signature")?;
+        if !r.is_empty() {
+            return Err(BundleError::TrailingBytes {
+                at: r.offset(),
+                extra: bytes.len() - r.pos(),
+            });
+        }
+        let mut b = Bundle {
+            bytes,
+            kid,
+            protected: protected_range,
+            payload: payload_range.clone(),
+            signature,
+            case: EntryId([0; 32]),
+            items: None,
+            proofs: 0..0,
+            proof_count: 0,
+            entries: 0..0,
+            entry_count: 0,
+            agencies: Vec::new(),
+            exporter: AgencyId([0; 32]),
+            exported_at: 0,
+        };
+        b.decode_payload(payload, payload_range.start)?;
+        Ok(b)
+    }
+
+    fn decode_payload(&mut self, payload: &'a [u8], base: usize) -> Result<(), BundleError> {
+        let mut r = Reader::new(payload, base);
+        let count = r.map("the payload map")?;
+        // "v" is the first key in deterministic order: read it before the
+        // rest, so a newer format is told apart from a damaged one.
+        let mut version = None;
+        let seen = r.members(count, &KEYS, "the payload", |r, k| {
+            match KEYS[k] {
+                "v" => {
+                    let v = r.uint("\"v\"")?;
+                    if v != BUNDLE_VERSION {
+                        return Err(BundleError::UnsupportedVersion(v));
+                    }
+                    version = Some(v);
+                }
+                "case" => self.case = EntryId(r.fixed::<32>("\"case\"")?),
+                "items" => self.items = Some(read_items(r)?),
+                "proofs" => {
+                    let n = r.array("\"proofs\"")?;
+                    let start = r.pos();
+                    for _ in 0..n {
+                        let at = r.offset();
+                        if r.array("an equivocation proof")? != 2 {
+                            return Err(BundleError::Schema {
+                                at,
+                                reason: "an equivocation proof is an array of 2 entries".into(),
+                            });
+                        }
+                        r.bytes("an equivocation proof")?;
+                        r.bytes("an equivocation proof")?;
+                    }
+                    self.proofs = (base + start)..r.offset();
+                    self.proof_count = n as usize;
+                }
+                "entries" => {
+                    let at = r.offset();
+                    let n = r.array("\"entries\"")?;
+                    if n == 0 {
+                        return Err(BundleError::Schema {
+                            at,
+                            reason: "\"entries\" is empty (a bundle holds at least the genesis)"
+                                .into(),
+                        });
+                    }
+                    let start = r.pos();
+                    for _ in 0..n {
+                        read_element(r)?;
+                    }
+                    self.entries = (base + start)..r.offset();
+                    self.entry_count = n as usize;
+                }
+                "agencies" => self.agencies = read_agencies(r)?,
+                "exporter" => self.exporter = AgencyId(r.fixed::<32>("\"exporter\"")?),
+                _ => self.exported_at = r.uint("\"exported-at\"")?,
+            }
+            Ok(())
+        })?;
+        if version.is_none() {
+            return Err(BundleError::Schema {
+                at: base,
+                reason: "the payload has no format version \"v\"".into(),
+            });
+        }
+        for (k, name) in KEYS.iter().enumerate() {
+            if !seen[k] && *name != "items" {
+                return Err(BundleError::Schema {
+                    at: base,
+                    reason: format!("the payload has no {name:?}"),
+                });
+            }
+        }
+        if !r.is_empty() {
+            return Err(BundleError::TrailingBytes {
+                at: r.offset(),
+                extra: payload.len() - r.pos(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The case id the bundle says it holds.
+    pub fn case(&self) -> CaseId {
+        self.case
+    }
+
+    /// The agency named as exporter in the payload.
+    pub fn exporter(&self) -> AgencyId {
+        self.exporter
+    }
+
+    /// The key that signed the bundle (the protected header's kid).
+    pub fn signer(&self) -> AgencyId {
+        self.kid
+    }
+
+    /// When the bundle was exported (ms since the Unix epoch).
+    pub fn exported_at(&self) -> u64 {
+        self.exported_at
+    }
+
+    /// The agencies the bundle lists.
+    pub fn agencies(&self) -> &[BundleAgency] {
+        &self.agencies
+    }
+
+    /// The items a selective export covers; None for a whole case.
+    pub fn items(&self) -> Option<&[ItemId]> {
+        self.items.as_deref()
+    }
+
+    /// Number of elements in `entries`.
+    pub fn len(&self) -> usize {
+        self.entry_count
+    }
+
+    /// Whether `entries` is empty (never, for a decoded bundle).
+    pub fn is_empty(&self) -> bool {
+        self.entry_count == 0
+    }
+
+    /// Number of equivocation proofs.
+    pub fn proof_count(&self) -> usize {
+        self.proof_count
+    }
+
+    /// The whole file.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The elements of `entries`, in order, each borrowed from the input.
+    pub fn elements(&self) -> Elements<'a> {
+        Elements {
+            reader: Reader::new(&self.bytes[self.entries.clone()], self.entries.start),
+            left: self.entry_count,
+        }
+    }
+
+    /// The equivocation proofs, in order (decoded copies: there are few).
+    pub fn proofs(&self) -> Vec<EquivocationProof> {
+        let mut r = Reader::new(&self.bytes[self.proofs.clone()], self.proofs.start);
+        let mut out = Vec::with_capacity(self.proof_count);
+        for _ in 0..self.proof_count {
+            let two = (|| {
+                r.array("an equivocation proof")?;
+                let a = r.bytes("an equivocation proof")?.to_vec();
+                let b = r.bytes("an equivocation proof")?.to_vec();
+                Ok::<_, BundleError>(EquivocationProof(a, b))
+            })();
+            match two {
+                Ok(p) => out.push(p),
+                Err(_) => break, // checked by decode; unreachable
+            }
+        }
+        out
+    }
+
+    /// Whether the exporter's signature verifies: strict Ed25519 (SPEC.md
+    /// §3.3) by the kid over `["Signature1", protected, h'', payload]`.
+    /// The payload is hashed in place, never copied.
+    pub fn signature_valid(&self) -> bool {
+        let protected = &self.bytes[self.protected.clone()];
+        let payload = &self.bytes[self.payload.clone()];
+        let mut prefix = Vec::with_capacity(protected.len() + 32);
+        prefix.extend_from_slice(&[0x84, 0x6A]);
+        prefix.extend_from_slice(b"Signature1");
+        write_bytes(&mut prefix, protected);
+        prefix.push(0x40);
+        write_head(&mut prefix, BYTES, payload.len() as u64);
+        verify_strict_parts(&self.kid, &[&prefix, payload], &self.signature)
+    }
+}
+
+/// Strict Ed25519 verification (SPEC.md §3.3) of a message given in parts,
+/// hashed incrementally: rejects small-order keys and R, non-canonical S,
+/// and compares encodings of R.
+fn verify_strict_parts(agency: &AgencyId, parts: &[&[u8]], sig: &[u8; 64]) -> bool {
+    let Ok(key) = VerifyingKey::from_bytes(agency.as_bytes()) else {
+        return false;
+    };
+    if key.is_weak() {
+        return false;
+    }
+    let mut r = [0u8; 32];
+    r.copy_from_slice(&sig[..32]);
+    match VerifyingKey::from_bytes(&r) {
+        Ok(point) if !point.is_weak() => {}
+        _ => return false,
+    }
+    let Ok(mut v) = key.verify_stream(&Signature::from_bytes(sig)) else {
+        return false;
+    };
+    for p in parts {
+        v.update(p);
+    }
+    v.finalize_and_verify().is_ok()
+}
+
+/// The elements of a bundle's `entries`, one at a time.
+#[derive(Debug, Clone)]
+pub struct Elements<'a> {
+    reader: Reader<'a>,
+    left: usize,
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = Element<'a>;
+
+    fn next(&mut self) -> Option<Element<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // The shape of every element was checked by `Bundle::decode`.
+        read_element(&mut self.reader).ok()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Elements<'_> {}
+
+fn read_element<'a>(r: &mut Reader<'a>) -> Result<Element<'a>, BundleError> {
+    let at = r.offset();
+    match r.peek_major("an element of \"entries\"")? {
+        BYTES => Ok(Element::Entry(r.bytes("an entry")?)),
+        ARRAY => {
+            if r.array("a withheld marker")? != 3 {
+                return Err(BundleError::Schema {
+                    at,
+                    reason: "a withheld marker is [author, seq, id]".into(),
+                });
+            }
+            let author = AgencyId(r.fixed::<32>("a withheld marker")?);
+            let seq = r.uint("a withheld marker")?;
+            let id = EntryId(r.fixed::<32>("a withheld marker")?);
+            Ok(Element::Withheld(WithheldPosition { author, seq, id }))
+        }
+        _ => Err(BundleError::Schema {
+            at,
+            reason: "an element of \"entries\" is neither entry bytes nor a withheld marker".into(),
+        }),
+    }
+}
+
+fn read_items(r: &mut Reader<'_>) -> Result<Vec<ItemId>, BundleError> {
+    let at = r.offset();
+    let n = r.array("\"items\"")?;
+    if n == 0 {
+        return Err(BundleError::Schema {
+            at,
+            reason: "\"items\" is empty (omit it for a whole-case export)".into(),
+        });
+    }
+    let mut out: Vec<ItemId> = Vec::new();
+    for _ in 0..n {
+        let at = r.offset();
+        let id = ItemId(r.fixed::<16>("an item id")?);
+        if out.last().is_some_and(|l| *l >= id) {
+            return Err(BundleError::Schema {
+                at,
+                reason: "\"items\" must be strictly ascending".into(),
+            });
+        }
+        out.push(id);
+    }
+    Ok(out)
+}
+
+fn read_agencies(r: &mut Reader<'_>) -> Result<Vec<BundleAgency>, BundleError> {
+    let n = r.array("\"agencies\"")?;
+    let mut out: Vec<BundleAgency> = Vec::new();
+    for _ in 0..n {
+        let at = r.offset();
+        let count = r.map("an agency")?;
+        let (mut name, mut agency, mut country) = (None, None, None);
+        let seen = r.members(count, &AGENCY_KEYS, "an agency", |r, k| {
+            match k {
+                0 => name = Some(r.text("an agency's name")?.to_owned()),
+                1 => agency = Some(AgencyId(r.fixed::<32>("an agency's key")?)),
+                _ => country = Some(r.text("an agency's country")?.to_owned()),
+            }
+            Ok(())
+        })?;
+        let (Some(name), Some(agency), Some(country)) = (name, agency, country) else {
+            let missing = AGENCY_KEYS
+                .iter()
+                .zip(&seen)
+                .find(|(_, s)| !**s)
+                .map_or("a member", |(k, _)| *k);
+            return Err(BundleError::Schema {
+                at,
+                reason: format!("an agency has no {missing:?}"),
+            });
+        };
+        if out.last().is_some_and(|l| l.agency >= agency) {
+            return Err(BundleError::Schema {
+                at,
+                reason: "\"agencies\" must be strictly ascending by agency".into(),
+            });
+        }
+        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(BundleError::Schema {
+                at,
+                reason: format!("{country:?} is not an ISO 3166-1 alpha-2 code"),
+            });
+        }
+        out.push(BundleAgency {
+            agency,
+            name,
+            country,
+        });
+    }
+    Ok(out)
+}
+
+fn check_protected(protected: &[u8]) -> Result<AgencyId, BundleError> {
+    // The header is fixed except for the kid, which is its last 32 bytes.
+    if protected.len() >= 32 {
+        let mut kid = [0u8; 32];
+        kid.copy_from_slice(&protected[protected.len() - 32..]);
+        let kid = AgencyId(kid);
+        if protected == bundle_protected_header(&kid).as_slice() {
+            return Ok(kid);
+        }
+        if protected == crate::entry::protected_header(&kid).as_slice() {
+            return Err(BundleError::NotABundle(
+                "this is a single Custodia entry (content type application/custodia-entry+cbor), not a bundle".into(),
+            ));
+        }
+    }
+    Err(BundleError::NotABundle(format!(
+        "the signed header is not a Custodia bundle header (alg EdDSA, content type {BUNDLE_CONTENT_TYPE}, kid)"
+    )))
+}
+
+/// A short description of what a file that is not a bundle starts with.
+fn describe_start(bytes: &[u8]) -> String {
+    let head: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let kind = if bytes.starts_with(b"%PDF") {
+        " (a PDF document)"
+    } else if bytes.starts_with(b"PK\x03\x04") {
+        " (a ZIP archive)"
+    } else if bytes.starts_with(b"{") || bytes.starts_with(b"[") {
+        " (JSON or other text)"
+    } else if bytes.starts_with(b"<") {
+        " (HTML or XML)"
+    } else if bytes.iter().take(64).all(|b| b.is_ascii()) {
+        " (text)"
+    } else {
+        ""
+    };
+    format!(
+        "it does not start with the COSE_Sign1 tag 18 (byte d2); it starts with {}{kind}",
+        head.join(" ")
+    )
+}
+
+/// What a bundle holds besides its entries, for [`write`].
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// The case.
+    pub case: CaseId,
+    /// The items of a selective export (strictly ascending), or None.
+    pub items: Option<Vec<ItemId>>,
+    /// Equivocation proofs.
+    pub proofs: Vec<EquivocationProof>,
+    /// The agencies (strictly ascending by key).
+    pub agencies: Vec<BundleAgency>,
+    /// Export time, ms since the Unix epoch.
+    pub exported_at: u64,
+}
+
+/// Writes and signs a bundle. `elements` must be in dependency order; the
+/// exporter is `signer`. The payload is built once, in place: the
+/// Sig_structure and the bundle share its bytes, so the output is the only
+/// large allocation.
+pub fn write(signer: &Identity, header: &Header, elements: &[Element<'_>]) -> Vec<u8> {
+    const ROOM: usize = 128;
+    let kid = signer.agency();
+    let protected = bundle_protected_header(&kid);
+    let size: usize = elements
+        .iter()
+        .map(|e| match e {
+            Element::Entry(b) => b.len() + 5,
+            Element::Withheld(_) => 80,
+        })
+        .sum();
+    let mut buf = Vec::with_capacity(ROOM + size + 1024 + 66);
+    buf.resize(ROOM, 0);
+    // The payload, keys in deterministic order.
+    let has_items = header.items.is_some();
+    write_head(&mut buf, MAP, if has_items { 8 } else { 7 });
+    write_text(&mut buf, "v");
+    write_head(&mut buf, 0, BUNDLE_VERSION);
+    write_text(&mut buf, "case");
+    write_bytes(&mut buf, &header.case.0);
+    if let Some(items) = &header.items {
+        write_text(&mut buf, "items");
+        write_head(&mut buf, ARRAY, items.len() as u64);
+        for i in items {
+            write_bytes(&mut buf, &i.0);
+        }
+    }
+    write_text(&mut buf, "proofs");
+    write_head(&mut buf, ARRAY, header.proofs.len() as u64);
+    for p in &header.proofs {
+        write_head(&mut buf, ARRAY, 2);
+        write_bytes(&mut buf, &p.0);
+        write_bytes(&mut buf, &p.1);
+    }
+    write_text(&mut buf, "entries");
+    write_head(&mut buf, ARRAY, elements.len() as u64);
+    for e in elements {
+        match e {
+            Element::Entry(b) => write_bytes(&mut buf, b),
+            Element::Withheld(w) => {
+                write_head(&mut buf, ARRAY, 3);
+                write_bytes(&mut buf, &w.author.0);
+                write_head(&mut buf, 0, w.seq);
+                write_bytes(&mut buf, &w.id.0);
+            }
+        }
+    }
+    write_text(&mut buf, "agencies");
+    write_head(&mut buf, ARRAY, header.agencies.len() as u64);
+    for a in &header.agencies {
+        write_head(&mut buf, MAP, 3);
+        write_text(&mut buf, "name");
+        write_text(&mut buf, &a.name);
+        write_text(&mut buf, "agency");
+        write_bytes(&mut buf, &a.agency.0);
+        write_text(&mut buf, "country");
+        write_text(&mut buf, &a.country);
+    }
+    write_text(&mut buf, "exporter");
+    write_bytes(&mut buf, &kid.0);
+    write_text(&mut buf, "exported-at");
+    write_head(&mut buf, 0, header.exported_at);
+    let payload_len = (buf.len() - ROOM) as u64;
+
+    // Sign ["Signature1", protected, h'', payload] with the payload in place.
+    let mut sig_prefix = vec![0x84, 0x6A];
+    sig_prefix.extend_from_slice(b"Signature1");
+    write_bytes(&mut sig_prefix, &protected);
+    sig_prefix.push(0x40);
+    write_head(&mut sig_prefix, BYTES, payload_len);
+    let start = ROOM - sig_prefix.len();
+    buf[start..ROOM].copy_from_slice(&sig_prefix);
+    let signature = signer.sign(&buf[start..]);
+
+    // Then the envelope: 18([protected, {}, payload, signature]).
+    let mut prefix = vec![0xD2, 0x84];
+    write_bytes(&mut prefix, &protected);
+    prefix.push(0xA0);
+    write_head(&mut prefix, BYTES, payload_len);
+    let start = ROOM - prefix.len();
+    buf[start..ROOM].copy_from_slice(&prefix);
+    write_bytes(&mut buf, &signature);
+    buf.drain(..start);
+    buf
+}

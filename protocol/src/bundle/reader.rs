@@ -1,0 +1,321 @@
+//! A cursor over deterministic CBOR (RFC 8949 §4.2.1) for the bundle's
+//! fixed schema.
+//!
+//! The bundle can be large (every entry of a case), so it is never parsed
+//! into a tree: this reader walks the bytes head by head, checks each head
+//! is in its shortest form and of definite length, and returns byte
+//! strings as slices of the input. A length is compared with the bytes
+//! that remain before anything is done with it, so memory never depends on
+//! what a head claims.
+
+use super::BundleError;
+
+/// CBOR major types.
+pub(super) const UINT: u8 = 0;
+pub(super) const BYTES: u8 = 2;
+pub(super) const TEXT: u8 = 3;
+pub(super) const ARRAY: u8 = 4;
+pub(super) const MAP: u8 = 5;
+
+/// A position in the input, with what is being read there (for errors).
+#[derive(Debug, Clone)]
+pub(super) struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    /// Offset of `bytes[0]` in the whole file, so errors name file offsets.
+    base: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn new(bytes: &'a [u8], base: usize) -> Self {
+        Reader {
+            bytes,
+            pos: 0,
+            base,
+        }
+    }
+
+    /// The file offset of the next byte.
+    pub(super) fn offset(&self) -> usize {
+        self.base + self.pos
+    }
+
+    /// The position within this reader's slice.
+    pub(super) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.pos >= self.bytes.len()
+    }
+
+    fn truncated(&self, inside: &'static str) -> BundleError {
+        BundleError::Truncated {
+            at: self.base + self.bytes.len(),
+            inside,
+        }
+    }
+
+    fn take(&mut self, n: u64, inside: &'static str) -> Result<&'a [u8], BundleError> {
+        let left = (self.bytes.len() - self.pos) as u64;
+        if n > left {
+            return Err(self.truncated(inside));
+        }
+        let n = n as usize;
+        let out = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    /// The major type of the next item, without consuming it.
+    pub(super) fn peek_major(&self, inside: &'static str) -> Result<u8, BundleError> {
+        self.bytes
+            .get(self.pos)
+            .map(|b| b >> 5)
+            .ok_or_else(|| self.truncated(inside))
+    }
+
+    /// Reads one head: (major type, argument). Rejects indefinite lengths,
+    /// reserved values and non-shortest arguments.
+    pub(super) fn head(&mut self, inside: &'static str) -> Result<(u8, u64), BundleError> {
+        let at = self.offset();
+        let first = self.take(1, inside)?[0];
+        let major = first >> 5;
+        let info = first & 0x1F;
+        let arg = match info {
+            0..=23 => u64::from(info),
+            24..=27 => {
+                let n = 1u64 << (info - 24);
+                let raw = self.take(n, inside)?;
+                let mut v = 0u64;
+                for b in raw {
+                    v = (v << 8) | u64::from(*b);
+                }
+                let shortest = match info {
+                    24 => v >= 24,
+                    25 => v > 0xFF,
+                    26 => v > 0xFFFF,
+                    _ => v > 0xFFFF_FFFF,
+                };
+                if !shortest {
+                    return Err(BundleError::NonCanonical {
+                        at,
+                        what: "an integer or length not in its shortest form",
+                    });
+                }
+                v
+            }
+            31 if major >= BYTES && major != 6 && major != 7 => {
+                return Err(BundleError::NonCanonical {
+                    at,
+                    what: "an indefinite length",
+                })
+            }
+            _ => {
+                return Err(BundleError::Malformed {
+                    at,
+                    reason: format!("byte {first:#04x} is not a CBOR head this format uses"),
+                })
+            }
+        };
+        Ok((major, arg))
+    }
+
+    fn expect(&mut self, want: u8, inside: &'static str) -> Result<u64, BundleError> {
+        let at = self.offset();
+        let (major, arg) = self.head(inside)?;
+        if major != want {
+            return Err(BundleError::Schema {
+                at,
+                reason: format!(
+                    "{inside}: expected {}, found {}",
+                    major_name(want),
+                    major_name(major)
+                ),
+            });
+        }
+        Ok(arg)
+    }
+
+    pub(super) fn uint(&mut self, inside: &'static str) -> Result<u64, BundleError> {
+        self.expect(UINT, inside)
+    }
+
+    pub(super) fn bytes(&mut self, inside: &'static str) -> Result<&'a [u8], BundleError> {
+        let n = self.expect(BYTES, inside)?;
+        self.take(n, inside)
+    }
+
+    /// A byte string of exactly `N` bytes.
+    pub(super) fn fixed<const N: usize>(
+        &mut self,
+        inside: &'static str,
+    ) -> Result<[u8; N], BundleError> {
+        let at = self.offset();
+        let b = self.bytes(inside)?;
+        <[u8; N]>::try_from(b).map_err(|_| BundleError::Schema {
+            at,
+            reason: format!("{inside}: expected {N} bytes, found {}", b.len()),
+        })
+    }
+
+    pub(super) fn text(&mut self, inside: &'static str) -> Result<&'a str, BundleError> {
+        let at = self.offset();
+        let n = self.expect(TEXT, inside)?;
+        let raw = self.take(n, inside)?;
+        std::str::from_utf8(raw).map_err(|_| BundleError::Malformed {
+            at,
+            reason: format!("{inside}: a text string that is not valid UTF-8"),
+        })
+    }
+
+    pub(super) fn array(&mut self, inside: &'static str) -> Result<u64, BundleError> {
+        let n = self.expect(ARRAY, inside)?;
+        self.plausible(n, inside)
+    }
+
+    pub(super) fn map(&mut self, inside: &'static str) -> Result<u64, BundleError> {
+        let n = self.expect(MAP, inside)?;
+        self.plausible(n.saturating_mul(2), inside).map(|_| n)
+    }
+
+    /// Every item takes at least one byte: a count larger than what is
+    /// left cannot be satisfied.
+    fn plausible(&self, n: u64, inside: &'static str) -> Result<u64, BundleError> {
+        if n > (self.bytes.len() - self.pos) as u64 {
+            return Err(self.truncated(inside));
+        }
+        Ok(n)
+    }
+
+    /// Reads the members of a map whose keys are all text, in the
+    /// deterministic order, each known key at most once. `keys` lists the
+    /// known keys in deterministic order; `f` reads each member's value.
+    pub(super) fn members(
+        &mut self,
+        count: u64,
+        keys: &[&'static str],
+        inside: &'static str,
+        mut f: impl FnMut(&mut Self, usize) -> Result<(), BundleError>,
+    ) -> Result<Vec<bool>, BundleError> {
+        let mut seen = vec![false; keys.len()];
+        let mut last: Option<usize> = None;
+        for _ in 0..count {
+            let at = self.offset();
+            let key = self.text(inside)?;
+            let Some(k) = keys.iter().position(|x| *x == key) else {
+                return Err(BundleError::Schema {
+                    at,
+                    reason: format!("{inside}: unknown member {key:?}"),
+                });
+            };
+            if last.is_some_and(|l| l >= k) {
+                return Err(BundleError::NonCanonical {
+                    at,
+                    what: "map keys out of order or repeated",
+                });
+            }
+            last = Some(k);
+            seen[k] = true;
+            f(self, k)?;
+        }
+        Ok(seen)
+    }
+}
+
+fn major_name(m: u8) -> &'static str {
+    match m {
+        0 => "an unsigned integer",
+        1 => "a negative integer",
+        2 => "a byte string",
+        3 => "a text string",
+        4 => "an array",
+        5 => "a map",
+        6 => "a tag",
+        _ => "a simple value or float",
+    }
+}
+
+/// Appends a CBOR head in its shortest form.
+pub(super) fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
+    let m = major << 5;
+    match arg {
+        0..=23 => out.push(m | arg as u8),
+        24..=0xFF => out.extend_from_slice(&[m | 24, arg as u8]),
+        0x100..=0xFFFF => {
+            out.push(m | 25);
+            out.extend_from_slice(&(arg as u16).to_be_bytes());
+        }
+        0x1_0000..=0xFFFF_FFFF => {
+            out.push(m | 26);
+            out.extend_from_slice(&(arg as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(m | 27);
+            out.extend_from_slice(&arg.to_be_bytes());
+        }
+    }
+}
+
+/// Appends a text string.
+pub(super) fn write_text(out: &mut Vec<u8>, s: &str) {
+    write_head(out, TEXT, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends a byte string.
+pub(super) fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    write_head(out, BYTES, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_round_trip_in_shortest_form() {
+        for v in [
+            0u64,
+            23,
+            24,
+            255,
+            256,
+            65_535,
+            65_536,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            write_head(&mut out, UINT, v);
+            let mut r = Reader::new(&out, 0);
+            assert_eq!(r.uint("test"), Ok(v));
+            assert!(r.is_empty());
+        }
+    }
+
+    #[test]
+    fn refuses_long_forms_and_indefinite_lengths() {
+        let mut r = Reader::new(&[0x18, 0x05], 0);
+        assert!(matches!(r.uint("t"), Err(BundleError::NonCanonical { .. })));
+        let mut r = Reader::new(&[0x9F, 0xFF], 0);
+        assert!(matches!(
+            r.array("t"),
+            Err(BundleError::NonCanonical { .. })
+        ));
+    }
+
+    #[test]
+    fn a_length_beyond_the_input_is_truncation() {
+        let mut r = Reader::new(&[0x5A, 0xFF, 0xFF, 0xFF, 0xFF, 0x00], 10);
+        assert_eq!(
+            r.bytes("entry"),
+            Err(BundleError::Truncated {
+                at: 16,
+                inside: "entry"
+            })
+        );
+        let mut r = Reader::new(&[0x9A, 0xFF, 0xFF, 0xFF, 0xFF], 0);
+        assert!(matches!(r.array("t"), Err(BundleError::Truncated { .. })));
+    }
+}

@@ -1,0 +1,1064 @@
+//! Verification of a bundle (SPEC.md §10.5) and the report a court reads
+//! (§10.6).
+//!
+//! The [`Verifier`] replays the elements through a fresh
+//! [`Validator`] as of the export time and keeps going after a refusal, so
+//! the report lists every problem. A refused element that only fails
+//! because something it depends on was refused before it is reported as a
+//! consequence (class `depends-on-invalid`) pointing at that first
+//! problem, so one edited entry gives one problem at the source and a short
+//! list of consequences rather than a wall of unrelated-looking failures.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::body::{Acquisition, Body, CustodyAction, Digests, Role};
+use crate::entry::Entry;
+use crate::error::{RejectKind, Rejection};
+use crate::identity::verify_strict;
+use crate::ids::{AgencyId, CaseId, EntryId, ItemId};
+use crate::state::{Conflict, WithheldPosition};
+use crate::tlp::Tlp;
+use crate::validate::{Applied, Validator};
+
+use super::explain::{explain, explain_bundle_rule, explain_consequence};
+use super::{Bundle, BundleAgency, Element, TrustList};
+
+/// The rule a problem breaks: an entry rule of SPEC.md §8 (V1–V18) or a
+/// bundle rule of §10.5 (B1–B7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rule {
+    /// Entry rule Vn.
+    Entry(u8),
+    /// Bundle rule Bn.
+    Bundle(u8),
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Entry(n) => write!(f, "V{n}"),
+            Rule::Bundle(n) => write!(f, "B{n}"),
+        }
+    }
+}
+
+/// The class name of each bundle rule.
+fn bundle_class(n: u8) -> &'static str {
+    match n {
+        1 => "bundle-signature",
+        2 => "exporter-mismatch",
+        3 => "case-mismatch",
+        4 => "exporter-not-member",
+        5 => "agency-list",
+        6 => "bad-proof",
+        _ => "selection",
+    }
+}
+
+/// One problem found in a bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Index of the element in the bundle's `entries` (from 0), when the
+    /// problem is an element.
+    pub index: Option<usize>,
+    /// Index of the equivocation proof, for a `bad-proof` problem.
+    pub proof: Option<usize>,
+    /// The entry id (SHA-256 of the element's bytes, or the marker's id).
+    pub entry: Option<EntryId>,
+    /// The author the element claims (unverified when its signature fails).
+    pub author: Option<AgencyId>,
+    /// The author's name, when the case names it.
+    pub author_name: Option<String>,
+    /// The claimed position in the author's history.
+    pub seq: Option<u64>,
+    /// The rule that failed.
+    pub rule: Rule,
+    /// The class: the rule's class, or `depends-on-invalid` for a
+    /// consequence of an earlier problem.
+    pub class: &'static str,
+    /// What it means, for a reader who has never seen Custodia.
+    pub sentence: String,
+    /// The technical detail, for an expert.
+    pub detail: String,
+    /// For a consequence: the index of the element whose refusal causes it.
+    pub caused_by: Option<usize>,
+}
+
+impl Problem {
+    /// Whether this problem is a consequence of an earlier one.
+    pub fn is_consequence(&self) -> bool {
+        self.caused_by.is_some()
+    }
+}
+
+/// Whether a key was confirmed by the court's trust file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyTrust {
+    /// No trust file was given.
+    NotChecked,
+    /// The key is in the trust file, under this name.
+    Confirmed(String),
+    /// A trust file was given and the key is not in it.
+    NotConfirmed,
+}
+
+/// A member of the case as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberReport {
+    /// Its key.
+    pub agency: AgencyId,
+    /// Its fingerprint (SPEC.md §3.2), for comparing over a trusted channel.
+    pub fingerprint: String,
+    /// Its name as the case's signed entries record it.
+    pub name: String,
+    /// Its country.
+    pub country: String,
+    /// Its role.
+    pub role: Role,
+    /// The entry that admitted it (the genesis for the opening agency).
+    pub added_by: EntryId,
+    /// That entry's index in the bundle.
+    pub added_index: Option<usize>,
+    /// The entry that removed it, if any.
+    pub removed_by: Option<EntryId>,
+    /// That entry's index in the bundle.
+    pub removed_index: Option<usize>,
+    /// Its entries disclosed in the bundle.
+    pub disclosed: usize,
+    /// Its positions disclosed as withheld.
+    pub withheld: usize,
+    /// Whether the trust file confirms its key.
+    pub trust: KeyTrust,
+}
+
+/// A receipt answering a transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The receipt entry.
+    pub entry: EntryId,
+    /// Its index in the bundle.
+    pub index: Option<usize>,
+    /// Who signed it.
+    pub author: AgencyId,
+    /// When (the signer's assertion).
+    pub time: u64,
+    /// Whether custody was accepted.
+    pub accepted: bool,
+}
+
+/// One step of an item's custody timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventReport {
+    /// The entry.
+    pub entry: EntryId,
+    /// Its index in the bundle.
+    pub index: Option<usize>,
+    /// When (the signer's own clock).
+    pub time: u64,
+    /// Who signed it.
+    pub author: AgencyId,
+    /// `registered`, or a custody action (`transferred`, `received`, …).
+    pub action: String,
+    /// The addressee of a transfer.
+    pub to: Option<AgencyId>,
+    /// For a transfer: its receipt, once signed.
+    pub receipt: Option<Receipt>,
+    /// For a receipt: the transfer it answers, and whether it accepted.
+    pub answers: Option<EntryId>,
+    /// For a receipt: whether custody was accepted.
+    pub accepted: Option<bool>,
+    /// The person who acted.
+    pub actor: Option<String>,
+    /// Where.
+    pub place: Option<String>,
+    /// Why.
+    pub purpose: Option<String>,
+    /// With which tool.
+    pub tool: Option<String>,
+    /// A reason (e.g. for a refused receipt).
+    pub reason: Option<String>,
+    /// Legal authority (registration).
+    pub authority: Option<String>,
+    /// Whether the observed digest matched the registered one.
+    pub digest_matched: Option<bool>,
+    /// For a copy: the new item.
+    pub copy: Option<ItemId>,
+    /// The entry's TLP label.
+    pub tlp: Tlp,
+    /// If the author retracted the entry: the reason.
+    pub retracted: Option<String>,
+}
+
+/// An evidence item, its digests and its custody timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemReport {
+    /// Its id.
+    pub id: ItemId,
+    /// Exhibit label.
+    pub exhibit: Option<String>,
+    /// Digests of its content.
+    pub digests: Digests,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type.
+    pub media_type: String,
+    /// Description.
+    pub description: Option<String>,
+    /// How it was acquired.
+    pub acquired: Acquisition,
+    /// Legal authority.
+    pub authority: Option<String>,
+    /// The item it derives from.
+    pub derived_from: Option<ItemId>,
+    /// Items registered as derived from it.
+    pub copies: Vec<ItemId>,
+    /// Who holds it at the end of the record.
+    pub holder: AgencyId,
+    /// The transfer awaiting its receipt, if in transit.
+    pub in_transit: Option<EntryId>,
+    /// Whether it was destroyed.
+    pub destroyed: bool,
+    /// Whether part of its history was withheld.
+    pub incomplete: bool,
+    /// Registration first, then every custody event, in causal order.
+    pub timeline: Vec<EventReport>,
+}
+
+/// A conflict the record shows (SPEC.md §11.7). Not a problem with the
+/// file: the record is intact, and it shows agencies disagreeing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictReport {
+    /// `equivocation`, `digest-mismatch`, `duplicate-registration` or
+    /// `duplicate-digest`.
+    pub kind: &'static str,
+    /// The agency concerned.
+    pub author: Option<AgencyId>,
+    /// The item concerned.
+    pub item: Option<ItemId>,
+    /// The entries concerned, with their index in the bundle if present.
+    pub entries: Vec<(EntryId, Option<usize>)>,
+    /// What it means.
+    pub sentence: String,
+}
+
+/// A position disclosed as withheld.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithheldReport {
+    /// Index in the bundle.
+    pub index: usize,
+    /// The author.
+    pub author: AgencyId,
+    /// The position.
+    pub seq: u64,
+    /// The entry id.
+    pub id: EntryId,
+    /// Whether a signed entry commits to this id (the author's next entry,
+    /// another's reference, or a witness), so the marker is not merely the
+    /// exporter's claim.
+    pub corroborated: bool,
+}
+
+/// Everything a verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The case id the bundle names.
+    pub case: CaseId,
+    /// Title, from the genesis.
+    pub title: String,
+    /// The opening agency's reference.
+    pub reference: String,
+    /// Jurisdiction.
+    pub jurisdiction: Option<String>,
+    /// The case's TLP label.
+    pub tlp: Option<Tlp>,
+    /// When the case was opened, and by whom.
+    pub opened: Option<(u64, AgencyId)>,
+    /// The exporter named in the bundle.
+    pub exporter: AgencyId,
+    /// The key that signed the bundle.
+    pub signer: AgencyId,
+    /// Whether the trust file confirms the exporter's key.
+    pub exporter_trust: KeyTrust,
+    /// When the bundle was exported.
+    pub exported_at: u64,
+    /// The items of a selective export.
+    pub selective: Option<Vec<ItemId>>,
+    /// Whether the exporter's signature verifies.
+    pub signature_valid: bool,
+    /// Elements in the bundle.
+    pub elements: usize,
+    /// Entries accepted (disclosed in full).
+    pub disclosed: usize,
+    /// Whether a trust file was given.
+    pub trust_checked: bool,
+    /// The agencies named in the bundle's list (names for unknown keys).
+    pub listed: Vec<BundleAgency>,
+    /// Members of the case.
+    pub members: Vec<MemberReport>,
+    /// Evidence items, in order of registration.
+    pub items: Vec<ItemReport>,
+    /// Conflicts shown by the record.
+    pub conflicts: Vec<ConflictReport>,
+    /// Positions disclosed as withheld.
+    pub withheld: Vec<WithheldReport>,
+    /// Every problem found.
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    /// Whether the bundle verifies: no problem at all.
+    pub fn is_valid(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// Problems at their source (not consequences).
+    pub fn root_problems(&self) -> usize {
+        self.problems.iter().filter(|p| !p.is_consequence()).count()
+    }
+
+    /// One line: the verdict.
+    pub fn verdict(&self) -> String {
+        if self.is_valid() {
+            format!(
+                "VALID: every signature and every link of the record checks ({} entries{})",
+                self.disclosed,
+                match self.withheld.len() {
+                    0 => String::new(),
+                    n => format!(", {n} disclosed as withheld"),
+                }
+            )
+        } else {
+            let n = self.problems.len();
+            let roots = self.root_problems();
+            format!(
+                "INVALID: {n} problem{}{}",
+                if n == 1 { "" } else { "s" },
+                if roots < n {
+                    format!(" ({roots} at the source, {} consequences)", n - roots)
+                } else {
+                    String::new()
+                }
+            )
+        }
+    }
+
+    /// A display name for an agency: the case's name for it, else the
+    /// bundle list's, else its fingerprint.
+    pub fn name_of(&self, agency: &AgencyId) -> String {
+        if let Some(m) = self.members.iter().find(|m| m.agency == *agency) {
+            return m.name.clone();
+        }
+        if let Some(a) = self.listed.iter().find(|a| a.agency == *agency) {
+            return a.name.clone();
+        }
+        agency.fingerprint()
+    }
+}
+
+/// What an entry's claimed dependencies are, when its payload decoded
+/// (even if its signature or a rule then failed). Used only to tell a
+/// consequence from a new problem; never trusted otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// Claimed author.
+    pub author: AgencyId,
+    /// Claimed position.
+    pub seq: u64,
+    /// Every id it names: prev, refs, witness heads, the transfer a receipt
+    /// answers, the target of a retraction or handling change.
+    pub depends_on: Vec<EntryId>,
+}
+
+impl Claimed {
+    fn of(entry: &Entry) -> Claimed {
+        let p = entry.payload();
+        let mut deps: Vec<EntryId> = p.prev.iter().chain(&p.refs).copied().collect();
+        match &p.body {
+            Body::Witness(w) => deps.extend(w.heads.iter().map(|h| h.2)),
+            Body::Custody(ev) => deps.extend(ev.transfer),
+            Body::Retracted(r) => deps.push(r.entry),
+            Body::HandlingChanged(h) => deps.push(h.entry),
+            _ => {}
+        }
+        Claimed {
+            author: p.author,
+            seq: p.seq,
+            depends_on: deps,
+        }
+    }
+}
+
+/// An element's entry after the checks that need nothing but its bytes
+/// (V1–V8). [`check_entry`] is pure and independent per entry, so callers
+/// may run it on several threads and feed the results in order to
+/// [`Verifier::push_checked`].
+#[derive(Debug, Clone)]
+pub enum Checked {
+    /// Decoded, and the signature verifies.
+    Valid(Entry),
+    /// Refused by V1–V8.
+    Invalid {
+        /// Why.
+        rejection: Rejection,
+        /// What it claims, when the payload decoded.
+        claimed: Option<Claimed>,
+    },
+}
+
+/// Checks one entry's bytes alone (V1–V8).
+pub fn check_entry(bytes: &[u8]) -> Checked {
+    match Entry::decode_unverified(bytes) {
+        Err(rejection) => Checked::Invalid {
+            rejection,
+            claimed: None,
+        },
+        Ok(u) => {
+            let ok = verify_strict(&u.author(), u.signed_message(), u.signature());
+            let entry = u.assume_verified();
+            if ok {
+                Checked::Valid(entry)
+            } else {
+                Checked::Invalid {
+                    rejection: Rejection::new(Some(entry.id()), RejectKind::BadSignature),
+                    claimed: Some(Claimed::of(&entry)),
+                }
+            }
+        }
+    }
+}
+
+/// Replays a bundle's elements, one at a time, and collects the report.
+#[derive(Debug)]
+pub struct Verifier<'t> {
+    v: Validator,
+    now: u64,
+    case: CaseId,
+    exporter: AgencyId,
+    signer: AgencyId,
+    exported_at: u64,
+    items: Option<Vec<ItemId>>,
+    agencies: Vec<BundleAgency>,
+    trust: Option<&'t TrustList>,
+    next: usize,
+    index_of: HashMap<EntryId, usize>,
+    refused_ids: HashMap<EntryId, usize>,
+    refused_at: HashMap<(AgencyId, u64), usize>,
+    first_unplaced: Option<usize>,
+    first_refused: Option<usize>,
+    per_author: HashMap<AgencyId, (usize, usize)>,
+    withheld: Vec<WithheldReport>,
+    withheld_at: HashMap<EntryId, usize>,
+    disclosed: usize,
+    problems: Vec<Problem>,
+}
+
+impl<'t> Verifier<'t> {
+    /// A verifier for a decoded bundle, with the court's trust file if any.
+    /// The validator's clock is the export time: the bundle is verified as
+    /// of its own export (V18 allows entries up to SKEW after it).
+    pub fn new(bundle: &Bundle<'_>, trust: Option<&'t TrustList>) -> Self {
+        Verifier {
+            v: Validator::new(),
+            now: bundle.exported_at(),
+            case: bundle.case(),
+            exporter: bundle.exporter(),
+            signer: bundle.signer(),
+            exported_at: bundle.exported_at(),
+            items: bundle.items().map(<[ItemId]>::to_vec),
+            agencies: bundle.agencies().to_vec(),
+            trust,
+            next: 0,
+            index_of: HashMap::new(),
+            refused_ids: HashMap::new(),
+            refused_at: HashMap::new(),
+            first_unplaced: None,
+            first_refused: None,
+            per_author: HashMap::new(),
+            withheld: Vec::new(),
+            withheld_at: HashMap::new(),
+            disclosed: 0,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Elements pushed so far.
+    pub fn position(&self) -> usize {
+        self.next
+    }
+
+    /// Checks and replays the next element.
+    pub fn push(&mut self, element: Element<'_>) {
+        match element {
+            Element::Entry(bytes) => self.push_checked(check_entry(bytes)),
+            Element::Withheld(pos) => self.push_withheld(pos),
+        }
+    }
+
+    /// Replays the next element, an entry already checked with
+    /// [`check_entry`].
+    pub fn push_checked(&mut self, checked: Checked) {
+        let index = self.next;
+        self.next += 1;
+        match checked {
+            Checked::Valid(entry) => {
+                if index == 0 && entry.payload().is_genesis() && entry.id() != self.case {
+                    let detail = format!(
+                        "the bundle names case {}, its first entry opens case {}",
+                        self.case,
+                        entry.id()
+                    );
+                    self.bundle_problem(3, detail, Some(index), Some(entry.id()));
+                }
+                match self.v.apply(&entry, self.now) {
+                    Ok(Applied::New | Applied::Revealed) => self.accepted(&entry, index),
+                    Ok(Applied::Duplicate) => {}
+                    Err(r) => {
+                        let claimed = Claimed::of(&entry);
+                        self.refuse(index, r.kind, Some(claimed), Some(entry.id()));
+                    }
+                }
+            }
+            Checked::Invalid { rejection, claimed } => {
+                self.refuse(index, rejection.kind, claimed, rejection.entry);
+            }
+        }
+    }
+
+    /// Replays the next element, a withheld marker.
+    pub fn push_withheld(&mut self, pos: WithheldPosition) {
+        let index = self.next;
+        self.next += 1;
+        match self.v.apply_withheld(pos) {
+            Ok(Applied::Duplicate) => {}
+            Ok(_) => {
+                self.index_of.insert(pos.id, index);
+                self.per_author.entry(pos.author).or_default().1 += 1;
+                self.withheld_at.insert(pos.id, self.withheld.len());
+                self.withheld.push(WithheldReport {
+                    index,
+                    author: pos.author,
+                    seq: pos.seq,
+                    id: pos.id,
+                    corroborated: false,
+                });
+            }
+            Err(r) => {
+                let claimed = Claimed {
+                    author: pos.author,
+                    seq: pos.seq,
+                    depends_on: Vec::new(),
+                };
+                self.refuse(index, r.kind, Some(claimed), Some(pos.id));
+            }
+        }
+    }
+
+    fn accepted(&mut self, entry: &Entry, index: usize) {
+        self.index_of.insert(entry.id(), index);
+        self.disclosed += 1;
+        self.per_author.entry(entry.author()).or_default().0 += 1;
+        if self.withheld_at.is_empty() {
+            return;
+        }
+        let p = entry.payload();
+        let heads: Vec<EntryId> = match &p.body {
+            Body::Witness(w) => w.heads.iter().map(|h| h.2).collect(),
+            _ => Vec::new(),
+        };
+        for id in p.prev.iter().chain(&p.refs).chain(&heads) {
+            if let Some(&w) = self.withheld_at.get(id) {
+                self.withheld[w].corroborated = true;
+            }
+        }
+    }
+
+    fn name(&self, agency: &AgencyId) -> Option<String> {
+        self.v
+            .state()
+            .agency_name(agency)
+            .map(str::to_owned)
+            .or_else(|| {
+                self.agencies
+                    .iter()
+                    .find(|a| a.agency == *agency)
+                    .map(|a| a.name.clone())
+            })
+    }
+
+    /// Records a refused element, as a problem at its source or as a
+    /// consequence of an earlier one (SPEC.md §10.5, step 3).
+    fn refuse(
+        &mut self,
+        index: usize,
+        kind: RejectKind,
+        claimed: Option<Claimed>,
+        id: Option<EntryId>,
+    ) {
+        let rule = kind.rule();
+        let refused_dep = |c: &Option<Claimed>| {
+            c.as_ref().and_then(|c| {
+                c.depends_on
+                    .iter()
+                    .find_map(|d| self.refused_ids.get(d).copied())
+            })
+        };
+        let root = if self.v.case().is_none() && matches!(rule, 9..=18) {
+            // The genesis itself was refused: nothing can follow it.
+            self.first_refused
+        } else {
+            match &kind {
+                RejectKind::SequenceGap { expected, found } if found > expected => claimed
+                    .as_ref()
+                    .and_then(|c| self.refused_at.get(&(c.author, *expected)).copied())
+                    .or(self.first_unplaced),
+                RejectKind::UnknownReference { id, .. } => self
+                    .refused_ids
+                    .get(id)
+                    .copied()
+                    .or_else(|| refused_dep(&claimed))
+                    .or(self.first_unplaced),
+                RejectKind::NotAMember(_)
+                | RejectKind::NotAuthorized(_)
+                | RejectKind::CustodyViolation(_) => refused_dep(&claimed),
+                _ => None,
+            }
+        };
+        let (author, seq) = claimed.as_ref().map(|c| (c.author, c.seq)).unzip();
+        let detail = kind.to_string();
+        let (class, sentence) = match root {
+            Some(r) => ("depends-on-invalid", explain_consequence(r)),
+            None => (kind.class(), explain(&kind, seq)),
+        };
+        let key = root.unwrap_or(index);
+        if let Some(id) = id {
+            self.refused_ids.entry(id).or_insert(key);
+        }
+        match &claimed {
+            Some(c) => {
+                self.refused_at.entry((c.author, c.seq)).or_insert(key);
+            }
+            None => {
+                self.first_unplaced.get_or_insert(key);
+            }
+        }
+        self.first_refused.get_or_insert(key);
+        self.problems.push(Problem {
+            index: Some(index),
+            proof: None,
+            entry: id,
+            author_name: author.as_ref().and_then(|a| self.name(a)),
+            author,
+            seq,
+            rule: Rule::Entry(rule),
+            class,
+            sentence,
+            detail,
+            caused_by: root,
+        });
+    }
+
+    fn bundle_problem(
+        &mut self,
+        n: u8,
+        detail: String,
+        index: Option<usize>,
+        entry: Option<EntryId>,
+    ) {
+        let rule = Rule::Bundle(n);
+        self.problems.push(Problem {
+            index,
+            proof: None,
+            entry,
+            author: None,
+            author_name: None,
+            seq: None,
+            rule,
+            class: bundle_class(n),
+            sentence: explain_bundle_rule(rule, &detail),
+            detail,
+            caused_by: None,
+        });
+    }
+
+    fn trust_of(&self, agency: &AgencyId) -> KeyTrust {
+        match self.trust {
+            None => KeyTrust::NotChecked,
+            Some(t) => match t.name(agency) {
+                Some(n) => KeyTrust::Confirmed(n.to_owned()),
+                None => KeyTrust::NotConfirmed,
+            },
+        }
+    }
+
+    /// Finishes: checks the exporter's signature and the bundle-level rules
+    /// (B1–B7), the equivocation proofs, and builds the report.
+    pub fn finish(mut self, bundle: &Bundle<'_>) -> Report {
+        let elements_ok = self.problems.is_empty();
+        let signature_valid = bundle.signature_valid();
+        if !signature_valid {
+            self.bundle_problem(
+                1,
+                format!(
+                    "the Ed25519 signature does not verify under key {} ({})",
+                    self.signer,
+                    self.signer.fingerprint()
+                ),
+                None,
+                None,
+            );
+        }
+        if self.signer != self.exporter {
+            let detail = format!(
+                "signed by {}, exporter named {}",
+                self.signer.fingerprint(),
+                self.exporter.fingerprint()
+            );
+            self.bundle_problem(2, detail, None, None);
+        }
+        if self.next < bundle.len() {
+            // Only reachable when a caller stopped pushing early.
+            let detail = format!("{} of {} elements were checked", self.next, bundle.len());
+            self.bundle_problem(3, detail, None, None);
+        }
+        let state = self.v.state().clone();
+        if elements_ok {
+            if !state.members.contains_key(&self.exporter) {
+                let detail = format!(
+                    "{} ({}) is not admitted by any membership entry",
+                    self.name(&self.exporter)
+                        .unwrap_or_else(|| "an unknown agency".into()),
+                    self.exporter.fingerprint()
+                );
+                self.bundle_problem(4, detail, None, None);
+            }
+            self.check_agency_list(&state);
+            if let Some(items) = self.items.clone() {
+                for i in items {
+                    if !state.items.contains_key(&i) {
+                        let detail = format!("item {} is not registered", i.to_uuid_string());
+                        self.bundle_problem(7, detail, None, None);
+                    }
+                }
+            }
+        }
+        let mut conflicts = Vec::new();
+        for c in &state.conflicts {
+            conflicts.push(self.conflict(c, &state));
+        }
+        for (k, proof) in bundle.proofs().iter().enumerate() {
+            match proof.check() {
+                Ok(eq) if eq.case == self.case => {
+                    let ids = [EntryId::of(&proof.0), EntryId::of(&proof.1)];
+                    let name = self
+                        .name(&eq.author)
+                        .unwrap_or_else(|| eq.author.fingerprint());
+                    let held = ids.iter().find(|i| self.index_of.contains_key(i));
+                    conflicts.push(ConflictReport {
+                        kind: "equivocation",
+                        author: Some(eq.author),
+                        item: None,
+                        entries: ids.iter().map(|i| (*i, self.index_of.get(i).copied())).collect(),
+                        sentence: format!(
+                            "{name} signed two different entries as #{} of its history (proof {k} in the bundle): it showed different versions of its record to different agencies. {}",
+                            eq.seq,
+                            match held {
+                                Some(i) => format!("The record in this bundle follows entry {}.", &i.to_hex()[..12]),
+                                None => "Neither version is part of the record in this bundle.".into(),
+                            }
+                        ),
+                    });
+                }
+                Ok(eq) => {
+                    let detail = format!("proof {k} is about case {}, not this case", eq.case);
+                    self.bundle_problem(6, detail, None, None);
+                    if let Some(p) = self.problems.last_mut() {
+                        p.proof = Some(k);
+                    }
+                }
+                Err(e) => {
+                    self.bundle_problem(6, format!("proof {k}: {e}"), None, None);
+                    if let Some(p) = self.problems.last_mut() {
+                        p.proof = Some(k);
+                    }
+                }
+            }
+        }
+        let members = state
+            .members
+            .values()
+            .map(|m| {
+                let (disclosed, withheld) =
+                    self.per_author.get(&m.agency).copied().unwrap_or_default();
+                MemberReport {
+                    agency: m.agency,
+                    fingerprint: m.agency.fingerprint(),
+                    name: m.name.clone(),
+                    country: m.country.clone(),
+                    role: m.role,
+                    added_by: m.added_by,
+                    added_index: self.index_of.get(&m.added_by).copied(),
+                    removed_by: m.removed_by,
+                    removed_index: m.removed_by.and_then(|r| self.index_of.get(&r).copied()),
+                    disclosed,
+                    withheld,
+                    trust: self.trust_of(&m.agency),
+                }
+            })
+            .collect();
+        let items = self.items_report(&state);
+        let opened = state
+            .case
+            .and_then(|c| self.v.entry(&c))
+            .map(|g| (g.payload().time, g.author()));
+        Report {
+            case: self.case,
+            title: state.title.clone(),
+            reference: state.reference.clone(),
+            jurisdiction: state.jurisdiction.clone(),
+            tlp: state.tlp,
+            opened,
+            exporter: self.exporter,
+            signer: self.signer,
+            exporter_trust: self.trust_of(&self.exporter),
+            exported_at: self.exported_at,
+            selective: self.items.clone(),
+            signature_valid,
+            elements: bundle.len(),
+            disclosed: self.disclosed,
+            trust_checked: self.trust.is_some(),
+            listed: self.agencies.clone(),
+            members,
+            items,
+            conflicts,
+            withheld: std::mem::take(&mut self.withheld),
+            problems: std::mem::take(&mut self.problems),
+        }
+    }
+
+    fn check_agency_list(&mut self, state: &crate::state::CaseState) {
+        let mut diffs = Vec::new();
+        for m in state.members.values() {
+            match self.agencies.iter().find(|a| a.agency == m.agency) {
+                None => diffs.push(format!(
+                    "member {} ({}) is not listed",
+                    m.name,
+                    m.agency.fingerprint()
+                )),
+                Some(a) if a.name != m.name || a.country != m.country => diffs.push(format!(
+                    "{} is listed as {:?} ({}) but the case records {:?} ({})",
+                    m.agency.fingerprint(),
+                    a.name,
+                    a.country,
+                    m.name,
+                    m.country
+                )),
+                Some(_) => {}
+            }
+        }
+        for a in &self.agencies {
+            if !state.members.contains_key(&a.agency) {
+                diffs.push(format!(
+                    "{:?} ({}) is listed but is not a member of the case",
+                    a.name,
+                    a.agency.fingerprint()
+                ));
+            }
+        }
+        for d in diffs {
+            self.bundle_problem(5, d, None, None);
+        }
+    }
+
+    fn conflict(&self, c: &Conflict, state: &crate::state::CaseState) -> ConflictReport {
+        let name = |a: &AgencyId| self.name(a).unwrap_or_else(|| a.fingerprint());
+        let at = |id: &EntryId| (*id, self.index_of.get(id).copied());
+        let label = |i: &ItemId| match state.items.get(i).and_then(|x| x.exhibit.clone()) {
+            Some(x) => format!("{x} ({})", i.to_uuid_string()),
+            None => i.to_uuid_string(),
+        };
+        match c {
+            Conflict::Equivocation { author, seq, proof } => ConflictReport {
+                kind: "equivocation",
+                author: Some(*author),
+                item: None,
+                entries: proof
+                    .iter()
+                    .flat_map(|p| [EntryId::of(&p.0), EntryId::of(&p.1)])
+                    .map(|i| at(&i))
+                    .collect(),
+                sentence: format!(
+                    "{} signed two different entries as #{seq} of its history: it showed different versions of its record.",
+                    name(author)
+                ),
+            },
+            Conflict::DigestMismatch { entry, item, author } => ConflictReport {
+                kind: "digest-mismatch",
+                author: Some(*author),
+                item: Some(*item),
+                entries: vec![at(entry)],
+                sentence: format!(
+                    "{} recorded that the content of item {} no longer matched its registered digest: the item may have been altered or replaced.",
+                    name(author),
+                    label(item)
+                ),
+            },
+            Conflict::DuplicateRegistration { item, entry } => ConflictReport {
+                kind: "duplicate-registration",
+                author: None,
+                item: Some(*item),
+                entries: vec![at(entry)],
+                sentence: format!(
+                    "Item {} was registered twice, independently; the first registration is the item's record.",
+                    label(item)
+                ),
+            },
+            Conflict::DuplicateDigest { first, second, entry } => ConflictReport {
+                kind: "duplicate-digest",
+                author: None,
+                item: Some(*second),
+                entries: vec![at(entry)],
+                sentence: format!(
+                    "Items {} and {} have the same SHA-256 digest but are not recorded as copies of each other: the same content was registered twice.",
+                    label(first),
+                    label(second)
+                ),
+            },
+        }
+    }
+
+    fn items_report(&self, state: &crate::state::CaseState) -> Vec<ItemReport> {
+        let mut out: Vec<(usize, ItemReport)> = Vec::new();
+        for item in state.items.values() {
+            let Some(reg) = self.v.entry(&item.registered) else {
+                continue;
+            };
+            let Body::EvidenceRegistered(r) = &reg.payload().body else {
+                continue;
+            };
+            let mut timeline = vec![self.event(reg, "registered")];
+            if let Some(t) = timeline.first_mut() {
+                t.authority = r.authority.clone();
+                t.place = r.acquired.place.clone();
+                t.actor = Some(r.acquired.by.clone());
+                t.tool = r.acquired.tool.clone();
+            }
+            for id in &item.events {
+                if let Some(e) = self.v.entry(id) {
+                    if let Body::Custody(ev) = &e.payload().body {
+                        timeline.push(self.event(e, ev.action.as_str()));
+                    }
+                }
+            }
+            // Pair each transfer with its receipt.
+            let receipts: Vec<(EntryId, Receipt)> = timeline
+                .iter()
+                .filter_map(|e| {
+                    e.answers.map(|t| {
+                        (
+                            t,
+                            Receipt {
+                                entry: e.entry,
+                                index: e.index,
+                                author: e.author,
+                                time: e.time,
+                                accepted: e.accepted.unwrap_or(false),
+                            },
+                        )
+                    })
+                })
+                .collect();
+            for e in &mut timeline {
+                if e.action == CustodyAction::Transferred.as_str() {
+                    e.receipt = receipts
+                        .iter()
+                        .find(|(t, _)| *t == e.entry)
+                        .map(|(_, r)| r.clone());
+                }
+            }
+            let copies = state
+                .items
+                .values()
+                .filter(|x| x.derived_from == Some(item.id))
+                .map(|x| x.id)
+                .collect();
+            let index = self.index_of.get(&item.registered).copied().unwrap_or(0);
+            out.push((
+                index,
+                ItemReport {
+                    id: item.id,
+                    exhibit: item.exhibit.clone(),
+                    digests: item.digests.clone(),
+                    size: item.size,
+                    media_type: item.media_type.clone(),
+                    description: item.description.clone(),
+                    acquired: r.acquired.clone(),
+                    authority: r.authority.clone(),
+                    derived_from: item.derived_from,
+                    copies,
+                    holder: item.holder,
+                    in_transit: item.open_transfer,
+                    destroyed: item.destroyed,
+                    incomplete: item.incomplete,
+                    timeline,
+                },
+            ));
+        }
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, r)| r).collect()
+    }
+
+    fn event(&self, e: &Entry, action: &str) -> EventReport {
+        let p = e.payload();
+        let mut r = EventReport {
+            entry: e.id(),
+            index: self.index_of.get(&e.id()).copied(),
+            time: p.time,
+            author: p.author,
+            action: action.to_owned(),
+            to: None,
+            receipt: None,
+            answers: None,
+            accepted: None,
+            actor: None,
+            place: None,
+            purpose: None,
+            tool: None,
+            reason: None,
+            authority: None,
+            digest_matched: None,
+            copy: None,
+            tlp: p.tlp,
+            retracted: self
+                .v
+                .state()
+                .retracted
+                .get(&e.id())
+                .map(|(_, why)| why.clone()),
+        };
+        if let Body::Custody(ev) = &p.body {
+            r.to = ev.to;
+            r.answers = ev.transfer;
+            r.accepted = ev.accepted;
+            r.actor = ev.actor.clone();
+            r.place = ev.place.clone();
+            r.purpose = ev.purpose.clone();
+            r.tool = ev.tool.clone();
+            r.reason = ev.reason.clone();
+            r.digest_matched = ev.digest_matched;
+            r.copy = ev.copy;
+        }
+        r
+    }
+}
+
+/// Verifies a decoded bundle: replays every element, checks the
+/// exporter's signature, the bundle rules and the proofs, and returns the
+/// report. `trust` is the court's file of independently obtained keys.
+pub fn verify(bundle: &Bundle<'_>, trust: Option<&TrustList>) -> Report {
+    let mut v = Verifier::new(bundle, trust);
+    for e in bundle.elements() {
+        v.push(e);
+    }
+    v.finish(bundle)
+}
