@@ -169,6 +169,22 @@ pub enum BundleError {
     UnsupportedVersion(u64),
 }
 
+impl BundleError {
+    /// A short stable name for the kind of error (used by the test vectors).
+    pub fn class(&self) -> &'static str {
+        match self {
+            BundleError::Empty => "empty",
+            BundleError::NotABundle(_) => "not-a-bundle",
+            BundleError::Truncated { .. } => "truncated",
+            BundleError::Malformed { .. } => "malformed",
+            BundleError::NonCanonical { .. } => "non-canonical",
+            BundleError::Schema { .. } => "schema",
+            BundleError::TrailingBytes { .. } => "trailing-bytes",
+            BundleError::UnsupportedVersion(_) => "unsupported-version",
+        }
+    }
+}
+
 /// An agency as the bundle lists it: key, name and country.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BundleAgency {
@@ -415,6 +431,11 @@ impl<'a> Bundle<'a> {
         self.proof_count
     }
 
+    /// The signed payload bytes.
+    pub fn payload(&self) -> &'a [u8] {
+        &self.bytes[self.payload.clone()]
+    }
+
     /// The whole file.
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
@@ -650,7 +671,7 @@ fn describe_start(bytes: &[u8]) -> String {
     )
 }
 
-/// What a bundle holds besides its entries, for [`write`].
+/// What a bundle holds besides its entries, for [`write()`].
 #[derive(Debug, Clone)]
 pub struct Header {
     /// The case.

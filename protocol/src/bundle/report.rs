@@ -9,7 +9,7 @@
 //! problem, so one edited entry gives one problem at the source and a short
 //! list of consequences rather than a wall of unrelated-looking failures.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::body::{Acquisition, Body, CustodyAction, Digests, Role};
@@ -443,7 +443,7 @@ pub struct Verifier<'t> {
     next: usize,
     index_of: HashMap<EntryId, usize>,
     refused_ids: HashMap<EntryId, usize>,
-    refused_at: HashMap<(AgencyId, u64), usize>,
+    refused_at: HashMap<AgencyId, BTreeMap<u64, usize>>,
     first_unplaced: Option<usize>,
     first_refused: Option<usize>,
     per_author: HashMap<AgencyId, (usize, usize)>,
@@ -610,7 +610,8 @@ impl<'t> Verifier<'t> {
             match &kind {
                 RejectKind::SequenceGap { expected, found } if found > expected => claimed
                     .as_ref()
-                    .and_then(|c| self.refused_at.get(&(c.author, *expected)).copied())
+                    .and_then(|c| self.refused_at.get(&c.author))
+                    .and_then(|seqs| seqs.range(*expected..*found).next().map(|(_, r)| *r))
                     .or(self.first_unplaced),
                 RejectKind::UnknownReference { id, .. } => self
                     .refused_ids
@@ -636,7 +637,11 @@ impl<'t> Verifier<'t> {
         }
         match &claimed {
             Some(c) => {
-                self.refused_at.entry((c.author, c.seq)).or_insert(key);
+                self.refused_at
+                    .entry(c.author)
+                    .or_default()
+                    .entry(c.seq)
+                    .or_insert(key);
             }
             None => {
                 self.first_unplaced.get_or_insert(key);

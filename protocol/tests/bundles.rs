@@ -1,0 +1,714 @@
+//! Court bundles: round trip, tampering, byte flips, selective disclosure,
+//! and the bundle vectors of `spec/vectors/bundles.json`.
+//!
+//! `bundle_vectors` reads the committed vectors and never writes them. To
+//! regenerate them (after a deliberate format change), run
+//! `CUSTODIA_WRITE_BUNDLE_VECTORS=1 cargo test -p custodia-protocol --test bundles write_bundle_vectors`.
+
+mod common;
+
+use common::{key, lantern, Row, Sim, T0};
+use custodia_protocol::bundle::{self, Bundle, BundleAgency, Element, Header, Report, Rule};
+use custodia_protocol::*;
+use serde_json::{json, Value};
+
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/bundles.json");
+
+fn check(bytes: &[u8]) -> Result<Report, bundle::BundleError> {
+    Bundle::decode(bytes).map(|b| bundle::verify(&b, None))
+}
+
+fn header(sim: &Sim, items: Option<Vec<ItemId>>, proofs: Vec<EquivocationProof>) -> Header {
+    Header {
+        case: sim.case(),
+        items,
+        proofs,
+        agencies: sim
+            .v
+            .state()
+            .members
+            .values()
+            .map(|m| BundleAgency {
+                agency: m.agency,
+                name: m.name.clone(),
+                country: m.country.clone(),
+            })
+            .collect(),
+        exported_at: sim.export_time(),
+    }
+}
+
+/// Flips one byte inside element `index`'s text `needle`.
+fn edit_in_element(bundle: &[u8], sim: &Sim, index: usize, needle: &[u8]) -> Vec<u8> {
+    let Row::Entry(e) = &sim.rows[index] else {
+        panic!("element {index} is an entry")
+    };
+    let at = find(bundle, e.bytes()).expect("the entry is in the bundle");
+    let inner = find(e.bytes(), needle).expect("the text is in the entry");
+    let mut out = bundle.to_vec();
+    out[at + inner] ^= 0x20; // change the case of a letter: still valid CBOR
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Signs `payload` as a bundle under `signer`'s key, whatever it says.
+fn resign_payload(payload: &[u8], signer: &Identity) -> Vec<u8> {
+    let protected = bundle::bundle_protected_header(&signer.agency());
+    let bstr = |b: &[u8], out: &mut Vec<u8>| {
+        let n = b.len();
+        match n {
+            0..=23 => out.push(0x40 | n as u8),
+            24..=255 => out.extend_from_slice(&[0x58, n as u8]),
+            256..=65535 => {
+                out.push(0x59);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            _ => {
+                out.push(0x5A);
+                out.extend_from_slice(&(n as u32).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(b);
+    };
+    let mut tbs = vec![0x84, 0x6A];
+    tbs.extend_from_slice(b"Signature1");
+    bstr(&protected, &mut tbs);
+    tbs.push(0x40);
+    bstr(payload, &mut tbs);
+    let sig = signer.sign(&tbs);
+    let mut out = vec![0xD2, 0x84];
+    bstr(&protected, &mut out);
+    out.push(0xA0);
+    bstr(payload, &mut out);
+    bstr(&sig, &mut out);
+    out
+}
+
+/// (index, rule, class, caused_by) of every problem.
+fn summary(r: &Report) -> Vec<(Option<usize>, String, String, Option<usize>)> {
+    r.problems
+        .iter()
+        .map(|p| {
+            (
+                p.index,
+                p.rule.to_string(),
+                p.class.to_string(),
+                p.caused_by,
+            )
+        })
+        .collect()
+}
+
+fn roots(r: &Report) -> Vec<(Option<usize>, String, String)> {
+    r.problems
+        .iter()
+        .filter(|p| !p.is_consequence())
+        .map(|p| (p.index, p.rule.to_string(), p.class.to_string()))
+        .collect()
+}
+
+fn root(index: Option<usize>, rule: &str, class: &str) -> (Option<usize>, String, String) {
+    (index, rule.to_owned(), class.to_owned())
+}
+
+fn consequences(r: &Report) -> Vec<(usize, usize)> {
+    r.problems
+        .iter()
+        .filter_map(|p| Some((p.index?, p.caused_by?)))
+        .collect()
+}
+
+#[test]
+fn a_multi_agency_case_round_trips_to_a_valid_verdict() {
+    let l = lantern();
+    let bytes = l.sim.export(0, None);
+    let r = check(&bytes).expect("readable");
+    assert!(r.is_valid(), "{:#?}", r.problems);
+    assert!(r.signature_valid);
+    assert_eq!(r.title, "Operation Lantern");
+    assert_eq!(r.elements, l.sim.rows.len());
+    assert_eq!(r.disclosed, l.sim.rows.len());
+    assert_eq!(r.members.len(), 3);
+    assert!(r
+        .members
+        .iter()
+        .all(|m| m.trust == bundle::KeyTrust::NotChecked));
+    assert_eq!(r.items.len(), 3);
+    let phone = r.items.iter().find(|i| i.id == l.phone).expect("phone");
+    let actions: Vec<&str> = phone.timeline.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["registered", "transferred", "received", "examined"]
+    );
+    let receipt = phone.timeline[1].receipt.as_ref().expect("paired receipt");
+    assert_eq!(receipt.entry, phone.timeline[2].entry);
+    assert!(receipt.accepted);
+    assert_eq!(phone.holder, l.sim.id(0));
+    assert_eq!(phone.copies, vec![l.image]);
+    assert_eq!(
+        phone.timeline[0].authority.as_deref(),
+        Some("Warrant W-2026-17")
+    );
+    assert!(r.conflicts.is_empty() && r.withheld.is_empty());
+    assert!(r.verdict().starts_with("VALID"));
+}
+
+#[test]
+fn a_trust_file_confirms_keys() {
+    let l = lantern();
+    let bytes = l.sim.export(0, None);
+    let b = Bundle::decode(&bytes).expect("readable");
+    let trust = bundle::TrustList::parse(&format!(
+        "# keys confirmed by letter\n{} NBI\n{} BKA\n",
+        l.sim.id(0),
+        l.sim.id(1)
+    ))
+    .expect("trust file");
+    let r = bundle::verify(&b, Some(&trust));
+    assert!(r.is_valid());
+    let t: Vec<&bundle::KeyTrust> = r.members.iter().map(|m| &m.trust).collect();
+    assert_eq!(
+        t.iter()
+            .filter(|t| matches!(t, bundle::KeyTrust::Confirmed(_)))
+            .count(),
+        2
+    );
+    assert!(t.contains(&&bundle::KeyTrust::NotConfirmed));
+    assert_eq!(r.exporter_trust, bundle::KeyTrust::Confirmed("NBI".into()));
+}
+
+#[test]
+fn an_edited_entry_fails_at_that_entry_and_at_the_bundle_signature() {
+    let l = lantern();
+    let bytes = l.sim.export(0, None);
+    let edited = edit_in_element(&bytes, &l.sim, 3, b"Exhibit number");
+    let r = check(&edited).expect("still readable");
+    assert!(!r.is_valid());
+    assert_eq!(
+        roots(&r),
+        [
+            root(Some(3), "V8", "bad-signature"),
+            root(None, "B1", "bundle-signature")
+        ]
+    );
+    // Everything after it depends on it, and says so.
+    assert_eq!(
+        consequences(&r),
+        (4..l.sim.rows.len()).map(|i| (i, 3)).collect::<Vec<_>>()
+    );
+    assert!(r.problems[0].sentence.contains("signature"));
+    assert_eq!(r.problems[0].author, Some(l.sim.id(1)));
+    assert_eq!(
+        r.problems[0].author_name.as_deref(),
+        Some("BKA Cybercrime Unit")
+    );
+}
+
+#[test]
+fn a_reordered_bundle_fails_where_the_order_breaks() {
+    let l = lantern();
+    let mut el = l.sim.elements();
+    el.swap(4, 5);
+    let bytes = bundle::write(&l.sim.agencies[0].0, &header(&l.sim, None, vec![]), &el);
+    let r = check(&bytes).expect("readable");
+    assert_eq!(roots(&r), [root(Some(4), "V11", "sequence-gap")]);
+    assert!(
+        r.problems[0].sentence.contains("#1"),
+        "{}",
+        r.problems[0].sentence
+    );
+}
+
+#[test]
+fn a_missing_entry_is_found_from_both_sides() {
+    let l = lantern();
+    let mut el = l.sim.elements();
+    el.remove(5); // bravo's transfer of the phone
+    let bytes = bundle::write(&l.sim.agencies[0].0, &header(&l.sim, None, vec![]), &el);
+    let r = check(&bytes).expect("readable");
+    assert_eq!(
+        roots(&r),
+        [
+            root(Some(5), "V13", "unknown-reference"),
+            root(Some(10), "V11", "sequence-gap")
+        ]
+    );
+    assert_eq!(consequences(&r), [(6, 5), (7, 5), (8, 5), (9, 5), (11, 10)]);
+}
+
+#[test]
+fn a_bundle_re_signed_by_another_key_is_refused() {
+    let l = lantern();
+    let bytes = l.sim.export(0, None);
+    let payload = Bundle::decode(&bytes).expect("readable").payload().to_vec();
+    let mallory = key("mallory");
+    let r = check(&resign_payload(&payload, &mallory)).expect("readable");
+    assert_eq!(roots(&r), [root(None, "B2", "exporter-mismatch")]);
+    let el = l.sim.elements();
+    let as_mallory = bundle::write(&mallory, &header(&l.sim, None, vec![]), &el);
+    let r = check(&as_mallory).expect("readable");
+    assert_eq!(roots(&r), [root(None, "B4", "exporter-not-member")]);
+}
+
+#[test]
+fn equivocation_is_a_conflict_in_proofs_and_a_problem_in_entries() {
+    let mut l = lantern();
+    let Row::Entry(original) = l.sim.rows[4].clone() else {
+        panic!("an entry")
+    };
+    let mut p = original.payload().clone();
+    p.body = Body::Note(Note {
+        text: "a different history".into(),
+        item: None,
+    });
+    let other = Entry::sign(&l.sim.agencies[1].0, &p);
+    l.sim.proofs.push(EquivocationProof::new(&original, &other));
+    let r = check(&l.sim.export(0, None)).expect("readable");
+    assert!(r.is_valid(), "{:#?}", r.problems);
+    assert_eq!(r.conflicts.len(), 1);
+    assert_eq!(r.conflicts[0].kind, "equivocation");
+    assert_eq!(r.conflicts[0].author, Some(l.sim.id(1)));
+
+    let mut el = l.sim.elements();
+    el.insert(5, Element::Entry(other.bytes()));
+    let bytes = bundle::write(&l.sim.agencies[0].0, &header(&l.sim, None, vec![]), &el);
+    let r = check(&bytes).expect("readable");
+    assert_eq!(
+        summary(&r),
+        [(Some(5), "V10".into(), "equivocation".into(), None)]
+    );
+}
+
+#[test]
+fn every_prefix_of_a_bundle_is_unreadable_as_truncated() {
+    let mut s = Sim::new();
+    s.add(0, 1, Role::Investigator);
+    let bytes = s.export(0, None);
+    for n in 0..bytes.len() {
+        match Bundle::decode(&bytes[..n]) {
+            Err(bundle::BundleError::Truncated { at, .. }) => assert_eq!(at, n),
+            Err(bundle::BundleError::Empty) => assert_eq!(n, 0),
+            other => panic!("prefix of {n} bytes: {other:?}"),
+        }
+    }
+    assert!(Bundle::decode(&bytes).is_ok());
+}
+
+#[test]
+fn no_single_byte_flip_gives_a_valid_verdict() {
+    let mut s = Sim::new();
+    s.add(0, 1, Role::Investigator);
+    let item = s.register(1, 7, None);
+    let t = s.transfer(1, item, 0);
+    s.receive(0, &t, item);
+    let bytes = s.export(0, None);
+    assert!(check(&bytes).expect("readable").is_valid());
+    let mut unreadable = 0;
+    for i in 0..bytes.len() {
+        for mask in [0x01u8, 0x80] {
+            let mut b = bytes.clone();
+            b[i] ^= mask;
+            match check(&b) {
+                Err(_) => unreadable += 1,
+                Ok(r) => assert!(
+                    !r.is_valid(),
+                    "flipping byte {i} with {mask:#x} went unnoticed"
+                ),
+            }
+        }
+    }
+    assert!(unreadable > 0);
+}
+
+#[test]
+fn a_selective_bundle_verifies_and_discloses_nothing_of_other_items() {
+    let l = lantern();
+    for (chosen, others) in [
+        (vec![l.phone], vec![l.laptop, l.image]),
+        (vec![l.laptop], vec![l.phone, l.image]),
+        (vec![l.image], vec![l.laptop]),
+    ] {
+        let bytes = l.sim.export(0, Some(&chosen));
+        let r = check(&bytes).expect("readable");
+        assert!(r.is_valid(), "{chosen:?}: {:#?}", r.problems);
+        assert_eq!(r.selective.as_deref(), Some(&chosen[..]));
+        assert!(!r.withheld.is_empty());
+        assert!(r.items.iter().any(|i| i.id == chosen[0]));
+        for other in &others {
+            assert!(
+                find(&bytes, &other.0).is_none(),
+                "item {other:?} is named in the bundle for {chosen:?}"
+            );
+            assert!(r.items.iter().all(|i| i.id != *other));
+        }
+        // No entry about another item, and no note, is disclosed.
+        for row in &l.sim.rows {
+            let Row::Entry(e) = row else { continue };
+            let about_other = match &e.payload().body {
+                Body::EvidenceRegistered(x) => others.contains(&x.item),
+                Body::Custody(x) => others.contains(&x.item),
+                Body::Note(_) => true,
+                _ => false,
+            };
+            if about_other {
+                assert!(find(&bytes, e.bytes()).is_none());
+                assert!(r.withheld.iter().any(|w| w.id == e.id()));
+            }
+        }
+    }
+    // The image derives from the phone: its bundle discloses the phone's
+    // registration, and none of the phone's custody events.
+    let r = check(&l.sim.export(0, Some(&[l.image]))).expect("readable");
+    let phone = r.items.iter().find(|i| i.id == l.phone).expect("ancestor");
+    assert_eq!(phone.timeline.len(), 1);
+}
+
+#[test]
+fn a_selective_bundle_checks_every_item_it_names() {
+    let l = lantern();
+    let bytes = l.sim.export(0, Some(&[l.phone]));
+    let b = Bundle::decode(&bytes).expect("readable");
+    let mut h = header(&l.sim, Some(vec![l.phone, ItemId([0xEE; 16])]), vec![]);
+    if let Some(v) = h.items.as_mut() {
+        v.sort();
+    }
+    let el: Vec<Element<'_>> = b.elements().collect();
+    let r = check(&bundle::write(&l.sim.agencies[0].0, &h, &el)).expect("readable");
+    assert_eq!(roots(&r), [root(None, "B7", "selection")]);
+}
+
+#[test]
+fn other_files_are_not_bundles() {
+    let l = lantern();
+    let Row::Entry(g) = &l.sim.rows[0] else {
+        panic!()
+    };
+    let e = Bundle::decode(g.bytes()).expect_err("an entry is not a bundle");
+    assert!(e.to_string().contains("single Custodia entry"), "{e}");
+    let e = Bundle::decode(b"%PDF-1.7\n").expect_err("a PDF");
+    assert!(e.to_string().starts_with("not a Custodia bundle"), "{e}");
+    assert!(matches!(
+        Bundle::decode(b""),
+        Err(bundle::BundleError::Empty)
+    ));
+    let mut long = l.sim.export(0, None);
+    long.push(0);
+    assert!(matches!(
+        Bundle::decode(&long),
+        Err(bundle::BundleError::TrailingBytes { .. })
+    ));
+}
+
+#[test]
+fn every_rule_has_a_plain_sentence() {
+    let kinds = [
+        RejectKind::Oversize { size: 70_000 },
+        RejectKind::Malformed("x".into()),
+        RejectKind::NonCanonical("payload"),
+        RejectKind::BadHeader("x".into()),
+        RejectKind::UnsupportedVersion(2),
+        RejectKind::Schema("x".into()),
+        RejectKind::AuthorMismatch {
+            payload: AgencyId([1; 32]),
+            kid: AgencyId([2; 32]),
+        },
+        RejectKind::BadSignature,
+        RejectKind::WrongCase("x".into()),
+        RejectKind::Equivocation {
+            seq: 4,
+            existing: None,
+            proof: None,
+        },
+        RejectKind::SequenceGap {
+            expected: 3,
+            found: 5,
+        },
+        RejectKind::PrevMismatch { seq: 8 },
+        RejectKind::UnknownReference {
+            id: EntryId([3; 32]),
+            why: "not a known entry of this case",
+        },
+        RejectKind::NotAMember(AgencyId([1; 32])),
+        RejectKind::NotAuthorized("observer".into()),
+        RejectKind::CustodyViolation("not the holder".into()),
+        RejectKind::TimeViolation {
+            time: T0,
+            predecessor: EntryId([4; 32]),
+            predecessor_time: T0 + 3_600_000,
+        },
+        RejectKind::FromTheFuture {
+            time: T0 + 86_400_000,
+            now: T0,
+        },
+    ];
+    for k in &kinds {
+        let s = bundle::explain(k, Some(9));
+        assert!(s.len() > 40 && s.ends_with('.'), "{k:?}: {s}");
+        assert!(!s.contains("CBOR") && !s.contains("COSE"), "{s}");
+    }
+    assert!(bundle::explain(&kinds[11], Some(8)).contains("entry #7"));
+    assert!(bundle::explain(&kinds[10], None).contains("#3 to #4"));
+    for n in 1..=7 {
+        assert!(bundle::explain_bundle_rule(Rule::Bundle(n), "d").ends_with('.'));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Vectors
+
+struct Vector {
+    name: &'static str,
+    description: &'static str,
+    bundle: Vec<u8>,
+    /// "valid", "invalid" or "unreadable".
+    expect: &'static str,
+    /// For unreadable: the error class.
+    error: Option<&'static str>,
+    /// Root problems, declared from the tampering applied.
+    roots: Vec<(Option<usize>, String, String)>,
+    /// Consequences: (index, caused_by), declared likewise.
+    consequences: Vec<(usize, usize)>,
+    conflicts: usize,
+}
+
+fn vector_set() -> (Vec<(String, AgencyId)>, Vec<Vector>) {
+    let l = lantern();
+    let sim = &l.sim;
+    let full = sim.export(0, None);
+    let n = sim.rows.len();
+    let mut out = Vec::new();
+    let valid = |name, description, bundle, conflicts| Vector {
+        name,
+        description,
+        bundle,
+        expect: "valid",
+        error: None,
+        roots: vec![],
+        consequences: vec![],
+        conflicts,
+    };
+    out.push(valid(
+        "valid-whole-case",
+        "Three agencies, three items, a transfer with its receipt, a witness; exported whole by the lead agency.",
+        full.clone(),
+        0,
+    ));
+    out.push(valid(
+        "valid-selective-one-item",
+        "The same case exported for one item (the phone): every other entry is a withheld marker.",
+        sim.export(0, Some(&[l.phone])),
+        0,
+    ));
+    out.push(valid(
+        "valid-selective-derived-item",
+        "Exported for the image, which derives from the phone: the phone's registration is disclosed, not its custody.",
+        sim.export(2, Some(&[l.image])),
+        0,
+    ));
+    out.push(Vector {
+        name: "edited-entry-byte",
+        description: "One letter of element 3's description changed case: element 3 fails its signature, everything after it depends on it, and the exporter's signature fails.",
+        bundle: edit_in_element(&full, sim, 3, b"Exhibit number"),
+        expect: "invalid",
+        error: None,
+        roots: vec![root(Some(3), "V8", "bad-signature"), root(None, "B1", "bundle-signature")],
+        consequences: (4..n).map(|i| (i, 3)).collect(),
+        conflicts: 0,
+    });
+    out.push(Vector {
+        name: "truncated",
+        description: "The whole-case bundle cut in half.",
+        bundle: full[..full.len() / 2].to_vec(),
+        expect: "unreadable",
+        error: Some("truncated"),
+        roots: vec![],
+        consequences: vec![],
+        conflicts: 0,
+    });
+    let mut el = sim.elements();
+    el.swap(4, 5);
+    let mut reordered = bundle::write(&sim.agencies[0].0, &header(sim, None, vec![]), &el);
+    // Keep the original signature: the reordering is not the exporter's.
+    let sig_at = reordered.len() - 64;
+    reordered[sig_at..].copy_from_slice(&full[full.len() - 64..]);
+    out.push(Vector {
+        name: "reordered-entries",
+        description: "Elements 4 and 5 swapped after export: element 4 comes before the entry it follows, and the exporter's signature fails.",
+        bundle: reordered,
+        expect: "invalid",
+        error: None,
+        roots: vec![root(Some(4), "V11", "sequence-gap"), root(None, "B1", "bundle-signature")],
+        consequences: (6..n).map(|i| (i, 4)).collect(),
+        conflicts: 0,
+    });
+    let payload = Bundle::decode(&full).expect("readable").payload().to_vec();
+    let mallory = key("mallory");
+    out.push(Vector {
+        name: "re-signed-by-another-key",
+        description: "The payload re-signed by key mallory, who is not the exporter it names.",
+        bundle: resign_payload(&payload, &mallory),
+        expect: "invalid",
+        error: None,
+        roots: vec![root(None, "B2", "exporter-mismatch")],
+        consequences: vec![],
+        conflicts: 0,
+    });
+    out.push(Vector {
+        name: "re-signed-as-exporter-by-a-non-member",
+        description:
+            "The same entries exported and signed by mallory, who is not a member of the case.",
+        bundle: bundle::write(&mallory, &header(sim, None, vec![]), &sim.elements()),
+        expect: "invalid",
+        error: None,
+        roots: vec![root(None, "B4", "exporter-not-member")],
+        consequences: vec![],
+        conflicts: 0,
+    });
+    let mut el = sim.elements();
+    el.remove(5);
+    out.push(Vector {
+        name: "missing-entry",
+        description: "Element 5 (bravo's transfer, bravo #2) left out by the exporter, neither disclosed nor withheld: the receipt's reference and bravo's next entry both fail.",
+        bundle: bundle::write(&sim.agencies[0].0, &header(sim, None, vec![]), &el),
+        expect: "invalid",
+        error: None,
+        roots: vec![root(Some(5), "V13", "unknown-reference"), root(Some(10), "V11", "sequence-gap")],
+        consequences: vec![(6, 5), (7, 5), (8, 5), (9, 5), (11, 10)],
+        conflicts: 0,
+    });
+    let Row::Entry(original) = sim.rows[4].clone() else {
+        panic!("an entry")
+    };
+    let mut p = original.payload().clone();
+    p.body = Body::Note(Note {
+        text: "a different history".into(),
+        item: None,
+    });
+    let other = Entry::sign(&sim.agencies[1].0, &p);
+    let proof = EquivocationProof::new(&original, &other);
+    out.push(valid(
+        "equivocating-author-proof",
+        "Bravo signed two different entries as its #1; the bundle carries the proof. The record verifies and reports the conflict.",
+        bundle::write(&sim.agencies[0].0, &header(sim, None, vec![proof]), &sim.elements()),
+        1,
+    ));
+    let mut el = sim.elements();
+    el.insert(5, Element::Entry(other.bytes()));
+    out.push(Vector {
+        name: "equivocating-author-in-entries",
+        description: "Both of bravo's #1 entries in the entries list: the second fails V10 (and is recorded as a conflict).",
+        bundle: bundle::write(&sim.agencies[0].0, &header(sim, None, vec![]), &el),
+        expect: "invalid",
+        error: None,
+        roots: vec![root(Some(5), "V10", "equivocation")],
+        consequences: vec![],
+        conflicts: 1,
+    });
+    let Row::Entry(g) = &sim.rows[0] else {
+        panic!()
+    };
+    out.push(Vector {
+        name: "not-a-bundle-single-entry",
+        description: "A single entry (the genesis) given instead of a bundle.",
+        bundle: g.bytes().to_vec(),
+        expect: "unreadable",
+        error: Some("not-a-bundle"),
+        roots: vec![],
+        consequences: vec![],
+        conflicts: 0,
+    });
+    let keys = ["alpha", "bravo", "charlie", "mallory"]
+        .iter()
+        .map(|k| (k.to_string(), key(k).agency()))
+        .collect();
+    (keys, out)
+}
+
+fn problems_json(r: &Report) -> Value {
+    Value::Array(
+        r.problems
+            .iter()
+            .map(|p| {
+                json!({"index": p.index, "rule": p.rule.to_string(), "class": p.class, "caused_by": p.caused_by})
+            })
+            .collect(),
+    )
+}
+
+/// Regenerates `spec/vectors/bundles.json`; runs only when asked to.
+#[test]
+fn write_bundle_vectors() {
+    if std::env::var_os("CUSTODIA_WRITE_BUNDLE_VECTORS").is_none() {
+        return;
+    }
+    let (keys, vectors) = vector_set();
+    let mut list = Vec::new();
+    for v in &vectors {
+        // Each vector's declared outcome must hold before it is written.
+        let mut item = json!({
+            "name": v.name,
+            "description": v.description,
+            "bundle": hex::encode(&v.bundle),
+            "expect": v.expect,
+        });
+        match check(&v.bundle) {
+            Err(e) => {
+                assert_eq!(Some(e.class()), v.error, "{}", v.name);
+                item["error"] = json!(e.class());
+            }
+            Ok(r) => {
+                assert_eq!(
+                    r.is_valid(),
+                    v.expect == "valid",
+                    "{}: {:#?}",
+                    v.name,
+                    r.problems
+                );
+                assert_eq!(roots(&r), v.roots, "{}", v.name);
+                assert_eq!(consequences(&r), v.consequences, "{}", v.name);
+                assert_eq!(r.conflicts.len(), v.conflicts, "{}", v.name);
+                item["problems"] = problems_json(&r);
+                item["conflicts"] = json!(r.conflicts.len());
+                item["withheld"] = json!(r.withheld.len());
+                item["disclosed"] = json!(r.disclosed);
+            }
+        }
+        list.push(item);
+    }
+    let doc = json!({
+        "format": "custodia-bundle-vectors/1",
+        "description": "Court bundles (SPEC.md section 10): valid and tampered, with the expected outcome. See README.md.",
+        "keys": keys.iter().map(|(k, a)| (k.clone(), json!(a.to_hex()))).collect::<serde_json::Map<_, _>>(),
+        "exported_at_note": "each bundle is verified as of its own exported-at",
+        "vectors": list,
+    });
+    let text = serde_json::to_string_pretty(&doc).expect("json") + "\n";
+    std::fs::write(VECTORS, text).expect("writes the vectors");
+}
+
+#[test]
+fn bundle_vectors() {
+    let text = std::fs::read_to_string(VECTORS).expect("spec/vectors/bundles.json is readable");
+    let doc: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(doc["format"], "custodia-bundle-vectors/1");
+    let vectors = doc["vectors"].as_array().expect("vectors");
+    assert!(vectors.len() >= 10);
+    for v in vectors {
+        let name = v["name"].as_str().expect("name");
+        let bytes = hex::decode(v["bundle"].as_str().expect("hex")).expect("hex");
+        match (check(&bytes), v["expect"].as_str().expect("expect")) {
+            (Err(e), "unreadable") => assert_eq!(e.class(), v["error"], "{name}"),
+            (Ok(r), want @ ("valid" | "invalid")) => {
+                assert_eq!(r.is_valid(), want == "valid", "{name}: {:#?}", r.problems);
+                assert_eq!(problems_json(&r), v["problems"], "{name}");
+                assert_eq!(json!(r.conflicts.len()), v["conflicts"], "{name}");
+                assert_eq!(json!(r.withheld.len()), v["withheld"], "{name}");
+                assert_eq!(json!(r.disclosed), v["disclosed"], "{name}");
+            }
+            (got, want) => panic!("{name}: expected {want}, got {got:?}"),
+        }
+    }
+}
