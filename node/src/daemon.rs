@@ -780,9 +780,8 @@ async fn handle(
                     move |s, _| {
                         let v = s.case(&case);
                         ids.iter().all(|id| {
-                            v.and_then(|v| v.entry(id)).is_none_or(|e| {
-                                matches!(e.payload().body, Body::Witness(_)) || e.author() == me
-                            })
+                            v.and_then(|v| v.meta(id))
+                                .is_none_or(|m| m.witness || m.author == me)
                         })
                     }
                 })
@@ -841,7 +840,13 @@ async fn broadcast_proof(
                     && visible.iter().all(|b| {
                         custodia_protocol::Entry::decode_unverified(b)
                             .map(|u| u.assume_verified())
-                            .is_ok_and(|e| may_see(v, &e, &peer))
+                            .is_ok_and(|e| {
+                                if v.knows(&e.id()) {
+                                    v.may_see(&e.id(), &peer)
+                                } else {
+                                    e.visible_to(&peer)
+                                }
+                            })
                     })
             })
         })
@@ -857,25 +862,6 @@ async fn broadcast_proof(
                 .await;
         }
     }
-}
-
-/// Whether `peer` may see the content of `e`: RED entries (after handling
-/// changes) only reach their author and addressees; an entry that changes
-/// the handling of, or retracts, an entry the peer may not see travels
-/// withheld too (the peer could not validate it).
-fn may_see(
-    v: &custodia_protocol::Validator,
-    e: &custodia_protocol::Entry,
-    peer: &AgencyId,
-) -> bool {
-    let (tlp, to) = v.state().effective_tlp(e);
-    let own = tlp != Tlp::Red || e.author() == *peer || to.is_some_and(|t| t.contains(peer));
-    let target = match &e.payload().body {
-        Body::HandlingChanged(h) => Some(h.entry),
-        Body::Retracted(r) => Some(r.entry),
-        _ => None,
-    };
-    own && target.is_none_or(|t| v.entry(&t).is_some_and(|te| may_see(v, te, peer)))
 }
 
 /// Sends our heads again for cases whose refused entries are due to be
@@ -992,9 +978,9 @@ async fn pump(
                         continue;
                     }
                     next.insert(row.author, row.seq + 1);
-                    let visible = v.entry(&row.id).filter(|e| may_see(v, e, &peer));
+                    let visible = v.may_see(&row.id, &peer);
                     items.push(match (visible, row.bytes) {
-                        (Some(_), Some(bytes)) => SyncItem::Entry(bytes),
+                        (true, Some(bytes)) => SyncItem::Entry(bytes),
                         _ => SyncItem::Withheld(custodia_protocol::WithheldPosition {
                             author: row.author,
                             seq: row.seq,

@@ -910,7 +910,8 @@ impl Local {
                     if !e.to_hex().starts_with(&w) {
                         continue;
                     }
-                    let transferred = v.and_then(|v| v.entry(e)).is_some_and(|e| {
+                    let _ = v;
+                    let transferred = self.store.entry(e).ok().flatten().is_some_and(|e| {
                         matches!(&e.payload().body, Body::Custody(ev) if ev.action == CustodyAction::Transferred)
                     });
                     if transferred {
@@ -1063,13 +1064,20 @@ impl Local {
         let rows = self.store.rows_after(case, 0, usize::MAX >> 1)?;
         Ok(rows
             .into_iter()
-            .map(|r| match v.entry(&r.id) {
-                Some(e) => TimelineRow::Entry(e.clone()),
-                None => TimelineRow::Withheld(WithheldPosition {
-                    author: r.author,
-                    seq: r.seq,
-                    id: r.id,
-                }),
+            .filter(|r| v.knows(&r.id))
+            .map(|r| {
+                match r
+                    .bytes
+                    .as_deref()
+                    .and_then(|b| Entry::decode_unverified(b).ok())
+                {
+                    Some(e) => TimelineRow::Entry(e.assume_verified()),
+                    None => TimelineRow::Withheld(WithheldPosition {
+                        author: r.author,
+                        seq: r.seq,
+                        id: r.id,
+                    }),
+                }
             })
             .collect())
     }

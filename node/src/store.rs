@@ -303,7 +303,7 @@ impl Store {
             return Err("an id column is not 32 bytes".into());
         };
         let (id, case) = (EntryId(id), EntryId(case));
-        let validator = self.cases.entry(case).or_default();
+        let validator = self.cases.entry(case).or_insert_with(Validator::lean);
         let result = match bytes {
             None => validator.apply_withheld(WithheldPosition {
                 author: AgencyId(author),
@@ -461,7 +461,7 @@ impl Store {
                 };
                 let entry = Entry::sign(me, &payload);
                 let c = entry.case_id();
-                let v = self.cases.entry(c).or_default();
+                let v = self.cases.entry(c).or_insert_with(Validator::lean);
                 v.apply(&entry, now_ms).map_err(StoreError::Refused)?;
                 self.insert_row(&entry, now_ms)?;
                 case = Some(c);
@@ -622,7 +622,7 @@ impl Store {
                             });
                             continue;
                         }
-                        let v = self.cases.entry(*case).or_default();
+                        let v = self.cases.entry(*case).or_insert_with(Validator::lean);
                         match v.apply(&entry, now_ms) {
                             Ok(Applied::Duplicate) => {
                                 out.duplicates += 1;
@@ -634,12 +634,19 @@ impl Store {
                                 out.positions.push((entry.author(), entry.seq()));
                             }
                             Err(r) => {
+                                // Two entries for one position: the proof is
+                                // built from the entry held (read back from
+                                // the store) and the one just offered.
                                 if let RejectKind::Equivocation {
-                                    proof: Some(proof), ..
+                                    existing: Some(existing),
+                                    ..
                                 } = &r.kind
                                 {
-                                    if self.insert_proof(case, proof)? {
-                                        out.proofs.push((**proof).clone());
+                                    if let Some(first) = self.entry(existing)? {
+                                        let proof = EquivocationProof::new(&first, &entry);
+                                        if self.insert_proof(case, &proof)? {
+                                            out.proofs.push(proof);
+                                        }
                                     }
                                 }
                                 out.refused.push(r);
@@ -770,14 +777,36 @@ impl Store {
         Ok(out)
     }
 
-    /// Every stored entry of a case, decoded, in dependency order.
+    /// Every stored entry of a case, decoded, in dependency order (withheld
+    /// positions and damaged rows left out).
     pub fn entries(&self, case: &CaseId) -> Result<Vec<Entry>, StoreError> {
         let v = self.cases.get(case).ok_or(StoreError::UnknownCase(*case))?;
         let rows = self.rows_after(case, 0, usize::MAX >> 1)?;
         Ok(rows
-            .iter()
-            .filter_map(|r| v.entry(&r.id).cloned())
+            .into_iter()
+            .filter(|r| v.knows(&r.id))
+            .filter_map(|r| r.bytes)
+            .filter_map(|b| Entry::decode_unverified(&b).ok())
+            .map(custodia_protocol::Unverified::assume_verified)
             .collect())
+    }
+
+    /// One stored entry by id (None if absent or withheld here). Its
+    /// bytes must still hash to its id.
+    pub fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        let bytes: Option<Option<Vec<u8>>> = self
+            .conn
+            .prepare_cached("SELECT bytes FROM entries WHERE id = ?1")
+            .and_then(|mut s| {
+                s.query_row(params![&id.0[..]], |r| r.get::<_, Option<Vec<u8>>>(0))
+                    .optional()
+            })
+            .map_err(|e| self.sql(e))?;
+        Ok(bytes
+            .flatten()
+            .filter(|b| EntryId::of(b) == *id)
+            .and_then(|b| Entry::decode_unverified(&b).ok())
+            .map(custodia_protocol::Unverified::assume_verified))
     }
 
     /// Counts the rows of a store file without loading it (a cheap look
@@ -873,7 +902,7 @@ impl Store {
                 continue;
             };
             let (id, case, author) = (EntryId(id), EntryId(case), AgencyId(author));
-            let v = fresh.entry(case).or_default();
+            let v = fresh.entry(case).or_insert_with(Validator::lean);
             match bytes {
                 None => {
                     if let Err(r) = v.apply_withheld(WithheldPosition {

@@ -87,6 +87,9 @@ pub enum RejectKind {
     Equivocation {
         /// The sequence number.
         seq: u64,
+        /// The entry already held at that position, when there is one (a
+        /// store can build the proof from its bytes).
+        existing: Option<EntryId>,
         /// The proof, when both entries are at hand (a withheld position
         /// contradicted by a relay gives no signed proof).
         proof: Option<Box<EquivocationProof>>,

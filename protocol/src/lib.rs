@@ -45,7 +45,9 @@ pub use sync::{
     Message, SyncError, MAX_BATCH, MAX_FRAME, MAX_HEADS, MAX_UNACKED_BATCHES, SYNC_VERSIONS,
 };
 pub use tlp::Tlp;
-pub use validate::{Applied, Validator, SKEW_MS};
+pub use validate::{Applied, EntryMeta, Validator, SKEW_MS};
+
+pub mod utc;
 
 /// CBOR helpers shared with the node crate (sync messages, bundles), so the
 /// whole project speaks CBOR through one module.

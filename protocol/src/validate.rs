@@ -16,6 +16,7 @@ use crate::equivocation::EquivocationProof;
 use crate::error::{wrong_case, RejectKind, Rejection};
 use crate::ids::{AgencyId, CaseId, EntryId};
 use crate::state::{CaseState, Conflict, WithheldPosition};
+use crate::tlp::Tlp;
 
 /// Allowed clock skew, in milliseconds (5 minutes).
 pub const SKEW_MS: u64 = 300_000;
@@ -32,16 +33,61 @@ pub enum Applied {
 }
 
 /// A vector clock: for each author index, 1 + the highest sequence number
-/// in the causal past (0: nothing of that author).
+/// in the causal past (0: nothing of that author). Stored per entry *without*
+/// the entry's own slot (see [`Known::clock_at`]), so consecutive entries of
+/// one author that saw nothing new share one allocation.
 type Clock = Arc<Vec<u64>>;
 
+/// What the validator keeps of a known entry: enough to evaluate every rule
+/// and to decide visibility, without the entry itself (a node holding a
+/// million entries keeps about a hundred bytes for each). The full entry is
+/// kept only by a validator made with [`Validator::new`].
 #[derive(Debug, Clone)]
 struct Known {
-    author: usize,
+    author: u32,
     seq: u64,
-    clock: Clock,
-    /// None for a withheld position.
+    /// Asserted time; None for a withheld position.
+    time: Option<u64>,
+    tlp: Tlp,
+    to: Option<Arc<[AgencyId]>>,
+    /// The earlier entry a handling change or retraction is about.
+    target: Option<Box<EntryId>>,
+    witness: bool,
+    base: Clock,
     entry: Option<Entry>,
+}
+
+impl Known {
+    fn withheld(&self) -> bool {
+        self.time.is_none()
+    }
+
+    /// Merges this entry's clock into `into`.
+    fn merge_into(&self, into: &mut Vec<u64>) {
+        merge(into, &self.base);
+        let a = self.author as usize;
+        if into.len() <= a {
+            into.resize(a + 1, 0);
+        }
+        into[a] = into[a].max(self.seq + 1);
+    }
+}
+
+/// What a validator knows of an entry, for callers (serving, reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// The author.
+    pub author: AgencyId,
+    /// The sequence number.
+    pub seq: u64,
+    /// The asserted time; None for a withheld position.
+    pub time: Option<u64>,
+    /// The entry's own handling label.
+    pub tlp: Tlp,
+    /// Its recipients, for RED.
+    pub to: Option<Vec<AgencyId>>,
+    /// Whether it is a witness.
+    pub witness: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -50,7 +96,17 @@ struct MembershipEvent {
     added: Option<Role>,
     author: usize,
     seq: u64,
-    clock: Clock,
+    base: Clock,
+}
+
+impl MembershipEvent {
+    fn clock_at(&self, x: usize) -> u64 {
+        if x == self.author {
+            self.seq + 1
+        } else {
+            self.base.get(x).copied().unwrap_or(0)
+        }
+    }
 }
 
 /// Validates the entries of one case and derives its state.
@@ -60,15 +116,67 @@ pub struct Validator {
     authors: Vec<AgencyId>,
     author_index: HashMap<AgencyId, usize>,
     known: HashMap<EntryId, Known>,
-    positions: HashMap<(usize, u64), EntryId>,
-    next_seq: Vec<u64>,
+    /// Each author's chain: the id at every sequence number.
+    chains: Vec<Vec<EntryId>>,
     membership: HashMap<AgencyId, Vec<MembershipEvent>>,
+    lean: bool,
 }
 
 impl Validator {
     /// A validator for a case not yet opened: it accepts a genesis first.
+    /// It keeps every accepted entry ([`Validator::entry`]).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A validator that keeps only what the rules need of each entry (about
+    /// a hundred bytes), not the entries: for nodes, which have the entries
+    /// in their store, and for verifying large bundles. [`Validator::entry`]
+    /// returns None; [`Validator::meta`] answers.
+    pub fn lean() -> Self {
+        Validator {
+            lean: true,
+            ..Self::default()
+        }
+    }
+
+    /// What is known of an entry (accepted or withheld).
+    pub fn meta(&self, id: &EntryId) -> Option<EntryMeta> {
+        self.known.get(id).map(|k| EntryMeta {
+            author: self.authors[k.author as usize],
+            seq: k.seq,
+            time: k.time,
+            tlp: k.tlp,
+            to: k.to.as_deref().map(<[AgencyId]>::to_vec),
+            witness: k.witness,
+        })
+    }
+
+    /// Whether `agency` may see the content of an accepted entry (SPEC.md
+    /// §7): a RED entry, after handling changes, only reaches its author and
+    /// addressees; a handling change or retraction of an entry the agency
+    /// may not see is not shown either. False for unknown or withheld ids.
+    pub fn may_see(&self, id: &EntryId, agency: &AgencyId) -> bool {
+        self.may_see_depth(id, agency, 0)
+    }
+
+    fn may_see_depth(&self, id: &EntryId, agency: &AgencyId, depth: u8) -> bool {
+        let Some(k) = self.known.get(id) else {
+            return false;
+        };
+        if k.withheld() || depth > 8 {
+            return false;
+        }
+        let author = self.authors[k.author as usize];
+        let (tlp, to) = match self.state.handling.get(id) {
+            Some((t, to)) => (*t, to.as_deref()),
+            None => (k.tlp, k.to.as_deref()),
+        };
+        let own = tlp != Tlp::Red || author == *agency || to.is_some_and(|t| t.contains(agency));
+        own && k
+            .target
+            .as_deref()
+            .is_none_or(|t| self.may_see_depth(t, agency, depth + 1))
     }
 
     /// The case id, once the genesis is accepted.
@@ -94,26 +202,35 @@ impl Validator {
     /// The id at an author's position, if known.
     pub fn at(&self, author: &AgencyId, seq: u64) -> Option<EntryId> {
         let a = *self.author_index.get(author)?;
-        self.positions.get(&(a, seq)).copied()
+        self.chains[a].get(usize::try_from(seq).ok()?).copied()
+    }
+
+    fn at_index(&self, a: usize, seq: u64) -> Option<EntryId> {
+        self.chains
+            .get(a)
+            .and_then(|c| c.get(usize::try_from(seq).ok()?))
+            .copied()
     }
 
     /// The next sequence number expected of an author (0 if none known).
     pub fn next_seq(&self, author: &AgencyId) -> u64 {
         self.author_index
             .get(author)
-            .map_or(0, |&a| self.next_seq[a])
+            .map_or(0, |&a| self.chains[a].len() as u64)
+    }
+
+    fn all_clock(&self) -> Vec<u64> {
+        self.chains.iter().map(|c| c.len() as u64).collect()
     }
 
     /// Whether the agency is a current member (on everything accepted).
     pub fn is_member(&self, agency: &AgencyId) -> bool {
-        let all: Vec<u64> = self.next_seq.clone();
-        self.role_in(agency, &all).is_some()
+        self.role_in(agency, &self.all_clock()).is_some()
     }
 
     /// The agency's role on everything accepted so far.
     pub fn role(&self, agency: &AgencyId) -> Option<Role> {
-        let all: Vec<u64> = self.next_seq.clone();
-        self.role_in(agency, &all)
+        self.role_in(agency, &self.all_clock())
     }
 
     /// Validates an entry and, if it passes, accepts it (rules V9–V18; the
@@ -148,18 +265,19 @@ impl Validator {
         // position (a lying withheld marker) is refused too.
         let author_idx = self.author_index.get(&p.author).copied();
         if let Some(k) = self.known.get(&id) {
-            if Some(k.author) != author_idx || k.seq != p.seq {
+            if Some(k.author as usize) != author_idx || k.seq != p.seq {
                 return Err(fail(RejectKind::Equivocation {
                     seq: p.seq,
+                    existing: None,
                     proof: None,
                 }));
             }
         }
         let mut revealing = false;
         if let Some(a) = author_idx {
-            if let Some(existing) = self.positions.get(&(a, p.seq)).copied() {
+            if let Some(existing) = self.at_index(a, p.seq) {
                 if existing == id {
-                    if self.known.get(&id).is_some_and(|k| k.entry.is_some()) {
+                    if self.known.get(&id).is_some_and(|k| !k.withheld()) {
                         return Ok(Applied::Duplicate);
                     }
                     revealing = true;
@@ -172,14 +290,18 @@ impl Validator {
                         seq: p.seq,
                         proof: proof.as_deref().cloned(),
                     });
-                    return Err(fail(RejectKind::Equivocation { seq: p.seq, proof }));
+                    return Err(fail(RejectKind::Equivocation {
+                        seq: p.seq,
+                        existing: Some(existing),
+                        proof,
+                    }));
                 }
             }
         }
 
         // V11, V12: the author's chain.
         if !revealing {
-            let expected = author_idx.map_or(0, |a| self.next_seq[a]);
+            let expected = author_idx.map_or(0, |a| self.chains[a].len() as u64);
             if p.seq != expected {
                 return Err(fail(RejectKind::SequenceGap {
                     expected,
@@ -188,8 +310,8 @@ impl Validator {
             }
         }
         if let Some(prev) = p.prev {
-            let at = author_idx.and_then(|a| self.positions.get(&(a, p.seq - 1)));
-            if at != Some(&prev) {
+            let at = author_idx.and_then(|a| self.at_index(a, p.seq - 1));
+            if at != Some(prev) {
                 return Err(fail(RejectKind::PrevMismatch { seq: p.seq }));
             }
         }
@@ -203,7 +325,7 @@ impl Validator {
                         why: "not a known entry of this case",
                     }))
                 }
-                Some(k) if self.authors[k.author] == p.author => {
+                Some(k) if self.authors[k.author as usize] == p.author => {
                     return Err(fail(RejectKind::UnknownReference {
                         id: *r,
                         why: "refs name other authors' entries; the own chain is linked by prev",
@@ -217,7 +339,7 @@ impl Validator {
                 let ok = self
                     .known
                     .get(&h.2)
-                    .is_some_and(|k| self.authors[k.author] == h.0 && k.seq == h.1);
+                    .is_some_and(|k| self.authors[k.author as usize] == h.0 && k.seq == h.1);
                 if !ok {
                     return Err(fail(RejectKind::UnknownReference {
                         id: h.2,
@@ -231,7 +353,7 @@ impl Validator {
         let mut clock: Vec<u64> = vec![0; self.authors.len()];
         for parent in p.prev.iter().chain(&p.refs) {
             if let Some(k) = self.known.get(parent) {
-                merge(&mut clock, &k.clock);
+                k.merge_into(&mut clock);
             }
         }
 
@@ -256,8 +378,7 @@ impl Validator {
 
         // V17: not before a causal predecessor (beyond the skew).
         for parent in p.prev.iter().chain(&p.refs) {
-            if let Some(pe) = self.entry(parent) {
-                let pt = pe.payload().time;
+            if let Some(pt) = self.known.get(parent).and_then(|k| k.time) {
                 if p.time.saturating_add(SKEW_MS) < pt {
                     return Err(fail(RejectKind::TimeViolation {
                         time: p.time,
@@ -278,30 +399,48 @@ impl Validator {
         // Accept.
         let a = self.intern(p.author);
         clock.resize(self.authors.len(), 0);
-        clock[a] = clock[a].max(p.seq + 1);
-        let clock: Clock = Arc::new(clock);
+        clock[a] = 0;
+        let base: Clock = match p
+            .seq
+            .checked_sub(1)
+            .and_then(|s| self.at_index(a, s))
+            .and_then(|prev| self.known.get(&prev))
+        {
+            Some(prev) if prev.base.as_slice() == clock.as_slice() => prev.base.clone(),
+            _ => Arc::new(clock),
+        };
         match &p.body {
-            Body::MemberAdded(m) => self.push_membership(m.agency, Some(m.role), a, p.seq, &clock),
-            Body::MemberRemoved(m) => self.push_membership(m.agency, None, a, p.seq, &clock),
-            Body::CaseOpened(_) => self.push_membership(p.author, Some(Role::Lead), a, 0, &clock),
+            Body::MemberAdded(m) => self.push_membership(m.agency, Some(m.role), a, p.seq, &base),
+            Body::MemberRemoved(m) => self.push_membership(m.agency, None, a, p.seq, &base),
+            Body::CaseOpened(_) => self.push_membership(p.author, Some(Role::Lead), a, 0, &base),
             _ => {}
         }
+        let target = match &p.body {
+            Body::HandlingChanged(h) => Some(Box::new(h.entry)),
+            Body::Retracted(r) => Some(Box::new(r.entry)),
+            _ => None,
+        };
         self.known.insert(
             id,
             Known {
-                author: a,
+                author: a as u32,
                 seq: p.seq,
-                clock,
-                entry: Some(entry.clone()),
+                time: Some(p.time),
+                tlp: p.tlp,
+                to: p.to.as_deref().map(Arc::from),
+                target,
+                witness: matches!(p.body, Body::Witness(_)),
+                base,
+                entry: (!self.lean).then(|| entry.clone()),
             },
         );
-        self.positions.insert((a, p.seq), id);
-        if revealing {
-            self.state.record_reveal(&id);
-        } else {
-            self.next_seq[a] = p.seq + 1;
+        if !revealing {
+            self.chains[a].push(id);
         }
         self.state.apply(entry, incomplete);
+        if revealing {
+            self.state.record_reveal(&id);
+        }
         Ok(if revealing {
             Applied::Revealed
         } else {
@@ -319,52 +458,58 @@ impl Validator {
             )));
         }
         if let Some(k) = self.known.get(&pos.id) {
-            if self.authors[k.author] != pos.author || k.seq != pos.seq {
+            if self.authors[k.author as usize] != pos.author || k.seq != pos.seq {
                 return Err(fail(RejectKind::Equivocation {
                     seq: pos.seq,
+                    existing: None,
                     proof: None,
                 }));
             }
         }
         let a = self.intern(pos.author);
-        if let Some(existing) = self.positions.get(&(a, pos.seq)) {
-            if *existing == pos.id {
+        if let Some(existing) = self.at_index(a, pos.seq) {
+            if existing == pos.id {
                 return Ok(Applied::Duplicate);
             }
             return Err(fail(RejectKind::Equivocation {
                 seq: pos.seq,
+                existing: Some(existing),
                 proof: None,
             }));
         }
-        if pos.seq != self.next_seq[a] {
+        let expected = self.chains[a].len() as u64;
+        if pos.seq != expected {
             return Err(fail(RejectKind::SequenceGap {
-                expected: self.next_seq[a],
+                expected,
                 found: pos.seq,
             }));
         }
         // The causal past of a withheld entry is taken to be that of the
         // author's previous entry plus the position itself.
-        let mut clock = match pos
+        let base = match pos
             .seq
             .checked_sub(1)
-            .and_then(|s| self.positions.get(&(a, s)))
+            .and_then(|s| self.at_index(a, s))
+            .and_then(|prev| self.known.get(&prev))
         {
-            Some(prev) => self.known[prev].clock.as_ref().clone(),
-            None => Vec::new(),
+            Some(prev) => prev.base.clone(),
+            None => Arc::new(vec![0; self.authors.len()]),
         };
-        clock.resize(self.authors.len(), 0);
-        clock[a] = pos.seq + 1;
         self.known.insert(
             pos.id,
             Known {
-                author: a,
+                author: a as u32,
                 seq: pos.seq,
-                clock: Arc::new(clock),
+                time: None,
+                tlp: Tlp::Red,
+                to: None,
+                target: None,
+                witness: false,
+                base,
                 entry: None,
             },
         );
-        self.positions.insert((a, pos.seq), pos.id);
-        self.next_seq[a] = pos.seq + 1;
+        self.chains[a].push(pos.id);
         self.state.record_withheld(pos);
         Ok(Applied::New)
     }
@@ -374,7 +519,7 @@ impl Validator {
             return a;
         }
         self.authors.push(agency);
-        self.next_seq.push(0);
+        self.chains.push(Vec::new());
         self.author_index.insert(agency, self.authors.len() - 1);
         self.authors.len() - 1
     }
@@ -385,17 +530,18 @@ impl Validator {
         added: Option<Role>,
         author: usize,
         seq: u64,
-        clock: &Clock,
+        base: &Clock,
     ) {
+        let genesis = added == Some(Role::Lead) && seq == 0 && self.state.case.is_none();
         self.membership
             .entry(agency)
             .or_default()
             .push(MembershipEvent {
-                genesis: added == Some(Role::Lead) && seq == 0 && self.state.case.is_none(),
+                genesis,
                 added,
                 author,
                 seq,
-                clock: clock.clone(),
+                base: base.clone(),
             });
     }
 
@@ -410,7 +556,7 @@ impl Validator {
         let in_past = |e: &MembershipEvent| clock.get(e.author).is_some_and(|&c| c > e.seq);
         let before = |a: &MembershipEvent, b: &MembershipEvent| {
             // a is causally before b (or is b).
-            b.clock.get(a.author).is_some_and(|&c| c > a.seq)
+            b.clock_at(a.author) > a.seq
         };
         if events.first().is_some_and(|e| e.genesis) && in_past(&events[0]) {
             return Some(Role::Lead);
@@ -456,8 +602,8 @@ impl Validator {
 
     fn own_earlier(&self, author: AgencyId, target: &EntryId) -> Result<(), String> {
         match self.known.get(target) {
-            Some(k) if k.entry.is_some() && self.authors[k.author] == author => Ok(()),
-            Some(k) if k.entry.is_some() => Err(format!(
+            Some(k) if !k.withheld() && self.authors[k.author as usize] == author => Ok(()),
+            Some(k) if !k.withheld() => Err(format!(
                 "entry {target} was written by another agency; only its author may retract it or change its handling"
             )),
             _ => Err(format!("entry {target} is not a known entry shown to this node")),
@@ -480,7 +626,7 @@ impl Validator {
                     // Refused only if the earlier registration is in this
                     // entry's causal past; a concurrent one is a conflict.
                     let k = &self.known[&existing.registered];
-                    if clock.get(k.author).is_some_and(|&c| c > k.seq) {
+                    if clock.get(k.author as usize).is_some_and(|&c| c > k.seq) {
                         return Err(format!(
                             "item {} is already registered",
                             r.item.to_uuid_string()
@@ -514,8 +660,7 @@ impl Validator {
                         return Err("a receipt must name its transfer".into());
                     };
                     let Some(t) = self.state.open_transfers.get(&tid) else {
-                        return if relaxed && self.known.get(&tid).is_none_or(|k| k.entry.is_none())
-                        {
+                        return if relaxed && self.known.get(&tid).is_none_or(Known::withheld) {
                             Ok(true)
                         } else {
                             Err(format!("transfer {tid} is not an open transfer"))
@@ -531,7 +676,7 @@ impl Validator {
                         ));
                     }
                     let tk = &self.known[&tid];
-                    if clock.get(tk.author).is_none_or(|&c| c <= tk.seq) {
+                    if clock.get(tk.author as usize).is_none_or(|&c| c <= tk.seq) {
                         return Err(format!(
                             "transfer {tid} is not in the receipt's causal past (reference it)"
                         ));
