@@ -196,10 +196,15 @@ pub(crate) fn run(dir: &Path, cmd: CustodyCommand, out: &Out) -> anyhow::Result<
         }
     };
     let (action, to, transfer, accepted) = match &w.entry.payload().body {
+        // "transfer" is the transfer a receipt answers, or the transfer
+        // entry itself, so a script can pass it on to `custody receive`.
         Body::Custody(ev) => (
             ev.action.as_str(),
             ev.to.map(|a| a.to_hex()),
-            ev.transfer.map(|t| t.to_hex()),
+            match ev.action {
+                CustodyAction::Transferred => Some(w.entry.id().to_hex()),
+                _ => ev.transfer.map(|t| t.to_hex()),
+            },
             ev.accepted,
         ),
         _ => ("", None, None, None),

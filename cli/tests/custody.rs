@@ -264,10 +264,8 @@ fn a_receipt_for_a_transfer_addressed_to_another_agency_is_refused() {
         ],
     )
     .json();
-    let transfer = v["transfer"].as_str().map_or_else(
-        || v["entry"].as_str().expect("entry").to_owned(),
-        str::to_owned,
-    );
+    let transfer = v["transfer"].as_str().expect("transfer").to_owned();
+    assert_eq!(v["transfer"], v["entry"]);
     assert_eq!(v["action"], "transferred");
     assert_eq!(v["to"], t.berlin_key.as_str());
     sync(&t.manila, &t.lyon, &t.case);
