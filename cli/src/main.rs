@@ -8,8 +8,12 @@ mod case;
 mod custody;
 mod demo;
 mod evidence;
+mod export;
+mod export_case_uco;
 mod output;
 mod progress;
+mod report_html;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,6 +89,38 @@ enum Command {
     /// The agencies this node knows.
     #[command(subcommand)]
     Agency(agency::AgencyCommand),
+    /// Export a case for a court or another tool: a signed bundle (custodia) or its chain of custody in CASE/UCO JSON-LD (case-uco).
+    ///
+    /// Example: custodia --dir ./nbi export 5f3a9c --format case-uco --out case.jsonld
+    Export {
+        /// Case id, prefix or reference.
+        case: String,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The format: custodia (signed bundle) or case-uco (CASE/UCO ontology, JSON-LD).
+        #[arg(long, value_parser = ["custodia", "case-uco"], default_value = "custodia")]
+        format: String,
+        /// Only these items (UUIDs or unique prefixes) and what happened to them.
+        #[arg(long, value_name = "ITEM", num_args = 1..)]
+        items: Vec<String>,
+    },
+    /// Verify a court bundle offline (needs no --dir and no node): verdict, members, every item's custody timeline, problems.
+    ///
+    /// Exit codes: 0 the bundle is valid; 1 it is invalid (every problem is listed, with the
+    /// entry, the rule and what it means); 2 the file is unreadable or not a bundle.
+    ///
+    /// Example: custodia verify lantern.custodia --trust court-keys.txt --html report.html
+    Verify {
+        /// The bundle file (written by `custodia export`).
+        file: PathBuf,
+        /// A file of agency keys obtained independently: one line per agency, "<64-hex key> <name>"; '#' starts a comment.
+        #[arg(long, value_name = "KEYS")]
+        trust: Option<PathBuf>,
+        /// Also write the report as one self-contained HTML page (prints well too).
+        #[arg(long, value_name = "OUT")]
+        html: Option<PathBuf>,
+    },
     /// Run three agencies on this machine and walk through a shared case, step by step (needs no --dir).
     ///
     /// Creates three nodes on 127.0.0.1 under a temporary folder (or under --dir), opens a case,
@@ -172,6 +208,9 @@ fn main() -> ExitCode {
     let dir_given = matches.value_source("dir") == Some(ValueSource::CommandLine);
     let result = match cli.command {
         Command::Demo { keep } => demo::run(cli.dir.filter(|_| dir_given), keep, &out),
+        Command::Verify { file, trust, html } => {
+            verify::run(&file, trust.as_deref(), html.as_deref(), &out)
+        }
         _ => run(cli, &out),
     };
     match result {
@@ -285,7 +324,18 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
         Command::Evidence(c) => return evidence::run(&d, c, out),
         Command::Custody(c) => return custody::run(&d, c, out),
         Command::Agency(c) => return agency::run(&d, c, out),
-        Command::Demo { .. } => {}
+        Command::Export {
+            case,
+            out: file,
+            format,
+            items,
+        } => {
+            if format == "case-uco" {
+                return export_case_uco::run(&d, &case, &file, &items, out);
+            }
+            return export::run(&d, &case, &file, &items, out);
+        }
+        Command::Demo { .. } | Command::Verify { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -38,6 +38,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const BATCH_BYTES: usize = 1024 * 1024;
 /// Delay before asking a peer again for entries refused as transient.
 const RESYNC: Duration = Duration::from_secs(2);
+/// At most this many re-requests in a row without progress (an entry that
+/// stays refused does not make a peer resend forever).
+const MAX_RESYNCS: u32 = 5;
 /// Outgoing messages queued per connection before the producer waits.
 const OUTBOX: usize = 8;
 
@@ -437,6 +440,7 @@ async fn write_due_witnesses(inner: &Arc<Inner>) {
                 .heads(&case)
                 .into_iter()
                 .filter(|h| h.0 != i.me)
+                .take(custodia_protocol::MAX_WITNESS_HEADS)
                 .collect();
             let v = store.case(&case)?;
             if heads.is_empty() || !v.is_member(&i.me) {
@@ -476,6 +480,8 @@ struct CaseCursor {
     pos: i64,
     /// When to send our heads again so the peer re-offers refused entries.
     resync_at: Option<Instant>,
+    /// Re-requests since the last batch that stored something new.
+    resyncs: u32,
 }
 
 struct SessionState {
@@ -637,8 +643,15 @@ async fn session(
 
 async fn read_frame(recv: &mut quinn::RecvStream) -> Result<(Message, usize), (ErrorCode, String)> {
     let mut prefix = [0u8; 4];
-    if recv.read_exact(&mut prefix).await.is_err() {
-        return Err((ErrorCode::Internal, "stream closed".into()));
+    match recv.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(n)) if n > 0 => {
+            return Err((
+                ErrorCode::MalformedMessage,
+                "stream ended inside a frame length".into(),
+            ))
+        }
+        Err(_) => return Err((ErrorCode::Internal, "stream closed".into())),
     }
     let n = Message::frame_len(prefix).map_err(|e| (e.code(), e.to_string()))?;
     let mut body = vec![0u8; n];
@@ -740,11 +753,27 @@ async fn handle(
             let batch = e.batch;
             let n = e.items.len();
             let me = inner.me;
-            let outcome = blocking(inner, move |s, _| s.receive(&case, e.items, now_ms())).await?;
-            let outcome = outcome.map_err(|err| {
+            let peer = st.peer;
+            let outcome = blocking(inner, move |s, _| {
+                // A withheld marker is unsigned: it is taken only from an
+                // agency that is a member of the case here. Signed entries
+                // are validated whoever relays them.
+                let member = s.case(&case).is_some_and(|v| v.is_member(&peer));
+                let (items, dropped): (Vec<SyncItem>, Vec<SyncItem>) = e
+                    .items
+                    .into_iter()
+                    .partition(|i| member || matches!(i, SyncItem::Entry(_)));
+                s.receive(&case, items, now_ms())
+                    .map(|o| (o, dropped.len()))
+            })
+            .await?;
+            let (outcome, dropped) = outcome.map_err(|err| {
                 warn!(error = %err, "store failed while receiving");
                 (ErrorCode::Internal, "storage failure".to_string())
             })?;
+            if dropped > 0 {
+                warn!(peer = %st.peer.fingerprint(), case = %case, dropped, "withheld markers from a non-member ignored");
+            }
             // What the peer sent, it has: never echo it back.
             if let Some(next) = st.cases.get_mut(&case).and_then(|c| c.peer_heads.as_mut()) {
                 for (a, seq) in &outcome.positions {
@@ -754,8 +783,14 @@ async fn handle(
             }
             // Entries refused for now (out of order, ahead of our clock) are
             // asked for again later by re-sending our heads.
-            if outcome.refused.iter().any(|r| r.kind.is_transient()) {
-                st.cases.entry(case).or_default().resync_at = Some(Instant::now() + RESYNC);
+            let cursor = st.cases.entry(case).or_default();
+            if !outcome.stored.is_empty() {
+                cursor.resyncs = 0;
+            }
+            if outcome.refused.iter().any(|r| r.kind.is_transient()) && cursor.resyncs < MAX_RESYNCS
+            {
+                cursor.resyncs += 1;
+                cursor.resync_at = Some(Instant::now() + RESYNC);
             }
             for r in &outcome.refused {
                 if r.kind.is_transient() {
@@ -768,7 +803,7 @@ async fn handle(
                 case,
                 batch,
                 stored: (outcome.stored.len() + outcome.duplicates) as u64,
-                refused: outcome.refused.len() as u64,
+                refused: (outcome.refused.len() + dropped) as u64,
             }))
             .await?;
             if !outcome.stored.is_empty() {

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use custodia_protocol::bundle;
 use custodia_protocol::{
     Acquisition, AgencyId, Body, CaseId, CaseOpened, CustodyAction, CustodyEvent, Digests, Entry,
     EntryId, EvidenceRegistered, Identity, Item, ItemId, MemberAdded, MemberRemoved, Note, Role,
@@ -1122,5 +1123,55 @@ mod tests {
         std::fs::create_dir(root.join("empty")).expect("mkdir");
         let e = evidence_files(&[root.join("empty")]).expect_err("an empty directory");
         assert!(e.to_string().contains("no regular file"), "{e}");
+    }
+}
+
+impl Local {
+    /// Exports a case as a signed court bundle (SPEC.md §10): every
+    /// position this node holds, in dependency order, its equivocation
+    /// proofs and the members' names, signed by this agency as of now.
+    /// With `items` (UUIDs or unique prefixes of items of this case), only
+    /// what establishes those items' custody is disclosed; the rest travels
+    /// as withheld markers, and the bundle is verified before it is
+    /// returned.
+    pub fn export_bundle(&self, case: &CaseId, items: &[String]) -> Result<Vec<u8>, LocalError> {
+        let v = self
+            .store
+            .case(case)
+            .ok_or(StoreError::UnknownCase(*case))?;
+        let mut chosen = Vec::with_capacity(items.len());
+        for what in items {
+            let (in_case, item) = self.resolve_item(what)?;
+            if in_case != *case {
+                return Err(LocalError::NotFound(format!(
+                    "item {what:?} belongs to case {}, not to case {}",
+                    &in_case.to_hex()[..12],
+                    &case.to_hex()[..12]
+                )));
+            }
+            chosen.push(item.id);
+        }
+        let rows = self.store.rows_after(case, 0, usize::MAX >> 1)?;
+        let elements: Vec<bundle::Element<'_>> = rows
+            .iter()
+            .map(|r| match &r.bytes {
+                Some(b) => bundle::Element::Entry(b),
+                None => bundle::Element::Withheld(WithheldPosition {
+                    author: r.author,
+                    seq: r.seq,
+                    id: r.id,
+                }),
+            })
+            .collect();
+        let proofs = self.store.proofs(case)?;
+        bundle::export(
+            &self.identity,
+            v,
+            &elements,
+            &proofs,
+            now_ms(),
+            (!chosen.is_empty()).then_some(chosen.as_slice()),
+        )
+        .map_err(|e| LocalError::Refused(e.to_string()))
     }
 }

@@ -360,6 +360,7 @@ impl Store {
             .map(|s| {
                 s.heads
                     .iter()
+                    .take(custodia_protocol::MAX_HEADS)
                     .map(|(a, (seq, id))| Head(*a, *seq, *id))
                     .collect()
             })

@@ -125,12 +125,14 @@ pub enum BundleError {
     #[error("not a Custodia bundle: {0}")]
     NotABundle(String),
     /// The file ends before the structure does.
-    #[error("truncated at byte {at}: the file ends inside {inside}")]
+    #[error("truncated at byte {at}: the file ends inside {inside}{}", needed.map_or_else(String::new, |n| format!(" (a complete file has at least {n} bytes)")))]
     Truncated {
         /// Where the file ends (its length).
         at: usize,
         /// What was being read.
         inside: &'static str,
+        /// How long the file would have to be at least, when a length said so.
+        needed: Option<usize>,
     },
     /// Not well-formed CBOR.
     #[error("damaged at byte {at}: {reason}")]

@@ -24,6 +24,7 @@ use serde_cbor::Value;
 
 use crate::body::{Body, CaseOpened, CustodyAction};
 use crate::codec::{self, CodecError};
+use crate::cose::{sig_structure_with_aad, CoseSign1, COSE_ALG_EDDSA, COSE_SIGN1_TAG};
 use crate::error::{RejectKind, Rejection};
 use crate::identity::{verify_strict, Identity};
 use crate::ids::{AgencyId, CaseId, EntryId};
@@ -41,10 +42,6 @@ pub const MAX_REFS: usize = 64;
 pub const MAX_RECIPIENTS: usize = 64;
 /// At most this many heads per witness.
 pub const MAX_WITNESS_HEADS: usize = 256;
-/// COSE algorithm id of EdDSA (RFC 9053 §2.2).
-pub(crate) const COSE_ALG_EDDSA: i128 = -8;
-/// The CBOR tag of COSE_Sign1.
-pub(crate) const COSE_SIGN1_TAG: u8 = 0xD2;
 
 /// What an entry says: the signed payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,21 +291,18 @@ impl Entry {
             )));
         };
         let outer = codec::value_from_slice(rest).map_err(|e| fail(codec_kind(e, "entry")))?;
-        let Value::Array(parts) = outer else {
-            return Err(fail(RejectKind::Malformed("not an array".into())));
-        };
-        let [Value::Bytes(protected), Value::Map(unprotected), Value::Bytes(payload_bytes), Value::Bytes(signature)] =
-            <[Value; 4]>::try_from(parts).map_err(|p| {
-                fail(RejectKind::Malformed(format!(
-                    "an array of {} items, not 4",
-                    p.len()
-                )))
-            })?
-        else {
-            return Err(fail(RejectKind::Malformed(
-                "items are not [bstr, map, bstr, bstr]".into(),
-            )));
-        };
+        let CoseSign1 {
+            protected,
+            unprotected,
+            payload: payload_bytes,
+            signature,
+            ..
+        } = CoseSign1::from_value(outer).map_err(|e| {
+            fail(RejectKind::Malformed(match e {
+                crate::cose::CoseError::Structure(m) => m,
+                other => other.to_string(),
+            }))
+        })?;
         if !unprotected.is_empty() {
             return Err(fail(RejectKind::Malformed(
                 "the unprotected header is not empty".into(),
@@ -473,30 +467,5 @@ fn check_header(h: &BTreeMap<Value, Value>) -> Result<AgencyId, String> {
 /// Sig_structure for COSE_Sign1 (RFC 9052 §4.4) with empty external_aad:
 /// `["Signature1", protected, h'', payload]`.
 pub fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(protected.len() + payload.len() + 24);
-    out.push(0x84);
-    out.push(0x6A);
-    out.extend_from_slice(b"Signature1");
-    bstr_head(protected.len(), &mut out);
-    out.extend_from_slice(protected);
-    out.push(0x40);
-    bstr_head(payload.len(), &mut out);
-    out.extend_from_slice(payload);
-    out
-}
-
-fn bstr_head(len: usize, out: &mut Vec<u8>) {
-    const MAJOR: u8 = 0x40;
-    match len {
-        0..=23 => out.push(MAJOR | len as u8),
-        24..=0xFF => out.extend_from_slice(&[MAJOR | 24, len as u8]),
-        0x100..=0xFFFF => {
-            out.push(MAJOR | 25);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(MAJOR | 26);
-            out.extend_from_slice(&(len as u32).to_be_bytes());
-        }
-    }
+    sig_structure_with_aad(protected, &[], payload)
 }

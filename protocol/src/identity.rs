@@ -52,8 +52,11 @@ impl std::fmt::Debug for Identity {
 /// curve point that is not of small order (such a key could "verify"
 /// signatures it never made). Check before pinning or admitting a key.
 pub fn is_valid_agency_key(agency: &AgencyId) -> bool {
+    // Re-compressing the decoded point must give the same bytes: a
+    // non-canonical encoding (y >= p, or x = 0 with the sign bit set)
+    // decodes to a point whose canonical encoding differs.
     VerifyingKey::from_bytes(agency.as_bytes())
-        .is_ok_and(|k| !k.is_weak() && k.to_bytes() == agency.0)
+        .is_ok_and(|k| !k.is_weak() && k.to_edwards().compress().to_bytes() == agency.0)
 }
 
 /// Strict Ed25519 verification: rejects non-canonical S, small-order keys and
@@ -86,6 +89,19 @@ mod tests {
         let mut identity_point = [0u8; 32];
         identity_point[0] = 1;
         assert!(!is_valid_agency_key(&AgencyId(identity_point)));
+        // A non-canonical encoding (y = 2^255 - 17 + 2 >= p) of a point
+        // that is not of small order must be refused too.
+        let mut found = 0;
+        for low in 0xEDu8..=0xFF {
+            let mut k = [0xFF; 32];
+            k[0] = low;
+            k[31] = 0x7F;
+            if VerifyingKey::from_bytes(&k).is_ok_and(|v| !v.is_weak()) {
+                found += 1;
+                assert!(!is_valid_agency_key(&AgencyId(k)), "{}", hex::encode(k));
+            }
+        }
+        assert!(found > 0, "the loop tested at least one non-canonical key");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 mod body;
 pub mod bundle;
 mod codec;
+mod cose;
 mod entry;
 mod equivocation;
 mod error;
@@ -31,6 +32,7 @@ pub use body::{
     HandlingChanged, Head, MemberAdded, MemberRemoved, Note, Retracted, Role, Witness,
 };
 pub use codec::{CodecError, MAX_DEPTH};
+pub use cose::{CoseError, CoseSign1};
 pub use entry::{
     protected_header, sig_structure, Entry, Payload, Unverified, CONTENT_TYPE, FORMAT_VERSION,
     MAX_ENTRY_SIZE, MAX_RECIPIENTS, MAX_REFS, MAX_WITNESS_HEADS,

@@ -11,13 +11,27 @@ use custodia_node::config::Peer;
 use custodia_node::local::{self, Local};
 use custodia_protocol::{AgencyId, CaseId, Identity};
 
-/// A free UDP port on 127.0.0.1 (bound and released; a small race is
-/// acceptable in tests).
+/// A free UDP port on 127.0.0.1, below the kernel's ephemeral range
+/// (32768 and up) so that a client socket bound to port 0 in a parallel
+/// test cannot take it between this check and the node's bind. Ports are
+/// handed out from a per-process counter (spread by process id so parallel
+/// test binaries do not collide) and checked by binding.
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 400) as u16 * 30,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = if port >= 32_000 { 20_000 + port % 12_000 } else { port };
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// An agency: a node directory and its identity.

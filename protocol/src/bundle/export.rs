@@ -128,16 +128,23 @@ pub fn export(
         }
         None => None,
     };
-    // Positions as the validator holds them.
-    let decoded: Vec<Option<&Entry>> = rows
+    // The entries the validator accepted, decoded from the rows (a node's
+    // validator keeps no entry). Signatures were checked when stored.
+    let decoded: Vec<Option<Entry>> = rows
         .iter()
         .map(|r| match r {
-            Element::Entry(b) => case.entry(&EntryId::of(b)),
+            Element::Entry(b) => {
+                let accepted = case.meta(&EntryId::of(b)).is_some_and(|m| m.time.is_some());
+                accepted
+                    .then(|| Entry::decode_unverified(b).ok())
+                    .flatten()
+                    .map(|u| u.assume_verified())
+            }
             Element::Withheld(_) => None,
         })
         .collect();
     let keep = items.as_ref().map(|list| {
-        let entries: Vec<&Entry> = decoded.iter().flatten().copied().collect();
+        let entries: Vec<&Entry> = decoded.iter().flatten().collect();
         disclosure(&entries, list)
     });
     let elements: Vec<Element<'_>> = rows
@@ -154,11 +161,11 @@ pub fn export(
             (row, _, _) => *row,
         })
         .collect();
-    let elements = dependency_order(elements, case);
+    let elements = dependency_order(elements, &decoded, case);
     let proofs: Vec<EquivocationProof> = match &items {
         None => proofs.to_vec(),
         Some(list) => {
-            let entries: Vec<&Entry> = decoded.iter().flatten().copied().collect();
+            let entries: Vec<&Entry> = decoded.iter().flatten().collect();
             let sel = Selection::new(&entries, list);
             proofs
                 .iter()
@@ -208,7 +215,11 @@ pub fn export(
 /// marker after its chain's previous position. Storage order nearly always
 /// is one already; a revealed entry keeps its marker's place and may name
 /// entries stored after it (SPEC.md §9.13), and is moved after them.
-fn dependency_order<'a>(elements: Vec<Element<'a>>, case: &Validator) -> Vec<Element<'a>> {
+fn dependency_order<'a>(
+    elements: Vec<Element<'a>>,
+    decoded: &[Option<Entry>],
+    case: &Validator,
+) -> Vec<Element<'a>> {
     let id_of = |e: &Element<'_>| match e {
         Element::Entry(b) => EntryId::of(b),
         Element::Withheld(w) => w.id,
@@ -216,7 +227,7 @@ fn dependency_order<'a>(elements: Vec<Element<'a>>, case: &Validator) -> Vec<Ele
     let ids: Vec<EntryId> = elements.iter().map(id_of).collect();
     let present: HashSet<EntryId> = ids.iter().copied().collect();
     let deps = |i: usize| -> Vec<EntryId> {
-        match case.entry(&ids[i]) {
+        match &decoded[i] {
             Some(e) => {
                 let p = e.payload();
                 let mut d: Vec<EntryId> = p.prev.iter().chain(&p.refs).copied().collect();

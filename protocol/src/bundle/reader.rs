@@ -53,13 +53,20 @@ impl<'a> Reader<'a> {
         BundleError::Truncated {
             at: self.base + self.bytes.len(),
             inside,
+            needed: None,
         }
     }
 
     fn take(&mut self, n: u64, inside: &'static str) -> Result<&'a [u8], BundleError> {
         let left = (self.bytes.len() - self.pos) as u64;
         if n > left {
-            return Err(self.truncated(inside));
+            return Err(BundleError::Truncated {
+                at: self.base + self.bytes.len(),
+                inside,
+                needed: usize::try_from(n)
+                    .ok()
+                    .and_then(|n| n.checked_add(self.base + self.pos)),
+            });
         }
         let n = n as usize;
         let out = &self.bytes[self.pos..self.pos + n];
@@ -312,7 +319,8 @@ mod tests {
             r.bytes("entry"),
             Err(BundleError::Truncated {
                 at: 16,
-                inside: "entry"
+                inside: "entry",
+                needed: Some(0xFFFF_FFFF + 15)
             })
         );
         let mut r = Reader::new(&[0x9A, 0xFF, 0xFF, 0xFF, 0xFF], 0);

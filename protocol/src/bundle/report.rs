@@ -432,6 +432,9 @@ pub fn check_entry(bytes: &[u8]) -> Checked {
 #[derive(Debug)]
 pub struct Verifier<'t> {
     v: Validator,
+    /// The entries the report shows (genesis, registrations, custody
+    /// events); the validator itself is lean and keeps no entry.
+    kept: HashMap<EntryId, Entry>,
     now: u64,
     case: CaseId,
     exporter: AgencyId,
@@ -459,7 +462,8 @@ impl<'t> Verifier<'t> {
     /// of its own export (V18 allows entries up to SKEW after it).
     pub fn new(bundle: &Bundle<'_>, trust: Option<&'t TrustList>) -> Self {
         Verifier {
-            v: Validator::new(),
+            v: Validator::lean(),
+            kept: HashMap::new(),
             now: bundle.exported_at(),
             case: bundle.case(),
             exporter: bundle.exporter(),
@@ -556,6 +560,12 @@ impl<'t> Verifier<'t> {
 
     fn accepted(&mut self, entry: &Entry, index: usize) {
         self.index_of.insert(entry.id(), index);
+        if matches!(
+            entry.payload().body,
+            Body::CaseOpened(_) | Body::EvidenceRegistered(_) | Body::Custody(_)
+        ) {
+            self.kept.insert(entry.id(), entry.clone());
+        }
         self.disclosed += 1;
         self.per_author.entry(entry.author()).or_default().0 += 1;
         if self.withheld_at.is_empty() {
@@ -814,7 +824,7 @@ impl<'t> Verifier<'t> {
         let items = self.items_report(&state);
         let opened = state
             .case
-            .and_then(|c| self.v.entry(&c))
+            .and_then(|c| self.kept.get(&c))
             .map(|g| (g.payload().time, g.author()));
         Report {
             case: self.case,
@@ -935,7 +945,7 @@ impl<'t> Verifier<'t> {
     fn items_report(&self, state: &crate::state::CaseState) -> Vec<ItemReport> {
         let mut out: Vec<(usize, ItemReport)> = Vec::new();
         for item in state.items.values() {
-            let Some(reg) = self.v.entry(&item.registered) else {
+            let Some(reg) = self.kept.get(&item.registered) else {
                 continue;
             };
             let Body::EvidenceRegistered(r) = &reg.payload().body else {
@@ -949,7 +959,7 @@ impl<'t> Verifier<'t> {
                 t.tool = r.acquired.tool.clone();
             }
             for id in &item.events {
-                if let Some(e) = self.v.entry(id) {
+                if let Some(e) = self.kept.get(id) {
                     if let Body::Custody(ev) = &e.payload().body {
                         timeline.push(self.event(e, ev.action.as_str()));
                     }

@@ -1,0 +1,727 @@
+//! `custodia verify FILE [--trust KEYS] [--json] [--html OUT]`: checks a
+//! court bundle with nothing but the file (SPEC.md §10.5) and prints the
+//! report: verdict first, then the case, the members, every item's custody
+//! timeline, conflicts, withheld positions and problems.
+//!
+//! Exit codes: 0 valid, 1 invalid, 2 unreadable or not a bundle.
+
+use std::io::{IsTerminal, Write as _};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use custodia_protocol::bundle::{
+    self, Bundle, Checked, Element, EventReport, ItemReport, KeyTrust, Problem, Report, TrustList,
+    Verifier,
+};
+use custodia_protocol::{AgencyId, ItemId};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Value};
+
+use crate::output::{iso_time, Out, EXIT_REFUSED};
+
+/// Elements checked together (in parallel) before being replayed in order.
+const CHUNK: usize = 2048;
+/// A progress bar is drawn for bundles with at least this many elements.
+const BAR_FROM: usize = 20_000;
+
+/// Verifies `file`; prints the report; returns the exit code.
+pub(crate) fn run(
+    file: &Path,
+    trust: Option<&Path>,
+    html: Option<&Path>,
+    out: &Out,
+) -> anyhow::Result<ExitCode> {
+    let trust = match trust {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading the trust file {}", p.display()))?;
+            Some(TrustList::parse(&text).with_context(|| format!("trust file {}", p.display()))?)
+        }
+        None => None,
+    };
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let b = Bundle::decode(&bytes).with_context(|| file.display().to_string())?;
+    let report = check(&b, trust.as_ref());
+    if let Some(path) = html {
+        let page = crate::report_html::page(&report, &file.display().to_string());
+        std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
+    }
+    // Written directly, ignoring a closed pipe (`custodia verify F | head`).
+    let mut stdout = std::io::stdout().lock();
+    let _ = if out.json() {
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&to_json(&report)).unwrap_or_default()
+        )
+    } else {
+        let mut t = text(&report, &file.display().to_string());
+        if let Some(path) = html {
+            t.push_str(&format!("\n\nHTML report written to {}", path.display()));
+        }
+        writeln!(stdout, "{t}")
+    };
+    Ok(if report.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_REFUSED)
+    })
+}
+
+/// Replays the bundle: entries are checked (decoding and signatures,
+/// V1–V8) on every core, a chunk at a time, and replayed in order; only
+/// one chunk of decoded entries exists besides what the report keeps.
+fn check(b: &Bundle<'_>, trust: Option<&TrustList>) -> Report {
+    let total = b.len();
+    let bar = (total >= BAR_FROM && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "verifying [{bar:30}] {human_pos}/{human_len} entries  {per_sec}  ETA {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    });
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut v = Verifier::new(b, trust);
+    let mut elements = b.elements();
+    loop {
+        let chunk: Vec<Element<'_>> = elements.by_ref().take(CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let checked = check_chunk(&chunk, threads);
+        for (e, c) in chunk.iter().zip(checked) {
+            match (e, c) {
+                (Element::Withheld(w), _) => v.push_withheld(*w),
+                (Element::Entry(_), Some(c)) => v.push_checked(c),
+                (Element::Entry(bytes), None) => v.push_checked(bundle::check_entry(bytes)),
+            }
+        }
+        if let Some(bar) = &bar {
+            bar.set_position(v.position() as u64);
+        }
+    }
+    if let Some(bar) = &bar {
+        bar.set_message("checking the exporter's signature");
+    }
+    let report = v.finish(b);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    report
+}
+
+/// Checks the entries of a chunk on `threads` threads, keeping order.
+fn check_chunk(chunk: &[Element<'_>], threads: usize) -> Vec<Option<Checked>> {
+    let one = |e: &Element<'_>| match e {
+        Element::Entry(bytes) => Some(bundle::check_entry(bytes)),
+        Element::Withheld(_) => None,
+    };
+    if threads <= 1 || chunk.len() < 64 {
+        return chunk.iter().map(one).collect();
+    }
+    let per = chunk.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunk
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .zip(chunk.chunks(per))
+            .flat_map(|(h, part)| {
+                // A panicking checker thread is a bug; fall back to checking
+                // that part here rather than losing its entries.
+                h.join().unwrap_or_else(|_| part.iter().map(one).collect())
+            })
+            .collect()
+    })
+}
+
+/// An item's label: exhibit and UUID.
+pub(crate) fn item_label(r: &Report, id: &ItemId) -> String {
+    match r
+        .items
+        .iter()
+        .find(|i| i.id == *id)
+        .and_then(|i| i.exhibit.clone())
+    {
+        Some(x) => format!("{x} ({})", id.to_uuid_string()),
+        None => id.to_uuid_string(),
+    }
+}
+
+/// Thousands separators: 1234567 → "1,234,567".
+pub(crate) fn grouped(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What the report says about the keys.
+pub(crate) fn keys_statement(r: &Report) -> String {
+    if !r.trust_checked {
+        return "The agencies' keys were NOT independently confirmed. This report shows that the record is intact and signed by the keys below; it does not show who holds those keys. Compare each fingerprint with the agency over a trusted channel, or verify again with --trust FILE.".into();
+    }
+    let unconfirmed: Vec<String> = r
+        .members
+        .iter()
+        .filter(|m| m.trust == KeyTrust::NotConfirmed)
+        .map(|m| m.name.clone())
+        .collect();
+    let exporter = match &r.exporter_trust {
+        KeyTrust::NotConfirmed => " The exporter's key is NOT confirmed.",
+        _ => "",
+    };
+    if unconfirmed.is_empty() {
+        format!(
+            "All {} members' keys are confirmed by the trust file.{exporter}",
+            r.members.len()
+        )
+    } else {
+        format!(
+            "{} of {} members' keys are NOT confirmed by the trust file: {}.{exporter}",
+            unconfirmed.len(),
+            r.members.len(),
+            unconfirmed.join(", ")
+        )
+    }
+}
+
+pub(crate) fn trust_word(t: &KeyTrust) -> String {
+    match t {
+        KeyTrust::NotChecked => "not checked".into(),
+        KeyTrust::Confirmed(n) => format!("confirmed ({n})"),
+        KeyTrust::NotConfirmed => "NOT confirmed".into(),
+    }
+}
+
+/// Where an element is: `[7]`, or `-` for the bundle itself.
+pub(crate) fn at(index: Option<usize>) -> String {
+    index.map_or_else(|| "-".into(), |i| format!("[{i}]"))
+}
+
+/// What an event records, in words (without who and when).
+pub(crate) fn describe_event(r: &Report, e: &EventReport) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let who = |a: &AgencyId| r.name_of(a);
+    match e.action.as_str() {
+        "transferred" => {
+            if let Some(to) = &e.to {
+                parts.push(format!("to {}", who(to)));
+            }
+            match &e.receipt {
+                Some(rc) => parts.push(format!(
+                    "receipt {} {} by {} at {}",
+                    at(rc.index),
+                    if rc.accepted { "accepted" } else { "REFUSED" },
+                    who(&rc.author),
+                    iso_time(rc.time)
+                )),
+                None => parts.push("NO RECEIPT: in transit".into()),
+            }
+        }
+        "received" => {
+            parts.push(
+                if e.accepted == Some(false) {
+                    "custody refused"
+                } else {
+                    "custody accepted"
+                }
+                .into(),
+            );
+            if let Some(t) = &e.answers {
+                let idx = r
+                    .items
+                    .iter()
+                    .flat_map(|i| &i.timeline)
+                    .find(|x| x.entry == *t)
+                    .and_then(|x| x.index);
+                parts.push(format!("answers transfer {}", at(idx)));
+            }
+        }
+        _ => {}
+    }
+    if let Some(a) = &e.actor {
+        parts.push(format!("by {a}"));
+    }
+    if let Some(p) = &e.place {
+        parts.push(format!("at {p}"));
+    }
+    if let Some(p) = &e.purpose {
+        parts.push(format!("purpose: {p}"));
+    }
+    if let Some(t) = &e.tool {
+        parts.push(format!("tool: {t}"));
+    }
+    if let Some(a) = &e.authority {
+        parts.push(format!("authority: {a}"));
+    }
+    match e.digest_matched {
+        Some(true) => parts.push("digest matched".into()),
+        Some(false) => parts.push("DIGEST DID NOT MATCH".into()),
+        None => {}
+    }
+    if let Some(c) = &e.copy {
+        parts.push(format!("copy: {}", item_label(r, c)));
+    }
+    if let Some(reason) = &e.reason {
+        parts.push(format!("reason: {reason}"));
+    }
+    if let Some(why) = &e.retracted {
+        parts.push(format!("RETRACTED by its author: {why}"));
+    }
+    parts.join("; ")
+}
+
+fn text(r: &Report, file: &str) -> String {
+    let mut t = String::new();
+    let mut line = |s: String| {
+        t.push_str(&s);
+        t.push('\n');
+    };
+    line(r.verdict());
+    if let Some(p) = r.problems.first() {
+        line(format!(
+            "First problem: {} {} {}: {}",
+            at(p.index),
+            p.rule,
+            p.class,
+            p.sentence
+        ));
+    }
+    if !r.conflicts.is_empty() {
+        line(format!(
+            "The record shows {} conflict(s) between agencies: see Conflicts below.",
+            r.conflicts.len()
+        ));
+    }
+    line(String::new());
+    let field = |k: &str, v: String| format!("{k:<12}{v}");
+    line(field("File", file.to_owned()));
+    line(field(
+        "Case",
+        format!(
+            "{} ({}){}{}",
+            r.title,
+            r.reference,
+            r.jurisdiction
+                .as_ref()
+                .map_or_else(String::new, |j| format!(", jurisdiction {j}")),
+            r.tlp.map_or_else(String::new, |t| format!(", {t}"))
+        ),
+    ));
+    line(field("Case id", r.case.to_hex()));
+    if let Some((time, by)) = &r.opened {
+        line(field(
+            "Opened",
+            format!("{} by {}", iso_time(*time), r.name_of(by)),
+        ));
+    }
+    line(field(
+        "Exported",
+        format!(
+            "{} by {} ({}), key {}",
+            iso_time(r.exported_at),
+            r.name_of(&r.exporter),
+            r.exporter.fingerprint(),
+            trust_word(&r.exporter_trust)
+        ),
+    ));
+    line(field(
+        "Signature",
+        if r.signature_valid {
+            "the exporter's signature over the bundle verifies".into()
+        } else {
+            "the exporter's signature over the bundle DOES NOT verify".into()
+        },
+    ));
+    line(field(
+        "Contents",
+        format!(
+            "{} positions: {} entries verified, {} disclosed as withheld{}, {} equivocation proof(s) checked",
+            r.elements,
+            r.disclosed,
+            r.withheld.len(),
+            crate::report_html::refused(r),
+            r.conflicts.iter().filter(|c| c.kind == "equivocation").count()
+        ),
+    ));
+    if let Some(items) = &r.selective {
+        let labels: Vec<String> = items.iter().map(|i| item_label(r, i)).collect();
+        line(field(
+            "Selective",
+            format!(
+                "this bundle discloses only what establishes the custody of {}; everything else is withheld",
+                labels.join(", ")
+            ),
+        ));
+    }
+    line(String::new());
+    line(wrap(&keys_statement(r), 0));
+    line(String::new());
+
+    line(format!("Members ({})", r.members.len()));
+    let w = r
+        .members
+        .iter()
+        .map(|m| m.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    line(format!(
+        "  {:<w$}  {:<7}  {:<12}  {:<24}  {:>7}  {:>8}  KEY",
+        "NAME", "COUNTRY", "ROLE", "FINGERPRINT", "ENTRIES", "WITHHELD"
+    ));
+    for m in &r.members {
+        let mut status = trust_word(&m.trust);
+        if m.removed_by.is_some() {
+            status.push_str(&format!("; removed by {}", at(m.removed_index)));
+        }
+        line(format!(
+            "  {:<w$}  {:<7}  {:<12}  {:<24}  {:>7}  {:>8}  {status}",
+            m.name,
+            m.country,
+            m.role.as_str(),
+            m.fingerprint,
+            m.disclosed,
+            m.withheld
+        ));
+    }
+    line(String::new());
+
+    line(format!("Items ({})", r.items.len()));
+    for i in &r.items {
+        item_text(r, i, &mut line);
+    }
+    if r.items.is_empty() {
+        line("  none registered".into());
+    }
+    line(String::new());
+
+    line(format!("Conflicts ({})", r.conflicts.len()));
+    for c in &r.conflicts {
+        let ids: Vec<String> = c
+            .entries
+            .iter()
+            .map(|(id, i)| format!("{} {}", at(*i), &id.to_hex()[..12]))
+            .collect();
+        line(format!(
+            "  {}: {}",
+            c.kind,
+            wrap(&c.sentence, 4).trim_start()
+        ));
+        if !ids.is_empty() {
+            line(format!("    entries: {}", ids.join(", ")));
+        }
+    }
+    if r.conflicts.is_empty() {
+        line("  none".into());
+    }
+    line(String::new());
+
+    line(format!(
+        "Withheld positions ({}): disclosed as withheld, not missing",
+        r.withheld.len()
+    ));
+    for w in &r.withheld {
+        line(format!(
+            "  {:<6} {} #{}  {}{}",
+            at(Some(w.index)),
+            r.name_of(&w.author),
+            w.seq,
+            w.id,
+            if w.corroborated {
+                ""
+            } else {
+                "  (not corroborated by a signed entry)"
+            }
+        ));
+    }
+    if r.withheld.is_empty() {
+        line("  none".into());
+    }
+    line(String::new());
+
+    line(format!("Problems ({})", r.problems.len()));
+    for p in r.problems.iter().filter(|p| !p.is_consequence()) {
+        problem_text(r, p, &mut line);
+    }
+    if r.problems.is_empty() {
+        line("  none".into());
+    }
+    line(String::new());
+    line("Times are each signing agency's own clock; the order of the record is its chain of signed links.".into());
+    t.trim_end().to_owned()
+}
+
+fn item_text(r: &Report, i: &ItemReport, line: &mut impl FnMut(String)) {
+    line(String::new());
+    line(format!(
+        "  {}  {}, {} bytes{}",
+        item_label(r, &i.id),
+        i.media_type,
+        grouped(i.size),
+        if i.incomplete {
+            "  (INCOMPLETE: part of its history was withheld)"
+        } else {
+            ""
+        }
+    ));
+    let kv = |k: &str, v: String| format!("    {k:<12} {v}");
+    if let Some(d) = &i.description {
+        line(kv("Description", d.clone()));
+    }
+    line(kv("SHA-256", hex::encode(i.digests.sha256)));
+    if let Some(h) = i.digests.sha1 {
+        line(kv("SHA-1", hex::encode(h)));
+    }
+    if let Some(h) = i.digests.md5 {
+        line(kv("MD5", hex::encode(h)));
+    }
+    let a = &i.acquired;
+    let mut acq = format!("{} by {}", iso_time(a.at), a.by);
+    for (label, v) in [("at", &a.place), ("method", &a.method), ("tool", &a.tool)] {
+        if let Some(v) = v {
+            acq.push_str(&format!(", {label} {v}"));
+        }
+    }
+    line(kv("Acquired", acq));
+    if let Some(a) = &i.authority {
+        line(kv("Authority", a.clone()));
+    }
+    if let Some(d) = &i.derived_from {
+        line(kv("Derived from", item_label(r, d)));
+    }
+    if !i.copies.is_empty() {
+        let c: Vec<String> = i.copies.iter().map(|c| item_label(r, c)).collect();
+        line(kv("Copies", c.join(", ")));
+    }
+    let state = if i.destroyed {
+        "destroyed".to_owned()
+    } else if let Some(t) = &i.in_transit {
+        let idx = i
+            .timeline
+            .iter()
+            .find(|e| e.entry == *t)
+            .and_then(|e| e.index);
+        format!(
+            "{} (in transit: transfer {} awaits its receipt)",
+            r.name_of(&i.holder),
+            at(idx)
+        )
+    } else {
+        r.name_of(&i.holder)
+    };
+    line(kv("Holder", format!("{state} at the end of the record")));
+    line("    Custody timeline".into());
+    let w = i
+        .timeline
+        .iter()
+        .map(|e| r.name_of(&e.author).len())
+        .max()
+        .unwrap_or(0);
+    for e in &i.timeline {
+        line(format!(
+            "      {:<6} {}  {:<w$}  {:<11}  {}",
+            at(e.index),
+            iso_time(e.time),
+            r.name_of(&e.author),
+            e.action,
+            describe_event(r, e)
+        ));
+    }
+}
+
+fn problem_text(r: &Report, p: &Problem, line: &mut impl FnMut(String)) {
+    let who = match (&p.author_name, &p.author) {
+        (Some(n), Some(a)) => format!(" by {n} ({})", a.fingerprint()),
+        (None, Some(a)) => format!(" by {}", a.fingerprint()),
+        _ => String::new(),
+    };
+    let seq = p.seq.map_or_else(String::new, |s| format!(" #{s}"));
+    let entry = p
+        .entry
+        .map_or_else(String::new, |e| format!(" entry {}", &e.to_hex()[..12]));
+    let proof = p.proof.map_or_else(String::new, |k| format!(" proof {k}"));
+    line(format!(
+        "  {} {} {}{entry}{proof}{who}{seq}",
+        at(p.index),
+        p.rule,
+        p.class
+    ));
+    line(wrap(&p.sentence, 4));
+    line(format!("    detail: {}", p.detail));
+    let follow: Vec<&Problem> = r
+        .problems
+        .iter()
+        .filter(|c| c.caused_by.is_some() && c.caused_by == p.index)
+        .collect();
+    if !follow.is_empty() {
+        let list: Vec<String> = follow
+            .iter()
+            .map(|c| format!("{} {}", at(c.index), c.rule))
+            .collect();
+        line(wrap(
+            &format!(
+                "{} later element(s) depend on it and are refused with it: {}",
+                follow.len(),
+                list.join(", ")
+            ),
+            4,
+        ));
+    }
+}
+
+/// Wraps text at 96 columns with `indent` spaces.
+fn wrap(s: &str, indent: usize) -> String {
+    let mut out = String::new();
+    let mut col = 0;
+    let pad = " ".repeat(indent);
+    for word in s.split_whitespace() {
+        if col > 0 && col + 1 + word.len() > 96 {
+            out.push('\n');
+            col = 0;
+        }
+        if col == 0 {
+            out.push_str(&pad);
+            col = indent;
+        } else {
+            out.push(' ');
+            col += 1;
+        }
+        out.push_str(word);
+        col += word.len();
+    }
+    out
+}
+
+fn trust_json(t: &KeyTrust) -> Value {
+    match t {
+        KeyTrust::NotChecked => json!("not-checked"),
+        KeyTrust::Confirmed(n) => json!({"confirmed": n}),
+        KeyTrust::NotConfirmed => json!("not-confirmed"),
+    }
+}
+
+fn event_json(e: &EventReport) -> Value {
+    json!({
+        "index": e.index,
+        "entry": e.entry.to_hex(),
+        "time": e.time,
+        "time_iso": iso_time(e.time),
+        "author": e.author.to_hex(),
+        "action": e.action,
+        "to": e.to.map(|a| a.to_hex()),
+        "receipt": e.receipt.as_ref().map(|r| json!({"entry": r.entry.to_hex(), "index": r.index, "author": r.author.to_hex(), "time": r.time, "accepted": r.accepted})),
+        "answers": e.answers.map(|t| t.to_hex()),
+        "accepted": e.accepted,
+        "actor": e.actor,
+        "place": e.place,
+        "purpose": e.purpose,
+        "tool": e.tool,
+        "reason": e.reason,
+        "authority": e.authority,
+        "digest_matched": e.digest_matched,
+        "copy": e.copy.map(|c| c.to_uuid_string()),
+        "tlp": e.tlp.as_str(),
+        "retracted": e.retracted,
+    })
+}
+
+fn to_json(r: &Report) -> Value {
+    json!({
+        "verdict": if r.is_valid() { "valid" } else { "invalid" },
+        "summary": r.verdict(),
+        "problem_count": r.problems.len(),
+        "root_problems": r.root_problems(),
+        "case": {
+            "id": r.case.to_hex(),
+            "title": r.title,
+            "reference": r.reference,
+            "jurisdiction": r.jurisdiction,
+            "tlp": r.tlp.map(|t| t.as_str()),
+            "opened_at": r.opened.map(|o| o.0),
+            "opened_by": r.opened.map(|o| o.1.to_hex()),
+        },
+        "exporter": {
+            "agency": r.exporter.to_hex(),
+            "name": r.name_of(&r.exporter),
+            "fingerprint": r.exporter.fingerprint(),
+            "signer": r.signer.to_hex(),
+            "trust": trust_json(&r.exporter_trust),
+        },
+        "exported_at": r.exported_at,
+        "exported_at_iso": iso_time(r.exported_at),
+        "signature_valid": r.signature_valid,
+        "selective_items": r.selective.as_ref().map(|v| v.iter().map(|i| i.to_uuid_string()).collect::<Vec<_>>()),
+        "positions": r.elements,
+        "disclosed": r.disclosed,
+        "keys_confirmed": r.trust_checked,
+        "keys": keys_statement(r),
+        "members": r.members.iter().map(|m| json!({
+            "agency": m.agency.to_hex(),
+            "fingerprint": m.fingerprint,
+            "name": m.name,
+            "country": m.country,
+            "role": m.role.as_str(),
+            "added_by": m.added_by.to_hex(),
+            "added_index": m.added_index,
+            "removed_by": m.removed_by.map(|x| x.to_hex()),
+            "removed_index": m.removed_index,
+            "disclosed": m.disclosed,
+            "withheld": m.withheld,
+            "trust": trust_json(&m.trust),
+        })).collect::<Vec<_>>(),
+        "items": r.items.iter().map(|i| json!({
+            "id": i.id.to_uuid_string(),
+            "exhibit": i.exhibit,
+            "sha256": hex::encode(i.digests.sha256),
+            "sha1": i.digests.sha1.map(hex::encode),
+            "md5": i.digests.md5.map(hex::encode),
+            "size": i.size,
+            "media_type": i.media_type,
+            "description": i.description,
+            "acquired": {"by": i.acquired.by, "at": i.acquired.at, "place": i.acquired.place, "method": i.acquired.method, "tool": i.acquired.tool},
+            "authority": i.authority,
+            "derived_from": i.derived_from.map(|d| d.to_uuid_string()),
+            "copies": i.copies.iter().map(|c| c.to_uuid_string()).collect::<Vec<_>>(),
+            "holder": i.holder.to_hex(),
+            "in_transit": i.in_transit.map(|t| t.to_hex()),
+            "destroyed": i.destroyed,
+            "incomplete": i.incomplete,
+            "timeline": i.timeline.iter().map(event_json).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "conflicts": r.conflicts.iter().map(|c| json!({
+            "kind": c.kind,
+            "author": c.author.map(|a| a.to_hex()),
+            "item": c.item.map(|i| i.to_uuid_string()),
+            "entries": c.entries.iter().map(|(id, i)| json!({"entry": id.to_hex(), "index": i})).collect::<Vec<_>>(),
+            "sentence": c.sentence,
+        })).collect::<Vec<_>>(),
+        "withheld": r.withheld.iter().map(|w| json!({
+            "index": w.index, "author": w.author.to_hex(), "seq": w.seq, "id": w.id.to_hex(), "corroborated": w.corroborated,
+        })).collect::<Vec<_>>(),
+        "problems": r.problems.iter().map(|p| json!({
+            "index": p.index,
+            "proof": p.proof,
+            "entry": p.entry.map(|e| e.to_hex()),
+            "author": p.author.map(|a| a.to_hex()),
+            "author_name": p.author_name,
+            "seq": p.seq,
+            "rule": p.rule.to_string(),
+            "class": p.class,
+            "sentence": p.sentence,
+            "detail": p.detail,
+            "caused_by": p.caused_by,
+        })).collect::<Vec<_>>(),
+    })
+}
