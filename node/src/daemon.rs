@@ -828,7 +828,8 @@ async fn handle(
                 inner.revision.send_replace(rev);
             }
             for proof in outcome.proofs {
-                broadcast_proof(inner, case, proof, Some(st.peer)).await;
+                // Including the sender: it holds only its own version.
+                broadcast_proof(inner, case, proof, None).await;
             }
         }
         Message::Ack(_) => {
@@ -866,24 +867,9 @@ async fn broadcast_proof(
         if Some(peer) == except {
             continue;
         }
-        let visible = [proof.0.clone(), proof.1.clone()];
+        let p = proof.clone();
         let member = blocking(inner, move |st, _| {
-            // A proof carries both entries in full: it goes only to members
-            // who may see both (a RED entry stays with its addressees).
-            st.case(&case).is_some_and(|v| {
-                v.is_member(&peer)
-                    && visible.iter().all(|b| {
-                        custodia_protocol::Entry::decode_unverified(b)
-                            .map(|u| u.assume_verified())
-                            .is_ok_and(|e| {
-                                if v.knows(&e.id()) {
-                                    v.may_see(&e.id(), &peer)
-                                } else {
-                                    e.visible_to(&peer)
-                                }
-                            })
-                    })
-            })
+            st.case(&case).is_some_and(|v| proof_visible(v, &p, &peer))
         })
         .await
         .unwrap_or(false);
@@ -957,9 +943,49 @@ async fn announce(
             out.send(Message::Heads(Heads { case, heads }))
                 .await
                 .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
+            // Proofs found before this connection existed reach the peer
+            // now (a proof it already holds is ignored there).
+            let proofs = blocking(inner, move |s, _| {
+                let Some(v) = s.case(&case) else {
+                    return Vec::new();
+                };
+                s.proofs(&case)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|p| proof_visible(v, p, &peer))
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+            for proof in proofs {
+                out.send(Message::Equivocation(EquivocationNotice { case, proof }))
+                    .await
+                    .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
+            }
         }
     }
     Ok(())
+}
+
+/// Whether a peer may receive a proof: it carries both entries in full, so
+/// the peer must be a member allowed to see both (a RED entry stays with
+/// its addressees).
+fn proof_visible(
+    v: &custodia_protocol::Validator,
+    proof: &custodia_protocol::EquivocationProof,
+    peer: &AgencyId,
+) -> bool {
+    v.is_member(peer)
+        && [&proof.0, &proof.1].iter().all(|b| {
+            custodia_protocol::Entry::decode_unverified(b)
+                .map(|u| u.assume_verified())
+                .is_ok_and(|e| {
+                    if v.knows(&e.id()) {
+                        v.may_see(&e.id(), peer)
+                    } else {
+                        e.visible_to(peer)
+                    }
+                })
+        })
 }
 
 /// Sends what the peer lacks, in bounded batches, while the flow-control

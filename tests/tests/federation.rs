@@ -356,8 +356,11 @@ async fn equivocation_is_detected_and_the_proof_reaches_the_third_node() {
     let rc = daemon::start(&c.dir).await.expect("c");
     let proofs = |x: &Agency| x.local().store.proofs(&case).expect("proofs");
     assert!(
-        eventually(WAIT, || !proofs(&b).is_empty() && !proofs(&c).is_empty()).await,
-        "bravo detected the equivocation and charlie received the proof"
+        eventually(WAIT, || {
+            !proofs(&a).is_empty() && !proofs(&b).is_empty() && !proofs(&c).is_empty()
+        })
+        .await,
+        "the equivocation was detected and the proof reached all three nodes"
     );
     let eq = proofs(&c)[0].check().expect("the proof checks on its own");
     assert_eq!((eq.author, eq.seq, eq.case), (mallory.agency(), 0, case));
