@@ -1,0 +1,151 @@
+//! `custodia-bench`: measures every figure of DESIGN.md's targets against a
+//! reference taken in the same run, prints a table and writes it as JSON.
+//!
+//! ```text
+//! cargo run --release -p custodia-bench [-- --quick] [--json PATH] [--only NAME[,NAME…]]
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use custodia_bench::figures::verify::{child_verify, CHILD_FLAG};
+use custodia_bench::measure::sibling_binary;
+use custodia_bench::{Config, Sizes, FIGURES};
+
+const USAGE: &str = "\
+usage: custodia-bench [--quick] [--json PATH] [--only NAME[,NAME...]] [--reps N] [--quiet]
+
+  --quick        a small run (seconds), the sizes the smoke test uses
+  --json PATH    where to write the results (default: bench/results.json)
+  --only NAMES   run only these figures (comma-separated)
+  --reps N       repetitions per measurement (default 3; 1 with --quick)
+  --quiet        no progress on standard error
+
+Run it in release: cargo run --release -p custodia-bench";
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("custodia-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<ExitCode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(CHILD_FLAG) {
+        let file = args
+            .get(1)
+            .ok_or_else(|| anyhow::anyhow!("{CHILD_FLAG} FILE"))?;
+        let valid = child_verify(std::path::Path::new(file))?;
+        return Ok(if valid {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let mut quick = false;
+    let mut json = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results.json");
+    let mut only = None;
+    let mut reps = None;
+    let mut progress = true;
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--quiet" => progress = false,
+            "--json" => {
+                json = it
+                    .next()
+                    .map(PathBuf::from)
+                    .ok_or_else(|| anyhow::anyhow!("--json PATH"))?
+            }
+            "--only" => {
+                let list = it.next().ok_or_else(|| anyhow::anyhow!("--only NAME"))?;
+                only = Some(list.split(',').map(|s| s.trim().to_string()).collect());
+            }
+            "--reps" => {
+                reps = Some(
+                    it.next()
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| anyhow::anyhow!("--reps N (N ≥ 1)"))?,
+                )
+            }
+            "-h" | "--help" => {
+                println!(
+                    "{USAGE}\n\nfigures: {}",
+                    FIGURES
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => anyhow::bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    if cfg!(debug_assertions) && !quick {
+        eprintln!("custodia-bench: warning: a debug build; run it with --release for real figures");
+    }
+    let mut sizes = if quick { Sizes::quick() } else { Sizes::full() };
+    if let Some(r) = reps {
+        sizes.reps = r;
+    }
+    let exe = std::env::current_exe()?;
+    let custodia_bin = find_custodia(&exe);
+    let cfg = Config {
+        sizes,
+        mode: if quick { "quick" } else { "full" }.into(),
+        only,
+        custodia_bin,
+        bench_bin: Some(exe),
+        progress,
+    };
+    let report = custodia_bench::run(&cfg)?;
+    println!("{}", report.machine_lines());
+    println!("{}", report.table());
+    if let Some(dir) = json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")?;
+    eprintln!("results written to {}", json.display());
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The `custodia` binary of the same build profile, built first when this
+/// runs under cargo (so it is never stale), else found next to this one.
+fn find_custodia(exe: &std::path::Path) -> Option<PathBuf> {
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let release = exe
+            .parent()
+            .and_then(|d| d.file_name())
+            .is_some_and(|n| n == "release");
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "custodia-cli",
+            "--bin",
+            "custodia",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        match cmd.status() {
+            Ok(s) if s.success() => {}
+            _ => eprintln!(
+                "custodia-bench: could not build the custodia binary; using what is there"
+            ),
+        }
+    }
+    sibling_binary(exe, "custodia")
+}
