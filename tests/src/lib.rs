@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use custodia_node::config::Peer;
 use custodia_node::local::{self, Local};
-use custodia_protocol::{AgencyId, CaseId, Identity};
+use custodia_node::store::Draft;
+use custodia_protocol::{AgencyId, Body, CaseId, Identity, Note, Role, Tlp};
 
 /// A free UDP port on 127.0.0.1, below the kernel's ephemeral range
 /// (32768 and up) so that a client socket bound to port 0 in a parallel
@@ -27,7 +28,11 @@ pub fn free_port() -> u16 {
     );
     loop {
         let port = NEXT.fetch_add(1, Ordering::SeqCst);
-        let port = if port >= 32_000 { 20_000 + port % 12_000 } else { port };
+        let port = if port >= 32_000 {
+            20_000 + port % 12_000
+        } else {
+            port
+        };
         if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
@@ -160,4 +165,28 @@ pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A TLP:AMBER note.
+pub fn note(text: &str) -> Draft {
+    Draft::new(
+        Tlp::Amber,
+        Body::Note(Note {
+            text: text.into(),
+            item: None,
+        }),
+    )
+}
+
+/// `a` opens a case and shares it with each agency in its role.
+pub fn open_shared(a: &Agency, with: &[(&Agency, Role)]) -> CaseId {
+    let mut l = a.local();
+    let case = l
+        .open_case("Operation Lantern", "NBI-2026-0042", Some("PH"), Tlp::Amber)
+        .expect("open")
+        .id();
+    for (b, role) in with {
+        l.share(&case, &b.id.to_hex(), *role).expect("share");
+    }
+    case
 }

@@ -4,34 +4,11 @@
 use std::time::Duration;
 
 use custodia_node::daemon;
-use custodia_node::store::{Draft, Store};
-use custodia_protocol::{Body, CaseId, Hello, Message, Note, Role, SyncItem, Tlp, SKEW_MS};
-use custodia_tests::{eventually, link, Agency};
+use custodia_node::store::Store;
+use custodia_protocol::{CaseId, Hello, Message, Role, SyncItem, Tlp, SKEW_MS};
+use custodia_tests::{eventually, link, note, open_shared, Agency};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn note(text: &str) -> Draft {
-    Draft::new(
-        Tlp::Amber,
-        Body::Note(Note {
-            text: text.into(),
-            item: None,
-        }),
-    )
-}
-
-fn open_shared(a: &Agency, with: &[&Agency]) -> CaseId {
-    let mut l = a.local();
-    let case = l
-        .open_case("Operation Partition", "P-1", None, Tlp::Amber)
-        .expect("open")
-        .id();
-    for b in with {
-        l.share(&case, &b.id.to_hex(), Role::Investigator)
-            .expect("share");
-    }
-    case
-}
 
 fn sorted(x: &Agency, case: &CaseId) -> Vec<Vec<u8>> {
     let mut v = x.case_bytes(case);
@@ -56,7 +33,7 @@ async fn partition_then_heal_converges() {
     link(&a, &b);
     link(&b, &c);
     link(&a, &c);
-    let case = open_shared(&a, &[&b, &c]);
+    let case = open_shared(&a, &[(&b, Role::Investigator), (&c, Role::Investigator)]);
     let ra = daemon::start(&a.dir).await.expect("a");
     let rb = daemon::start(&b.dir).await.expect("b");
     let rc = daemon::start(&c.dir).await.expect("c");
@@ -145,7 +122,7 @@ fn checkpoint(db: &std::path::Path) {
 async fn a_flipped_byte_in_the_store_is_named_and_never_served() {
     let (a, b) = (Agency::new("alpha", "PH"), Agency::new("bravo", "DE"));
     link(&a, &b);
-    let case = open_shared(&a, &[&b]);
+    let case = open_shared(&a, &[(&b, Role::Investigator)]);
     let target = a
         .local()
         .write(&case, note("this record will be damaged on disk"))
@@ -209,7 +186,7 @@ async fn a_flipped_byte_in_the_store_is_named_and_never_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_store_is_reported_not_a_crash() {
     let (a, b) = (Agency::new("alpha", "PH"), Agency::new("bravo", "DE"));
-    let case = open_shared(&a, &[&b]);
+    let case = open_shared(&a, &[(&b, Role::Investigator)]);
     for i in 0..300 {
         a.local()
             .write(&case, note(&format!("entry {i} {}", "x".repeat(200))))
@@ -278,7 +255,7 @@ async fn a_slow_consumer_does_not_hold_up_others() {
     );
     link(&a, &b);
     a.pin(&m, "ZZ");
-    let case = open_shared(&a, &[&b, &m]);
+    let case = open_shared(&a, &[(&b, Role::Investigator), (&m, Role::Investigator)]);
     // 12,000 entries of ~4 KiB: 48 MiB the slow peer will never read.
     {
         let l = a.local();
@@ -356,7 +333,7 @@ async fn a_slow_consumer_does_not_hold_up_others() {
 async fn clock_skew_is_judged_by_the_spec_time_rules() {
     let (a, b) = (Agency::new("alpha", "PH"), Agency::new("bravo", "DE"));
     link(&a, &b);
-    let case = open_shared(&a, &[&b]);
+    let case = open_shared(&a, &[(&b, Role::Investigator)]);
     let l = a.local();
     let me = l.identity;
     let mut store = l.store;

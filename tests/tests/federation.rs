@@ -6,34 +6,11 @@ use std::time::Duration;
 use custodia_node::daemon;
 use custodia_node::store::Draft;
 use custodia_protocol::{
-    Body, CaseId, Entry, Identity, MemberAdded, Message, Note, Payload, Role, SyncItem, Tlp,
+    Body, Entry, Identity, MemberAdded, Message, Note, Payload, Role, SyncItem, Tlp,
 };
-use custodia_tests::{eventually, link, Agency};
+use custodia_tests::{eventually, link, note, open_shared, Agency};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn note(text: &str) -> Draft {
-    Draft::new(
-        Tlp::Amber,
-        Body::Note(Note {
-            text: text.into(),
-            item: None,
-        }),
-    )
-}
-
-/// A opens a case and shares it with the given agencies.
-fn open_shared(a: &Agency, with: &[(&Agency, Role)]) -> CaseId {
-    let mut l = a.local();
-    let case = l
-        .open_case("Operation Lantern", "NBI-2026-0042", Some("PH"), Tlp::Amber)
-        .expect("open")
-        .id();
-    for (b, role) in with {
-        l.share(&case, &b.id.to_hex(), *role).expect("share");
-    }
-    case
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_agencies_receive_the_case_byte_identical() {
