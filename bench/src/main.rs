@@ -19,6 +19,11 @@ usage: custodia-bench [--quick] [--json PATH] [--only NAME[,NAME...]] [--reps N]
   --json PATH    where to write the results (default: bench/results.json)
   --only NAMES   run only these figures (comma-separated)
   --reps N       repetitions per measurement (default 3; 1 with --quick)
+  --set K=V      override one size (repeatable), e.g. --set replicate=5000;
+                 keys: hash_mib, append_batched, append_batch, append_single,
+                 sign_ref, verify_ref, batch_ref, replicate, verify_small,
+                 verify_large, memory_entries, memory_cap_secs,
+                 latency_appends, latency_spacing_ms
   --quiet        no progress on standard error
 
 Run it in release: cargo run --release -p custodia-bench";
@@ -51,6 +56,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
     let mut only = None;
     let mut reps = None;
     let mut progress = true;
+    let mut sets: Vec<String> = Vec::new();
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -74,6 +80,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
                         .ok_or_else(|| anyhow::anyhow!("--reps N (N ≥ 1)"))?,
                 )
             }
+            "--set" => sets.push(
+                it.next()
+                    .ok_or_else(|| anyhow::anyhow!("--set KEY=VALUE"))?,
+            ),
             "-h" | "--help" => {
                 println!(
                     "{USAGE}\n\nfigures: {}",
@@ -94,6 +104,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
     let mut sizes = if quick { Sizes::quick() } else { Sizes::full() };
     if let Some(r) = reps {
         sizes.reps = r;
+    }
+    for kv in &sets {
+        set_size(&mut sizes, kv)?;
     }
     let exe = std::env::current_exe()?;
     let custodia_bin = find_custodia(&exe);
@@ -118,6 +131,37 @@ fn real_main() -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Applies one `KEY=VALUE` size override.
+fn set_size(s: &mut Sizes, kv: &str) -> anyhow::Result<()> {
+    let (k, v) = kv
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--set {kv:?}: expected KEY=VALUE"))?;
+    let n: u64 = v
+        .trim()
+        .replace('_', "")
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--set {kv:?}: {v:?} is not a whole number"))?;
+    let u = n as usize;
+    match k.trim() {
+        "hash_mib" => s.hash_bytes = n << 20,
+        "append_batched" => s.append_batched = u,
+        "append_batch" => s.append_batch = u.max(1),
+        "append_single" => s.append_single = u,
+        "sign_ref" => s.sign_ref = u.max(1),
+        "verify_ref" => s.verify_ref = u.max(1),
+        "batch_ref" => s.batch_ref = u.max(1),
+        "replicate" => s.replicate = u,
+        "verify_small" => s.verify_small = u.max(1),
+        "verify_large" => s.verify_large = u.max(1),
+        "memory_entries" => s.memory_entries = u,
+        "memory_cap_secs" => s.memory_cap = std::time::Duration::from_secs(n),
+        "latency_appends" => s.latency_appends = u.max(1),
+        "latency_spacing_ms" => s.latency_spacing = std::time::Duration::from_millis(n),
+        other => anyhow::bail!("--set: no size called {other:?} (see --help)"),
+    }
+    Ok(())
 }
 
 /// The `custodia` binary of the same build profile, built first when this
