@@ -162,6 +162,57 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A received item after the stateless checks.
+enum Checked {
+    Entry(Result<Entry, Rejection>),
+    Withheld(WithheldPosition),
+}
+
+/// Below this many entries a batch is checked on the calling thread.
+const PARALLEL_MIN: usize = 64;
+
+/// Decodes and verifies a batch's entries (V1–V8) on all cores, keeping
+/// the batch's order.
+fn check_parallel(items: Vec<SyncItem>) -> Vec<Checked> {
+    let check = |item: SyncItem| match item {
+        SyncItem::Entry(bytes) => Checked::Entry(Entry::decode(&bytes)),
+        SyncItem::Withheld(w) => Checked::Withheld(w),
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if items.len() < PARALLEL_MIN || threads < 2 {
+        return items.into_iter().map(check).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<SyncItem>> = Vec::with_capacity(threads);
+    let mut items = items.into_iter();
+    loop {
+        let c: Vec<SyncItem> = items.by_ref().take(chunk).collect();
+        if c.is_empty() {
+            break;
+        }
+        chunks.push(c);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|c| scope.spawn(move || c.into_iter().map(check).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                // A panic in a decoder would be a bug; report it as a
+                // malformed entry rather than take the node down.
+                h.join().unwrap_or_else(|_| {
+                    vec![Checked::Entry(Err(Rejection {
+                        entry: None,
+                        kind: RejectKind::Malformed("internal decoder failure".into()),
+                    }))]
+                })
+            })
+            .collect()
+    })
+}
+
 fn blob32(v: Vec<u8>) -> Option<[u8; 32]> {
     v.try_into().ok()
 }
@@ -585,7 +636,10 @@ impl Store {
         items: Vec<SyncItem>,
         now_ms: u64,
     ) -> Result<BatchOutcome, StoreError> {
-        let result = self.receive_tx(case, items, now_ms);
+        // Decoding and signature checks (V1–V8) need no state: they run on
+        // every core before the write lock is taken.
+        let checked = check_parallel(items);
+        let result = self.receive_tx(case, checked, now_ms);
         if result.is_err() {
             self.reload()?;
         }
@@ -595,7 +649,7 @@ impl Store {
     fn receive_tx(
         &mut self,
         case: &CaseId,
-        items: Vec<SyncItem>,
+        items: Vec<Checked>,
         now_ms: u64,
     ) -> Result<BatchOutcome, StoreError> {
         self.conn
@@ -606,8 +660,8 @@ impl Store {
             let mut out = BatchOutcome::default();
             for item in items {
                 match item {
-                    SyncItem::Entry(bytes) => {
-                        let entry = match Entry::decode(&bytes) {
+                    Checked::Entry(decoded) => {
+                        let entry = match decoded {
                             Ok(e) => e,
                             Err(r) => {
                                 out.refused.push(r);
@@ -654,7 +708,7 @@ impl Store {
                             }
                         }
                     }
-                    SyncItem::Withheld(w) => {
+                    Checked::Withheld(w) => {
                         let Some(v) = self.cases.get_mut(case) else {
                             out.refused.push(Rejection {
                                 entry: Some(w.id),
