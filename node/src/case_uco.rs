@@ -133,7 +133,8 @@ struct Graph<'a> {
     ids: BTreeSet<String>,
     authorizations: Vec<String>,
     chains: BTreeMap<ItemId, Chain>,
-    /// Custody events and notes about items not in the export.
+    /// Custody events and notes about items whose registration this node
+    /// was not shown (so there is no File to attach them to).
     skipped: usize,
 }
 
