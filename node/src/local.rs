@@ -1084,47 +1084,6 @@ impl Local {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn evidence_files_walks_sorted_dedups_and_names_failures() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let root = tmp.path();
-        for (rel, body) in [("d/b.txt", "b"), ("d/a/z.txt", "zz"), ("d/c.txt", "ccc")] {
-            let p = root.join(rel);
-            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-            std::fs::write(&p, body).expect("write");
-        }
-        #[cfg(unix)]
-        std::os::unix::fs::symlink(root.join("d/c.txt"), root.join("d/link.txt")).expect("link");
-        let found = evidence_files(&[root.join("d"), root.join("d/b.txt")]).expect("files");
-        let names: Vec<(String, u64)> = found
-            .iter()
-            .map(|f| {
-                let rel = f.path.strip_prefix(root).expect("under root");
-                (rel.to_string_lossy().into_owned(), f.size)
-            })
-            .collect();
-        assert_eq!(
-            names,
-            [
-                ("d/a/z.txt".to_owned(), 2),
-                ("d/b.txt".to_owned(), 1),
-                ("d/c.txt".to_owned(), 3)
-            ]
-        );
-        let missing = root.join("nope.img");
-        match evidence_files(&[root.join("d"), missing.clone()]) {
-            Err(LocalError::Io { path, .. }) => assert_eq!(path, missing),
-            other => panic!("expected an I/O error naming the path, got {other:?}"),
-        }
-        std::fs::create_dir(root.join("empty")).expect("mkdir");
-        let e = evidence_files(&[root.join("empty")]).expect_err("an empty directory");
-        assert!(e.to_string().contains("no regular file"), "{e}");
-    }
-}
 
 impl Local {
     /// Exports a case as a signed court bundle (SPEC.md §10): every
@@ -1173,5 +1132,47 @@ impl Local {
             (!chosen.is_empty()).then_some(chosen.as_slice()),
         )
         .map_err(|e| LocalError::Refused(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_files_walks_sorted_dedups_and_names_failures() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path();
+        for (rel, body) in [("d/b.txt", "b"), ("d/a/z.txt", "zz"), ("d/c.txt", "ccc")] {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, body).expect("write");
+        }
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(root.join("d/c.txt"), root.join("d/link.txt")).expect("link");
+        let found = evidence_files(&[root.join("d"), root.join("d/b.txt")]).expect("files");
+        let names: Vec<(String, u64)> = found
+            .iter()
+            .map(|f| {
+                let rel = f.path.strip_prefix(root).expect("under root");
+                (rel.to_string_lossy().into_owned(), f.size)
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("d/a/z.txt".to_owned(), 2),
+                ("d/b.txt".to_owned(), 1),
+                ("d/c.txt".to_owned(), 3)
+            ]
+        );
+        let missing = root.join("nope.img");
+        match evidence_files(&[root.join("d"), missing.clone()]) {
+            Err(LocalError::Io { path, .. }) => assert_eq!(path, missing),
+            other => panic!("expected an I/O error naming the path, got {other:?}"),
+        }
+        std::fs::create_dir(root.join("empty")).expect("mkdir");
+        let e = evidence_files(&[root.join("empty")]).expect_err("an empty directory");
+        assert!(e.to_string().contains("no regular file"), "{e}");
     }
 }
