@@ -582,7 +582,7 @@ fn withheld(h: &mut String, r: &Report) {
         h.push_str("<p>None: every entry of the record is disclosed in this bundle.</p>\n");
         return;
     }
-    h.push_str("<p>These entries exist in the record but were not disclosed in this bundle: each is <strong>disclosed as withheld</strong> (its author, position and fingerprint are given), which is not the same as missing. The entries around them still link through them.</p>\n<table>\n<thead><tr><th>#</th><th>Agency</th><th>Position</th><th>Entry id</th><th>Corroborated</th></tr></thead>\n<tbody>\n");
+    h.push_str("<p>These entries exist in the record but were not disclosed in this bundle: each is <strong>disclosed as withheld</strong> (its author, position and entry id are given), which is not the same as missing. The entries around them still link through them.</p>\n<table>\n<thead><tr><th>#</th><th>Agency</th><th>Position</th><th>Entry id</th><th>Corroborated</th></tr></thead>\n<tbody>\n");
     for w in &r.withheld {
         let _ = writeln!(
             h,
