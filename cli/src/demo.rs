@@ -441,13 +441,33 @@ async fn story(
     let (log, _) = crate::case::log(&berlin.open()?, &case)?;
     say.detail(&log);
 
+    say.step("Berlin exports the case as a court bundle (`custodia export`): one file with every signed entry, the agencies' keys and Berlin's signature. It is checked from the file alone (`custodia verify`), as a court would, with no node and no network.");
+    let file = berlin.dir.join("case.custodia");
+    let bytes = berlin.open()?.export_bundle(&case, &[])?;
+    std::fs::write(&file, &bytes).map_err(|source| LocalError::Io {
+        path: file.clone(),
+        source,
+    })?;
+    let b = custodia_protocol::bundle::Bundle::decode(&bytes)
+        .map_err(|e| LocalError::Refused(format!("the bundle just written: {e}")))?;
+    let report = custodia_protocol::bundle::verify(&b, None);
+    say.detail(&format!(
+        "{} ({} bytes)\n{}",
+        file.display(),
+        bytes.len(),
+        report.verdict()
+    ));
+    if !report.is_valid() {
+        return Err(LocalError::Refused("the demo's own bundle does not verify".into()).into());
+    }
+
     say.step("What this proved.");
     say.detail(
         "- Every statement is signed by the agency that made it: Berlin verified Manila's entries with Manila's key, though it never talked to Manila.\n\
          - Each agency's entries form a hash chain, and each entry references what its author had seen: Lyon could relay but not alter, reorder or silently drop anything.\n\
          - Custody moved only by the rules: the holder transferred, the addressee signed a receipt that references the transfer, and Manila holds that receipt as proof of delivery.\n\
          - The evidence files never left Manila: only their digests travelled, and anyone holding a file can check it against them.\n\
-         A court can verify all of it offline, from the entries alone.",
+         A court can verify all of it offline, from the bundle alone: `custodia verify FILE --html report.html`.",
     );
     Ok((case, serde_json::Value::Object(views)))
 }

@@ -27,6 +27,8 @@ fn demo_runs_three_agencies_and_exits_0() {
         "--- as Lyon Liaison Desk sees it ---",
         "--- as Berlin Partner Unit sees it ---",
         "received transfer",
+        "case.custodia (",
+        "VALID: every signature and every link of the record checks",
         "What this proved.",
         "The temporary folder was removed",
     ] {
