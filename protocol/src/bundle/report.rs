@@ -428,13 +428,34 @@ pub fn check_entry(bytes: &[u8]) -> Checked {
     }
 }
 
+/// What the report keeps of an entry it shows: the payload, not the bytes.
+#[derive(Debug)]
+struct Kept {
+    id: EntryId,
+    payload: crate::entry::Payload,
+}
+
+impl Kept {
+    fn id(&self) -> EntryId {
+        self.id
+    }
+
+    fn payload(&self) -> &crate::entry::Payload {
+        &self.payload
+    }
+
+    fn author(&self) -> AgencyId {
+        self.payload.author
+    }
+}
+
 /// Replays a bundle's elements, one at a time, and collects the report.
 #[derive(Debug)]
 pub struct Verifier<'t> {
     v: Validator,
     /// The entries the report shows (genesis, registrations, custody
     /// events); the validator itself is lean and keeps no entry.
-    kept: HashMap<EntryId, Entry>,
+    kept: HashMap<EntryId, Kept>,
     now: u64,
     case: CaseId,
     exporter: AgencyId,
@@ -564,7 +585,13 @@ impl<'t> Verifier<'t> {
             entry.payload().body,
             Body::CaseOpened(_) | Body::EvidenceRegistered(_) | Body::Custody(_)
         ) {
-            self.kept.insert(entry.id(), entry.clone());
+            self.kept.insert(
+                entry.id(),
+                Kept {
+                    id: entry.id(),
+                    payload: entry.payload().clone(),
+                },
+            );
         }
         self.disclosed += 1;
         self.per_author.entry(entry.author()).or_default().0 += 1;
@@ -1023,7 +1050,7 @@ impl<'t> Verifier<'t> {
         out.into_iter().map(|(_, r)| r).collect()
     }
 
-    fn event(&self, e: &Entry, action: &str) -> EventReport {
+    fn event(&self, e: &Kept, action: &str) -> EventReport {
         let p = e.payload();
         let mut r = EventReport {
             entry: e.id(),
