@@ -77,7 +77,7 @@ fn check(b: &Bundle<'_>, trust: Option<&TrustList>) -> Report {
     let bar = (total >= BAR_FROM && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template(
-            "verifying [{bar:30}] {human_pos}/{human_len} entries  {per_sec}  ETA {eta}",
+            "verifying [{bar:30}] {human_pos}/{human_len} entries  ETA {eta}",
         ) {
             bar.set_style(style.progress_chars("=> "));
         }
