@@ -712,3 +712,39 @@ fn bundle_vectors() {
         }
     }
 }
+
+proptest::proptest! {
+    /// Garbage, and garbage that starts like a bundle, is refused with an
+    /// error or a report, never a panic.
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1500),
+        start in 0usize..3,
+    ) {
+        let mut bytes = [&[0xD2u8, 0x84, 0x58, 0x49][..start.min(4)], &body].concat();
+        let _ = check(&bytes);
+        bytes.insert(0, 0xD2);
+        let _ = check(&bytes);
+    }
+
+    /// Several random edits of a valid bundle never give a valid verdict.
+    #[test]
+    fn random_edits_are_never_valid(
+        edits in proptest::collection::vec((proptest::prelude::any::<usize>(), 1u8..=255), 1..4),
+    ) {
+        let mut s = Sim::new();
+        s.add(0, 1, Role::Investigator);
+        let item = s.register(1, 5, None);
+        s.custody(1, item, CustodyAction::Sealed);
+        let original = s.export(0, None);
+        let mut bytes = original.clone();
+        for (at, x) in edits {
+            let n = bytes.len();
+            bytes[at % n] ^= x;
+        }
+        proptest::prop_assume!(bytes != original);
+        if let Ok(r) = check(&bytes) {
+            proptest::prop_assert!(!r.is_valid());
+        }
+    }
+}
