@@ -1084,7 +1084,6 @@ impl Local {
     }
 }
 
-
 impl Local {
     /// Exports a case as a signed court bundle (SPEC.md §10): every
     /// position this node holds, in dependency order, its equivocation
