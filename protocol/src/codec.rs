@@ -71,13 +71,24 @@ pub fn value_from_slice(bytes: &[u8]) -> Result<Value, CodecError> {
     Ok(value)
 }
 
-/// Converts an already-checked value to a typed structure.
-pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, CodecError> {
-    serde_cbor::value::from_value(value).map_err(|e| CodecError::Schema(e.to_string()))
+/// Converts an already-checked value to a typed structure. The structure
+/// must encode back to the same value: serde alone would take a byte string
+/// where the schema has a text string (and the reverse), which would give
+/// one meaning two encodings (found by fuzzing, `entry_decode`).
+pub fn from_value<T: DeserializeOwned + Serialize>(value: Value) -> Result<T, CodecError> {
+    let typed: T = serde_cbor::value::from_value(value.clone())
+        .map_err(|e| CodecError::Schema(e.to_string()))?;
+    match serde_cbor::value::to_value(&typed) {
+        Ok(again) if again == value => Ok(typed),
+        _ => Err(CodecError::Schema(
+            "a value is not of the CBOR type the schema gives (e.g. a byte string for a text string)"
+                .into(),
+        )),
+    }
 }
 
 /// Strictly decodes deterministic CBOR bytes into a typed structure.
-pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+pub fn from_slice<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, CodecError> {
     from_value(value_from_slice(bytes)?)
 }
 
@@ -173,6 +184,22 @@ mod tests {
         let mut deep = vec![0x81; 40];
         deep.push(0x00);
         assert!(value_from_slice(&deep).is_err());
+    }
+
+    #[test]
+    fn a_value_of_another_cbor_type_is_refused() {
+        // Fuzzing regression (entry_decode): h'61' decoded as the text "a",
+        // and "a" as the bytes h'61'; each must be refused.
+        assert!(matches!(
+            from_slice::<String>(&[0x41, 0x61]),
+            Err(CodecError::Schema(_))
+        ));
+        assert_eq!(from_slice::<String>(&[0x61, 0x61]), Ok("a".to_owned()));
+        assert!(matches!(
+            from_slice::<serde_bytes::ByteBuf>(&[0x61, 0x61]),
+            Err(CodecError::Schema(_))
+        ));
+        assert!(from_slice::<serde_bytes::ByteBuf>(&[0x41, 0x61]).is_ok());
     }
 
     #[test]

@@ -1,0 +1,411 @@
+//! The properties behind the fuzz targets, one function per target.
+//!
+//! Shared by three harnesses so they test exactly the same thing:
+//! the cargo-fuzz targets in `protocol/fuzz` (which include this file by
+//! path), the property tests in `tests/fuzz_props.rs`, and the regression
+//! corpus runner in `tests/fuzz_regressions.rs`.
+//!
+//! Each function takes arbitrary bytes and returns `Ok` when the input was
+//! accepted or `Err` with the typed error's message when it was refused.
+//! Anything else — a panic inside the protocol crate, or a broken
+//! invariant, asserted here — is a finding.
+
+#![allow(dead_code, unreachable_pub)]
+
+use custodia_protocol::bundle::{self, Bundle, TrustList};
+use custodia_protocol::cbor;
+use custodia_protocol::{
+    protected_header, Applied, Conflict, Entry, EntryId, EquivocationProof, Identity, Message,
+    Payload, Validator, WithheldPosition, MAX_ENTRY_SIZE,
+};
+use sha2::{Digest, Sha256};
+
+/// The receiver's clock of the `validate` target: one hour after the
+/// vectors' T0, so every vector's entries are in the past.
+pub const NOW: u64 = 1_795_000_000_000 + 3_600_000;
+
+/// Labels of the test keys (SPEC.md Appendix A.2), in the order the
+/// `validate` target's signing chunks index them.
+pub const KEY_LABELS: [&str; 4] = ["alpha", "bravo", "charlie", "mallory"];
+
+/// The test key of a label: seed = SHA-256("custodia test key " + label).
+pub fn test_key(label: &str) -> Identity {
+    let seed: [u8; 32] = Sha256::digest(format!("custodia test key {label}")).into();
+    Identity::from_seed(seed)
+}
+
+fn bstr_head(len: usize, out: &mut Vec<u8>) {
+    match len {
+        0..=23 => out.push(0x40 | len as u8),
+        24..=0xFF => out.extend_from_slice(&[0x58, len as u8]),
+        0x100..=0xFFFF => {
+            out.push(0x59);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0x5A);
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+    }
+}
+
+fn bstr(b: &[u8], out: &mut Vec<u8>) {
+    bstr_head(b.len(), out);
+    out.extend_from_slice(b);
+}
+
+/// `entry_decode`: [`Entry::decode`] on arbitrary bytes.
+///
+/// On success the entry re-encodes from its typed parts (protected header
+/// of the author, the payload encoded again, the signature) to exactly the
+/// input: one meaning, one encoding. The same is checked after V1–V7 alone
+/// ([`Entry::decode_unverified`]), so the property is exercised without a
+/// valid signature too.
+pub fn entry_decode(data: &[u8]) -> Result<(), String> {
+    let id = EntryId::of(data);
+    let full = Entry::decode(data);
+    let unverified = match Entry::decode_unverified(data) {
+        Ok(u) => u,
+        Err(r) => {
+            assert_eq!(r.entry, Some(id), "a rejection names the offered bytes");
+            assert!((1..=7).contains(&r.rule()), "V1-V7 only: {r}");
+            assert_eq!(full.as_ref().err(), Some(&r), "decode fails the same way");
+            return Err(r.to_string());
+        }
+    };
+    assert!(data.len() <= MAX_ENTRY_SIZE);
+    let signature = *unverified.signature();
+    let message = unverified.signed_message().to_vec();
+    let entry = unverified.clone().assume_verified();
+    let payload_bytes = cbor::to_vec(entry.payload());
+    // The typed payload encodes back to the signed bytes.
+    let protected = protected_header(&entry.author());
+    assert_eq!(
+        message,
+        custodia_protocol::sig_structure(&protected, &payload_bytes),
+        "the payload does not re-encode to the bytes that were signed"
+    );
+    // And the whole entry re-encodes to the input.
+    let mut again = vec![0xD2, 0x84];
+    bstr(&protected, &mut again);
+    again.push(0xA0);
+    bstr(&payload_bytes, &mut again);
+    bstr(&signature, &mut again);
+    assert_eq!(again, data, "the entry does not re-encode to its bytes");
+    assert_eq!(entry.bytes(), data);
+    assert_eq!(entry.id(), id);
+    // The payload decodes alone, to the same value.
+    assert_eq!(
+        cbor::from_slice::<Payload>(&payload_bytes).as_ref(),
+        Ok(entry.payload())
+    );
+    let _ = entry.visible_to(&entry.author());
+    let _ = entry.case_id();
+    match (full, unverified.verify()) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a, b);
+            assert_eq!(a.bytes(), data, "bytes() equals the input");
+            Ok(())
+        }
+        (Err(a), Err(b)) => {
+            assert_eq!(a, b);
+            assert_eq!(a.rule(), 8);
+            Err(a.to_string())
+        }
+        (a, b) => panic!("decode and decode_unverified+verify disagree: {a:?} / {b:?}"),
+    }
+}
+
+/// One chunk of a `validate` input.
+#[derive(Debug, Clone)]
+pub enum Chunk {
+    /// Entry bytes (decoded with [`Entry::decode`]).
+    Raw(Vec<u8>),
+    /// A payload (deterministic CBOR) to sign with test key `key`; the
+    /// payload's author is set to that key. Lets the fuzzer build entries
+    /// with valid signatures from mutated payloads.
+    Sign(u8, Vec<u8>),
+    /// A withheld marker.
+    Withheld(WithheldPosition),
+}
+
+/// Marks a signing chunk.
+pub const SIGN: u8 = b'S';
+/// Marks a withheld chunk (then author 32, seq 8 big-endian, id 32).
+pub const WITHHELD: u8 = b'W';
+
+/// Splits a `validate` input: a sequence of chunks, each a 2-byte
+/// big-endian length and that many bytes (the last may be short). A chunk
+/// of 73 bytes starting with `W` is a withheld marker; one starting with
+/// `S` is a key index and a payload to sign; anything else is entry bytes.
+pub fn chunks(mut data: &[u8]) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    while data.len() >= 2 {
+        let n = usize::from(u16::from_be_bytes([data[0], data[1]]));
+        let rest = &data[2..];
+        let (c, tail) = rest.split_at(n.min(rest.len()));
+        data = tail;
+        out.push(to_chunk(c));
+    }
+    out
+}
+
+fn to_chunk(c: &[u8]) -> Chunk {
+    if c.len() == 73 && c[0] == WITHHELD {
+        let mut author = [0u8; 32];
+        author.copy_from_slice(&c[1..33]);
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&c[33..41]);
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&c[41..73]);
+        return Chunk::Withheld(WithheldPosition {
+            author: custodia_protocol::AgencyId(author),
+            seq: u64::from_be_bytes(seq),
+            id: EntryId(id),
+        });
+    }
+    if c.len() >= 2 && c[0] == SIGN {
+        return Chunk::Sign(c[1], c[2..].to_vec());
+    }
+    Chunk::Raw(c.to_vec())
+}
+
+/// Encodes chunks as a `validate` input (for seeds and property tests).
+pub fn join(chunks: &[Chunk]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in chunks {
+        let body = match c {
+            Chunk::Raw(b) => b.clone(),
+            Chunk::Sign(k, p) => {
+                let mut b = vec![SIGN, *k];
+                b.extend_from_slice(p);
+                b
+            }
+            Chunk::Withheld(w) => {
+                let mut b = vec![WITHHELD];
+                b.extend_from_slice(&w.author.0);
+                b.extend_from_slice(&w.seq.to_be_bytes());
+                b.extend_from_slice(&w.id.0);
+                b
+            }
+        };
+        let n = u16::try_from(body.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&n.to_be_bytes());
+        out.extend_from_slice(&body[..usize::from(n)]);
+    }
+    out
+}
+
+/// What a validator said about one element: accepted (how), or refused
+/// (rule, class and the id the refusal names).
+pub type Verdict = Result<Applied, (u8, &'static str, Option<EntryId>)>;
+
+/// `validate`: feeds the chunks of the input to a fresh
+/// [`Validator::lean`] and a fresh [`Validator::new`] with the fixed clock
+/// [`NOW`]; both must give the same verdict on every element, end in the
+/// same state (apart from the equivocation proofs only the full validator
+/// can build), and an accepted entry applied again is a duplicate.
+/// Returns the verdicts.
+pub fn validate(data: &[u8]) -> Vec<Verdict> {
+    let mut lean = Validator::lean();
+    let mut full = Validator::new();
+    let mut verdicts = Vec::new();
+    let keys: Vec<Identity> = KEY_LABELS.iter().map(|l| test_key(l)).collect();
+    for chunk in chunks(data) {
+        let (a, b) = match chunk {
+            Chunk::Withheld(w) => (lean.apply_withheld(w), full.apply_withheld(w)),
+            Chunk::Raw(bytes) => match Entry::decode(&bytes) {
+                Ok(e) => apply_both(&mut lean, &mut full, &e),
+                Err(_) => continue,
+            },
+            Chunk::Sign(k, payload) => {
+                let Ok(mut p) = cbor::from_slice::<Payload>(&payload) else {
+                    continue;
+                };
+                let key = &keys[usize::from(k) % keys.len()];
+                p.author = key.agency();
+                let signed = Entry::sign(key, &p);
+                match Entry::decode(signed.bytes()) {
+                    Ok(e) => {
+                        assert_eq!(e.payload(), &p, "a signed entry decodes to its payload");
+                        assert_eq!(e, signed);
+                        apply_both(&mut lean, &mut full, &e)
+                    }
+                    Err(r) => {
+                        // What a correct signer can still get wrong: size,
+                        // version and the schema rules beyond the types.
+                        assert!(
+                            matches!(r.class(), "oversize" | "unsupported-version" | "schema"),
+                            "a freshly signed entry was refused by {r}"
+                        );
+                        continue;
+                    }
+                }
+            }
+        };
+        let a = verdict(a);
+        assert_eq!(a, verdict(b), "lean and full validators disagree");
+        verdicts.push(a);
+    }
+    assert_eq!(lean.case(), full.case());
+    let strip = |v: &Validator| {
+        let mut s = v.state().clone();
+        for c in &mut s.conflicts {
+            if let Conflict::Equivocation { proof, .. } = c {
+                *proof = None;
+            }
+        }
+        s
+    };
+    assert_eq!(strip(&lean), strip(&full), "lean and full states differ");
+    verdicts
+}
+
+fn apply_both(
+    lean: &mut Validator,
+    full: &mut Validator,
+    e: &Entry,
+) -> (
+    Result<Applied, custodia_protocol::Rejection>,
+    Result<Applied, custodia_protocol::Rejection>,
+) {
+    let a = lean.apply(e, NOW);
+    let b = full.apply(e, NOW);
+    if matches!(a, Ok(Applied::New | Applied::Revealed)) {
+        assert_eq!(
+            lean.apply(e, NOW),
+            Ok(Applied::Duplicate),
+            "lean: not idempotent"
+        );
+        assert_eq!(
+            full.apply(e, NOW),
+            Ok(Applied::Duplicate),
+            "full: not idempotent"
+        );
+        assert!(lean.knows(&e.id()) && full.knows(&e.id()));
+        assert_eq!(full.entry(&e.id()), Some(e));
+        assert_eq!(lean.meta(&e.id()), full.meta(&e.id()));
+        let author = e.author();
+        assert_eq!(
+            lean.may_see(&e.id(), &author),
+            full.may_see(&e.id(), &author)
+        );
+    }
+    (a, b)
+}
+
+fn verdict(r: Result<Applied, custodia_protocol::Rejection>) -> Verdict {
+    r.map_err(|e| {
+        let _ = e.to_string();
+        (e.rule(), e.class(), e.entry)
+    })
+}
+
+/// `sync_message`: [`Message::frame_len`] on the first four bytes, then
+/// [`Message::decode`] on the frame's body (the bytes the prefix announces,
+/// or all that follow). A decoded message's frame decodes to the same
+/// value, and its body is the input body (deterministic encoding).
+pub fn sync_message(data: &[u8]) -> Result<(), String> {
+    let Some((prefix, rest)) = data.split_first_chunk::<4>() else {
+        return Err("shorter than a length prefix".into());
+    };
+    let body = match Message::frame_len(*prefix) {
+        Ok(n) if n <= rest.len() => &rest[..n],
+        Ok(_) => rest,
+        Err(e) => {
+            assert_eq!(e.code().as_u64(), 3);
+            rest
+        }
+    };
+    match Message::decode(body) {
+        Ok(m) => {
+            let frame = m.to_frame();
+            let (p, again) = frame
+                .split_first_chunk::<4>()
+                .expect("a frame has a prefix");
+            assert_eq!(Message::frame_len(*p), Ok(again.len()));
+            assert_eq!(Message::decode(again).as_ref(), Ok(&m), "round trip");
+            assert_eq!(again, body, "a message re-encodes to other bytes");
+            Ok(())
+        }
+        Err(e) => {
+            let _ = e.code();
+            Err(e.to_string())
+        }
+    }
+}
+
+/// `equivocation_proof`: [`EquivocationProof::from_bytes`] then
+/// [`EquivocationProof::check`]. A decoded proof re-encodes to the input;
+/// a proof that checks holds two valid, different entries of one author,
+/// case and position, in ascending id order.
+pub fn equivocation_proof(data: &[u8]) -> Result<(), String> {
+    let proof = EquivocationProof::from_bytes(data).map_err(|e| e.to_string())?;
+    assert_eq!(proof.to_bytes(), data, "a proof re-encodes to other bytes");
+    let eq = proof.check().map_err(|e| e.to_string())?;
+    let a = Entry::decode(&proof.0).expect("entry 0 of a checked proof");
+    let b = Entry::decode(&proof.1).expect("entry 1 of a checked proof");
+    assert!(a.id() < b.id());
+    assert_eq!((a.author(), b.author()), (eq.author, eq.author));
+    assert_eq!((a.seq(), b.seq()), (eq.seq, eq.seq));
+    assert_eq!((a.case_id(), b.case_id()), (eq.case, eq.case));
+    assert_eq!(EquivocationProof::new(&b, &a), proof);
+    Ok(())
+}
+
+/// `bundle`: [`Bundle::decode`], then [`bundle::verify`] without and with
+/// a trust file naming the listed agencies. The decoder's counts match
+/// what the iterators yield; the report covers every element; a trust
+/// file changes what is confirmed, never the problems found.
+pub fn bundle(data: &[u8]) -> Result<(), String> {
+    let b = match Bundle::decode(data) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = e.class();
+            return Err(e.to_string());
+        }
+    };
+    assert_eq!(b.elements().count(), b.len());
+    assert!(!b.is_empty());
+    assert_eq!(b.proofs().len(), b.proof_count());
+    let report = bundle::verify(&b, None);
+    assert_eq!(report.elements, b.len());
+    assert!(report.disclosed + report.withheld.len() <= b.len());
+    assert_eq!(report.is_valid(), report.problems.is_empty());
+    let _ = report.verdict();
+    for p in &report.problems {
+        assert!(p.index.is_none_or(|i| i < b.len()));
+        assert!(p.caused_by.is_none_or(|c| p.index.is_some_and(|i| c < i)));
+        let _ = (p.rule.to_string(), p.is_consequence());
+    }
+    for m in &report.members {
+        let _ = report.name_of(&m.agency);
+    }
+    let trust: String = b
+        .agencies()
+        .iter()
+        .map(|a| format!("{} {}\n", a.agency.to_hex(), a.name))
+        .collect();
+    if let Ok(t) = TrustList::parse(&trust) {
+        let trusted = bundle::verify(&b, Some(&t));
+        assert_eq!(
+            trusted.problems, report.problems,
+            "trust changed the problems"
+        );
+        assert!(trusted.trust_checked);
+    }
+    if report.is_valid() {
+        Ok(())
+    } else {
+        Err(report.verdict())
+    }
+}
+
+/// `trust_list`: [`TrustList::parse`] on arbitrary text. A parsed list
+/// written back out parses to the same list.
+pub fn trust_list(data: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(data);
+    let t = TrustList::parse(&text).map_err(|e| e.to_string())?;
+    assert!(t.len() <= text.lines().count());
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! Replays the fuzzers' inputs in the normal test suite, on stable Rust:
+//! every seed of `protocol/fuzz/corpus/<target>/` and every input a fuzzer
+//! once crashed on, kept in `tests/fuzz-regressions/<target>/`. Each must
+//! give a typed result without a panic (see `fuzz_checks/mod.rs` for what
+//! is checked). Also writes the seed corpora (`write_fuzz_seeds`, ignored).
+
+mod fuzz_checks;
+
+use std::path::{Path, PathBuf};
+
+use custodia_protocol::bundle::{self, Element};
+use custodia_protocol::cbor;
+use custodia_protocol::*;
+use fuzz_checks::Chunk;
+use serde_json::Value;
+
+const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A fuzz target's check, its result dropped.
+type Check = fn(&[u8]);
+
+/// The protocol's fuzz targets and their checks.
+const TARGETS: [(&str, Check); 6] = [
+    ("entry_decode", |d| drop(fuzz_checks::entry_decode(d))),
+    ("validate", |d| drop(fuzz_checks::validate(d))),
+    ("sync_message", |d| drop(fuzz_checks::sync_message(d))),
+    ("equivocation_proof", |d| {
+        drop(fuzz_checks::equivocation_proof(d))
+    }),
+    ("bundle", |d| drop(fuzz_checks::bundle(d))),
+    ("trust_list", |d| drop(fuzz_checks::trust_list(d))),
+];
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn every_seed_and_every_former_crash_gives_a_typed_result() {
+    let mut total = 0;
+    for (target, check) in TARGETS {
+        let seeds = files(&Path::new(MANIFEST).join("fuzz/corpus").join(target));
+        assert!(!seeds.is_empty(), "no seed corpus for {target}");
+        let crashes = files(
+            &Path::new(MANIFEST)
+                .join("tests/fuzz-regressions")
+                .join(target),
+        );
+        for f in seeds.iter().chain(&crashes) {
+            let data = std::fs::read(f).expect("readable");
+            let r = std::panic::catch_unwind(|| check(&data));
+            assert!(r.is_ok(), "{target}: {} panics", f.display());
+            total += 1;
+        }
+    }
+    assert!(total > 50, "only {total} inputs");
+}
+
+/// Fuzzing regression (`entry_decode`, `bstr-for-tstr-actor`): serde took
+/// a CBOR byte string where the schema has a text string, so one payload
+/// had two encodings (two entry ids) and this implementation accepted
+/// entries the spec's schema (V6) refuses. Now refused as `schema`, even
+/// when correctly signed, and likewise in sync messages and proofs.
+#[test]
+fn a_byte_string_for_a_text_string_is_a_schema_error() {
+    let alpha = fuzz_checks::test_key("alpha");
+    let payload = Payload::genesis(
+        alpha.agency(),
+        1_795_000_000_000,
+        Tlp::Amber,
+        CaseOpened {
+            title: "Lantern-X".into(),
+            reference: "R".into(),
+            jurisdiction: None,
+            name: "Alpha".into(),
+            country: "PH".into(),
+        },
+    );
+    let mut bytes = cbor::to_vec(&payload);
+    let at = bytes
+        .windows(10)
+        .position(|w| w == b"\x69Lantern-X")
+        .expect("the title");
+    bytes[at] = 0x49; // the same 9 bytes as a byte string
+    let protected = protected_header(&alpha.agency());
+    let signature = alpha.sign(&sig_structure(&protected, &bytes));
+    let mut entry = vec![0xD2, 0x84, 0x58, protected.len() as u8];
+    entry.extend_from_slice(&protected);
+    entry.extend_from_slice(&[0xA0, 0x58, bytes.len() as u8]);
+    entry.extend_from_slice(&bytes);
+    entry.extend_from_slice(&[0x58, 0x40]);
+    entry.extend_from_slice(&signature);
+    let r = Entry::decode(&entry).expect_err("a bstr title is refused");
+    assert_eq!(r.class(), "schema", "{r}");
+    // The crashing input itself (invalid signature, bstr "actor").
+    let crash = std::fs::read(format!(
+        "{MANIFEST}/tests/fuzz-regressions/entry_decode/bstr-for-tstr-actor"
+    ))
+    .expect("regression file");
+    let r = Entry::decode(&crash).expect_err("refused");
+    assert_eq!(r.class(), "schema", "{r}");
+    // A sync error message whose text is a byte string.
+    let m = Message::Error(ErrorMessage {
+        code: 2,
+        message: "xyz".into(),
+    })
+    .to_frame();
+    let mut body = m[4..].to_vec();
+    let at = body.windows(4).position(|w| w == b"\x63xyz").expect("text");
+    body[at] = 0x43;
+    assert!(matches!(
+        Message::decode(&body),
+        Err(SyncError::Malformed(_))
+    ));
+}
+
+// ---------------------------------------------------------------------
+// Seed corpora.
+
+fn vectors() -> Vec<Value> {
+    let text = std::fs::read_to_string(format!("{MANIFEST}/../spec/vectors/entries.json"))
+        .expect("entries.json");
+    let doc: Value = serde_json::from_str(&text).expect("JSON");
+    doc["vectors"].as_array().expect("vectors").clone()
+}
+
+fn bundle_vectors() -> Vec<(String, Vec<u8>)> {
+    let text = std::fs::read_to_string(format!("{MANIFEST}/../spec/vectors/bundles.json"))
+        .expect("bundles.json");
+    let doc: Value = serde_json::from_str(&text).expect("JSON");
+    doc["vectors"]
+        .as_array()
+        .expect("vectors")
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().expect("name").to_owned(),
+                hex::decode(v["bundle"].as_str().expect("hex")).expect("hex"),
+            )
+        })
+        .collect()
+}
+
+/// A vector's elements as `validate` chunks; entries of a known test key
+/// become signing chunks when `sign` (so mutations keep valid signatures).
+fn vector_chunks(v: &Value, sign: bool) -> Vec<Chunk> {
+    let keys: Vec<AgencyId> = fuzz_checks::KEY_LABELS
+        .iter()
+        .map(|l| fuzz_checks::test_key(l).agency())
+        .collect();
+    v["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            if let Some(w) = e.get("withheld") {
+                return Chunk::Withheld(WithheldPosition {
+                    author: AgencyId::from_hex(w[0].as_str().expect("a")).expect("hex"),
+                    seq: w[1].as_u64().expect("seq"),
+                    id: EntryId::from_hex(w[2].as_str().expect("id")).expect("hex"),
+                });
+            }
+            let bytes = hex::decode(e.as_str().expect("hex")).expect("hex");
+            if sign {
+                if let Ok(entry) = Entry::decode(&bytes) {
+                    if let Some(k) = keys.iter().position(|k| *k == entry.author()) {
+                        return Chunk::Sign(k as u8, cbor::to_vec(entry.payload()));
+                    }
+                }
+            }
+            Chunk::Raw(bytes)
+        })
+        .collect()
+}
+
+/// Entries of one vector at the same (author, seq) as its failing entry.
+fn equivocation_pair(v: &Value) -> Option<(Entry, Entry)> {
+    let entries: Vec<Entry> = v["entries"]
+        .as_array()?
+        .iter()
+        .filter_map(|e| e.as_str())
+        .filter_map(|h| Entry::decode(&hex::decode(h).ok()?).ok())
+        .collect();
+    let last = entries.last()?;
+    let first = entries.iter().find(|e| {
+        e.author() == last.author()
+            && e.seq() == last.seq()
+            && e.case_id() == last.case_id()
+            && e.id() != last.id()
+    })?;
+    Some((first.clone(), last.clone()))
+}
+
+fn write_seed(target: &str, name: &str, data: &[u8]) {
+    let dir = Path::new(MANIFEST).join("fuzz/corpus").join(target);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join(name), data).expect("write seed");
+}
+
+/// Writes the seed corpora under `protocol/fuzz/corpus/` from the spec's
+/// vectors and from small generated messages:
+/// `cargo test -p custodia-protocol --test fuzz_regressions -- --ignored`.
+#[test]
+#[ignore = "writes files; run by hand to regenerate the seed corpora"]
+fn write_fuzz_seeds() {
+    let vectors = vectors();
+    let small = |v: &&Value| {
+        v["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .all(|e| e.as_str().is_none_or(|h| h.len() <= 8192))
+    };
+
+    // entry_decode: the failing entry of the first vector of each class,
+    // and the last entry of each valid vector.
+    let mut classes = std::collections::HashSet::new();
+    for v in vectors.iter().filter(small) {
+        let expect = v["expect"].as_str().expect("expect");
+        if expect != "valid" && !classes.insert(expect) {
+            continue;
+        }
+        let Some(last) = v["entries"].as_array().and_then(|e| e.last()?.as_str()) else {
+            continue;
+        };
+        let name = v["name"].as_str().expect("name");
+        write_seed("entry_decode", name, &hex::decode(last).expect("hex"));
+    }
+
+    // validate: valid vectors and one of each failing class, as signing
+    // chunks, and a few as raw entries.
+    let mut classes = std::collections::HashSet::new();
+    for v in vectors.iter().filter(small) {
+        let expect = v["expect"].as_str().expect("expect");
+        if expect != "valid" && !classes.insert(expect) {
+            continue;
+        }
+        let name = v["name"].as_str().expect("name");
+        write_seed(
+            "validate",
+            name,
+            &fuzz_checks::join(&vector_chunks(v, true)),
+        );
+    }
+    for name in [
+        "withheld-red-entry",
+        "custody-transfer-with-receipt",
+        "equivocation",
+    ] {
+        let v = vectors.iter().find(|v| v["name"] == name).expect("vector");
+        let raw = fuzz_checks::join(&vector_chunks(v, false));
+        write_seed("validate", &format!("raw-{name}"), &raw);
+    }
+
+    // equivocation_proof: from the equivocation vectors and the bundle
+    // vectors' proof, plus two that prove nothing.
+    let mut some_pair = None;
+    for v in &vectors {
+        if let Some((a, b)) = equivocation_pair(v) {
+            let name = v["name"].as_str().expect("name");
+            let p = EquivocationProof::new(&a, &b);
+            assert!(p.check().is_ok(), "{name}");
+            write_seed("equivocation_proof", name, &p.to_bytes());
+            some_pair.get_or_insert((a, b));
+        }
+    }
+    let (a, b) = some_pair.expect("an equivocation vector");
+    let same = EquivocationProof(a.bytes().to_vec(), a.bytes().to_vec());
+    write_seed("equivocation_proof", "same-entry-twice", &same.to_bytes());
+    let proof = EquivocationProof::new(&a, &b);
+    let reversed = EquivocationProof(proof.1.clone(), proof.0.clone());
+    write_seed("equivocation_proof", "reversed", &reversed.to_bytes());
+
+    // sync_message: one of each message.
+    let genesis =
+        Entry::decode(&hex::decode(vectors[0]["entries"][0].as_str().expect("hex")).expect("hex"))
+            .expect("genesis");
+    let case = genesis.id();
+    let w = WithheldPosition {
+        author: b.author(),
+        seq: 3,
+        id: b.id(),
+    };
+    let messages = [
+        (
+            "hello",
+            Message::Hello(Hello {
+                versions: vec![1],
+                agency: a.author(),
+            }),
+        ),
+        (
+            "heads",
+            Message::Heads(Heads {
+                case,
+                heads: vec![Head(a.author(), 1, a.id()), Head(genesis.author(), 0, case)],
+            }),
+        ),
+        (
+            "entries",
+            Message::Entries(Entries {
+                case,
+                batch: 1,
+                items: vec![
+                    SyncItem::Entry(genesis.bytes().to_vec()),
+                    SyncItem::Withheld(w),
+                    SyncItem::Entry(a.bytes().to_vec()),
+                ],
+            }),
+        ),
+        (
+            "ack",
+            Message::Ack(Ack {
+                case,
+                batch: 1,
+                stored: 2,
+                refused: 1,
+            }),
+        ),
+        (
+            "equivocation",
+            Message::Equivocation(EquivocationNotice {
+                case,
+                proof: proof.clone(),
+            }),
+        ),
+        (
+            "error",
+            Message::Error(ErrorMessage {
+                code: 4,
+                message: "hello first".into(),
+            }),
+        ),
+    ];
+    for (name, m) in messages {
+        write_seed("sync_message", name, &m.to_frame());
+    }
+
+    // bundle: the bundle vectors, and a bundle of the genesis alone.
+    for (name, bytes) in bundle_vectors() {
+        if [
+            "valid-whole-case",
+            "valid-selective-one-item",
+            "truncated",
+            "equivocating-author-proof",
+            "missing-entry",
+            "not-a-bundle-single-entry",
+        ]
+        .contains(&name.as_str())
+        {
+            write_seed("bundle", &name, &bytes);
+        }
+    }
+    let alpha = fuzz_checks::test_key("alpha");
+    let mut v = Validator::new();
+    let g = vectors
+        .iter()
+        .find(|v| v["name"] == "genesis-only")
+        .expect("genesis-only");
+    let g = Entry::decode(&hex::decode(g["entries"][0].as_str().expect("hex")).expect("hex"))
+        .expect("genesis");
+    v.apply(&g, g.payload().time).expect("genesis");
+    let one = bundle::export(
+        &alpha,
+        &v,
+        &[Element::Entry(g.bytes())],
+        &[],
+        g.payload().time + 60_000,
+        None,
+    )
+    .expect("export");
+    assert!(fuzz_checks::bundle(&one).is_ok());
+    write_seed("bundle", "genesis-only", &one);
+
+    // trust_list: a file with comments, and one with a bad line.
+    let text = format!(
+        "# keys confirmed by phone, 2026-05-01\n{} NBI Cybercrime Division\n\n{} BKA Cybercrime Unit\n",
+        a.author().to_hex(),
+        genesis.author().to_hex()
+    );
+    write_seed("trust_list", "two-keys", text.as_bytes());
+    write_seed("trust_list", "bad-line", b"abcd Alpha\n");
+}
