@@ -39,6 +39,13 @@ fn main() -> ExitCode {
 }
 
 fn real_main() -> anyhow::Result<ExitCode> {
+    // The in-process daemons log like `custodia node run` when asked to.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("CUSTODIA_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(CHILD_FLAG) {
         let file = args

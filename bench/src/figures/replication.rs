@@ -26,8 +26,11 @@ const TARGET_RATE: f64 = 30_000.0;
 pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let s = ctx.cfg.sizes.clone();
     let a = Agency::new("origin", "PH");
-    // One fresh receiver per repetition, each dialling A.
-    let receivers: Vec<Agency> = (0..s.reps).map(|_| agency_below(&a, "receiver")).collect();
+    // One fresh receiver per repetition, each dialling A. Distinct names:
+    // a pinned peer replaces any other of the same name.
+    let receivers: Vec<Agency> = (0..s.reps)
+        .map(|i| agency_below(&a, &format!("receiver-{i}")))
+        .collect();
     for b in &receivers {
         link(&a, b);
     }
