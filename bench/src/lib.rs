@@ -54,6 +54,8 @@ pub struct Sizes {
     pub latency_appends: usize,
     /// Pause between two appends.
     pub latency_spacing: Duration,
+    /// Multiplies every wait's timeout (for runs under valgrind).
+    pub wait_scale: u32,
 }
 
 /// The sizes DESIGN.md's targets are stated at.
@@ -73,6 +75,7 @@ pub const TARGET_SIZES: Sizes = Sizes {
     memory_cap: Duration::from_secs(120),
     latency_appends: 1_000,
     latency_spacing: Duration::from_millis(5),
+    wait_scale: 1,
 };
 
 impl Sizes {
@@ -99,6 +102,7 @@ impl Sizes {
             memory_cap: Duration::from_secs(20),
             latency_appends: 10,
             latency_spacing: Duration::from_millis(5),
+            wait_scale: 1,
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use custodia_bench::figures::verify::{child_verify, CHILD_FLAG};
+use custodia_bench::figures::verify::{child_verify, write_bundle_file, CHILD_FLAG};
 use custodia_bench::measure::sibling_binary;
 use custodia_bench::{Config, Sizes, FIGURES};
 
@@ -23,8 +23,10 @@ usage: custodia-bench [--quick] [--json PATH] [--only NAME[,NAME...]] [--reps N]
                  keys: hash_mib, append_batched, append_batch, append_single,
                  sign_ref, verify_ref, batch_ref, replicate, verify_small,
                  verify_large, memory_entries, memory_cap_secs,
-                 latency_appends, latency_spacing_ms
+                 latency_appends, latency_spacing_ms, wait_scale
   --quiet        no progress on standard error
+
+custodia-bench --write-bundle N FILE   writes a valid generated bundle (profiling)
 
 Run it in release: cargo run --release -p custodia-bench";
 
@@ -57,6 +59,14 @@ fn real_main() -> anyhow::Result<ExitCode> {
         } else {
             ExitCode::from(1)
         });
+    }
+    if args.first().map(String::as_str) == Some("--write-bundle") {
+        let (Some(n), Some(file)) = (args.get(1).and_then(|n| n.parse().ok()), args.get(2)) else {
+            anyhow::bail!("--write-bundle N FILE");
+        };
+        let size = write_bundle_file(n, std::path::Path::new(file))?;
+        eprintln!("{file}: {n} entries, {size} bytes");
+        return Ok(ExitCode::SUCCESS);
     }
     let mut quick = false;
     let mut json = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results.json");
@@ -166,6 +176,7 @@ fn set_size(s: &mut Sizes, kv: &str) -> anyhow::Result<()> {
         "memory_cap_secs" => s.memory_cap = std::time::Duration::from_secs(n),
         "latency_appends" => s.latency_appends = u.max(1),
         "latency_spacing_ms" => s.latency_spacing = std::time::Duration::from_millis(n),
+        "wait_scale" => s.wait_scale = (n as u32).max(1),
         other => anyhow::bail!("--set: no size called {other:?} (see --help)"),
     }
     Ok(())

@@ -97,9 +97,11 @@ fn measure(ctx: &Ctx, a: &Agency, b: &Agency, case: EntryId) -> anyhow::Result<V
     let s = &ctx.cfg.sizes;
     let conn = read_only(&store_path(&b.dir)?)?;
     // The session is up and B holds the case.
-    let up = wait_for(Duration::from_secs(30), Duration::from_millis(20), || {
-        Ok(max_pos(&conn)? >= 2)
-    })?;
+    let up = wait_for(
+        Duration::from_secs(30) * s.wait_scale,
+        Duration::from_millis(20),
+        || Ok(max_pos(&conn)? >= 2),
+    )?;
     anyhow::ensure!(up, "the peer did not receive the case");
     let mut out = Vec::new();
     let mut n = 0usize;
@@ -153,7 +155,7 @@ fn measure(ctx: &Ctx, a: &Agency, b: &Agency, case: EntryId) -> anyhow::Result<V
                         .map_err(|_| anyhow::anyhow!("lock"))?
                         .iter()
                         .all(|(id, _, _)| arrived.contains_key(&id.0));
-                    let d = *deadline.get_or_insert(now + Duration::from_secs(20));
+                    let d = *deadline.get_or_insert(now + Duration::from_secs(20) * s.wait_scale);
                     if all || now > d {
                         break;
                     }

@@ -102,7 +102,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         let t_spawn = Instant::now();
         let result = (|| -> anyhow::Result<(f64, u64, bool, f64)> {
             started_rx
-                .recv_timeout(Duration::from_secs(900))
+                .recv_timeout(Duration::from_secs(900) * s.wait_scale)
                 .context("the node did not start")?;
             let load_secs = t_spawn.elapsed().as_secs_f64();
             let rss_loaded = proc_status_kb(Some(pid), "VmRSS").unwrap_or(0);

@@ -70,7 +70,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         let rb = ctx.rt.block_on(daemon::start(&b.dir))?;
         let b_store = store_path(&b.dir)?;
         let conn = read_only(&b_store)?;
-        let timeout = Duration::from_secs(30).max(Duration::from_millis(rows * 5));
+        let timeout = Duration::from_secs(30).max(Duration::from_millis(rows * 5)) * s.wait_scale;
         let done = wait_for(timeout, Duration::from_millis(10), || {
             holds_heads(&conn, &case, &[head])
         })?;

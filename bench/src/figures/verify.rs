@@ -171,6 +171,32 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     ])
 }
 
+/// Writes a generated bundle of `n` entries (3 writers, valid) to `path`,
+/// for profiling `custodia verify` on its own.
+pub fn write_bundle_file(n: usize, path: &Path) -> anyhow::Result<u64> {
+    let lead = custodia_protocol::Identity::from_seed([21; 32]);
+    let writers = [
+        custodia_protocol::Identity::from_seed([22; 32]),
+        custodia_protocol::Identity::from_seed([23; 32]),
+    ];
+    let g = crate::gen::generate_case(&lead, &writers, &[], n, custodia_node::daemon::now_ms());
+    let elements: Vec<Element<'_>> = g
+        .entries
+        .iter()
+        .map(|e| Element::Entry(e.bytes()))
+        .collect();
+    let header = Header {
+        case: g.case,
+        items: None,
+        proofs: Vec::new(),
+        agencies: g.agencies.clone(),
+        exported_at: g.time + 1_000,
+    };
+    let bytes = bundle::write(&lead, &header, &elements);
+    std::fs::write(path, &bytes)?;
+    Ok(bytes.len() as u64)
+}
+
 /// The child side: verifies a bundle file with the protocol's verifier and
 /// prints one JSON line. Exit code 0 when the bundle is valid.
 pub fn child_verify(path: &Path) -> anyhow::Result<bool> {
