@@ -34,6 +34,7 @@ fn every_figure_runs_tiny() {
         "append_batched",
         "append_single",
         "replication",
+        "replication_store_only",
         "latency_median",
         "latency_p99",
         "verify",

@@ -194,15 +194,25 @@ pub fn wait_for(
 /// receive path (decode, verify, validate, insert; one transaction per
 /// chunk), as if a peer had sent it.
 pub fn fill_store(dir: &Path, g: &Generated, chunk: usize) -> anyhow::Result<()> {
+    receive_all(dir, &g.case, &g.entries, chunk)
+}
+
+/// Stores entries through `Store::receive`, `chunk` per transaction.
+pub fn receive_all(
+    dir: &Path,
+    case: &CaseId,
+    entries: &[custodia_protocol::Entry],
+    chunk: usize,
+) -> anyhow::Result<()> {
     let mut l = custodia_node::local::open(dir)?;
-    for part in g.entries.chunks(chunk.max(1)) {
+    for part in entries.chunks(chunk.max(1)) {
         let items = part
             .iter()
             .map(|e| SyncItem::Entry(e.bytes().to_vec()))
             .collect();
         let out = l
             .store
-            .receive(&g.case, items, custodia_node::daemon::now_ms())?;
+            .receive(case, items, custodia_node::daemon::now_ms())?;
         if let Some(r) = out.refused.first() {
             anyhow::bail!("the generated case was refused: {r}");
         }

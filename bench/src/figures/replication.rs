@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use custodia_node::daemon::{self, now_ms};
 use custodia_node::store::Draft;
-use custodia_protocol::{Role, Tlp};
+use custodia_protocol::{Role, Tlp, MAX_BATCH};
 use custodia_tests::{link, Agency};
 
 use super::{
-    agency_below, holds_heads, max_pos, read_only, size_note, store_path, verify_strict_rate,
-    wait_for, Ctx,
+    agency_below, holds_heads, max_pos, read_only, receive_all, size_note, store_path,
+    verify_strict_rate, wait_for, Ctx,
 };
 use crate::gen::{note, triples};
-use crate::measure::Stat;
+use crate::measure::{timed, Stat};
 use crate::report::{Quantity, Row};
 use crate::TARGET_SIZES;
 
@@ -52,10 +52,12 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         l.store
             .author_many(&l.identity, Some(case), drafts, now_ms())?;
     }
-    let refs = triples(l.store.entries(&case)?.iter().take(s.verify_ref.max(1)));
+    let all = l.store.entries(&case)?;
+    let refs = triples(all.iter().take(s.verify_ref.max(1)));
     drop(l);
 
     let (mut rates, mut reference) = (Vec::new(), Vec::new());
+    let (mut store_only, mut store_big) = (Vec::new(), Vec::new());
     for (rep, b) in receivers.iter().enumerate() {
         reference.push(verify_strict_rate(&refs, s.verify_ref));
         // What B must end up holding: A's rows now, and A's chain head.
@@ -88,6 +90,23 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
             reference[rep]
         ));
         rates.push(rate);
+        // The receiving store alone, no network: the sync's batch size per
+        // transaction, then 8 times as many.
+        for (per_tx, out) in [
+            (MAX_BATCH, &mut store_only),
+            (8 * MAX_BATCH, &mut store_big),
+        ] {
+            let c = Agency::new(&format!("store-only-{rep}"), "DE");
+            let (r, secs) = timed(|| receive_all(&c.dir, &case, &all, per_tx));
+            r?;
+            out.push(all.len() as f64 / secs);
+        }
+        ctx.say(&format!(
+            "rep {rep}: Store::receive alone {:.0}/s at {MAX_BATCH} per transaction, {:.0}/s at {}",
+            store_only[rep],
+            store_big[rep],
+            8 * MAX_BATCH
+        ));
     }
     let q = Quantity::of(&rates, "/s");
     let mut notes = vec![
@@ -103,7 +122,35 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         s.replicate,
         TARGET_SIZES.replicate,
     ));
-    Ok(vec![Row {
+    let ref_q = Quantity::of(&reference, "/s");
+    let store_rows = vec![
+        Row {
+            name: "replication_store_only".into(),
+            figure: format!("receive path alone (Store::receive, no network), {MAX_BATCH} per transaction"),
+            custodia: Quantity::of(&store_only, "/s"),
+            reference_label: "verify_strict, 1 core".into(),
+            reference: Some(ref_q.clone()),
+            ratio: Some(Stat::ratio_of(&store_only, &reference)),
+            target: "— (decomposition)".into(),
+            met: None,
+            notes: vec![format!(
+                "the same {} entries stored into a fresh store through Store::receive (decode and verify on all cores, validate, insert, one fsynced commit per transaction), as the daemon does for each received batch",
+                all.len()
+            )],
+        },
+        Row {
+            name: "replication_store_only_big_tx".into(),
+            figure: format!("receive path alone, {} per transaction", 8 * MAX_BATCH),
+            custodia: Quantity::of(&store_big, "/s"),
+            reference_label: "verify_strict, 1 core".into(),
+            reference: Some(ref_q),
+            ratio: Some(Stat::ratio_of(&store_big, &reference)),
+            target: "— (decomposition)".into(),
+            met: None,
+            notes: Vec::new(),
+        },
+    ];
+    let mut rows = vec![Row {
         name: "replication".into(),
         figure: "replication over QUIC: entries/s received, verified, stored".into(),
         custodia: q.clone(),
@@ -113,5 +160,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         target: "≥ 30,000/s (3× Hypercore's quoted ≈10,000/s; Hypercore not run)".into(),
         met: Some(q.stat.median >= TARGET_RATE),
         notes,
-    }])
+    }];
+    rows.extend(store_rows);
+    Ok(rows)
 }
