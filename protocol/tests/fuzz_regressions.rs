@@ -199,17 +199,26 @@ fn equivocation_pair(v: &Value) -> Option<(Entry, Entry)> {
     Some((first.clone(), last.clone()))
 }
 
+/// Where seeds go: the committed corpora with CUSTODIA_WRITE_FUZZ_SEEDS=1
+/// (to regenerate them), else a scratch folder (the generator still runs,
+/// so a change that breaks it fails the suite).
 fn write_seed(target: &str, name: &str, data: &[u8]) {
-    let dir = Path::new(MANIFEST).join("fuzz/corpus").join(target);
+    let dir = if std::env::var_os("CUSTODIA_WRITE_FUZZ_SEEDS").is_some() {
+        Path::new(MANIFEST).join("fuzz/corpus").join(target)
+    } else {
+        std::env::temp_dir()
+            .join(format!("custodia-protocol-seeds-{}", std::process::id()))
+            .join(target)
+    };
+    assert!(!data.is_empty(), "seed {target}/{name} is empty");
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join(name), data).expect("write seed");
 }
 
 /// Writes the seed corpora under `protocol/fuzz/corpus/` from the spec's
 /// vectors and from small generated messages:
-/// `cargo test -p custodia-protocol --test fuzz_regressions -- --ignored`.
+/// `CUSTODIA_WRITE_FUZZ_SEEDS=1 cargo test -p custodia-protocol --test fuzz_regressions write_fuzz_seeds`.
 #[test]
-#[ignore = "writes files; run by hand to regenerate the seed corpora"]
 fn write_fuzz_seeds() {
     let vectors = vectors();
     let small = |v: &&Value| {
