@@ -300,31 +300,69 @@ impl Store {
     /// withheld position keeps its place in the dependency order, so rows
     /// written after it may carry a lower `rev`.
     pub fn refresh(&mut self) -> Result<bool, StoreError> {
-        let rows = {
-            let mut stmt = self
-                .conn
-                .prepare_cached(
+        const CHUNK: i64 = 4096;
+        let mut changed = false;
+        if self.loaded_rev == 0 {
+            // First load: the whole table in dependency order, a chunk at a
+            // time, so memory holds one chunk of entry bytes, not the file.
+            let mut last_pos = 0;
+            loop {
+                let rows = self.read_rows(
                     "SELECT pos, rev, id, case_id, author, seq, bytes FROM entries
-                     WHERE rev > ?1 ORDER BY pos",
-                )
-                .map_err(|e| self.sql(e))?;
-            let rows = stmt
-                .query_map(params![self.loaded_rev], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                        r.get::<_, Vec<u8>>(3)?,
-                        r.get::<_, Vec<u8>>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, Option<Vec<u8>>>(6)?,
-                    ))
-                })
-                .map_err(|e| self.sql(e))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(|e| self.sql(e))?
-        };
-        let changed = !rows.is_empty();
+                     WHERE pos > ?1 ORDER BY pos LIMIT ?2",
+                    last_pos,
+                    CHUNK,
+                )?;
+                let Some(last) = rows.last() else { break };
+                last_pos = last.0;
+                changed = true;
+                self.apply_rows(rows);
+            }
+        } else {
+            // Catching up: the new rows are found through the rev index
+            // (cheap when there are none), then applied in pos order.
+            let mut rows = self.read_rows(
+                "SELECT pos, rev, id, case_id, author, seq, bytes FROM entries
+                 WHERE rev > ?1 ORDER BY rev LIMIT ?2",
+                self.loaded_rev,
+                i64::MAX,
+            )?;
+            rows.sort_by_key(|r| r.0);
+            changed = !rows.is_empty();
+            self.apply_rows(rows);
+        }
+        Ok(changed)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn read_rows(
+        &self,
+        sql: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, i64, Vec<u8>, Vec<u8>, Vec<u8>, i64, Option<Vec<u8>>)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![after, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, Option<Vec<u8>>>(6)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn apply_rows(
+        &mut self,
+        rows: Vec<(i64, i64, Vec<u8>, Vec<u8>, Vec<u8>, i64, Option<Vec<u8>>)>,
+    ) {
         for (pos, rev, id, case, author, seq, bytes) in rows {
             self.loaded_rev = self.loaded_rev.max(rev);
             if let Err(what) = self.load_row(id, case, author, seq, bytes) {
@@ -338,7 +376,6 @@ impl Store {
                 });
             }
         }
-        Ok(changed)
     }
 
     fn load_row(
