@@ -157,7 +157,7 @@ proptest! {
         if let Some((which, at, mask)) = edit {
             if !picked.is_empty() {
                 let n = which.index(picked.len());
-                if let Chunk::Sign(_, payload) = &mut picked[n] {
+                if let Chunk::Sign(_, payload) | Chunk::Link(_, payload) = &mut picked[n] {
                     if !payload.is_empty() {
                         let i = at.index(payload.len());
                         payload[i] ^= mask;

@@ -2,7 +2,7 @@
 //! every seed of `protocol/fuzz/corpus/<target>/` and every input a fuzzer
 //! once crashed on, kept in `tests/fuzz-regressions/<target>/`. Each must
 //! give a typed result without a panic (see `fuzz_checks/mod.rs` for what
-//! is checked). Also writes the seed corpora (`write_fuzz_seeds`, ignored).
+//! is checked). Also runs the seed corpora's generator (`write_fuzz_seeds`).
 
 mod fuzz_checks;
 
@@ -150,8 +150,9 @@ fn bundle_vectors() -> Vec<(String, Vec<u8>)> {
 }
 
 /// A vector's elements as `validate` chunks; entries of a known test key
-/// become signing chunks when `sign` (so mutations keep valid signatures).
-fn vector_chunks(v: &Value, sign: bool) -> Vec<Chunk> {
+/// become signing (`SIGN`) or linking (`LINK`) chunks, so mutations keep
+/// valid signatures, or raw entries with `mode` 0.
+fn vector_chunks(v: &Value, mode: u8) -> Vec<Chunk> {
     let keys: Vec<AgencyId> = fuzz_checks::KEY_LABELS
         .iter()
         .map(|l| fuzz_checks::test_key(l).agency())
@@ -169,10 +170,14 @@ fn vector_chunks(v: &Value, sign: bool) -> Vec<Chunk> {
                 });
             }
             let bytes = hex::decode(e.as_str().expect("hex")).expect("hex");
-            if sign {
+            if mode != 0 {
                 if let Ok(entry) = Entry::decode(&bytes) {
                     if let Some(k) = keys.iter().position(|k| *k == entry.author()) {
-                        return Chunk::Sign(k as u8, cbor::to_vec(entry.payload()));
+                        let payload = cbor::to_vec(entry.payload());
+                        return match mode {
+                            fuzz_checks::LINK => Chunk::Link(k as u8, payload),
+                            _ => Chunk::Sign(k as u8, payload),
+                        };
                     }
                 }
             }
@@ -244,8 +249,8 @@ fn write_fuzz_seeds() {
         write_seed("entry_decode", name, &hex::decode(last).expect("hex"));
     }
 
-    // validate: valid vectors and one of each failing class, as signing
-    // chunks, and a few as raw entries.
+    // validate: valid vectors as linking chunks, one of each failing
+    // class as signing chunks, and a few as raw entries.
     let mut classes = std::collections::HashSet::new();
     for v in vectors.iter().filter(small) {
         let expect = v["expect"].as_str().expect("expect");
@@ -253,11 +258,18 @@ fn write_fuzz_seeds() {
             continue;
         }
         let name = v["name"].as_str().expect("name");
-        write_seed(
-            "validate",
-            name,
-            &fuzz_checks::join(&vector_chunks(v, true)),
-        );
+        let mode = if expect == "valid" {
+            fuzz_checks::LINK
+        } else {
+            fuzz_checks::SIGN
+        };
+        let chunks = vector_chunks(v, mode);
+        if expect == "valid" {
+            // Linking changes nothing in a valid case.
+            let verdicts = fuzz_checks::validate(&fuzz_checks::join(&chunks));
+            assert!(verdicts.iter().all(|v| v.is_ok()), "{name}: {verdicts:?}");
+        }
+        write_seed("validate", name, &fuzz_checks::join(&chunks));
     }
     for name in [
         "withheld-red-entry",
@@ -265,7 +277,7 @@ fn write_fuzz_seeds() {
         "equivocation",
     ] {
         let v = vectors.iter().find(|v| v["name"] == name).expect("vector");
-        let raw = fuzz_checks::join(&vector_chunks(v, false));
+        let raw = fuzz_checks::join(&vector_chunks(v, 0));
         write_seed("validate", &format!("raw-{name}"), &raw);
     }
 

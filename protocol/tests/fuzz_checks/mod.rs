@@ -15,8 +15,8 @@
 use custodia_protocol::bundle::{self, Bundle, TrustList};
 use custodia_protocol::cbor;
 use custodia_protocol::{
-    protected_header, Applied, Conflict, Entry, EntryId, EquivocationProof, Identity, Message,
-    Payload, Validator, WithheldPosition, MAX_ENTRY_SIZE,
+    protected_header, Applied, Body, Conflict, Entry, EntryId, EquivocationProof, Head, Identity,
+    Message, Payload, Validator, WithheldPosition, MAX_ENTRY_SIZE,
 };
 use sha2::{Digest, Sha256};
 
@@ -125,19 +125,29 @@ pub enum Chunk {
     /// payload's author is set to that key. Lets the fuzzer build entries
     /// with valid signatures from mutated payloads.
     Sign(u8, Vec<u8>),
+    /// Like `Sign`, but the harness first links the payload into the case
+    /// so far: `case`, `prev` and every id the payload names (refs, witness
+    /// heads, the transfer a receipt answers, the entry a handling change or
+    /// retraction is about) are replaced by known ids, chosen by the first
+    /// byte of the id the fuzzer wrote. Mutations then reach the rules
+    /// after V9–V13 instead of breaking the hash links.
+    Link(u8, Vec<u8>),
     /// A withheld marker.
     Withheld(WithheldPosition),
 }
 
 /// Marks a signing chunk.
 pub const SIGN: u8 = b'S';
+/// Marks a linking chunk.
+pub const LINK: u8 = b'L';
 /// Marks a withheld chunk (then author 32, seq 8 big-endian, id 32).
 pub const WITHHELD: u8 = b'W';
 
 /// Splits a `validate` input: a sequence of chunks, each a 2-byte
 /// big-endian length and that many bytes (the last may be short). A chunk
 /// of 73 bytes starting with `W` is a withheld marker; one starting with
-/// `S` is a key index and a payload to sign; anything else is entry bytes.
+/// `S` is a key index and a payload to sign, one starting with `L` the same
+/// to link and sign; anything else is entry bytes.
 pub fn chunks(mut data: &[u8]) -> Vec<Chunk> {
     let mut out = Vec::new();
     while data.len() >= 2 {
@@ -167,6 +177,9 @@ fn to_chunk(c: &[u8]) -> Chunk {
     if c.len() >= 2 && c[0] == SIGN {
         return Chunk::Sign(c[1], c[2..].to_vec());
     }
+    if c.len() >= 2 && c[0] == LINK {
+        return Chunk::Link(c[1], c[2..].to_vec());
+    }
     Chunk::Raw(c.to_vec())
 }
 
@@ -176,8 +189,15 @@ pub fn join(chunks: &[Chunk]) -> Vec<u8> {
     for c in chunks {
         let body = match c {
             Chunk::Raw(b) => b.clone(),
-            Chunk::Sign(k, p) => {
-                let mut b = vec![SIGN, *k];
+            Chunk::Sign(k, p) | Chunk::Link(k, p) => {
+                let mut b = vec![
+                    if matches!(c, Chunk::Link(..)) {
+                        LINK
+                    } else {
+                        SIGN
+                    },
+                    *k,
+                ];
                 b.extend_from_slice(p);
                 b
             }
@@ -211,25 +231,36 @@ pub fn validate(data: &[u8]) -> Vec<Verdict> {
     let mut full = Validator::new();
     let mut verdicts = Vec::new();
     let keys: Vec<Identity> = KEY_LABELS.iter().map(|l| test_key(l)).collect();
+    // Every id a validator came to know, in order (for linking chunks).
+    let mut known: Vec<EntryId> = Vec::new();
     for chunk in chunks(data) {
         let (a, b) = match chunk {
-            Chunk::Withheld(w) => (lean.apply_withheld(w), full.apply_withheld(w)),
+            Chunk::Withheld(w) => {
+                let r = (lean.apply_withheld(w), full.apply_withheld(w));
+                if full.knows(&w.id) && !known.contains(&w.id) {
+                    known.push(w.id);
+                }
+                r
+            }
             Chunk::Raw(bytes) => match Entry::decode(&bytes) {
-                Ok(e) => apply_both(&mut lean, &mut full, &e),
+                Ok(e) => apply_both(&mut lean, &mut full, &e, &mut known),
                 Err(_) => continue,
             },
-            Chunk::Sign(k, payload) => {
-                let Ok(mut p) = cbor::from_slice::<Payload>(&payload) else {
+            Chunk::Sign(k, ref payload) | Chunk::Link(k, ref payload) => {
+                let Ok(mut p) = cbor::from_slice::<Payload>(payload) else {
                     continue;
                 };
                 let key = &keys[usize::from(k) % keys.len()];
                 p.author = key.agency();
+                if matches!(chunk, Chunk::Link(..)) {
+                    link(&mut p, &full, &known);
+                }
                 let signed = Entry::sign(key, &p);
                 match Entry::decode(signed.bytes()) {
                     Ok(e) => {
                         assert_eq!(e.payload(), &p, "a signed entry decodes to its payload");
                         assert_eq!(e, signed);
-                        apply_both(&mut lean, &mut full, &e)
+                        apply_both(&mut lean, &mut full, &e, &mut known)
                     }
                     Err(r) => {
                         // What a correct signer can still get wrong: size,
@@ -261,10 +292,65 @@ pub fn validate(data: &[u8]) -> Vec<Verdict> {
     verdicts
 }
 
+/// Links a payload into the case as `full` knows it (see [`Chunk::Link`]).
+fn link(p: &mut Payload, full: &Validator, known: &[EntryId]) {
+    // A known id stays (so a valid case replays unchanged); an unknown one
+    // becomes a known one.
+    let pick = |id: &EntryId| match known.len() {
+        _ if full.knows(id) => *id,
+        0 => *id,
+        n => known[usize::from(id.0[0]) % n],
+    };
+    if p.case.is_some() {
+        p.case = full.case().or(p.case);
+    }
+    if p.case.is_some() {
+        // The author's next position, unless it names a known one (which
+        // tests V10); its previous entry, unless it names a known one
+        // (which tests V12).
+        let next = full.next_seq(&p.author);
+        if p.seq > next {
+            p.seq = next;
+        }
+        if p.seq == 0 {
+            p.prev = None;
+        } else if p.prev.is_none_or(|prev| !full.knows(&prev)) {
+            p.prev = full.at(&p.author, p.seq - 1);
+        }
+    }
+    let author = p.author;
+    let mut refs: Vec<EntryId> = p
+        .refs
+        .iter()
+        .map(pick)
+        .filter(|r| full.meta(r).is_none_or(|m| m.author != author))
+        .collect();
+    refs.sort();
+    refs.dedup();
+    p.refs = refs;
+    match &mut p.body {
+        Body::Custody(ev) => ev.transfer = ev.transfer.as_ref().map(pick),
+        Body::HandlingChanged(h) => h.entry = pick(&h.entry),
+        Body::Retracted(r) => r.entry = pick(&r.entry),
+        Body::Witness(w) => {
+            for h in &mut w.heads {
+                let id = pick(&h.2);
+                if let Some(m) = full.meta(&id) {
+                    *h = Head(m.author, m.seq, id);
+                }
+            }
+            w.heads.sort();
+            w.heads.dedup_by_key(|h| h.0);
+        }
+        _ => {}
+    }
+}
+
 fn apply_both(
     lean: &mut Validator,
     full: &mut Validator,
     e: &Entry,
+    known: &mut Vec<EntryId>,
 ) -> (
     Result<Applied, custodia_protocol::Rejection>,
     Result<Applied, custodia_protocol::Rejection>,
@@ -272,6 +358,9 @@ fn apply_both(
     let a = lean.apply(e, NOW);
     let b = full.apply(e, NOW);
     if matches!(a, Ok(Applied::New | Applied::Revealed)) {
+        if !known.contains(&e.id()) {
+            known.push(e.id());
+        }
         assert_eq!(
             lean.apply(e, NOW),
             Ok(Applied::Duplicate),
