@@ -59,6 +59,11 @@ use crate::state::WithheldPosition;
 
 use reader::{write_bytes, write_head, write_text, Reader, ARRAY, BYTES, MAP};
 
+/// The shortest-form CBOR head writer, shared with the COSE layer.
+pub(crate) mod cbor_head {
+    pub(crate) use super::reader::{write_head, BYTES};
+}
+
 pub use explain::{explain, explain_bundle_rule};
 pub use export::{disclosure, export, ExportError};
 pub use report::{

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde_cbor::Value;
 
+use crate::bundle::cbor_head::{write_head, BYTES};
 use crate::identity::verify_strict;
 use crate::ids::AgencyId;
 
@@ -168,28 +169,8 @@ pub(crate) fn sig_structure_with_aad(protected: &[u8], aad: &[u8], payload: &[u8
     out.push(0x6A);
     out.extend_from_slice(b"Signature1");
     for part in [protected, aad, payload] {
-        bstr_head(part.len(), &mut out);
+        write_head(&mut out, BYTES, part.len() as u64);
         out.extend_from_slice(part);
     }
     out
-}
-
-fn bstr_head(len: usize, out: &mut Vec<u8>) {
-    const MAJOR: u8 = 0x40;
-    match len {
-        0..=23 => out.push(MAJOR | len as u8),
-        24..=0xFF => out.extend_from_slice(&[MAJOR | 24, len as u8]),
-        0x100..=0xFFFF => {
-            out.push(MAJOR | 25);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        0x1_0000..=0xFFFF_FFFF => {
-            out.push(MAJOR | 26);
-            out.extend_from_slice(&(len as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(MAJOR | 27);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
 }

@@ -12,7 +12,7 @@ use super::BundleError;
 
 /// CBOR major types.
 pub(super) const UINT: u8 = 0;
-pub(super) const BYTES: u8 = 2;
+pub(crate) const BYTES: u8 = 2;
 pub(super) const TEXT: u8 = 3;
 pub(super) const ARRAY: u8 = 4;
 pub(super) const MAP: u8 = 5;
@@ -244,7 +244,7 @@ fn major_name(m: u8) -> &'static str {
 }
 
 /// Appends a CBOR head in its shortest form.
-pub(super) fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
+pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
     let m = major << 5;
     match arg {
         0..=23 => out.push(m | arg as u8),
