@@ -190,3 +190,15 @@ pub fn open_shared(a: &Agency, with: &[(&Agency, Role)]) -> CaseId {
     }
     case
 }
+
+/// A bare QUIC client endpoint that presents `who`'s key and pins only
+/// `server`: for tests that speak the wire protocol by hand.
+pub fn raw_client(who: &Agency, server: &Agency) -> quinn::Endpoint {
+    let pins = custodia_node::tls::PinSet::new([server.id.0]);
+    let client = custodia_node::tls::client_config(who.identity().signing_key(), pins)
+        .expect("client config");
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    endpoint.set_default_client_config(client);
+    endpoint
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use custodia_node::daemon;
 use custodia_node::store::Store;
 use custodia_protocol::{CaseId, Hello, Message, Role, SyncItem, Tlp, SKEW_MS};
-use custodia_tests::{eventually, link, note, open_shared, Agency};
+use custodia_tests::{eventually, link, note, open_shared, raw_client, Agency};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -272,12 +272,7 @@ async fn a_slow_consumer_does_not_hold_up_others() {
     let ra = daemon::start(&a.dir).await.expect("a");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_kib();
-    let key = m.identity();
-    let pins = custodia_node::tls::PinSet::new([a.id.0]);
-    let client = custodia_node::tls::client_config(key.signing_key(), pins).expect("client");
-    let mut endpoint =
-        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-    endpoint.set_default_client_config(client);
+    let endpoint = raw_client(&m, &a);
     let conn = endpoint
         .connect(a.addr, custodia_node::tls::SERVER_NAME)
         .expect("connect")

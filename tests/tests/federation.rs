@@ -8,7 +8,7 @@ use custodia_node::store::Draft;
 use custodia_protocol::{
     Body, Entry, Identity, MemberAdded, Message, Note, Payload, Role, SyncItem, Tlp,
 };
-use custodia_tests::{eventually, link, note, open_shared, Agency};
+use custodia_tests::{eventually, link, note, open_shared, raw_client, Agency};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -363,12 +363,7 @@ async fn a_misbehaving_peer_is_disconnected_and_others_are_served() {
     let rb = daemon::start(&b.dir).await.expect("b");
     assert!(eventually(WAIT, || b.case_count(&case) >= 2).await);
 
-    let key = m.identity();
-    let pins = custodia_node::tls::PinSet::new([a.id.0]);
-    let client = custodia_node::tls::client_config(key.signing_key(), pins).expect("client config");
-    let mut endpoint =
-        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-    endpoint.set_default_client_config(client);
+    let endpoint = raw_client(&m, &a);
 
     let garbage = b"\x00\x00\x00\x05\xff\xff\xff\xff\xff".to_vec();
     let oversize = (custodia_protocol::MAX_FRAME as u32 + 1)
@@ -423,12 +418,7 @@ async fn an_unpinned_agency_is_refused_at_the_handshake() {
     let (a, stranger) = (Agency::new("alpha", "PH"), Agency::new("stranger", "ZZ"));
     let _case = open_shared(&a, &[]);
     let ra = daemon::start(&a.dir).await.expect("a");
-    let key = stranger.identity();
-    let pins = custodia_node::tls::PinSet::new([a.id.0]);
-    let client = custodia_node::tls::client_config(key.signing_key(), pins).expect("client");
-    let mut endpoint =
-        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-    endpoint.set_default_client_config(client);
+    let endpoint = raw_client(&stranger, &a);
     // With TLS 1.3 the client's side of the handshake may complete before
     // the server's verdict: look at the whole exchange.
     let outcome = async {
