@@ -175,7 +175,17 @@ async fn a_flipped_byte_in_the_store_is_named_and_never_served() {
     a.local()
         .share(&other, &b.id.to_hex(), Role::Investigator)
         .expect("share");
-    assert!(eventually(WAIT, || b.case_count(&other) == 2).await);
+    // Both of alpha's entries of the new case arrive (bravo may add its own
+    // witness, so compare the entries, not a count).
+    let sent = a.case_bytes(&other);
+    assert_eq!(sent.len(), 2);
+    assert!(
+        eventually(WAIT, || {
+            let got = b.case_bytes(&other);
+            sent.iter().all(|e| got.contains(e))
+        })
+        .await
+    );
     ra.shutdown().await;
     rb.shutdown().await;
 }
