@@ -46,6 +46,7 @@ mod explain;
 mod export;
 mod reader;
 mod report;
+mod stream;
 mod trust;
 
 use std::ops::Range;
@@ -70,6 +71,7 @@ pub use report::{
     check_entry, verify, Checked, Claimed, ConflictReport, EventReport, ItemReport, KeyTrust,
     MemberReport, Problem, Receipt, Report, Rule, Verifier, WithheldReport,
 };
+pub use stream::{oversize, StreamDecoder, Streamed, Summary};
 pub use trust::{TrustError, TrustList};
 
 /// SKEW in whole minutes, for sentences.
@@ -174,6 +176,12 @@ pub enum BundleError {
     /// A bundle format version this implementation does not know.
     #[error("bundle format version {0} is not supported (this verifier reads version 1)")]
     UnsupportedVersion(u64),
+    /// Read twice ([`StreamDecoder`]), the file was not the same the
+    /// second time: it changed while it was being verified.
+    #[error(
+        "the file changed while it was being read: it was not the same bundle the second time"
+    )]
+    Changed,
 }
 
 impl BundleError {
@@ -188,6 +196,7 @@ impl BundleError {
             BundleError::Schema { .. } => "schema",
             BundleError::TrailingBytes { .. } => "trailing-bytes",
             BundleError::UnsupportedVersion(_) => "unsupported-version",
+            BundleError::Changed => "changed",
         }
     }
 }

@@ -24,6 +24,12 @@ pub(super) struct Reader<'a> {
     pos: usize,
     /// Offset of `bytes[0]` in the whole file, so errors name file offsets.
     base: usize,
+    /// File offset where the structure being read ends. For a reader over
+    /// a whole structure it is where `bytes` ends; a streaming reader sees
+    /// only a prefix of it (`bytes` ends earlier), and running out of
+    /// `bytes` before `end` means "more input needed", reported as
+    /// [`BundleError::Truncated`] at the end of `bytes`.
+    end: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -32,6 +38,18 @@ impl<'a> Reader<'a> {
             bytes,
             pos: 0,
             base,
+            end: base + bytes.len(),
+        }
+    }
+
+    /// A reader over `bytes`, the available prefix of a structure that
+    /// ends at file offset `end` (at least `base + bytes.len()`).
+    pub(super) fn prefix(bytes: &'a [u8], base: usize, end: usize) -> Self {
+        Reader {
+            bytes,
+            pos: 0,
+            base,
+            end: end.max(base + bytes.len()),
         }
     }
 
@@ -43,6 +61,11 @@ impl<'a> Reader<'a> {
     /// The position within this reader's slice.
     pub(super) fn pos(&self) -> usize {
         self.pos
+    }
+
+    /// Bytes left in the structure being read (available or not yet).
+    pub(super) fn left(&self) -> u64 {
+        (self.end - self.offset()) as u64
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -58,10 +81,10 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: u64, inside: &'static str) -> Result<&'a [u8], BundleError> {
-        let left = (self.bytes.len() - self.pos) as u64;
+        let left = (self.end - self.offset()) as u64;
         if n > left {
             return Err(BundleError::Truncated {
-                at: self.base + self.bytes.len(),
+                at: self.end,
                 inside,
                 needed: usize::try_from(n)
                     .ok()
@@ -69,6 +92,10 @@ impl<'a> Reader<'a> {
             });
         }
         let n = n as usize;
+        if n > self.bytes.len() - self.pos {
+            // Within the structure, beyond what is available yet.
+            return Err(self.truncated(inside));
+        }
         let out = &self.bytes[self.pos..self.pos + n];
         self.pos += n;
         Ok(out)
@@ -128,7 +155,7 @@ impl<'a> Reader<'a> {
         Ok((major, arg))
     }
 
-    fn expect(&mut self, want: u8, inside: &'static str) -> Result<u64, BundleError> {
+    pub(super) fn expect(&mut self, want: u8, inside: &'static str) -> Result<u64, BundleError> {
         let at = self.offset();
         let (major, arg) = self.head(inside)?;
         if major != want {
@@ -189,8 +216,12 @@ impl<'a> Reader<'a> {
     /// Every item takes at least one byte: a count larger than what is
     /// left cannot be satisfied.
     fn plausible(&self, n: u64, inside: &'static str) -> Result<u64, BundleError> {
-        if n > (self.bytes.len() - self.pos) as u64 {
-            return Err(self.truncated(inside));
+        if n > (self.end - self.offset()) as u64 {
+            return Err(BundleError::Truncated {
+                at: self.end,
+                inside,
+                needed: None,
+            });
         }
         Ok(n)
     }
@@ -208,25 +239,37 @@ impl<'a> Reader<'a> {
         let mut seen = vec![false; keys.len()];
         let mut last: Option<usize> = None;
         for _ in 0..count {
-            let at = self.offset();
-            let key = self.text(inside)?;
-            let Some(k) = keys.iter().position(|x| *x == key) else {
-                return Err(BundleError::Schema {
-                    at,
-                    reason: format!("{inside}: unknown member {key:?}"),
-                });
-            };
-            if last.is_some_and(|l| l >= k) {
-                return Err(BundleError::NonCanonical {
-                    at,
-                    what: "map keys out of order or repeated",
-                });
-            }
+            let k = self.member_key(keys, inside, last)?;
             last = Some(k);
             seen[k] = true;
             f(self, k)?;
         }
         Ok(seen)
+    }
+
+    /// Reads the key of a map member: one of `keys` (in deterministic
+    /// order), after the key `last` read before it.
+    pub(super) fn member_key(
+        &mut self,
+        keys: &[&'static str],
+        inside: &'static str,
+        last: Option<usize>,
+    ) -> Result<usize, BundleError> {
+        let at = self.offset();
+        let key = self.text(inside)?;
+        let Some(k) = keys.iter().position(|x| *x == key) else {
+            return Err(BundleError::Schema {
+                at,
+                reason: format!("{inside}: unknown member {key:?}"),
+            });
+        };
+        if last.is_some_and(|l| l >= k) {
+            return Err(BundleError::NonCanonical {
+                at,
+                what: "map keys out of order or repeated",
+            });
+        }
+        Ok(k)
     }
 }
 

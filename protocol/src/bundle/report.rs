@@ -22,7 +22,8 @@ use crate::tlp::Tlp;
 use crate::validate::{Applied, Validator};
 
 use super::explain::{explain, explain_bundle_rule, explain_consequence};
-use super::{Bundle, BundleAgency, Element, TrustList};
+use super::{Bundle, BundleAgency, Element, Summary, TrustList};
+use crate::equivocation::EquivocationProof;
 
 /// The rule a problem breaks: an entry rule of SPEC.md §8 (V1–V18) or a
 /// bundle rule of §10.5 (B1–B7).
@@ -482,16 +483,44 @@ impl<'t> Verifier<'t> {
     /// The validator's clock is the export time: the bundle is verified as
     /// of its own export (V18 allows entries up to SKEW after it).
     pub fn new(bundle: &Bundle<'_>, trust: Option<&'t TrustList>) -> Self {
+        Self::start(
+            (bundle.case(), bundle.exporter(), bundle.signer()),
+            bundle.exported_at(),
+            bundle.items(),
+            bundle.agencies(),
+            trust,
+        )
+    }
+
+    /// A verifier for a bundle read from a stream ([`super::StreamDecoder`]),
+    /// from the first pass's summary.
+    pub fn streamed(summary: &Summary, trust: Option<&'t TrustList>) -> Self {
+        Self::start(
+            (summary.case(), summary.exporter(), summary.signer()),
+            summary.exported_at(),
+            summary.items(),
+            summary.agencies(),
+            trust,
+        )
+    }
+
+    fn start(
+        (case, exporter, signer): (CaseId, AgencyId, AgencyId),
+        exported_at: u64,
+        items: Option<&[ItemId]>,
+        agencies: &[BundleAgency],
+        trust: Option<&'t TrustList>,
+    ) -> Self {
         Verifier {
             v: Validator::lean(),
             kept: HashMap::new(),
-            now: bundle.exported_at(),
-            case: bundle.case(),
-            exporter: bundle.exporter(),
-            signer: bundle.signer(),
-            exported_at: bundle.exported_at(),
-            items: bundle.items().map(<[ItemId]>::to_vec),
-            agencies: bundle.agencies().to_vec(),
+            now: exported_at,
+            case,
+            exporter,
+            signer,
+            exported_at,
+            items: items.map(<[ItemId]>::to_vec),
+            agencies: agencies.to_vec(),
             trust,
             next: 0,
             index_of: HashMap::new(),
@@ -735,9 +764,26 @@ impl<'t> Verifier<'t> {
 
     /// Finishes: checks the exporter's signature and the bundle-level rules
     /// (B1–B7), the equivocation proofs, and builds the report.
-    pub fn finish(mut self, bundle: &Bundle<'_>) -> Report {
-        let elements_ok = self.problems.is_empty();
+    pub fn finish(self, bundle: &Bundle<'_>) -> Report {
         let signature_valid = bundle.signature_valid();
+        self.conclude(signature_valid, bundle.len(), &bundle.proofs())
+    }
+
+    /// Finishes a bundle read from a stream: `summary` is the second
+    /// pass's ([`super::StreamDecoder::second_pass`]), which knows whether
+    /// the exporter's signature verifies (a first pass's counts as not).
+    pub fn finish_streamed(self, summary: &Summary) -> Report {
+        let signature_valid = summary.signature_valid().unwrap_or(false);
+        self.conclude(signature_valid, summary.len(), summary.proofs())
+    }
+
+    fn conclude(
+        mut self,
+        signature_valid: bool,
+        elements: usize,
+        proofs: &[EquivocationProof],
+    ) -> Report {
+        let elements_ok = self.problems.is_empty();
         if !signature_valid {
             self.bundle_problem(
                 1,
@@ -758,9 +804,9 @@ impl<'t> Verifier<'t> {
             );
             self.bundle_problem(2, detail, None, None);
         }
-        if self.next < bundle.len() {
+        if self.next < elements {
             // Only reachable when a caller stopped pushing early.
-            let detail = format!("{} of {} elements were checked", self.next, bundle.len());
+            let detail = format!("{} of {} elements were checked", self.next, elements);
             self.bundle_problem(3, detail, None, None);
         }
         let state = self.v.state().clone();
@@ -788,7 +834,7 @@ impl<'t> Verifier<'t> {
         for c in &state.conflicts {
             conflicts.push(self.conflict(c, &state));
         }
-        for (k, proof) in bundle.proofs().iter().enumerate() {
+        for (k, proof) in proofs.iter().enumerate() {
             match proof.check() {
                 Ok(eq) if eq.case == self.case => {
                     let ids = [EntryId::of(&proof.0), EntryId::of(&proof.1)];
@@ -866,7 +912,7 @@ impl<'t> Verifier<'t> {
             exported_at: self.exported_at,
             selective: self.items.clone(),
             signature_valid,
-            elements: bundle.len(),
+            elements,
             disclosed: self.disclosed,
             trust_checked: self.trust.is_some(),
             listed: self.agencies.clone(),
