@@ -5,16 +5,17 @@
 //!
 //! Exit codes: 0 valid, 1 invalid, 2 unreadable or not a bundle.
 
-use std::io::{IsTerminal, Write as _};
+use std::io::{IsTerminal, Read as _, Seek as _, SeekFrom, Write as _};
+use std::ops::Range;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use custodia_protocol::bundle::{
-    self, Bundle, Checked, Element, EventReport, ItemReport, KeyTrust, Problem, Report, TrustList,
-    Verifier,
+    self, BundleError, Checked, Element, EventReport, ItemReport, KeyTrust, Problem, Report,
+    StreamDecoder, Streamed, Summary, TrustList, Verifier,
 };
-use custodia_protocol::{AgencyId, ItemId};
+use custodia_protocol::{AgencyId, ItemId, WithheldPosition};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
@@ -40,9 +41,7 @@ pub(crate) fn run(
         }
         None => None,
     };
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let b = Bundle::decode(&bytes).with_context(|| file.display().to_string())?;
-    let report = check(&b, trust.as_ref());
+    let report = check_file(file, trust.as_ref())?;
     if let Some(path) = html {
         let page = crate::report_html::page(&report, &file.display().to_string());
         std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
@@ -69,48 +68,180 @@ pub(crate) fn run(
     })
 }
 
-/// Replays the bundle: entries are checked (decoding and signatures,
-/// V1–V8) on every core, a chunk at a time, and replayed in order; only
-/// one chunk of decoded entries exists besides what the report keeps.
-fn check(b: &Bundle<'_>, trust: Option<&TrustList>) -> Report {
-    let total = b.len();
-    let bar = (total >= BAR_FROM && std::io::stderr().is_terminal()).then(|| {
-        let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template(
-            "verifying [{bar:30}] {human_pos}/{human_len} entries  ETA {eta}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar
-    });
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut v = Verifier::new(b, trust);
-    let mut elements = b.elements();
+/// Reads the file in this many bytes at a time.
+const READ: usize = 1 << 16;
+
+/// Verifies a bundle file, read as a stream twice (SPEC.md §10.5): the
+/// first pass checks its structure and finds the export time and the
+/// signature, the second replays the elements and checks the exporter's
+/// signature over the bytes it reads. Memory holds one read buffer, one
+/// chunk of elements and what the replay keeps, never the file.
+fn check_file(file: &Path, trust: Option<&TrustList>) -> anyhow::Result<Report> {
+    let reading = || format!("reading {}", file.display());
+    let mut f = std::fs::File::open(file).with_context(reading)?;
+    if !f.metadata().with_context(reading)?.is_file() {
+        // A pipe or device cannot be read twice: copy it to a temporary
+        // file first (on disk, not in memory).
+        let mut copy = tempfile::tempfile().context("creating a temporary file")?;
+        std::io::copy(&mut f, &mut copy).with_context(reading)?;
+        f = copy;
+    }
+    let summary = stream(&mut f, StreamDecoder::new(), |_| {})
+        .with_context(reading)?
+        .with_context(|| file.display().to_string())?;
+    f.seek(SeekFrom::Start(0)).with_context(reading)?;
+    let mut replay = Replay::new(&summary, trust);
+    let second = stream(&mut f, StreamDecoder::second_pass(&summary), |item| {
+        replay.take(item)
+    })
+    .with_context(reading)?
+    .with_context(|| file.display().to_string())?;
+    Ok(replay.finish(&second))
+}
+
+/// Feeds `f` from its current position to `d`, handing each element to
+/// `on`; returns the summary at the end, or why the bytes are not a
+/// readable bundle (the outer error is the file's).
+fn stream(
+    f: &mut std::fs::File,
+    mut d: StreamDecoder,
+    mut on: impl FnMut(Streamed<'_>),
+) -> std::io::Result<Result<Summary, BundleError>> {
+    let mut buf = vec![0u8; READ];
+    let mut ended = false;
     loop {
-        let chunk: Vec<Element<'_>> = elements.by_ref().take(CHUNK).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        let checked = check_chunk(&chunk, threads);
-        for (e, c) in chunk.iter().zip(checked) {
-            match (e, c) {
-                (Element::Withheld(w), _) => v.push_withheld(*w),
-                (Element::Entry(_), Some(c)) => v.push_checked(c),
-                (Element::Entry(bytes), None) => v.push_checked(bundle::check_entry(bytes)),
+        loop {
+            match d.next_item() {
+                Ok(Some(Streamed::End(s))) => return Ok(Ok(s)),
+                Ok(Some(item)) => on(item),
+                Ok(None) if ended => {
+                    // The decoder promises progress after finish().
+                    return Err(std::io::Error::other("the bundle reader stopped"));
+                }
+                Ok(None) => break,
+                Err(e) => return Ok(Err(e)),
             }
         }
-        if let Some(bar) = &bar {
-            bar.set_position(v.position() as u64);
+        let n = match f.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            d.finish();
+            ended = true;
+        } else {
+            d.push(&buf[..n]);
         }
     }
-    if let Some(bar) = &bar {
-        bar.set_message("checking the exporter's signature");
+}
+
+/// One element waiting in a chunk.
+enum Pending {
+    /// An entry: its bytes in the chunk's arena.
+    Entry(Range<usize>),
+    Withheld(WithheldPosition),
+    /// An element too large for an entry (V1), already judged.
+    Oversize(Checked),
+}
+
+/// The replay of a streamed bundle: elements are gathered into chunks,
+/// checked (decoding and signatures, V1–V8) on every core a chunk at a
+/// time, and replayed in order; only one chunk of entries exists besides
+/// what the report keeps.
+struct Replay<'t> {
+    v: Verifier<'t>,
+    arena: Vec<u8>,
+    pending: Vec<Pending>,
+    threads: usize,
+    bar: Option<ProgressBar>,
+}
+
+impl<'t> Replay<'t> {
+    fn new(summary: &Summary, trust: Option<&'t TrustList>) -> Self {
+        let total = summary.len();
+        let bar = (total >= BAR_FROM && std::io::stderr().is_terminal()).then(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template(
+                "verifying [{bar:30}] {human_pos}/{human_len} entries  ETA {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
+        Replay {
+            v: Verifier::streamed(summary, trust),
+            arena: Vec::new(),
+            pending: Vec::with_capacity(CHUNK),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            bar,
+        }
     }
-    let report = v.finish(b);
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
+
+    fn take(&mut self, item: Streamed<'_>) {
+        match item {
+            Streamed::Element(Element::Entry(bytes)) => {
+                let start = self.arena.len();
+                self.arena.extend_from_slice(bytes);
+                self.pending.push(Pending::Entry(start..self.arena.len()));
+            }
+            Streamed::Element(Element::Withheld(w)) => self.pending.push(Pending::Withheld(w)),
+            Streamed::Oversize { id, size } => self
+                .pending
+                .push(Pending::Oversize(bundle::oversize(id, size))),
+            Streamed::End(_) => {}
+        }
+        if self.pending.len() >= CHUNK {
+            self.flush();
+        }
     }
-    report
+
+    fn flush(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        let chunk: Vec<Element<'_>> = pending
+            .iter()
+            .filter_map(|p| match p {
+                Pending::Entry(r) => Some(Element::Entry(&self.arena[r.clone()])),
+                Pending::Withheld(w) => Some(Element::Withheld(*w)),
+                Pending::Oversize(_) => None,
+            })
+            .collect();
+        let mut checked = chunk
+            .iter()
+            .zip(check_chunk(&chunk, self.threads))
+            .map(|(e, c)| match (e, c) {
+                (Element::Withheld(w), _) => Err(*w),
+                (Element::Entry(_), Some(c)) => Ok(c),
+                (Element::Entry(bytes), None) => Ok(bundle::check_entry(bytes)),
+            })
+            .collect::<Vec<_>>()
+            .into_iter();
+        drop(chunk);
+        for p in pending {
+            match p {
+                Pending::Oversize(c) => self.v.push_checked(c),
+                Pending::Entry(_) | Pending::Withheld(_) => match checked.next() {
+                    Some(Ok(c)) => self.v.push_checked(c),
+                    Some(Err(w)) => self.v.push_withheld(w),
+                    None => {}
+                },
+            }
+        }
+        self.arena.clear();
+        if let Some(bar) = &self.bar {
+            bar.set_position(self.v.position() as u64);
+        }
+    }
+
+    fn finish(mut self, second: &Summary) -> Report {
+        self.flush();
+        let report = self.v.finish_streamed(second);
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+        report
+    }
 }
 
 /// Checks the entries of a chunk on `threads` threads, keeping order.
@@ -724,4 +855,137 @@ fn to_json(r: &Report) -> Value {
             "caused_by": p.caused_by,
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custodia_protocol::bundle::{Bundle, BundleAgency, Header};
+    use custodia_protocol::{Body, CaseOpened, Entry, Identity, Note, Payload, Tlp};
+
+    const T0: u64 = 1_795_000_000_000;
+
+    /// A valid bundle of one author's genesis and `notes` notes: larger
+    /// than one read when `notes` is a few hundred.
+    fn bundle(notes: usize) -> Vec<u8> {
+        let alpha = Identity::from_seed([7; 32]);
+        let genesis = Entry::sign(
+            &alpha,
+            &Payload::genesis(
+                alpha.agency(),
+                T0,
+                Tlp::Amber,
+                CaseOpened {
+                    title: "Streaming".into(),
+                    reference: "S-1".into(),
+                    jurisdiction: None,
+                    name: "Alpha".into(),
+                    country: "PH".into(),
+                },
+            ),
+        );
+        let mut entries = vec![genesis];
+        for i in 0..notes {
+            let prev = entries.last().map(Entry::id);
+            let mut p = entries[0].payload().clone();
+            p.case = Some(entries[0].id());
+            p.seq = i as u64 + 1;
+            p.prev = prev;
+            p.body = Body::Note(Note {
+                text: format!(
+                    "note {i}: long enough to fill the bundle quickly, {}",
+                    "x".repeat(200)
+                ),
+                item: None,
+            });
+            entries.push(Entry::sign(&alpha, &p));
+        }
+        let elements: Vec<Element<'_>> =
+            entries.iter().map(|e| Element::Entry(e.bytes())).collect();
+        let header = Header {
+            case: entries[0].id(),
+            items: None,
+            proofs: Vec::new(),
+            agencies: vec![BundleAgency {
+                agency: alpha.agency(),
+                name: "Alpha".into(),
+                country: "PH".into(),
+            }],
+            exported_at: T0 + 1_000,
+        };
+        bundle::write(&alpha, &header, &elements)
+    }
+
+    fn in_memory(bytes: &[u8]) -> Result<Report, BundleError> {
+        Bundle::decode(bytes).map(|b| bundle::verify(&b, None))
+    }
+
+    #[test]
+    fn a_file_read_in_pieces_gives_the_report_of_the_whole_file() {
+        let bytes = bundle(600);
+        assert!(bytes.len() > 3 * READ, "{} bytes", bytes.len());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("b.custodia");
+        std::fs::write(&path, &bytes).expect("write");
+        let report = check_file(&path, None).expect("readable");
+        assert!(report.is_valid(), "{:?}", report.problems);
+        assert_eq!(report.elements, 601);
+        assert_eq!(Ok(report), in_memory(&bytes));
+
+        // An edited byte in the middle of the file: the same problems.
+        let mut edited = bytes.clone();
+        let mid = edited.len() / 2;
+        let at = mid + edited[mid..].iter().position(|b| *b == b'x').expect("an x");
+        edited[at] = b'y';
+        std::fs::write(&path, &edited).expect("write");
+        let report = check_file(&path, None).expect("readable");
+        assert!(!report.is_valid());
+        assert_eq!(Ok(report), in_memory(&edited));
+    }
+
+    #[test]
+    fn truncated_and_garbage_files_are_typed_errors_with_the_offset() {
+        let bytes = bundle(600);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("b.custodia");
+        for cut in [1, READ - 1, READ, READ + 1, 2 * READ + 17, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..cut]).expect("write");
+            let err = check_file(&path, None).expect_err("truncated");
+            let want = in_memory(&bytes[..cut]).expect_err("truncated");
+            assert!(matches!(want, BundleError::Truncated { at, .. } if at == cut));
+            assert_eq!(
+                err.downcast_ref::<BundleError>(),
+                Some(&want),
+                "cut at {cut}"
+            );
+            assert!(
+                format!("{err:#}").contains(&format!("truncated at byte {cut}")),
+                "{err:#}"
+            );
+        }
+        // Garbage in the middle of the entries: the first damaged byte.
+        let mut garbage = bytes.clone();
+        let mid = garbage.len() / 2;
+        garbage[mid..mid + 4000].fill(0xFF);
+        std::fs::write(&path, &garbage).expect("write");
+        let err = check_file(&path, None).expect_err("damaged");
+        let want = in_memory(&garbage).expect_err("damaged");
+        assert!(
+            matches!(want, BundleError::Schema { at, .. } if at >= mid && at < mid + 4000),
+            "{want:?}"
+        );
+        assert_eq!(err.downcast_ref::<BundleError>(), Some(&want));
+        // Bytes after the end.
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0u8; 3 * READ]);
+        std::fs::write(&path, &longer).expect("write");
+        let err = check_file(&path, None).expect_err("trailing");
+        assert_eq!(
+            err.downcast_ref::<BundleError>(),
+            Some(&BundleError::TrailingBytes {
+                at: bytes.len(),
+                extra: 3 * READ
+            })
+        );
+    }
 }
