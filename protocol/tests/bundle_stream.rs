@@ -360,3 +360,40 @@ proptest::proptest! {
         proptest::prop_assert_eq!(streamed(&bytes, chunk), whole(&bytes));
     }
 }
+
+#[test]
+fn every_index_in_the_report_names_the_element_it_describes() {
+    let l = lantern();
+    for items in [None, Some(vec![l.phone]), Some(vec![l.image])] {
+        let bytes = l.sim.export(0, items.as_deref());
+        let b = Bundle::decode(&bytes).expect("readable");
+        let ids: Vec<EntryId> = b
+            .elements()
+            .map(|e| match e {
+                Element::Entry(bytes) => EntryId::of(bytes),
+                Element::Withheld(w) => w.id,
+            })
+            .collect();
+        let r = streamed(&bytes, 100).expect("readable");
+        assert!(r.is_valid(), "{:?}", r.problems);
+        let mut checked = 0;
+        for i in &r.items {
+            for e in &i.timeline {
+                assert_eq!(e.index.map(|x| ids[x]), Some(e.entry), "{items:?}");
+                if let Some(rc) = &e.receipt {
+                    assert_eq!(rc.index.map(|x| ids[x]), Some(rc.entry));
+                }
+                checked += 1;
+            }
+        }
+        for m in &r.members {
+            assert_eq!(m.added_index.map(|x| ids[x]), Some(m.added_by));
+            checked += 1;
+        }
+        for w in &r.withheld {
+            assert_eq!(ids[w.index], w.id);
+        }
+        assert!(checked >= 5, "{checked}");
+        assert_eq!(items.is_some(), !r.withheld.is_empty());
+    }
+}

@@ -131,7 +131,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     ));
     let growth = Stat::ratio_of(&rss_large, &rss_small);
     let mut mem_notes = vec![format!(
-        "peak RSS (maximum resident set size of the child) for {} entries ({:.1} MB file) vs {} entries ({:.1} MB file): a flat memory would give ≈1; the bundle file itself is read whole",
+        "peak RSS (maximum resident set size of the child) for {} entries ({:.1} MB file) vs {} entries ({:.1} MB file): a flat memory would give ≈1; the bundle file is read as a stream (two passes), not held",
         s.verify_large,
         large_bytes as f64 / 1e6,
         s.verify_small,

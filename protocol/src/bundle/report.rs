@@ -466,7 +466,10 @@ pub struct Verifier<'t> {
     agencies: Vec<BundleAgency>,
     trust: Option<&'t TrustList>,
     next: usize,
-    index_of: HashMap<EntryId, usize>,
+    /// The element index of every accepted or withheld position, by
+    /// author and sequence number (chains are dense from 0): four bytes a
+    /// position instead of a map from ids. See [`Verifier::index_of`].
+    positions: HashMap<AgencyId, Vec<u32>>,
     refused_ids: HashMap<EntryId, usize>,
     refused_at: HashMap<AgencyId, BTreeMap<u64, usize>>,
     first_unplaced: Option<usize>,
@@ -523,7 +526,7 @@ impl<'t> Verifier<'t> {
             agencies: agencies.to_vec(),
             trust,
             next: 0,
-            index_of: HashMap::new(),
+            positions: HashMap::new(),
             refused_ids: HashMap::new(),
             refused_at: HashMap::new(),
             first_unplaced: None,
@@ -586,7 +589,7 @@ impl<'t> Verifier<'t> {
         match self.v.apply_withheld(pos) {
             Ok(Applied::Duplicate) => {}
             Ok(_) => {
-                self.index_of.insert(pos.id, index);
+                self.place(pos.author, pos.seq, index);
                 self.per_author.entry(pos.author).or_default().1 += 1;
                 self.withheld_at.insert(pos.id, self.withheld.len());
                 self.withheld.push(WithheldReport {
@@ -609,7 +612,7 @@ impl<'t> Verifier<'t> {
     }
 
     fn accepted(&mut self, entry: &Entry, index: usize) {
-        self.index_of.insert(entry.id(), index);
+        self.place(entry.author(), entry.payload().seq, index);
         if matches!(
             entry.payload().body,
             Body::CaseOpened(_) | Body::EvidenceRegistered(_) | Body::Custody(_)
@@ -637,6 +640,28 @@ impl<'t> Verifier<'t> {
                 self.withheld[w].corroborated = true;
             }
         }
+    }
+
+    /// Records that the position (author, seq) is element `index`.
+    fn place(&mut self, author: AgencyId, seq: u64, index: usize) {
+        let at = self.positions.entry(author).or_default();
+        // An index past u32 (4 billion elements) is recorded as unknown.
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        match usize::try_from(seq) {
+            Ok(s) if s < at.len() => at[s] = index,
+            Ok(s) if s == at.len() => at.push(index),
+            // Not reached: an accepted position continues its chain.
+            _ => {}
+        }
+    }
+
+    /// The element index of an accepted or withheld id: its position from
+    /// the validator, then the index recorded for that position.
+    fn index_of(&self, id: &EntryId) -> Option<usize> {
+        let m = self.v.meta(id)?;
+        let at = self.positions.get(&m.author)?;
+        let i = *at.get(usize::try_from(m.seq).ok()?)?;
+        (i != u32::MAX).then_some(i as usize)
     }
 
     fn name(&self, agency: &AgencyId) -> Option<String> {
@@ -841,12 +866,12 @@ impl<'t> Verifier<'t> {
                     let name = self
                         .name(&eq.author)
                         .unwrap_or_else(|| eq.author.fingerprint());
-                    let held = ids.iter().find(|i| self.index_of.contains_key(i));
+                    let held = ids.iter().find(|i| self.v.knows(i));
                     conflicts.push(ConflictReport {
                         kind: "equivocation",
                         author: Some(eq.author),
                         item: None,
-                        entries: ids.iter().map(|i| (*i, self.index_of.get(i).copied())).collect(),
+                        entries: ids.iter().map(|i| (*i, self.index_of(i))).collect(),
                         sentence: format!(
                             "{name} signed two different entries as #{} of its history (proof {k} in the bundle): it showed different versions of its record to different agencies. {}",
                             eq.seq,
@@ -885,9 +910,9 @@ impl<'t> Verifier<'t> {
                     country: m.country.clone(),
                     role: m.role,
                     added_by: m.added_by,
-                    added_index: self.index_of.get(&m.added_by).copied(),
+                    added_index: self.index_of(&m.added_by),
                     removed_by: m.removed_by,
-                    removed_index: m.removed_by.and_then(|r| self.index_of.get(&r).copied()),
+                    removed_index: m.removed_by.and_then(|r| self.index_of(&r)),
                     disclosed,
                     withheld,
                     trust: self.trust_of(&m.agency),
@@ -960,7 +985,7 @@ impl<'t> Verifier<'t> {
 
     fn conflict(&self, c: &Conflict, state: &crate::state::CaseState) -> ConflictReport {
         let name = |a: &AgencyId| self.name(a).unwrap_or_else(|| a.fingerprint());
-        let at = |id: &EntryId| (*id, self.index_of.get(id).copied());
+        let at = |id: &EntryId| (*id, self.index_of(id));
         let label = |i: &ItemId| match state.items.get(i).and_then(|x| x.exhibit.clone()) {
             Some(x) => format!("{x} ({})", i.to_uuid_string()),
             None => i.to_uuid_string(),
@@ -1070,7 +1095,7 @@ impl<'t> Verifier<'t> {
                 .filter(|x| x.derived_from == Some(item.id))
                 .map(|x| x.id)
                 .collect();
-            let index = self.index_of.get(&item.registered).copied().unwrap_or(0);
+            let index = self.index_of(&item.registered).unwrap_or(0);
             out.push((
                 index,
                 ItemReport {
@@ -1100,7 +1125,7 @@ impl<'t> Verifier<'t> {
         let p = e.payload();
         let mut r = EventReport {
             entry: e.id(),
-            index: self.index_of.get(&e.id()).copied(),
+            index: self.index_of(&e.id()),
             time: p.time,
             author: p.author,
             action: action.to_owned(),
