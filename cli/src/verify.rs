@@ -84,6 +84,7 @@ fn check_file(file: &Path, trust: Option<&TrustList>) -> anyhow::Result<Report> 
         // file first (on disk, not in memory).
         let mut copy = tempfile::tempfile().context("creating a temporary file")?;
         std::io::copy(&mut f, &mut copy).with_context(reading)?;
+        copy.seek(SeekFrom::Start(0)).with_context(reading)?;
         f = copy;
     }
     let summary = stream(&mut f, StreamDecoder::new(), |_| {})

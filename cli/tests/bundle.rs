@@ -362,3 +362,53 @@ fn the_html_report_is_well_formed_escaped_and_complete() {
         assert!(html.contains(class), "class {class} is on the page");
     }
 }
+
+/// `custodia verify /dev/stdin` with the bundle piped in: a pipe cannot
+/// be read twice, so it is copied to a temporary file first.
+fn verify_piped(bytes: &[u8]) -> (Option<i32>, String, String) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custodia"))
+        .args(["verify", "/dev/stdin"])
+        .env_remove("CUSTODIA_DIR")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the custodia binary runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || {
+        // The verifier may stop reading early (an unreadable file).
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("custodia verify ends");
+    writer.join().expect("the writer ends");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bundle_piped_in_verifies_like_the_file() {
+    let c = case();
+    let file = c.tmp.path().join("case.custodia");
+    at(&c.manila, &["export", &c.case[..10], "--out", s(&file)]).code(0);
+    let bytes = std::fs::read(&file).expect("bundle");
+    let from_file = custodia(&["verify", s(&file)]).code(0);
+    let (code, stdout, stderr) = verify_piped(&bytes);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout.replace("/dev/stdin", "<FILE>"),
+        from_file.stdout.replace(s(&file), "<FILE>")
+    );
+    let (code, _, stderr) = verify_piped(&bytes[..bytes.len() - 10]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains(&format!("truncated at byte {}", bytes.len() - 10)),
+        "{stderr}"
+    );
+}
