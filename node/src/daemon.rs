@@ -28,8 +28,13 @@ use crate::keyfile::{self, KeyFileError};
 use crate::store::{Draft, Store, StoreError};
 use crate::tls::{self, PinSet, TlsError};
 
-/// How often the daemon looks for changes other processes made.
-const POLL: Duration = Duration::from_millis(100);
+/// How often the daemon looks for changes other processes made (the CLI
+/// writes to the store file directly). A look that finds nothing is one
+/// lookup in the `rev` index, so it can be frequent: an append by the CLI
+/// reaches connected peers within this interval plus transfer and commit.
+/// Changes the daemon makes itself (received batches, witnesses) wake the
+/// sessions at once, without waiting for a poll.
+const POLL: Duration = Duration::from_millis(10);
 /// Reconnect backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
