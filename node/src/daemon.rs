@@ -1026,7 +1026,9 @@ async fn pump(
                 if !v.is_member(&peer) {
                     return None;
                 }
-                let rows = s.rows_after(&case, pos, MAX_BATCH * 4).ok()?;
+                // The rows' places first; bytes are read (and checked
+                // against their ids) only for the entries sent.
+                let rows = s.row_heads_after(&case, pos, MAX_BATCH).ok()?;
                 let mut next = peer_heads;
                 let mut items = Vec::new();
                 let mut bytes_in_batch = 0usize;
@@ -1043,11 +1045,20 @@ async fn pump(
                     if row.seq < have {
                         continue;
                     }
-                    next.insert(row.author, row.seq + 1);
                     let visible = v.may_see(&row.id, &peer);
-                    items.push(match (visible, row.bytes) {
-                        (true, Some(bytes)) => SyncItem::Entry(bytes),
-                        _ => SyncItem::Withheld(custodia_protocol::WithheldPosition {
+                    let bytes = if visible && !row.withheld {
+                        match s.row_bytes(row.pos, &row.id).ok()? {
+                            Some(b) => Some(b),
+                            // Damaged since it was loaded: never served.
+                            None => continue,
+                        }
+                    } else {
+                        None
+                    };
+                    next.insert(row.author, row.seq + 1);
+                    items.push(match bytes {
+                        Some(bytes) => SyncItem::Entry(bytes),
+                        None => SyncItem::Withheld(custodia_protocol::WithheldPosition {
                             author: row.author,
                             seq: row.seq,
                             id: row.id,

@@ -121,6 +121,22 @@ impl Draft {
     }
 }
 
+/// A stored row's place, without its bytes: what a sender needs to decide
+/// whether to send it ([`Store::row_heads_after`]).
+#[derive(Debug, Clone)]
+pub struct RowHead {
+    /// Insertion order.
+    pub pos: i64,
+    /// The entry id.
+    pub id: EntryId,
+    /// The author.
+    pub author: AgencyId,
+    /// The sequence number.
+    pub seq: u64,
+    /// Held only as a withheld position (no bytes).
+    pub withheld: bool,
+}
+
 /// One stored row, as read for sending.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -867,6 +883,74 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// The places of a case's rows after position `after`, in dependency
+    /// order, at most `limit`, without their bytes: a sender reads the
+    /// bytes ([`Self::row_bytes`]) only of the rows it sends. A row with a
+    /// damaged id column is left out.
+    pub fn row_heads_after(
+        &self,
+        case: &CaseId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<RowHead>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT pos, id, author, seq, bytes IS NULL FROM entries
+                 WHERE case_id = ?1 AND pos > ?2 ORDER BY pos LIMIT ?3",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map(params![&case.0[..], after, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, bool>(4)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (pos, id, author, seq, withheld) = row.map_err(|e| self.sql(e))?;
+            let (Some(id), Some(author)) = (blob32(id), blob32(author)) else {
+                tracing::error!(pos, "store row has a damaged id column; not served");
+                continue;
+            };
+            out.push(RowHead {
+                pos,
+                id: EntryId(id),
+                author: AgencyId(author),
+                seq: seq as u64,
+                withheld,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The bytes of the row at `pos`, if it holds entry `id`'s bytes and
+    /// they still hash to `id`. None for a withheld position, or a damaged
+    /// row (which is never served).
+    pub fn row_bytes(&self, pos: i64, id: &EntryId) -> Result<Option<Vec<u8>>, StoreError> {
+        let bytes: Option<Option<Vec<u8>>> = self
+            .conn
+            .prepare_cached("SELECT bytes FROM entries WHERE pos = ?1")
+            .and_then(|mut s| {
+                s.query_row(params![pos], |r| r.get::<_, Option<Vec<u8>>>(0))
+                    .optional()
+            })
+            .map_err(|e| self.sql(e))?;
+        let bytes = bytes.flatten();
+        if let Some(b) = &bytes {
+            if EntryId::of(b) != *id {
+                tracing::error!(pos, %id, "stored bytes do not hash to the entry id; not served");
+                return Ok(None);
+            }
+        }
+        Ok(bytes)
     }
 
     /// Every stored entry of a case, decoded, in dependency order (withheld
