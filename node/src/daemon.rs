@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, ConfigError, CONFIG_FILE};
 use crate::keyfile::{self, KeyFileError};
-use crate::store::{Draft, Store, StoreError};
+use crate::store::{self, Checked, Draft, Store, StoreError};
 use crate::tls::{self, PinSet, TlsError};
 
 /// How often the daemon looks for changes other processes made (the CLI
@@ -48,6 +48,10 @@ const RESYNC: Duration = Duration::from_secs(2);
 const MAX_RESYNCS: u32 = 5;
 /// Outgoing messages queued per connection before the producer waits.
 const OUTBOX: usize = 8;
+/// Received frames queued (checked) for the session before the reader
+/// waits. With the one the session takes, a sender's whole window of
+/// unacknowledged batches fits: they are committed together.
+const INBOX: usize = MAX_UNACKED_BATCHES - 1;
 
 /// Why the daemon could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -495,7 +499,26 @@ struct SessionState {
     in_flight: usize,
     batch: u64,
     hello: bool,
+    /// `entries` messages acknowledged to the peer (the reader compares it
+    /// with those received to enforce the peer's flow-control window).
+    acked: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// A received `entries` message, its items through [`store::check`].
+struct CheckedEntries {
+    case: CaseId,
+    batch: u64,
+    items: Vec<Checked>,
+}
+
+/// What the reader hands the session: a message, or a batch of entries
+/// already decoded and verified (outside the store lock).
+enum Incoming {
+    Message(Message),
+    Entries(CheckedEntries),
+}
+
+type Frame = Result<Incoming, (ErrorCode, String)>;
 
 async fn run_session(
     inner: Arc<Inner>,
@@ -564,12 +587,14 @@ async fn session(
     mut recv: quinn::RecvStream,
     out: mpsc::Sender<Message>,
 ) -> SessionResult {
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut st = SessionState {
         peer,
         cases: HashMap::new(),
         in_flight: 0,
         batch: 0,
         hello: false,
+        acked: acked.clone(),
     };
     let send = |m: Message| {
         let out = out.clone();
@@ -586,9 +611,13 @@ async fn session(
     .await?;
     let mut revision = inner.revision.subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let (frames_tx, mut frames) = mpsc::channel::<Result<Message, (ErrorCode, String)>>(2);
+    let (frames_tx, mut frames) = mpsc::channel::<Frame>(INBOX);
     let counter = inner.clone();
+    // The reader decodes and verifies each batch of entries (on the
+    // blocking pool, without the store lock) while the session commits
+    // the ones before it.
     let reader = tokio::spawn(async move {
+        let mut received: u64 = 0;
         loop {
             let r = read_frame(&mut recv).await;
             if let Ok((m, size)) = &r {
@@ -607,7 +636,31 @@ async fn session(
                     _ => {}
                 }
             }
-            let r = r.map(|(m, _)| m);
+            let r: Frame = match r {
+                Ok((Message::Entries(e), _)) => {
+                    received += 1;
+                    let unacked =
+                        received.saturating_sub(acked.load(std::sync::atomic::Ordering::SeqCst));
+                    if unacked > MAX_UNACKED_BATCHES as u64 {
+                        Err((
+                            ErrorCode::FlowControl,
+                            format!(
+                                "{unacked} entries messages unacknowledged (limit {MAX_UNACKED_BATCHES})"
+                            ),
+                        ))
+                    } else {
+                        let (case, batch) = (e.case, e.batch);
+                        match tokio::task::spawn_blocking(move || store::check(e.items)).await {
+                            Ok(items) => {
+                                Ok(Incoming::Entries(CheckedEntries { case, batch, items }))
+                            }
+                            Err(e) => Err((ErrorCode::Internal, format!("checking a batch: {e}"))),
+                        }
+                    }
+                }
+                Ok((m, _)) => Ok(Incoming::Message(m)),
+                Err(e) => Err(e),
+            };
             let stop = r.is_err();
             if frames_tx.send(r).await.is_err() || stop {
                 return;
@@ -615,16 +668,24 @@ async fn session(
         }
     });
     let result: SessionResult = async {
+        // A frame taken from the queue that did not join a group commit.
+        let mut pending: Option<Frame> = None;
         loop {
+            if let Some(frame) = pending.take() {
+                match on_frame(inner, &mut st, frame, &mut frames, &out).await? {
+                    Some(next) => pending = next,
+                    None => return Ok(()),
+                }
+                pump(inner, &mut st, &out).await?;
+                continue;
+            }
             tokio::select! {
                 frame = frames.recv() => {
                     let Some(frame) = frame else { return Ok(()) };
-                    let msg = match frame {
-                        Ok(m) => m,
-                        Err((ErrorCode::Internal, _)) => return Ok(()), // stream closed
-                        Err((code, why)) => return Err((code, why)),
-                    };
-                    handle(inner, &mut st, msg, &out).await?;
+                    match on_frame(inner, &mut st, frame, &mut frames, &out).await? {
+                        Some(next) => pending = next,
+                        None => return Ok(()),
+                    }
                     pump(inner, &mut st, &out).await?;
                 }
                 changed = revision.changed() => {
@@ -644,6 +705,153 @@ async fn session(
     .await;
     reader.abort();
     result
+}
+
+/// Handles one frame from the reader. A batch of entries is committed
+/// together with the batches already queued behind it (one transaction,
+/// one fsync), each acknowledged after that commit; the first queued frame
+/// that is not a batch is returned, to be handled next. None ends the
+/// session quietly (the stream closed).
+async fn on_frame(
+    inner: &Arc<Inner>,
+    st: &mut SessionState,
+    frame: Frame,
+    frames: &mut mpsc::Receiver<Frame>,
+    out: &mpsc::Sender<Message>,
+) -> Result<Option<Option<Frame>>, (ErrorCode, String)> {
+    let first = match frame {
+        Ok(m) => m,
+        Err((ErrorCode::Internal, _)) => return Ok(None), // stream closed
+        Err((code, why)) => return Err((code, why)),
+    };
+    match first {
+        Incoming::Message(m) => {
+            handle(inner, st, m, out).await?;
+            Ok(Some(None))
+        }
+        Incoming::Entries(e) => {
+            if !st.hello {
+                return Err((ErrorCode::ProtocolViolation, "message before hello".into()));
+            }
+            let mut group = vec![e];
+            let mut next = None;
+            while next.is_none() {
+                match frames.try_recv() {
+                    Ok(Ok(Incoming::Entries(e))) => group.push(e),
+                    // An ack frees a place in our own window; it does not
+                    // depend on the store, so it does not end the group.
+                    Ok(Ok(Incoming::Message(Message::Ack(_)))) => {
+                        st.in_flight = st.in_flight.saturating_sub(1);
+                    }
+                    Ok(other) => next = Some(other),
+                    Err(_) => break,
+                }
+            }
+            receive_group(inner, st, group, out).await?;
+            Ok(Some(next))
+        }
+    }
+}
+
+/// Stores received batches in one transaction, then acknowledges each, in
+/// order (nothing is acknowledged before the commit that stores it).
+async fn receive_group(
+    inner: &Arc<Inner>,
+    st: &mut SessionState,
+    group: Vec<CheckedEntries>,
+    out: &mpsc::Sender<Message>,
+) -> SessionResult {
+    let me = inner.me;
+    let peer = st.peer;
+    let heads: Vec<(CaseId, u64, usize)> = group
+        .iter()
+        .map(|e| (e.case, e.batch, e.items.len()))
+        .collect();
+    let batches: Vec<(CaseId, Vec<Checked>)> =
+        group.into_iter().map(|e| (e.case, e.items)).collect();
+    let result = blocking(inner, move |s, _| {
+        // A withheld marker is unsigned: it is taken only from an agency
+        // that is a member of the case here. Signed entries are validated
+        // whoever relays them.
+        let outcomes = s.receive_checked(batches, Some(peer), now_ms())?;
+        // Others' entries arrived: a witness is due (not for witnesses
+        // alone, or witnesses would answer witnesses).
+        let due: Vec<bool> = outcomes
+            .iter()
+            .zip(&heads)
+            .map(|(o, (case, _, _))| {
+                let v = s.case(case);
+                !o.stored.iter().all(|id| {
+                    v.and_then(|v| v.meta(id))
+                        .is_none_or(|m| m.witness || m.author == me)
+                })
+            })
+            .collect();
+        Ok::<_, StoreError>((outcomes, due, s.revision(), heads))
+    })
+    .await?;
+    let (outcomes, due, rev, heads) = result.map_err(|err| {
+        warn!(error = %err, "store failed while receiving");
+        (ErrorCode::Internal, "storage failure".to_string())
+    })?;
+    let mut stored_any = false;
+    let mut proofs = Vec::new();
+    for ((outcome, due), (case, batch, n)) in outcomes.into_iter().zip(due).zip(heads) {
+        if outcome.ignored > 0 {
+            warn!(peer = %st.peer.fingerprint(), case = %case, dropped = outcome.ignored, "withheld markers from a non-member ignored");
+        }
+        // What the peer sent, it has: never echo it back.
+        if let Some(next) = st.cases.get_mut(&case).and_then(|c| c.peer_heads.as_mut()) {
+            for (a, seq) in &outcome.positions {
+                let n = next.entry(*a).or_insert(0);
+                *n = (*n).max(seq + 1);
+            }
+        }
+        // Entries refused for now (out of order, ahead of our clock) are
+        // asked for again later by re-sending our heads.
+        let cursor = st.cases.entry(case).or_default();
+        if !outcome.stored.is_empty() {
+            cursor.resyncs = 0;
+        }
+        if outcome.refused.iter().any(|r| r.kind.is_transient()) && cursor.resyncs < MAX_RESYNCS {
+            cursor.resyncs += 1;
+            cursor.resync_at = Some(Instant::now() + RESYNC);
+        }
+        for r in &outcome.refused {
+            if r.kind.is_transient() {
+                debug!(peer = %st.peer.fingerprint(), entry = ?r.entry, rule = r.rule(), "entry deferred: {r}");
+            } else {
+                warn!(peer = %st.peer.fingerprint(), entry = ?r.entry, rule = r.rule(), "entry refused: {r}");
+            }
+        }
+        // Counted before it is sent: the peer's next batch can only follow
+        // its arrival.
+        st.acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        out.send(Message::Ack(Ack {
+            case,
+            batch,
+            stored: (outcome.stored.len() + outcome.duplicates) as u64,
+            refused: (outcome.refused.len() + outcome.ignored) as u64,
+        }))
+        .await
+        .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
+        if !outcome.stored.is_empty() {
+            debug!(peer = %st.peer.fingerprint(), case = %case, new = outcome.stored.len(), of = n, "stored");
+            stored_any = true;
+            if due {
+                lock(&inner.witness).entry(case).or_default().due = true;
+            }
+        }
+        proofs.extend(outcome.proofs.into_iter().map(|p| (case, p)));
+    }
+    if stored_any {
+        inner.revision.send_replace(rev);
+    }
+    for (case, proof) in proofs {
+        // Including the sender: it holds only its own version.
+        broadcast_proof(inner, case, proof, None).await;
+    }
+    Ok(())
 }
 
 async fn read_frame(recv: &mut quinn::RecvStream) -> Result<(Message, usize), (ErrorCode, String)> {
@@ -753,90 +961,9 @@ async fn handle(
                 send(Message::Heads(Heads { case, heads: ours })).await?;
             }
         }
-        Message::Entries(e) => {
-            let case = e.case;
-            let batch = e.batch;
-            let n = e.items.len();
-            let me = inner.me;
-            let peer = st.peer;
-            let outcome = blocking(inner, move |s, _| {
-                // A withheld marker is unsigned: it is taken only from an
-                // agency that is a member of the case here. Signed entries
-                // are validated whoever relays them.
-                let member = s.case(&case).is_some_and(|v| v.is_member(&peer));
-                let (items, dropped): (Vec<SyncItem>, Vec<SyncItem>) = e
-                    .items
-                    .into_iter()
-                    .partition(|i| member || matches!(i, SyncItem::Entry(_)));
-                s.receive(&case, items, now_ms())
-                    .map(|o| (o, dropped.len()))
-            })
-            .await?;
-            let (outcome, dropped) = outcome.map_err(|err| {
-                warn!(error = %err, "store failed while receiving");
-                (ErrorCode::Internal, "storage failure".to_string())
-            })?;
-            if dropped > 0 {
-                warn!(peer = %st.peer.fingerprint(), case = %case, dropped, "withheld markers from a non-member ignored");
-            }
-            // What the peer sent, it has: never echo it back.
-            if let Some(next) = st.cases.get_mut(&case).and_then(|c| c.peer_heads.as_mut()) {
-                for (a, seq) in &outcome.positions {
-                    let n = next.entry(*a).or_insert(0);
-                    *n = (*n).max(seq + 1);
-                }
-            }
-            // Entries refused for now (out of order, ahead of our clock) are
-            // asked for again later by re-sending our heads.
-            let cursor = st.cases.entry(case).or_default();
-            if !outcome.stored.is_empty() {
-                cursor.resyncs = 0;
-            }
-            if outcome.refused.iter().any(|r| r.kind.is_transient()) && cursor.resyncs < MAX_RESYNCS
-            {
-                cursor.resyncs += 1;
-                cursor.resync_at = Some(Instant::now() + RESYNC);
-            }
-            for r in &outcome.refused {
-                if r.kind.is_transient() {
-                    debug!(peer = %st.peer.fingerprint(), entry = ?r.entry, rule = r.rule(), "entry deferred: {r}");
-                } else {
-                    warn!(peer = %st.peer.fingerprint(), entry = ?r.entry, rule = r.rule(), "entry refused: {r}");
-                }
-            }
-            send(Message::Ack(Ack {
-                case,
-                batch,
-                stored: (outcome.stored.len() + outcome.duplicates) as u64,
-                refused: (outcome.refused.len() + dropped) as u64,
-            }))
-            .await?;
-            if !outcome.stored.is_empty() {
-                debug!(peer = %st.peer.fingerprint(), case = %case, new = outcome.stored.len(), of = n, "stored");
-                // Others' entries arrived: a witness is due (not for
-                // witnesses alone, or witnesses would answer witnesses).
-                let only_witnesses = blocking(inner, {
-                    let ids = outcome.stored.clone();
-                    move |s, _| {
-                        let v = s.case(&case);
-                        ids.iter().all(|id| {
-                            v.and_then(|v| v.meta(id))
-                                .is_none_or(|m| m.witness || m.author == me)
-                        })
-                    }
-                })
-                .await?;
-                if !only_witnesses {
-                    lock(&inner.witness).entry(case).or_default().due = true;
-                }
-                let rev = blocking(inner, |s, _| s.revision()).await?;
-                inner.revision.send_replace(rev);
-            }
-            for proof in outcome.proofs {
-                // Including the sender: it holds only its own version.
-                broadcast_proof(inner, case, proof, None).await;
-            }
-        }
+        // The reader hands batches of entries to `on_frame` checked; an
+        // unchecked one cannot reach here.
+        Message::Entries(_) => {}
         Message::Ack(_) => {
             st.in_flight = st.in_flight.saturating_sub(1);
         }

@@ -94,6 +94,9 @@ pub struct BatchOutcome {
     pub proofs: Vec<EquivocationProof>,
     /// (author, seq) of every item now held (stored or duplicate).
     pub positions: Vec<(AgencyId, u64)>,
+    /// Withheld markers not taken because their sender is not a member of
+    /// the case ([`Store::receive_checked`] with `markers_from`).
+    pub ignored: usize,
 }
 
 /// What a caller wants to say; the store fills in the chain fields.
@@ -178,14 +181,25 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// A received item after the stateless checks.
-enum Checked {
+/// A received item after the stateless checks (decoding and signature,
+/// V1–V8), ready for [`Store::receive_checked`].
+#[derive(Debug)]
+pub enum Checked {
+    /// An entry, decoded and verified, or why not.
     Entry(Result<Entry, Rejection>),
+    /// A withheld marker (nothing to check without the case).
     Withheld(WithheldPosition),
 }
 
 /// Below this many entries a batch is checked on the calling thread.
 const PARALLEL_MIN: usize = 64;
+
+/// The stateless checks of a received batch (decoding and signatures,
+/// V1–V8), on all cores, in the batch's order. They need no store, so a
+/// node runs them outside its store lock, while an earlier batch commits.
+pub fn check(items: Vec<SyncItem>) -> Vec<Checked> {
+    check_parallel(items)
+}
 
 /// Decodes and verifies a batch's entries (V1–V8) on all cores, keeping
 /// the batch's order.
@@ -692,7 +706,27 @@ impl Store {
         // Decoding and signature checks (V1–V8) need no state: they run on
         // every core before the write lock is taken.
         let checked = check_parallel(items);
-        let result = self.receive_tx(case, checked, now_ms);
+        let mut out = self.receive_checked(vec![(*case, checked)], None, now_ms)?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Validates and stores batches already through [`check`], all in one
+    /// atomic transaction (one durable commit for the group): when this
+    /// returns Ok, everything in every outcome's `stored` is on disk. The
+    /// batches are applied in order, each seeing the ones before it. One
+    /// outcome per batch, in order. On an error nothing of the group is
+    /// stored.
+    ///
+    /// With `markers_from`, withheld markers are taken only if that agency
+    /// is a member of the case when its batch starts (a marker is unsigned:
+    /// only a member's word counts); the others are counted in `ignored`.
+    pub fn receive_checked(
+        &mut self,
+        batches: Vec<(CaseId, Vec<Checked>)>,
+        markers_from: Option<AgencyId>,
+        now_ms: u64,
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        let result = self.receive_tx(batches, markers_from, now_ms);
         if result.is_err() {
             self.reload()?;
         }
@@ -701,106 +735,122 @@ impl Store {
 
     fn receive_tx(
         &mut self,
-        case: &CaseId,
-        items: Vec<Checked>,
+        batches: Vec<(CaseId, Vec<Checked>)>,
+        markers_from: Option<AgencyId>,
         now_ms: u64,
-    ) -> Result<BatchOutcome, StoreError> {
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self.sql(e))?;
         let result = (|| {
             self.refresh()?;
-            let mut out = BatchOutcome::default();
-            for item in items {
-                match item {
-                    Checked::Entry(decoded) => {
-                        let entry = match decoded {
-                            Ok(e) => e,
-                            Err(r) => {
-                                out.refused.push(r);
-                                continue;
-                            }
-                        };
-                        if entry.case_id() != *case {
-                            out.refused.push(Rejection {
-                                entry: Some(entry.id()),
-                                kind: RejectKind::WrongCase(format!(
-                                    "sent in a batch of case {case}"
-                                )),
-                            });
-                            continue;
-                        }
-                        let v = self.cases.entry(*case).or_insert_with(Validator::lean);
-                        match v.apply(&entry, now_ms) {
-                            Ok(Applied::Duplicate) => {
-                                out.duplicates += 1;
-                                out.positions.push((entry.author(), entry.seq()));
-                            }
-                            Ok(_) => {
-                                self.insert_row(&entry, now_ms)?;
-                                out.stored.push(entry.id());
-                                out.positions.push((entry.author(), entry.seq()));
-                            }
-                            Err(r) => {
-                                // Two entries for one position: the proof is
-                                // built from the entry held (read back from
-                                // the store) and the one just offered.
-                                if let RejectKind::Equivocation {
-                                    existing: Some(existing),
-                                    ..
-                                } = &r.kind
-                                {
-                                    if let Some(first) = self.entry(existing)? {
-                                        let proof = EquivocationProof::new(&first, &entry);
-                                        if self.insert_proof(case, &proof)? {
-                                            out.proofs.push(proof);
-                                        }
-                                    }
-                                }
-                                out.refused.push(r);
-                            }
-                        }
-                    }
-                    Checked::Withheld(w) => {
-                        let Some(v) = self.cases.get_mut(case) else {
-                            out.refused.push(Rejection {
-                                entry: Some(w.id),
-                                kind: RejectKind::WrongCase(
-                                    "a withheld position cannot precede the genesis".into(),
-                                ),
-                            });
-                            continue;
-                        };
-                        match v.apply_withheld(w) {
-                            Ok(Applied::Duplicate) => {
-                                out.duplicates += 1;
-                                out.positions.push((w.author, w.seq));
-                            }
-                            Ok(_) => {
-                                self.insert_withheld(case, &w, now_ms)?;
-                                out.stored.push(w.id);
-                                out.positions.push((w.author, w.seq));
-                            }
-                            Err(r) => out.refused.push(r),
-                        }
-                    }
-                }
+            let mut outs = Vec::with_capacity(batches.len());
+            for (case, items) in batches {
+                outs.push(self.apply_batch(&case, items, markers_from, now_ms)?);
             }
-            if self.cases.get(case).is_some_and(|v| v.case().is_none()) {
-                self.cases.remove(case);
-            }
-            Ok(out)
+            Ok(outs)
         })();
         match result {
-            Ok(out) => {
+            Ok(outs) => {
                 self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?;
-                Ok(out)
+                Ok(outs)
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 Err(e)
             }
         }
+    }
+
+    /// One batch inside the open transaction of [`Self::receive_tx`].
+    fn apply_batch(
+        &mut self,
+        case: &CaseId,
+        items: Vec<Checked>,
+        markers_from: Option<AgencyId>,
+        now_ms: u64,
+    ) -> Result<BatchOutcome, StoreError> {
+        let markers_taken =
+            markers_from.is_none_or(|p| self.cases.get(case).is_some_and(|v| v.is_member(&p)));
+        let mut out = BatchOutcome::default();
+        for item in items {
+            match item {
+                Checked::Entry(decoded) => {
+                    let entry = match decoded {
+                        Ok(e) => e,
+                        Err(r) => {
+                            out.refused.push(r);
+                            continue;
+                        }
+                    };
+                    if entry.case_id() != *case {
+                        out.refused.push(Rejection {
+                            entry: Some(entry.id()),
+                            kind: RejectKind::WrongCase(format!("sent in a batch of case {case}")),
+                        });
+                        continue;
+                    }
+                    let v = self.cases.entry(*case).or_insert_with(Validator::lean);
+                    match v.apply(&entry, now_ms) {
+                        Ok(Applied::Duplicate) => {
+                            out.duplicates += 1;
+                            out.positions.push((entry.author(), entry.seq()));
+                        }
+                        Ok(_) => {
+                            self.insert_row(&entry, now_ms)?;
+                            out.stored.push(entry.id());
+                            out.positions.push((entry.author(), entry.seq()));
+                        }
+                        Err(r) => {
+                            // Two entries for one position: the proof is
+                            // built from the entry held (read back from
+                            // the store) and the one just offered.
+                            if let RejectKind::Equivocation {
+                                existing: Some(existing),
+                                ..
+                            } = &r.kind
+                            {
+                                if let Some(first) = self.entry(existing)? {
+                                    let proof = EquivocationProof::new(&first, &entry);
+                                    if self.insert_proof(case, &proof)? {
+                                        out.proofs.push(proof);
+                                    }
+                                }
+                            }
+                            out.refused.push(r);
+                        }
+                    }
+                }
+                Checked::Withheld(_) if !markers_taken => out.ignored += 1,
+                Checked::Withheld(w) => {
+                    let Some(v) = self.cases.get_mut(case) else {
+                        out.refused.push(Rejection {
+                            entry: Some(w.id),
+                            kind: RejectKind::WrongCase(
+                                "a withheld position cannot precede the genesis".into(),
+                            ),
+                        });
+                        continue;
+                    };
+                    match v.apply_withheld(w) {
+                        Ok(Applied::Duplicate) => {
+                            out.duplicates += 1;
+                            out.positions.push((w.author, w.seq));
+                        }
+                        Ok(_) => {
+                            self.insert_withheld(case, &w, now_ms)?;
+                            out.stored.push(w.id);
+                            out.positions.push((w.author, w.seq));
+                        }
+                        Err(r) => out.refused.push(r),
+                    }
+                }
+            }
+        }
+        if self.cases.get(case).is_some_and(|v| v.case().is_none()) {
+            self.cases.remove(case);
+        }
+        Ok(out)
     }
 
     /// Stores an equivocation proof received from a peer, if it checks.
