@@ -449,3 +449,66 @@ async fn an_unpinned_agency_is_refused_at_the_handshake() {
     assert_eq!(ra.peer_stats(&stranger.id).frames, 0);
     ra.shutdown().await;
 }
+
+/// Several received batches stored in one call, as the daemon's group
+/// commit does: each batch sees the ones before it (the second depends on
+/// the first), each gets its own outcome, and an unsigned marker counts
+/// only from an agency that is a member by the time its batch starts.
+#[test]
+fn a_group_of_batches_is_stored_in_order_each_with_its_outcome() {
+    use custodia_node::store;
+    use custodia_protocol::{EntryId, WithheldPosition};
+    let (a, b, stranger) = (
+        Agency::new("alpha", "PH"),
+        Agency::new("bravo", "DE"),
+        Agency::new("stranger", "ZZ"),
+    );
+    let case = open_shared(&a, &[(&b, Role::Investigator)]);
+    {
+        let mut l = a.local();
+        for i in 0..10 {
+            l.write(&case, note(&format!("observation {i}")))
+                .expect("write");
+        }
+    }
+    let all = a.case_bytes(&case);
+    let n = all.len();
+    let entries =
+        |bytes: &[Vec<u8>]| store::check(bytes.iter().cloned().map(SyncItem::Entry).collect());
+    let marker = || {
+        store::check(vec![SyncItem::Withheld(WithheldPosition {
+            author: a.id,
+            seq: 1_000,
+            id: EntryId([7; 32]),
+        })])
+    };
+    let now = daemon::now_ms();
+    let mut l = b.local();
+    let outs = l
+        .store
+        .receive_checked(
+            vec![
+                (case, entries(&all[..3])),
+                (case, entries(&all[3..])),
+                (case, marker()),
+            ],
+            Some(stranger.id),
+            now,
+        )
+        .expect("the group is stored");
+    assert_eq!(outs.len(), 3, "one outcome per batch");
+    assert_eq!(outs[0].stored.len(), 3, "{:?}", outs[0].refused);
+    assert_eq!(outs[1].stored.len(), n - 3, "{:?}", outs[1].refused);
+    assert_eq!(
+        (outs[2].ignored, outs[2].stored.len(), outs[2].refused.len()),
+        (1, 0, 0),
+        "a non-member's marker is ignored"
+    );
+    assert_eq!(b.case_count(&case), n as u64, "every entry is on disk");
+    // From a member the same marker is judged by the rules (a gap: V11).
+    let outs = l
+        .store
+        .receive_checked(vec![(case, marker())], Some(a.id), now)
+        .expect("stored");
+    assert_eq!((outs[0].ignored, outs[0].refused.len()), (0, 1));
+}
