@@ -286,7 +286,10 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            rt.block_on(custodia_node::daemon::run(&d, shutdown_signal()))?;
+            rt.block_on(async {
+                let stop = shutdown_signal();
+                custodia_node::daemon::run(&d, stop).await
+            })?;
         }
         Command::Store(StoreCommand::Check) => {
             let l = local::open(&d)?;
@@ -424,24 +427,34 @@ fn init_logging(format: &str) {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM. Both are caught from the moment this is
+/// called (inside the runtime, before the node starts), not from the
+/// future's first poll: a node told to stop while it starts stops cleanly.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let signals = {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match signals {
+            (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
+                    _ = int.recv() => {}
                 }
             }
-            Err(_) => {
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -78,6 +78,9 @@ pub async fn kill_during_sync(kills: usize, entries: usize) -> Vec<u64> {
             break;
         }
     }
+    // Frames alpha has had from bravo: they grow once the new process is
+    // up and has said hello.
+    let frames_before = ra.peer_stats(&b.id).frames;
     let mut child = b.spawn();
     let t = Instant::now();
     // B also writes witnesses, which A receives: converged means both hold
@@ -93,7 +96,15 @@ pub async fn kill_during_sync(kills: usize, entries: usize) -> Vec<u64> {
         total.saturating_sub(committed),
         t.elapsed()
     );
-    // A clean stop this time.
+    // A clean stop this time, once the node is up (its stop signals are
+    // caught from before it starts serving): when the sync had already
+    // finished before this start, `done` holds at once, and a SIGTERM then
+    // could reach the process before it runs at all.
+    let up = eventually(Duration::from_secs(120), || {
+        ra.peer_stats(&b.id).frames > frames_before
+    })
+    .await;
+    assert!(up, "the restarted bravo connected to alpha");
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
