@@ -245,31 +245,43 @@ impl<'t> Replay<'t> {
     }
 }
 
-/// Checks the entries of a chunk on `threads` threads, keeping order.
+/// Checks the entries of a chunk on `threads` threads, keeping order; each
+/// thread verifies its share of the signatures in one batch
+/// (`bundle::check_entries`, SPEC.md §3.3).
 fn check_chunk(chunk: &[Element<'_>], threads: usize) -> Vec<Option<Checked>> {
-    let one = |e: &Element<'_>| match e {
-        Element::Entry(bytes) => Some(bundle::check_entry(bytes)),
-        Element::Withheld(_) => None,
-    };
-    if threads <= 1 || chunk.len() < 64 {
-        return chunk.iter().map(one).collect();
-    }
-    let per = chunk.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunk
-            .chunks(per)
-            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .zip(chunk.chunks(per))
-            .flat_map(|(h, part)| {
+    let entries: Vec<&[u8]> = chunk
+        .iter()
+        .filter_map(|e| match e {
+            Element::Entry(bytes) => Some(*bytes),
+            Element::Withheld(_) => None,
+        })
+        .collect();
+    let checked: Vec<Checked> = if threads <= 1 || entries.len() < 64 {
+        bundle::check_entries(&entries)
+    } else {
+        let per = entries.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = entries
+                .chunks(per)
+                .map(|part| s.spawn(move || bundle::check_entries(part)))
+                .collect();
+            handles
+                .into_iter()
+                .zip(entries.chunks(per))
                 // A panicking checker thread is a bug; fall back to checking
                 // that part here rather than losing its entries.
-                h.join().unwrap_or_else(|_| part.iter().map(one).collect())
-            })
-            .collect()
-    })
+                .flat_map(|(h, part)| h.join().unwrap_or_else(|_| bundle::check_entries(part)))
+                .collect()
+        })
+    };
+    let mut checked = checked.into_iter();
+    chunk
+        .iter()
+        .map(|e| match e {
+            Element::Entry(_) => checked.next(),
+            Element::Withheld(_) => None,
+        })
+        .collect()
 }
 
 /// An item's label: exhibit and UUID.

@@ -202,45 +202,49 @@ pub fn check(items: Vec<SyncItem>) -> Vec<Checked> {
 }
 
 /// Decodes and verifies a batch's entries (V1–V8) on all cores, keeping
-/// the batch's order.
+/// the batch's order. Each thread verifies its share of the signatures in
+/// one batch (`Entry::decode_many`, SPEC.md §3.3).
 fn check_parallel(items: Vec<SyncItem>) -> Vec<Checked> {
-    let check = |item: SyncItem| match item {
-        SyncItem::Entry(bytes) => Checked::Entry(Entry::decode(&bytes)),
-        SyncItem::Withheld(w) => Checked::Withheld(w),
-    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if items.len() < PARALLEL_MIN || threads < 2 {
-        return items.into_iter().map(check).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<SyncItem>> = Vec::with_capacity(threads);
-    let mut items = items.into_iter();
-    loop {
-        let c: Vec<SyncItem> = items.by_ref().take(chunk).collect();
-        if c.is_empty() {
-            break;
-        }
-        chunks.push(c);
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|c| scope.spawn(move || c.into_iter().map(check).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                // A panic in a decoder would be a bug; report it as a
-                // malformed entry rather than take the node down.
-                h.join().unwrap_or_else(|_| {
-                    vec![Checked::Entry(Err(Rejection {
-                        entry: None,
-                        kind: RejectKind::Malformed("internal decoder failure".into()),
-                    }))]
+    let entries: Vec<&[u8]> = items
+        .iter()
+        .filter_map(|i| match i {
+            SyncItem::Entry(bytes) => Some(bytes.as_slice()),
+            SyncItem::Withheld(_) => None,
+        })
+        .collect();
+    let decoded: Vec<Result<Entry, Rejection>> = if entries.len() < PARALLEL_MIN || threads < 2
+    {
+        Entry::decode_many(&entries)
+    } else {
+        let per = entries.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = entries
+                .chunks(per)
+                .map(|part| scope.spawn(move || Entry::decode_many(part)))
+                .collect();
+            handles
+                .into_iter()
+                .zip(entries.chunks(per))
+                // A panic in a decoder would be a bug; check that part
+                // here rather than lose its entries or take the node down.
+                .flat_map(|(h, part)| h.join().unwrap_or_else(|_| Entry::decode_many(part)))
+                .collect()
+        })
+    };
+    let mut decoded = decoded.into_iter();
+    items
+        .into_iter()
+        .map(|item| match item {
+            SyncItem::Entry(_) => Checked::Entry(decoded.next().unwrap_or_else(|| {
+                Err(Rejection {
+                    entry: None,
+                    kind: RejectKind::Malformed("internal: no verdict".into()),
                 })
-            })
-            .collect()
-    })
+            })),
+            SyncItem::Withheld(w) => Checked::Withheld(w),
+        })
+        .collect()
 }
 
 fn blob32(v: Vec<u8>) -> Option<[u8; 32]> {

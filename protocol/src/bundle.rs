@@ -51,8 +51,6 @@ mod trust;
 
 use std::ops::Range;
 
-use ed25519_dalek::{Signature, VerifyingKey};
-
 use crate::equivocation::EquivocationProof;
 use crate::identity::Identity;
 use crate::ids::{AgencyId, CaseId, EntryId, ItemId};
@@ -68,7 +66,7 @@ pub(crate) mod cbor_head {
 pub use explain::{explain, explain_bundle_rule};
 pub use export::{disclosure, export, ExportError};
 pub use report::{
-    check_entry, verify, Checked, Claimed, ConflictReport, EventReport, ItemReport, KeyTrust,
+    check_entries, check_entry, verify, Checked, Claimed, ConflictReport, EventReport, ItemReport, KeyTrust,
     MemberReport, Problem, Receipt, Report, Rule, Verifier, WithheldReport,
 };
 pub use stream::{oversize, StreamDecoder, Streamed, Summary};
@@ -484,8 +482,7 @@ impl<'a> Bundle<'a> {
         out
     }
 
-    /// Whether the exporter's signature verifies: strict Ed25519 (SPEC.md
-    /// §3.3) by the kid over `["Signature1", protected, h'', payload]`.
+    /// Whether the exporter's signature verifies (SPEC.md §3.3) by the kid over `["Signature1", protected, h'', payload]`.
     /// The payload is hashed in place, never copied.
     pub fn signature_valid(&self) -> bool {
         let protected = &self.bytes[self.protected.clone()];
@@ -496,33 +493,8 @@ impl<'a> Bundle<'a> {
         write_bytes(&mut prefix, protected);
         prefix.push(0x40);
         write_head(&mut prefix, BYTES, payload.len() as u64);
-        verify_strict_parts(&self.kid, &[&prefix, payload], &self.signature)
+        crate::signature::verify_parts(&self.kid, &[&prefix, payload], &self.signature)
     }
-}
-
-/// Strict Ed25519 verification (SPEC.md §3.3) of a message given in parts,
-/// hashed incrementally: rejects small-order keys and R, non-canonical S,
-/// and compares encodings of R.
-fn verify_strict_parts(agency: &AgencyId, parts: &[&[u8]], sig: &[u8; 64]) -> bool {
-    let Ok(key) = VerifyingKey::from_bytes(agency.as_bytes()) else {
-        return false;
-    };
-    if key.is_weak() {
-        return false;
-    }
-    let mut r = [0u8; 32];
-    r.copy_from_slice(&sig[..32]);
-    match VerifyingKey::from_bytes(&r) {
-        Ok(point) if !point.is_weak() => {}
-        _ => return false,
-    }
-    let Ok(mut v) = key.verify_stream(&Signature::from_bytes(sig)) else {
-        return false;
-    };
-    for p in parts {
-        v.update(p);
-    }
-    v.finalize_and_verify().is_ok()
 }
 
 /// The elements of a bundle's `entries`, one at a time.

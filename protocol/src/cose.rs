@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde_cbor::Value;
 
 use crate::bundle::cbor_head::{write_head, BYTES};
-use crate::identity::verify_strict;
+use crate::signature::verify;
 use crate::ids::AgencyId;
 
 /// The CBOR tag of COSE_Sign1 (RFC 9052 §2), as its one-byte head.
@@ -154,7 +154,7 @@ impl CoseSign1 {
                 self.signature.len()
             ))
         })?;
-        if verify_strict(key, &self.to_be_signed(external_aad), &sig) {
+        if verify(key, &self.to_be_signed(external_aad), &sig) {
             Ok(())
         } else {
             Err(CoseError::BadSignature)

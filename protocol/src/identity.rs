@@ -3,7 +3,7 @@
 //! The protocol crate never creates randomness: a new identity is made from a
 //! 32-byte seed the caller obtained from the operating system.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 
 use crate::ids::AgencyId;
 
@@ -50,37 +50,27 @@ impl std::fmt::Debug for Identity {
 
 /// Whether 32 bytes are an acceptable agency key: a canonical encoding of a
 /// curve point that is not of small order (such a key could "verify"
-/// signatures it never made). Check before pinning or admitting a key.
+/// signatures it never made). The same test V8 applies to every author
+/// (SPEC.md §3.3); check it before pinning or admitting a key.
 pub fn is_valid_agency_key(agency: &AgencyId) -> bool {
-    // Re-compressing the decoded point must give the same bytes: a
-    // non-canonical encoding (y >= p, or x = 0 with the sign bit set)
-    // decodes to a point whose canonical encoding differs.
-    VerifyingKey::from_bytes(agency.as_bytes())
-        .is_ok_and(|k| !k.is_weak() && k.to_edwards().compress().to_bytes() == agency.0)
-}
-
-/// Strict Ed25519 verification: rejects non-canonical S, small-order keys and
-/// small-order R (ed25519-dalek `verify_strict`).
-pub fn verify_strict(agency: &AgencyId, msg: &[u8], sig: &[u8; 64]) -> bool {
-    let Ok(key) = VerifyingKey::from_bytes(agency.as_bytes()) else {
-        return false;
-    };
-    let sig = Signature::from_bytes(sig);
-    key.verify_strict(msg, &sig).is_ok()
+    crate::signature::strict_point(agency.as_bytes()).is_some()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use crate::signature::verify;
+    use ed25519_dalek::VerifyingKey;
+
     #[test]
     fn sign_and_verify() {
         let id = Identity::from_seed([1; 32]);
         let sig = id.sign(b"hello");
-        assert!(verify_strict(&id.agency(), b"hello", &sig));
-        assert!(!verify_strict(&id.agency(), b"hellO", &sig));
+        assert!(verify(&id.agency(), b"hello", &sig));
+        assert!(!verify(&id.agency(), b"hellO", &sig));
         let other = Identity::from_seed([2; 32]);
-        assert!(!verify_strict(&other.agency(), b"hello", &sig));
+        assert!(!verify(&other.agency(), b"hello", &sig));
     }
 
     #[test]
@@ -109,6 +99,6 @@ mod tests {
         // The identity point (small order) with an all-zero signature.
         let mut a = [0u8; 32];
         a[0] = 1;
-        assert!(!verify_strict(&AgencyId(a), b"x", &[0; 64]));
+        assert!(!verify(&AgencyId(a), b"x", &[0; 64]));
     }
 }

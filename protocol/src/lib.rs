@@ -22,6 +22,7 @@ mod equivocation;
 mod error;
 mod identity;
 mod ids;
+mod signature;
 mod state;
 mod sync;
 mod tlp;
@@ -39,7 +40,8 @@ pub use entry::{
 };
 pub use equivocation::{Equivocation, EquivocationProof, ProofError};
 pub use error::{RejectKind, Rejection};
-pub use identity::{is_valid_agency_key, verify_strict, Identity};
+pub use identity::{is_valid_agency_key, Identity};
+pub use signature::{verify, verify_parts, Batch as SignatureBatch};
 pub use ids::{AgencyId, CaseId, EntryId, IdParseError, ItemId};
 pub use state::{CaseState, Conflict, Item, Member, Transfer, WithheldPosition, WitnessRecord};
 pub use sync::{

@@ -63,6 +63,26 @@ def ed_sign(label: str, msg: bytes) -> bytes:
     return Ed25519PrivateKey.from_private_bytes(seed(label)).sign(msg)
 
 
+def mixed_order_r(tbs: bytes, default_sig: bytes) -> bytes:
+    """alpha's signature of tbs with a point of order 8 added to R (S recomputed)."""
+    from validate import B, L as ORDER, _add, _decompress, _scalar_mult, is_small_order
+    h = hashlib.sha512(seed("alpha")).digest()
+    a = int.from_bytes(h[:32], "little")
+    a &= (1 << 254) - 8
+    a |= 1 << 254
+    r = int.from_bytes(hashlib.sha512(h[32:] + tbs).digest(), "little") % ORDER
+    t = _decompress(bytes.fromhex(TORSION_8))
+    assert t is not None and _scalar_mult(4, t) != (0, 1) and _scalar_mult(8, t) == (0, 1)
+    x, y = _add(_scalar_mult(r, B), t)
+    big_r = (y | ((x & 1) << 255)).to_bytes(32, "little")
+    assert not is_small_order(big_r)
+    k = int.from_bytes(hashlib.sha512(big_r + pub("alpha") + tbs).digest(), "little") % ORDER
+    return big_r + ((r + k * a) % ORDER).to_bytes(32, "little")
+
+
+# A point of order 8 (canonical encoding).
+TORSION_8 = "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"
+
 # The identity point (order 1, so small order); canonical encoding y = 1.
 SMALL_ORDER_POINT = bytes([1]) + bytes(31)
 
@@ -261,9 +281,9 @@ class Vector:
     # -- feeding ----------------------------------------------------------
     def add(self, label, body, **kw):
         """A valid entry: fed, and the author's chain advances. Returns its id."""
-        bkw = {k: kw.pop(k) for k in list(kw) if k in ("sign_as",)}
+        bkw = {k: kw.pop(k) for k in list(kw) if k in ("sign_as", "sign")}
         p = self.payload(label, body, **kw)
-        b = build_entry(bkw.get("sign_as", label), p)
+        b = build_entry(bkw.get("sign_as", label), p, sign=bkw.get("sign"))
         eid = sha256(b)
         self.feed.append(b.hex())
         self.ids.append(eid.hex())
@@ -347,6 +367,14 @@ def valid_vectors():
 
     v = Vector("genesis-only", "alpha opens a case; the case id is the genesis entry's id.")
     v.add("alpha", case_opened())
+    out.append(v.to_json("valid"))
+
+    v = opened("mixed-order-r",
+               "alpha's note signed with R = [r]B + T, T a point of order 8, and S = r + k*a with "
+               "k = SHA-512(R || A || M): the cofactored equation of SPEC.md 3.3 holds, the cofactorless one "
+               "does not, so Custodia accepts it and OpenSSL (and so pycose) refuses it. Pins the verdict for "
+               "signatures with a small-order component.")
+    v.add("alpha", note("signed with a small-order component in R"), sign=mixed_order_r)
     out.append(v.to_json("valid"))
 
     v = opened("two-agencies-shared-case",

@@ -15,7 +15,6 @@ use std::fmt;
 use crate::body::{Acquisition, Body, CustodyAction, Digests, Role};
 use crate::entry::Entry;
 use crate::error::{RejectKind, Rejection};
-use crate::identity::verify_strict;
 use crate::ids::{AgencyId, CaseId, EntryId, ItemId};
 use crate::state::{Conflict, WithheldPosition};
 use crate::tlp::Tlp;
@@ -409,23 +408,53 @@ pub enum Checked {
 
 /// Checks one entry's bytes alone (V1–V8).
 pub fn check_entry(bytes: &[u8]) -> Checked {
-    match Entry::decode_unverified(bytes) {
-        Err(rejection) => Checked::Invalid {
-            rejection,
-            claimed: None,
-        },
-        Ok(u) => {
-            let ok = verify_strict(&u.author(), u.signed_message(), u.signature());
-            let entry = u.assume_verified();
-            if ok {
-                Checked::Valid(entry)
-            } else {
-                Checked::Invalid {
-                    rejection: Rejection::new(Some(entry.id()), RejectKind::BadSignature),
-                    claimed: Some(Claimed::of(&entry)),
+    check_entries(&[bytes]).pop().unwrap_or_else(|| unreachable_checked(bytes))
+}
+
+/// Checks many entries' bytes, each alone (V1–V8), verifying their
+/// signatures in one batch; the result keeps the order. The verdicts are
+/// those of [`check_entry`] on each.
+pub fn check_entries<B: AsRef<[u8]>>(all: &[B]) -> Vec<Checked> {
+    let decoded: Vec<_> = all
+        .iter()
+        .map(|b| Entry::decode_unverified(b.as_ref()))
+        .collect();
+    let mut batch = crate::signature::Batch::with_capacity(decoded.len());
+    for u in decoded.iter().flatten() {
+        batch.push(&u.author(), u.signed_message(), u.signature());
+    }
+    let mut verdicts = batch.verify().into_iter();
+    decoded
+        .into_iter()
+        .map(|d| match d {
+            Err(rejection) => Checked::Invalid {
+                rejection,
+                claimed: None,
+            },
+            Ok(u) => {
+                let entry = u.assume_verified();
+                if verdicts.next().unwrap_or(false) {
+                    Checked::Valid(entry)
+                } else {
+                    Checked::Invalid {
+                        rejection: Rejection::new(Some(entry.id()), RejectKind::BadSignature),
+                        claimed: Some(Claimed::of(&entry)),
+                    }
                 }
             }
-        }
+        })
+        .collect()
+}
+
+/// The verdict for an entry that `check_entries` returned nothing for
+/// (it returns one verdict per input, so this is never used).
+fn unreachable_checked(bytes: &[u8]) -> Checked {
+    Checked::Invalid {
+        rejection: Rejection::new(
+            Some(EntryId::of(bytes)),
+            RejectKind::Malformed("internal: no verdict".into()),
+        ),
+        claimed: None,
     }
 }
 
@@ -549,6 +578,28 @@ impl<'t> Verifier<'t> {
         match element {
             Element::Entry(bytes) => self.push_checked(check_entry(bytes)),
             Element::Withheld(pos) => self.push_withheld(pos),
+        }
+    }
+
+    /// Replays the next elements in order, checking their entries'
+    /// signatures in one batch ([`check_entries`]).
+    pub fn push_chunk(&mut self, elements: &[Element<'_>]) {
+        let entries: Vec<&[u8]> = elements
+            .iter()
+            .filter_map(|e| match e {
+                Element::Entry(bytes) => Some(*bytes),
+                Element::Withheld(_) => None,
+            })
+            .collect();
+        let mut checked = check_entries(&entries).into_iter();
+        for e in elements {
+            match e {
+                Element::Withheld(pos) => self.push_withheld(*pos),
+                Element::Entry(bytes) => {
+                    let c = checked.next().unwrap_or_else(|| check_entry(bytes));
+                    self.push_checked(c);
+                }
+            }
         }
     }
 
@@ -1170,8 +1221,16 @@ impl<'t> Verifier<'t> {
 /// report. `trust` is the court's file of independently obtained keys.
 pub fn verify(bundle: &Bundle<'_>, trust: Option<&TrustList>) -> Report {
     let mut v = Verifier::new(bundle, trust);
-    for e in bundle.elements() {
-        v.push(e);
+    let mut elements = bundle.elements();
+    loop {
+        let chunk: Vec<Element<'_>> = elements.by_ref().take(VERIFY_CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        v.push_chunk(&chunk);
     }
     v.finish(bundle)
 }
+
+/// Entries whose signatures [`verify`] checks in one batch.
+const VERIFY_CHUNK: usize = 1024;
