@@ -213,8 +213,7 @@ fn check_parallel(items: Vec<SyncItem>) -> Vec<Checked> {
             SyncItem::Withheld(_) => None,
         })
         .collect();
-    let decoded: Vec<Result<Entry, Rejection>> = if entries.len() < PARALLEL_MIN || threads < 2
-    {
+    let decoded: Vec<Result<Entry, Rejection>> = if entries.len() < PARALLEL_MIN || threads < 2 {
         Entry::decode_many(&entries)
     } else {
         let per = entries.len().div_ceil(threads);

@@ -9,8 +9,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use custodia_protocol::{
-    cbor, verify, Body, CaseOpened, Entry, EntryId, Identity, MemberAdded, Note, Payload,
-    Role, Tlp, Validator, FORMAT_VERSION,
+    cbor, verify, Body, CaseOpened, Entry, EntryId, Identity, MemberAdded, Note, Payload, Role,
+    Tlp, Validator, FORMAT_VERSION,
 };
 
 const TIME: u64 = 1_795_000_000_000;

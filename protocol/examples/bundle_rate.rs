@@ -158,11 +158,7 @@ fn main() {
         .collect();
     let start = Instant::now();
     for u in &checked {
-        assert!(verify(
-            &u.author(),
-            u.signed_message(),
-            u.signature()
-        ));
+        assert!(verify(&u.author(), u.signed_message(), u.signature()));
     }
     let raw_s = start.elapsed().as_secs_f64();
     let m = rows.len() as f64;

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use serde_cbor::Value;
 
 use crate::bundle::cbor_head::{write_head, BYTES};
-use crate::signature::verify;
 use crate::ids::AgencyId;
+use crate::signature::verify;
 
 /// The CBOR tag of COSE_Sign1 (RFC 9052 §2), as its one-byte head.
 pub(crate) const COSE_SIGN1_TAG: u8 = 0xD2;

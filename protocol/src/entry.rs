@@ -27,8 +27,8 @@ use crate::codec::{self, CodecError};
 use crate::cose::{sig_structure_with_aad, CoseSign1, COSE_ALG_EDDSA, COSE_SIGN1_TAG};
 use crate::error::{RejectKind, Rejection};
 use crate::identity::Identity;
-use crate::signature::{self, verify};
 use crate::ids::{AgencyId, CaseId, EntryId};
+use crate::signature::{self, verify};
 use crate::tlp::Tlp;
 
 /// Content type of the COSE protected header (RFC 9052 §3.1, label 3).

@@ -41,8 +41,8 @@ pub use entry::{
 pub use equivocation::{Equivocation, EquivocationProof, ProofError};
 pub use error::{RejectKind, Rejection};
 pub use identity::{is_valid_agency_key, Identity};
-pub use signature::{verify, verify_parts, Batch as SignatureBatch};
 pub use ids::{AgencyId, CaseId, EntryId, IdParseError, ItemId};
+pub use signature::{verify, verify_parts, Batch as SignatureBatch};
 pub use state::{CaseState, Conflict, Item, Member, Transfer, WithheldPosition, WitnessRecord};
 pub use sync::{
     Ack, Entries, EquivocationNotice, ErrorCode, ErrorMessage, Heads, Hello, Item as SyncItem,

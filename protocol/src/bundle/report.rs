@@ -408,7 +408,9 @@ pub enum Checked {
 
 /// Checks one entry's bytes alone (V1–V8).
 pub fn check_entry(bytes: &[u8]) -> Checked {
-    check_entries(&[bytes]).pop().unwrap_or_else(|| unreachable_checked(bytes))
+    check_entries(&[bytes])
+        .pop()
+        .unwrap_or_else(|| unreachable_checked(bytes))
 }
 
 /// Checks many entries' bytes, each alone (V1–V8), verifying their
