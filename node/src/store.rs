@@ -351,6 +351,11 @@ impl Store {
                 changed = true;
                 self.apply_rows(rows);
             }
+            // The validators grew by doubling while loading; a node keeps
+            // them for as long as it runs.
+            for v in self.cases.values_mut() {
+                v.shrink_to_fit();
+            }
         } else {
             // Catching up: the new rows are found through the rev index
             // (cheap when there are none), then applied in pos order.

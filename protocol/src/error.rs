@@ -144,6 +144,14 @@ pub enum RejectKind {
         /// The receiver's clock.
         now: u64,
     },
+    /// Not a rule of the spec (reported as V0): this implementation holds
+    /// at most 2^32 − 2 entries of one case (it keeps positions as 32-bit
+    /// numbers to stay small); the entry itself may be valid.
+    #[error("the case already holds {held} entries, the most this implementation keeps")]
+    TooManyEntries {
+        /// Entries (and withheld positions) held.
+        held: u64,
+    },
 }
 
 impl RejectKind {
@@ -168,6 +176,7 @@ impl RejectKind {
             RejectKind::CustodyViolation(_) => 16,
             RejectKind::TimeViolation { .. } => 17,
             RejectKind::FromTheFuture { .. } => 18,
+            RejectKind::TooManyEntries { .. } => 0,
         }
     }
 
@@ -192,6 +201,7 @@ impl RejectKind {
             RejectKind::CustodyViolation(_) => "custody-violation",
             RejectKind::TimeViolation { .. } => "time-violation",
             RejectKind::FromTheFuture { .. } => "from-the-future",
+            RejectKind::TooManyEntries { .. } => "too-many-entries",
         }
     }
 

@@ -7,8 +7,9 @@
 //! entries in different orders reach the same verdicts. The causal past is
 //! tracked with a vector clock per known entry.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::hash::BuildHasher;
 
 use crate::body::{Body, CustodyAction, Role};
 use crate::entry::Entry;
@@ -21,6 +22,13 @@ use crate::tlp::Tlp;
 /// Allowed clock skew, in milliseconds (5 minutes).
 pub const SKEW_MS: u64 = 300_000;
 
+/// The most entries (accepted or withheld) one validator holds. Record
+/// numbers, sequence numbers (below their chain's length) and clock values
+/// (at most one more than a sequence number) are then all below
+/// `u32::MAX`, so they are kept as `u32`: a node holding a million entries
+/// keeps about 90 bytes for each instead of about 440 (see [`Rec`]).
+const MAX_RECORDS: usize = u32::MAX as usize - 1;
+
 /// How an accepted entry changed the validator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -32,44 +40,155 @@ pub enum Applied {
     Revealed,
 }
 
-/// A vector clock: for each author index, 1 + the highest sequence number
-/// in the causal past (0: nothing of that author). Stored per entry *without*
-/// the entry's own slot (see [`Known::clock_at`]), so consecutive entries of
-/// one author that saw nothing new share one allocation.
-type Clock = Arc<Vec<u64>>;
+/// Record flag: a withheld position (no time, no content).
+const WITHHELD: u8 = 1;
+/// Record flag: a witness entry.
+const WITNESS: u8 = 2;
+/// Record flag: recipients or a target are kept in [`Validator::extra`].
+const EXTRA: u8 = 4;
 
 /// What the validator keeps of a known entry: enough to evaluate every rule
-/// and to decide visibility, without the entry itself (a node holding a
-/// million entries keeps about a hundred bytes for each). The full entry is
-/// kept only by a validator made with [`Validator::new`].
+/// and to decide visibility, without the entry itself. 56 bytes, held in
+/// one vector in the order the entries became known; the rarely present
+/// parts (RED recipients, the target of a handling change or retraction)
+/// are kept aside in [`Validator::extra`].
+///
+/// Memory, not the rules, shapes this: a node keeps one validator per case
+/// for as long as it runs, and with `HashMap<EntryId, Known>` (an id key,
+/// an `Arc`ed vector clock each, room for an `Entry`) a million entries
+/// took about 440 bytes each.
 #[derive(Debug, Clone)]
-struct Known {
+struct Rec {
+    id: EntryId,
+    /// Asserted time; meaningless for a withheld position.
+    time: u64,
+    /// The sequence number (below the chain's length, so below u32::MAX).
+    seq: u32,
     author: u32,
-    seq: u64,
-    /// Asserted time; None for a withheld position.
-    time: Option<u64>,
+    /// The causal past without the entry's own slot: an offset into
+    /// [`Validator::clocks`] (see [`Clocks`]).
+    base: u32,
     tlp: Tlp,
-    to: Option<Arc<[AgencyId]>>,
-    /// The earlier entry a handling change or retraction is about.
-    target: Option<Box<EntryId>>,
-    witness: bool,
-    base: Clock,
-    entry: Option<Entry>,
+    flags: u8,
 }
 
-impl Known {
+impl Rec {
     fn withheld(&self) -> bool {
-        self.time.is_none()
+        self.flags & WITHHELD != 0
     }
 
-    /// Merges this entry's clock into `into`.
-    fn merge_into(&self, into: &mut Vec<u64>) {
-        merge(into, &self.base);
-        let a = self.author as usize;
-        if into.len() <= a {
-            into.resize(a + 1, 0);
+    fn time(&self) -> Option<u64> {
+        (!self.withheld()).then_some(self.time)
+    }
+
+    fn seq(&self) -> u64 {
+        u64::from(self.seq)
+    }
+}
+
+/// The parts of a record few entries have.
+#[derive(Debug, Clone, Default)]
+struct Extra {
+    to: Option<Box<[AgencyId]>>,
+    /// The earlier entry a handling change or retraction is about.
+    target: Option<EntryId>,
+}
+
+/// Vector clocks, stored one after another: at an offset, the number of
+/// slots, then the slots. A clock gives, for each author index, 1 + the
+/// highest sequence number in the causal past (0: nothing of that author;
+/// missing slots are 0). Each entry's clock is stored *without* the entry's
+/// own slot, so consecutive entries of one author that saw nothing new
+/// share one stored clock.
+#[derive(Debug, Clone, Default)]
+struct Clocks(Vec<u32>);
+
+impl Clocks {
+    fn get(&self, at: u32) -> &[u32] {
+        let at = at as usize;
+        let len = self.0.get(at).map_or(0, |&n| n as usize);
+        self.0.get(at + 1..at + 1 + len).unwrap_or(&[])
+    }
+
+    /// Stores a clock; None if the store would outgrow u32 offsets.
+    fn push(&mut self, clock: &[u64]) -> Option<u32> {
+        let at = u32::try_from(self.0.len()).ok()?;
+        let len = u32::try_from(clock.len()).ok()?;
+        if self.0.len() + 1 + clock.len() > u32::MAX as usize {
+            return None;
         }
-        into[a] = into[a].max(self.seq + 1);
+        self.0.push(len);
+        // Clock values are at most the number of records (< u32::MAX).
+        self.0
+            .extend(clock.iter().map(|&c| u32::try_from(c).unwrap_or(u32::MAX)));
+        Some(at)
+    }
+}
+
+/// Whether a stored clock equals a computed one.
+fn same_clock(stored: &[u32], clock: &[u64]) -> bool {
+    stored.len() == clock.len() && stored.iter().zip(clock).all(|(&a, &b)| u64::from(a) == b)
+}
+
+/// The id → record index: an open-addressing table of record numbers
+/// (4 bytes a slot, at most half full after growing), the ids themselves
+/// being read from the records. A `HashMap<EntryId, u32>` would keep every
+/// id twice. Hashed with the standard library's keyed hasher, so entry ids
+/// chosen to collide do not lengthen the probes.
+#[derive(Debug, Clone, Default)]
+struct IdIndex {
+    slots: Vec<u32>,
+    len: usize,
+    hasher: RandomState,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+impl IdIndex {
+    fn find(&self, id: &EntryId, recs: &[Rec]) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.hasher.hash_one(id) as usize & mask;
+        loop {
+            let r = self.slots[i];
+            if r == EMPTY {
+                return None;
+            }
+            if recs.get(r as usize).is_some_and(|rec| rec.id == *id) {
+                return Some(r);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Adds a record number (its id not yet in the index).
+    fn insert(&mut self, id: &EntryId, r: u32, recs: &[Rec]) {
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.grow(recs);
+        }
+        self.place(id, r);
+        self.len += 1;
+    }
+
+    fn place(&mut self, id: &EntryId, r: u32) {
+        let mask = self.slots.len() - 1;
+        let mut i = self.hasher.hash_one(id) as usize & mask;
+        while self.slots[i] != EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = r;
+    }
+
+    fn grow(&mut self, recs: &[Rec]) {
+        let size = (self.slots.len() * 2).max(16);
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);
+        for r in old.into_iter().filter(|&r| r != EMPTY) {
+            if let Some(rec) = recs.get(r as usize) {
+                self.place(&rec.id, r);
+            }
+        }
     }
 }
 
@@ -96,17 +215,8 @@ struct MembershipEvent {
     added: Option<Role>,
     author: usize,
     seq: u64,
-    base: Clock,
-}
-
-impl MembershipEvent {
-    fn clock_at(&self, x: usize) -> u64 {
-        if x == self.author {
-            self.seq + 1
-        } else {
-            self.base.get(x).copied().unwrap_or(0)
-        }
-    }
+    /// The event's clock (an offset into [`Validator::clocks`]).
+    base: u32,
 }
 
 /// Validates the entries of one case and derives its state.
@@ -115,11 +225,18 @@ pub struct Validator {
     state: CaseState,
     authors: Vec<AgencyId>,
     author_index: HashMap<AgencyId, usize>,
-    known: HashMap<EntryId, Known>,
-    /// Each author's chain: the id at every sequence number.
-    chains: Vec<Vec<EntryId>>,
+    /// Every known entry (accepted or withheld), in the order it became known.
+    recs: Vec<Rec>,
+    index: IdIndex,
+    clocks: Clocks,
+    /// Recipients and targets, by record number.
+    extra: HashMap<u32, Extra>,
+    /// Each author's chain: the record number at every sequence number.
+    chains: Vec<Vec<u32>>,
     membership: HashMap<AgencyId, Vec<MembershipEvent>>,
     lean: bool,
+    /// The accepted entries by record number (only when not lean).
+    entries: Vec<Option<Entry>>,
 }
 
 impl Validator {
@@ -130,7 +247,7 @@ impl Validator {
     }
 
     /// A validator that keeps only what the rules need of each entry (about
-    /// a hundred bytes), not the entries: for nodes, which have the entries
+    /// ninety bytes), not the entries: for nodes, which have the entries
     /// in their store, and for verifying large bundles. [`Validator::entry`]
     /// returns None; [`Validator::meta`] answers.
     pub fn lean() -> Self {
@@ -140,15 +257,70 @@ impl Validator {
         }
     }
 
+    /// Gives back spare capacity (after loading a case).
+    pub fn shrink_to_fit(&mut self) {
+        self.recs.shrink_to_fit();
+        self.clocks.0.shrink_to_fit();
+        for c in &mut self.chains {
+            c.shrink_to_fit();
+        }
+        self.entries.shrink_to_fit();
+    }
+
+    fn find(&self, id: &EntryId) -> Option<(u32, &Rec)> {
+        let r = self.index.find(id, &self.recs)?;
+        Some((r, &self.recs[r as usize]))
+    }
+
+    fn rec(&self, id: &EntryId) -> Option<&Rec> {
+        self.find(id).map(|(_, rec)| rec)
+    }
+
+    fn extra_of(&self, r: u32, rec: &Rec) -> Option<&Extra> {
+        if rec.flags & EXTRA == 0 {
+            None
+        } else {
+            self.extra.get(&r)
+        }
+    }
+
+    /// The slot of author `x` in a record's clock, own slot included.
+    fn clock_at(&self, author: usize, seq: u64, base: u32, x: usize) -> u64 {
+        if x == author {
+            seq + 1
+        } else {
+            self.clocks.get(base).get(x).map_or(0, |&c| u64::from(c))
+        }
+    }
+
+    /// Merges a record's clock into `into`.
+    fn merge_into(&self, rec: &Rec, into: &mut Vec<u64>) {
+        let base = self.clocks.get(rec.base);
+        if into.len() < base.len() {
+            into.resize(base.len(), 0);
+        }
+        for (a, &b) in into.iter_mut().zip(base) {
+            *a = (*a).max(u64::from(b));
+        }
+        let a = rec.author as usize;
+        if into.len() <= a {
+            into.resize(a + 1, 0);
+        }
+        into[a] = into[a].max(rec.seq() + 1);
+    }
+
     /// What is known of an entry (accepted or withheld).
     pub fn meta(&self, id: &EntryId) -> Option<EntryMeta> {
-        self.known.get(id).map(|k| EntryMeta {
+        self.find(id).map(|(r, k)| EntryMeta {
             author: self.authors[k.author as usize],
-            seq: k.seq,
-            time: k.time,
+            seq: k.seq(),
+            time: k.time(),
             tlp: k.tlp,
-            to: k.to.as_deref().map(<[AgencyId]>::to_vec),
-            witness: k.witness,
+            to: self
+                .extra_of(r, k)
+                .and_then(|x| x.to.as_deref())
+                .map(<[AgencyId]>::to_vec),
+            witness: k.flags & WITNESS != 0,
         })
     }
 
@@ -161,21 +333,21 @@ impl Validator {
     }
 
     fn may_see_depth(&self, id: &EntryId, agency: &AgencyId, depth: u8) -> bool {
-        let Some(k) = self.known.get(id) else {
+        let Some((r, k)) = self.find(id) else {
             return false;
         };
         if k.withheld() || depth > 8 {
             return false;
         }
         let author = self.authors[k.author as usize];
+        let extra = self.extra_of(r, k);
         let (tlp, to) = match self.state.handling.get(id) {
             Some((t, to)) => (*t, to.as_deref()),
-            None => (k.tlp, k.to.as_deref()),
+            None => (k.tlp, extra.and_then(|x| x.to.as_deref())),
         };
         let own = tlp != Tlp::Red || author == *agency || to.is_some_and(|t| t.contains(agency));
-        own && k
-            .target
-            .as_deref()
+        own && extra
+            .and_then(|x| x.target.as_ref())
             .is_none_or(|t| self.may_see_depth(t, agency, depth + 1))
     }
 
@@ -191,25 +363,25 @@ impl Validator {
 
     /// Whether an entry id is known (accepted or withheld).
     pub fn knows(&self, id: &EntryId) -> bool {
-        self.known.contains_key(id)
+        self.find(id).is_some()
     }
 
     /// An accepted entry by id.
     pub fn entry(&self, id: &EntryId) -> Option<&Entry> {
-        self.known.get(id).and_then(|k| k.entry.as_ref())
+        let (r, _) = self.find(id)?;
+        self.entries.get(r as usize)?.as_ref()
     }
 
     /// The id at an author's position, if known.
     pub fn at(&self, author: &AgencyId, seq: u64) -> Option<EntryId> {
         let a = *self.author_index.get(author)?;
-        self.chains[a].get(usize::try_from(seq).ok()?).copied()
+        self.at_index(a, seq).map(|(_, rec)| rec.id)
     }
 
-    fn at_index(&self, a: usize, seq: u64) -> Option<EntryId> {
-        self.chains
-            .get(a)
-            .and_then(|c| c.get(usize::try_from(seq).ok()?))
-            .copied()
+    /// The record at an author's position.
+    fn at_index(&self, a: usize, seq: u64) -> Option<(u32, &Rec)> {
+        let r = *self.chains.get(a)?.get(usize::try_from(seq).ok()?)?;
+        Some((r, &self.recs[r as usize]))
     }
 
     /// The next sequence number expected of an author (0 if none known).
@@ -264,8 +436,8 @@ impl Validator {
         // V10: one entry per (author, seq); an id already known at another
         // position (a lying withheld marker) is refused too.
         let author_idx = self.author_index.get(&p.author).copied();
-        if let Some(k) = self.known.get(&id) {
-            if Some(k.author as usize) != author_idx || k.seq != p.seq {
+        if let Some(k) = self.rec(&id) {
+            if Some(k.author as usize) != author_idx || k.seq() != p.seq {
                 return Err(fail(RejectKind::Equivocation {
                     seq: p.seq,
                     existing: None,
@@ -273,14 +445,16 @@ impl Validator {
                 }));
             }
         }
-        let mut revealing = false;
+        // The record of the withheld position this entry reveals.
+        let mut revealed = None;
         if let Some(a) = author_idx {
-            if let Some(existing) = self.at_index(a, p.seq) {
+            if let Some((r, existing)) = self.at_index(a, p.seq) {
+                let (existing, withheld) = (existing.id, existing.withheld());
                 if existing == id {
-                    if self.known.get(&id).is_some_and(|k| !k.withheld()) {
+                    if !withheld {
                         return Ok(Applied::Duplicate);
                     }
-                    revealing = true;
+                    revealed = Some(r);
                 } else {
                     let proof = self
                         .entry(&existing)
@@ -299,6 +473,7 @@ impl Validator {
             }
         }
 
+        let revealing = revealed.is_some();
         // V11, V12: the author's chain.
         if !revealing {
             let expected = author_idx.map_or(0, |a| self.chains[a].len() as u64);
@@ -310,7 +485,7 @@ impl Validator {
             }
         }
         if let Some(prev) = p.prev {
-            let at = author_idx.and_then(|a| self.at_index(a, p.seq - 1));
+            let at = author_idx.and_then(|a| self.at_index(a, p.seq - 1).map(|(_, k)| k.id));
             if at != Some(prev) {
                 return Err(fail(RejectKind::PrevMismatch { seq: p.seq }));
             }
@@ -318,7 +493,7 @@ impl Validator {
 
         // V13: references known, of other authors; witness heads known.
         for r in &p.refs {
-            match self.known.get(r) {
+            match self.rec(r) {
                 None => {
                     return Err(fail(RejectKind::UnknownReference {
                         id: *r,
@@ -337,9 +512,8 @@ impl Validator {
         if let Body::Witness(w) = &p.body {
             for h in &w.heads {
                 let ok = self
-                    .known
-                    .get(&h.2)
-                    .is_some_and(|k| self.authors[k.author as usize] == h.0 && k.seq == h.1);
+                    .rec(&h.2)
+                    .is_some_and(|k| self.authors[k.author as usize] == h.0 && k.seq() == h.1);
                 if !ok {
                     return Err(fail(RejectKind::UnknownReference {
                         id: h.2,
@@ -352,8 +526,8 @@ impl Validator {
         // The causal past, as a vector clock over the parents.
         let mut clock: Vec<u64> = vec![0; self.authors.len()];
         for parent in p.prev.iter().chain(&p.refs) {
-            if let Some(k) = self.known.get(parent) {
-                k.merge_into(&mut clock);
+            if let Some(k) = self.rec(parent) {
+                self.merge_into(k, &mut clock);
             }
         }
 
@@ -378,7 +552,7 @@ impl Validator {
 
         // V17: not before a causal predecessor (beyond the skew).
         for parent in p.prev.iter().chain(&p.refs) {
-            if let Some(pt) = self.known.get(parent).and_then(|k| k.time) {
+            if let Some(pt) = self.rec(parent).and_then(Rec::time) {
                 if p.time.saturating_add(SKEW_MS) < pt {
                     return Err(fail(RejectKind::TimeViolation {
                         time: p.time,
@@ -397,45 +571,74 @@ impl Validator {
         }
 
         // Accept.
+        let new_author = usize::from(!self.author_index.contains_key(&p.author));
+        let clock_room = self.clocks.0.len() + 1 + clock.len().max(self.authors.len() + new_author);
+        if (!revealing && self.recs.len() >= MAX_RECORDS) || clock_room > u32::MAX as usize {
+            return Err(fail(RejectKind::TooManyEntries {
+                held: self.recs.len() as u64,
+            }));
+        }
         let a = self.intern(p.author);
         clock.resize(self.authors.len(), 0);
         clock[a] = 0;
-        let base: Clock = match p
+        let prev_base = p
             .seq
             .checked_sub(1)
             .and_then(|s| self.at_index(a, s))
-            .and_then(|prev| self.known.get(&prev))
-        {
-            Some(prev) if prev.base.as_slice() == clock.as_slice() => prev.base.clone(),
-            _ => Arc::new(clock),
+            .map(|(_, prev)| prev.base);
+        let base = match prev_base {
+            Some(b) if same_clock(self.clocks.get(b), &clock) => b,
+            // Room was checked above.
+            _ => self.clocks.push(&clock).unwrap_or(0),
         };
         match &p.body {
-            Body::MemberAdded(m) => self.push_membership(m.agency, Some(m.role), a, p.seq, &base),
-            Body::MemberRemoved(m) => self.push_membership(m.agency, None, a, p.seq, &base),
-            Body::CaseOpened(_) => self.push_membership(p.author, Some(Role::Lead), a, 0, &base),
+            Body::MemberAdded(m) => self.push_membership(m.agency, Some(m.role), a, p.seq, base),
+            Body::MemberRemoved(m) => self.push_membership(m.agency, None, a, p.seq, base),
+            Body::CaseOpened(_) => self.push_membership(p.author, Some(Role::Lead), a, 0, base),
             _ => {}
         }
-        let target = match &p.body {
-            Body::HandlingChanged(h) => Some(Box::new(h.entry)),
-            Body::Retracted(r) => Some(Box::new(r.entry)),
-            _ => None,
-        };
-        self.known.insert(
-            id,
-            Known {
-                author: a as u32,
-                seq: p.seq,
-                time: Some(p.time),
-                tlp: p.tlp,
-                to: p.to.as_deref().map(Arc::from),
-                target,
-                witness: matches!(p.body, Body::Witness(_)),
-                base,
-                entry: (!self.lean).then(|| entry.clone()),
+        let extra = Extra {
+            to: p.to.as_deref().map(Box::from),
+            target: match &p.body {
+                Body::HandlingChanged(h) => Some(h.entry),
+                Body::Retracted(r) => Some(r.entry),
+                _ => None,
             },
-        );
-        if !revealing {
-            self.chains[a].push(id);
+        };
+        let has_extra = extra.to.is_some() || extra.target.is_some();
+        let rec = Rec {
+            id,
+            time: p.time,
+            // Below the chain's length (V11), itself below MAX_RECORDS.
+            seq: u32::try_from(p.seq).unwrap_or(u32::MAX),
+            author: a as u32,
+            base,
+            tlp: p.tlp,
+            flags: if matches!(p.body, Body::Witness(_)) {
+                WITNESS
+            } else {
+                0
+            } | if has_extra { EXTRA } else { 0 },
+        };
+        let r = if let Some(r) = revealed {
+            self.recs[r as usize] = rec;
+            r
+        } else {
+            let r = self.recs.len() as u32;
+            self.recs.push(rec);
+            self.index.insert(&id, r, &self.recs);
+            self.chains[a].push(r);
+            r
+        };
+        if has_extra {
+            self.extra.insert(r, extra);
+        }
+        if !self.lean {
+            let at = r as usize;
+            if self.entries.len() <= at {
+                self.entries.resize(at + 1, None);
+            }
+            self.entries[at] = Some(entry.clone());
         }
         self.state.apply(entry, incomplete);
         if revealing {
@@ -457,8 +660,8 @@ impl Validator {
                 "a withheld position cannot precede the genesis".into(),
             )));
         }
-        if let Some(k) = self.known.get(&pos.id) {
-            if self.authors[k.author as usize] != pos.author || k.seq != pos.seq {
+        if let Some(k) = self.rec(&pos.id) {
+            if self.authors[k.author as usize] != pos.author || k.seq() != pos.seq {
                 return Err(fail(RejectKind::Equivocation {
                     seq: pos.seq,
                     existing: None,
@@ -467,7 +670,8 @@ impl Validator {
             }
         }
         let a = self.intern(pos.author);
-        if let Some(existing) = self.at_index(a, pos.seq) {
+        if let Some((_, existing)) = self.at_index(a, pos.seq) {
+            let existing = existing.id;
             if existing == pos.id {
                 return Ok(Applied::Duplicate);
             }
@@ -484,32 +688,37 @@ impl Validator {
                 found: pos.seq,
             }));
         }
+        let clock_room = self.clocks.0.len() + 1 + self.authors.len();
+        if self.recs.len() >= MAX_RECORDS || clock_room > u32::MAX as usize {
+            return Err(fail(RejectKind::TooManyEntries {
+                held: self.recs.len() as u64,
+            }));
+        }
         // The causal past of a withheld entry is taken to be that of the
         // author's previous entry plus the position itself.
-        let base = match pos
+        let prev_base = pos
             .seq
             .checked_sub(1)
             .and_then(|s| self.at_index(a, s))
-            .and_then(|prev| self.known.get(&prev))
-        {
-            Some(prev) => prev.base.clone(),
-            None => Arc::new(vec![0; self.authors.len()]),
+            .map(|(_, prev)| prev.base);
+        let base = match prev_base {
+            Some(b) => b,
+            // Room was checked above.
+            None => self.clocks.push(&vec![0; self.authors.len()]).unwrap_or(0),
         };
-        self.known.insert(
-            pos.id,
-            Known {
-                author: a as u32,
-                seq: pos.seq,
-                time: None,
-                tlp: Tlp::Red,
-                to: None,
-                target: None,
-                witness: false,
-                base,
-                entry: None,
-            },
-        );
-        self.chains[a].push(pos.id);
+        let r = self.recs.len() as u32;
+        self.recs.push(Rec {
+            id: pos.id,
+            time: 0,
+            // Equal to the chain's length (checked above).
+            seq: u32::try_from(pos.seq).unwrap_or(u32::MAX),
+            author: a as u32,
+            base,
+            tlp: Tlp::Red,
+            flags: WITHHELD,
+        });
+        self.index.insert(&pos.id, r, &self.recs);
+        self.chains[a].push(r);
         self.state.record_withheld(pos);
         Ok(Applied::New)
     }
@@ -530,7 +739,7 @@ impl Validator {
         added: Option<Role>,
         author: usize,
         seq: u64,
-        base: &Clock,
+        base: u32,
     ) {
         let genesis = added == Some(Role::Lead) && seq == 0 && self.state.case.is_none();
         self.membership
@@ -541,7 +750,7 @@ impl Validator {
                 added,
                 author,
                 seq,
-                base: base.clone(),
+                base,
             });
     }
 
@@ -556,7 +765,7 @@ impl Validator {
         let in_past = |e: &MembershipEvent| clock.get(e.author).is_some_and(|&c| c > e.seq);
         let before = |a: &MembershipEvent, b: &MembershipEvent| {
             // a is causally before b (or is b).
-            b.clock_at(a.author) > a.seq
+            self.clock_at(b.author, b.seq, b.base, a.author) > a.seq
         };
         if events.first().is_some_and(|e| e.genesis) && in_past(&events[0]) {
             return Some(Role::Lead);
@@ -601,7 +810,7 @@ impl Validator {
     }
 
     fn own_earlier(&self, author: AgencyId, target: &EntryId) -> Result<(), String> {
-        match self.known.get(target) {
+        match self.rec(target) {
             Some(k) if !k.withheld() && self.authors[k.author as usize] == author => Ok(()),
             Some(k) if !k.withheld() => Err(format!(
                 "entry {target} was written by another agency; only its author may retract it or change its handling"
@@ -625,8 +834,10 @@ impl Validator {
                 if let Some(existing) = self.state.items.get(&r.item) {
                     // Refused only if the earlier registration is in this
                     // entry's causal past; a concurrent one is a conflict.
-                    let k = &self.known[&existing.registered];
-                    if clock.get(k.author as usize).is_some_and(|&c| c > k.seq) {
+                    let in_past = self.rec(&existing.registered).is_some_and(|k| {
+                        clock.get(k.author as usize).is_some_and(|&c| c > k.seq())
+                    });
+                    if in_past {
                         return Err(format!(
                             "item {} is already registered",
                             r.item.to_uuid_string()
@@ -660,7 +871,7 @@ impl Validator {
                         return Err("a receipt must name its transfer".into());
                     };
                     let Some(t) = self.state.open_transfers.get(&tid) else {
-                        return if relaxed && self.known.get(&tid).is_none_or(Known::withheld) {
+                        return if relaxed && self.rec(&tid).is_none_or(Rec::withheld) {
                             Ok(true)
                         } else {
                             Err(format!("transfer {tid} is not an open transfer"))
@@ -675,8 +886,10 @@ impl Validator {
                             t.to.fingerprint()
                         ));
                     }
-                    let tk = &self.known[&tid];
-                    if clock.get(tk.author as usize).is_none_or(|&c| c <= tk.seq) {
+                    let in_past = self.rec(&tid).is_some_and(|tk| {
+                        clock.get(tk.author as usize).is_some_and(|&c| c > tk.seq())
+                    });
+                    if !in_past {
                         return Err(format!(
                             "transfer {tid} is not in the receipt's causal past (reference it)"
                         ));
@@ -716,11 +929,60 @@ impl Validator {
     }
 }
 
-fn merge(into: &mut Vec<u64>, other: &[u64]) {
-    if into.len() < other.len() {
-        into.resize(other.len(), 0);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: EntryId) -> Rec {
+        Rec {
+            id,
+            time: 0,
+            seq: 0,
+            author: 0,
+            base: 0,
+            tlp: Tlp::Clear,
+            flags: 0,
+        }
     }
-    for (a, b) in into.iter_mut().zip(other) {
-        *a = (*a).max(*b);
+
+    fn id_of(i: u32) -> EntryId {
+        let mut b = [0u8; 32];
+        b[..4].copy_from_slice(&i.to_le_bytes());
+        EntryId(b)
+    }
+
+    #[test]
+    fn index_finds_every_record_through_growth() {
+        let mut recs = Vec::new();
+        let mut index = IdIndex::default();
+        assert_eq!(index.find(&id_of(0), &recs), None);
+        for i in 0..10_000u32 {
+            recs.push(rec(id_of(i)));
+            index.insert(&id_of(i), i, &recs);
+        }
+        for i in 0..10_000u32 {
+            assert_eq!(index.find(&id_of(i), &recs), Some(i), "record {i}");
+        }
+        for i in 10_000..11_000u32 {
+            assert_eq!(index.find(&id_of(i), &recs), None, "absent {i}");
+        }
+        // At most three quarters full, so a miss always ends.
+        assert!(index.slots.len() * 3 >= index.len * 4);
+    }
+
+    #[test]
+    fn clocks_round_trip_and_compare() {
+        let mut clocks = Clocks::default();
+        let a = clocks.push(&[3, 0, 7]).expect("room");
+        let b = clocks.push(&[]).expect("room");
+        let c = clocks.push(&[1]).expect("room");
+        assert_eq!(clocks.get(a), &[3, 0, 7]);
+        assert_eq!(clocks.get(b), &[] as &[u32]);
+        assert_eq!(clocks.get(c), &[1]);
+        assert!(same_clock(clocks.get(a), &[3, 0, 7]));
+        assert!(!same_clock(clocks.get(a), &[3, 0]));
+        assert!(!same_clock(clocks.get(a), &[3, 0, 8]));
+        // An offset past the end reads as the empty clock, not a panic.
+        assert_eq!(clocks.get(1_000), &[] as &[u32]);
     }
 }

@@ -81,6 +81,9 @@ pub fn explain(kind: &RejectKind, seq: Option<u64>) -> String {
             iso_time(*time),
             iso_time(*now)
         ),
+        RejectKind::TooManyEntries { held } => format!(
+            "This verifier already holds {held} entries of this case, the most it can keep, so it could not check this one; the entry itself may be sound."
+        ),
     }
 }
 
