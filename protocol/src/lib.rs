@@ -22,7 +22,7 @@ mod equivocation;
 mod error;
 mod identity;
 mod ids;
-mod signature;
+pub mod signature;
 mod state;
 mod sync;
 mod tlp;
@@ -42,7 +42,7 @@ pub use equivocation::{Equivocation, EquivocationProof, ProofError};
 pub use error::{RejectKind, Rejection};
 pub use identity::{is_valid_agency_key, Identity};
 pub use ids::{AgencyId, CaseId, EntryId, IdParseError, ItemId};
-pub use signature::{verify, verify_parts, Batch as SignatureBatch};
+pub use signature::{verify, verify_parts};
 pub use state::{CaseState, Conflict, Item, Member, Transfer, WithheldPosition, WitnessRecord};
 pub use sync::{
     Ack, Entries, EquivocationNotice, ErrorCode, ErrorMessage, Heads, Hello, Item as SyncItem,

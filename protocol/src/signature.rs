@@ -108,6 +108,55 @@ pub fn verify_parts(agency: &AgencyId, parts: &[&[u8]], sig: &[u8; 64]) -> bool 
     prepare(agency, parts, sig).is_some_and(|p| equation_holds(&a, &p))
 }
 
+/// One signature over a message that arrives in parts (a bundle read as a
+/// stream): the same verdict as [`verify`] over the concatenation.
+pub struct Streaming {
+    /// `None` once a check that needs no message has refused it.
+    state: Option<(EdwardsPoint, EdwardsPoint, Scalar, Sha512)>,
+}
+
+impl Streaming {
+    /// Starts checking `sig` by `agency`; feed the message with
+    /// [`Streaming::update`].
+    pub fn new(agency: &AgencyId, sig: &[u8; 64]) -> Self {
+        let start = || {
+            let a = strict_point(agency.as_bytes())?;
+            let mut s = [0u8; 32];
+            s.copy_from_slice(&sig[32..]);
+            let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s))?;
+            let mut r_bytes = [0u8; 32];
+            r_bytes.copy_from_slice(&sig[..32]);
+            let r = strict_point(&r_bytes)?;
+            let h = Sha512::new()
+                .chain_update(r_bytes)
+                .chain_update(agency.as_bytes());
+            Some((a, r, s, h))
+        };
+        Streaming { state: start() }
+    }
+
+    /// Feeds the next part of the message.
+    pub fn update(&mut self, part: &[u8]) {
+        if let Some((_, _, _, h)) = &mut self.state {
+            h.update(part);
+        }
+    }
+
+    /// The verdict.
+    pub fn finish(self) -> bool {
+        self.state.is_some_and(|(a, r, s, h)| {
+            let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+            equation_holds(&a, &Prepared { r, s, k })
+        })
+    }
+}
+
+impl std::fmt::Debug for Streaming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("signature::Streaming")
+    }
+}
+
 /// Many signatures checked together: one multi-scalar multiplication for
 /// the whole batch, with one term per distinct key rather than per
 /// signature (a case's entries come from a handful of agencies). Verdicts
@@ -293,6 +342,48 @@ mod tests {
         assert!(!verify(&a.agency(), b"hello", &flipped));
         assert!(verify_parts(&a.agency(), &[b"hel", b"", b"lo"], &sig));
         assert!(!verify_parts(&a.agency(), &[b"hel", b"lo!"], &sig));
+    }
+
+    #[test]
+    fn a_streamed_message_gets_the_verdict_of_the_whole() {
+        let a = id(5);
+        let sig = sign_with_torsion_r(&a, b"streamed message", EIGHT_TORSION[3]);
+        let honest = a.sign(b"streamed message");
+        for (sig, key, parts, want) in [
+            (
+                honest,
+                a.agency(),
+                vec![&b"stream"[..], b"ed message"],
+                true,
+            ),
+            (
+                sig,
+                a.agency(),
+                vec![&b"streamed "[..], b"", b"message"],
+                true,
+            ),
+            (
+                honest,
+                a.agency(),
+                vec![&b"streamed"[..], b"message"],
+                false,
+            ),
+            (
+                honest,
+                id(6).agency(),
+                vec![&b"streamed message"[..]],
+                false,
+            ),
+            ([0u8; 64], a.agency(), vec![&b"streamed message"[..]], false),
+        ] {
+            let whole: Vec<u8> = parts.concat();
+            assert_eq!(verify(&key, &whole, &sig), want);
+            let mut st = Streaming::new(&key, &sig);
+            for p in &parts {
+                st.update(p);
+            }
+            assert_eq!(st.finish(), want, "{parts:?}");
+        }
     }
 
     #[test]

@@ -29,13 +29,13 @@
 
 use std::ops::Range;
 
-use ed25519_dalek::{Signature, StreamVerifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::entry::MAX_ENTRY_SIZE;
 use crate::equivocation::EquivocationProof;
 use crate::error::{RejectKind, Rejection};
 use crate::ids::{AgencyId, CaseId, EntryId, ItemId};
+use crate::signature::Streaming;
 use crate::state::WithheldPosition;
 
 use super::reader::{write_bytes, write_head, Reader, BYTES};
@@ -231,44 +231,6 @@ enum Out {
     Withheld(WithheldPosition),
 }
 
-/// Strict Ed25519 (SPEC.md §3.3) over a message fed in parts: rejects
-/// small-order keys and R, non-canonical S, and compares encodings of R.
-struct SignatureCheck(Option<StreamVerifier>);
-
-impl SignatureCheck {
-    fn new(kid: &AgencyId, sig: &[u8; 64]) -> Self {
-        let strict = || {
-            let key = VerifyingKey::from_bytes(kid.as_bytes()).ok()?;
-            if key.is_weak() {
-                return None;
-            }
-            let mut r = [0u8; 32];
-            r.copy_from_slice(&sig[..32]);
-            if VerifyingKey::from_bytes(&r).ok()?.is_weak() {
-                return None;
-            }
-            key.verify_stream(&Signature::from_bytes(sig)).ok()
-        };
-        SignatureCheck(strict())
-    }
-
-    fn update(&mut self, part: &[u8]) {
-        if let Some(v) = &mut self.0 {
-            v.update(part);
-        }
-    }
-
-    fn finish(self) -> bool {
-        self.0.is_some_and(|v| v.finalize_and_verify().is_ok())
-    }
-}
-
-impl std::fmt::Debug for SignatureCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SignatureCheck")
-    }
-}
-
 /// Reads a bundle pushed to it in chunks; see the module documentation.
 ///
 /// ```
@@ -328,7 +290,7 @@ pub struct StreamDecoder {
     /// Second pass: the first pass's summary, and the signature check fed
     /// with the Sig_structure as the payload goes by.
     first: Option<Box<Summary>>,
-    check: Option<SignatureCheck>,
+    check: Option<Streaming>,
 }
 
 impl Default for StreamDecoder {
@@ -779,7 +741,7 @@ impl StreamDecoder {
                 self.payload = Some((start, end));
                 self.kid = kid;
                 if let Some(first) = &self.first {
-                    let mut check = SignatureCheck::new(&kid, &first.signature);
+                    let mut check = Streaming::new(&kid, &first.signature);
                     let mut prefix = Vec::with_capacity(protected.len() + 32);
                     prefix.extend_from_slice(&[0x84, 0x6A]);
                     prefix.extend_from_slice(b"Signature1");
@@ -938,7 +900,7 @@ impl StreamDecoder {
             if !summary.same_bundle(&first) {
                 return Err(BundleError::Changed);
             }
-            summary.signature_valid = Some(self.check.take().is_some_and(SignatureCheck::finish));
+            summary.signature_valid = Some(self.check.take().is_some_and(Streaming::finish));
         }
         self.phase = Phase::Done;
         Ok(Step::End(Box::new(summary)))
