@@ -91,13 +91,36 @@ fn check_file(file: &Path, trust: Option<&TrustList>) -> anyhow::Result<Report> 
         .with_context(reading)?
         .with_context(|| file.display().to_string())?;
     f.seek(SeekFrom::Start(0)).with_context(reading)?;
-    let mut replay = Replay::new(&summary, trust);
-    let second = stream(&mut f, StreamDecoder::second_pass(&summary), |item| {
-        replay.take(item)
+    // The replay (one thread, in order) runs beside the checking of the
+    // next chunk (all cores), so neither waits for the other.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Next>>(1);
+        let first = &summary;
+        let replayer = scope.spawn(move || {
+            let mut v = Verifier::streamed(first, trust);
+            for chunk in rx {
+                for next in chunk {
+                    match next {
+                        Next::Checked(c) => v.push_checked(c),
+                        Next::Withheld(w) => v.push_withheld(w),
+                    }
+                }
+            }
+            v
+        });
+        let mut replay = Replay::new(&summary, tx);
+        let second = stream(&mut f, StreamDecoder::second_pass(&summary), |item| {
+            replay.take(item)
+        });
+        replay.finish();
+        let v = replayer
+            .join()
+            .map_err(|_| anyhow::anyhow!("internal error: the replay stopped"))?;
+        let second = second
+            .with_context(reading)?
+            .with_context(|| file.display().to_string())?;
+        Ok(v.finish_streamed(&second))
     })
-    .with_context(reading)?
-    .with_context(|| file.display().to_string())?;
-    Ok(replay.finish(&second))
 }
 
 /// Feeds `f` from its current position to `d`, handing each element to
@@ -146,20 +169,28 @@ enum Pending {
     Oversize(Checked),
 }
 
-/// The replay of a streamed bundle: elements are gathered into chunks,
-/// checked (decoding and signatures, V1–V8) on every core a chunk at a
-/// time, and replayed in order; only one chunk of entries exists besides
-/// what the report keeps.
-struct Replay<'t> {
-    v: Verifier<'t>,
+/// What the replay takes next, in the bundle's order.
+enum Next {
+    Checked(Checked),
+    Withheld(WithheldPosition),
+}
+
+/// The checking side of the replay of a streamed bundle: elements are
+/// gathered into chunks, checked (decoding and signatures, V1–V8) on every
+/// core a chunk at a time, and sent in order to the replay thread; at most
+/// one chunk being checked and one waiting exist besides what the report
+/// keeps.
+struct Replay {
     arena: Vec<u8>,
     pending: Vec<Pending>,
     threads: usize,
+    to_replay: std::sync::mpsc::SyncSender<Vec<Next>>,
+    sent: u64,
     bar: Option<ProgressBar>,
 }
 
-impl<'t> Replay<'t> {
-    fn new(summary: &Summary, trust: Option<&'t TrustList>) -> Self {
+impl Replay {
+    fn new(summary: &Summary, to_replay: std::sync::mpsc::SyncSender<Vec<Next>>) -> Self {
         let total = summary.len();
         let bar = (total >= BAR_FROM && std::io::stderr().is_terminal()).then(|| {
             let bar =
@@ -172,10 +203,11 @@ impl<'t> Replay<'t> {
             bar
         });
         Replay {
-            v: Verifier::streamed(summary, trust),
             arena: Vec::new(),
             pending: Vec::with_capacity(CHUNK),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            to_replay,
+            sent: 0,
             bar,
         }
     }
@@ -212,36 +244,36 @@ impl<'t> Replay<'t> {
             .iter()
             .zip(check_chunk(&chunk, self.threads))
             .map(|(e, c)| match (e, c) {
-                (Element::Withheld(w), _) => Err(*w),
-                (Element::Entry(_), Some(c)) => Ok(c),
-                (Element::Entry(bytes), None) => Ok(bundle::check_entry(bytes)),
+                (Element::Withheld(w), _) => Next::Withheld(*w),
+                (Element::Entry(_), Some(c)) => Next::Checked(c),
+                (Element::Entry(bytes), None) => Next::Checked(bundle::check_entry(bytes)),
             })
             .collect::<Vec<_>>()
             .into_iter();
         drop(chunk);
+        let mut ordered = Vec::with_capacity(pending.len());
         for p in pending {
             match p {
-                Pending::Oversize(c) => self.v.push_checked(c),
-                Pending::Entry(_) | Pending::Withheld(_) => match checked.next() {
-                    Some(Ok(c)) => self.v.push_checked(c),
-                    Some(Err(w)) => self.v.push_withheld(w),
-                    None => {}
-                },
+                Pending::Oversize(c) => ordered.push(Next::Checked(c)),
+                Pending::Entry(_) | Pending::Withheld(_) => ordered.extend(checked.next()),
             }
         }
+        self.sent += ordered.len() as u64;
+        // A closed channel means the replay thread stopped; the caller
+        // learns it from joining that thread.
+        let _ = self.to_replay.send(ordered);
         self.arena.clear();
         if let Some(bar) = &self.bar {
-            bar.set_position(self.v.position() as u64);
+            bar.set_position(self.sent);
         }
     }
 
-    fn finish(mut self, second: &Summary) -> Report {
+    /// Sends the last chunk; dropping the sender ends the replay.
+    fn finish(mut self) {
         self.flush();
-        let report = self.v.finish_streamed(second);
-        if let Some(bar) = self.bar {
+        if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        report
     }
 }
 
