@@ -12,7 +12,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use custodia_protocol::bundle::{self, Bundle, TrustList};
+use custodia_protocol::bundle::{
+    self, Bundle, BundleError, Report, StreamDecoder, Streamed, Summary, TrustList, Verifier,
+};
 use custodia_protocol::cbor;
 use custodia_protocol::{
     protected_header, Applied, Body, Conflict, Entry, EntryId, EquivocationProof, Head, Identity,
@@ -447,6 +449,16 @@ pub fn equivocation_proof(data: &[u8]) -> Result<(), String> {
 /// what the iterators yield; the report covers every element; a trust
 /// file changes what is confirmed, never the problems found.
 pub fn bundle(data: &[u8]) -> Result<(), String> {
+    // The streaming reader (what `custodia verify` uses), fed in chunks of
+    // a size taken from the input, must give exactly the whole-file path's
+    // error or report.
+    let chunk = 1 + data.len() % 61;
+    let whole = Bundle::decode(data).map(|b| bundle::verify(&b, None));
+    assert_eq!(
+        bundle_streamed(data, chunk),
+        whole,
+        "streamed in chunks of {chunk}"
+    );
     let b = match Bundle::decode(data) {
         Ok(b) => b,
         Err(e) => {
@@ -497,4 +509,51 @@ pub fn trust_list(data: &[u8]) -> Result<(), String> {
     let t = TrustList::parse(&text).map_err(|e| e.to_string())?;
     assert!(t.len() <= text.lines().count());
     Ok(())
+}
+
+/// Feeds `data` to `d` in chunks, handing every element to `on`.
+fn drive_stream(
+    d: &mut StreamDecoder,
+    data: &[u8],
+    chunk: usize,
+    mut on: impl FnMut(Streamed<'_>),
+) -> Result<Summary, BundleError> {
+    let mut chunks = data.chunks(chunk);
+    let mut ended = false;
+    loop {
+        loop {
+            match d.next_item()? {
+                Some(Streamed::End(s)) => return Ok(s),
+                Some(other) => on(other),
+                None => {
+                    assert!(!ended, "the stream decoder made no progress after finish");
+                    break;
+                }
+            }
+        }
+        match chunks.next() {
+            Some(c) => d.push(c),
+            None => {
+                d.finish();
+                ended = true;
+            }
+        }
+    }
+}
+
+/// Both passes and the replay, as `custodia verify` reads a file.
+fn bundle_streamed(data: &[u8], chunk: usize) -> Result<Report, BundleError> {
+    let first = drive_stream(&mut StreamDecoder::new(), data, chunk, |_| {})?;
+    let mut v = Verifier::streamed(&first, None);
+    let second = drive_stream(
+        &mut StreamDecoder::second_pass(&first),
+        data,
+        chunk,
+        |item| match item {
+            Streamed::Element(e) => v.push(e),
+            Streamed::Oversize { id, size } => v.push_checked(bundle::oversize(id, size)),
+            Streamed::End(_) => {}
+        },
+    )?;
+    Ok(v.finish_streamed(&second))
 }
