@@ -69,23 +69,38 @@ struct Prepared {
     k: Scalar,
 }
 
-/// Checks `S` and `R` and computes the challenge
-/// `k = SHA-512(R || A || M) mod L` over a message given in parts.
-fn prepare(agency: &AgencyId, parts: &[&[u8]], sig: &[u8; 64]) -> Option<Prepared> {
+/// Checks `S` and `R` (§3.3 checks 1 to 4 for the signature's half) and
+/// starts the challenge hash `SHA-512(R || A || …)`; the message follows.
+fn start(agency: &AgencyId, sig: &[u8; 64]) -> Option<(EdwardsPoint, Scalar, Sha512)> {
     let mut s = [0u8; 32];
     s.copy_from_slice(&sig[32..]);
     let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s))?;
     let mut r_bytes = [0u8; 32];
     r_bytes.copy_from_slice(&sig[..32]);
     let r = strict_point(&r_bytes)?;
-    let mut h = Sha512::new();
-    h.update(r_bytes);
-    h.update(agency.as_bytes());
+    let h = Sha512::new()
+        .chain_update(r_bytes)
+        .chain_update(agency.as_bytes());
+    Some((r, s, h))
+}
+
+/// The challenge `k = SHA-512(R || A || M) mod L` from a finished hash.
+fn challenge(h: Sha512) -> Scalar {
+    Scalar::from_bytes_mod_order_wide(&h.finalize().into())
+}
+
+/// Checks `S` and `R` and computes the challenge over a message given in
+/// parts.
+fn prepare(agency: &AgencyId, parts: &[&[u8]], sig: &[u8; 64]) -> Option<Prepared> {
+    let (r, s, mut h) = start(agency, sig)?;
     for p in parts {
         h.update(p);
     }
-    let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
-    Some(Prepared { r, s, k })
+    Some(Prepared {
+        r,
+        s,
+        k: challenge(h),
+    })
 }
 
 /// The cofactored equation for one signature: `[8]([S]B − [k]A − R) = 0`.
@@ -119,20 +134,12 @@ impl Streaming {
     /// Starts checking `sig` by `agency`; feed the message with
     /// [`Streaming::update`].
     pub fn new(agency: &AgencyId, sig: &[u8; 64]) -> Self {
-        let start = || {
+        let begin = || {
             let a = strict_point(agency.as_bytes())?;
-            let mut s = [0u8; 32];
-            s.copy_from_slice(&sig[32..]);
-            let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s))?;
-            let mut r_bytes = [0u8; 32];
-            r_bytes.copy_from_slice(&sig[..32]);
-            let r = strict_point(&r_bytes)?;
-            let h = Sha512::new()
-                .chain_update(r_bytes)
-                .chain_update(agency.as_bytes());
+            let (r, s, h) = start(agency, sig)?;
             Some((a, r, s, h))
         };
-        Streaming { state: start() }
+        Streaming { state: begin() }
     }
 
     /// Feeds the next part of the message.
@@ -145,8 +152,14 @@ impl Streaming {
     /// The verdict.
     pub fn finish(self) -> bool {
         self.state.is_some_and(|(a, r, s, h)| {
-            let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
-            equation_holds(&a, &Prepared { r, s, k })
+            equation_holds(
+                &a,
+                &Prepared {
+                    r,
+                    s,
+                    k: challenge(h),
+                },
+            )
         })
     }
 }
