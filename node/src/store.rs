@@ -197,14 +197,9 @@ const PARALLEL_MIN: usize = 64;
 /// The stateless checks of a received batch (decoding and signatures,
 /// V1–V8), on all cores, in the batch's order. They need no store, so a
 /// node runs them outside its store lock, while an earlier batch commits.
+/// Each thread verifies its share of the signatures in one batch
+/// (`Entry::decode_many`, SPEC.md §3.3).
 pub fn check(items: Vec<SyncItem>) -> Vec<Checked> {
-    check_parallel(items)
-}
-
-/// Decodes and verifies a batch's entries (V1–V8) on all cores, keeping
-/// the batch's order. Each thread verifies its share of the signatures in
-/// one batch (`Entry::decode_many`, SPEC.md §3.3).
-fn check_parallel(items: Vec<SyncItem>) -> Vec<Checked> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let entries: Vec<&[u8]> = items
         .iter()
@@ -713,7 +708,7 @@ impl Store {
     ) -> Result<BatchOutcome, StoreError> {
         // Decoding and signature checks (V1–V8) need no state: they run on
         // every core before the write lock is taken.
-        let checked = check_parallel(items);
+        let checked = check(items);
         let mut out = self.receive_checked(vec![(*case, checked)], None, now_ms)?;
         Ok(out.pop().unwrap_or_default())
     }
