@@ -284,18 +284,24 @@ impl Entry {
     /// [`Entry::decode`] on each, in the same order, at a fraction of the
     /// cost. Callers that use several threads give each thread a slice.
     pub fn decode_many<B: AsRef<[u8]>>(all: &[B]) -> Vec<Result<Entry, Rejection>> {
+        Self::decode_batch(all)
+            .into_iter()
+            .map(|d| match d? {
+                (entry, true) => Ok(entry),
+                (entry, false) => Err(Rejection::new(Some(entry.id), RejectKind::BadSignature)),
+            })
+            .collect()
+    }
+
+    /// Decodes many entries (V1–V7) and verifies their signatures (V8) in
+    /// one batch, in order: each entry that decodes, with whether its
+    /// signature verifies (a caller reporting a bad signature can still
+    /// say what the entry claims), or why it did not decode.
+    pub fn decode_batch<B: AsRef<[u8]>>(all: &[B]) -> Vec<Result<(Entry, bool), Rejection>> {
         let decoded: Vec<Result<Unverified, Rejection>> = all
             .iter()
             .map(|b| Self::decode_unverified(b.as_ref()))
             .collect();
-        Self::verify_many(decoded)
-    }
-
-    /// Checks the signatures of decoded entries in one batch, keeping the
-    /// order; entries that failed to decode keep their rejection.
-    pub fn verify_many(
-        decoded: Vec<Result<Unverified, Rejection>>,
-    ) -> Vec<Result<Entry, Rejection>> {
         let mut batch = signature::Batch::with_capacity(decoded.len());
         for u in decoded.iter().flatten() {
             batch.push(&u.author(), &u.message, &u.signature);
@@ -303,14 +309,7 @@ impl Entry {
         let mut verdicts = batch.verify().into_iter();
         decoded
             .into_iter()
-            .map(|d| {
-                let u = d?;
-                if verdicts.next().unwrap_or(false) {
-                    Ok(u.entry)
-                } else {
-                    Err(Rejection::new(Some(u.entry.id), RejectKind::BadSignature))
-                }
-            })
+            .map(|d| Ok((d?.entry, verdicts.next().unwrap_or(false))))
             .collect()
     }
 

@@ -417,33 +417,18 @@ pub fn check_entry(bytes: &[u8]) -> Checked {
 /// signatures in one batch; the result keeps the order. The verdicts are
 /// those of [`check_entry`] on each.
 pub fn check_entries<B: AsRef<[u8]>>(all: &[B]) -> Vec<Checked> {
-    let decoded: Vec<_> = all
-        .iter()
-        .map(|b| Entry::decode_unverified(b.as_ref()))
-        .collect();
-    let mut batch = crate::signature::Batch::with_capacity(decoded.len());
-    for u in decoded.iter().flatten() {
-        batch.push(&u.author(), u.signed_message(), u.signature());
-    }
-    let mut verdicts = batch.verify().into_iter();
-    decoded
+    Entry::decode_batch(all)
         .into_iter()
         .map(|d| match d {
             Err(rejection) => Checked::Invalid {
                 rejection,
                 claimed: None,
             },
-            Ok(u) => {
-                let entry = u.assume_verified();
-                if verdicts.next().unwrap_or(false) {
-                    Checked::Valid(entry)
-                } else {
-                    Checked::Invalid {
-                        rejection: Rejection::new(Some(entry.id()), RejectKind::BadSignature),
-                        claimed: Some(Claimed::of(&entry)),
-                    }
-                }
-            }
+            Ok((entry, true)) => Checked::Valid(entry),
+            Ok((entry, false)) => Checked::Invalid {
+                rejection: Rejection::new(Some(entry.id()), RejectKind::BadSignature),
+                claimed: Some(Claimed::of(&entry)),
+            },
         })
         .collect()
 }
