@@ -38,6 +38,9 @@ const POLL: Duration = Duration::from_millis(10);
 /// Reconnect backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A session that lasted this long resets the reconnect backoff even if it
+/// ended with an error; a shorter one that failed keeps doubling it.
+const STABLE: Duration = Duration::from_secs(10);
 /// A batch is closed once it holds this many bytes of entries (a frame
 /// stays far below `MAX_FRAME` whatever the entries' sizes).
 const BATCH_BYTES: usize = 1024 * 1024;
@@ -46,6 +49,9 @@ const RESYNC: Duration = Duration::from_secs(2);
 /// At most this many re-requests in a row without progress (an entry that
 /// stays refused does not make a peer resend forever).
 const MAX_RESYNCS: u32 = 5;
+/// Equivocation proofs refused on one connection before the rest of its
+/// proofs are dropped unchecked (SPEC.md §9.11).
+const MAX_REFUSED_PROOFS: usize = 64;
 /// Outgoing messages queued per connection before the producer waits.
 const OUTBOX: usize = 8;
 /// Received frames queued (checked) for the session before the reader
@@ -104,6 +110,75 @@ struct Inner {
     next_session: std::sync::atomic::AtomicU64,
     endpoint: quinn::Endpoint,
     stats: Mutex<HashMap<AgencyId, PeerStats>>,
+    /// Every authenticated connection, from the end of its handshake to
+    /// its close, by connection number: a pin removal closes each of the
+    /// agency's, including one still waiting for its first stream.
+    conns: Mutex<HashMap<u64, (AgencyId, quinn::Connection)>>,
+    /// What the configuration file looked like when it was last applied.
+    config_seen: Mutex<Option<FileStamp>>,
+    shutdown: watch::Receiver<bool>,
+    /// Refused handshakes, by remote address, for rate-limited logging.
+    refused: Mutex<LogLimiter>,
+}
+
+/// Enough of a file's metadata to notice that it was replaced or changed
+/// (the CLI replaces the configuration by a rename).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        let m = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&m);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some(FileStamp {
+            modified: m.modified().ok(),
+            len: m.len(),
+            inode,
+        })
+    }
+}
+
+/// Logs a repeated event once per interval per key, with the number of
+/// times it happened meanwhile: a peer that retries a refused handshake
+/// thousands of times leaves a few lines, not megabytes.
+#[derive(Debug, Default)]
+struct LogLimiter {
+    seen: HashMap<std::net::IpAddr, (Instant, u64)>,
+}
+
+/// One log line per remote address per this interval for refused
+/// handshakes.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+/// At most this many addresses are remembered for rate-limited logging.
+const LOG_KEYS: usize = 1024;
+
+impl LogLimiter {
+    /// Some(n) when a line is due, n being the events since the last line
+    /// (this one included).
+    fn due(&mut self, key: std::net::IpAddr, now: Instant) -> Option<u64> {
+        if self.seen.len() >= LOG_KEYS && !self.seen.contains_key(&key) {
+            self.seen.retain(|_, (t, _)| now.duration_since(*t) < LOG_EVERY);
+            if self.seen.len() >= LOG_KEYS {
+                return None;
+            }
+        }
+        let e = self.seen.entry(key).or_insert((now, 0));
+        e.1 += 1;
+        if e.1 == 1 || now.duration_since(e.0) >= LOG_EVERY {
+            let n = e.1;
+            *e = (now, 0);
+            Some(n)
+        } else {
+            None
+        }
+    }
 }
 
 /// What a node received from one peer (for operators and tests).
@@ -214,6 +289,8 @@ pub async fn start(dir: &Path) -> Result<Running, NodeError> {
         "node started"
     );
     let (revision, _) = watch::channel(store.revision());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let config_seen = FileStamp::of(&dir.join(CONFIG_FILE));
     let inner = Arc::new(Inner {
         dir: dir.to_owned(),
         me,
@@ -228,8 +305,11 @@ pub async fn start(dir: &Path) -> Result<Running, NodeError> {
         next_session: 0.into(),
         endpoint,
         stats: Mutex::new(HashMap::new()),
+        conns: Mutex::new(HashMap::new()),
+        config_seen: Mutex::new(config_seen),
+        shutdown: shutdown_rx.clone(),
+        refused: Mutex::new(LogLimiter::default()),
     });
-    let (shutdown, shutdown_rx) = watch::channel(false);
     apply_peers(&inner, config.peers, &shutdown_rx);
     let task = tokio::spawn(supervise(inner.clone(), shutdown_rx));
     Ok(Running {
@@ -279,7 +359,12 @@ fn apply_peers(
                 if let Some(s) = lock(&inner.sessions).remove(&k) {
                     s.conn.close(quinn::VarInt::from_u32(0), b"peer removed");
                 }
-                info!(peer = %old.name, "peer removed");
+                for (_, (a, c)) in lock(&inner.conns).iter() {
+                    if *a == k {
+                        c.close(quinn::VarInt::from_u32(0), b"peer removed");
+                    }
+                }
+                info!(peer = ?old.name, "peer removed");
             }
         }
     }
@@ -302,6 +387,64 @@ fn apply_peers(
         }
     }
     *current = peers;
+}
+
+/// Applies the configuration file if it changed since it was last applied
+/// (`peer add` and `peer remove` rewrite it). The lock is held until the
+/// new pins are in force, so whoever finds the file unchanged also finds
+/// its pins applied.
+fn reload_config(inner: &Arc<Inner>) {
+    let path = inner.dir.join(CONFIG_FILE);
+    let mut seen = lock(&inner.config_seen);
+    let now = FileStamp::of(&path);
+    if *seen == now {
+        return;
+    }
+    *seen = now;
+    match Config::load(&inner.dir) {
+        Ok(c) => apply_peers(inner, c.peers, &inner.shutdown),
+        Err(e) => warn!(error = %e, "configuration change ignored"),
+    }
+}
+
+/// Whether the node may still send anything to `peer`, checked inside the
+/// store lock just before it reads what to send (SPEC.md §9.2): the store
+/// is caught up first, then the configuration. The command-line tool
+/// writes the configuration before any entry written after a `peer
+/// remove`, so an entry this read can see was written after a
+/// configuration this check has applied: a removed peer never receives
+/// it.
+fn may_serve(store: &mut Store, inner: &Arc<Inner>, peer: &AgencyId) -> bool {
+    if let Err(e) = store.refresh() {
+        warn!(error = %e, "store refresh failed");
+    }
+    reload_config(inner);
+    inner.pins.contains(&peer.0)
+}
+
+/// Registers an authenticated connection until the guard is dropped.
+struct Tracked {
+    inner: Arc<Inner>,
+    id: u64,
+}
+
+impl Tracked {
+    fn new(inner: &Arc<Inner>, peer: AgencyId, conn: &quinn::Connection) -> Tracked {
+        let id = inner
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&inner.conns).insert(id, (peer, conn.clone()));
+        Tracked {
+            inner: inner.clone(),
+            id,
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        lock(&self.inner.conns).remove(&self.id);
+    }
 }
 
 async fn dial_loop(
@@ -327,23 +470,32 @@ async fn dial_loop(
                 Ok(connecting) => match connecting.await {
                     Ok(conn) => {
                         if tls::peer_key(&conn) == Some(key.0) {
-                            backoff = BACKOFF_MIN;
-                            info!(peer = %name, %addr, "connected");
+                            let _tracked = Tracked::new(&inner, key, &conn);
+                            info!(peer = ?name, %addr, "connected");
                             let opened = conn.open_bi().await;
                             match opened {
                                 Ok((send, recv)) => {
-                                    run_session(inner.clone(), conn, key, send, recv).await;
-                                    info!(peer = %name, "disconnected");
+                                    let began = Instant::now();
+                                    let clean =
+                                        run_session(inner.clone(), conn, key, send, recv).await;
+                                    info!(peer = ?name, "disconnected");
+                                    // A session that failed at once (the
+                                    // peer's storage is failing, say) does
+                                    // not reset the backoff: reconnecting
+                                    // at full speed would only repeat it.
+                                    if clean || began.elapsed() >= STABLE {
+                                        backoff = BACKOFF_MIN;
+                                    }
                                 }
-                                Err(e) => debug!(peer = %name, error = %e, "stream refused"),
+                                Err(e) => debug!(peer = ?name, error = %e, "stream refused"),
                             }
                         } else {
                             conn.close(quinn::VarInt::from_u32(0), b"");
                         }
                     }
-                    Err(e) => debug!(peer = %name, %addr, error = %e, "connect failed"),
+                    Err(e) => debug!(peer = ?name, %addr, error = %e, "connect failed"),
                 },
-                Err(e) => debug!(peer = %name, %addr, error = %e, "connect failed"),
+                Err(e) => debug!(peer = ?name, %addr, error = %e, "connect failed"),
             }
         }
         tokio::select! {
@@ -361,11 +513,17 @@ async fn accept_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
             continue;
         }
         let inner = inner.clone();
+        let remote = incoming.remote_address();
         tokio::spawn(async move {
             let conn = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
-                    debug!(error = %e, "handshake failed");
+                    // A peer retrying a refused handshake leaves one line
+                    // per address per LOG_EVERY, with the count.
+                    let due = lock(&inner.refused).due(remote.ip(), Instant::now());
+                    if let Some(attempts) = due {
+                        info!(%remote, attempts, error = %e, "handshake refused");
+                    }
                     return;
                 }
             };
@@ -373,6 +531,12 @@ async fn accept_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
                 conn.close(quinn::VarInt::from_u32(0), b"");
                 return;
             };
+            // From here until it closes, a pin removal closes it.
+            let _tracked = Tracked::new(&inner, key, &conn);
+            if !inner.pins.contains(&key.0) {
+                conn.close(quinn::VarInt::from_u32(0), b"peer removed");
+                return;
+            }
             let accepted = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi()).await;
             match accepted {
                 Ok(Ok((send, recv))) => {
@@ -389,14 +553,14 @@ async fn accept_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
 /// Polls the store and the configuration for changes by other processes,
 /// and writes due witnesses.
 async fn watch_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
-    let config_path = inner.dir.join(CONFIG_FILE);
-    let mut config_mtime = std::fs::metadata(&config_path)
-        .and_then(|m| m.modified())
-        .ok();
+    let _ = shutdown;
     loop {
         tokio::time::sleep(POLL).await;
         let i = inner.clone();
         let rev = tokio::task::spawn_blocking(move || {
+            // The configuration first: a peer removed before an entry was
+            // written is unpinned before that entry is loaded.
+            reload_config(&i);
             let mut store = lock(&i.store);
             if let Err(e) = store.refresh() {
                 warn!(error = %e, "store refresh failed");
@@ -410,16 +574,6 @@ async fn watch_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
                 *r = rev;
                 changed
             });
-        }
-        let mtime = std::fs::metadata(&config_path)
-            .and_then(|m| m.modified())
-            .ok();
-        if mtime != config_mtime {
-            config_mtime = mtime;
-            match Config::load(&inner.dir) {
-                Ok(c) => apply_peers(&inner, c.peers, &shutdown),
-                Err(e) => warn!(error = %e, "configuration change ignored"),
-            }
         }
         write_due_witnesses(&inner).await;
     }
@@ -495,6 +649,9 @@ struct CaseCursor {
 
 struct SessionState {
     peer: AgencyId,
+    conn: quinn::Connection,
+    /// Equivocation proofs refused on this connection (SPEC.md §9.11).
+    refused_proofs: usize,
     cases: HashMap<CaseId, CaseCursor>,
     in_flight: usize,
     batch: u64,
@@ -520,13 +677,30 @@ enum Incoming {
 
 type Frame = Result<Incoming, (ErrorCode, String)>;
 
+/// Runs one session; returns whether it ended without a protocol or
+/// storage error.
 async fn run_session(
     inner: Arc<Inner>,
     conn: quinn::Connection,
     peer: AgencyId,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
-) {
+) -> bool {
+    // The pins at the start of every session, whatever they were at the
+    // handshake.
+    let pinned = {
+        let i = inner.clone();
+        tokio::task::spawn_blocking(move || {
+            reload_config(&i);
+            i.pins.contains(&peer.0)
+        })
+        .await
+        .unwrap_or(false)
+    };
+    if !pinned {
+        conn.close(quinn::VarInt::from_u32(0), b"peer removed");
+        return false;
+    }
     let id = inner
         .next_session
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -544,6 +718,7 @@ async fn run_session(
     }
     let writer = tokio::spawn(write_frames(send, out_rx));
     let result = session(&inner, &conn, peer, recv, out.clone()).await;
+    let clean = result.is_ok();
     if let Err((code, msg)) = result {
         // Tell the peer why (an error message), then close with the code.
         let notice = Message::Error(ErrorMessage {
@@ -552,7 +727,7 @@ async fn run_session(
         });
         let _ = tokio::time::timeout(Duration::from_millis(200), out.send(notice)).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
-        warn!(peer = %peer.fingerprint(), code = code.as_u64(), reason = %msg, "closing connection");
+        warn!(peer = %peer.fingerprint(), code = code.as_u64(), reason = ?msg, "closing connection");
         conn.close(
             quinn::VarInt::from_u64(code.as_u64()).unwrap_or(quinn::VarInt::from_u32(6)),
             msg.as_bytes(),
@@ -563,6 +738,7 @@ async fn run_session(
     if sessions.get(&peer).is_some_and(|s| s.id == id) {
         sessions.remove(&peer);
     }
+    clean
 }
 
 async fn write_frames(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Message>) {
@@ -590,6 +766,8 @@ async fn session(
     let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut st = SessionState {
         peer,
+        conn: conn.clone(),
+        refused_proofs: 0,
         cases: HashMap::new(),
         in_flight: 0,
         batch: 0,
@@ -878,7 +1056,7 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> Result<(Message, usize), (E
 
 async fn blocking<T: Send + 'static>(
     inner: &Arc<Inner>,
-    f: impl FnOnce(&mut Store, &Inner) -> T + Send + 'static,
+    f: impl FnOnce(&mut Store, &Arc<Inner>) -> T + Send + 'static,
 ) -> Result<T, (ErrorCode, String)> {
     let i = inner.clone();
     tokio::task::spawn_blocking(move || {
@@ -929,7 +1107,8 @@ async fn handle(
             // Answer with our heads if the peer may see the case, or with an
             // empty list if we do not have it (which reveals nothing).
             let theirs = h.heads.clone();
-            let (ours, peer_next) = blocking(inner, move |s, _| {
+            let (ours, peer_next, serving) = blocking(inner, move |s, i| {
+                let serving = may_serve(s, i, &peer);
                 // What the peer holds, per author. Where its head names
                 // another id than ours at the same position, the author
                 // forked: send our entry at that position so the peer can
@@ -947,12 +1126,17 @@ async fn handle(
                 // A non-member gets the same empty answer as for an unknown
                 // case: it cannot tell whether this node holds the case.
                 let ours = match v {
-                    Some(v) if v.is_member(&peer) => s.heads(&case),
+                    Some(v) if serving && v.is_member(&peer) => s.heads(&case),
                     _ => Vec::new(),
                 };
-                (ours, peer_next)
+                (ours, peer_next, serving)
             })
             .await?;
+            if !serving {
+                st.conn
+                    .close(quinn::VarInt::from_u32(0), b"peer removed");
+                return Ok(());
+            }
             let cursor = st.cases.entry(case).or_default();
             cursor.peer_heads = Some(peer_next);
             cursor.pos = 0;
@@ -968,16 +1152,39 @@ async fn handle(
             st.in_flight = st.in_flight.saturating_sub(1);
         }
         Message::Equivocation(n) => {
+            // Past the bound, a connection's proofs are dropped unread: a
+            // peer cannot make the node verify signatures without limit.
+            if st.refused_proofs >= MAX_REFUSED_PROOFS {
+                return Ok(());
+            }
             let case = n.case;
             let proof = n.proof.clone();
-            let fresh = blocking(inner, move |s, _| s.receive_proof(&case, &proof)).await?;
-            if let Ok(true) = fresh {
-                warn!(case = %case, "equivocation proof received and stored");
-                broadcast_proof(inner, case, n.proof, Some(st.peer)).await;
+            let peer = st.peer;
+            let fresh = blocking(inner, move |s, _| s.receive_proof(&case, &proof, &peer)).await?;
+            match fresh {
+                Ok(Ok(true)) => {
+                    warn!(case = %case, peer = %st.peer.fingerprint(), "equivocation proof received and stored");
+                    broadcast_proof(inner, case, n.proof, Some(st.peer)).await;
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(refusal)) => {
+                    st.refused_proofs += 1;
+                    if st.refused_proofs == MAX_REFUSED_PROOFS {
+                        warn!(peer = %st.peer.fingerprint(), limit = MAX_REFUSED_PROOFS, "too many refused proofs; this connection's further proofs are dropped");
+                    } else {
+                        info!(peer = %st.peer.fingerprint(), case = %case, class = refusal.class(), "equivocation proof refused: {refusal}");
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "store failed while receiving a proof");
+                    return Err((ErrorCode::Internal, "storage failure".to_string()));
+                }
             }
         }
         Message::Error(e) => {
-            warn!(peer = %st.peer.fingerprint(), code = e.code, message = %e.message, "peer reported an error");
+            // The peer's text is escaped (Debug): a newline in it cannot
+            // forge a log line.
+            warn!(peer = %st.peer.fingerprint(), code = e.code, message = ?e.message, "peer reported an error");
             return Ok(());
         }
         _ => {}
@@ -991,6 +1198,8 @@ async fn broadcast_proof(
     proof: custodia_protocol::EquivocationProof,
     except: Option<AgencyId>,
 ) {
+    let i = inner.clone();
+    let _ = tokio::task::spawn_blocking(move || reload_config(&i)).await;
     let sessions: Vec<(AgencyId, Session)> = lock(&inner.sessions)
         .iter()
         .map(|(k, s)| (*k, s.clone()))
@@ -1036,11 +1245,21 @@ async fn resync(
             c.resync_at = None;
         }
         let peer = st.peer;
-        let heads = blocking(inner, move |s, _| match s.case(&case) {
-            Some(v) if v.is_member(&peer) => s.heads(&case),
-            _ => Vec::new(),
+        let heads = blocking(inner, move |s, i| {
+            if !may_serve(s, i, &peer) {
+                return None;
+            }
+            Some(match s.case(&case) {
+                Some(v) if v.is_member(&peer) => s.heads(&case),
+                _ => Vec::new(),
+            })
         })
         .await?;
+        let Some(heads) = heads else {
+            st.conn
+                .close(quinn::VarInt::from_u32(0), b"peer removed");
+            return Ok(());
+        };
         out.send(Message::Heads(Heads { case, heads }))
             .await
             .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
@@ -1055,8 +1274,12 @@ async fn announce(
     out: &mpsc::Sender<Message>,
 ) -> SessionResult {
     let peer = st.peer;
-    let shared: Vec<(CaseId, Vec<Head>)> = blocking(inner, move |s, _| {
-        s.cases()
+    let shared: Option<Vec<(CaseId, Vec<Head>)>> = blocking(inner, move |s, i| {
+        if !may_serve(s, i, &peer) {
+            return None;
+        }
+        let shared = s
+            .cases()
             .copied()
             .collect::<Vec<_>>()
             .into_iter()
@@ -1065,9 +1288,15 @@ async fn announce(
                 let h = s.heads(&c);
                 (c, h)
             })
-            .collect()
+            .collect();
+        Some(shared)
     })
     .await?;
+    let Some(shared) = shared else {
+        st.conn
+            .close(quinn::VarInt::from_u32(0), b"peer removed");
+        return Ok(());
+    };
     for (case, heads) in shared {
         let cursor = st.cases.entry(case).or_default();
         if !cursor.heads_sent {
@@ -1143,11 +1372,12 @@ async fn pump(
             };
             let pos = cursor.pos;
             let peer = st.peer;
-            let Some((items, last, next)) = blocking(inner, move |s, _| {
+            let Some((items, last, next)) = blocking(inner, move |s, i| {
                 // Rows another process committed since the last poll are
-                // loaded first: only what the validator knows is served.
-                if let Err(e) = s.refresh() {
-                    warn!(error = %e, "store refresh failed");
+                // loaded first: only what the validator knows is served;
+                // and nothing to a peer removed meanwhile.
+                if !may_serve(s, i, &peer) {
+                    return None;
                 }
                 let v = s.case(&case)?;
                 if !v.is_member(&peer) {
@@ -1203,6 +1433,11 @@ async fn pump(
             })
             .await?
             else {
+                if !inner.pins.contains(&st.peer.0) {
+                    st.conn
+                        .close(quinn::VarInt::from_u32(0), b"peer removed");
+                    return Ok(());
+                }
                 break;
             };
             let Some(cursor) = st.cases.get_mut(&case) else {

@@ -387,6 +387,14 @@ impl Local {
 
     /// Adds or replaces a peer in the configuration.
     pub fn add_peer(&mut self, peer: Peer) -> Result<(), LocalError> {
+        // A node never pins itself: its own key as a peer would make it
+        // accept connections that claim to be this agency.
+        if peer.agency() == Some(self.me()) {
+            return Err(LocalError::Refused(format!(
+                "{} is this node's own agency key; a peer is another agency (its id is the `agency id` line of `custodia id` on that agency's node)",
+                self.me().fingerprint()
+            )));
+        }
         let mut config = self.config.clone();
         config
             .peers

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use custodia_protocol::{
-    AgencyId, Applied, Body, CaseId, CaseState, Entry, EntryId, EquivocationProof, Head, Identity,
-    Payload, RejectKind, Rejection, SyncItem, Tlp, Validator, WithheldPosition, FORMAT_VERSION,
-    MAX_REFS,
+    admit_proof, AgencyId, Applied, Body, CaseId, CaseState, Entry, EntryId, EquivocationProof,
+    Head, Identity, Payload, ProofRefusal, RejectKind, Rejection, SyncItem, Tlp, Validator,
+    WithheldPosition, FORMAT_VERSION, MAX_PROOFS_PER_AUTHOR, MAX_REFS,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -678,7 +678,7 @@ impl Store {
         let Ok(eq) = proof.check() else {
             return Ok(false);
         };
-        if eq.case != *case {
+        if eq.case != *case || self.proofs_about(case, &eq.author)? >= MAX_PROOFS_PER_AUTHOR {
             return Ok(false);
         }
         let n = self
@@ -856,13 +856,39 @@ impl Store {
         Ok(out)
     }
 
-    /// Stores an equivocation proof received from a peer, if it checks.
+    /// Stores an equivocation proof that peer `from` sent, if the node
+    /// takes it (SPEC.md §9.11: the case is held here, the sender and the
+    /// author are members, the proof checks, and fewer than
+    /// [`MAX_PROOFS_PER_AUTHOR`] proofs about that author are held).
+    /// `Ok(Ok(true))` if it is new and now stored, `Ok(Ok(false))` if it
+    /// was already held, `Ok(Err(_))` if it was refused.
     pub fn receive_proof(
         &mut self,
         case: &CaseId,
         proof: &EquivocationProof,
-    ) -> Result<bool, StoreError> {
-        self.insert_proof(case, proof)
+        from: &AgencyId,
+    ) -> Result<Result<bool, ProofRefusal>, StoreError> {
+        // Taken from other processes' writes too (the sender's membership
+        // may have just arrived through the CLI's store).
+        self.refresh()?;
+        let v = self.cases.get(case);
+        if let Err(r) = admit_proof(case, proof, from, v, |a| {
+            self.proofs_about(case, a).unwrap_or(usize::MAX)
+        }) {
+            return Ok(Err(r));
+        }
+        self.insert_proof(case, proof).map(Ok)
+    }
+
+    /// How many proofs about `author` are stored for a case.
+    fn proofs_about(&self, case: &CaseId, author: &AgencyId) -> Result<usize, StoreError> {
+        self.conn
+            .prepare_cached("SELECT COUNT(*) FROM equivocations WHERE case_id = ?1 AND author = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![&case.0[..], &author.0[..]], |r| r.get::<_, i64>(0))
+            })
+            .map(|n| n as usize)
+            .map_err(|e| self.sql(e))
     }
 
     /// The equivocation proofs stored for a case.

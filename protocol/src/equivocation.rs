@@ -101,3 +101,80 @@ impl EquivocationProof {
         })
     }
 }
+
+/// At most this many proofs are kept per case and author (SPEC.md §9.11).
+/// One proof already shows that the author forked its history; the bound
+/// keeps a member that forks every position it writes (or a peer that
+/// sends such proofs) from growing other nodes' stores without limit.
+pub const MAX_PROOFS_PER_AUTHOR: usize = 16;
+
+/// Why a node does not take a proof a peer sent it (SPEC.md §9.11). None
+/// of these is a protocol error: the proof is dropped and logged, and the
+/// connection goes on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProofRefusal {
+    /// The node does not hold the case (it reveals nothing by saying so:
+    /// the refusal is not sent back).
+    #[error("unknown-case: this node does not hold the case")]
+    UnknownCase,
+    /// The sending peer is not a member of the case here.
+    #[error("sender-not-member: the sending agency is not a member of the case")]
+    SenderNotMember,
+    /// The proof does not check (SPEC.md §14.2).
+    #[error("invalid-proof: {0}")]
+    Invalid(ProofError),
+    /// The proof is about another case than the message names.
+    #[error("wrong-case: the proof's entries belong to another case")]
+    WrongCase,
+    /// The author of the two entries was never a member of the case.
+    #[error("author-not-member: the author of the two entries is not a member of the case")]
+    AuthorNotMember,
+    /// The node already holds [`MAX_PROOFS_PER_AUTHOR`] proofs about the
+    /// author in this case.
+    #[error("author-limit: {MAX_PROOFS_PER_AUTHOR} proofs about this author are already held")]
+    AuthorLimit,
+}
+
+impl ProofRefusal {
+    /// The refusal's class name, as logged.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ProofRefusal::UnknownCase => "unknown-case",
+            ProofRefusal::SenderNotMember => "sender-not-member",
+            ProofRefusal::Invalid(_) => "invalid-proof",
+            ProofRefusal::WrongCase => "wrong-case",
+            ProofRefusal::AuthorNotMember => "author-not-member",
+            ProofRefusal::AuthorLimit => "author-limit",
+        }
+    }
+}
+
+/// Decides whether a node takes a proof that peer `sender` sent for
+/// `case` (SPEC.md §9.11), given its validator of the case (None if it
+/// does not hold it) and how many proofs it already holds about an author
+/// of the case. The cheap checks come first, so a peer that may not send
+/// proofs at all costs no signature verification.
+pub fn admit_proof(
+    case: &CaseId,
+    proof: &EquivocationProof,
+    sender: &AgencyId,
+    validator: Option<&crate::Validator>,
+    held_about: impl Fn(&AgencyId) -> usize,
+) -> Result<Equivocation, ProofRefusal> {
+    let v = validator.ok_or(ProofRefusal::UnknownCase)?;
+    if !v.is_member(sender) {
+        return Err(ProofRefusal::SenderNotMember);
+    }
+    let eq = proof.check().map_err(ProofRefusal::Invalid)?;
+    if eq.case != *case {
+        return Err(ProofRefusal::WrongCase);
+    }
+    if !v.state().members.contains_key(&eq.author) {
+        return Err(ProofRefusal::AuthorNotMember);
+    }
+    if held_about(&eq.author) >= MAX_PROOFS_PER_AUTHOR {
+        return Err(ProofRefusal::AuthorLimit);
+    }
+    Ok(eq)
+}

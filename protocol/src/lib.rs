@@ -38,7 +38,9 @@ pub use entry::{
     protected_header, sig_structure, Entry, Payload, Unverified, CONTENT_TYPE, FORMAT_VERSION,
     MAX_ENTRY_SIZE, MAX_RECIPIENTS, MAX_REFS, MAX_WITNESS_HEADS,
 };
-pub use equivocation::{Equivocation, EquivocationProof, ProofError};
+pub use equivocation::{
+    admit_proof, Equivocation, EquivocationProof, ProofError, ProofRefusal, MAX_PROOFS_PER_AUTHOR,
+};
 pub use error::{RejectKind, Rejection};
 pub use identity::{is_valid_agency_key, Identity};
 pub use ids::{AgencyId, CaseId, EntryId, IdParseError, ItemId};
@@ -49,7 +51,7 @@ pub use sync::{
     Message, SyncError, MAX_BATCH, MAX_FRAME, MAX_HEADS, MAX_UNACKED_BATCHES, SYNC_VERSIONS,
 };
 pub use tlp::Tlp;
-pub use validate::{Applied, EntryMeta, Validator, SKEW_MS};
+pub use validate::{AfterRemoval, Applied, EntryMeta, Validator, SKEW_MS};
 
 pub mod utc;
 

@@ -192,6 +192,18 @@ impl IdIndex {
     }
 }
 
+/// An entry of a removed agency concurrent with its removal
+/// ([`Validator::after_removal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AfterRemoval {
+    /// The removed agency, the entry's author.
+    pub agency: AgencyId,
+    /// The entry.
+    pub entry: EntryId,
+    /// The `member-removed` entry it is concurrent with.
+    pub removal: EntryId,
+}
+
 /// What a validator knows of an entry, for callers (serving, reports).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryMeta {
@@ -403,6 +415,54 @@ impl Validator {
     /// The agency's role on everything accepted so far.
     pub fn role(&self, agency: &AgencyId) -> Option<Role> {
         self.role_in(agency, &self.all_clock())
+    }
+
+    /// Entries of agencies that are no longer members which are concurrent
+    /// with a removal of their author (SPEC.md §11.1): neither in the
+    /// removal's causal past nor having it in theirs. They passed the
+    /// rules (membership is judged on each entry's own causal past), but
+    /// their author wrote them without knowing, or while ignoring, that it
+    /// had been removed; reports show them as "concurrent with removal".
+    /// An entry that has the removal in its causal past is refused (V14)
+    /// and never appears here. In order of author, then sequence number.
+    pub fn after_removal(&self) -> Vec<AfterRemoval> {
+        let all = self.all_clock();
+        let mut out = Vec::new();
+        let mut agencies: Vec<&AgencyId> = self.membership.keys().collect();
+        agencies.sort();
+        for agency in agencies {
+            if self.role_in(agency, &all).is_some() {
+                continue;
+            }
+            let Some(&m) = self.author_index.get(agency) else {
+                continue;
+            };
+            let removals: Vec<(&MembershipEvent, EntryId)> = self.membership[agency]
+                .iter()
+                .filter(|e| e.added.is_none())
+                .filter_map(|e| Some((e, self.at_index(e.author, e.seq)?.1.id)))
+                .collect();
+            for &r in &self.chains[m] {
+                let rec = &self.recs[r as usize];
+                if rec.withheld() {
+                    continue;
+                }
+                let concurrent = removals.iter().find(|(rm, _)| {
+                    let entry_before = self.clock_at(rm.author, rm.seq, rm.base, m) > rec.seq();
+                    let removal_before =
+                        self.clock_at(m, rec.seq(), rec.base, rm.author) > rm.seq;
+                    !entry_before && !removal_before
+                });
+                if let Some((_, removal)) = concurrent {
+                    out.push(AfterRemoval {
+                        agency: *agency,
+                        entry: rec.id,
+                        removal: *removal,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Validates an entry and, if it passes, accepts it (rules V9–V18; the

@@ -202,3 +202,70 @@ pub fn raw_client(who: &Agency, server: &Agency) -> quinn::Endpoint {
     endpoint.set_default_client_config(client);
     endpoint
 }
+
+/// One `custodia/1` stream spoken by hand: frames out, frames in. For
+/// tests that play a hostile or removed peer at the wire level.
+pub struct Wire {
+    /// The connection.
+    pub conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl Wire {
+    /// Opens the stream on an established connection.
+    pub async fn open(conn: quinn::Connection) -> Option<Wire> {
+        let (send, recv) = conn.open_bi().await.ok()?;
+        Some(Wire { conn, send, recv })
+    }
+
+    /// Sends one message; false if the stream is gone.
+    pub async fn send(&mut self, m: &custodia_protocol::Message) -> bool {
+        self.send.write_all(&m.to_frame()).await.is_ok()
+    }
+
+    /// The next message, or None when the stream ends, the connection
+    /// closes, or nothing arrives within `wait`.
+    pub async fn recv(&mut self, wait: Duration) -> Option<custodia_protocol::Message> {
+        let read = async {
+            let mut prefix = [0u8; 4];
+            self.recv.read_exact(&mut prefix).await.ok()?;
+            let n = custodia_protocol::Message::frame_len(prefix).ok()?;
+            let mut body = vec![0u8; n];
+            self.recv.read_exact(&mut body).await.ok()?;
+            custodia_protocol::Message::decode(&body).ok()
+        };
+        tokio::time::timeout(wait, read).await.ok().flatten()
+    }
+
+    /// Reads until the stream ends or `wait` passes without a message,
+    /// acknowledging every batch (so the node keeps sending), and returns
+    /// everything received.
+    pub async fn drain(&mut self, wait: Duration) -> Vec<custodia_protocol::Message> {
+        use custodia_protocol::{Ack, Message};
+        let mut got = Vec::new();
+        while let Some(m) = self.recv(wait).await {
+            if let Message::Entries(e) = &m {
+                let ack = Message::Ack(Ack {
+                    case: e.case,
+                    batch: e.batch,
+                    stored: e.items.len() as u64,
+                    refused: 0,
+                });
+                let _ = self.send(&ack).await;
+            }
+            got.push(m);
+        }
+        got
+    }
+}
+
+/// Whether any `entries` message in `got` carries these exact entry bytes.
+pub fn carries(got: &[custodia_protocol::Message], bytes: &[u8]) -> bool {
+    got.iter().any(|m| match m {
+        custodia_protocol::Message::Entries(e) => e.items.iter().any(
+            |i| matches!(i, custodia_protocol::SyncItem::Entry(b) if b.as_slice() == bytes),
+        ),
+        _ => false,
+    })
+}

@@ -124,6 +124,10 @@ pub struct MemberReport {
     pub removed_by: Option<EntryId>,
     /// That entry's index in the bundle.
     pub removed_index: Option<usize>,
+    /// Its entries concurrent with its removal (SPEC.md §11.1), with their
+    /// indices in the bundle: written after the removal without having it
+    /// in their causal past.
+    pub after_removal: Vec<(EntryId, Option<usize>)>,
     /// Its entries disclosed in the bundle.
     pub disclosed: usize,
     /// Its positions disclosed as withheld.
@@ -935,6 +939,7 @@ impl<'t> Verifier<'t> {
                 }
             }
         }
+        let after_removal = self.v.after_removal();
         let members = state
             .members
             .values()
@@ -951,6 +956,11 @@ impl<'t> Verifier<'t> {
                     added_index: self.index_of(&m.added_by),
                     removed_by: m.removed_by,
                     removed_index: m.removed_by.and_then(|r| self.index_of(&r)),
+                    after_removal: after_removal
+                        .iter()
+                        .filter(|x| x.agency == m.agency)
+                        .map(|x| (x.entry, self.index_of(&x.entry)))
+                        .collect(),
                     disclosed,
                     withheld,
                     trust: self.trust_of(&m.agency),

@@ -1,0 +1,363 @@
+//! The hostile-peer suite: a peer that speaks `custodia/1` with its own
+//! pinned key and tries what a hostile agency (or a removed one) would.
+//! Each test asserts what the honest node, its honest peers and a court
+//! see. Real nodes on 127.0.0.1, real QUIC, real SQLite files.
+
+use std::time::Duration;
+
+use custodia_node::daemon;
+use custodia_protocol::{
+    Body, CaseId, Entry, EntryId, EquivocationNotice, EquivocationProof, Heads, Hello,
+    Identity, Message, Note, Payload, Role, Tlp, SYNC_VERSIONS,
+};
+use custodia_tests::{carries, eventually, link, note, open_shared, raw_client, Agency, Wire};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn connect(who: &Agency, to: &Agency) -> quinn::Connection {
+    raw_client(who, to)
+        .connect(to.addr, custodia_node::tls::SERVER_NAME)
+        .expect("connect")
+        .await
+        .expect("handshake with a pinned key")
+}
+
+async fn hello(w: &mut Wire, who: &Agency) {
+    assert!(
+        w.send(&Message::Hello(Hello {
+            versions: SYNC_VERSIONS.to_vec(),
+            agency: who.id,
+        }))
+        .await
+    );
+}
+
+async fn ask(w: &mut Wire, case: CaseId) {
+    w.send(&Message::Heads(Heads {
+        case,
+        heads: Vec::new(),
+    }))
+    .await;
+}
+
+/// A note by `who` in `case` at `seq`, chained on `prev`, referencing `refs`.
+fn signed_note(
+    who: &Identity,
+    case: CaseId,
+    seq: u64,
+    prev: Option<EntryId>,
+    refs: Vec<EntryId>,
+    text: &str,
+) -> Entry {
+    Entry::sign(
+        who,
+        &Payload {
+            v: 1,
+            case: Some(case),
+            author: who.agency(),
+            seq,
+            prev,
+            refs,
+            time: daemon::now_ms(),
+            tlp: Tlp::Amber,
+            to: None,
+            body: Body::Note(Note {
+                text: text.into(),
+                item: None,
+            }),
+        },
+    )
+}
+
+/// The exact race: the TLS handshake completes while the peer is pinned,
+/// the operator removes the peer, an entry is written, and only then does
+/// the removed peer open its stream. It gets no session, nothing written
+/// after its removal, and its connection is closed (keep-alive does not
+/// hold it open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_removed_between_handshake_and_stream_gets_nothing() {
+    let (a, m) = (Agency::new("alpha", "PH"), Agency::new("mallory", "ZZ"));
+    link(&a, &m);
+    let case = open_shared(&a, &[(&m, Role::Investigator)]);
+    let ra = daemon::start(&a.dir).await.expect("a");
+    let conn = connect(&m, &a).await;
+    a.local().remove_peer("mallory").expect("peer remove");
+    let secret = a
+        .local()
+        .write(&case, note("written after mallory was removed"))
+        .expect("write");
+    // The node notices the configuration change on its own schedule; give
+    // it ample time before the removed peer opens its stream.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = match Wire::open(conn.clone()).await {
+        Some(mut w) => {
+            hello(&mut w, &m).await;
+            ask(&mut w, case).await;
+            w.drain(Duration::from_secs(3)).await
+        }
+        None => Vec::new(),
+    };
+    assert!(
+        !carries(&got, secret.bytes()),
+        "the removed peer received an entry written after its removal"
+    );
+    assert!(
+        !got.iter().any(|m| matches!(m, Message::Entries(_))),
+        "the removed peer received entries: {got:?}"
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await;
+    assert!(closed.is_ok(), "the removed peer's connection stays open");
+    assert!(!ra.connected().contains(&m.id));
+    ra.shutdown().await;
+}
+
+/// A peer with an open session is removed and an entry is written at once
+/// (no pause): the removed peer never receives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_peer_receives_nothing_written_after_its_removal() {
+    let (a, m) = (Agency::new("alpha", "PH"), Agency::new("mallory", "ZZ"));
+    link(&a, &m);
+    let case = open_shared(&a, &[(&m, Role::Investigator)]);
+    let ra = daemon::start(&a.dir).await.expect("a");
+    for round in 0..5 {
+        let conn = connect(&m, &a).await;
+        let mut w = Wire::open(conn.clone()).await.expect("stream");
+        hello(&mut w, &m).await;
+        ask(&mut w, case).await;
+        // The session is live: the case so far arrives.
+        let before = w.drain(Duration::from_millis(700)).await;
+        assert!(
+            before.iter().any(|m| matches!(m, Message::Entries(_))),
+            "round {round}: the pinned member was served"
+        );
+        // Keep the node busy serving this peer (each `heads` makes it look
+        // for new rows) while the operator removes it and writes.
+        let heads = a.local().store.heads(&case);
+        for _ in 0..300 {
+            w.send(&Message::Heads(Heads {
+                case,
+                heads: heads.clone(),
+            }))
+            .await;
+        }
+        let mut l = a.local();
+        l.remove_peer("mallory").expect("peer remove");
+        let secret = l
+            .write(&case, note(&format!("after the removal, round {round}")))
+            .expect("write");
+        drop(l);
+        let after = w.drain(Duration::from_secs(2)).await;
+        assert!(
+            !carries(&after, secret.bytes()),
+            "round {round}: the removed peer received an entry written after its removal"
+        );
+        let closed = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await;
+        assert!(closed.is_ok(), "round {round}: the connection stays open");
+        a.pin(&m, "ZZ");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ra.shutdown().await;
+}
+
+fn fork_proof(who: &Identity, case: CaseId, seq: u64, refs: Vec<EntryId>) -> EquivocationProof {
+    // A well-formed fork: after position 0 each version names a previous
+    // entry (which the receiver need not hold: a proof stands alone).
+    let prev = (seq > 0).then(|| EntryId([seq as u8; 32]));
+    let x = signed_note(who, case, seq, prev, refs.clone(), "version one");
+    let y = signed_note(who, case, seq, prev, refs, "version two");
+    let proof = EquivocationProof::new(&x, &y);
+    proof.check().expect("the forged fork is a valid proof");
+    proof
+}
+
+/// Equivocation proofs from a pinned non-member, about a non-member, or
+/// for a case the node does not hold are refused and never stored,
+/// forwarded or exported; a member cannot flood the store with proofs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_are_taken_only_from_members_about_members_within_bounds() {
+    let (a, b, m) = (
+        Agency::new("alpha", "PH"),
+        Agency::new("bravo", "DE"),
+        Agency::new("mallory", "ZZ"),
+    );
+    link(&a, &b);
+    link(&a, &m);
+    let case = open_shared(&a, &[(&b, Role::Investigator)]);
+    let genesis = case;
+    let ra = daemon::start(&a.dir).await.expect("a");
+    let rb = daemon::start(&b.dir).await.expect("b");
+    assert!(eventually(WAIT, || b.case_count(&case) >= 2).await);
+    let proofs = |x: &Agency| x.local().store.proofs(&case).expect("proofs").len();
+
+    // Mallory, pinned but not a member, sends proofs of its own forks in
+    // the case, and proofs for a case id nobody holds.
+    let mallory = m.identity();
+    let conn = connect(&m, &a).await;
+    let mut w = Wire::open(conn.clone()).await.expect("stream");
+    hello(&mut w, &m).await;
+    let unknown = EntryId([0x5a; 32]);
+    for seq in 0..20 {
+        let _ = w
+            .send(&Message::Equivocation(EquivocationNotice {
+                case,
+                proof: fork_proof(&mallory, case, seq, vec![genesis]),
+            }))
+            .await;
+        let _ = w
+            .send(&Message::Equivocation(EquivocationNotice {
+                case: unknown,
+                proof: fork_proof(&mallory, unknown, seq, Vec::new()),
+            }))
+            .await;
+    }
+    let _ = w.drain(Duration::from_secs(2)).await;
+    assert_eq!(proofs(&a), 0, "a non-member's proof was stored");
+    assert_eq!(
+        a.local().store.proofs(&unknown).expect("proofs").len(),
+        0,
+        "a proof for a case the node does not hold was stored"
+    );
+
+    // Bravo, a member, is hostile too: proofs about Mallory (no member),
+    // then a flood of proofs of its own forks.
+    let bravo = b.identity();
+    rb.shutdown().await;
+    let conn = connect(&b, &a).await;
+    let mut w = Wire::open(conn.clone()).await.expect("stream");
+    hello(&mut w, &b).await;
+    for seq in 0..5 {
+        let _ = w
+            .send(&Message::Equivocation(EquivocationNotice {
+                case,
+                proof: fork_proof(&mallory, case, seq, vec![genesis]),
+            }))
+            .await;
+    }
+    let _ = w.drain(Duration::from_secs(1)).await;
+    assert_eq!(proofs(&a), 0, "a proof about a non-member was stored");
+    let conn = connect(&b, &a).await;
+    let mut w = Wire::open(conn.clone()).await.expect("stream");
+    hello(&mut w, &b).await;
+    for seq in 0..200 {
+        if !w
+            .send(&Message::Equivocation(EquivocationNotice {
+                case,
+                proof: fork_proof(&bravo, case, 100 + seq, vec![genesis]),
+            }))
+            .await
+        {
+            break;
+        }
+    }
+    let _ = w.drain(Duration::from_secs(2)).await;
+    let held = proofs(&a);
+    assert!(held >= 1, "a member's genuine proof about itself is kept");
+    assert!(
+        held <= custodia_protocol::MAX_PROOFS_PER_AUTHOR,
+        "{held} proofs of one author stored (bound {})",
+        custodia_protocol::MAX_PROOFS_PER_AUTHOR
+    );
+    // A court bundle carries no proof planted by the non-member.
+    let bundle = a.local().export_bundle(&case, &[]).expect("export");
+    let decoded = custodia_protocol::bundle::Bundle::decode(&bundle).expect("bundle");
+    for p in &decoded.proofs() {
+        let eq = p.check().expect("proof checks");
+        assert_ne!(eq.author, m.id, "the non-member's proof reached the bundle");
+    }
+    ra.shutdown().await;
+}
+
+/// After `case unshare`, the removed agency's entries that have the
+/// removal in their causal past are refused; those written without
+/// knowing of it are kept but reported as concurrent with the removal.
+#[test]
+fn a_removed_members_later_entries_are_refused_or_reported() {
+    let (a, b) = (Agency::new("alpha", "PH"), Agency::new("bravo", "DE"));
+    let case = open_shared(&a, &[(&b, Role::Investigator)]);
+    let now = daemon::now_ms();
+    // Bravo holds the case as shared (it never hears of its removal).
+    let shared: Vec<custodia_protocol::SyncItem> = a
+        .case_bytes(&case)
+        .into_iter()
+        .map(custodia_protocol::SyncItem::Entry)
+        .collect();
+    b.local()
+        .store
+        .receive(&case, shared, now)
+        .expect("bravo stores the case");
+    let removal = a
+        .local()
+        .unshare(&case, &b.id.to_hex(), Some("left the operation"))
+        .expect("unshare");
+    // Bravo writes on, unaware of the removal.
+    let unaware = b
+        .local()
+        .write(&case, note("written without knowing of the removal"))
+        .expect("bravo writes");
+    // And an entry that names the removal in its causal past.
+    let bravo = b.identity();
+    let knowing = signed_note(
+        &bravo,
+        case,
+        unaware.seq() + 1,
+        Some(unaware.id()),
+        vec![removal.id()],
+        "written after seeing the removal",
+    );
+    let out = a
+        .local()
+        .store
+        .receive(
+            &case,
+            vec![
+                custodia_protocol::SyncItem::Entry(unaware.bytes().to_vec()),
+                custodia_protocol::SyncItem::Entry(knowing.bytes().to_vec()),
+            ],
+            daemon::now_ms(),
+        )
+        .expect("receive");
+    assert_eq!(out.stored, vec![unaware.id()], "{:?}", out.refused);
+    assert_eq!(out.refused.len(), 1);
+    assert_eq!(out.refused[0].rule(), 14, "{}", out.refused[0]);
+    let l = a.local();
+    let v = l.store.case(&case).expect("case");
+    let reported = v.after_removal();
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert_eq!(reported[0].entry, unaware.id());
+    assert_eq!(reported[0].removal, removal.id());
+    assert_eq!(reported[0].agency, b.id);
+    // A court sees it too.
+    let bundle = l.export_bundle(&case, &[]).expect("export");
+    let decoded = custodia_protocol::bundle::Bundle::decode(&bundle).expect("bundle");
+    let report = custodia_protocol::bundle::verify(&decoded, None);
+    let member = report
+        .members
+        .iter()
+        .find(|m| m.agency == b.id)
+        .expect("bravo listed");
+    assert_eq!(
+        member
+            .after_removal
+            .iter()
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>(),
+        vec![unaware.id()]
+    );
+}
+
+/// `peer add` refuses the node's own key: a node never pins itself.
+#[test]
+fn peer_add_refuses_the_nodes_own_key() {
+    let a = Agency::new("alpha", "PH");
+    let mut l = a.local();
+    let err = l
+        .add_peer(custodia_node::config::Peer {
+            name: "myself".into(),
+            addr: a.addr.to_string(),
+            key: a.id.to_hex(),
+            country: "PH".into(),
+        })
+        .expect_err("own key refused");
+    assert!(err.to_string().contains("own"), "{err}");
+    assert!(l.agencies().iter().all(|k| k.name != "myself"));
+}
