@@ -414,11 +414,26 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The QUIC and TLS libraries log every packet and alert at the debug
+/// level: kilobytes for each handshake a stranger attempts. Unless
+/// `CUSTODIA_LOG` names them, they log warnings only.
+const QUIET_LIBRARIES: &[&str] = &["quinn", "quinn_proto", "quinn_udp", "rustls"];
+
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODIA_LOG")
+    let spec = std::env::var("CUSTODIA_LOG").unwrap_or_else(|_| "info".to_string());
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&spec)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for lib in QUIET_LIBRARIES {
+        if !spec.contains(lib) {
+            if let Ok(d) = format!("{lib}=warn").parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
+    // Colour only on a terminal: a log file or journal gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();

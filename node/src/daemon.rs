@@ -164,19 +164,29 @@ impl LogLimiter {
     /// (this one included).
     fn due(&mut self, key: std::net::IpAddr, now: Instant) -> Option<u64> {
         if self.seen.len() >= LOG_KEYS && !self.seen.contains_key(&key) {
-            self.seen.retain(|_, (t, _)| now.duration_since(*t) < LOG_EVERY);
+            self.seen
+                .retain(|_, (t, _)| now.duration_since(*t) < LOG_EVERY);
             if self.seen.len() >= LOG_KEYS {
                 return None;
             }
         }
-        let e = self.seen.entry(key).or_insert((now, 0));
-        e.1 += 1;
-        if e.1 == 1 || now.duration_since(e.0) >= LOG_EVERY {
-            let n = e.1;
-            *e = (now, 0);
-            Some(n)
-        } else {
-            None
+        // (when the last line was logged, events since then)
+        match self.seen.entry(key) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert((now, 0));
+                Some(1)
+            }
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let e = o.get_mut();
+                e.1 += 1;
+                if now.duration_since(e.0) >= LOG_EVERY {
+                    let n = e.1;
+                    *e = (now, 0);
+                    Some(n)
+                } else {
+                    None
+                }
+            }
         }
     }
 }
@@ -192,6 +202,8 @@ pub struct PeerStats {
     pub case_bytes: u64,
     /// Entries and withheld positions received.
     pub items: u64,
+    /// Sessions started with the peer (either side dialling).
+    pub sessions: u64,
 }
 
 #[derive(Clone)]
@@ -652,6 +664,8 @@ struct SessionState {
     conn: quinn::Connection,
     /// Equivocation proofs refused on this connection (SPEC.md §9.11).
     refused_proofs: usize,
+    /// The peer sent an `error` message.
+    peer_error: bool,
     cases: HashMap<CaseId, CaseCursor>,
     in_flight: usize,
     batch: u64,
@@ -701,6 +715,7 @@ async fn run_session(
         conn.close(quinn::VarInt::from_u32(0), b"peer removed");
         return false;
     }
+    lock(&inner.stats).entry(peer).or_default().sessions += 1;
     let id = inner
         .next_session
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -718,7 +733,14 @@ async fn run_session(
     }
     let writer = tokio::spawn(write_frames(send, out_rx));
     let result = session(&inner, &conn, peer, recv, out.clone()).await;
-    let clean = result.is_ok();
+    // Clean: no error on either side (a peer that reports an error, or
+    // closes with a non-zero code, ended the session with a failure).
+    let clean = matches!(result, Ok(true))
+        && match conn.close_reason() {
+            None | Some(quinn::ConnectionError::LocallyClosed) => true,
+            Some(quinn::ConnectionError::ApplicationClosed(c)) => c.error_code.into_inner() == 0,
+            Some(_) => false,
+        };
     if let Err((code, msg)) = result {
         // Tell the peer why (an error message), then close with the code.
         let notice = Message::Error(ErrorMessage {
@@ -762,12 +784,13 @@ async fn session(
     peer: AgencyId,
     mut recv: quinn::RecvStream,
     out: mpsc::Sender<Message>,
-) -> SessionResult {
+) -> Result<bool, (ErrorCode, String)> {
     let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut st = SessionState {
         peer,
         conn: conn.clone(),
         refused_proofs: 0,
+        peer_error: false,
         cases: HashMap::new(),
         in_flight: 0,
         batch: 0,
@@ -882,7 +905,8 @@ async fn session(
     }
     .await;
     reader.abort();
-    result
+    // Ok(false): the session ended because the peer reported an error.
+    result.map(|()| !st.peer_error)
 }
 
 /// Handles one frame from the reader. A batch of entries is committed
@@ -1133,8 +1157,7 @@ async fn handle(
             })
             .await?;
             if !serving {
-                st.conn
-                    .close(quinn::VarInt::from_u32(0), b"peer removed");
+                st.conn.close(quinn::VarInt::from_u32(0), b"peer removed");
                 return Ok(());
             }
             let cursor = st.cases.entry(case).or_default();
@@ -1185,6 +1208,7 @@ async fn handle(
             // The peer's text is escaped (Debug): a newline in it cannot
             // forge a log line.
             warn!(peer = %st.peer.fingerprint(), code = e.code, message = ?e.message, "peer reported an error");
+            st.peer_error = true;
             return Ok(());
         }
         _ => {}
@@ -1256,8 +1280,7 @@ async fn resync(
         })
         .await?;
         let Some(heads) = heads else {
-            st.conn
-                .close(quinn::VarInt::from_u32(0), b"peer removed");
+            st.conn.close(quinn::VarInt::from_u32(0), b"peer removed");
             return Ok(());
         };
         out.send(Message::Heads(Heads { case, heads }))
@@ -1293,8 +1316,7 @@ async fn announce(
     })
     .await?;
     let Some(shared) = shared else {
-        st.conn
-            .close(quinn::VarInt::from_u32(0), b"peer removed");
+        st.conn.close(quinn::VarInt::from_u32(0), b"peer removed");
         return Ok(());
     };
     for (case, heads) in shared {
@@ -1434,8 +1456,7 @@ async fn pump(
             .await?
             else {
                 if !inner.pins.contains(&st.peer.0) {
-                    st.conn
-                        .close(quinn::VarInt::from_u32(0), b"peer removed");
+                    st.conn.close(quinn::VarInt::from_u32(0), b"peer removed");
                     return Ok(());
                 }
                 break;

@@ -309,15 +309,15 @@ impl PinnedVerifier {
         intermediates: &[CertificateDer<'_>],
     ) -> Result<(), rustls::Error> {
         if !intermediates.is_empty() {
-            tracing::debug!("refusing peer: certificate chain has intermediates");
+            tracing::trace!("refusing peer: certificate chain has intermediates");
             return Err(refused());
         }
         let Some(key) = ed25519_key(end_entity) else {
-            tracing::debug!("refusing peer: certificate holds no Ed25519 key");
+            tracing::trace!("refusing peer: certificate holds no Ed25519 key");
             return Err(refused());
         };
         if !self.pins.contains(&key) {
-            tracing::debug!(peer = %hex::encode(key), "refusing peer: key not pinned");
+            tracing::trace!(peer = %hex::encode(key), "refusing peer: key not pinned");
             return Err(refused());
         }
         Ok(())
@@ -331,11 +331,11 @@ impl PinnedVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         if dss.scheme != SignatureScheme::ED25519 {
-            tracing::debug!(scheme = ?dss.scheme, "refusing peer: handshake signature scheme");
+            tracing::trace!(scheme = ?dss.scheme, "refusing peer: handshake signature scheme");
             return Err(refused());
         }
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms).map_err(|_| {
-            tracing::debug!("refusing peer: bad handshake signature");
+            tracing::trace!("refusing peer: bad handshake signature");
             refused()
         })
     }

@@ -449,8 +449,7 @@ impl Validator {
                 }
                 let concurrent = removals.iter().find(|(rm, _)| {
                     let entry_before = self.clock_at(rm.author, rm.seq, rm.base, m) > rec.seq();
-                    let removal_before =
-                        self.clock_at(m, rec.seq(), rec.base, rm.author) > rm.seq;
+                    let removal_before = self.clock_at(m, rec.seq(), rec.base, rm.author) > rm.seq;
                     !entry_before && !removal_before
                 });
                 if let Some((_, removal)) = concurrent {

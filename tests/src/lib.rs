@@ -130,6 +130,24 @@ impl Agency {
     }
 }
 
+impl Agency {
+    /// Starts `custodia node run` as a separate process with its log, at
+    /// `level` (the `CUSTODIA_LOG` filter), written to `log`.
+    pub fn spawn_logging(&self, level: &str, log: &Path) -> Child {
+        let file = std::fs::File::create(log).expect("log file");
+        Command::new(custodia_binary())
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["node", "run"])
+            .env("CUSTODIA_LOG", level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn custodia node run")
+    }
+}
+
 /// Pins two agencies to each other.
 pub fn link(a: &Agency, b: &Agency) {
     a.pin(b, "ZZ");
@@ -263,9 +281,10 @@ impl Wire {
 /// Whether any `entries` message in `got` carries these exact entry bytes.
 pub fn carries(got: &[custodia_protocol::Message], bytes: &[u8]) -> bool {
     got.iter().any(|m| match m {
-        custodia_protocol::Message::Entries(e) => e.items.iter().any(
-            |i| matches!(i, custodia_protocol::SyncItem::Entry(b) if b.as_slice() == bytes),
-        ),
+        custodia_protocol::Message::Entries(e) => e
+            .items
+            .iter()
+            .any(|i| matches!(i, custodia_protocol::SyncItem::Entry(b) if b.as_slice() == bytes)),
         _ => false,
     })
 }

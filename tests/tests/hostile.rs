@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use custodia_node::daemon;
 use custodia_protocol::{
-    Body, CaseId, Entry, EntryId, EquivocationNotice, EquivocationProof, Heads, Hello,
-    Identity, Message, Note, Payload, Role, Tlp, SYNC_VERSIONS,
+    Body, CaseId, Entry, EntryId, EquivocationNotice, EquivocationProof, Heads, Hello, Identity,
+    Message, Note, Payload, Role, Tlp, SYNC_VERSIONS,
 };
 use custodia_tests::{carries, eventually, link, note, open_shared, raw_client, Agency, Wire};
 
@@ -162,7 +162,7 @@ async fn a_removed_peer_receives_nothing_written_after_its_removal() {
 fn fork_proof(who: &Identity, case: CaseId, seq: u64, refs: Vec<EntryId>) -> EquivocationProof {
     // A well-formed fork: after position 0 each version names a previous
     // entry (which the receiver need not hold: a proof stands alone).
-    let prev = (seq > 0).then(|| EntryId([seq as u8; 32]));
+    let prev = (seq > 0).then_some(EntryId([seq as u8; 32]));
     let x = signed_note(who, case, seq, prev, refs.clone(), "version one");
     let y = signed_note(who, case, seq, prev, refs, "version two");
     let proof = EquivocationProof::new(&x, &y);
@@ -360,4 +360,146 @@ fn peer_add_refuses_the_nodes_own_key() {
         .expect_err("own key refused");
     assert!(err.to_string().contains("own"), "{err}");
     assert!(l.agencies().iter().all(|k| k.name != "myself"));
+}
+
+/// Stops a node process cleanly (SIGTERM) and waits for it.
+fn stop(mut child: std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits until the node process listens (a pinned client completes a
+/// handshake).
+async fn wait_listening(who: &Agency, node: &Agency) {
+    let up = eventually(WAIT, || std::net::UdpSocket::bind(node.addr).is_err()).await;
+    assert!(up, "the node started");
+    let _ = who;
+}
+
+/// A stranger retrying a refused handshake hundreds of times leaves a few
+/// log lines, even at the debug level, not kilobytes per attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_handshakes_do_not_fill_the_log() {
+    let (a, stranger) = (Agency::new("alpha", "PH"), Agency::new("stranger", "ZZ"));
+    let _case = open_shared(&a, &[]);
+    let log = a.dir.join("node.log");
+    let node = a.spawn_logging("debug", &log);
+    wait_listening(&stranger, &a).await;
+    let endpoint = raw_client(&stranger, &a);
+    const ATTEMPTS: usize = 300;
+    for _ in 0..ATTEMPTS {
+        let attempt = async {
+            let conn = endpoint
+                .connect(a.addr, custodia_node::tls::SERVER_NAME)
+                .ok()?
+                .await
+                .ok()?;
+            let (mut send, _) = conn.open_bi().await.ok()?;
+            send.write_all(b"\0\0\0\0").await.ok()?;
+            let _ = conn.closed().await;
+            Some(())
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), attempt).await;
+    }
+    stop(node);
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines = text.lines().count();
+    let refused = text.lines().filter(|l| l.contains("handshake")).count();
+    assert!(
+        refused <= 2,
+        "{refused} lines about refused handshakes for {ATTEMPTS} attempts:\n{}",
+        &text[..text.len().min(4000)]
+    );
+    assert!(
+        text.len() < 100 * ATTEMPTS,
+        "{} bytes ({lines} lines) of log for {ATTEMPTS} refused handshakes:\n{}",
+        text.len(),
+        &text[..text.len().min(4000)]
+    );
+}
+
+/// A peer's error message is its own text: a newline in it cannot start
+/// a forged line in the node's log, and escape sequences reach the log
+/// escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_error_text_cannot_forge_log_lines() {
+    let (a, m) = (Agency::new("alpha", "PH"), Agency::new("mallory", "ZZ"));
+    link(&a, &m);
+    let _case = open_shared(&a, &[(&m, Role::Investigator)]);
+    let log = a.dir.join("node.log");
+    let node = a.spawn_logging("info", &log);
+    wait_listening(&m, &a).await;
+    let forged = "2026-12-02T12:00:00.000000Z  INFO custodia_node::daemon: FORGED entry accepted";
+    let sent = async {
+        let conn = connect(&m, &a).await;
+        let mut w = Wire::open(conn).await?;
+        hello(&mut w, &m).await;
+        w.send(&Message::Error(custodia_protocol::ErrorMessage {
+            code: 6,
+            message: format!("disk full\n{forged}\n\u{1b}[2J\u{1b}]52;c;aGVsbG8=\u{7}"),
+        }))
+        .await;
+        let _ = w.drain(Duration::from_secs(1)).await;
+        Some(())
+    };
+    tokio::time::timeout(Duration::from_secs(20), sent)
+        .await
+        .expect("bounded");
+    stop(node);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("peer reported an error"),
+        "the error was logged:\n{text}"
+    );
+    for line in text.lines() {
+        assert!(
+            !line.contains("FORGED") || line.contains("peer reported an error"),
+            "a forged log line: {line:?}"
+        );
+        assert!(
+            !line.contains('\u{1b}'),
+            "a raw escape in the log: {line:?}"
+        );
+        assert!(!line.contains('\u{7}'), "a raw BEL in the log: {line:?}");
+    }
+}
+
+/// When the peer's storage fails, every session ends at once with
+/// `internal`: the dialer backs off instead of reconnecting at full speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_peer_is_not_redialled_at_full_speed() {
+    let (x, y) = (Agency::new("xray", "PH"), Agency::new("yankee", "DE"));
+    // The dialer is the agency with the lower key; its peer's store fails.
+    let (dialer, failing) = if x.id < y.id { (&x, &y) } else { (&y, &x) };
+    link(dialer, failing);
+    let _case = open_shared(dialer, &[(failing, Role::Investigator)]);
+    {
+        let db = rusqlite::Connection::open(failing.dir.join("store.sqlite")).expect("db");
+        db.execute_batch(
+            "CREATE TRIGGER storage_fails BEFORE INSERT ON entries
+             BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;",
+        )
+        .expect("trigger");
+    }
+    let rf = daemon::start(&failing.dir).await.expect("failing node");
+    let rd = daemon::start(&dialer.dir).await.expect("dialer");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let sessions = rf.peer_stats(&dialer.id).sessions;
+    assert!(sessions >= 2, "the dialer retried ({sessions} sessions)");
+    // 200 ms doubling: attempts near 0, 0.2, 0.6, 1.4, 3.0 and 6.2 s.
+    assert!(
+        sessions <= 8,
+        "{sessions} sessions in 7 s with a peer whose storage fails"
+    );
+    rd.shutdown().await;
+    rf.shutdown().await;
 }
