@@ -238,6 +238,29 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         ));
         members.push(serde_json::json!({"agency": m.agency.to_hex(), "fingerprint": m.agency.fingerprint(), "name": m.name, "country": m.country, "role": m.role.as_str(), "active": m.is_active()}));
     }
+    // Entries a removed agency wrote without knowing of its removal
+    // (SPEC.md §11.1, §17.2): valid, but never to be read as a member's.
+    let late = s
+        .case
+        .and_then(|c| l.store.case(&c))
+        .map(|v| v.after_removal())
+        .unwrap_or_default();
+    let mut after_removal = Vec::new();
+    if !late.is_empty() {
+        t.push_str(&format!(
+            "\nWritten after removal, without knowing of it ({})\n",
+            late.len()
+        ));
+        for x in &late {
+            t.push_str(&format!(
+                "  {}  entry {}  concurrent with its removal by entry {}\n",
+                l.name_of(&x.agency),
+                short(&x.entry.to_hex()),
+                short(&x.removal.to_hex())
+            ));
+            after_removal.push(serde_json::json!({"agency": x.agency.to_hex(), "entry": x.entry.to_hex(), "removal": x.removal.to_hex()}));
+        }
+    }
     t.push_str("\nEvidence items\n");
     if s.items.is_empty() {
         t.push_str("  (none)\n");
@@ -344,6 +367,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         "case": case, "title": s.title, "reference": s.reference, "jurisdiction": s.jurisdiction,
         "tlp": s.tlp.map(|t| t.as_str()), "entries": s.entries, "members": members, "items": items,
         "open_transfers": transfers, "conflicts": conflicts, "withheld": withheld,
+        "after_removal": after_removal,
     });
     (t.trim_end().to_string(), json)
 }
@@ -356,6 +380,11 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
         .state(case)
         .ok_or_else(|| LocalError::NotFound(format!("no case {case}")))?;
     let rows = l.timeline(case)?;
+    let late: std::collections::HashSet<custodia_protocol::EntryId> = l
+        .store
+        .case(case)
+        .map(|v| v.after_removal().into_iter().map(|x| x.entry).collect())
+        .unwrap_or_default();
     let known: HashMap<AgencyId, String> = l
         .agencies()
         .into_iter()
@@ -398,6 +427,11 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                 if let Some(why) = &retracted {
                     summary.push_str(&format!("  (retracted: {why})"));
                 }
+                let after_removal = late.contains(&e.id());
+                if after_removal {
+                    summary
+                        .push_str("  (written after its author's removal, without knowing of it)");
+                }
                 text.push_str(&format!(
                     "{}  {who:<width$}  {kind:<19}  {summary}\n",
                     iso_time(p.time)
@@ -406,6 +440,7 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                     "entry": e.id().to_hex(), "author": p.author.to_hex(), "author_name": who,
                     "seq": p.seq, "time": iso_time(p.time), "time_ms": p.time, "kind": kind,
                     "summary": summary, "tlp": tlp.as_str(), "retracted": retracted, "withheld": false,
+                    "after_removal": after_removal,
                 }));
             }
             TimelineRow::Withheld(w) => {

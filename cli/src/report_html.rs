@@ -240,6 +240,14 @@ fn members(h: &mut String, r: &Report) {
         if m.removed_by.is_some() {
             membership.push_str(&format!(", removed {}", esc(&at(m.removed_index))));
         }
+        if !m.after_removal.is_empty() {
+            let at_list: Vec<String> = m.after_removal.iter().map(|(_, i)| at(*i)).collect();
+            membership.push_str(&format!(
+                "; <span class=\"alarm\">{} entries concurrent with its removal ({})</span>",
+                m.after_removal.len(),
+                esc(&at_list.join(", "))
+            ));
+        }
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{key}</td><td>{membership}</td></tr>",

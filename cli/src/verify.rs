@@ -15,7 +15,7 @@ use custodia_protocol::bundle::{
     self, BundleError, Checked, Element, EventReport, ItemReport, KeyTrust, Problem, Report,
     StreamDecoder, Streamed, Summary, TrustList, Verifier,
 };
-use custodia_protocol::{AgencyId, ItemId, WithheldPosition};
+use custodia_protocol::{AgencyId, EntryId, ItemId, WithheldPosition};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
@@ -562,6 +562,12 @@ fn text(r: &Report, file: &str) -> String {
         if m.removed_by.is_some() {
             status.push_str(&format!("; removed by {}", at(m.removed_index)));
         }
+        if !m.after_removal.is_empty() {
+            status.push_str(&format!(
+                "; {} entries concurrent with its removal",
+                m.after_removal.len()
+            ));
+        }
         line(format!(
             "  {:<w$}  {:<7}  {:<12}  {:<24}  {:>7}  {:>8}  {status}",
             m.name,
@@ -573,6 +579,26 @@ fn text(r: &Report, file: &str) -> String {
         ));
     }
     line(String::new());
+    let late: Vec<(&str, &EntryId, Option<usize>)> = r
+        .members
+        .iter()
+        .flat_map(|m| {
+            m.after_removal
+                .iter()
+                .map(move |(id, i)| (m.name.as_str(), id, *i))
+        })
+        .collect();
+    if !late.is_empty() {
+        line(format!("Written after removal ({})", late.len()));
+        for (name, id, i) in late {
+            line(format!(
+                "  {name} wrote entry {} {} after it was removed from the case, without the removal in its causal past: it did not know of it, or ignored it",
+                &id.to_hex()[..12],
+                at(i)
+            ));
+        }
+        line(String::new());
+    }
 
     line(format!("Items ({})", r.items.len()));
     for i in &r.items {
@@ -853,6 +879,7 @@ fn to_json(r: &Report) -> Value {
             "added_index": m.added_index,
             "removed_by": m.removed_by.map(|x| x.to_hex()),
             "removed_index": m.removed_index,
+            "after_removal": m.after_removal.iter().map(|(id, index)| json!({"entry": id.to_hex(), "index": index})).collect::<Vec<_>>(),
             "disclosed": m.disclosed,
             "withheld": m.withheld,
             "trust": trust_json(&m.trust),

@@ -1021,9 +1021,9 @@ async fn receive_group(
         }
         for r in &outcome.refused {
             if r.kind.is_transient() {
-                debug!(peer = %st.peer.fingerprint(), entry = ?r.entry, rule = r.rule(), "entry deferred: {r}");
+                debug!(peer = %st.peer.fingerprint(), entry = ?r.entry, rule = r.rule(), reason = ?r.to_string(), "entry deferred");
             } else {
-                warn!(peer = %st.peer.fingerprint(), entry = ?r.entry, rule = r.rule(), "entry refused: {r}");
+                warn!(peer = %st.peer.fingerprint(), entry = ?r.entry, rule = r.rule(), reason = ?r.to_string(), "entry refused");
             }
         }
         // Counted before it is sent: the peer's next batch can only follow
@@ -1195,7 +1195,7 @@ async fn handle(
                     if st.refused_proofs == MAX_REFUSED_PROOFS {
                         warn!(peer = %st.peer.fingerprint(), limit = MAX_REFUSED_PROOFS, "too many refused proofs; this connection's further proofs are dropped");
                     } else {
-                        info!(peer = %st.peer.fingerprint(), case = %case, class = refusal.class(), "equivocation proof refused: {refusal}");
+                        info!(peer = %st.peer.fingerprint(), case = %case, class = refusal.class(), reason = ?refusal.to_string(), "equivocation proof refused");
                     }
                 }
                 Err(e) => {

@@ -343,6 +343,63 @@ fn a_removed_members_later_entries_are_refused_or_reported() {
             .collect::<Vec<_>>(),
         vec![unaware.id()]
     );
+    drop(l);
+    // And so do the operator's and the court's commands.
+    let run = |args: &[&str]| -> serde_json::Value {
+        let out = std::process::Command::new(custodia_tests::custodia_binary())
+            .arg("--dir")
+            .arg(&a.dir)
+            .args(args)
+            .arg("--json")
+            .output()
+            .expect("run custodia");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: {e}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    };
+    let hex = case.to_hex();
+    let show = run(&["case", "show", &hex]);
+    assert_eq!(
+        show["after_removal"][0]["entry"],
+        unaware.id().to_hex(),
+        "{show}"
+    );
+    let log = run(&["case", "log", &hex]);
+    let flagged: Vec<&serde_json::Value> = log["entries"]
+        .as_array()
+        .or(log.as_array())
+        .expect("log rows")
+        .iter()
+        .filter(|r| r["after_removal"] == true)
+        .collect();
+    assert_eq!(flagged.len(), 1, "{log}");
+    assert_eq!(flagged[0]["entry"], unaware.id().to_hex());
+    let file = a.dir.join("lantern.custodia");
+    let out = std::process::Command::new(custodia_tests::custodia_binary())
+        .arg("--dir")
+        .arg(&a.dir)
+        .args(["export", &hex, "--out"])
+        .arg(&file)
+        .output()
+        .expect("export");
+    assert!(out.status.success(), "{out:?}");
+    let verdict = run(&["verify", file.to_str().expect("path")]);
+    let bravo_row = verdict["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["agency"] == b.id.to_hex())
+        .expect("bravo in the report")
+        .clone();
+    assert_eq!(
+        bravo_row["after_removal"][0]["entry"],
+        unaware.id().to_hex(),
+        "{verdict}"
+    );
 }
 
 /// `peer add` refuses the node's own key: a node never pins itself.
