@@ -14,8 +14,10 @@ fn load() -> Vec<Value> {
 }
 
 /// Feeds one vector's entries to a fresh validator. Returns the ids of the
-/// accepted entries, or the index and class of the first failure.
-fn run(v: &Value, lean: bool) -> Result<Vec<EntryId>, (usize, String, String)> {
+/// accepted entries and those the state reports as concurrent with a
+/// removal, or the index and class of the first failure.
+#[allow(clippy::type_complexity)]
+fn run(v: &Value, lean: bool) -> Result<(Vec<EntryId>, Vec<EntryId>), (usize, String, String)> {
     let now = v["now"].as_u64().expect("now");
     let mut validator = if lean {
         Validator::lean()
@@ -45,7 +47,8 @@ fn run(v: &Value, lean: bool) -> Result<Vec<EntryId>, (usize, String, String)> {
             Err(r) => return Err((i, r.class().to_string(), r.to_string())),
         }
     }
-    Ok(ids)
+    let late = validator.after_removal().iter().map(|x| x.entry).collect();
+    Ok((ids, late))
 }
 
 #[test]
@@ -63,16 +66,25 @@ fn every_vector_gives_its_expected_outcome() {
             failures.push(format!("{name}: lean and full validators disagree"));
         }
         match (full, expect) {
-            (Ok(ids), "valid") => {
-                let want: Vec<String> = v["ids"]
-                    .as_array()
-                    .expect("ids")
-                    .iter()
-                    .map(|x| x.as_str().expect("hex").to_string())
-                    .collect();
+            (Ok((ids, late)), "valid") => {
+                let hexes = |key: &str| -> Vec<String> {
+                    v[key]
+                        .as_array()
+                        .unwrap_or_else(|| panic!("{name}: {key}"))
+                        .iter()
+                        .map(|x| x.as_str().expect("hex").to_string())
+                        .collect()
+                };
                 let got: Vec<String> = ids.iter().map(|i| i.to_hex()).collect();
-                if want != got {
+                if hexes("ids") != got {
                     failures.push(format!("{name}: ids differ"));
+                }
+                let got: Vec<String> = late.iter().map(|i| i.to_hex()).collect();
+                if hexes("after_removal") != got {
+                    failures.push(format!(
+                        "{name}: concurrent with removal: got {got:?}, expected {:?}",
+                        hexes("after_removal")
+                    ));
                 }
             }
             (Ok(_), _) => failures.push(format!("{name}: accepted, expected {expect}")),

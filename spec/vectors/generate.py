@@ -252,6 +252,9 @@ class Vector:
         self.clock = T0 - STEP
         self.failing = None
         self.extra_keys = {}
+        # ids a valid vector's state reports as concurrent with a removal
+        # (SPEC.md 11.1), in author order, then sequence order
+        self.after_removal = []
 
     # -- payloads ---------------------------------------------------------
     def payload(self, label, body, refs=(), tlp="GREEN", to=None, time=None, seq=None, prev=None):
@@ -334,6 +337,7 @@ class Vector:
         if expect == "valid":
             assert self.failing is None
             v["ids"] = self.ids
+            v["after_removal"] = [x.hex() for x in self.after_removal]
         else:
             assert self.failing is not None and self.failing == len(self.feed) - 1
             v["failing_index"] = self.failing
@@ -471,7 +475,40 @@ def valid_vectors():
                      ("bravo", "investigator"))
     b0 = v.add("bravo", note("Starting."), refs=[v.last["alpha"]])
     v.add("alpha", member_removed("bravo", reason="reassigned"), refs=[b0])
+    v.after_removal.append(v.add("bravo", note("Concurrent with the removal.")))
+    out.append(v.to_json("valid"))
+
+    v = with_members("after-removal-reported-not-before-nor-withheld",
+                     "bravo writes b0; alpha removes bravo with b0 in the removal's causal past; bravo then "
+                     "writes b1 (accepted) and b2 (withheld from the receiver), neither with the removal in its "
+                     "causal past. Only b1 is reported as concurrent with the removal: b0 is before it and a "
+                     "withheld position is not listed (SPEC.md 11.1).",
+                     ("bravo", "investigator"))
+    b0 = v.add("bravo", note("Before the removal."), refs=[v.last["alpha"]])
+    v.add("alpha", member_removed("bravo", reason="left the operation"), refs=[b0])
+    v.after_removal.append(v.add("bravo", note("After the removal, not knowing of it.")))
+    v.withhold("bravo", note("Also after it, withheld."), tlp="RED")
+    out.append(v.to_json("valid"))
+
+    v = with_members("after-removal-none-once-readded",
+                     "bravo writes b0; alpha removes bravo; bravo writes b1 concurrent with the removal; alpha then "
+                     "adds bravo again. bravo is a member in the state, so nothing is reported (SPEC.md 11.1).",
+                     ("bravo", "investigator"))
+    b0 = v.add("bravo", note("Before the removal."), refs=[v.last["alpha"]])
+    v.add("alpha", member_removed("bravo"), refs=[b0])
     v.add("bravo", note("Concurrent with the removal."))
+    v.add("alpha", member_added("bravo", "observer"))
+    out.append(v.to_json("valid"))
+
+    v = with_members("after-removal-by-another-manager",
+                     "alpha adds bravo (liaison) and charlie; bravo removes charlie without charlie's latest "
+                     "entry in its causal past: that entry, and charlie's next one, are concurrent with the "
+                     "removal and reported, in sequence order (SPEC.md 11.1).",
+                     ("bravo", "liaison"), ("charlie", "investigator"))
+    c0 = v.add("charlie", note("Seized the phone."), refs=[v.last["alpha"]])
+    v.add("bravo", member_removed("charlie", reason="withdrawn"), refs=[v.last["alpha"]])
+    v.after_removal.append(c0)
+    v.after_removal.append(v.add("charlie", note("Sent the image.")))
     out.append(v.to_json("valid"))
 
     v = with_members("withheld-relaxes-custody",

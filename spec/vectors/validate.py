@@ -542,6 +542,24 @@ class Case:
                     role = e.body["role"]
         return role
 
+    # -- reports -------------------------------------------------------------
+    def after_removal(self):
+        """SPEC.md 11.1: accepted entries of an agency that is not a member in the state, concurrent
+        with a member-removed naming it (neither in the other's causal past). Author order, then seq."""
+        everything = set(self.order) | set(self.withheld)
+        out = []
+        authors = sorted({e.author for e in self.accepted.values()})
+        for agency in authors:
+            if agency == self.genesis_author or self.role_in(agency, everything) is not None:
+                continue
+            removals = [r for r in self.order if self.accepted[r].kind == "member-removed"
+                        and self.accepted[r].body["agency"] == agency]
+            mine = sorted((e for e in self.accepted.values() if e.author == agency), key=lambda e: e.seq)
+            for e in mine:
+                if any(e.id not in self._past_of(r) and r not in self._past_of(e.id) for r in removals):
+                    out.append(e.id)
+        return out
+
     # -- the rules -----------------------------------------------------------
     def accept(self, data: bytes) -> str:
         """Validate and apply one entry. Returns 'accepted' or 'duplicate'; raises Invalid."""
@@ -762,6 +780,7 @@ def _apply_custody(st, e):
 def run_vector(v, skip=()):
     """Returns (result, index, ids, why): result 'valid' or an error class; index of the failing entry."""
     case = Case(v["now"], skip)
+    run_vector.last_case = case
     ids = []
     for i, x in enumerate(v["entries"]):
         if isinstance(x, dict):
@@ -790,6 +809,9 @@ def check_document(doc):
             failures.append(f"{v['name']}: expected {v['expect']}, got {got} at {idx} ({why})")
         elif got == "valid" and ids != v["ids"]:
             failures.append(f"{v['name']}: ids differ")
+        elif got == "valid" and [x.hex() for x in run_vector.last_case.after_removal()] != v.get("after_removal", []):
+            failures.append(f"{v['name']}: after_removal differs: "
+                            f"{[x.hex() for x in run_vector.last_case.after_removal()]} != {v.get('after_removal')}")
         elif got != "valid" and idx != v["failing_index"]:
             failures.append(f"{v['name']}: failed at {idx}, expected {v['failing_index']} ({why})")
     return failures
