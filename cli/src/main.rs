@@ -314,8 +314,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
                     text.push_str(&format!(
                         "\n  position {}{}: {}",
                         p.pos.map_or("-".into(), |x| x.to_string()),
-                        p.id
-                            .filter(|i| !p.what.contains(&i.to_hex()))
+                        p.id.filter(|i| !p.what.contains(&i.to_hex()))
                             .map_or_else(String::new, |i| format!(" (entry {i})")),
                         p.what
                     ));

@@ -1,5 +1,5 @@
 //! Rows of the store that failed verification when they were loaded
-//! (SPEC.md §11.4): every command that reads a case with such rows says
+//! (SPEC.md §8.8): every command that reads a case with such rows says
 //! so on stderr, and its `--json` carries them.
 
 use custodia_node::local::Local;

@@ -251,9 +251,8 @@ fn a_row_with_a_bad_signature_is_quarantined() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
     let problems = v["problems"].as_array().expect("problems");
     assert!(
-        problems
-            .iter()
-            .any(|p| p["entry"] == id.to_hex() && p["problem"].as_str().is_some_and(|w| w.contains("V8"))),
+        problems.iter().any(|p| p["entry"] == id.to_hex()
+            && p["problem"].as_str().is_some_and(|w| w.contains("V8"))),
         "{v}"
     );
 }

@@ -559,7 +559,7 @@ pub enum TimelineRow {
     Entry(Entry),
     /// A position whose content was withheld from this node.
     Withheld(WithheldPosition),
-    /// A stored row that failed verification (SPEC.md §11.4): what the row
+    /// A stored row that failed verification (SPEC.md §8.8): what the row
     /// recorded and why it failed, never its content.
     Quarantined(Quarantined),
 }
@@ -1118,18 +1118,20 @@ impl Local {
             while let Some(q) = quarantined.next_if(|q| q.pos < r.pos) {
                 out.push(TimelineRow::Quarantined(q));
             }
-            out.push(match r
-                .bytes
-                .as_deref()
-                .and_then(|b| Entry::decode_unverified(b).ok())
-            {
-                Some(e) => TimelineRow::Entry(e.assume_verified()),
-                None => TimelineRow::Withheld(WithheldPosition {
-                    author: r.author,
-                    seq: r.seq,
-                    id: r.id,
-                }),
-            });
+            out.push(
+                match r
+                    .bytes
+                    .as_deref()
+                    .and_then(|b| Entry::decode_unverified(b).ok())
+                {
+                    Some(e) => TimelineRow::Entry(e.assume_verified()),
+                    None => TimelineRow::Withheld(WithheldPosition {
+                        author: r.author,
+                        seq: r.seq,
+                        id: r.id,
+                    }),
+                },
+            );
         }
         out.extend(quarantined.map(TimelineRow::Quarantined));
         Ok(out)
@@ -1163,7 +1165,7 @@ impl Local {
         }
         let rows = self.store.rows_after(case, 0, usize::MAX >> 1)?;
         // Only what the validator accepted: a row that failed verification
-        // is never exported (SPEC.md §11.4).
+        // is never exported (SPEC.md §8.8).
         let elements: Vec<bundle::Element<'_>> = rows
             .iter()
             .filter(|r| v.knows(&r.id))

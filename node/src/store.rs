@@ -16,7 +16,7 @@
 //! Nothing read back from the file is trusted: rows are verified when they
 //! are loaded (ids, decoding, signatures in batches on every core, then the
 //! case rules in dependency order), exactly as if a peer had sent them. A
-//! row that fails is *quarantined* (SPEC.md §11.4): moved, with its bytes
+//! row that fails is *quarantined* (SPEC.md §8.8): moved, with its bytes
 //! and the reason, from `entries` into the `quarantine` table, so that it
 //! is never served, never chained onto and never exported, and its position
 //! is free again for the genuine entry (re-sent by a peer) or, for this
@@ -197,7 +197,7 @@ pub struct Problem {
 }
 
 /// A stored row that failed verification when it was loaded (SPEC.md
-/// §11.4): never served, chained onto or exported. Its columns are those
+/// §8.8): never served, chained onto or exported. Its columns are those
 /// stored, when they are well formed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quarantined {
@@ -334,8 +334,12 @@ fn private_files(path: &Path) {
             if meta.is_file() && mode & 0o077 != 0 {
                 let tightened = std::fs::Permissions::from_mode(mode & 0o7700);
                 match std::fs::set_permissions(&file, tightened) {
-                    Ok(()) => tracing::warn!(file = %file.display(), "store file was readable by others; now mode 0600"),
-                    Err(e) => tracing::warn!(file = %file.display(), error = %e, "store file is readable by others and cannot be tightened"),
+                    Ok(()) => {
+                        tracing::warn!(file = %file.display(), "store file was readable by others; now mode 0600")
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %file.display(), error = %e, "store file is readable by others and cannot be tightened")
+                    }
                 }
             }
         }
@@ -516,7 +520,7 @@ impl Store {
     }
 
     /// Catches up with rows written by other processes since the last look.
-    /// Every row is verified as a received one would be (SPEC.md §11.4):
+    /// Every row is verified as a received one would be (SPEC.md §8.8):
     /// its columns, its id, decoding and signature (V1–V8, in batches on
     /// every core), then the case rules in dependency order. A row that
     /// fails is quarantined.
@@ -757,7 +761,7 @@ impl Store {
         Ok(())
     }
 
-    /// The rows of the store that failed verification (SPEC.md §11.4),
+    /// The rows of the store that failed verification (SPEC.md §8.8),
     /// by position: of one case (with those whose case column is itself
     /// damaged), or of every case.
     pub fn quarantined(&self, case: Option<&CaseId>) -> Result<Vec<Quarantined>, StoreError> {
@@ -1587,5 +1591,281 @@ impl Store {
             .optional()
             .map_err(|e| self.sql(e))
             .map(|o| o.and_then(blob32).map(EntryId))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custodia_protocol::{CaseOpened, Note};
+
+    const T: u64 = 1_795_000_000_000;
+
+    fn note(text: &str) -> Draft {
+        Draft::new(
+            Tlp::Amber,
+            Body::Note(Note {
+                text: text.into(),
+                item: None,
+            }),
+        )
+    }
+
+    fn opened(title: &str) -> Draft {
+        Draft::new(
+            Tlp::Amber,
+            Body::CaseOpened(CaseOpened {
+                title: title.into(),
+                reference: "R-1".into(),
+                jurisdiction: None,
+                name: "Alpha".into(),
+                country: "PH".into(),
+            }),
+        )
+    }
+
+    /// A store with a case of three entries by `me`: genesis, two notes.
+    fn store_with_case(path: &Path, me: &Identity) -> (Store, CaseId, Vec<Entry>) {
+        let mut store = Store::open(path).expect("open");
+        let genesis = store.author(me, None, opened("Case"), T).expect("genesis");
+        let case = genesis.case_id();
+        let one = store.author(me, Some(case), note("one"), T).expect("one");
+        let two = store.author(me, Some(case), note("two"), T).expect("two");
+        (store, case, vec![genesis, one, two])
+    }
+
+    /// Writes a row as a tool other than the store would.
+    fn insert_raw(path: &Path, case: &CaseId, author: &AgencyId, seq: u64, bytes: &[u8]) {
+        let conn = Connection::open(path).expect("open");
+        conn.execute(
+            "INSERT INTO entries (rev, id, case_id, author, seq, bytes, stored_at)
+             VALUES ((SELECT MAX(rev) + 1 FROM entries), ?1, ?2, ?3, ?4, ?5, 0)",
+            params![
+                &EntryId::of(bytes).0[..],
+                &case.0[..],
+                &author.0[..],
+                seq as i64,
+                bytes
+            ],
+        )
+        .expect("insert");
+    }
+
+    /// An entry by `me` at `seq` after `prev`, its signature broken.
+    fn forged(me: &Identity, case: CaseId, seq: u64, prev: EntryId) -> Vec<u8> {
+        let e = Entry::sign(
+            me,
+            &Payload {
+                v: FORMAT_VERSION,
+                case: Some(case),
+                author: me.agency(),
+                seq,
+                prev: Some(prev),
+                refs: Vec::new(),
+                time: T,
+                tlp: Tlp::Amber,
+                to: None,
+                body: Body::Note(Note {
+                    text: "forged".into(),
+                    item: None,
+                }),
+            },
+        );
+        let mut bytes = e.bytes().to_vec();
+        let at = bytes.len() - 40;
+        bytes[at] ^= 1;
+        bytes
+    }
+
+    #[test]
+    fn an_entry_the_rules_refuse_is_never_stored_and_the_chain_goes_on() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("store.sqlite");
+        let me = Identity::from_seed([1; 32]);
+        let (mut store, case, entries) = store_with_case(&path, &me);
+        let long = "x".repeat(70_000);
+        match store.author(&me, Some(case), note(&long), T) {
+            Err(StoreError::Refused(r)) => {
+                assert_eq!(r.rule(), 1);
+                let text = StoreError::Refused(r).to_string();
+                assert!(text.contains("V1") && text.contains("65536"), "{text}");
+            }
+            other => panic!("expected a V1 refusal, got {other:?}"),
+        }
+        match store.author(&me, None, opened(&long), T) {
+            Err(StoreError::Refused(r)) => assert_eq!(r.rule(), 1),
+            other => panic!("expected a V1 refusal, got {other:?}"),
+        }
+        assert_eq!(store.count().expect("count"), 3);
+        let next = store
+            .author(&me, Some(case), note("three"), T)
+            .expect("next");
+        assert_eq!(next.seq(), 3);
+        assert_eq!(next.payload().prev, Some(entries[2].id()));
+        drop(store);
+        let store = Store::open(&path).expect("reopen");
+        assert!(store.check().expect("check").is_empty());
+        assert!(store.quarantined(None).expect("list").is_empty());
+    }
+
+    #[test]
+    fn a_forged_row_is_quarantined_never_served_and_its_position_taken() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("store.sqlite");
+        let me = Identity::from_seed([1; 32]);
+        let (mut writer, case, entries) = store_with_case(&path, &me);
+        let bytes = forged(&me, case, 3, entries[2].id());
+        let bad = EntryId::of(&bytes);
+        insert_raw(&path, &case, &me.agency(), 3, &bytes);
+
+        // Another handle catches up with the row and quarantines it.
+        writer.refresh().expect("refresh");
+        let q = writer.quarantined(Some(&case)).expect("list");
+        assert_eq!(q.len(), 1, "{q:?}");
+        assert_eq!(q[0].id, Some(bad));
+        assert_eq!(q[0].seq, Some(3));
+        assert!(q[0].reason.contains("V8"), "{}", q[0].reason);
+        assert!(!q[0].recovered);
+        let heads = writer.row_heads_after(&case, 0, 100).expect("heads");
+        assert_eq!(heads.len(), 3);
+        assert!(heads.iter().all(|h| h.id != bad));
+        assert!(writer.entry(&bad).expect("lookup").is_none());
+
+        // The position is free: the next entry takes it, after the
+        // genuine head.
+        let next = writer
+            .author(&me, Some(case), note("three"), T)
+            .expect("write");
+        assert_eq!(next.seq(), 3);
+        assert_eq!(next.payload().prev, Some(entries[2].id()));
+
+        // Reopened, the store is whole; the check lists the quarantined
+        // row with its reason.
+        drop(writer);
+        let store = Store::open(&path).expect("reopen");
+        assert!(store.damaged().is_empty(), "nothing new to quarantine");
+        assert_eq!(store.entries(&case).expect("entries").len(), 4);
+        let problems = store.check().expect("check");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].id, Some(bad));
+        assert!(problems[0].what.starts_with("quarantined: rule V8"));
+        let kept: Vec<u8> = store
+            .conn
+            .query_row("SELECT bytes FROM quarantine", [], |r| r.get(0))
+            .expect("kept for forensics");
+        assert_eq!(kept, bytes);
+    }
+
+    #[test]
+    fn a_damaged_row_and_what_depends_on_it_are_quarantined_until_a_peer_sends_them_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("store.sqlite");
+        let me = Identity::from_seed([1; 32]);
+        let (store, case, entries) = store_with_case(&path, &me);
+        drop(store);
+        // One flipped bit in the first note's bytes.
+        let conn = Connection::open(&path).expect("open");
+        let mut bytes = entries[1].bytes().to_vec();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x04;
+        conn.execute(
+            "UPDATE entries SET bytes = ?1 WHERE id = ?2",
+            params![bytes, &entries[1].id().0[..]],
+        )
+        .expect("damage");
+        drop(conn);
+
+        let mut store = Store::open(&path).expect("open");
+        let q = store.quarantined(Some(&case)).expect("list");
+        assert_eq!(
+            q.iter().map(|q| q.id).collect::<Vec<_>>(),
+            [Some(entries[1].id()), Some(entries[2].id())]
+        );
+        assert!(
+            q[0].reason.contains("do not hash to its id"),
+            "{}",
+            q[0].reason
+        );
+        assert!(q[1].reason.contains("V11"), "{}", q[1].reason);
+        assert_eq!(store.count().expect("count"), 1);
+
+        // A peer holding the genuine entries sends them again.
+        let items = entries[1..]
+            .iter()
+            .map(|e| SyncItem::Entry(e.bytes().to_vec()))
+            .collect();
+        let out = store.receive(&case, items, T).expect("receive");
+        assert_eq!(out.stored.len(), 2, "{out:?}");
+        let q = store.quarantined(Some(&case)).expect("list");
+        assert!(q.iter().all(|q| q.recovered), "{q:?}");
+        assert!(store.check().expect("check").is_empty());
+    }
+
+    #[test]
+    fn a_row_with_columns_of_the_wrong_type_is_quarantined_not_fatal() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("store.sqlite");
+        let me = Identity::from_seed([1; 32]);
+        let (store, case, _) = store_with_case(&path, &me);
+        drop(store);
+        let conn = Connection::open(&path).expect("open");
+        conn.execute(
+            "INSERT INTO entries (rev, id, case_id, author, seq, bytes, stored_at)
+             VALUES (99, 'not an id', ?1, 42, 'x', 7, 0)",
+            params![&case.0[..]],
+        )
+        .expect("insert");
+        drop(conn);
+        let store = Store::open(&path).expect("a damaged row does not stop the store");
+        let q = store.quarantined(None).expect("list");
+        assert_eq!(q.len(), 1);
+        assert!(q[0].reason.contains("id column"), "{}", q[0].reason);
+        assert_eq!(store.entries(&case).expect("entries").len(), 3);
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_verified() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("store.sqlite");
+        let me = Identity::from_seed([1; 32]);
+        let (store, case, entries) = store_with_case(&path, &me);
+        drop(store);
+        // Back to the version-1 schema, with a forged row.
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch("DROP TABLE quarantine; PRAGMA user_version = 1;")
+            .expect("downgrade");
+        drop(conn);
+        insert_raw(
+            &path,
+            &case,
+            &me.agency(),
+            3,
+            &forged(&me, case, 3, entries[2].id()),
+        );
+        let store = Store::open(&path).expect("open");
+        let version: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(store.quarantined(None).expect("list").len(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_store_and_its_wal_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("store.sqlite");
+        let me = Identity::from_seed([1; 32]);
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        let (store, _, _) = store_with_case(&path, &me);
+        for f in ["store.sqlite", "store.sqlite-wal", "store.sqlite-shm"] {
+            assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
+        }
+        drop(store);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let _store = Store::open(&path).expect("open");
+        assert_eq!(mode(&path), 0o600);
     }
 }
