@@ -7,8 +7,9 @@ use clap::Subcommand;
 use std::collections::HashMap;
 
 use custodia_node::local::{self, Local, LocalError, TimelineRow};
+use custodia_node::store::Quarantined;
 use custodia_protocol::{
-    AgencyId, Body, CaseId, CaseState, Conflict, CustodyAction, Entry, ItemId, Role, Tlp,
+    AgencyId, Body, CaseId, CaseState, Conflict, CustodyAction, Entry, EntryId, ItemId, Role, Tlp,
 };
 
 use crate::output::{iso_time, short, Out};
@@ -125,11 +126,16 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
             );
         }
         CaseCommand::List => {
+            let quarantined = crate::quarantine::warn(&l, None, out);
             let mut rows = Vec::new();
             let mut text = String::new();
             for c in l.store.cases().copied().collect::<Vec<_>>() {
                 let Some(s) = l.store.state(&c) else { continue };
                 let members = s.members.values().filter(|m| m.is_active()).count();
+                let held = quarantined
+                    .iter()
+                    .filter(|q| q.case.is_none_or(|qc| qc == c))
+                    .count();
                 text.push_str(&format!(
                     "{}  {:<28} {:<18} {} members, {} items, {} entries\n",
                     &c.to_hex()[..12],
@@ -139,7 +145,11 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                     s.items.len(),
                     s.entries
                 ));
-                rows.push(serde_json::json!({"case": c.to_hex(), "title": s.title, "reference": s.reference, "members": members, "items": s.items.len(), "entries": s.entries}));
+                if held > 0 {
+                    text.truncate(text.trim_end().len());
+                    text.push_str(&format!(", {held} quarantined\n"));
+                }
+                rows.push(serde_json::json!({"case": c.to_hex(), "title": s.title, "reference": s.reference, "members": members, "items": s.items.len(), "entries": s.entries, "quarantined": held}));
             }
             if rows.is_empty() {
                 text = "No cases yet. Open one with `custodia case open --title T --reference R`."
@@ -149,6 +159,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
         }
         CaseCommand::Show { case } => {
             let c = l.resolve_case(&case)?;
+            crate::quarantine::warn(&l, Some(&c), out);
             let Some(s) = l.store.state(&c).cloned() else {
                 return Err(LocalError::NotFound(format!("no case {case:?}")).into());
             };
@@ -157,6 +168,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
         }
         CaseCommand::Log { case } => {
             let c = l.resolve_case(&case)?;
+            crate::quarantine::warn(&l, Some(&c), out);
             let (text, json) = log(&l, &c)?;
             out.record(&text, json);
         }
@@ -168,6 +180,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
             country,
         } => {
             let c = l.resolve_case(&case)?;
+            crate::quarantine::warn(&l, Some(&c), out);
             let mut who = l.resolve_agency(&with)?;
             if let Some(n) = name {
                 who.name = n;
@@ -196,6 +209,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
         }
         CaseCommand::Unshare { case, with, reason } => {
             let c = l.resolve_case(&case)?;
+            crate::quarantine::warn(&l, Some(&c), out);
             let who = l.resolve_agency(&with)?;
             let e = l.unshare(&c, &with, reason.as_deref())?;
             out.record(
@@ -363,11 +377,45 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
             );
         }
     }
+    let mut proofs = Vec::new();
+    let stored = s
+        .case
+        .and_then(|c| l.store.proofs(&c).ok())
+        .unwrap_or_default();
+    if !stored.is_empty() {
+        t.push_str("\nEquivocation proofs (two entries one author signed for one position)\n");
+    }
+    for p in &stored {
+        let Ok(eq) = p.check() else { continue };
+        let (first, second) = (EntryId::of(&p.0), EntryId::of(&p.1));
+        t.push_str(&format!(
+            "  {} signed two different entries at sequence {}: {} and {}\n",
+            l.name_of(&eq.author),
+            eq.seq,
+            short(&first.to_hex()),
+            short(&second.to_hex())
+        ));
+        proofs.push(serde_json::json!({"author": eq.author.to_hex(), "author_name": l.name_of(&eq.author), "seq": eq.seq, "first": first.to_hex(), "second": second.to_hex()}));
+    }
+    let quarantined: Vec<Quarantined> = s
+        .case
+        .and_then(|c| l.store.quarantined(Some(&c)).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|q| !q.recovered)
+        .collect();
+    if !quarantined.is_empty() {
+        t.push_str("\nQuarantined (failed verification in this store; not shown, never served or exported)\n");
+        for q in &quarantined {
+            t.push_str(&format!("  {}\n", quarantined_line(l, q)));
+        }
+    }
     let json = serde_json::json!({
         "case": case, "title": s.title, "reference": s.reference, "jurisdiction": s.jurisdiction,
         "tlp": s.tlp.map(|t| t.as_str()), "entries": s.entries, "members": members, "items": items,
         "open_transfers": transfers, "conflicts": conflicts, "withheld": withheld,
         "after_removal": after_removal,
+        "equivocation_proofs": proofs, "quarantined": crate::quarantine::json(&quarantined),
     });
     (t.trim_end().to_string(), json)
 }
@@ -400,7 +448,7 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
         .iter()
         .map(|r| match r {
             TimelineRow::Entry(e) => name(&e.author()).chars().count(),
-            TimelineRow::Withheld(_) => 0,
+            TimelineRow::Withheld(_) | TimelineRow::Quarantined(_) => 0,
         })
         .max()
         .unwrap_or(0)
@@ -441,6 +489,7 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                     "seq": p.seq, "time": iso_time(p.time), "time_ms": p.time, "kind": kind,
                     "summary": summary, "tlp": tlp.as_str(), "retracted": retracted, "withheld": false,
                     "after_removal": after_removal,
+                    "quarantined": false,
                 }));
             }
             TimelineRow::Withheld(w) => {
@@ -455,6 +504,17 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                     "entry": w.id.to_hex(), "author": w.author.to_hex(), "author_name": who,
                     "seq": w.seq, "time": null, "time_ms": null, "kind": null,
                     "summary": summary, "tlp": "RED", "retracted": null, "withheld": true,
+                    "quarantined": false,
+                }));
+            }
+            TimelineRow::Quarantined(q) => {
+                let line = quarantined_line(l, &q);
+                text.push_str(&format!("{:<20}  {line}\n", "(quarantined)"));
+                json.push(serde_json::json!({
+                    "entry": q.id.map(|i| i.to_hex()), "author": q.author.map(|a| a.to_hex()),
+                    "author_name": q.author.as_ref().map(&name), "seq": q.seq, "time": null,
+                    "time_ms": null, "kind": null, "summary": line, "tlp": null, "retracted": null,
+                    "withheld": false, "quarantined": true, "position": q.pos, "reason": q.reason,
                 }));
             }
         }
@@ -463,6 +523,19 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
         text.push_str("(no entries)");
     }
     Ok((text.trim_end().to_owned(), serde_json::json!(json)))
+}
+
+/// One quarantined row for people: what the row recorded and why it
+/// failed verification.
+fn quarantined_line(l: &Local, q: &Quarantined) -> String {
+    format!(
+        "position {}: entry {} by {} #{}: {}",
+        q.pos,
+        q.id.map_or_else(|| "?".to_owned(), |i| short(&i.to_hex()).to_owned()),
+        q.author.map_or_else(|| "?".to_owned(), |a| l.name_of(&a)),
+        q.seq.map_or_else(|| "?".to_owned(), |s| s.to_string()),
+        q.reason
+    )
 }
 
 /// A person-readable summary of what an entry says.

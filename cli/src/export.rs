@@ -21,6 +21,7 @@ pub(crate) fn run(
 ) -> anyhow::Result<ExitCode> {
     let l = local::open(dir)?;
     let c = l.resolve_case(case)?;
+    let quarantined = crate::quarantine::warn(&l, Some(&c), out);
     let bytes = l.export_bundle(&c, items)?;
     // Write to a temporary file beside the target, then rename: a bundle
     // is never left half written under its final name.
@@ -67,6 +68,7 @@ pub(crate) fn run(
             "items": b.items().map(|i| i.iter().map(|x| x.to_uuid_string()).collect::<Vec<_>>()),
             "exported_at": b.exported_at(),
             "exporter": b.exporter().to_hex(),
+            "quarantined": crate::quarantine::json(&quarantined),
         }),
     );
     Ok(ExitCode::SUCCESS)

@@ -27,6 +27,7 @@ pub(crate) fn run(
 ) -> anyhow::Result<ExitCode> {
     let l = local::open(dir)?;
     let c = l.resolve_case(case)?;
+    crate::quarantine::warn(&l, Some(&c), out);
     let state = l.store.state(&c).ok_or(StoreError::UnknownCase(c))?;
     let mut selected = BTreeSet::new();
     for what in items {

@@ -12,6 +12,7 @@ mod export;
 mod export_case_uco;
 mod output;
 mod progress;
+mod quarantine;
 mod report_html;
 mod verify;
 
@@ -311,8 +312,10 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
                 );
                 for p in &problems {
                     text.push_str(&format!(
-                        "\n  position {}: {}",
+                        "\n  position {}{}: {}",
                         p.pos.map_or("-".into(), |x| x.to_string()),
+                        p.id.filter(|i| !p.what.contains(&i.to_hex()))
+                            .map_or_else(String::new, |i| format!(" (entry {i})")),
                         p.what
                     ));
                 }

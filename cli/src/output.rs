@@ -32,6 +32,12 @@ impl Out {
         }
     }
 
+    /// Prints a warning to stderr (with `--json` too: stdout stays one
+    /// document).
+    pub(crate) fn warn(&self, msg: &str) {
+        eprintln!("warning: {msg}");
+    }
+
     /// Prints an error to stderr (as JSON on stdout with `--json`, so
     /// scripts always get a document).
     pub(crate) fn error(&self, msg: &str) {

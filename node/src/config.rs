@@ -28,6 +28,10 @@ use serde::{Deserialize, Serialize};
 /// The file name inside the node directory.
 pub const CONFIG_FILE: &str = "custodia.toml";
 
+/// The most of a configuration file that is read (one peer takes about
+/// 150 bytes).
+pub const MAX_CONFIG_FILE: u64 = 1 << 20;
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,13 +132,38 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads and checks `DIR/custodia.toml`.
+    /// Reads and checks `DIR/custodia.toml`: a regular file of at most
+    /// [`MAX_CONFIG_FILE`] bytes (a path naming a FIFO or a device is never
+    /// opened).
     pub fn load(dir: &Path) -> Result<Config, ConfigError> {
+        use std::io::Read;
         let path = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+        let io = |source| ConfigError::Io {
             path: path.clone(),
             source,
-        })?;
+        };
+        let invalid = |what: &str| ConfigError::Invalid {
+            path: path.clone(),
+            line: None,
+            what: what.to_owned(),
+        };
+        if !std::fs::metadata(&path).map_err(io)?.is_file() {
+            return Err(invalid("not a regular file"));
+        }
+        let file = std::fs::File::open(&path).map_err(io)?;
+        if !file.metadata().map_err(io)?.is_file() {
+            return Err(invalid("not a regular file"));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_CONFIG_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX_CONFIG_FILE {
+            return Err(invalid(&format!(
+                "over {MAX_CONFIG_FILE} bytes, not a node configuration"
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| invalid("not UTF-8 text"))?;
         Self::parse(&text, &path)
     }
 

@@ -18,7 +18,7 @@ use crate::daemon::now_ms;
 use crate::hashing::{self, Wanted};
 use crate::keyfile::{self, KeyFileError};
 use crate::mediatype;
-use crate::store::{Draft, Store, StoreError};
+use crate::store::{Draft, Quarantined, Store, StoreError};
 
 /// Default listening address of a new node.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
@@ -99,7 +99,7 @@ pub fn init(
     if dir.join(CONFIG_FILE).exists() {
         return Err(LocalError::AlreadyInitialised(dir.to_owned()));
     }
-    std::fs::create_dir_all(dir).map_err(|source| LocalError::Io {
+    create_private_dir(dir).map_err(|source| LocalError::Io {
         path: dir.to_owned(),
         source,
     })?;
@@ -137,6 +137,7 @@ pub fn open(dir: &Path) -> Result<Local, LocalError> {
     }
     let config = Config::load(dir)?;
     let identity = keyfile::read(&config.key_path(dir))?;
+    tighten_dir(dir);
     let store = Store::open(&config.store_path(dir))?;
     Ok(Local {
         dir: dir.to_owned(),
@@ -144,6 +145,45 @@ pub fn open(dir: &Path) -> Result<Local, LocalError> {
         identity,
         store,
     })
+}
+
+/// Creates the node directory (and missing parents) with mode 0700: it
+/// holds the identity key and the store, TLP:RED text included. A
+/// directory that exists already is tightened to 0700.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        tighten_dir(dir);
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+/// Makes the node directory 0700 if group or others may enter or read it
+/// (older versions created it with the umask's mode). A directory this
+/// user cannot change is left as it is; the files inside are private.
+fn tighten_dir(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(dir) {
+            let mode = meta.permissions().mode();
+            if meta.is_dir() && mode & 0o077 != 0 {
+                let tightened = std::fs::Permissions::from_mode(mode & 0o7700);
+                if let Err(e) = std::fs::set_permissions(dir, tightened) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "node directory is open to others and cannot be tightened");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 /// Reads only the configuration and identity (no store), for commands that
@@ -527,6 +567,9 @@ pub enum TimelineRow {
     Entry(Entry),
     /// A position whose content was withheld from this node.
     Withheld(WithheldPosition),
+    /// A stored row that failed verification (SPEC.md §8.8): what the row
+    /// recorded and why it failed, never its content.
+    Quarantined(Quarantined),
 }
 
 /// Finds the files to register: each path that is a file, and each
@@ -1064,17 +1107,26 @@ impl Local {
     }
 
     /// A case's record in store order, which is a causal order: every
-    /// entry comes after everything it references.
+    /// entry comes after everything it references. Rows quarantined (not
+    /// recovered since) are at the positions they had.
     pub fn timeline(&self, case: &CaseId) -> Result<Vec<TimelineRow>, LocalError> {
         let v = self
             .store
             .case(case)
             .ok_or(StoreError::UnknownCase(*case))?;
         let rows = self.store.rows_after(case, 0, usize::MAX >> 1)?;
-        Ok(rows
+        let mut quarantined = self
+            .store
+            .quarantined(Some(case))?
             .into_iter()
-            .filter(|r| v.knows(&r.id))
-            .map(|r| {
+            .filter(|q| !q.recovered)
+            .peekable();
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows.into_iter().filter(|r| v.knows(&r.id)) {
+            while let Some(q) = quarantined.next_if(|q| q.pos < r.pos) {
+                out.push(TimelineRow::Quarantined(q));
+            }
+            out.push(
                 match r
                     .bytes
                     .as_deref()
@@ -1086,9 +1138,11 @@ impl Local {
                         seq: r.seq,
                         id: r.id,
                     }),
-                }
-            })
-            .collect())
+                },
+            );
+        }
+        out.extend(quarantined.map(TimelineRow::Quarantined));
+        Ok(out)
     }
 }
 
@@ -1118,8 +1172,11 @@ impl Local {
             chosen.push(item.id);
         }
         let rows = self.store.rows_after(case, 0, usize::MAX >> 1)?;
+        // Only what the validator accepted: a row that failed verification
+        // is never exported (SPEC.md §8.8).
         let elements: Vec<bundle::Element<'_>> = rows
             .iter()
+            .filter(|r| v.knows(&r.id))
             .map(|r| match &r.bytes {
                 Some(b) => bundle::Element::Entry(b),
                 None => bundle::Element::Withheld(WithheldPosition {

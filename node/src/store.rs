@@ -12,6 +12,19 @@
 //! dependency order of each case (an entry is only stored after everything
 //! it references), and `rev`, bumped again when a withheld position is
 //! revealed, which is how another process notices the change.
+//!
+//! Nothing read back from the file is trusted: rows are verified when they
+//! are loaded (ids, decoding, signatures in batches on every core, then the
+//! case rules in dependency order), exactly as if a peer had sent them. A
+//! row that fails is *quarantined* (SPEC.md §8.8): moved, with its bytes
+//! and the reason, from `entries` into the `quarantine` table, so that it
+//! is never served, never chained onto and never exported, and its position
+//! is free again for the genuine entry (re-sent by a peer) or, for this
+//! agency's own chain, the next entry it writes.
+//!
+//! The file, its WAL and shared-memory files are created with mode 0600
+//! (SQLite gives the WAL and shared-memory files the database file's mode),
+//! and tightened to it when an older version left them readable.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,10 +35,11 @@ use custodia_protocol::{
     Head, Identity, Payload, ProofRefusal, RejectKind, Rejection, SyncItem, Tlp, Validator,
     WithheldPosition, FORMAT_VERSION, MAX_PROOFS_PER_AUTHOR, MAX_REFS,
 };
+use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// The schema version this code writes; older versions are migrated.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -48,6 +62,21 @@ const MIGRATIONS: &[&str] = &[
         seq     INTEGER NOT NULL,
         proof   BLOB NOT NULL,
         PRIMARY KEY (case_id, author, seq)
+     );",
+    // 1 -> 2: rows that failed verification when loaded, kept for
+    // forensics exactly as they were stored (the copied columns have no
+    // declared type, so whatever a damaged row held is kept as it was).
+    "CREATE TABLE quarantine (
+        pos            INTEGER PRIMARY KEY,
+        rev,
+        id,
+        case_id,
+        author,
+        seq,
+        bytes,
+        stored_at,
+        quarantined_at INTEGER NOT NULL,
+        reason         TEXT NOT NULL
      );",
 ];
 
@@ -76,8 +105,9 @@ pub enum StoreError {
     /// The case is not in the store.
     #[error("unknown case {0}")]
     UnknownCase(CaseId),
-    /// The entry the caller asked to author was refused by the rules.
-    #[error("{0}")]
+    /// The entry the caller asked to author was refused by the rules
+    /// (SPEC.md §8, the same rules a receiver applies); nothing was stored.
+    #[error("refused by rule V{} ({}), nothing stored: {}", .0.rule(), .0.class(), .0.kind)]
     Refused(Rejection),
 }
 
@@ -166,6 +196,31 @@ pub struct Problem {
     pub what: String,
 }
 
+/// A stored row that failed verification when it was loaded (SPEC.md
+/// §8.8): never served, chained onto or exported. Its columns are those
+/// stored, when they are well formed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The row's position in the store when it was loaded.
+    pub pos: i64,
+    /// The entry id the row recorded.
+    pub id: Option<EntryId>,
+    /// The case the row recorded.
+    pub case: Option<CaseId>,
+    /// The author the row recorded.
+    pub author: Option<AgencyId>,
+    /// The sequence number the row recorded.
+    pub seq: Option<u64>,
+    /// Why it failed: the rule, or what is wrong with the row.
+    pub reason: String,
+    /// When it was moved into quarantine (ms since the Unix epoch); None
+    /// when it could not be moved (a read-only store) and is only skipped.
+    pub quarantined_at: Option<u64>,
+    /// Whether the case holds the recorded entry id again (re-received
+    /// from a peer): the damage is repaired.
+    pub recovered: bool,
+}
+
 /// The store.
 pub struct Store {
     conn: Connection,
@@ -173,6 +228,9 @@ pub struct Store {
     cases: BTreeMap<CaseId, Validator>,
     loaded_rev: i64,
     damaged: Vec<Problem>,
+    /// Rows found bad that could not be moved into quarantine (a read-only
+    /// file): skipped, and moved by the next write transaction.
+    in_place: Vec<(Quarantined, Value)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -245,14 +303,154 @@ fn blob32(v: Vec<u8>) -> Option<[u8; 32]> {
     v.try_into().ok()
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Creates the store file with mode 0600 if it does not exist, and
+/// tightens it and its WAL and shared-memory files to 0600 if group or
+/// others may read them (files older versions created with the umask's
+/// mode). SQLite creates the WAL and shared-memory files with the
+/// database file's mode. Failures are left to SQLite to report.
+fn private_files(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = PathBuf::from(name);
+            let Ok(meta) = std::fs::metadata(&file) else {
+                continue;
+            };
+            let mode = meta.permissions().mode();
+            if meta.is_file() && mode & 0o077 != 0 {
+                let tightened = std::fs::Permissions::from_mode(mode & 0o7700);
+                match std::fs::set_permissions(&file, tightened) {
+                    Ok(()) => {
+                        tracing::warn!(file = %file.display(), "store file was readable by others; now mode 0600")
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %file.display(), error = %e, "store file is readable by others and cannot be tightened")
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// One row as stored. A damaged or tampered row may hold anything in any
+/// column, so every column but `pos` (SQLite's rowid) is read as a plain
+/// value and checked.
+struct RawRow {
+    pos: i64,
+    rev: Value,
+    id: Value,
+    case: Value,
+    author: Value,
+    seq: Value,
+    bytes: Value,
+}
+
+/// A row's index columns, those that are well formed.
+struct Columns {
+    id: Option<EntryId>,
+    case: Option<CaseId>,
+    author: Option<AgencyId>,
+    seq: Option<u64>,
+}
+
+/// A row's index columns, all well formed.
+#[derive(Clone, Copy)]
+struct Place {
+    id: EntryId,
+    case: CaseId,
+    author: AgencyId,
+    seq: u64,
+}
+
+impl Columns {
+    fn of(row: &RawRow) -> Columns {
+        let b32 = |v: &Value| match v {
+            Value::Blob(b) => <[u8; 32]>::try_from(b.as_slice()).ok(),
+            _ => None,
+        };
+        Columns {
+            id: b32(&row.id).map(EntryId),
+            case: b32(&row.case).map(EntryId),
+            author: b32(&row.author).map(AgencyId),
+            seq: match row.seq {
+                Value::Integer(n) => u64::try_from(n).ok(),
+                _ => None,
+            },
+        }
+    }
+
+    fn place(&self) -> Result<Place, String> {
+        match (self.id, self.case, self.author, self.seq) {
+            (Some(id), Some(case), Some(author), Some(seq)) => Ok(Place {
+                id,
+                case,
+                author,
+                seq,
+            }),
+            (None, ..) => Err("the id column is not 32 bytes".into()),
+            (_, None, ..) => Err("the case column is not 32 bytes".into()),
+            (_, _, None, _) => Err("the author column is not 32 bytes".into()),
+            (.., None) => Err("the seq column is not a sequence number".into()),
+        }
+    }
+
+    fn quarantined(&self, pos: i64, reason: String, at: Option<u64>) -> Quarantined {
+        Quarantined {
+            pos,
+            id: self.id,
+            case: self.case,
+            author: self.author,
+            seq: self.seq,
+            reason,
+            quarantined_at: at,
+            recovered: false,
+        }
+    }
+}
+
+/// What loading does with a row after its columns are read.
+enum Step {
+    Bad(String),
+    Withheld(Place),
+    Entry(Place),
+}
+
+/// A row that failed verification while loading.
+struct Bad {
+    pos: i64,
+    rev: Value,
+    columns: Columns,
+    what: String,
+}
+
 impl Store {
     /// Opens (creating if needed) the store file, migrates it, and loads the
-    /// validated state of every case.
+    /// state of every case, verifying every row (a row that fails is
+    /// quarantined, see [`Store::quarantined`]). A new file is created with
+    /// mode 0600; an existing one, and its WAL and shared-memory files,
+    /// are tightened to 0600 if group or others may read them.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let err = |source| StoreError::Sqlite {
             path: path.to_owned(),
             source,
         };
+        private_files(path);
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -265,6 +463,7 @@ impl Store {
             cases: BTreeMap::new(),
             loaded_rev: 0,
             damaged: Vec::new(),
+            in_place: Vec::new(),
         };
         store.migrate()?;
         store.refresh()?;
@@ -321,8 +520,10 @@ impl Store {
     }
 
     /// Catches up with rows written by other processes since the last look.
-    /// Rows were validated before they were stored, so signatures are not
-    /// checked again here (the store check does that).
+    /// Every row is verified as a received one would be (SPEC.md §8.8):
+    /// its columns, its id, decoding and signature (V1–V8, in batches on
+    /// every core), then the case rules in dependency order. A row that
+    /// fails is quarantined.
     ///
     /// Changed rows are found by `rev` but applied in `pos` order: a revealed
     /// withheld position keeps its place in the dependency order, so rows
@@ -330,6 +531,7 @@ impl Store {
     pub fn refresh(&mut self) -> Result<bool, StoreError> {
         const CHUNK: i64 = 4096;
         let mut changed = false;
+        let mut bad = Vec::new();
         if self.loaded_rev == 0 {
             // First load: the whole table in dependency order, a chunk at a
             // time, so memory holds one chunk of entry bytes, not the file.
@@ -342,9 +544,9 @@ impl Store {
                     CHUNK,
                 )?;
                 let Some(last) = rows.last() else { break };
-                last_pos = last.0;
+                last_pos = last.pos;
                 changed = true;
-                self.apply_rows(rows);
+                bad.extend(self.load_rows(rows));
             }
             // The validators grew by doubling while loading; a node keeps
             // them for as long as it runs.
@@ -360,94 +562,252 @@ impl Store {
                 self.loaded_rev,
                 i64::MAX,
             )?;
-            rows.sort_by_key(|r| r.0);
+            rows.sort_by_key(|r| r.pos);
             changed = !rows.is_empty();
-            self.apply_rows(rows);
+            bad.extend(self.load_rows(rows));
         }
+        self.quarantine(bad)?;
         Ok(changed)
     }
 
-    #[allow(clippy::type_complexity)]
-    fn read_rows(
-        &self,
-        sql: &str,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<(i64, i64, Vec<u8>, Vec<u8>, Vec<u8>, i64, Option<Vec<u8>>)>, StoreError> {
+    fn read_rows(&self, sql: &str, after: i64, limit: i64) -> Result<Vec<RawRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map(params![after, limit], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, Option<Vec<u8>>>(6)?,
-                ))
+                Ok(RawRow {
+                    pos: r.get(0)?,
+                    rev: r.get(1)?,
+                    id: r.get(2)?,
+                    case: r.get(3)?,
+                    author: r.get(4)?,
+                    seq: r.get(5)?,
+                    bytes: r.get(6)?,
+                })
             })
             .map_err(|e| self.sql(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
     }
 
-    #[allow(clippy::type_complexity)]
-    fn apply_rows(
-        &mut self,
-        rows: Vec<(i64, i64, Vec<u8>, Vec<u8>, Vec<u8>, i64, Option<Vec<u8>>)>,
-    ) {
-        for (pos, rev, id, case, author, seq, bytes) in rows {
-            self.loaded_rev = self.loaded_rev.max(rev);
-            if let Err(what) = self.load_row(id, case, author, seq, bytes) {
-                // A damaged row is skipped (and never served); the node
-                // keeps serving everything else. The store check reports it.
-                tracing::warn!(pos, problem = %what, "damaged store row skipped");
-                self.damaged.push(Problem {
-                    pos: Some(pos),
-                    id: None,
+    /// Verifies and applies rows in order; returns those that failed.
+    fn load_rows(&mut self, rows: Vec<RawRow>) -> Vec<Bad> {
+        // First what needs no case: the columns, then decoding and the
+        // signatures of every entry of the chunk, on all cores.
+        let mut loaded = Vec::with_capacity(rows.len());
+        let mut items = Vec::new();
+        for row in rows {
+            if let Value::Integer(rev) = row.rev {
+                self.loaded_rev = self.loaded_rev.max(rev);
+            }
+            let columns = Columns::of(&row);
+            let step = match (columns.place(), row.bytes) {
+                (Err(what), _) => Step::Bad(what),
+                (Ok(p), Value::Null) => Step::Withheld(p),
+                (Ok(p), Value::Blob(b)) => {
+                    items.push(SyncItem::Entry(b));
+                    Step::Entry(p)
+                }
+                (Ok(_), _) => Step::Bad("the bytes column is not a blob".into()),
+            };
+            loaded.push((row.pos, row.rev, columns, step));
+        }
+        let mut verdicts = check(items).into_iter();
+        // Then the case rules, in dependency order.
+        let mut bad = Vec::new();
+        for (pos, rev, columns, step) in loaded {
+            let result = match step {
+                Step::Bad(what) => Err(what),
+                Step::Withheld(p) => self.apply_loaded(p, None),
+                Step::Entry(p) => match verdicts.next() {
+                    Some(Checked::Entry(verdict)) => self.apply_loaded(p, Some(verdict)),
+                    _ => Err("internal: no verdict".into()),
+                },
+            };
+            if let Err(what) = result {
+                bad.push(Bad {
+                    pos,
+                    rev,
+                    columns,
                     what,
                 });
             }
         }
+        bad
     }
 
-    fn load_row(
+    /// Applies one loaded row to its case: a withheld position (`verdict`
+    /// None) or an entry with the verdict of its decoding and signature.
+    fn apply_loaded(
         &mut self,
-        id: Vec<u8>,
-        case: Vec<u8>,
-        author: Vec<u8>,
-        seq: i64,
-        bytes: Option<Vec<u8>>,
+        p: Place,
+        verdict: Option<Result<Entry, Rejection>>,
     ) -> Result<(), String> {
-        let (Some(id), Some(case), Some(author)) = (blob32(id), blob32(case), blob32(author))
-        else {
-            return Err("an id column is not 32 bytes".into());
-        };
-        let (id, case) = (EntryId(id), EntryId(case));
-        let validator = self.cases.entry(case).or_insert_with(Validator::lean);
-        let result = match bytes {
-            None => validator.apply_withheld(WithheldPosition {
-                author: AgencyId(author),
-                seq: seq as u64,
-                id,
-            }),
-            Some(bytes) => {
-                if EntryId::of(&bytes) != id {
-                    return Err(format!("entry {id}: its bytes do not hash to its id"));
-                }
-                let entry = Entry::decode_unverified(&bytes)
-                    .map_err(|r| r.to_string())?
-                    .assume_verified();
-                validator.apply(&entry, u64::MAX)
+        let altered =
+            || "its bytes do not hash to its id (they were altered after they were stored)".into();
+        let rule = |r: Rejection| format!("rule V{} ({}): {}", r.rule(), r.class(), r.kind);
+        let validator = self.cases.entry(p.case).or_insert_with(Validator::lean);
+        let result = match verdict {
+            None => validator
+                .apply_withheld(WithheldPosition {
+                    author: p.author,
+                    seq: p.seq,
+                    id: p.id,
+                })
+                .map_err(rule),
+            Some(Err(r)) if r.entry != Some(p.id) => Err(altered()),
+            Some(Err(r)) => Err(rule(r)),
+            Some(Ok(e)) if e.id() != p.id => Err(altered()),
+            Some(Ok(e)) if e.case_id() != p.case || e.author() != p.author || e.seq() != p.seq => {
+                Err("the row's case, author or sequence columns disagree with the entry".into())
             }
+            Some(Ok(e)) => validator.apply(&e, u64::MAX).map_err(rule),
         };
         if validator.case().is_none() {
-            self.cases.remove(&case);
+            self.cases.remove(&p.case);
         }
-        result.map(|_| ()).map_err(|r| r.to_string())
+        result.map(|_| ())
     }
 
-    /// Rows skipped while loading because they are damaged.
+    /// Moves rows that failed verification into the `quarantine` table, in
+    /// the caller's transaction if one is open, else in one of its own. If
+    /// they cannot be moved (a read-only file, or a writer holding the
+    /// lock past the busy timeout) they stay where they are, skipped, and
+    /// the next write transaction moves them.
+    fn quarantine(&mut self, bad: Vec<Bad>) -> Result<(), StoreError> {
+        if bad.is_empty() {
+            return Ok(());
+        }
+        for b in &bad {
+            tracing::warn!(pos = b.pos, problem = %b.what, "store row failed verification; quarantined");
+            self.damaged.push(Problem {
+                pos: Some(b.pos),
+                id: b.columns.id,
+                what: b.what.clone(),
+            });
+        }
+        let own = self.conn.is_autocommit();
+        if own {
+            if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+                tracing::warn!(error = %e, "cannot move damaged rows into quarantine; they are skipped");
+                self.keep_in_place(bad);
+                return Ok(());
+            }
+        }
+        let now = now_ms();
+        // A row not moved changed meanwhile (another process revealed or
+        // quarantined it): the next refresh sees it.
+        let moved = bad
+            .iter()
+            .try_for_each(|b| self.move_to_quarantine(b, now).map(|_| ()));
+        if !own {
+            // In the caller's transaction: an error aborts it, and the
+            // caller reloads.
+            return moved;
+        }
+        if moved.is_err() || self.conn.execute_batch("COMMIT").is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            tracing::warn!("cannot move damaged rows into quarantine; they are skipped");
+            self.keep_in_place(bad);
+        }
+        Ok(())
+    }
+
+    /// Copies a row into quarantine and deletes it from `entries`, if it
+    /// is still the row that was read. Whether it moved.
+    fn move_to_quarantine(&self, b: &Bad, now: u64) -> Result<bool, StoreError> {
+        let copied = self
+            .conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO quarantine
+                    (pos, rev, id, case_id, author, seq, bytes, stored_at, quarantined_at, reason)
+                 SELECT pos, rev, id, case_id, author, seq, bytes, stored_at, ?3, ?4
+                 FROM entries WHERE pos = ?1 AND rev IS ?2",
+            )
+            .and_then(|mut s| s.execute(params![b.pos, &b.rev, now as i64, &b.what]))
+            .map_err(|e| self.sql(e))?;
+        if copied == 0 {
+            return Ok(false);
+        }
+        self.conn
+            .prepare_cached("DELETE FROM entries WHERE pos = ?1")
+            .and_then(|mut s| s.execute(params![b.pos]))
+            .map_err(|e| self.sql(e))?;
+        Ok(true)
+    }
+
+    fn keep_in_place(&mut self, bad: Vec<Bad>) {
+        for b in bad {
+            let q = b.columns.quarantined(b.pos, b.what, None);
+            self.in_place.push((q, b.rev));
+        }
+    }
+
+    /// Inside a write transaction: moves the rows kept in place earlier.
+    fn quarantine_in_place(&mut self) -> Result<(), StoreError> {
+        let now = now_ms();
+        for (q, rev) in std::mem::take(&mut self.in_place) {
+            let b = Bad {
+                pos: q.pos,
+                rev,
+                columns: Columns {
+                    id: q.id,
+                    case: q.case,
+                    author: q.author,
+                    seq: q.seq,
+                },
+                what: q.reason,
+            };
+            self.move_to_quarantine(&b, now)?;
+        }
+        Ok(())
+    }
+
+    /// The rows of the store that failed verification (SPEC.md §8.8),
+    /// by position: of one case (with those whose case column is itself
+    /// damaged), or of every case.
+    pub fn quarantined(&self, case: Option<&CaseId>) -> Result<Vec<Quarantined>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT pos, id, case_id, author, seq, quarantined_at, reason
+                 FROM quarantine ORDER BY pos",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let columns = Columns::of(&RawRow {
+                    pos: r.get(0)?,
+                    rev: Value::Null,
+                    id: r.get(1)?,
+                    case: r.get(2)?,
+                    author: r.get(3)?,
+                    seq: r.get(4)?,
+                    bytes: Value::Null,
+                });
+                let at: Option<i64> = r.get(5)?;
+                Ok(columns.quarantined(
+                    r.get(0)?,
+                    r.get(6)?,
+                    Some(at.map_or(0, |t| t.max(0) as u64)),
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sql(e))?;
+        out.extend(self.in_place.iter().map(|(q, _)| q.clone()));
+        out.retain(|q| case.is_none_or(|c| q.case.is_none_or(|qc| qc == *c)));
+        for q in &mut out {
+            q.recovered = match (q.case, q.id) {
+                (Some(c), Some(id)) => self.cases.get(&c).is_some_and(|v| v.knows(&id)),
+                _ => false,
+            };
+        }
+        out.sort_by_key(|q| q.pos);
+        Ok(out)
+    }
+
+    /// Rows this process found failing verification while loading (moved
+    /// into quarantine, or skipped where they are if that was impossible).
     pub fn damaged(&self) -> &[Problem] {
         &self.damaged
     }
@@ -456,6 +816,7 @@ impl Store {
     fn reload(&mut self) -> Result<(), StoreError> {
         self.cases.clear();
         self.damaged.clear();
+        self.in_place.clear();
         self.loaded_rev = 0;
         self.refresh().map(|_| ())
     }
@@ -534,7 +895,12 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         let result = (|| {
             self.refresh()?;
+            self.quarantine_in_place()?;
             let mut out = Vec::with_capacity(drafts.len());
+            // Every entry passes the rules a receiver applies before it is
+            // stored: decoding (V1–V7) here, the signatures (V8) in one
+            // batch before the commit, the case rules as it is applied.
+            let mut signatures = custodia_protocol::signature::Batch::with_capacity(drafts.len());
             for draft in drafts {
                 let payload = match case {
                     None => {
@@ -581,13 +947,28 @@ impl Store {
                         }
                     }
                 };
-                let entry = Entry::sign(me, &payload);
+                let signed = Entry::sign(me, &payload);
+                let decoded =
+                    Entry::decode_unverified(signed.bytes()).map_err(StoreError::Refused)?;
+                signatures.push(
+                    &decoded.author(),
+                    decoded.signed_message(),
+                    decoded.signature(),
+                );
+                let entry = decoded.assume_verified();
                 let c = entry.case_id();
                 let v = self.cases.entry(c).or_insert_with(Validator::lean);
                 v.apply(&entry, now_ms).map_err(StoreError::Refused)?;
                 self.insert_row(&entry, now_ms)?;
                 case = Some(c);
                 out.push(entry);
+            }
+            let verdicts = signatures.verify();
+            if let Some(e) = out.iter().zip(verdicts).find(|(_, ok)| !ok).map(|(e, _)| e) {
+                return Err(StoreError::Refused(Rejection {
+                    entry: Some(e.id()),
+                    kind: RejectKind::BadSignature,
+                }));
             }
             Ok(out)
         })();
@@ -747,6 +1128,7 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         let result = (|| {
             self.refresh()?;
+            self.quarantine_in_place()?;
             let mut outs = Vec::with_capacity(batches.len());
             for (case, items) in batches {
                 outs.push(self.apply_batch(&case, items, markers_from, now_ms)?);
@@ -1093,8 +1475,23 @@ impl Store {
 
     /// The store check: SQLite's own integrity check, then every row
     /// re-verified from its bytes (id, signature, chain and every rule) in
-    /// dependency order with fresh validators.
+    /// dependency order with fresh validators, then every quarantined row
+    /// not recovered since (a peer re-sent its entry).
     pub fn check(&self) -> Result<Vec<Problem>, StoreError> {
+        let mut problems = self.check_rows()?;
+        for q in self.quarantined(None)? {
+            if q.quarantined_at.is_some() && !q.recovered {
+                problems.push(Problem {
+                    pos: Some(q.pos),
+                    id: q.id,
+                    what: format!("quarantined: {}", q.reason),
+                });
+            }
+        }
+        Ok(problems)
+    }
+
+    fn check_rows(&self) -> Result<Vec<Problem>, StoreError> {
         let mut problems = Vec::new();
         let integrity: Vec<String> = {
             let mut stmt = self
@@ -1220,5 +1617,281 @@ impl Store {
             .optional()
             .map_err(|e| self.sql(e))
             .map(|o| o.and_then(blob32).map(EntryId))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custodia_protocol::{CaseOpened, Note};
+
+    const T: u64 = 1_795_000_000_000;
+
+    fn note(text: &str) -> Draft {
+        Draft::new(
+            Tlp::Amber,
+            Body::Note(Note {
+                text: text.into(),
+                item: None,
+            }),
+        )
+    }
+
+    fn opened(title: &str) -> Draft {
+        Draft::new(
+            Tlp::Amber,
+            Body::CaseOpened(CaseOpened {
+                title: title.into(),
+                reference: "R-1".into(),
+                jurisdiction: None,
+                name: "Alpha".into(),
+                country: "PH".into(),
+            }),
+        )
+    }
+
+    /// A store with a case of three entries by `me`: genesis, two notes.
+    fn store_with_case(path: &Path, me: &Identity) -> (Store, CaseId, Vec<Entry>) {
+        let mut store = Store::open(path).expect("open");
+        let genesis = store.author(me, None, opened("Case"), T).expect("genesis");
+        let case = genesis.case_id();
+        let one = store.author(me, Some(case), note("one"), T).expect("one");
+        let two = store.author(me, Some(case), note("two"), T).expect("two");
+        (store, case, vec![genesis, one, two])
+    }
+
+    /// Writes a row as a tool other than the store would.
+    fn insert_raw(path: &Path, case: &CaseId, author: &AgencyId, seq: u64, bytes: &[u8]) {
+        let conn = Connection::open(path).expect("open");
+        conn.execute(
+            "INSERT INTO entries (rev, id, case_id, author, seq, bytes, stored_at)
+             VALUES ((SELECT MAX(rev) + 1 FROM entries), ?1, ?2, ?3, ?4, ?5, 0)",
+            params![
+                &EntryId::of(bytes).0[..],
+                &case.0[..],
+                &author.0[..],
+                seq as i64,
+                bytes
+            ],
+        )
+        .expect("insert");
+    }
+
+    /// An entry by `me` at `seq` after `prev`, its signature broken.
+    fn forged(me: &Identity, case: CaseId, seq: u64, prev: EntryId) -> Vec<u8> {
+        let e = Entry::sign(
+            me,
+            &Payload {
+                v: FORMAT_VERSION,
+                case: Some(case),
+                author: me.agency(),
+                seq,
+                prev: Some(prev),
+                refs: Vec::new(),
+                time: T,
+                tlp: Tlp::Amber,
+                to: None,
+                body: Body::Note(Note {
+                    text: "forged".into(),
+                    item: None,
+                }),
+            },
+        );
+        let mut bytes = e.bytes().to_vec();
+        let at = bytes.len() - 40;
+        bytes[at] ^= 1;
+        bytes
+    }
+
+    #[test]
+    fn an_entry_the_rules_refuse_is_never_stored_and_the_chain_goes_on() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("store.sqlite");
+        let me = Identity::from_seed([1; 32]);
+        let (mut store, case, entries) = store_with_case(&path, &me);
+        let long = "x".repeat(70_000);
+        match store.author(&me, Some(case), note(&long), T) {
+            Err(StoreError::Refused(r)) => {
+                assert_eq!(r.rule(), 1);
+                let text = StoreError::Refused(r).to_string();
+                assert!(text.contains("V1") && text.contains("65536"), "{text}");
+            }
+            other => panic!("expected a V1 refusal, got {other:?}"),
+        }
+        match store.author(&me, None, opened(&long), T) {
+            Err(StoreError::Refused(r)) => assert_eq!(r.rule(), 1),
+            other => panic!("expected a V1 refusal, got {other:?}"),
+        }
+        assert_eq!(store.count().expect("count"), 3);
+        let next = store
+            .author(&me, Some(case), note("three"), T)
+            .expect("next");
+        assert_eq!(next.seq(), 3);
+        assert_eq!(next.payload().prev, Some(entries[2].id()));
+        drop(store);
+        let store = Store::open(&path).expect("reopen");
+        assert!(store.check().expect("check").is_empty());
+        assert!(store.quarantined(None).expect("list").is_empty());
+    }
+
+    #[test]
+    fn a_forged_row_is_quarantined_never_served_and_its_position_taken() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("store.sqlite");
+        let me = Identity::from_seed([1; 32]);
+        let (mut writer, case, entries) = store_with_case(&path, &me);
+        let bytes = forged(&me, case, 3, entries[2].id());
+        let bad = EntryId::of(&bytes);
+        insert_raw(&path, &case, &me.agency(), 3, &bytes);
+
+        // Another handle catches up with the row and quarantines it.
+        writer.refresh().expect("refresh");
+        let q = writer.quarantined(Some(&case)).expect("list");
+        assert_eq!(q.len(), 1, "{q:?}");
+        assert_eq!(q[0].id, Some(bad));
+        assert_eq!(q[0].seq, Some(3));
+        assert!(q[0].reason.contains("V8"), "{}", q[0].reason);
+        assert!(!q[0].recovered);
+        let heads = writer.row_heads_after(&case, 0, 100).expect("heads");
+        assert_eq!(heads.len(), 3);
+        assert!(heads.iter().all(|h| h.id != bad));
+        assert!(writer.entry(&bad).expect("lookup").is_none());
+
+        // The position is free: the next entry takes it, after the
+        // genuine head.
+        let next = writer
+            .author(&me, Some(case), note("three"), T)
+            .expect("write");
+        assert_eq!(next.seq(), 3);
+        assert_eq!(next.payload().prev, Some(entries[2].id()));
+
+        // Reopened, the store is whole; the check lists the quarantined
+        // row with its reason.
+        drop(writer);
+        let store = Store::open(&path).expect("reopen");
+        assert!(store.damaged().is_empty(), "nothing new to quarantine");
+        assert_eq!(store.entries(&case).expect("entries").len(), 4);
+        let problems = store.check().expect("check");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].id, Some(bad));
+        assert!(problems[0].what.starts_with("quarantined: rule V8"));
+        let kept: Vec<u8> = store
+            .conn
+            .query_row("SELECT bytes FROM quarantine", [], |r| r.get(0))
+            .expect("kept for forensics");
+        assert_eq!(kept, bytes);
+    }
+
+    #[test]
+    fn a_damaged_row_and_what_depends_on_it_are_quarantined_until_a_peer_sends_them_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("store.sqlite");
+        let me = Identity::from_seed([1; 32]);
+        let (store, case, entries) = store_with_case(&path, &me);
+        drop(store);
+        // One flipped bit in the first note's bytes.
+        let conn = Connection::open(&path).expect("open");
+        let mut bytes = entries[1].bytes().to_vec();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x04;
+        conn.execute(
+            "UPDATE entries SET bytes = ?1 WHERE id = ?2",
+            params![bytes, &entries[1].id().0[..]],
+        )
+        .expect("damage");
+        drop(conn);
+
+        let mut store = Store::open(&path).expect("open");
+        let q = store.quarantined(Some(&case)).expect("list");
+        assert_eq!(
+            q.iter().map(|q| q.id).collect::<Vec<_>>(),
+            [Some(entries[1].id()), Some(entries[2].id())]
+        );
+        assert!(
+            q[0].reason.contains("do not hash to its id"),
+            "{}",
+            q[0].reason
+        );
+        assert!(q[1].reason.contains("V11"), "{}", q[1].reason);
+        assert_eq!(store.count().expect("count"), 1);
+
+        // A peer holding the genuine entries sends them again.
+        let items = entries[1..]
+            .iter()
+            .map(|e| SyncItem::Entry(e.bytes().to_vec()))
+            .collect();
+        let out = store.receive(&case, items, T).expect("receive");
+        assert_eq!(out.stored.len(), 2, "{out:?}");
+        let q = store.quarantined(Some(&case)).expect("list");
+        assert!(q.iter().all(|q| q.recovered), "{q:?}");
+        assert!(store.check().expect("check").is_empty());
+    }
+
+    #[test]
+    fn a_row_with_columns_of_the_wrong_type_is_quarantined_not_fatal() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("store.sqlite");
+        let me = Identity::from_seed([1; 32]);
+        let (store, case, _) = store_with_case(&path, &me);
+        drop(store);
+        let conn = Connection::open(&path).expect("open");
+        conn.execute(
+            "INSERT INTO entries (rev, id, case_id, author, seq, bytes, stored_at)
+             VALUES (99, 'not an id', ?1, 42, 'x', 7, 0)",
+            params![&case.0[..]],
+        )
+        .expect("insert");
+        drop(conn);
+        let store = Store::open(&path).expect("a damaged row does not stop the store");
+        let q = store.quarantined(None).expect("list");
+        assert_eq!(q.len(), 1);
+        assert!(q[0].reason.contains("id column"), "{}", q[0].reason);
+        assert_eq!(store.entries(&case).expect("entries").len(), 3);
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_verified() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("store.sqlite");
+        let me = Identity::from_seed([1; 32]);
+        let (store, case, entries) = store_with_case(&path, &me);
+        drop(store);
+        // Back to the version-1 schema, with a forged row.
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch("DROP TABLE quarantine; PRAGMA user_version = 1;")
+            .expect("downgrade");
+        drop(conn);
+        insert_raw(
+            &path,
+            &case,
+            &me.agency(),
+            3,
+            &forged(&me, case, 3, entries[2].id()),
+        );
+        let store = Store::open(&path).expect("open");
+        let version: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(store.quarantined(None).expect("list").len(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_store_and_its_wal_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("store.sqlite");
+        let me = Identity::from_seed([1; 32]);
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        let (store, _, _) = store_with_case(&path, &me);
+        for f in ["store.sqlite", "store.sqlite-wal", "store.sqlite-shm"] {
+            assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
+        }
+        drop(store);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let _store = Store::open(&path).expect("open");
+        assert_eq!(mode(&path), 0o600);
     }
 }
