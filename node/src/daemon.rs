@@ -657,6 +657,8 @@ struct CaseCursor {
     resync_at: Option<Instant>,
     /// Re-requests since the last batch that stored something new.
     resyncs: u32,
+    /// The proofs held for this case were sent on this connection.
+    proofs_sent: bool,
 }
 
 struct SessionState {
@@ -1326,25 +1328,35 @@ async fn announce(
             out.send(Message::Heads(Heads { case, heads }))
                 .await
                 .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
-            // Proofs found before this connection existed reach the peer
-            // now (a proof it already holds is ignored there).
-            let proofs = blocking(inner, move |s, _| {
-                let Some(v) = s.case(&case) else {
-                    return Vec::new();
-                };
-                s.proofs(&case)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|p| proof_visible(v, p, &peer))
-                    .collect::<Vec<_>>()
-            })
-            .await?;
-            for proof in proofs {
-                out.send(Message::Equivocation(EquivocationNotice { case, proof }))
-                    .await
-                    .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
-            }
         }
+    }
+    Ok(())
+}
+
+/// Sends the peer every proof held for a case that it may see. Proofs
+/// found before this connection existed reach the peer this way (a proof
+/// it already holds is ignored there).
+async fn send_proofs(
+    inner: &Arc<Inner>,
+    peer: AgencyId,
+    case: CaseId,
+    out: &mpsc::Sender<Message>,
+) -> SessionResult {
+    let proofs = blocking(inner, move |s, _| {
+        let Some(v) = s.case(&case) else {
+            return Vec::new();
+        };
+        s.proofs(&case)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| proof_visible(v, p, &peer))
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    for proof in proofs {
+        out.send(Message::Equivocation(EquivocationNotice { case, proof }))
+            .await
+            .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
     }
     Ok(())
 }
@@ -1465,6 +1477,15 @@ async fn pump(
                 break;
             };
             if last == cursor.pos {
+                // Everything the peer lacked is sent. Once the peer has
+                // acknowledged it all, it holds the case, its members and
+                // every entry a proof's author needs: the proofs go now
+                // (SPEC.md §9.11), not before, or the peer could not take
+                // them.
+                if st.in_flight == 0 && !cursor.proofs_sent {
+                    cursor.proofs_sent = true;
+                    send_proofs(inner, st.peer, case, out).await?;
+                }
                 break;
             }
             cursor.pos = last;
