@@ -276,6 +276,12 @@ pub async fn start(dir: &Path) -> Result<Running, NodeError> {
     let store = tokio::task::spawn_blocking(move || Store::open(&store_path))
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))??;
+    if let Some(why) = store.suspicion() {
+        warn!(reason = %why, "the store may have gone back in time");
+    }
+    for h in store.holds(None)? {
+        warn!(case = %h.case, reason = %h.reason, "case on hold: this node writes nothing in it until a peer confirms its head or it has recovered its own entries");
+    }
     for p in store.damaged() {
         warn!(pos = ?p.pos, problem = %p.what, "damaged store row skipped; run `custodia store check`");
     }
@@ -978,6 +984,8 @@ async fn receive_group(
         // that is a member of the case here. Signed entries are validated
         // whoever relays them.
         let outcomes = s.receive_checked(batches, Some(peer), now_ms())?;
+        // Own entries a peer was ahead by may have arrived (SPEC.md §9.14).
+        s.settle_holds(&me)?;
         // Others' entries arrived: a witness is due (not for witnesses
         // alone, or witnesses would answer witnesses).
         let due: Vec<bool> = outcomes
@@ -1151,10 +1159,25 @@ async fn handle(
                     .collect();
                 // A non-member gets the same empty answer as for an unknown
                 // case: it cannot tell whether this node holds the case.
-                let ours = match v {
-                    Some(v) if serving && v.is_member(&peer) => s.heads(&case),
-                    _ => Vec::new(),
+                let member = v.is_some_and(|v| v.is_member(&peer));
+                let ours = if serving && member {
+                    s.heads(&case)
+                } else {
+                    Vec::new()
                 };
+                // What a member peer holds of this agency's own chain
+                // confirms the store's head, or shows it behind (SPEC.md
+                // §9.14).
+                if member {
+                    let me = i.me;
+                    let mine = theirs
+                        .iter()
+                        .find(|h| h.0 == me)
+                        .map(|Head(_, seq, id)| (*seq, *id));
+                    if let Err(e) = s.own_head_seen(&case, &me, &peer, mine) {
+                        warn!(error = %e, "store failed while checking this agency's head");
+                    }
+                }
                 (ours, peer_next, serving)
             })
             .await?;

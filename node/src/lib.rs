@@ -9,6 +9,7 @@
 pub mod case_uco;
 pub mod config;
 pub mod daemon;
+pub mod guard;
 pub mod hashing;
 pub mod keyfile;
 pub mod local;

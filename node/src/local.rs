@@ -67,7 +67,12 @@ impl LocalError {
     /// a usage or I/O problem (exit 2).
     pub fn is_refusal(&self) -> bool {
         matches!(self, LocalError::Refused(_))
-            || matches!(self, LocalError::Store(StoreError::Refused(_)))
+            || matches!(
+                self,
+                LocalError::Store(
+                    StoreError::Refused(_) | StoreError::OnHold(_) | StoreError::Equivocated { .. }
+                )
+            )
     }
 }
 

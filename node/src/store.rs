@@ -39,7 +39,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// The schema version this code writes; older versions are migrated.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -78,6 +78,9 @@ const MIGRATIONS: &[&str] = &[
         quarantined_at INTEGER NOT NULL,
         reason         TEXT NOT NULL
      );",
+    // 2 -> 3: the authoring guard (SPEC.md §9.14): holds, peers' views of
+    // this agency's chains, the store file's identity.
+    crate::guard::MIGRATION,
 ];
 
 /// A store failure. Validation refusals are not errors of the store: they
@@ -105,6 +108,21 @@ pub enum StoreError {
     /// The case is not in the store.
     #[error("unknown case {0}")]
     UnknownCase(CaseId),
+    /// The case is on hold: the store may hold less of this agency's chain
+    /// than its peers do, and an entry now could reuse a position they
+    /// hold (SPEC.md §9.14).
+    #[error("this node's record of case {} may be behind what its peers hold ({}): {}; nothing was written; retry when `custodia status` shows the case ready", .0.case, .0.reason, match .0.peer { Some(p) => format!("recovering from peer {}", p.fingerprint()), None => "waiting for a peer to confirm this agency's head (start the node: `custodia node run`), or release the hold with `custodia case release-hold` if no other agency holds the case".to_string() })]
+    OnHold(crate::guard::Hold),
+    /// This agency has signed two entries at one position of the case: a
+    /// proof is held. Nothing more is written until people decide how the
+    /// record goes on (SPEC.md §9.14).
+    #[error("this agency has signed two different entries as #{seq} of its history in case {case} (an equivocation, shown in every court bundle); nothing was written: the case needs a decision by people before this node writes in it again (see `custodia case show`)")]
+    Equivocated {
+        /// The case.
+        case: CaseId,
+        /// The position signed twice.
+        seq: u64,
+    },
     /// The entry the caller asked to author was refused by the rules
     /// (SPEC.md §8, the same rules a receiver applies); nothing was stored.
     #[error("refused by rule V{} ({}), nothing stored: {}", .0.rule(), .0.class(), .0.kind)]
@@ -231,6 +249,10 @@ pub struct Store {
     /// Rows found bad that could not be moved into quarantine (a read-only
     /// file): skipped, and moved by the next write transaction.
     in_place: Vec<(Quarantined, Value)>,
+    /// The seal beside the file (SPEC.md §9.14).
+    seal: crate::guard::Seal,
+    /// Why the store was found suspect when opened, if it was.
+    suspicion: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -464,10 +486,187 @@ impl Store {
             loaded_rev: 0,
             damaged: Vec::new(),
             in_place: Vec::new(),
+            seal: crate::guard::Seal::beside(path),
+            suspicion: None,
         };
         store.migrate()?;
         store.refresh()?;
+        store.check_rollback()?;
         Ok(store)
+    }
+
+    /// The rollback check at open (SPEC.md §9.14): a store that may have
+    /// gone back in time puts each case shared with other agencies on
+    /// hold. Then the seal is brought up to date.
+    fn check_rollback(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.sql(e))?;
+        let result = (|| {
+            let committed = self.committed_rev()?;
+            let why = crate::guard::suspicion(&self.conn, &self.path, &self.seal, committed)
+                .map_err(|e| self.sql(e))?;
+            if let Some(why) = &why {
+                tracing::warn!(reason = %why, "the store may have gone back in time: shared cases are on hold until a peer confirms them");
+                let now = now_ms();
+                for (case, v) in &self.cases {
+                    if v.state().members.len() >= 2 {
+                        crate::guard::hold(&self.conn, case, why, None, None, now)
+                            .map_err(|e| self.sql(e))?;
+                    }
+                }
+            }
+            Ok::<_, StoreError>((why, committed))
+        })();
+        match result {
+            Ok((why, committed)) => {
+                self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?;
+                self.seal.write(committed);
+                self.suspicion = why;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// The highest change counter committed (quarantined rows included).
+    fn committed_rev(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT MAX(COALESCE((SELECT MAX(rev) FROM entries), 0),
+                            COALESCE((SELECT MAX(CAST(rev AS INTEGER)) FROM quarantine), 0))",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Why the store was found suspect when this process opened it.
+    pub fn suspicion(&self) -> Option<&str> {
+        self.suspicion.as_deref()
+    }
+
+    /// The holds in force (one case, or all).
+    pub fn holds(&self, case: Option<&CaseId>) -> Result<Vec<crate::guard::Hold>, StoreError> {
+        crate::guard::holds(&self.conn, case).map_err(|e| self.sql(e))
+    }
+
+    /// The hold history of a case, oldest first.
+    pub fn hold_log(&self, case: &CaseId) -> Result<Vec<(u64, String)>, StoreError> {
+        crate::guard::hold_log(&self.conn, case).map_err(|e| self.sql(e))
+    }
+
+    /// What each peer last said it holds of this agency's chain in a case.
+    pub fn peer_views(&self, case: &CaseId) -> Result<Vec<crate::guard::PeerView>, StoreError> {
+        crate::guard::views(&self.conn, case).map_err(|e| self.sql(e))
+    }
+
+    /// Releases a case's hold by an operator's decision (logged with the
+    /// reason); true if there was one.
+    pub fn release_hold(&mut self, case: &CaseId, why: &str) -> Result<bool, StoreError> {
+        let released =
+            crate::guard::release(&self.conn, case, why, now_ms()).map_err(|e| self.sql(e))?;
+        if released {
+            tracing::warn!(case = %case, reason = ?why, "hold released by the operator");
+        }
+        Ok(released)
+    }
+
+    /// The position at which `me` signed two entries in a case, if the
+    /// store holds a proof of it or the state records it.
+    pub fn self_equivocation(&self, me: &AgencyId, case: &CaseId) -> Option<u64> {
+        let proved: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT MIN(seq) FROM equivocations WHERE case_id = ?1 AND author = ?2",
+                params![&case.0[..], &me.0[..]],
+                |r| r.get(0),
+            )
+            .ok()
+            .flatten();
+        proved.map(|s| s as u64).or_else(|| {
+            self.state(case)?.conflicts.iter().find_map(|c| match c {
+                custodia_protocol::Conflict::Equivocation { author, seq, .. } if author == me => {
+                    Some(*seq)
+                }
+                _ => None,
+            })
+        })
+    }
+
+    /// Compares what member peer `peer` says it holds of `me`'s chain in a
+    /// case (its head, from a `heads` message) with the store (SPEC.md
+    /// §9.14): a peer ahead puts the case on hold until its entries are
+    /// stored; a peer that holds the store's own head, or an earlier entry
+    /// of the same chain, releases a hold no peer showed to be behind.
+    pub fn own_head_seen(
+        &mut self,
+        case: &CaseId,
+        me: &AgencyId,
+        peer: &AgencyId,
+        theirs: Option<(u64, EntryId)>,
+    ) -> Result<(), StoreError> {
+        let Some(v) = self.cases.get(case) else {
+            return Ok(());
+        };
+        let next = v.next_seq(me);
+        let now = now_ms();
+        crate::guard::record_view(&self.conn, case, peer, theirs.map(|t| t.0), now)
+            .map_err(|e| self.sql(e))?;
+        match theirs {
+            Some((seq, _)) if seq >= next => {
+                let why = format!(
+                    "peer {} holds this agency's entries up to #{seq}; this store only up to {}",
+                    peer.fingerprint(),
+                    next.checked_sub(1)
+                        .map_or("none".to_string(), |s| format!("#{s}"))
+                );
+                tracing::warn!(case = %case, peer = %peer.fingerprint(), theirs = seq, ours = next, "this node is behind a peer on its own chain: recovering before it writes again");
+                crate::guard::hold(&self.conn, case, &why, Some(seq), Some(peer), now)
+                    .map_err(|e| self.sql(e))?;
+            }
+            Some((seq, id)) if v.at(me, seq) != Some(id) => {
+                // A fork of this agency's own chain: the sync exchanges
+                // both entries and the proof follows.
+            }
+            _ => {
+                let held = crate::guard::holds(&self.conn, Some(case))
+                    .map_err(|e| self.sql(e))?
+                    .pop();
+                if held.is_some_and(|h| h.behind.is_none_or(|b| b < next)) {
+                    let why = format!("peer {} confirmed this agency's head", peer.fingerprint());
+                    crate::guard::release(&self.conn, case, &why, now).map_err(|e| self.sql(e))?;
+                    tracing::info!(case = %case, peer = %peer.fingerprint(), "own head confirmed by a peer: the case is writable again");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases the holds of cases whose entries a peer was ahead by are
+    /// now stored.
+    pub fn settle_holds(&mut self, me: &AgencyId) -> Result<(), StoreError> {
+        let now = now_ms();
+        for h in crate::guard::holds(&self.conn, None).map_err(|e| self.sql(e))? {
+            let (Some(behind), Some(v)) = (h.behind, self.cases.get(&h.case)) else {
+                continue;
+            };
+            if v.next_seq(me) > behind {
+                let why = "recovered this agency's entries from its peers".to_string();
+                crate::guard::release(&self.conn, &h.case, &why, now).map_err(|e| self.sql(e))?;
+                tracing::info!(case = %h.case, "own entries recovered from peers: the case is writable again");
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the store as restored from a backup (`custodia restore`): the
+    /// next open puts its shared cases on hold.
+    pub fn mark_restored(&mut self, why: &str) -> Result<(), StoreError> {
+        crate::guard::set_meta(&self.conn, crate::guard::RESTORED, why).map_err(|e| self.sql(e))
     }
 
     fn sql(&self, source: rusqlite::Error) -> StoreError {
@@ -922,6 +1121,18 @@ impl Store {
                     Some(c) => {
                         let v = self.cases.get(&c).ok_or(StoreError::UnknownCase(c))?;
                         let me_id = me.agency();
+                        // SPEC.md §9.14: never at a position the node
+                        // cannot show is its next one, never on after an
+                        // equivocation of its own.
+                        if let Some(h) = crate::guard::holds(&self.conn, Some(&c))
+                            .map_err(|e| self.sql(e))?
+                            .pop()
+                        {
+                            return Err(StoreError::OnHold(h));
+                        }
+                        if let Some(seq) = self.self_equivocation(&me_id, &c) {
+                            return Err(StoreError::Equivocated { case: c, seq });
+                        }
                         let seq = v.next_seq(&me_id);
                         let prev = seq.checked_sub(1).and_then(|s| v.at(&me_id, s));
                         let mut refs: Vec<EntryId> = draft.refs.clone();
@@ -975,6 +1186,8 @@ impl Store {
         match result {
             Ok(out) => {
                 self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?;
+                // The seal records what is now committed (SPEC.md §9.14).
+                self.seal.write(self.loaded_rev);
                 Ok(out)
             }
             Err(e) => {
@@ -1138,6 +1351,8 @@ impl Store {
         match result {
             Ok(outs) => {
                 self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?;
+                // The seal records what is now committed (SPEC.md §9.14).
+                self.seal.write(self.loaded_rev);
                 Ok(outs)
             }
             Err(e) => {
