@@ -12,6 +12,7 @@ use custodia_protocol::{
 };
 
 use crate::output::{iso_time, short, Out};
+use crate::untrusted::safe;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum CaseCommand {
@@ -118,7 +119,9 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
             let e = l.open_case(&title, &reference, jurisdiction.as_deref(), tlp)?;
             out.record(
                 &format!(
-                    "Opened case {title} ({reference}), {tlp}\ncase id: {}",
+                    "Opened case {} ({}), {tlp}\ncase id: {}",
+                    safe(&title),
+                    safe(&reference),
                     e.id()
                 ),
                 serde_json::json!({"case": e.id().to_hex(), "title": title, "reference": reference, "tlp": tlp.as_str()}),
@@ -133,8 +136,8 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                 text.push_str(&format!(
                     "{}  {:<28} {:<18} {} members, {} items, {} entries\n",
                     &c.to_hex()[..12],
-                    s.title,
-                    s.reference,
+                    safe(&s.title),
+                    safe(&s.reference),
                     members,
                     s.items.len(),
                     s.entries
@@ -186,7 +189,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                 &format!(
                     "Shared case {} with {} ({}) as {}\nentry: {}",
                     &c.to_hex()[..12],
-                    who.name,
+                    safe(&who.name),
                     who.agency.fingerprint(),
                     role.as_str(),
                     e.id()
@@ -201,7 +204,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
             out.record(
                 &format!(
                     "Removed {} ({}) from case {}\nentry: {}",
-                    who.name,
+                    safe(&who.name),
                     who.agency.fingerprint(),
                     &c.to_hex()[..12],
                     e.id()
@@ -218,10 +221,10 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
     let case = s.case.map(|c| c.to_hex()).unwrap_or_default();
     let mut t = format!(
         "Case {}  {}\nreference {}   jurisdiction {}   {}   {} entries\n",
-        s.title,
+        safe(&s.title),
         case,
-        s.reference,
-        s.jurisdiction.as_deref().unwrap_or("-"),
+        safe(&s.reference),
+        safe(s.jurisdiction.as_deref().unwrap_or("-")),
         s.tlp.map_or("-".into(), |t| t.to_string()),
         s.entries
     );
@@ -230,8 +233,8 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
     for m in s.members.values() {
         t.push_str(&format!(
             "  {:<30} {}  {:<12} {}{}\n",
-            m.name,
-            m.country,
+            safe(&m.name),
+            safe(&m.country),
             m.role.as_str(),
             m.agency.fingerprint(),
             if m.is_active() { "" } else { "  (removed)" }
@@ -248,15 +251,15 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         let status = if i.destroyed {
             "destroyed".to_string()
         } else if let Some(tr) = i.open_transfer.and_then(|t| s.open_transfers.get(&t)) {
-            format!("in transit to {}", l.name_of(&tr.to))
+            format!("in transit to {}", safe(&l.name_of(&tr.to)))
         } else {
-            format!("held by {holder}")
+            format!("held by {}", safe(&holder))
         };
         t.push_str(&format!(
             "  {}  {:<10} {:<40} {}{}\n      sha256 {}  {} bytes  {}\n",
             i.id.to_uuid_string(),
-            i.exhibit.as_deref().unwrap_or("-"),
-            i.description.as_deref().unwrap_or(""),
+            safe(i.exhibit.as_deref().unwrap_or("-")),
+            safe(i.description.as_deref().unwrap_or("")),
             status,
             if i.incomplete {
                 "  (history partly withheld)"
@@ -265,7 +268,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
             },
             hex::encode(i.digests.sha256),
             i.size,
-            i.media_type
+            safe(&i.media_type)
         ));
         items.push(serde_json::json!({
             "item": i.id.to_uuid_string(), "exhibit": i.exhibit, "description": i.description,
@@ -284,8 +287,8 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
                 "  {}  item {}  {} -> {}\n",
                 &tr.entry.to_hex()[..12],
                 tr.item.to_uuid_string(),
-                l.name_of(&tr.from),
-                l.name_of(&tr.to)
+                safe(&l.name_of(&tr.from)),
+                safe(&l.name_of(&tr.to))
             ));
             transfers.push(serde_json::json!({"transfer": tr.entry.to_hex(), "item": tr.item.to_uuid_string(), "from": tr.from.to_hex(), "to": tr.to.to_hex()}));
         }
@@ -297,7 +300,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
             let line = match c {
                 Conflict::Equivocation { author, seq, .. } => format!(
                     "equivocation: {} signed two different entries at sequence {seq}",
-                    l.name_of(author)
+                    safe(&l.name_of(author))
                 ),
                 Conflict::DigestMismatch {
                     entry,
@@ -305,7 +308,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
                     author,
                 } => format!(
                     "digest mismatch: {} observed a different digest for item {} (entry {})",
-                    l.name_of(author),
+                    safe(&l.name_of(author)),
                     item.to_uuid_string(),
                     &entry.to_hex()[..12]
                 ),
@@ -331,7 +334,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         for w in &s.withheld {
             t.push_str(&format!(
                 "  {} #{}  {}\n",
-                l.name_of(&w.author),
+                safe(&l.name_of(&w.author)),
                 w.seq,
                 w.id
             ));
@@ -370,7 +373,7 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
     let width = rows
         .iter()
         .map(|r| match r {
-            TimelineRow::Entry(e) => name(&e.author()).chars().count(),
+            TimelineRow::Entry(e) => safe(&name(&e.author())).chars().count(),
             TimelineRow::Withheld(_) => 0,
         })
         .max()
@@ -398,9 +401,12 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                 if let Some(why) = &retracted {
                     summary.push_str(&format!("  (retracted: {why})"));
                 }
+                // The summary quotes the entry's own text: one line, inert.
                 text.push_str(&format!(
-                    "{}  {who:<width$}  {kind:<19}  {summary}\n",
-                    iso_time(p.time)
+                    "{}  {:<width$}  {kind:<19}  {}\n",
+                    iso_time(p.time),
+                    safe(&who),
+                    safe(&summary)
                 ));
                 json.push(serde_json::json!({
                     "entry": e.id().to_hex(), "author": p.author.to_hex(), "author_name": who,
@@ -412,8 +418,9 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                 let who = name(&w.author);
                 let summary = format!("withheld (TLP:RED) by {who} #{}", w.seq);
                 text.push_str(&format!(
-                    "{:<20}  {summary}  entry {}\n",
+                    "{:<20}  {}  entry {}\n",
                     "(time not shown)",
+                    safe(&summary),
                     short(&w.id.to_hex())
                 ));
                 json.push(serde_json::json!({
