@@ -7,6 +7,7 @@ use clap::Subcommand;
 use custodia_node::local;
 
 use crate::output::Out;
+use crate::untrusted::safe;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum AgencyCommand {
@@ -25,7 +26,7 @@ pub(crate) fn run(dir: &Path, cmd: AgencyCommand, out: &Out) -> anyhow::Result<E
             let all = l.agencies();
             let width = all
                 .iter()
-                .map(|a| a.name.chars().count())
+                .map(|a| safe(&a.name).chars().count())
                 .max()
                 .unwrap_or(0);
             let mut text = String::new();
@@ -33,12 +34,12 @@ pub(crate) fn run(dir: &Path, cmd: AgencyCommand, out: &Out) -> anyhow::Result<E
             for a in &all {
                 let mut line = format!(
                     "{:<width$}  {}  {}",
-                    a.name,
-                    a.country,
+                    safe(&a.name),
+                    safe(&a.country),
                     a.agency.fingerprint()
                 );
                 if let Some(p) = &a.peer {
-                    line.push_str(&format!("  peer {p}"));
+                    line.push_str(&format!("  peer {}", safe(p)));
                 }
                 if a.me {
                     line.push_str("  (this node)");

@@ -13,6 +13,7 @@ use custodia_protocol::{
 };
 
 use crate::output::{iso_time, short, Out};
+use crate::untrusted::safe;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum CaseCommand {
@@ -119,7 +120,9 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
             let e = l.open_case(&title, &reference, jurisdiction.as_deref(), tlp)?;
             out.record(
                 &format!(
-                    "Opened case {title} ({reference}), {tlp}\ncase id: {}",
+                    "Opened case {} ({}), {tlp}\ncase id: {}",
+                    safe(&title),
+                    safe(&reference),
                     e.id()
                 ),
                 serde_json::json!({"case": e.id().to_hex(), "title": title, "reference": reference, "tlp": tlp.as_str()}),
@@ -139,8 +142,8 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                 text.push_str(&format!(
                     "{}  {:<28} {:<18} {} members, {} items, {} entries\n",
                     &c.to_hex()[..12],
-                    s.title,
-                    s.reference,
+                    safe(&s.title),
+                    safe(&s.reference),
                     members,
                     s.items.len(),
                     s.entries
@@ -199,7 +202,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                 &format!(
                     "Shared case {} with {} ({}) as {}\nentry: {}",
                     &c.to_hex()[..12],
-                    who.name,
+                    safe(&who.name),
                     who.agency.fingerprint(),
                     role.as_str(),
                     e.id()
@@ -215,7 +218,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
             out.record(
                 &format!(
                     "Removed {} ({}) from case {}\nentry: {}",
-                    who.name,
+                    safe(&who.name),
                     who.agency.fingerprint(),
                     &c.to_hex()[..12],
                     e.id()
@@ -232,10 +235,10 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
     let case = s.case.map(|c| c.to_hex()).unwrap_or_default();
     let mut t = format!(
         "Case {}  {}\nreference {}   jurisdiction {}   {}   {} entries\n",
-        s.title,
+        safe(&s.title),
         case,
-        s.reference,
-        s.jurisdiction.as_deref().unwrap_or("-"),
+        safe(&s.reference),
+        safe(s.jurisdiction.as_deref().unwrap_or("-")),
         s.tlp.map_or("-".into(), |t| t.to_string()),
         s.entries
     );
@@ -244,8 +247,8 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
     for m in s.members.values() {
         t.push_str(&format!(
             "  {:<30} {}  {:<12} {}{}\n",
-            m.name,
-            m.country,
+            safe(&m.name),
+            safe(&m.country),
             m.role.as_str(),
             m.agency.fingerprint(),
             if m.is_active() { "" } else { "  (removed)" }
@@ -285,15 +288,15 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         let status = if i.destroyed {
             "destroyed".to_string()
         } else if let Some(tr) = i.open_transfer.and_then(|t| s.open_transfers.get(&t)) {
-            format!("in transit to {}", l.name_of(&tr.to))
+            format!("in transit to {}", safe(&l.name_of(&tr.to)))
         } else {
-            format!("held by {holder}")
+            format!("held by {}", safe(&holder))
         };
         t.push_str(&format!(
             "  {}  {:<10} {:<40} {}{}\n      sha256 {}  {} bytes  {}\n",
             i.id.to_uuid_string(),
-            i.exhibit.as_deref().unwrap_or("-"),
-            i.description.as_deref().unwrap_or(""),
+            safe(i.exhibit.as_deref().unwrap_or("-")),
+            safe(i.description.as_deref().unwrap_or("")),
             status,
             if i.incomplete {
                 "  (history partly withheld)"
@@ -302,7 +305,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
             },
             hex::encode(i.digests.sha256),
             i.size,
-            i.media_type
+            safe(&i.media_type)
         ));
         items.push(serde_json::json!({
             "item": i.id.to_uuid_string(), "exhibit": i.exhibit, "description": i.description,
@@ -321,8 +324,8 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
                 "  {}  item {}  {} -> {}\n",
                 &tr.entry.to_hex()[..12],
                 tr.item.to_uuid_string(),
-                l.name_of(&tr.from),
-                l.name_of(&tr.to)
+                safe(&l.name_of(&tr.from)),
+                safe(&l.name_of(&tr.to))
             ));
             transfers.push(serde_json::json!({"transfer": tr.entry.to_hex(), "item": tr.item.to_uuid_string(), "from": tr.from.to_hex(), "to": tr.to.to_hex()}));
         }
@@ -334,7 +337,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
             let line = match c {
                 Conflict::Equivocation { author, seq, .. } => format!(
                     "equivocation: {} signed two different entries at sequence {seq}",
-                    l.name_of(author)
+                    safe(&l.name_of(author))
                 ),
                 Conflict::DigestMismatch {
                     entry,
@@ -342,7 +345,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
                     author,
                 } => format!(
                     "digest mismatch: {} observed a different digest for item {} (entry {})",
-                    l.name_of(author),
+                    safe(&l.name_of(author)),
                     item.to_uuid_string(),
                     &entry.to_hex()[..12]
                 ),
@@ -368,7 +371,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         for w in &s.withheld {
             t.push_str(&format!(
                 "  {} #{}  {}\n",
-                l.name_of(&w.author),
+                safe(&l.name_of(&w.author)),
                 w.seq,
                 w.id
             ));
@@ -447,7 +450,7 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
     let width = rows
         .iter()
         .map(|r| match r {
-            TimelineRow::Entry(e) => name(&e.author()).chars().count(),
+            TimelineRow::Entry(e) => safe(&name(&e.author())).chars().count(),
             TimelineRow::Withheld(_) | TimelineRow::Quarantined(_) => 0,
         })
         .max()
@@ -480,9 +483,12 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                     summary
                         .push_str("  (written after its author's removal, without knowing of it)");
                 }
+                // The summary quotes the entry's own text: one line, inert.
                 text.push_str(&format!(
-                    "{}  {who:<width$}  {kind:<19}  {summary}\n",
-                    iso_time(p.time)
+                    "{}  {:<width$}  {kind:<19}  {}\n",
+                    iso_time(p.time),
+                    safe(&who),
+                    safe(&summary)
                 ));
                 json.push(serde_json::json!({
                     "entry": e.id().to_hex(), "author": p.author.to_hex(), "author_name": who,
@@ -496,8 +502,9 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                 let who = name(&w.author);
                 let summary = format!("withheld (TLP:RED) by {who} #{}", w.seq);
                 text.push_str(&format!(
-                    "{:<20}  {summary}  entry {}\n",
+                    "{:<20}  {}  entry {}\n",
                     "(time not shown)",
+                    safe(&summary),
                     short(&w.id.to_hex())
                 ));
                 json.push(serde_json::json!({

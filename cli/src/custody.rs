@@ -8,6 +8,7 @@ use custodia_node::local::{self, CustodyInfo, CustodyWritten, Local};
 use custodia_protocol::{Body, CustodyAction};
 
 use crate::output::{short, Out};
+use crate::untrusted::safe;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum CustodyCommand {
@@ -121,7 +122,10 @@ pub(crate) fn run(dir: &Path, cmd: CustodyCommand, out: &Out) -> anyhow::Result<
             };
             let w = l.transfer(&item, &to, &info)?;
             let to = match &w.entry.payload().body {
-                Body::Custody(ev) => ev.to.map(|a| l.name_of(&a)).unwrap_or_default(),
+                Body::Custody(ev) => ev
+                    .to
+                    .map(|a| safe(&l.name_of(&a)).into_owned())
+                    .unwrap_or_default(),
                 _ => String::new(),
             };
             let id = w.entry.id().to_hex();
@@ -148,7 +152,7 @@ pub(crate) fn run(dir: &Path, cmd: CustodyCommand, out: &Out) -> anyhow::Result<
                 ..CustodyInfo::default()
             };
             let (case, t) = l.resolve_transfer(&transfer)?;
-            let from = l.name_of(&t.from);
+            let from = safe(&l.name_of(&t.from)).into_owned();
             let w = l.receive(&transfer, reject.as_deref(), &info)?;
             debug_assert_eq!(w.case, case);
             let text = match &reject {
@@ -158,8 +162,9 @@ pub(crate) fn run(dir: &Path, cmd: CustodyCommand, out: &Out) -> anyhow::Result<
                     w.entry.id()
                 ),
                 Some(why) => format!(
-                    "Rejected the transfer of item {} from {from}: {why}; {from} remains the holder\nreceipt: {}",
+                    "Rejected the transfer of item {} from {from}: {}; {from} remains the holder\nreceipt: {}",
                     label(&l, &w),
+                    safe(why),
                     w.entry.id()
                 ),
             };
@@ -225,5 +230,8 @@ fn label(l: &Local, w: &CustodyWritten) -> String {
     l.store
         .state(&w.case)
         .and_then(|s| s.items.get(&w.item))
-        .map_or_else(|| w.item.to_uuid_string(), Local::item_label)
+        .map_or_else(
+            || w.item.to_uuid_string(),
+            |i| safe(&Local::item_label(i)).into_owned(),
+        )
 }

@@ -40,7 +40,7 @@ impl Narrator {
             self.steps
                 .push(serde_json::json!({"step": self.step, "text": text, "details": []}));
         } else {
-            println!("\n{}. {text}", self.step);
+            crate::output::print(&format!("\n{}. {text}", self.step));
         }
     }
 
@@ -56,7 +56,7 @@ impl Narrator {
             }
         } else {
             for line in text.lines() {
-                println!("   {line}");
+                crate::output::print(&format!("   {line}"));
             }
         }
     }

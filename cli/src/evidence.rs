@@ -9,6 +9,7 @@ use custodia_node::local::{self, EvidenceInfo, Local};
 
 use crate::output::{Out, EXIT_REFUSED};
 use crate::progress::Progress;
+use crate::untrusted::safe;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum EvidenceCommand {
@@ -104,7 +105,7 @@ pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result
                 text.push_str(&format!(
                     "{}  {}  {}  {}\n",
                     i.item.to_uuid_string(),
-                    i.exhibit.as_deref().unwrap_or("-"),
+                    safe(i.exhibit.as_deref().unwrap_or("-")),
                     sha256,
                     r.path.display()
                 ));
@@ -124,7 +125,7 @@ pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result
             let check = l.check_evidence(&item, &path, &mut |done| bar.set(done, &name))?;
             bar.finish();
             let i = &check.item;
-            let label = Local::item_label(i);
+            let label = safe(&Local::item_label(i)).into_owned();
             let pairs = [
                 (
                     "sha256",

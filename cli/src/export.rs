@@ -10,6 +10,7 @@ use custodia_node::local;
 use custodia_protocol::bundle::{self, Bundle};
 
 use crate::output::{iso_time, Out};
+use crate::untrusted::safe;
 
 /// Writes the bundle of a case (or of some of its items) to `file`.
 pub(crate) fn run(
@@ -46,7 +47,8 @@ pub(crate) fn run(
     let selective = b.items().map(|i| i.len());
     out.record(
         &format!(
-            "Exported case {title} ({}) to {}\n{} positions ({} disclosed, {withheld} withheld){}, {} equivocation proof(s), {} bytes, signed by {} at {}\nVerify it anywhere with: custodia verify {}",
+            "Exported case {} ({}) to {}\n{} positions ({} disclosed, {withheld} withheld){}, {} equivocation proof(s), {} bytes, signed by {} at {}\nVerify it anywhere with: custodia verify {}",
+            safe(&title),
             &c.to_hex()[..12],
             file.display(),
             b.len(),
@@ -54,7 +56,7 @@ pub(crate) fn run(
             selective.map_or_else(String::new, |n| format!(" for {n} item(s)")),
             b.proof_count(),
             bytes.len(),
-            l.config.agency.name,
+            safe(&l.config.agency.name),
             iso_time(b.exported_at()),
             file.display()
         ),

@@ -14,8 +14,12 @@ mod output;
 mod progress;
 mod quarantine;
 mod report_html;
+mod report_json;
+mod report_text;
+mod untrusted;
 mod verify;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,6 +31,7 @@ use custodia_node::local::{self, LocalError};
 use custodia_protocol::AgencyId;
 
 use crate::output::{Out, EXIT_REFUSED, EXIT_USAGE};
+use crate::untrusted::safe;
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success; 1 the thing checked is wrong or the rules refuse the request;
@@ -108,8 +113,15 @@ enum Command {
     },
     /// Verify a court bundle offline (needs no --dir and no node): verdict, members, every item's custody timeline, problems.
     ///
-    /// Exit codes: 0 the bundle is valid; 1 it is invalid (every problem is listed, with the
-    /// entry, the rule and what it means); 2 the file is unreadable or not a bundle.
+    /// Exit codes: 0 the bundle is valid; 1 it is invalid (every problem is counted, and
+    /// the first 1,000 at the source and 1,000 consequences are listed with the entry, the
+    /// rule and what it means); 2 the file is unreadable or not a bundle.
+    ///
+    /// The file is read twice. A pipe or device (e.g. /dev/stdin) is read once and what it
+    /// gives is kept in a temporary file for the second reading, up to 4 GiB; save a larger
+    /// bundle to a file first. Input that is not a bundle is refused at its first bytes.
+    ///
+    /// The HTML report is written readable by its owner only (mode 0600), like a bundle.
     ///
     /// Example: custodia verify lantern.custodia --trust court-keys.txt --html report.html
     Verify {
@@ -214,7 +226,7 @@ fn main() -> ExitCode {
         }
         _ => run(cli, &out),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             let refused = e
@@ -223,6 +235,15 @@ fn main() -> ExitCode {
             out.error(&message(&e));
             ExitCode::from(if refused { EXIT_REFUSED } else { EXIT_USAGE })
         }
+    };
+    // Output lost to a full disk or a failing device is an I/O error (a
+    // closed pipe is not: the reader had what it wanted).
+    match output::write_failure() {
+        Some(why) => {
+            let _ = writeln!(std::io::stderr(), "error: {why}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        None => code,
     }
 }
 
@@ -260,9 +281,12 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
             let me = l.me();
             out.record(
                 &format!(
-                    "Created node for {agency} ({country}) in {}\nagency id:   {me}\nfingerprint: {}\nlistening:   {listen}\nGive the agency id to your partners: they pin it with `custodia peer add`.",
+                    "Created node for {} ({}) in {}\nagency id:   {me}\nfingerprint: {}\nlistening:   {}\nGive the agency id to your partners: they pin it with `custodia peer add`.",
+                    safe(&agency),
+                    safe(&country),
                     d.display(),
-                    me.fingerprint()
+                    me.fingerprint(),
+                    safe(&listen)
                 ),
                 serde_json::json!({"agency": me.to_hex(), "fingerprint": me.fingerprint(), "name": agency, "country": country, "listen": listen, "dir": d}),
             );
@@ -273,8 +297,8 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
             out.record(
                 &format!(
                     "{} ({})\nagency id:   {me}\nfingerprint: {}",
-                    config.agency.name,
-                    config.agency.country,
+                    safe(&config.agency.name),
+                    safe(&config.agency.country),
                     me.fingerprint()
                 ),
                 serde_json::json!({"agency": me.to_hex(), "fingerprint": me.fingerprint(), "name": config.agency.name, "country": config.agency.country, "listen": config.node.listen}),
@@ -316,7 +340,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
                         p.pos.map_or("-".into(), |x| x.to_string()),
                         p.id.filter(|i| !p.what.contains(&i.to_hex()))
                             .map_or_else(String::new, |i| format!(" (entry {i})")),
-                        p.what
+                        safe(&p.what)
                     ));
                 }
                 out.record(
@@ -394,7 +418,10 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
                 let fp = p.agency().map(|a| a.fingerprint()).unwrap_or_default();
                 text.push_str(&format!(
                     "{:<16} {:<22} {}  {}\n",
-                    p.name, p.addr, p.country, fp
+                    safe(&p.name),
+                    safe(&p.addr),
+                    safe(&p.country),
+                    fp
                 ));
                 list.push(serde_json::json!({"name": p.name, "addr": p.addr, "key": p.key, "fingerprint": fp, "country": p.country}));
             }

@@ -1,4 +1,15 @@
 //! Output: human text by default, JSON with `--json`; errors on stderr.
+//!
+//! Every write to standard output goes through [`print`] or
+//! [`written`]: text output is passed through [`safe_lines`] (no control
+//! character from another agency reaches the terminal), and a closed pipe (`custodia id | head
+//! -1`) ends the output quietly, so the command still exits with its own
+//! code instead of a panic.
+
+use std::io::Write as _;
+use std::sync::OnceLock;
+
+use crate::untrusted::safe_lines;
 
 /// Exit code: the thing checked is wrong, or the rules refuse the request.
 pub(crate) const EXIT_REFUSED: u8 = 1;
@@ -23,12 +34,9 @@ impl Out {
     /// Prints one result: the text, or the JSON value.
     pub(crate) fn record(&self, text: &str, json: serde_json::Value) {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json).unwrap_or_default()
-            );
+            print_data(&serde_json::to_string_pretty(&json).unwrap_or_default());
         } else if !text.is_empty() {
-            println!("{text}");
+            print(text);
         }
     }
 
@@ -42,10 +50,49 @@ impl Out {
     /// scripts always get a document).
     pub(crate) fn error(&self, msg: &str) {
         if self.json {
-            println!("{}", serde_json::json!({"error": msg}));
+            print_data(&serde_json::json!({"error": msg}).to_string());
         }
-        eprintln!("error: {msg}");
+        // An error may quote a name or a value from a peer's entry.
+        let _ = writeln!(std::io::stderr(), "error: {}", safe_lines(msg));
     }
+}
+
+/// Why writing to standard output failed, other than a closed pipe.
+static WRITE_FAILED: OnceLock<String> = OnceLock::new();
+
+/// Prints `text` and a newline on standard output, every character from
+/// another agency made visible ([`safe_lines`]; JSON has none raw).
+pub(crate) fn print(text: &str) {
+    print_data(&safe_lines(text));
+}
+
+/// Prints `text` and a newline on standard output as it is: for JSON,
+/// which is data (serde_json escapes control characters in strings, and
+/// an escape of ours would make it invalid JSON).
+fn print_data(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let r = out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    written(r);
+}
+
+/// Notes the outcome of a write to standard output: a closed pipe is the
+/// reader's choice and is ignored; another failure (a full disk) is kept
+/// for [`write_failure`].
+pub(crate) fn written(r: std::io::Result<()>) {
+    if let Err(e) = r {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let _ = WRITE_FAILED.set(format!("writing the output: {e}"));
+        }
+    }
+}
+
+/// The first failure to write the output, other than a closed pipe: the
+/// command then exits 2 rather than claim success for output it lost.
+pub(crate) fn write_failure() -> Option<&'static str> {
+    WRITE_FAILED.get().map(String::as_str)
 }
 
 /// A time in milliseconds since the Unix epoch as ISO 8601 UTC to the

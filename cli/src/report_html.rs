@@ -1,19 +1,27 @@
 //! The verification report as one self-contained HTML page: inline CSS,
 //! inline SVG, no script and nothing fetched, readable in any browser and
 //! on paper. Every text from the bundle is escaped: a bundle is untrusted
-//! input and could hold markup.
+//! input and could hold markup, control characters, or direction
+//! overrides that would reorder what a reader sees (they are shown as
+//! visible escapes, as on a terminal). Names, labels and entry positions
+//! are looked up in maps built once ([`Index`]): the page is linear in the
+//! report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use custodia_protocol::bundle::{ItemReport, KeyTrust, Problem, Report};
+use custodia_protocol::bundle::{ItemReport, KeyTrust, Problem, Report, LISTED};
 use custodia_protocol::AgencyId;
 
 use crate::output::iso_time;
-use crate::verify::{at, describe_event, grouped, item_label, keys_statement, trust_word};
+use crate::report_text::{at, describe_event, grouped, keys_statement, refused, trust_word, Index};
+use crate::untrusted::safe_lines;
 
-/// Escapes text for HTML and SVG element content and attribute values.
+/// Escapes text for HTML and SVG element content and attribute values:
+/// markup characters as entities, and control characters and direction
+/// marks and overrides as visible escapes (`\u{202e}`).
 pub(crate) fn esc(s: &str) -> String {
+    let s = safe_lines(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -22,11 +30,15 @@ pub(crate) fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
     out
+}
+
+/// A string as it is (the page escapes whole sentences with [`esc`]).
+fn raw(s: &str) -> String {
+    s.to_owned()
 }
 
 const CSS: &str = r#"
@@ -72,6 +84,7 @@ footer { margin-top: 40px; color: var(--muted); font-size: 13px; border-top: 1px
 
 /// The whole page.
 pub(crate) fn page(r: &Report, file: &str) -> String {
+    let ix = Index::new(r);
     let mut h = String::with_capacity(64 * 1024);
     let _ = writeln!(
         h,
@@ -84,7 +97,7 @@ pub(crate) fn page(r: &Report, file: &str) -> String {
         esc(file)
     );
     verdict(&mut h, r);
-    facts(&mut h, r);
+    facts(&mut h, &ix);
     members(&mut h, r);
     let _ = writeln!(h, "<h2>Evidence items ({})</h2>", r.items.len());
     if r.items.is_empty() {
@@ -97,10 +110,10 @@ pub(crate) fn page(r: &Report, file: &str) -> String {
         h.push_str("<p class=\"legend\">Each item has a custody timeline: one lane per agency, time from left to right. <span>● event</span><span>→ transfer to another agency</span><span>✔ receipt accepted</span><span>✘ receipt refused</span><span>[n] position of the entry in the bundle</span></p>\n");
     }
     for i in &r.items {
-        item(&mut h, r, i);
+        item(&mut h, &ix, i);
     }
     conflicts(&mut h, r);
-    withheld(&mut h, r);
+    withheld(&mut h, &ix);
     problems(&mut h, r);
     let _ = writeln!(
         h,
@@ -143,7 +156,8 @@ fn verdict(h: &mut String, r: &Report) {
     h.push_str("</div>\n");
 }
 
-fn facts(h: &mut String, r: &Report) {
+fn facts(h: &mut String, ix: &Index<'_>) {
+    let r = ix.report();
     h.push_str("<h2>The case</h2>\n<dl class=\"facts\">\n");
     let mut dd = |k: &str, v: String| {
         let _ = writeln!(h, "<dt>{}</dt><dd>{v}</dd>", esc(k));
@@ -163,7 +177,7 @@ fn facts(h: &mut String, r: &Report) {
     if let Some((time, by)) = &r.opened {
         dd(
             "Opened",
-            format!("{} by {}", iso_time(*time), esc(&r.name_of(by))),
+            format!("{} by {}", iso_time(*time), esc(&ix.name(by))),
         );
     }
     dd(
@@ -171,9 +185,9 @@ fn facts(h: &mut String, r: &Report) {
         format!(
             "{} by {} (<span class=\"mono\">{}</span>), key {}",
             iso_time(r.exported_at),
-            esc(&r.name_of(&r.exporter)),
+            esc(&ix.name(&r.exporter)),
             r.exporter.fingerprint(),
-            esc(&trust_word(&r.exporter_trust))
+            esc(&trust_word(&r.exporter_trust, &raw))
         ),
     );
     dd(
@@ -195,7 +209,7 @@ fn facts(h: &mut String, r: &Report) {
         ),
     );
     if let Some(items) = &r.selective {
-        let labels: Vec<String> = items.iter().map(|i| esc(&item_label(r, i))).collect();
+        let labels: Vec<String> = items.iter().map(|i| esc(&ix.item_label(i))).collect();
         dd(
             "Selective export",
             format!(
@@ -205,14 +219,6 @@ fn facts(h: &mut String, r: &Report) {
         );
     }
     h.push_str("</dl>\n");
-}
-
-/// ", N refused" when elements were refused.
-pub(crate) fn refused(r: &Report) -> String {
-    match r.problems.iter().filter(|p| p.index.is_some()).count() {
-        0 => String::new(),
-        n => format!(", {n} refused"),
-    }
 }
 
 fn members(h: &mut String, r: &Report) {
@@ -226,7 +232,11 @@ fn members(h: &mut String, r: &Report) {
     } else {
         "note"
     };
-    let _ = writeln!(h, "<p class=\"{class}\">{}</p>", esc(&keys_statement(r)));
+    let _ = writeln!(
+        h,
+        "<p class=\"{class}\">{}</p>",
+        esc(&keys_statement(r, &raw))
+    );
     h.push_str("<table>\n<thead><tr><th>Agency</th><th>Country</th><th>Role</th><th>Key fingerprint</th><th>Entries</th><th>Withheld</th><th>Key</th><th>Membership</th></tr></thead>\n<tbody>\n");
     for m in &r.members {
         let key = match &m.trust {
@@ -262,11 +272,11 @@ fn members(h: &mut String, r: &Report) {
     h.push_str("</tbody>\n</table>\n");
 }
 
-fn item(h: &mut String, r: &Report, i: &ItemReport) {
+fn item(h: &mut String, ix: &Index<'_>, i: &ItemReport) {
     let _ = writeln!(
         h,
         "<section class=\"item\">\n<h3>Item {}</h3>\n<dl class=\"facts\">",
-        esc(&item_label(r, &i.id))
+        esc(&ix.item_label(&i.id))
     );
     let mut dd = |k: &str, v: String| {
         let _ = writeln!(h, "<dt>{}</dt><dd>{v}</dd>", esc(k));
@@ -309,10 +319,10 @@ fn item(h: &mut String, r: &Report, i: &ItemReport) {
         dd("Authority", esc(x));
     }
     if let Some(d) = &i.derived_from {
-        dd("Derived from", esc(&item_label(r, d)));
+        dd("Derived from", esc(&ix.item_label(d)));
     }
     if !i.copies.is_empty() {
-        let c: Vec<String> = i.copies.iter().map(|c| esc(&item_label(r, c))).collect();
+        let c: Vec<String> = i.copies.iter().map(|c| esc(&ix.item_label(c))).collect();
         dd("Copies", c.join(", "));
     }
     let holder = if i.destroyed {
@@ -320,10 +330,10 @@ fn item(h: &mut String, r: &Report, i: &ItemReport) {
     } else if i.in_transit.is_some() {
         format!(
             "{} <span class=\"alarm\">(in transit: the transfer awaits its receipt)</span>",
-            esc(&r.name_of(&i.holder))
+            esc(&ix.name(&i.holder))
         )
     } else {
-        esc(&r.name_of(&i.holder))
+        esc(&ix.name(&i.holder))
     };
     dd("Holder at the end", holder);
     if i.incomplete {
@@ -334,7 +344,7 @@ fn item(h: &mut String, r: &Report, i: &ItemReport) {
         );
     }
     h.push_str("</dl>\n");
-    h.push_str(&timeline_svg(r, i));
+    h.push_str(&timeline_svg(ix, i));
     h.push_str("<table>\n<thead><tr><th>#</th><th>Time</th><th>Agency</th><th>What</th><th>Details</th></tr></thead>\n<tbody>\n");
     for e in &i.timeline {
         let _ = writeln!(
@@ -342,9 +352,9 @@ fn item(h: &mut String, r: &Report, i: &ItemReport) {
             "<tr><td>{}</td><td class=\"nowrap\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&at(e.index)),
             iso_time(e.time).replace('T', " "),
-            esc(&r.name_of(&e.author)),
+            esc(&ix.name(&e.author)),
             esc(&e.action),
-            esc(&describe_event(r, e))
+            esc(&describe_event(ix, e, &raw))
         );
     }
     h.push_str("</tbody>\n</table>\n</section>\n");
@@ -364,7 +374,7 @@ fn color(action: &str) -> &'static str {
 
 /// The custody timeline of one item as an SVG: one lane per agency, events
 /// as dots over time, transfers as arrows between lanes, receipts marked.
-fn timeline_svg(r: &Report, i: &ItemReport) -> String {
+fn timeline_svg(ix: &Index<'_>, i: &ItemReport) -> String {
     const W: f64 = 1000.0;
     const LEFT: f64 = 190.0;
     const RIGHT: f64 = 70.0;
@@ -372,14 +382,21 @@ fn timeline_svg(r: &Report, i: &ItemReport) -> String {
     const TOP: f64 = 34.0;
     // Lanes: agencies in order of first appearance.
     let mut lanes: Vec<AgencyId> = Vec::new();
+    let mut lane: HashMap<AgencyId, usize> = HashMap::new();
     for e in &i.timeline {
         for a in std::iter::once(&e.author).chain(e.to.iter()) {
-            if !lanes.contains(a) {
+            lane.entry(*a).or_insert_with(|| {
                 lanes.push(*a);
-            }
+                lanes.len() - 1
+            });
         }
     }
-    let lane_of = |a: &AgencyId| lanes.iter().position(|x| x == a).unwrap_or(0);
+    let lane_of = |a: &AgencyId| lane.get(a).copied().unwrap_or(0);
+    // Each event's place in the timeline (the first, if listed twice).
+    let mut place: HashMap<custodia_protocol::EntryId, usize> = HashMap::new();
+    for (k, e) in i.timeline.iter().enumerate() {
+        place.entry(e.entry).or_insert(k);
+    }
     let n = i.timeline.len();
     // x: proportional to time, with a minimum gap so events stay apart.
     let (t0, t1) = i.timeline.iter().fold((u64::MAX, 0u64), |(lo, hi), e| {
@@ -406,7 +423,7 @@ fn timeline_svg(r: &Report, i: &ItemReport) -> String {
     let _ = writeln!(
         s,
         "<svg class=\"timeline\" viewBox=\"0 0 {W} {height}\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"Custody timeline of item {}\">\n<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#c46a00\"/></marker></defs>",
-        esc(&item_label(r, &i.id))
+        esc(&ix.item_label(&i.id))
     );
     for (k, a) in lanes.iter().enumerate() {
         let top = TOP + LANE * k as f64;
@@ -418,7 +435,7 @@ fn timeline_svg(r: &Report, i: &ItemReport) -> String {
             W - RIGHT + 10.0,
             y(k),
             y(k) - 3.0,
-            esc(&truncate(&r.name_of(a), 24)),
+            esc(&truncate(&ix.name(a), 24)),
             y(k) + 13.0,
             a.fingerprint()
         );
@@ -431,13 +448,7 @@ fn timeline_svg(r: &Report, i: &ItemReport) -> String {
         }
         let Some(to) = &e.to else { continue };
         let (x2, dashed) = match &e.receipt {
-            Some(rc) => (
-                i.timeline
-                    .iter()
-                    .position(|x| x.entry == rc.entry)
-                    .map_or(W - RIGHT, |p| xs[p]),
-                false,
-            ),
+            Some(rc) => (place.get(&rc.entry).map_or(W - RIGHT, |p| xs[*p]), false),
             None => (W - RIGHT, true),
         };
         let (y1, y2) = (y(lane_of(&e.author)), y(lane_of(to)));
@@ -470,7 +481,7 @@ fn timeline_svg(r: &Report, i: &ItemReport) -> String {
                 at(e.index),
                 iso_time(e.time),
                 e.action,
-                describe_event(r, e)
+                describe_event(ix, e, &raw)
             ))
         );
         if e.action == "received" {
@@ -584,7 +595,8 @@ fn conflicts(h: &mut String, r: &Report) {
     h.push_str("</tbody>\n</table>\n");
 }
 
-fn withheld(h: &mut String, r: &Report) {
+fn withheld(h: &mut String, ix: &Index<'_>) {
+    let r = ix.report();
     let _ = writeln!(h, "<h2>Withheld positions ({})</h2>", r.withheld.len());
     if r.withheld.is_empty() {
         h.push_str("<p>None: every entry of the record is disclosed in this bundle.</p>\n");
@@ -596,7 +608,7 @@ fn withheld(h: &mut String, r: &Report) {
             h,
             "<tr><td>{}</td><td>{}</td><td>#{}</td><td class=\"mono\">{}</td><td>{}</td></tr>",
             esc(&at(Some(w.index))),
-            esc(&r.name_of(&w.author)),
+            esc(&ix.name(&w.author)),
             w.seq,
             w.id,
             if w.corroborated {
@@ -610,13 +622,30 @@ fn withheld(h: &mut String, r: &Report) {
 }
 
 fn problems(h: &mut String, r: &Report) {
-    let _ = writeln!(h, "<h2>Problems ({})</h2>", r.problems.len());
-    if r.problems.is_empty() {
+    let _ = writeln!(h, "<h2>Problems ({})</h2>", r.problem_count);
+    if r.is_valid() {
         h.push_str("<p class=\"good\">None.</p>\n");
         return;
     }
     for p in r.problems.iter().filter(|p| !p.is_consequence()) {
         problem(h, p);
+    }
+    if r.unlisted_count() > 0 {
+        let _ = writeln!(
+            h,
+            "<h3>Not listed one by one ({})</h3>\n<p>This report lists the first {LISTED} problems at the source and the first {LISTED} consequences; the others were found and are counted here.</p>\n<table>\n<thead><tr><th>Problems</th><th>Rule</th><th>Class</th></tr></thead>\n<tbody>",
+            r.unlisted_count()
+        );
+        for u in &r.unlisted {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                grouped(u.count as u64),
+                u.rule,
+                esc(u.class)
+            );
+        }
+        h.push_str("</tbody>\n</table>\n");
     }
     let follow: Vec<&Problem> = r.problems.iter().filter(|p| p.is_consequence()).collect();
     if follow.is_empty() {
@@ -624,7 +653,7 @@ fn problems(h: &mut String, r: &Report) {
     }
     let _ = writeln!(
         h,
-        "<h3>Consequences ({})</h3>\n<p>These entries depend on an entry refused above and are refused with it; they are not separate problems.</p>\n<table>\n<thead><tr><th>#</th><th>Entry</th><th>Agency</th><th>Rule</th><th>Follows from</th></tr></thead>\n<tbody>",
+        "<h3>Consequences (listed: {})</h3>\n<p>These entries depend on an entry refused above and are refused with it; they are not separate problems.</p>\n<table>\n<thead><tr><th>#</th><th>Entry</th><th>Agency</th><th>Rule</th><th>Follows from</th></tr></thead>\n<tbody>",
         follow.len()
     );
     for p in follow {

@@ -1,25 +1,31 @@
 //! `custodia verify FILE [--trust KEYS] [--json] [--html OUT]`: checks a
 //! court bundle with nothing but the file (SPEC.md §10.5) and prints the
-//! report: verdict first, then the case, the members, every item's custody
-//! timeline, conflicts, withheld positions and problems.
+//! report (`report_text`, `report_json`, `report_html`): verdict first,
+//! then the case, the members, every item's custody timeline, conflicts,
+//! withheld positions and problems, and the verdict again.
 //!
 //! Exit codes: 0 valid, 1 invalid, 2 unreadable or not a bundle.
+//!
+//! The file is read as a stream, twice. A pipe or a device cannot be read
+//! twice: the first pass reads it and keeps what it read in a temporary
+//! file for the second, so a stream that is not a bundle is refused at its
+//! first bytes having cost one read (not a copy of everything it would
+//! give), and the copy is bounded by [`STREAM_LIMIT`].
 
-use std::io::{IsTerminal, Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{IsTerminal, Read, Seek as _, SeekFrom, Write as _};
 use std::ops::Range;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use custodia_protocol::bundle::{
-    self, BundleError, Checked, Element, EventReport, ItemReport, KeyTrust, Problem, Report,
-    StreamDecoder, Streamed, Summary, TrustList, Verifier,
+    self, BundleError, Checked, Element, Report, StreamDecoder, Streamed, Summary, TrustList,
+    Verifier,
 };
-use custodia_protocol::{AgencyId, EntryId, ItemId, WithheldPosition};
+use custodia_protocol::WithheldPosition;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{json, Value};
 
-use crate::output::{iso_time, Out, EXIT_REFUSED};
+use crate::output::{Out, EXIT_REFUSED};
 
 /// Elements checked together (in parallel) before being replayed in order.
 const CHUNK: usize = 2048;
@@ -44,23 +50,26 @@ pub(crate) fn run(
     let report = check_file(file, trust.as_ref())?;
     if let Some(path) = html {
         let page = crate::report_html::page(&report, &file.display().to_string());
-        std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))?;
+        write_private(path, page.as_bytes())?;
     }
-    // Written directly, ignoring a closed pipe (`custodia verify F | head`).
-    let mut stdout = std::io::stdout().lock();
-    let _ = if out.json() {
-        writeln!(
-            stdout,
-            "{}",
-            serde_json::to_string_pretty(&to_json(&report)).unwrap_or_default()
-        )
+    // Written as it is rendered; a closed pipe (`custodia verify F | head`)
+    // ends the output quietly.
+    let stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let written = if out.json() {
+        let mut stdout = stdout;
+        crate::report_json::write(&report, &mut stdout)
     } else {
-        let mut t = text(&report, &file.display().to_string());
-        if let Some(path) = html {
-            t.push_str(&format!("\n\nHTML report written to {}", path.display()));
-        }
-        writeln!(stdout, "{t}")
+        let last = html.map(|p| format!("HTML report written to {}", p.display()));
+        let mut lines = crate::report_text::Lines::new(stdout);
+        crate::report_text::text(
+            &report,
+            &file.display().to_string(),
+            last.as_deref(),
+            &mut lines,
+        );
+        lines.finish()
     };
+    crate::output::written(written);
     Ok(if report.is_valid() {
         ExitCode::SUCCESS
     } else {
@@ -68,8 +77,57 @@ pub(crate) fn run(
     })
 }
 
+/// Writes `bytes` to `path` readable by its owner only (mode 0600, as
+/// bundles are): the report holds the case's text, TLP:RED included.
+/// Written beside the target and renamed, so a reader never sees half a
+/// report, and an existing file of another mode is replaced, not reused.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(parent)
+        .with_context(|| format!("{}: cannot create a file there", parent.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 /// Reads the file in this many bytes at a time.
 const READ: usize = 1 << 16;
+
+/// The most `verify` copies from a pipe or a device for its second pass
+/// (4 GiB, about eight million entries): beyond it, the input is refused
+/// with a message saying to save it to a file first. A regular file has
+/// no limit: it is read twice in place.
+pub(crate) const STREAM_LIMIT: u64 = 4 << 30;
+
+/// A source that cannot be read twice, read once for the first pass; what
+/// is read is kept in `copy` for the second pass, up to `limit` bytes.
+struct Tee<R> {
+    src: R,
+    copy: std::fs::File,
+    copied: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.src.read(buf)?;
+        self.copied += n as u64;
+        if self.copied > self.limit {
+            return Err(std::io::Error::other(format!(
+                "the input is a pipe or a device giving more than {} bytes, the most verify keeps for its second reading; save it to a file and verify the file",
+                self.limit
+            )));
+        }
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
 
 /// Verifies a bundle file, read as a stream twice (SPEC.md §10.5): the
 /// first pass checks its structure and finds the export time and the
@@ -77,20 +135,35 @@ const READ: usize = 1 << 16;
 /// signature over the bytes it reads. Memory holds one read buffer, one
 /// chunk of elements and what the replay keeps, never the file.
 fn check_file(file: &Path, trust: Option<&TrustList>) -> anyhow::Result<Report> {
+    check_file_within(file, trust, STREAM_LIMIT)
+}
+
+/// [`check_file`], copying at most `limit` bytes of a pipe or device.
+fn check_file_within(file: &Path, trust: Option<&TrustList>, limit: u64) -> anyhow::Result<Report> {
     let reading = || format!("reading {}", file.display());
     let mut f = std::fs::File::open(file).with_context(reading)?;
-    if !f.metadata().with_context(reading)?.is_file() {
-        // A pipe or device cannot be read twice: copy it to a temporary
-        // file first (on disk, not in memory).
-        let mut copy = tempfile::tempfile().context("creating a temporary file")?;
-        std::io::copy(&mut f, &mut copy).with_context(reading)?;
-        copy.seek(SeekFrom::Start(0)).with_context(reading)?;
-        f = copy;
+    let summary = if f.metadata().with_context(reading)?.is_file() {
+        let summary = stream(&mut f, StreamDecoder::new(), |_| {});
+        f.seek(SeekFrom::Start(0)).with_context(reading)?;
+        summary
+    } else {
+        // A pipe or device cannot be read twice: the first pass keeps a
+        // copy (on disk, not in memory) of what it reads, and stops at
+        // the first byte that is not a bundle's.
+        let copy = tempfile::tempfile().context("creating a temporary file")?;
+        let mut tee = Tee {
+            src: f,
+            copy,
+            copied: 0,
+            limit,
+        };
+        let summary = stream(&mut tee, StreamDecoder::new(), |_| {});
+        f = tee.copy;
+        f.seek(SeekFrom::Start(0)).with_context(reading)?;
+        summary
     }
-    let summary = stream(&mut f, StreamDecoder::new(), |_| {})
-        .with_context(reading)?
-        .with_context(|| file.display().to_string())?;
-    f.seek(SeekFrom::Start(0)).with_context(reading)?;
+    .with_context(reading)?
+    .with_context(|| file.display().to_string())?;
     // The replay (one thread, in order) runs beside the checking of the
     // next chunk (all cores), so neither waits for the other.
     std::thread::scope(|scope| {
@@ -127,7 +200,7 @@ fn check_file(file: &Path, trust: Option<&TrustList>) -> anyhow::Result<Report> 
 /// `on`; returns the summary at the end, or why the bytes are not a
 /// readable bundle (the outer error is the file's).
 fn stream(
-    f: &mut std::fs::File,
+    f: &mut impl Read,
     mut d: StreamDecoder,
     mut on: impl FnMut(Streamed<'_>),
 ) -> std::io::Result<Result<Summary, BundleError>> {
@@ -316,619 +389,6 @@ fn check_chunk(chunk: &[Element<'_>], threads: usize) -> Vec<Option<Checked>> {
         .collect()
 }
 
-/// An item's label: exhibit and UUID.
-pub(crate) fn item_label(r: &Report, id: &ItemId) -> String {
-    match r
-        .items
-        .iter()
-        .find(|i| i.id == *id)
-        .and_then(|i| i.exhibit.clone())
-    {
-        Some(x) => format!("{x} ({})", id.to_uuid_string()),
-        None => id.to_uuid_string(),
-    }
-}
-
-/// Thousands separators: 1234567 → "1,234,567".
-pub(crate) fn grouped(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// What the report says about the keys.
-pub(crate) fn keys_statement(r: &Report) -> String {
-    if !r.trust_checked {
-        return "The agencies' keys were NOT independently confirmed. This report shows that the record is intact and signed by the keys below; it does not show who holds those keys. Compare each fingerprint with the agency over a trusted channel, or verify again with --trust FILE.".into();
-    }
-    let unconfirmed: Vec<String> = r
-        .members
-        .iter()
-        .filter(|m| m.trust == KeyTrust::NotConfirmed)
-        .map(|m| m.name.clone())
-        .collect();
-    let exporter = match &r.exporter_trust {
-        KeyTrust::NotConfirmed => " The exporter's key is NOT confirmed.",
-        _ => "",
-    };
-    if unconfirmed.is_empty() {
-        format!(
-            "All {} members' keys are confirmed by the trust file.{exporter}",
-            r.members.len()
-        )
-    } else {
-        format!(
-            "{} of {} members' keys are NOT confirmed by the trust file: {}.{exporter}",
-            unconfirmed.len(),
-            r.members.len(),
-            unconfirmed.join(", ")
-        )
-    }
-}
-
-pub(crate) fn trust_word(t: &KeyTrust) -> String {
-    match t {
-        KeyTrust::NotChecked => "not checked".into(),
-        KeyTrust::Confirmed(n) => format!("confirmed ({n})"),
-        KeyTrust::NotConfirmed => "NOT confirmed".into(),
-    }
-}
-
-/// Where an element is: `[7]`, or `-` for the bundle itself.
-pub(crate) fn at(index: Option<usize>) -> String {
-    index.map_or_else(|| "-".into(), |i| format!("[{i}]"))
-}
-
-/// What an event records, in words (without who and when).
-pub(crate) fn describe_event(r: &Report, e: &EventReport) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let who = |a: &AgencyId| r.name_of(a);
-    match e.action.as_str() {
-        "transferred" => {
-            if let Some(to) = &e.to {
-                parts.push(format!("to {}", who(to)));
-            }
-            match &e.receipt {
-                Some(rc) => parts.push(format!(
-                    "receipt {} {} by {} at {}",
-                    at(rc.index),
-                    if rc.accepted { "accepted" } else { "REFUSED" },
-                    who(&rc.author),
-                    iso_time(rc.time)
-                )),
-                None => parts.push("NO RECEIPT: in transit".into()),
-            }
-        }
-        "received" => {
-            parts.push(
-                if e.accepted == Some(false) {
-                    "custody refused"
-                } else {
-                    "custody accepted"
-                }
-                .into(),
-            );
-            if let Some(t) = &e.answers {
-                let idx = r
-                    .items
-                    .iter()
-                    .flat_map(|i| &i.timeline)
-                    .find(|x| x.entry == *t)
-                    .and_then(|x| x.index);
-                parts.push(format!("answers transfer {}", at(idx)));
-            }
-        }
-        _ => {}
-    }
-    if let Some(a) = &e.actor {
-        parts.push(format!("by {a}"));
-    }
-    if let Some(p) = &e.place {
-        parts.push(format!("at {p}"));
-    }
-    if let Some(p) = &e.purpose {
-        parts.push(format!("purpose: {p}"));
-    }
-    if let Some(t) = &e.tool {
-        parts.push(format!("tool: {t}"));
-    }
-    if let Some(a) = &e.authority {
-        parts.push(format!("authority: {a}"));
-    }
-    match e.digest_matched {
-        Some(true) => parts.push("digest matched".into()),
-        Some(false) => parts.push("DIGEST DID NOT MATCH".into()),
-        None => {}
-    }
-    if let Some(c) = &e.copy {
-        parts.push(format!("copy: {}", item_label(r, c)));
-    }
-    if let Some(reason) = &e.reason {
-        parts.push(format!("reason: {reason}"));
-    }
-    if let Some(why) = &e.retracted {
-        parts.push(format!("RETRACTED by its author: {why}"));
-    }
-    parts.join("; ")
-}
-
-fn text(r: &Report, file: &str) -> String {
-    let mut t = String::new();
-    let mut line = |s: String| {
-        t.push_str(&s);
-        t.push('\n');
-    };
-    line(r.verdict());
-    if let Some(p) = r.problems.first() {
-        line(format!(
-            "First problem: {} {} {}: {}",
-            at(p.index),
-            p.rule,
-            p.class,
-            p.sentence
-        ));
-    }
-    if !r.conflicts.is_empty() {
-        line(format!(
-            "The record shows {} conflict(s) between agencies: see Conflicts below.",
-            r.conflicts.len()
-        ));
-    }
-    line(String::new());
-    let field = |k: &str, v: String| format!("{k:<12}{v}");
-    line(field("File", file.to_owned()));
-    line(field(
-        "Case",
-        format!(
-            "{} ({}){}{}",
-            r.title,
-            r.reference,
-            r.jurisdiction
-                .as_ref()
-                .map_or_else(String::new, |j| format!(", jurisdiction {j}")),
-            r.tlp.map_or_else(String::new, |t| format!(", {t}"))
-        ),
-    ));
-    line(field("Case id", r.case.to_hex()));
-    if let Some((time, by)) = &r.opened {
-        line(field(
-            "Opened",
-            format!("{} by {}", iso_time(*time), r.name_of(by)),
-        ));
-    }
-    line(field(
-        "Exported",
-        format!(
-            "{} by {} ({}), key {}",
-            iso_time(r.exported_at),
-            r.name_of(&r.exporter),
-            r.exporter.fingerprint(),
-            trust_word(&r.exporter_trust)
-        ),
-    ));
-    line(field(
-        "Signature",
-        if r.signature_valid {
-            "the exporter's signature over the bundle verifies".into()
-        } else {
-            "the exporter's signature over the bundle DOES NOT verify".into()
-        },
-    ));
-    line(field(
-        "Contents",
-        format!(
-            "{} positions: {} entries verified, {} disclosed as withheld{}, {} equivocation proof(s) checked",
-            r.elements,
-            r.disclosed,
-            r.withheld.len(),
-            crate::report_html::refused(r),
-            r.conflicts.iter().filter(|c| c.kind == "equivocation").count()
-        ),
-    ));
-    if let Some(items) = &r.selective {
-        let labels: Vec<String> = items.iter().map(|i| item_label(r, i)).collect();
-        line(field(
-            "Selective",
-            format!(
-                "this bundle discloses only what establishes the custody of {}; everything else is withheld",
-                labels.join(", ")
-            ),
-        ));
-    }
-    line(String::new());
-    line(wrap(&keys_statement(r), 0));
-    line(String::new());
-
-    line(format!("Members ({})", r.members.len()));
-    let w = r
-        .members
-        .iter()
-        .map(|m| m.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    line(format!(
-        "  {:<w$}  {:<7}  {:<12}  {:<24}  {:>7}  {:>8}  KEY",
-        "NAME", "COUNTRY", "ROLE", "FINGERPRINT", "ENTRIES", "WITHHELD"
-    ));
-    for m in &r.members {
-        let mut status = trust_word(&m.trust);
-        if m.removed_by.is_some() {
-            status.push_str(&format!("; removed by {}", at(m.removed_index)));
-        }
-        if !m.after_removal.is_empty() {
-            status.push_str(&format!(
-                "; {} entries concurrent with its removal",
-                m.after_removal.len()
-            ));
-        }
-        line(format!(
-            "  {:<w$}  {:<7}  {:<12}  {:<24}  {:>7}  {:>8}  {status}",
-            m.name,
-            m.country,
-            m.role.as_str(),
-            m.fingerprint,
-            m.disclosed,
-            m.withheld
-        ));
-    }
-    line(String::new());
-    let late: Vec<(&str, &EntryId, Option<usize>)> = r
-        .members
-        .iter()
-        .flat_map(|m| {
-            m.after_removal
-                .iter()
-                .map(move |(id, i)| (m.name.as_str(), id, *i))
-        })
-        .collect();
-    if !late.is_empty() {
-        line(format!("Written after removal ({})", late.len()));
-        for (name, id, i) in late {
-            line(format!(
-                "  {name} wrote entry {} {} after it was removed from the case, without the removal in its causal past: it did not know of it, or ignored it",
-                &id.to_hex()[..12],
-                at(i)
-            ));
-        }
-        line(String::new());
-    }
-
-    line(format!("Items ({})", r.items.len()));
-    for i in &r.items {
-        item_text(r, i, &mut line);
-    }
-    if r.items.is_empty() {
-        line("  none registered".into());
-    }
-    line(String::new());
-
-    line(format!("Conflicts ({})", r.conflicts.len()));
-    for c in &r.conflicts {
-        let ids: Vec<String> = c
-            .entries
-            .iter()
-            .map(|(id, i)| format!("{} {}", at(*i), &id.to_hex()[..12]))
-            .collect();
-        line(format!(
-            "  {}: {}",
-            c.kind,
-            wrap(&c.sentence, 4).trim_start()
-        ));
-        if !ids.is_empty() {
-            line(format!("    entries: {}", ids.join(", ")));
-        }
-    }
-    if r.conflicts.is_empty() {
-        line("  none".into());
-    }
-    line(String::new());
-
-    line(format!(
-        "Withheld positions ({}): disclosed as withheld, not missing",
-        r.withheld.len()
-    ));
-    for w in &r.withheld {
-        line(format!(
-            "  {:<6} {} #{}  {}{}",
-            at(Some(w.index)),
-            r.name_of(&w.author),
-            w.seq,
-            w.id,
-            if w.corroborated {
-                ""
-            } else {
-                "  (not corroborated by a signed entry)"
-            }
-        ));
-    }
-    if r.withheld.is_empty() {
-        line("  none".into());
-    }
-    line(String::new());
-
-    line(format!("Problems ({})", r.problems.len()));
-    for p in r.problems.iter().filter(|p| !p.is_consequence()) {
-        problem_text(r, p, &mut line);
-    }
-    if r.problems.is_empty() {
-        line("  none".into());
-    }
-    line(String::new());
-    line("Times are each signing agency's own clock; the order of the record is its chain of signed links.".into());
-    t.trim_end().to_owned()
-}
-
-fn item_text(r: &Report, i: &ItemReport, line: &mut impl FnMut(String)) {
-    line(String::new());
-    line(format!(
-        "  {}  {}, {} bytes{}",
-        item_label(r, &i.id),
-        i.media_type,
-        grouped(i.size),
-        if i.incomplete {
-            "  (INCOMPLETE: part of its history was withheld)"
-        } else {
-            ""
-        }
-    ));
-    let kv = |k: &str, v: String| format!("    {k:<12} {v}");
-    if let Some(d) = &i.description {
-        line(kv("Description", d.clone()));
-    }
-    line(kv("SHA-256", hex::encode(i.digests.sha256)));
-    if let Some(h) = i.digests.sha1 {
-        line(kv("SHA-1", hex::encode(h)));
-    }
-    if let Some(h) = i.digests.md5 {
-        line(kv("MD5", hex::encode(h)));
-    }
-    let a = &i.acquired;
-    let mut acq = format!("{} by {}", iso_time(a.at), a.by);
-    for (label, v) in [("at", &a.place), ("method", &a.method), ("tool", &a.tool)] {
-        if let Some(v) = v {
-            acq.push_str(&format!(", {label} {v}"));
-        }
-    }
-    line(kv("Acquired", acq));
-    if let Some(a) = &i.authority {
-        line(kv("Authority", a.clone()));
-    }
-    if let Some(d) = &i.derived_from {
-        line(kv("Derived from", item_label(r, d)));
-    }
-    if !i.copies.is_empty() {
-        let c: Vec<String> = i.copies.iter().map(|c| item_label(r, c)).collect();
-        line(kv("Copies", c.join(", ")));
-    }
-    let state = if i.destroyed {
-        "destroyed".to_owned()
-    } else if let Some(t) = &i.in_transit {
-        let idx = i
-            .timeline
-            .iter()
-            .find(|e| e.entry == *t)
-            .and_then(|e| e.index);
-        format!(
-            "{} (in transit: transfer {} awaits its receipt)",
-            r.name_of(&i.holder),
-            at(idx)
-        )
-    } else {
-        r.name_of(&i.holder)
-    };
-    line(kv("Holder", format!("{state} at the end of the record")));
-    line("    Custody timeline".into());
-    let w = i
-        .timeline
-        .iter()
-        .map(|e| r.name_of(&e.author).len())
-        .max()
-        .unwrap_or(0);
-    for e in &i.timeline {
-        line(format!(
-            "      {:<6} {}  {:<w$}  {:<11}  {}",
-            at(e.index),
-            iso_time(e.time),
-            r.name_of(&e.author),
-            e.action,
-            describe_event(r, e)
-        ));
-    }
-}
-
-fn problem_text(r: &Report, p: &Problem, line: &mut impl FnMut(String)) {
-    let who = match (&p.author_name, &p.author) {
-        (Some(n), Some(a)) => format!(" by {n} ({})", a.fingerprint()),
-        (None, Some(a)) => format!(" by {}", a.fingerprint()),
-        _ => String::new(),
-    };
-    let seq = p.seq.map_or_else(String::new, |s| format!(" #{s}"));
-    let entry = p
-        .entry
-        .map_or_else(String::new, |e| format!(" entry {}", &e.to_hex()[..12]));
-    let proof = p.proof.map_or_else(String::new, |k| format!(" proof {k}"));
-    line(format!(
-        "  {} {} {}{entry}{proof}{who}{seq}",
-        at(p.index),
-        p.rule,
-        p.class
-    ));
-    line(wrap(&p.sentence, 4));
-    line(format!("    detail: {}", p.detail));
-    let follow: Vec<&Problem> = r
-        .problems
-        .iter()
-        .filter(|c| c.caused_by.is_some() && c.caused_by == p.index)
-        .collect();
-    if !follow.is_empty() {
-        let list: Vec<String> = follow
-            .iter()
-            .map(|c| format!("{} {}", at(c.index), c.rule))
-            .collect();
-        line(wrap(
-            &format!(
-                "{} later element(s) depend on it and are refused with it: {}",
-                follow.len(),
-                list.join(", ")
-            ),
-            4,
-        ));
-    }
-}
-
-/// Wraps text at 96 columns with `indent` spaces.
-fn wrap(s: &str, indent: usize) -> String {
-    let mut out = String::new();
-    let mut col = 0;
-    let pad = " ".repeat(indent);
-    for word in s.split_whitespace() {
-        if col > 0 && col + 1 + word.len() > 96 {
-            out.push('\n');
-            col = 0;
-        }
-        if col == 0 {
-            out.push_str(&pad);
-            col = indent;
-        } else {
-            out.push(' ');
-            col += 1;
-        }
-        out.push_str(word);
-        col += word.len();
-    }
-    out
-}
-
-fn trust_json(t: &KeyTrust) -> Value {
-    match t {
-        KeyTrust::NotChecked => json!("not-checked"),
-        KeyTrust::Confirmed(n) => json!({"confirmed": n}),
-        KeyTrust::NotConfirmed => json!("not-confirmed"),
-    }
-}
-
-fn event_json(e: &EventReport) -> Value {
-    json!({
-        "index": e.index,
-        "entry": e.entry.to_hex(),
-        "time": e.time,
-        "time_iso": iso_time(e.time),
-        "author": e.author.to_hex(),
-        "action": e.action,
-        "to": e.to.map(|a| a.to_hex()),
-        "receipt": e.receipt.as_ref().map(|r| json!({"entry": r.entry.to_hex(), "index": r.index, "author": r.author.to_hex(), "time": r.time, "accepted": r.accepted})),
-        "answers": e.answers.map(|t| t.to_hex()),
-        "accepted": e.accepted,
-        "actor": e.actor,
-        "place": e.place,
-        "purpose": e.purpose,
-        "tool": e.tool,
-        "reason": e.reason,
-        "authority": e.authority,
-        "digest_matched": e.digest_matched,
-        "copy": e.copy.map(|c| c.to_uuid_string()),
-        "tlp": e.tlp.as_str(),
-        "retracted": e.retracted,
-    })
-}
-
-fn to_json(r: &Report) -> Value {
-    json!({
-        "verdict": if r.is_valid() { "valid" } else { "invalid" },
-        "summary": r.verdict(),
-        "problem_count": r.problems.len(),
-        "root_problems": r.root_problems(),
-        "case": {
-            "id": r.case.to_hex(),
-            "title": r.title,
-            "reference": r.reference,
-            "jurisdiction": r.jurisdiction,
-            "tlp": r.tlp.map(|t| t.as_str()),
-            "opened_at": r.opened.map(|o| o.0),
-            "opened_by": r.opened.map(|o| o.1.to_hex()),
-        },
-        "exporter": {
-            "agency": r.exporter.to_hex(),
-            "name": r.name_of(&r.exporter),
-            "fingerprint": r.exporter.fingerprint(),
-            "signer": r.signer.to_hex(),
-            "trust": trust_json(&r.exporter_trust),
-        },
-        "exported_at": r.exported_at,
-        "exported_at_iso": iso_time(r.exported_at),
-        "signature_valid": r.signature_valid,
-        "selective_items": r.selective.as_ref().map(|v| v.iter().map(|i| i.to_uuid_string()).collect::<Vec<_>>()),
-        "positions": r.elements,
-        "disclosed": r.disclosed,
-        "keys_confirmed": r.trust_checked,
-        "keys": keys_statement(r),
-        "members": r.members.iter().map(|m| json!({
-            "agency": m.agency.to_hex(),
-            "fingerprint": m.fingerprint,
-            "name": m.name,
-            "country": m.country,
-            "role": m.role.as_str(),
-            "added_by": m.added_by.to_hex(),
-            "added_index": m.added_index,
-            "removed_by": m.removed_by.map(|x| x.to_hex()),
-            "removed_index": m.removed_index,
-            "after_removal": m.after_removal.iter().map(|(id, index)| json!({"entry": id.to_hex(), "index": index})).collect::<Vec<_>>(),
-            "disclosed": m.disclosed,
-            "withheld": m.withheld,
-            "trust": trust_json(&m.trust),
-        })).collect::<Vec<_>>(),
-        "items": r.items.iter().map(|i| json!({
-            "id": i.id.to_uuid_string(),
-            "exhibit": i.exhibit,
-            "sha256": hex::encode(i.digests.sha256),
-            "sha1": i.digests.sha1.map(hex::encode),
-            "md5": i.digests.md5.map(hex::encode),
-            "size": i.size,
-            "media_type": i.media_type,
-            "description": i.description,
-            "acquired": {"by": i.acquired.by, "at": i.acquired.at, "place": i.acquired.place, "method": i.acquired.method, "tool": i.acquired.tool},
-            "authority": i.authority,
-            "derived_from": i.derived_from.map(|d| d.to_uuid_string()),
-            "copies": i.copies.iter().map(|c| c.to_uuid_string()).collect::<Vec<_>>(),
-            "holder": i.holder.to_hex(),
-            "in_transit": i.in_transit.map(|t| t.to_hex()),
-            "destroyed": i.destroyed,
-            "incomplete": i.incomplete,
-            "timeline": i.timeline.iter().map(event_json).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "conflicts": r.conflicts.iter().map(|c| json!({
-            "kind": c.kind,
-            "author": c.author.map(|a| a.to_hex()),
-            "item": c.item.map(|i| i.to_uuid_string()),
-            "entries": c.entries.iter().map(|(id, i)| json!({"entry": id.to_hex(), "index": i})).collect::<Vec<_>>(),
-            "sentence": c.sentence,
-        })).collect::<Vec<_>>(),
-        "withheld": r.withheld.iter().map(|w| json!({
-            "index": w.index, "author": w.author.to_hex(), "seq": w.seq, "id": w.id.to_hex(), "corroborated": w.corroborated,
-        })).collect::<Vec<_>>(),
-        "problems": r.problems.iter().map(|p| json!({
-            "index": p.index,
-            "proof": p.proof,
-            "entry": p.entry.map(|e| e.to_hex()),
-            "author": p.author.map(|a| a.to_hex()),
-            "author_name": p.author_name,
-            "seq": p.seq,
-            "rule": p.rule.to_string(),
-            "class": p.class,
-            "sentence": p.sentence,
-            "detail": p.detail,
-            "caused_by": p.caused_by,
-        })).collect::<Vec<_>>(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1013,6 +473,48 @@ mod tests {
         let report = check_file(&path, None).expect("readable");
         assert!(!report.is_valid());
         assert_eq!(Ok(report), in_memory(&edited));
+    }
+
+    #[test]
+    fn a_stream_is_copied_for_the_second_reading_up_to_the_limit_only() {
+        let bytes = bundle(600);
+        let tee = |limit: u64| Tee {
+            src: std::io::Cursor::new(bytes.clone()),
+            copy: tempfile::tempfile().expect("tempfile"),
+            copied: 0,
+            limit,
+        };
+        // Within the limit: the first pass reads it all, and the copy is
+        // the stream, byte for byte.
+        let mut t = tee(bytes.len() as u64);
+        let first = stream(&mut t, StreamDecoder::new(), |_| {}).expect("read");
+        assert!(first.is_ok());
+        let mut copy = Vec::new();
+        t.copy.seek(SeekFrom::Start(0)).expect("seek");
+        t.copy.read_to_end(&mut copy).expect("read");
+        assert_eq!(copy, bytes);
+        // One byte over: refused, with what to do instead, having kept no
+        // more than the limit.
+        let mut t = tee(bytes.len() as u64 - 1);
+        let err = stream(&mut t, StreamDecoder::new(), |_| {}).expect_err("too long");
+        assert!(
+            err.to_string()
+                .contains("save it to a file and verify the file"),
+            "{err}"
+        );
+        assert!(t.copy.metadata().expect("metadata").len() < bytes.len() as u64);
+        // Not a bundle: refused at the first read.
+        let mut t = Tee {
+            src: std::io::repeat(0),
+            copy: tempfile::tempfile().expect("tempfile"),
+            copied: 0,
+            limit: STREAM_LIMIT,
+        };
+        let err = stream(&mut t, StreamDecoder::new(), |_| {})
+            .expect("read")
+            .expect_err("not a bundle");
+        assert!(matches!(err, BundleError::NotABundle(_)), "{err:?}");
+        assert_eq!(t.copied, READ as u64);
     }
 
     #[test]

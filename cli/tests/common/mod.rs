@@ -174,3 +174,5 @@ fn classify(token: &str, keep: &[&str]) -> String {
         token.to_owned()
     }
 }
+
+pub(crate) mod hostile;

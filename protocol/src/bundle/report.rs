@@ -8,6 +8,14 @@
 //! consequence (class `depends-on-invalid`) pointing at that first
 //! problem, so one edited entry gives one problem at the source and a short
 //! list of consequences rather than a wall of unrelated-looking failures.
+//!
+//! Every problem is found and counted, but a report lists at most
+//! [`LISTED`] problems at the source and [`LISTED`] consequences one by
+//! one; the others are counted by rule and class ([`Report::unlisted`]).
+//! A crafted bundle of millions of one-byte elements then gives a report,
+//! and a text, HTML or JSON rendering, of bounded size, and building the
+//! report costs the same small time per element whatever it holds: the
+//! lookups it makes per element are hash maps, never scans.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -23,6 +31,25 @@ use crate::validate::{Applied, Validator};
 use super::explain::{explain, explain_bundle_rule, explain_consequence};
 use super::{Bundle, BundleAgency, Element, Summary, TrustList};
 use crate::equivocation::EquivocationProof;
+
+/// How many problems at the source, and how many consequences, a report
+/// lists one by one (each kind separately, in the order found). The
+/// exporter's signature and the bundle's identity (B1 to B4), found once
+/// each, are always listed. Any real record fits: one edited entry gives
+/// one problem and its dependants.
+pub const LISTED: usize = 1_000;
+
+/// Problems found but not listed one by one: how many, for one rule and
+/// class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unlisted {
+    /// The rule.
+    pub rule: Rule,
+    /// The class (`depends-on-invalid` for consequences).
+    pub class: &'static str,
+    /// How many.
+    pub count: usize,
+}
 
 /// The rule a problem breaks: an entry rule of SPEC.md §8 (V1–V18) or a
 /// bundle rule of §10.5 (B1–B7).
@@ -83,6 +110,9 @@ pub struct Problem {
     pub detail: String,
     /// For a consequence: the index of the element whose refusal causes it.
     pub caused_by: Option<usize>,
+    /// For a problem at the source: how many consequences follow from it,
+    /// listed or not.
+    pub consequences: usize,
 }
 
 impl Problem {
@@ -306,19 +336,33 @@ pub struct Report {
     pub conflicts: Vec<ConflictReport>,
     /// Positions disclosed as withheld.
     pub withheld: Vec<WithheldReport>,
-    /// Every problem found.
+    /// The problems listed one by one, in the order found: the first
+    /// [`LISTED`] at the source and the first [`LISTED`] consequences
+    /// (and B1 to B4 always).
     pub problems: Vec<Problem>,
+    /// Every problem found, listed or not.
+    pub problem_count: usize,
+    /// Problems at the source (not consequences) found, listed or not.
+    pub root_count: usize,
+    /// The problems found but not listed, by rule and class, in rule
+    /// order.
+    pub unlisted: Vec<Unlisted>,
 }
 
 impl Report {
     /// Whether the bundle verifies: no problem at all.
     pub fn is_valid(&self) -> bool {
-        self.problems.is_empty()
+        self.problem_count == 0
     }
 
-    /// Problems at their source (not consequences).
+    /// Problems at their source (not consequences), listed or not.
     pub fn root_problems(&self) -> usize {
-        self.problems.iter().filter(|p| !p.is_consequence()).count()
+        self.root_count
+    }
+
+    /// Problems found but not listed one by one.
+    pub fn unlisted_count(&self) -> usize {
+        self.problem_count - self.problems.len()
     }
 
     /// One line: the verdict.
@@ -333,8 +377,8 @@ impl Report {
                 }
             )
         } else {
-            let n = self.problems.len();
-            let roots = self.root_problems();
+            let n = self.problem_count;
+            let roots = self.root_count;
             format!(
                 "INVALID: {n} problem{}{}",
                 if n == 1 { "" } else { "s" },
@@ -348,7 +392,8 @@ impl Report {
     }
 
     /// A display name for an agency: the case's name for it, else the
-    /// bundle list's, else its fingerprint.
+    /// bundle list's, else its fingerprint. A scan of both lists: a
+    /// renderer that names many agencies builds a map once instead.
     pub fn name_of(&self, agency: &AgencyId) -> String {
         if let Some(m) = self.members.iter().find(|m| m.agency == *agency) {
             return m.name.clone();
@@ -484,6 +529,8 @@ pub struct Verifier<'t> {
     exported_at: u64,
     items: Option<Vec<ItemId>>,
     agencies: Vec<BundleAgency>,
+    /// Each agency's place in `agencies` (the first, if listed twice).
+    agency_at: HashMap<AgencyId, usize>,
     trust: Option<&'t TrustList>,
     next: usize,
     /// The element index of every accepted or withheld position, by
@@ -498,7 +545,18 @@ pub struct Verifier<'t> {
     withheld: Vec<WithheldReport>,
     withheld_at: HashMap<EntryId, usize>,
     disclosed: usize,
+    /// The problems listed one by one (see [`LISTED`]).
     problems: Vec<Problem>,
+    /// Problems found, listed or not; of them, at the source.
+    found: usize,
+    roots: usize,
+    /// Listed so far: at the source, and consequences.
+    listed_roots: usize,
+    listed_consequences: usize,
+    /// Where each listed problem at the source of an element is in
+    /// `problems`, by element index: its consequences are counted there.
+    root_at: HashMap<usize, usize>,
+    unlisted: BTreeMap<(Rule, &'static str), usize>,
 }
 
 impl<'t> Verifier<'t> {
@@ -534,6 +592,10 @@ impl<'t> Verifier<'t> {
         agencies: &[BundleAgency],
         trust: Option<&'t TrustList>,
     ) -> Self {
+        let mut agency_at = HashMap::with_capacity(agencies.len());
+        for (k, a) in agencies.iter().enumerate() {
+            agency_at.entry(a.agency).or_insert(k);
+        }
         Verifier {
             v: Validator::lean(),
             kept: HashMap::new(),
@@ -544,6 +606,7 @@ impl<'t> Verifier<'t> {
             exported_at,
             items: items.map(<[ItemId]>::to_vec),
             agencies: agencies.to_vec(),
+            agency_at,
             trust,
             next: 0,
             positions: HashMap::new(),
@@ -556,6 +619,12 @@ impl<'t> Verifier<'t> {
             withheld_at: HashMap::new(),
             disclosed: 0,
             problems: Vec::new(),
+            found: 0,
+            roots: 0,
+            listed_roots: 0,
+            listed_consequences: 0,
+            root_at: HashMap::new(),
+            unlisted: BTreeMap::new(),
         }
     }
 
@@ -711,12 +780,52 @@ impl<'t> Verifier<'t> {
             .state()
             .agency_name(agency)
             .map(str::to_owned)
-            .or_else(|| {
-                self.agencies
-                    .iter()
-                    .find(|a| a.agency == *agency)
-                    .map(|a| a.name.clone())
-            })
+            .or_else(|| self.listed_agency(agency).map(|a| a.name.clone()))
+    }
+
+    /// The bundle list's entry for an agency.
+    fn listed_agency(&self, agency: &AgencyId) -> Option<&BundleAgency> {
+        self.agency_at
+            .get(agency)
+            .and_then(|k| self.agencies.get(*k))
+    }
+
+    /// Counts a problem of `rule` and `class` (a consequence when
+    /// `caused_by` is set) and says whether it is listed one by one; a
+    /// consequence also counts at its listed root.
+    fn count(&mut self, rule: Rule, class: &'static str, caused_by: Option<usize>) -> bool {
+        self.found += 1;
+        let listed = match caused_by {
+            Some(root) => {
+                if let Some(&k) = self.root_at.get(&root) {
+                    if let Some(p) = self.problems.get_mut(k) {
+                        p.consequences += 1;
+                    }
+                }
+                self.listed_consequences < LISTED
+            }
+            None => {
+                self.roots += 1;
+                self.listed_roots < LISTED || matches!(rule, Rule::Bundle(1..=4))
+            }
+        };
+        if !listed {
+            *self.unlisted.entry((rule, class)).or_default() += 1;
+        }
+        listed
+    }
+
+    /// Lists a problem that [`Verifier::count`] said is listed.
+    fn list(&mut self, p: Problem) {
+        match (p.caused_by, p.index) {
+            (Some(_), _) => self.listed_consequences += 1,
+            (None, Some(i)) if matches!(p.rule, Rule::Entry(_)) => {
+                self.listed_roots += 1;
+                self.root_at.entry(i).or_insert(self.problems.len());
+            }
+            (None, _) => self.listed_roots += 1,
+        }
+        self.problems.push(p);
     }
 
     /// Records a refused element, as a problem at its source or as a
@@ -759,11 +868,11 @@ impl<'t> Verifier<'t> {
             }
         };
         let (author, seq) = claimed.as_ref().map(|c| (c.author, c.seq)).unzip();
-        let detail = kind.to_string();
-        let (class, sentence) = match root {
-            Some(r) => ("depends-on-invalid", explain_consequence(r)),
-            None => (kind.class(), explain(&kind, seq)),
+        let class = match root {
+            Some(_) => "depends-on-invalid",
+            None => kind.class(),
         };
+        let listed = self.count(Rule::Entry(rule), class, root);
         let key = root.unwrap_or(index);
         if let Some(id) = id {
             self.refused_ids.entry(id).or_insert(key);
@@ -781,7 +890,15 @@ impl<'t> Verifier<'t> {
             }
         }
         self.first_refused.get_or_insert(key);
-        self.problems.push(Problem {
+        if !listed {
+            // Counted only: none of the text is built.
+            return;
+        }
+        let sentence = match root {
+            Some(r) => explain_consequence(r),
+            None => explain(&kind, seq),
+        };
+        self.list(Problem {
             index: Some(index),
             proof: None,
             entry: id,
@@ -791,8 +908,9 @@ impl<'t> Verifier<'t> {
             rule: Rule::Entry(rule),
             class,
             sentence,
-            detail,
+            detail: kind.to_string(),
             caused_by: root,
+            consequences: 0,
         });
     }
 
@@ -803,10 +921,25 @@ impl<'t> Verifier<'t> {
         index: Option<usize>,
         entry: Option<EntryId>,
     ) {
+        self.bundle_problem_at(n, detail, index, entry, None);
+    }
+
+    /// A bundle problem; `proof` is the equivocation proof it is about.
+    fn bundle_problem_at(
+        &mut self,
+        n: u8,
+        detail: String,
+        index: Option<usize>,
+        entry: Option<EntryId>,
+        proof: Option<usize>,
+    ) {
         let rule = Rule::Bundle(n);
-        self.problems.push(Problem {
+        if !self.count(rule, bundle_class(n), None) {
+            return;
+        }
+        self.list(Problem {
             index,
-            proof: None,
+            proof,
             entry,
             author: None,
             author_name: None,
@@ -816,6 +949,7 @@ impl<'t> Verifier<'t> {
             sentence: explain_bundle_rule(rule, &detail),
             detail,
             caused_by: None,
+            consequences: 0,
         });
     }
 
@@ -850,7 +984,7 @@ impl<'t> Verifier<'t> {
         elements: usize,
         proofs: &[EquivocationProof],
     ) -> Report {
-        let elements_ok = self.problems.is_empty();
+        let elements_ok = self.found == 0;
         if !signature_valid {
             self.bundle_problem(
                 1,
@@ -926,16 +1060,10 @@ impl<'t> Verifier<'t> {
                 }
                 Ok(eq) => {
                     let detail = format!("proof {k} is about case {}, not this case", eq.case);
-                    self.bundle_problem(6, detail, None, None);
-                    if let Some(p) = self.problems.last_mut() {
-                        p.proof = Some(k);
-                    }
+                    self.bundle_problem_at(6, detail, None, None, Some(k));
                 }
                 Err(e) => {
-                    self.bundle_problem(6, format!("proof {k}: {e}"), None, None);
-                    if let Some(p) = self.problems.last_mut() {
-                        p.proof = Some(k);
-                    }
+                    self.bundle_problem_at(6, format!("proof {k}: {e}"), None, None, Some(k));
                 }
             }
         }
@@ -994,13 +1122,19 @@ impl<'t> Verifier<'t> {
             conflicts,
             withheld: std::mem::take(&mut self.withheld),
             problems: std::mem::take(&mut self.problems),
+            problem_count: self.found,
+            root_count: self.roots,
+            unlisted: std::mem::take(&mut self.unlisted)
+                .into_iter()
+                .map(|((rule, class), count)| Unlisted { rule, class, count })
+                .collect(),
         }
     }
 
     fn check_agency_list(&mut self, state: &crate::state::CaseState) {
         let mut diffs = Vec::new();
         for m in state.members.values() {
-            match self.agencies.iter().find(|a| a.agency == m.agency) {
+            match self.listed_agency(&m.agency) {
                 None => diffs.push(format!(
                     "member {} ({}) is not listed",
                     m.name,
@@ -1090,6 +1224,13 @@ impl<'t> Verifier<'t> {
 
     fn items_report(&self, state: &crate::state::CaseState) -> Vec<ItemReport> {
         let mut out: Vec<(usize, ItemReport)> = Vec::new();
+        // Each item's copies, in the order of the state's items.
+        let mut copies_of: HashMap<ItemId, Vec<ItemId>> = HashMap::new();
+        for x in state.items.values() {
+            if let Some(d) = x.derived_from {
+                copies_of.entry(d).or_default().push(x.id);
+            }
+        }
         for item in state.items.values() {
             let Some(reg) = self.kept.get(&item.registered) else {
                 continue;
@@ -1112,37 +1253,25 @@ impl<'t> Verifier<'t> {
                 }
             }
             // Pair each transfer with its receipt.
-            let receipts: Vec<(EntryId, Receipt)> = timeline
-                .iter()
-                .filter_map(|e| {
-                    e.answers.map(|t| {
-                        (
-                            t,
-                            Receipt {
-                                entry: e.entry,
-                                index: e.index,
-                                author: e.author,
-                                time: e.time,
-                                accepted: e.accepted.unwrap_or(false),
-                            },
-                        )
-                    })
-                })
-                .collect();
-            for e in &mut timeline {
-                if e.action == CustodyAction::Transferred.as_str() {
-                    e.receipt = receipts
-                        .iter()
-                        .find(|(t, _)| *t == e.entry)
-                        .map(|(_, r)| r.clone());
+            // (The first receipt answering each transfer.)
+            let mut receipts: HashMap<EntryId, Receipt> = HashMap::new();
+            for e in &timeline {
+                if let Some(t) = e.answers {
+                    receipts.entry(t).or_insert_with(|| Receipt {
+                        entry: e.entry,
+                        index: e.index,
+                        author: e.author,
+                        time: e.time,
+                        accepted: e.accepted.unwrap_or(false),
+                    });
                 }
             }
-            let copies = state
-                .items
-                .values()
-                .filter(|x| x.derived_from == Some(item.id))
-                .map(|x| x.id)
-                .collect();
+            for e in &mut timeline {
+                if e.action == CustodyAction::Transferred.as_str() {
+                    e.receipt = receipts.get(&e.entry).cloned();
+                }
+            }
+            let copies = copies_of.remove(&item.id).unwrap_or_default();
             let index = self.index_of(&item.registered).unwrap_or(0);
             out.push((
                 index,

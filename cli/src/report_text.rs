@@ -1,0 +1,652 @@
+//! The verification report as text for a terminal (`custodia verify`):
+//! the verdict first, then the case, the members, every item's custody
+//! timeline, conflicts, withheld positions and problems, and the verdict
+//! again as the last line, so that nothing printed before it can hide it.
+//!
+//! Every string from the bundle (names, titles, labels, descriptions,
+//! custody fields) is another agency's text: it is shown through
+//! [`safe`], and every line once more through the output's sanitizer, so
+//! it can neither act on the terminal nor forge a line of the report.
+//!
+//! The rendering is linear in the report: names, item labels and entry
+//! positions are looked up in maps built once ([`Index`]), and each
+//! problem's consequences are grouped once, not searched for per problem.
+//! The report itself lists a bounded number of problems
+//! ([`custodia_protocol::bundle::LISTED`]); the others are counted here
+//! by rule and class.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::Write;
+
+use custodia_protocol::bundle::{EventReport, ItemReport, KeyTrust, Problem, Report};
+use custodia_protocol::{AgencyId, EntryId, ItemId};
+
+use crate::output::iso_time;
+use crate::untrusted::{safe, safe_lines};
+
+/// What a renderer looks up many times, built once per report.
+pub(crate) struct Index<'r> {
+    r: &'r Report,
+    names: HashMap<AgencyId, &'r str>,
+    items: HashMap<ItemId, &'r ItemReport>,
+    positions: HashMap<EntryId, Option<usize>>,
+    /// The listed consequences of each listed problem at the source, by
+    /// the element index of that problem.
+    follow: HashMap<usize, Vec<&'r Problem>>,
+}
+
+impl<'r> Index<'r> {
+    pub(crate) fn new(r: &'r Report) -> Self {
+        // As `Report::name_of`: the case's name first, else the bundle
+        // list's (the first of each).
+        let mut names = HashMap::with_capacity(r.members.len() + r.listed.len());
+        for m in &r.members {
+            names.entry(m.agency).or_insert(m.name.as_str());
+        }
+        for a in &r.listed {
+            names.entry(a.agency).or_insert(a.name.as_str());
+        }
+        let mut items = HashMap::with_capacity(r.items.len());
+        let mut positions = HashMap::new();
+        for i in &r.items {
+            items.entry(i.id).or_insert(i);
+            for e in &i.timeline {
+                positions.entry(e.entry).or_insert(e.index);
+            }
+        }
+        let mut follow: HashMap<usize, Vec<&Problem>> = HashMap::new();
+        for p in &r.problems {
+            if let Some(root) = p.caused_by {
+                follow.entry(root).or_default().push(p);
+            }
+        }
+        Index {
+            r,
+            names,
+            items,
+            positions,
+            follow,
+        }
+    }
+
+    /// The report this indexes.
+    pub(crate) fn report(&self) -> &'r Report {
+        self.r
+    }
+
+    /// A display name for an agency (raw: the caller escapes it for its
+    /// medium): the case's name, else the bundle list's, else its
+    /// fingerprint.
+    pub(crate) fn name(&self, agency: &AgencyId) -> Cow<'r, str> {
+        match self.names.get(agency) {
+            Some(n) => Cow::Borrowed(n),
+            None => Cow::Owned(agency.fingerprint()),
+        }
+    }
+
+    /// An item's label (raw): exhibit and UUID.
+    pub(crate) fn item_label(&self, id: &ItemId) -> String {
+        match self.items.get(id).and_then(|i| i.exhibit.as_deref()) {
+            Some(x) => format!("{x} ({})", id.to_uuid_string()),
+            None => id.to_uuid_string(),
+        }
+    }
+
+    /// The bundle index of an entry of some item's timeline.
+    pub(crate) fn position(&self, entry: &EntryId) -> Option<usize> {
+        self.positions.get(entry).copied().flatten()
+    }
+
+    /// The listed consequences of the problem at element `index`.
+    pub(crate) fn consequences(&self, index: Option<usize>) -> &[&'r Problem] {
+        index
+            .and_then(|i| self.follow.get(&i))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Thousands separators: 1234567 → "1,234,567".
+pub(crate) fn grouped(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What the report says about the keys (member names raw).
+pub(crate) fn keys_statement(r: &Report, name: &dyn Fn(&str) -> String) -> String {
+    if !r.trust_checked {
+        return "The agencies' keys were NOT independently confirmed. This report shows that the record is intact and signed by the keys below; it does not show who holds those keys. Compare each fingerprint with the agency over a trusted channel, or verify again with --trust FILE.".into();
+    }
+    let unconfirmed: Vec<String> = r
+        .members
+        .iter()
+        .filter(|m| m.trust == KeyTrust::NotConfirmed)
+        .map(|m| name(&m.name))
+        .collect();
+    let exporter = match &r.exporter_trust {
+        KeyTrust::NotConfirmed => " The exporter's key is NOT confirmed.",
+        _ => "",
+    };
+    if unconfirmed.is_empty() {
+        format!(
+            "All {} members' keys are confirmed by the trust file.{exporter}",
+            r.members.len()
+        )
+    } else {
+        format!(
+            "{} of {} members' keys are NOT confirmed by the trust file: {}.{exporter}",
+            unconfirmed.len(),
+            r.members.len(),
+            unconfirmed.join(", ")
+        )
+    }
+}
+
+/// How a key stands against the trust file (the name in it as given).
+pub(crate) fn trust_word(t: &KeyTrust, name: &dyn Fn(&str) -> String) -> String {
+    match t {
+        KeyTrust::NotChecked => "not checked".into(),
+        KeyTrust::Confirmed(n) => format!("confirmed ({})", name(n)),
+        KeyTrust::NotConfirmed => "NOT confirmed".into(),
+    }
+}
+
+/// Where an element is: `[7]`, or `-` for the bundle itself.
+pub(crate) fn at(index: Option<usize>) -> String {
+    index.map_or_else(|| "-".into(), |i| format!("[{i}]"))
+}
+
+/// ", N refused" when elements were refused (listed or only counted).
+pub(crate) fn refused(r: &Report) -> String {
+    let listed = r.problems.iter().filter(|p| p.index.is_some()).count();
+    let counted: usize = r
+        .unlisted
+        .iter()
+        .filter(|u| matches!(u.rule, custodia_protocol::bundle::Rule::Entry(_)))
+        .map(|u| u.count)
+        .sum();
+    match listed + counted {
+        0 => String::new(),
+        n => format!(", {n} refused"),
+    }
+}
+
+/// What an event records, in words (without who and when). Every string
+/// from the bundle goes through `text`: [`safe`] for a terminal, the
+/// identity for a medium that escapes the whole sentence itself.
+pub(crate) fn describe_event(
+    ix: &Index<'_>,
+    e: &EventReport,
+    text: &dyn Fn(&str) -> String,
+) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let who = |a: &AgencyId| text(&ix.name(a));
+    match e.action.as_str() {
+        "transferred" => {
+            if let Some(to) = &e.to {
+                parts.push(format!("to {}", who(to)));
+            }
+            match &e.receipt {
+                Some(rc) => parts.push(format!(
+                    "receipt {} {} by {} at {}",
+                    at(rc.index),
+                    if rc.accepted { "accepted" } else { "REFUSED" },
+                    who(&rc.author),
+                    iso_time(rc.time)
+                )),
+                None => parts.push("NO RECEIPT: in transit".into()),
+            }
+        }
+        "received" => {
+            parts.push(
+                if e.accepted == Some(false) {
+                    "custody refused"
+                } else {
+                    "custody accepted"
+                }
+                .into(),
+            );
+            if let Some(t) = &e.answers {
+                parts.push(format!("answers transfer {}", at(ix.position(t))));
+            }
+        }
+        _ => {}
+    }
+    let mut field = |label: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            parts.push(format!("{label}{}", text(v)));
+        }
+    };
+    field("by ", &e.actor);
+    field("at ", &e.place);
+    field("purpose: ", &e.purpose);
+    field("tool: ", &e.tool);
+    field("authority: ", &e.authority);
+    match e.digest_matched {
+        Some(true) => parts.push("digest matched".into()),
+        Some(false) => parts.push("DIGEST DID NOT MATCH".into()),
+        None => {}
+    }
+    if let Some(c) = &e.copy {
+        parts.push(format!("copy: {}", text(&ix.item_label(c))));
+    }
+    if let Some(reason) = &e.reason {
+        parts.push(format!("reason: {}", text(reason)));
+    }
+    if let Some(why) = &e.retracted {
+        parts.push(format!("RETRACTED by its author: {}", text(why)));
+    }
+    parts.join("; ")
+}
+
+/// `s` escaped for a terminal, owned.
+fn t(s: &str) -> String {
+    safe(s).into_owned()
+}
+
+/// Writes lines, each through the output's sanitizer; after the first
+/// failure (a closed pipe) it writes nothing more and keeps the error.
+pub(crate) struct Lines<W: Write> {
+    w: W,
+    failed: Option<std::io::Error>,
+}
+
+impl<W: Write> Lines<W> {
+    pub(crate) fn new(w: W) -> Self {
+        Lines { w, failed: None }
+    }
+
+    pub(crate) fn line(&mut self, s: &str) {
+        if self.failed.is_some() {
+            return;
+        }
+        let r = self
+            .w
+            .write_all(safe_lines(s).as_bytes())
+            .and_then(|()| self.w.write_all(b"\n"));
+        if let Err(e) = r {
+            self.failed = Some(e);
+        }
+    }
+
+    /// Flushes; the first error met, if any.
+    pub(crate) fn finish(mut self) -> std::io::Result<()> {
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => self.w.flush(),
+        }
+    }
+}
+
+/// The whole text report, ending with `last` (e.g. where the HTML report
+/// went) and then the verdict again.
+pub(crate) fn text<W: Write>(r: &Report, file: &str, last: Option<&str>, out: &mut Lines<W>) {
+    let ix = Index::new(r);
+    let name = |a: &AgencyId| t(&ix.name(a));
+    let mut line = |s: String| out.line(&s);
+    line(r.verdict());
+    if let Some(p) = r.problems.first() {
+        line(format!(
+            "First problem: {} {} {}: {}",
+            at(p.index),
+            p.rule,
+            p.class,
+            t(&p.sentence)
+        ));
+    }
+    if !r.conflicts.is_empty() {
+        line(format!(
+            "The record shows {} conflict(s) between agencies: see Conflicts below.",
+            r.conflicts.len()
+        ));
+    }
+    line(String::new());
+    let field = |k: &str, v: String| format!("{k:<12}{v}");
+    line(field("File", t(file)));
+    line(field(
+        "Case",
+        format!(
+            "{} ({}){}{}",
+            t(&r.title),
+            t(&r.reference),
+            r.jurisdiction
+                .as_ref()
+                .map_or_else(String::new, |j| format!(", jurisdiction {}", t(j))),
+            r.tlp.map_or_else(String::new, |tlp| format!(", {tlp}"))
+        ),
+    ));
+    line(field("Case id", r.case.to_hex()));
+    if let Some((time, by)) = &r.opened {
+        line(field(
+            "Opened",
+            format!("{} by {}", iso_time(*time), name(by)),
+        ));
+    }
+    line(field(
+        "Exported",
+        format!(
+            "{} by {} ({}), key {}",
+            iso_time(r.exported_at),
+            name(&r.exporter),
+            r.exporter.fingerprint(),
+            trust_word(&r.exporter_trust, &t)
+        ),
+    ));
+    line(field(
+        "Signature",
+        if r.signature_valid {
+            "the exporter's signature over the bundle verifies".into()
+        } else {
+            "the exporter's signature over the bundle DOES NOT verify".into()
+        },
+    ));
+    line(field(
+        "Contents",
+        format!(
+            "{} positions: {} entries verified, {} disclosed as withheld{}, {} equivocation proof(s) checked",
+            r.elements,
+            r.disclosed,
+            r.withheld.len(),
+            refused(r),
+            r.conflicts.iter().filter(|c| c.kind == "equivocation").count()
+        ),
+    ));
+    if let Some(items) = &r.selective {
+        let labels: Vec<String> = items.iter().map(|i| t(&ix.item_label(i))).collect();
+        line(field(
+            "Selective",
+            format!(
+                "this bundle discloses only what establishes the custody of {}; everything else is withheld",
+                labels.join(", ")
+            ),
+        ));
+    }
+    line(String::new());
+    line(wrap(&keys_statement(r, &t), 0));
+    line(String::new());
+
+    line(format!("Members ({})", r.members.len()));
+    let w = r
+        .members
+        .iter()
+        .map(|m| safe(&m.name).chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    line(format!(
+        "  {:<w$}  {:<7}  {:<12}  {:<24}  {:>7}  {:>8}  KEY",
+        "NAME", "COUNTRY", "ROLE", "FINGERPRINT", "ENTRIES", "WITHHELD"
+    ));
+    for m in &r.members {
+        let mut status = trust_word(&m.trust, &t);
+        if m.removed_by.is_some() {
+            status.push_str(&format!("; removed by {}", at(m.removed_index)));
+        }
+        if !m.after_removal.is_empty() {
+            status.push_str(&format!(
+                "; {} entries concurrent with its removal",
+                m.after_removal.len()
+            ));
+        }
+        line(format!(
+            "  {:<w$}  {:<7}  {:<12}  {:<24}  {:>7}  {:>8}  {status}",
+            t(&m.name),
+            t(&m.country),
+            m.role.as_str(),
+            m.fingerprint,
+            m.disclosed,
+            m.withheld
+        ));
+    }
+    line(String::new());
+    let late: Vec<(&str, &custodia_protocol::EntryId, Option<usize>)> = r
+        .members
+        .iter()
+        .flat_map(|m| {
+            m.after_removal
+                .iter()
+                .map(move |(id, i)| (m.name.as_str(), id, *i))
+        })
+        .collect();
+    if !late.is_empty() {
+        line(format!("Written after removal ({})", late.len()));
+        for (name, id, i) in late {
+            line(format!(
+                "  {} wrote entry {} {} after it was removed from the case, without the removal in its causal past: it did not know of it, or ignored it",
+                t(name),
+                &id.to_hex()[..12],
+                at(i)
+            ));
+        }
+        line(String::new());
+    }
+
+    line(format!("Items ({})", r.items.len()));
+    for i in &r.items {
+        item_text(&ix, i, &mut line);
+    }
+    if r.items.is_empty() {
+        line("  none registered".into());
+    }
+    line(String::new());
+
+    line(format!("Conflicts ({})", r.conflicts.len()));
+    for c in &r.conflicts {
+        let ids: Vec<String> = c
+            .entries
+            .iter()
+            .map(|(id, i)| format!("{} {}", at(*i), &id.to_hex()[..12]))
+            .collect();
+        line(format!(
+            "  {}: {}",
+            c.kind,
+            wrap(&t(&c.sentence), 4).trim_start()
+        ));
+        if !ids.is_empty() {
+            line(format!("    entries: {}", ids.join(", ")));
+        }
+    }
+    if r.conflicts.is_empty() {
+        line("  none".into());
+    }
+    line(String::new());
+
+    line(format!(
+        "Withheld positions ({}): disclosed as withheld, not missing",
+        r.withheld.len()
+    ));
+    for w in &r.withheld {
+        line(format!(
+            "  {:<6} {} #{}  {}{}",
+            at(Some(w.index)),
+            name(&w.author),
+            w.seq,
+            w.id,
+            if w.corroborated {
+                ""
+            } else {
+                "  (not corroborated by a signed entry)"
+            }
+        ));
+    }
+    if r.withheld.is_empty() {
+        line("  none".into());
+    }
+    line(String::new());
+
+    line(format!("Problems ({})", r.problem_count));
+    for p in r.problems.iter().filter(|p| !p.is_consequence()) {
+        problem_text(&ix, p, &mut line);
+    }
+    if r.unlisted_count() > 0 {
+        line(wrap(
+            &format!(
+                "{} more problem(s) are counted but not listed one by one (a report lists the first {} at the source and the first {} consequences):",
+                r.unlisted_count(),
+                custodia_protocol::bundle::LISTED,
+                custodia_protocol::bundle::LISTED
+            ),
+            2,
+        ));
+        for u in &r.unlisted {
+            line(format!("    {:>9}  {} {}", u.count, u.rule, u.class));
+        }
+    }
+    if r.is_valid() {
+        line("  none".into());
+    }
+    line(String::new());
+    line("Times are each signing agency's own clock; the order of the record is its chain of signed links.".into());
+    if let Some(last) = last {
+        line(String::new());
+        line(last.to_owned());
+    }
+    // The verdict again, last: nothing printed above can hide it.
+    line(String::new());
+    line(r.verdict());
+}
+
+fn item_text(ix: &Index<'_>, i: &ItemReport, line: &mut impl FnMut(String)) {
+    line(String::new());
+    line(format!(
+        "  {}  {}, {} bytes{}",
+        t(&ix.item_label(&i.id)),
+        t(&i.media_type),
+        grouped(i.size),
+        if i.incomplete {
+            "  (INCOMPLETE: part of its history was withheld)"
+        } else {
+            ""
+        }
+    ));
+    let kv = |k: &str, v: String| format!("    {k:<12} {v}");
+    if let Some(d) = &i.description {
+        line(kv("Description", t(d)));
+    }
+    line(kv("SHA-256", hex::encode(i.digests.sha256)));
+    if let Some(h) = i.digests.sha1 {
+        line(kv("SHA-1", hex::encode(h)));
+    }
+    if let Some(h) = i.digests.md5 {
+        line(kv("MD5", hex::encode(h)));
+    }
+    let a = &i.acquired;
+    let mut acq = format!("{} by {}", iso_time(a.at), t(&a.by));
+    for (label, v) in [("at", &a.place), ("method", &a.method), ("tool", &a.tool)] {
+        if let Some(v) = v {
+            acq.push_str(&format!(", {label} {}", t(v)));
+        }
+    }
+    line(kv("Acquired", acq));
+    if let Some(a) = &i.authority {
+        line(kv("Authority", t(a)));
+    }
+    if let Some(d) = &i.derived_from {
+        line(kv("Derived from", t(&ix.item_label(d))));
+    }
+    if !i.copies.is_empty() {
+        let c: Vec<String> = i.copies.iter().map(|c| t(&ix.item_label(c))).collect();
+        line(kv("Copies", c.join(", ")));
+    }
+    let state = if i.destroyed {
+        "destroyed".to_owned()
+    } else if let Some(tr) = &i.in_transit {
+        format!(
+            "{} (in transit: transfer {} awaits its receipt)",
+            t(&ix.name(&i.holder)),
+            at(ix.position(tr))
+        )
+    } else {
+        t(&ix.name(&i.holder))
+    };
+    line(kv("Holder", format!("{state} at the end of the record")));
+    line("    Custody timeline".into());
+    let w = i
+        .timeline
+        .iter()
+        .map(|e| safe(&ix.name(&e.author)).chars().count())
+        .max()
+        .unwrap_or(0);
+    for e in &i.timeline {
+        line(format!(
+            "      {:<6} {}  {:<w$}  {:<11}  {}",
+            at(e.index),
+            iso_time(e.time),
+            t(&ix.name(&e.author)),
+            t(&e.action),
+            describe_event(ix, e, &t)
+        ));
+    }
+}
+
+fn problem_text(ix: &Index<'_>, p: &Problem, line: &mut impl FnMut(String)) {
+    let who = match (&p.author_name, &p.author) {
+        (Some(n), Some(a)) => format!(" by {} ({})", t(n), a.fingerprint()),
+        (None, Some(a)) => format!(" by {}", a.fingerprint()),
+        _ => String::new(),
+    };
+    let seq = p.seq.map_or_else(String::new, |s| format!(" #{s}"));
+    let entry = p
+        .entry
+        .map_or_else(String::new, |e| format!(" entry {}", &e.to_hex()[..12]));
+    let proof = p.proof.map_or_else(String::new, |k| format!(" proof {k}"));
+    line(format!(
+        "  {} {} {}{entry}{proof}{who}{seq}",
+        at(p.index),
+        p.rule,
+        p.class
+    ));
+    line(wrap(&t(&p.sentence), 4));
+    line(format!("    detail: {}", t(&p.detail)));
+    if p.consequences > 0 {
+        let listed = ix.consequences(p.index);
+        let mut list: Vec<String> = listed
+            .iter()
+            .map(|c| format!("{} {}", at(c.index), c.rule))
+            .collect();
+        if p.consequences > listed.len() {
+            list.push(format!(
+                "and {} more not listed",
+                p.consequences - listed.len()
+            ));
+        }
+        line(wrap(
+            &format!(
+                "{} later element(s) depend on it and are refused with it: {}",
+                p.consequences,
+                list.join(", ")
+            ),
+            4,
+        ));
+    }
+}
+
+/// Wraps text at 96 columns with `indent` spaces.
+pub(crate) fn wrap(s: &str, indent: usize) -> String {
+    let mut out = String::new();
+    let mut col = 0;
+    let pad = " ".repeat(indent);
+    for word in s.split_whitespace() {
+        if col > 0 && col + 1 + word.len() > 96 {
+            out.push('\n');
+            col = 0;
+        }
+        if col == 0 {
+            out.push_str(&pad);
+            col = indent;
+        } else {
+            out.push(' ');
+            col += 1;
+        }
+        out.push_str(word);
+        col += word.len();
+    }
+    out
+}
