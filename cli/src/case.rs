@@ -86,6 +86,19 @@ pub(crate) enum CaseCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Release a case's hold without a peer's confirmation: only for a case
+    /// no other agency holds (no peer can confirm it). The reason is logged
+    /// with the release. While a case is on hold this node writes nothing
+    /// in it (`custodia status` says why).
+    ///
+    /// Example: custodia --dir ./nbi case release-hold 5f3a9c --reason "restored after a disk failure; the case was never shared"
+    ReleaseHold {
+        /// Case id, prefix or reference.
+        case: String,
+        /// Why it is safe: logged with the release.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 pub(crate) fn parse_tlp(s: &str) -> Result<Tlp, String> {
@@ -210,6 +223,29 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                 serde_json::json!({"case": c.to_hex(), "agency": who.agency.to_hex(), "role": role.as_str(), "entry": e.id().to_hex()}),
             );
         }
+        CaseCommand::ReleaseHold { case, reason } => {
+            let c = l.resolve_case(&case)?;
+            if reason.trim().is_empty() {
+                return Err(LocalError::Refused(
+                    "--reason must say why releasing the hold is safe".into(),
+                )
+                .into());
+            }
+            let released = l
+                .store
+                .release_hold(&c, &format!("by the operator: {reason}"))?;
+            if !released {
+                return Err(LocalError::NotFound(format!(
+                    "case {} is not on hold",
+                    short(&c.to_hex())
+                ))
+                .into());
+            }
+            out.record(
+                &format!("Hold on case {} released (logged: {}). This node writes in it again; if another agency holds later entries of this agency in the case, the next write is an equivocation.", short(&c.to_hex()), safe(&reason)),
+                serde_json::json!({"case": c.to_hex(), "released": true, "reason": reason}),
+            );
+        }
         CaseCommand::Unshare { case, with, reason } => {
             let c = l.resolve_case(&case)?;
             crate::quarantine::warn(&l, Some(&c), out);
@@ -242,6 +278,23 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         s.tlp.map_or("-".into(), |t| t.to_string()),
         s.entries
     );
+    // This node's own standing in the case first (SPEC.md §9.14).
+    let hold = s
+        .case
+        .and_then(|c| l.store.holds(Some(&c)).ok())
+        .and_then(|mut h| h.pop());
+    let equivocated = s.case.and_then(|c| l.store.self_equivocation(&l.me(), &c));
+    if let Some(seq) = equivocated {
+        t.push_str(&format!(
+            "\n!! THIS AGENCY HAS EQUIVOCATED: it signed two different entries as #{seq} of its history here (a copied key or node folder, or a restored store written in). Every court bundle shows it. This node writes nothing more in the case until people decide how the record goes on.\n"
+        ));
+    }
+    if let Some(h) = &hold {
+        t.push_str(&format!(
+            "\n!! ON HOLD: {}. This node writes nothing in the case until it is resolved; see `custodia status`.\n",
+            h.reason
+        ));
+    }
     t.push_str("\nMembers\n");
     let mut members = Vec::new();
     for m in s.members.values() {
@@ -418,6 +471,8 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         "tlp": s.tlp.map(|t| t.as_str()), "entries": s.entries, "members": members, "items": items,
         "open_transfers": transfers, "conflicts": conflicts, "withheld": withheld,
         "after_removal": after_removal,
+        "own_equivocation_at": equivocated,
+        "hold": hold.map(|h| serde_json::json!({"reason": h.reason, "behind": h.behind, "peer": h.peer.map(|p| p.to_hex())})),
         "equivocation_proofs": proofs, "quarantined": crate::quarantine::json(&quarantined),
     });
     (t.trim_end().to_string(), json)

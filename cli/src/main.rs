@@ -16,6 +16,7 @@ mod quarantine;
 mod report_html;
 mod report_json;
 mod report_text;
+mod status;
 mod untrusted;
 mod verify;
 
@@ -83,6 +84,38 @@ enum Command {
     /// Check the store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Per case: this agency's head, what each peer holds of it, whether the
+    /// case is on hold (recovering) or can be written in, quarantined rows,
+    /// transfers awaiting receipts. Exit 1 if a case cannot be written in.
+    ///
+    /// Example: custodia --dir ./nbi status --json
+    Status {
+        /// Only this case (id, prefix or reference).
+        case: Option<String>,
+    },
+    /// Write a consistent copy of the store and the configuration to one
+    /// file (mode 0600), safe while the node runs. The identity key is not
+    /// in it: keep the key file apart.
+    ///
+    /// Example: custodia --dir ./nbi backup --out /backups/nbi-2026-12-02.custodia-backup
+    Backup {
+        /// The backup file to create (it must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Make a node directory from a backup and the agency's key file. Every
+    /// shared case stays on hold until a peer confirms this agency's head or
+    /// the node has recovered what it wrote after the backup: restoring an
+    /// old backup never makes the agency sign a position twice.
+    ///
+    /// Example: custodia --dir ./nbi restore /backups/nbi-2026-12-02.custodia-backup --key /secure/identity.key
+    Restore {
+        /// The backup file (`custodia backup`).
+        file: PathBuf,
+        /// The agency's key file.
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+    },
     /// Open, list, show, log and share cases.
     #[command(subcommand)]
     Case(case::CaseCommand),
@@ -351,6 +384,9 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Case(c) => return case::run(&d, c, out),
+        Command::Status { case } => return status::status(&d, case.as_deref(), out),
+        Command::Backup { out: file } => return status::backup(&d, &file, out),
+        Command::Restore { file, key } => return status::restore(&file, &d, &key, out),
         Command::Evidence(c) => return evidence::run(&d, c, out),
         Command::Custody(c) => return custody::run(&d, c, out),
         Command::Agency(c) => return agency::run(&d, c, out),

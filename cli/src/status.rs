@@ -23,17 +23,16 @@ fn case_status(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value, b
     let equivocated = l.store.self_equivocation(&me, case);
     let views = l.store.peer_views(case)?;
     let quarantined = l.store.quarantined(Some(case))?.len();
-    let awaiting: Vec<_> = s
-        .open_transfers
-        .values()
-        .filter(|t| t.from == me)
-        .collect();
+    let awaiting: Vec<_> = s.open_transfers.values().filter(|t| t.from == me).collect();
     let ready = hold.is_none() && equivocated.is_none();
     let mut t = format!(
         "{}  {}\n  own head: {}\n",
         short(&case.to_hex()),
-        crate::output::safe(&s.title),
-        head.map_or("none (this agency has written nothing)".into(), |h| format!("#{h}"))
+        crate::untrusted::safe(&s.title),
+        head.map_or(
+            "none (this agency has written nothing)".into(),
+            |h| format!("#{h}")
+        )
     );
     let state = if let Some(seq) = equivocated {
         format!("EQUIVOCATED: this agency signed two entries as #{seq}; writes refused until people decide")
@@ -44,7 +43,7 @@ fn case_status(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value, b
             h.reason,
             h.peer.map_or(String::new(), |p| format!(
                 "; recovering from {}",
-                crate::output::safe(&l.name_of(&p))
+                crate::untrusted::safe(&l.name_of(&p))
             ))
         )
     } else {
@@ -54,7 +53,7 @@ fn case_status(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value, b
     for pv in &views {
         t.push_str(&format!(
             "  {} holds this agency's chain up to {} (as of {})\n",
-            crate::output::safe(&l.name_of(&pv.peer)),
+            crate::untrusted::safe(&l.name_of(&pv.peer)),
             pv.seq.map_or("nothing".into(), |s| format!("#{s}")),
             iso_time(pv.at)
         ));
@@ -66,7 +65,7 @@ fn case_status(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value, b
         t.push_str(&format!(
             "  transfer {} to {} awaits its receipt (sent {})\n",
             short(&tr.entry.to_hex()),
-            crate::output::safe(&l.name_of(&tr.to)),
+            crate::untrusted::safe(&l.name_of(&tr.to)),
             iso_time(tr.time)
         ));
     }
@@ -103,7 +102,7 @@ pub(crate) fn status(dir: &Path, case: Option<&str>, out: &Out) -> anyhow::Resul
     };
     let mut text = format!(
         "{} ({})\n",
-        crate::output::safe(&l.config.agency.name),
+        crate::untrusted::safe(&l.config.agency.name),
         l.me().fingerprint()
     );
     if cases.is_empty() {
@@ -136,7 +135,7 @@ pub(crate) fn backup(dir: &Path, file: &Path, out: &Out) -> anyhow::Result<ExitC
     out.record(
         &format!(
             "Backup of {} written to {} ({size} bytes, mode 0600), made {}.\nThe identity key is not in it: keep the key file apart. Restoring puts shared cases on hold until peers confirm them (`custodia restore`).",
-            crate::output::safe(&l.config.agency.name),
+            crate::untrusted::safe(&l.config.agency.name),
             file.display(),
             iso_time(info.made_at)
         ),
@@ -152,7 +151,7 @@ pub(crate) fn restore(file: &Path, dir: &Path, key: &Path, out: &Out) -> anyhow:
     out.record(
         &format!(
             "Restored {} into {}. {} shared case(s) on hold until a peer confirms this agency's heads or the node has recovered what it wrote after the backup: start the node (`custodia node run`) and watch `custodia status`.",
-            crate::output::safe(&l.config.agency.name),
+            crate::untrusted::safe(&l.config.agency.name),
             dir.display(),
             held.len()
         ),

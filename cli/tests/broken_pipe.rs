@@ -10,19 +10,21 @@ use std::process::{Command, Stdio};
 use common::{init, open_case};
 
 /// Runs `custodia ARGS` with standard output a pipe whose reading end is
-/// already closed: every write to it fails with EPIPE. The exit code and
-/// standard error.
+/// closed: every write to it fails with EPIPE. The exit code and standard
+/// error.
 fn closed_stdout(args: &[&str]) -> (i32, String) {
-    let (reader, writer) = std::io::pipe().expect("a pipe");
-    drop(reader);
-    let out = Command::new(env!("CARGO_BIN_EXE_custodia"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custodia"))
         .args(args)
         .env_remove("CUSTODIA_DIR")
         .stdin(Stdio::null())
-        .stdout(writer)
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
         .expect("the custodia binary runs");
+    // The reading end closes before the process has started writing (it
+    // takes milliseconds to start): its writes fail with EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("it exits");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),

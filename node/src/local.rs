@@ -1204,6 +1204,82 @@ impl Local {
     }
 }
 
+impl Local {
+    /// `custodia backup`: a consistent copy of the store (taken while a
+    /// node may be writing) and the configuration, in one file created
+    /// with mode 0600. The identity key is not in it: keys are kept apart
+    /// from backups.
+    pub fn backup(&self, out: &Path, now_ms: u64) -> Result<crate::store::BackupInfo, LocalError> {
+        let config = std::fs::read_to_string(self.dir.join(CONFIG_FILE)).map_err(|source| {
+            LocalError::Io {
+                path: self.dir.join(CONFIG_FILE),
+                source,
+            }
+        })?;
+        let info = crate::store::BackupInfo {
+            made_at: now_ms,
+            agency: self.me(),
+            config,
+        };
+        self.store.backup_into(out, &info)?;
+        Ok(info)
+    }
+}
+
+/// `custodia restore`: makes a node directory from a backup file and the
+/// agency's key file. The restored store is marked so that the node puts
+/// every shared case on hold until its peers confirm this agency's heads,
+/// or it has recovered from them what it authored after the backup
+/// (SPEC.md §9.14): restoring an old backup never makes the agency sign
+/// a position twice.
+pub fn restore(file: &Path, dir: &Path, key: &Path) -> Result<Local, LocalError> {
+    let info = Store::backup_info(file)?;
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(LocalError::Refused(format!(
+            "{} exists and is not empty; restore into a new directory",
+            dir.display()
+        )));
+    }
+    let identity = keyfile::read(key)?;
+    if identity.agency() != info.agency {
+        return Err(LocalError::Refused(format!(
+            "the key file {} is agency {}, the backup is of agency {}",
+            key.display(),
+            identity.agency().fingerprint(),
+            info.agency.fingerprint()
+        )));
+    }
+    let config = Config::parse(&info.config, &dir.join(CONFIG_FILE))?;
+    create_private_dir(dir).map_err(|source| LocalError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    keyfile::write(&config.key_path(dir), &identity)?;
+    config.save(dir)?;
+    let store = config.store_path(dir);
+    std::fs::copy(file, &store).map_err(|source| LocalError::Io {
+        path: store.clone(),
+        source,
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o600));
+    }
+    Store::adopt_backup(
+        &store,
+        &format!(
+            "restored from a backup made at {}",
+            custodia_protocol::utc::iso_seconds(info.made_at)
+        ),
+    )?;
+    open(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2110,3 +2110,108 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
     }
 }
+
+/// What a backup file records about itself (`custodia backup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    /// When it was made (ms since the Unix epoch).
+    pub made_at: u64,
+    /// The agency whose store it is.
+    pub agency: AgencyId,
+    /// The node's configuration file, as text.
+    pub config: String,
+}
+
+impl Store {
+    /// Writes a consistent copy of the store to `out` while other
+    /// processes (a running node) go on writing: SQLite's `VACUUM INTO`
+    /// reads one snapshot. The copy also records `info` (table
+    /// `backup_info`). `out` must not exist; it is created with mode 0600.
+    pub fn backup_into(&self, out: &Path, info: &BackupInfo) -> Result<(), StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: out.to_owned(),
+            source,
+        };
+        {
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            o.open(out).map_err(|e| {
+                err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("cannot create {}: {e}", out.display())),
+                ))
+            })?;
+        }
+        let target = out
+            .to_str()
+            .ok_or_else(|| err(rusqlite::Error::InvalidPath(out.to_owned())))?;
+        self.conn
+            .execute("VACUUM INTO ?1", params![target])
+            .map_err(|e| self.sql(e))?;
+        let copy = Connection::open(out).map_err(err)?;
+        copy.execute_batch(
+            "CREATE TABLE backup_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             DELETE FROM node_meta;",
+        )
+        .map_err(err)?;
+        for (k, v) in [
+            ("made_at", info.made_at.to_string()),
+            ("agency", info.agency.to_hex()),
+            ("config", info.config.clone()),
+        ] {
+            copy.execute(
+                "INSERT INTO backup_info (key, value) VALUES (?1, ?2)",
+                params![k, v],
+            )
+            .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Reads what a backup file records about itself.
+    pub fn backup_info(file: &Path) -> Result<BackupInfo, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: file.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(err)?;
+        let get = |k: &str| -> Result<String, StoreError> {
+            conn.query_row(
+                "SELECT value FROM backup_info WHERE key = ?1",
+                params![k],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(err)
+        };
+        let agency = get("agency")?;
+        Ok(BackupInfo {
+            made_at: get("made_at")?.parse().unwrap_or(0),
+            agency: AgencyId::from_hex(&agency).map_err(|_| {
+                err(rusqlite::Error::InvalidColumnType(
+                    0,
+                    "agency".into(),
+                    rusqlite::types::Type::Text,
+                ))
+            })?,
+            config: get("config")?,
+        })
+    }
+
+    /// Turns a copied backup file into a store: drops the backup's own
+    /// table and marks the store restored, so the next open puts its
+    /// shared cases on hold until peers confirm them (SPEC.md §9.14).
+    pub fn adopt_backup(file: &Path, why: &str) -> Result<(), StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: file.to_owned(),
+            source,
+        };
+        let conn = Connection::open(file).map_err(err)?;
+        conn.execute_batch("DROP TABLE IF EXISTS backup_info;")
+            .map_err(err)?;
+        crate::guard::set_meta(&conn, crate::guard::RESTORED, why).map_err(err)?;
+        Ok(())
+    }
+}

@@ -69,6 +69,18 @@ impl Agency {
         }
     }
 
+    /// The same agency in another node directory (a restored or cloned
+    /// node): same key, name and address as `original`.
+    pub fn at(dir: &Path, original: &Agency) -> Agency {
+        Agency {
+            _tmp: tempfile::tempdir().expect("tempdir"),
+            dir: dir.to_owned(),
+            id: original.id,
+            addr: original.addr,
+            name: original.name.clone(),
+        }
+    }
+
     /// Opens the node directory (config, identity, store).
     pub fn local(&self) -> Local {
         local::open(&self.dir).expect("open node dir")

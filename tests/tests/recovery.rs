@@ -265,3 +265,97 @@ async fn a_lost_or_truncated_wal_is_detected_and_repaired_from_peers() {
         assert_no_equivocation(&case, &m, &[&m, &b]);
     }
 }
+
+/// `custodia backup` of a running node while a writer appends without a
+/// pause: the backup restores to a store that checks clean, is on hold
+/// until Berlin confirms it, then catches up with everything written
+/// after the backup and writes on without a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_under_write_load_restores_checks_clean_and_catches_up() {
+    let (m, b) = (Agency::new("manila", "PH"), Agency::new("berlin", "DE"));
+    link(&m, &b);
+    let case = open_shared(&m, &[(&b, Role::Investigator)]);
+    let rb = daemon::start(&b.dir).await.expect("berlin");
+    let rm = daemon::start(&m.dir).await.expect("manila");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (dir, stop) = (m.dir.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut l = custodia_node::local::open(&dir).expect("open");
+                l.write(&case, custodia_tests::note(&format!("observation {n}")))
+                    .expect("write");
+                n += 1;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let file = m.dir.with_file_name("manila.custodia-backup");
+    ok(&cli(&m, &["backup", "--out", file.to_str().expect("path")]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().expect("writer");
+    assert!(written > 2, "the writer kept writing ({written})");
+    let all = m.case_count(&case);
+    assert!(eventually(WAIT, || b.case_count(&case) >= all).await);
+    rm.shutdown().await;
+
+    // The restored node takes the original's place (its address, its key).
+    let restored = m.dir.with_file_name("manila-restored");
+    let out = Command::new(custodia_binary())
+        .arg("--dir")
+        .arg(&restored)
+        .args(["restore", file.to_str().expect("path"), "--key"])
+        .arg(m.dir.join("identity.key"))
+        .output()
+        .expect("restore");
+    ok(&out);
+    let r = Agency::at(&restored, &m);
+    ok(&cli(&r, &["store", "check"]));
+    assert!(
+        r.case_count(&case) < all,
+        "the backup is older than the record"
+    );
+    let st = cli(&r, &["status", "--json"]);
+    assert_eq!(st.status.code(), Some(1), "on hold after restore: {st:?}");
+    let refused = cli(&r, &["custody", "record", "00", "--action", "examined"]);
+    assert_ne!(refused.status.code(), Some(0));
+    let held = r.local().write(&case, custodia_tests::note("too early"));
+    assert!(
+        matches!(
+            held,
+            Err(custodia_node::local::LocalError::Store(
+                custodia_node::store::StoreError::OnHold(_)
+            ))
+        ),
+        "no entry is written in a held case: {held:?}"
+    );
+    let rr = daemon::start(&restored).await.expect("restored manila");
+    assert!(
+        eventually(WAIT, || {
+            r.case_count(&case) >= all
+                && r.local()
+                    .store
+                    .holds(Some(&case))
+                    .expect("holds")
+                    .is_empty()
+        })
+        .await,
+        "the restored node caught up and the hold was released: {:?}",
+        r.local().store.hold_log(&case)
+    );
+    ok(&cli(&r, &["status"]));
+    let e = r
+        .local()
+        .write(&case, custodia_tests::note("after the restore"))
+        .expect("writes again");
+    assert!(
+        eventually(WAIT, || b.case_bytes(&case).contains(&e.bytes().to_vec())).await,
+        "Berlin accepts the restored node's entry"
+    );
+    rr.shutdown().await;
+    rb.shutdown().await;
+    assert_no_equivocation(&case, &m, &[&r, &b]);
+}
