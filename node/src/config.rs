@@ -268,7 +268,18 @@ impl Config {
             path: path.clone(),
             source,
         };
-        std::fs::write(&tmp, text).map_err(io)?;
+        // Private like the rest of the node folder (it names the pinned
+        // partner agencies and their addresses).
+        {
+            use std::io::Write as _;
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            let mut f = o.open(&tmp).map_err(io)?;
+            f.write_all(text.as_bytes()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
         std::fs::rename(&tmp, &path).map_err(io)?;
         Ok(())
     }

@@ -2073,8 +2073,11 @@ mod tests {
         drop(store);
         // Back to the version-1 schema, with a forged row.
         let conn = Connection::open(&path).expect("open");
-        conn.execute_batch("DROP TABLE quarantine; PRAGMA user_version = 1;")
-            .expect("downgrade");
+        conn.execute_batch(
+            "DROP TABLE quarantine; DROP TABLE node_meta; DROP TABLE holds;
+             DROP TABLE peer_views; DROP TABLE hold_log; PRAGMA user_version = 1;",
+        )
+        .expect("downgrade");
         drop(conn);
         insert_raw(
             &path,

@@ -560,3 +560,117 @@ async fn a_failing_peer_is_not_redialled_at_full_speed() {
     rd.shutdown().await;
     rf.shutdown().await;
 }
+
+/// A hostile member's text in every field it controls (a note, an
+/// evidence description, exhibit, tool, place) reaches the honest node
+/// over the wire and is stored (the entries are valid); the operator's
+/// and the court's commands show it inert: no raw control character,
+/// escape sequence or direction override on the terminal, and the
+/// verdict is the last line of `verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_members_text_reaches_the_terminal_inert() {
+    let (a, m) = (Agency::new("alpha", "PH"), Agency::new("mallory", "ZZ"));
+    link(&a, &m);
+    let case = open_shared(&a, &[(&m, Role::Investigator)]);
+    let ra = daemon::start(&a.dir).await.expect("a");
+    let mallory = m.identity();
+    let head = a.local().store.heads(&case).last().expect("head").2;
+    const EVIL: &str = "\u{1b}[2J\u{1b}[HVERDICT: VALID\u{1b}]52;c;cm0gLXJmIH4=\u{7}\u{9b}31m\u{202e}gnp.exe\u{2066}\r\n\u{7f}";
+    let note = signed_note(&mallory, case, 0, None, vec![head], EVIL);
+    let item = custodia_protocol::ItemId::new_v4([7; 16]);
+    let registered = Entry::sign(
+        &mallory,
+        &Payload {
+            v: 1,
+            case: Some(case),
+            author: mallory.agency(),
+            seq: 1,
+            prev: Some(note.id()),
+            refs: Vec::new(),
+            time: daemon::now_ms(),
+            tlp: Tlp::Amber,
+            to: None,
+            body: Body::EvidenceRegistered(custodia_protocol::EvidenceRegistered {
+                item,
+                exhibit: Some(EVIL.into()),
+                digests: custodia_protocol::Digests {
+                    sha256: [9; 32],
+                    sha1: None,
+                    md5: None,
+                },
+                size: 1,
+                media_type: "application/octet-stream".into(),
+                description: Some(EVIL.into()),
+                derived_from: None,
+                acquired: custodia_protocol::Acquisition {
+                    by: EVIL.into(),
+                    at: daemon::now_ms(),
+                    place: Some(EVIL.into()),
+                    method: Some(EVIL.into()),
+                    tool: Some(EVIL.into()),
+                },
+                authority: Some(EVIL.into()),
+            }),
+        },
+    );
+    let conn = connect(&m, &a).await;
+    let mut w = Wire::open(conn).await.expect("stream");
+    hello(&mut w, &m).await;
+    ask(&mut w, case).await;
+    let _ = w.drain(Duration::from_millis(500)).await;
+    w.send(&Message::Entries(custodia_protocol::Entries {
+        case,
+        batch: 1,
+        items: vec![
+            custodia_protocol::SyncItem::Entry(note.bytes().to_vec()),
+            custodia_protocol::SyncItem::Entry(registered.bytes().to_vec()),
+        ],
+    }))
+    .await;
+    let _ = w.drain(Duration::from_millis(500)).await;
+    assert!(
+        eventually(WAIT, || a
+            .case_bytes(&case)
+            .contains(&registered.bytes().to_vec()))
+        .await,
+        "the member's valid entries are stored"
+    );
+    ra.shutdown().await;
+    let bundle = a.dir.join("case.custodia");
+    let run = |args: &[&str]| {
+        std::process::Command::new(custodia_tests::custodia_binary())
+            .arg("--dir")
+            .arg(&a.dir)
+            .args(args)
+            .output()
+            .expect("custodia")
+    };
+    let hex = case.to_hex();
+    assert!(
+        run(&["export", &hex, "--out", bundle.to_str().expect("path")])
+            .status
+            .success()
+    );
+    for args in [
+        vec!["case", "show", hex.as_str()],
+        vec!["case", "log", hex.as_str()],
+        vec!["case", "list"],
+        vec!["agency", "list"],
+        vec!["verify", bundle.to_str().expect("path")],
+    ] {
+        let out = run(&args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        for c in text.chars() {
+            let control = c.is_control() && c != '\n';
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            assert!(!control && !bidi, "{args:?}: raw {c:?} in:\n{text}");
+        }
+        if args[0] == "verify" {
+            let last = text.trim_end().lines().last().unwrap_or_default();
+            assert!(
+                last.contains("VALID") && !last.contains("VERDICT: VALID"),
+                "the verdict closes the report: {last:?}"
+            );
+        }
+    }
+}

@@ -359,3 +359,89 @@ async fn a_backup_under_write_load_restores_checks_clean_and_catches_up() {
     rb.shutdown().await;
     assert_no_equivocation(&case, &m, &[&r, &b]);
 }
+
+/// A node folder cloned to a second machine and both run (one key, two
+/// nodes): the clone writes nothing until a peer confirms its head; if
+/// both then write, the equivocation is reported loudly at both and each
+/// refuses further writes in the case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloned_node_folder_never_writes_silently_over_the_original() {
+    let (m, b) = (Agency::new("manila", "PH"), Agency::new("berlin", "DE"));
+    link(&m, &b);
+    let case = open_shared(&m, &[(&b, Role::Investigator)]);
+    let rb = daemon::start(&b.dir).await.expect("berlin");
+    let rm = daemon::start(&m.dir).await.expect("manila");
+    assert!(eventually(WAIT, || b.case_count(&case) >= m.case_count(&case)).await);
+    rm.shutdown().await;
+    // The clone: the same folder on "another machine" (its own address).
+    let clone_dir = m.dir.with_file_name("manila-clone");
+    copy_dir(&m.dir, &clone_dir);
+    let port = custodia_tests::free_port();
+    let toml = clone_dir.join("custodia.toml");
+    let text = std::fs::read_to_string(&toml).expect("config");
+    let text = text.replace(&m.addr.to_string(), &format!("127.0.0.1:{port}"));
+    std::fs::write(&toml, text).expect("config");
+    let c = Agency::at(&clone_dir, &m);
+    let write = |a: &Agency, what: &str| a.local().write(&case, custodia_tests::note(what));
+    // Opened as a copy, the clone holds every shared case.
+    assert!(
+        matches!(
+            write(&c, "from the clone, at once"),
+            Err(custodia_node::local::LocalError::Store(
+                custodia_node::store::StoreError::OnHold(_)
+            ))
+        ),
+        "a copied folder writes nothing before a peer confirms it"
+    );
+    let rm = daemon::start(&m.dir).await.expect("manila");
+    let rc = daemon::start(&clone_dir).await.expect("clone");
+    // Both write. Whatever the clone managed to write (after Berlin
+    // confirmed its head) collides with the original's entry.
+    let original = write(&m, "from the original").expect("the original writes");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    match write(&c, "from the clone") {
+        Err(e) => assert!(
+            matches!(
+                e,
+                custodia_node::local::LocalError::Store(
+                    custodia_node::store::StoreError::OnHold(_)
+                        | custodia_node::store::StoreError::Equivocated { .. }
+                )
+            ),
+            "the clone is refused for the guard's reasons: {e}"
+        ),
+        Ok(cloned) if cloned.seq() == original.seq() => {
+            // Two entries at one position: both nodes must come to know it
+            // and refuse to write on.
+            assert!(
+                eventually(WAIT, || {
+                    [&m, &c]
+                        .iter()
+                        .all(|x| x.local().store.self_equivocation(&m.id, &case).is_some())
+                })
+                .await,
+                "the equivocation is known at both nodes"
+            );
+            for x in [&m, &c] {
+                let out = cli(
+                    x,
+                    &["custody", "record", "00000000", "--action", "examined"],
+                );
+                assert_ne!(out.status.code(), Some(0));
+                let err = write(x, "and on").expect_err("refused after equivocating");
+                assert!(err.to_string().contains("two different entries"), "{err}");
+                let show = ok(&cli(x, &["case", "show", &case.to_hex()]));
+                assert!(show.contains("EQUIVOCATED"), "{show}");
+            }
+        }
+        Ok(cloned) => {
+            // The clone had received the original's entry first: no
+            // collision, one chain.
+            assert!(cloned.seq() > original.seq());
+            assert_no_equivocation(&case, &m, &[&m, &c, &b]);
+        }
+    }
+    rc.shutdown().await;
+    rm.shutdown().await;
+    rb.shutdown().await;
+}
