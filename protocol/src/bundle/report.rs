@@ -490,6 +490,9 @@ pub struct Verifier<'t> {
     refused_at: HashMap<AgencyId, BTreeMap<u64, usize>>,
     first_unplaced: Option<usize>,
     first_refused: Option<usize>,
+    /// The id of element 0 when it is an entry's bytes (B3); None for a
+    /// marker, or before element 0 is pushed.
+    first_element: Option<EntryId>,
     per_author: HashMap<AgencyId, (usize, usize)>,
     withheld: Vec<WithheldReport>,
     withheld_at: HashMap<EntryId, usize>,
@@ -547,6 +550,7 @@ impl<'t> Verifier<'t> {
             refused_at: HashMap::new(),
             first_unplaced: None,
             first_refused: None,
+            first_element: None,
             per_author: HashMap::new(),
             withheld: Vec::new(),
             withheld_at: HashMap::new(),
@@ -595,16 +599,14 @@ impl<'t> Verifier<'t> {
     pub fn push_checked(&mut self, checked: Checked) {
         let index = self.next;
         self.next += 1;
+        if index == 0 {
+            self.first_element = match &checked {
+                Checked::Valid(entry) => Some(entry.id()),
+                Checked::Invalid { rejection, .. } => rejection.entry,
+            };
+        }
         match checked {
             Checked::Valid(entry) => {
-                if index == 0 && entry.payload().is_genesis() && entry.id() != self.case {
-                    let detail = format!(
-                        "the bundle names case {}, its first entry opens case {}",
-                        self.case,
-                        entry.id()
-                    );
-                    self.bundle_problem(3, detail, Some(index), Some(entry.id()));
-                }
                 match self.v.apply(&entry, self.now) {
                     Ok(Applied::New | Applied::Revealed) => self.accepted(&entry, index),
                     Ok(Applied::Duplicate) => {}
@@ -867,7 +869,21 @@ impl<'t> Verifier<'t> {
             );
             self.bundle_problem(2, detail, None, None);
         }
-        if self.next < elements {
+        // B3 is about the bytes of element 0, whatever the replay made of
+        // them (SPEC.md 10.5 step 4): a marker is never the genesis.
+        if self.first_element != Some(self.case) {
+            let detail = match self.first_element {
+                Some(id) => format!(
+                    "the bundle names case {}, its first element is entry {id}",
+                    self.case
+                ),
+                None => format!(
+                    "the bundle names case {}, its first element is a withheld marker, not the genesis",
+                    self.case
+                ),
+            };
+            self.bundle_problem(3, detail, None, None);
+        } else if self.next < elements {
             // Only reachable when a caller stopped pushing early.
             let detail = format!("{} of {} elements were checked", self.next, elements);
             self.bundle_problem(3, detail, None, None);
@@ -894,11 +910,18 @@ impl<'t> Verifier<'t> {
             }
         }
         let mut conflicts = Vec::new();
+        // One equivocation is one conflict, whether the replay met it (V10),
+        // `proofs` holds it, or both (SPEC.md 10.5 step 5).
+        let mut equivocations = std::collections::HashSet::new();
         for c in &state.conflicts {
+            if let Conflict::Equivocation { author, seq, .. } = c {
+                equivocations.insert((*author, *seq));
+            }
             conflicts.push(self.conflict(c, &state));
         }
         for (k, proof) in proofs.iter().enumerate() {
             match proof.check() {
+                Ok(eq) if eq.case == self.case && !equivocations.insert((eq.author, eq.seq)) => {}
                 Ok(eq) if eq.case == self.case => {
                     let ids = [EntryId::of(&proof.0), EntryId::of(&proof.1)];
                     let name = self
@@ -987,36 +1010,42 @@ impl<'t> Verifier<'t> {
         }
     }
 
+    /// B5: one problem per agency that differs, in ascending order of
+    /// agency id (SPEC.md 10.5 step 4).
     fn check_agency_list(&mut self, state: &crate::state::CaseState) {
         let mut diffs = Vec::new();
         for m in state.members.values() {
             match self.agencies.iter().find(|a| a.agency == m.agency) {
-                None => diffs.push(format!(
+                None => diffs.push((m.agency, format!(
                     "member {} ({}) is not listed",
                     m.name,
                     m.agency.fingerprint()
-                )),
-                Some(a) if a.name != m.name || a.country != m.country => diffs.push(format!(
+                ))),
+                Some(a) if a.name != m.name || a.country != m.country => diffs.push((m.agency, format!(
                     "{} is listed as {:?} ({}) but the case records {:?} ({})",
                     m.agency.fingerprint(),
                     a.name,
                     a.country,
                     m.name,
                     m.country
-                )),
+                ))),
                 Some(_) => {}
             }
         }
         for a in &self.agencies {
             if !state.members.contains_key(&a.agency) {
-                diffs.push(format!(
-                    "{:?} ({}) is listed but is not a member of the case",
-                    a.name,
-                    a.agency.fingerprint()
+                diffs.push((
+                    a.agency,
+                    format!(
+                        "{:?} ({}) is listed but is not a member of the case",
+                        a.name,
+                        a.agency.fingerprint()
+                    ),
                 ));
             }
         }
-        for d in diffs {
+        diffs.sort_by(|x, y| x.0.cmp(&y.0));
+        for (_, d) in diffs {
             self.bundle_problem(5, d, None, None);
         }
     }
