@@ -491,6 +491,7 @@ const VECTOR_NAMES: &[&str] = &[
     "unknown-reference-two-refused",
     "missing-position-before-undecodable",
     "simple-values",
+    "structure-before-encoding",
     "marker-short-id",
     "marker-negative-seq",
     "marker-four-items",
@@ -551,7 +552,14 @@ fn bundle_vectors() {
         let bytes = hex::decode(v["bundle"].as_str().expect("hex")).expect("hex");
         let got = outcome(&bytes);
         let mut want = serde_json::Map::new();
-        for k in ["expect", "error", "problems", "conflicts", "withheld", "disclosed"] {
+        for k in [
+            "expect",
+            "error",
+            "problems",
+            "conflicts",
+            "withheld",
+            "disclosed",
+        ] {
             if let Some(x) = v.get(k) {
                 want.insert(k.to_owned(), x.clone());
             }

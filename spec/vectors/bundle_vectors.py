@@ -351,6 +351,19 @@ def build():
       "first is malformed (V2), the second non-canonical (V3), the third a schema error (V6), each at its "
       "source (SPEC.md 4.2).", export(S, rows), [(11, "V2"), (12, "V3"), (13, "V6")])
 
+    # V2 before V3: the structure is checked before the encoding (SPEC.md 8.2).
+    good_entry = S.rows[9][1]  # alpha's note: d2 84 58 48 <protected> a0 <payload> 58 40 <signature>
+    no_sig = good_entry[:-66] + b"\xf7"
+    long_tag = b"\xd8\x12" + good_entry[1:]
+    prot = enc({1: -8, 3: g.CONTENT_TYPE, 4: g.pub("alpha")})
+    wide_prot = edit(prot, b"\x58\x20", b"\x59\x00\x20")
+    not_map = enc(Tag(18, [wide_prot, {}, enc(["not", "a", "map"]), bytes(64)]))
+    rows = list(S.rows) + [("entry", x, None) for x in (no_sig, long_tag, not_map)]
+    V("structure-before-encoding", "Three entries at the end: one whose signature is undefined (V2: not a byte "
+      "string, although undefined is also non-canonical), one whose tag 18 has a two-byte head (V3: it is tag "
+      "18), and one with a long-form head in its protected header whose payload is an array (V2: the "
+      "structure is checked before the encoding).", export(S, rows), [(11, "V2"), (12, "V3"), (13, "V2")])
+
     # -- question 6 and 7: reading -------------------------------------------
     base_p = payload_map(L, L.rows, "alpha")
 

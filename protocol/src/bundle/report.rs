@@ -606,16 +606,14 @@ impl<'t> Verifier<'t> {
             };
         }
         match checked {
-            Checked::Valid(entry) => {
-                match self.v.apply(&entry, self.now) {
-                    Ok(Applied::New | Applied::Revealed) => self.accepted(&entry, index),
-                    Ok(Applied::Duplicate) => {}
-                    Err(r) => {
-                        let claimed = Claimed::of(&entry);
-                        self.refuse(index, r.kind, Some(claimed), Some(entry.id()));
-                    }
+            Checked::Valid(entry) => match self.v.apply(&entry, self.now) {
+                Ok(Applied::New | Applied::Revealed) => self.accepted(&entry, index),
+                Ok(Applied::Duplicate) => {}
+                Err(r) => {
+                    let claimed = Claimed::of(&entry);
+                    self.refuse(index, r.kind, Some(claimed), Some(entry.id()));
                 }
-            }
+            },
             Checked::Invalid { rejection, claimed } => {
                 self.refuse(index, rejection.kind, claimed, rejection.entry);
             }
@@ -1016,19 +1014,25 @@ impl<'t> Verifier<'t> {
         let mut diffs = Vec::new();
         for m in state.members.values() {
             match self.agencies.iter().find(|a| a.agency == m.agency) {
-                None => diffs.push((m.agency, format!(
-                    "member {} ({}) is not listed",
-                    m.name,
-                    m.agency.fingerprint()
-                ))),
-                Some(a) if a.name != m.name || a.country != m.country => diffs.push((m.agency, format!(
-                    "{} is listed as {:?} ({}) but the case records {:?} ({})",
-                    m.agency.fingerprint(),
-                    a.name,
-                    a.country,
-                    m.name,
-                    m.country
-                ))),
+                None => diffs.push((
+                    m.agency,
+                    format!(
+                        "member {} ({}) is not listed",
+                        m.name,
+                        m.agency.fingerprint()
+                    ),
+                )),
+                Some(a) if a.name != m.name || a.country != m.country => diffs.push((
+                    m.agency,
+                    format!(
+                        "{} is listed as {:?} ({}) but the case records {:?} ({})",
+                        m.agency.fingerprint(),
+                        a.name,
+                        a.country,
+                        m.name,
+                        m.country
+                    ),
+                )),
                 Some(_) => {}
             }
         }
