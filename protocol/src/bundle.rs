@@ -66,8 +66,8 @@ pub(crate) mod cbor_head {
 pub use explain::{explain, explain_bundle_rule};
 pub use export::{disclosure, export, ExportError};
 pub use report::{
-    check_entries, check_entry, verify, Checked, Claimed, ConflictReport, EventReport, ItemReport,
-    KeyTrust, MemberReport, Problem, Receipt, Report, Rule, Verifier, WithheldReport,
+    check_entries, check_entry, verify, BundleRule, Checked, Claimed, ConflictReport, EventReport,
+    ItemReport, KeyTrust, MemberReport, Problem, Receipt, Report, Rule, Verifier, WithheldReport,
 };
 pub use stream::{oversize, StreamDecoder, Streamed, Summary};
 pub use trust::{TrustError, TrustList};

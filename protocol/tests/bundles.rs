@@ -451,8 +451,9 @@ fn every_rule_has_a_plain_sentence() {
     }
     assert!(bundle::explain(&kinds[11], Some(8)).contains("entry #7"));
     assert!(bundle::explain(&kinds[10], None).contains("#3 to #4"));
-    for n in 1..=7 {
-        assert!(bundle::explain_bundle_rule(Rule::Bundle(n), "d").ends_with('.'));
+    for b in bundle::BundleRule::ALL {
+        assert!(bundle::explain_bundle_rule(Rule::Bundle(b), "d").ends_with('.'));
+        assert_eq!(Rule::Bundle(b).to_string(), format!("B{}", b.number()));
     }
 }
 

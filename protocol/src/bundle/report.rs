@@ -30,29 +30,72 @@ use crate::equivocation::EquivocationProof;
 pub enum Rule {
     /// Entry rule Vn.
     Entry(u8),
-    /// Bundle rule Bn.
-    Bundle(u8),
+    /// A bundle rule.
+    Bundle(BundleRule),
 }
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Rule::Entry(n) => write!(f, "V{n}"),
-            Rule::Bundle(n) => write!(f, "B{n}"),
+            Rule::Bundle(b) => write!(f, "B{}", b.number()),
         }
     }
 }
 
-/// The class name of each bundle rule.
-fn bundle_class(n: u8) -> &'static str {
-    match n {
-        1 => "bundle-signature",
-        2 => "exporter-mismatch",
-        3 => "case-mismatch",
-        4 => "exporter-not-member",
-        5 => "agency-list",
-        6 => "bad-proof",
-        _ => "selection",
+/// The bundle rules of SPEC.md §10.5 step 4, numbered as there. Problems
+/// are listed in the order B1, B2, B3, B4, B5, B7, B6 (§10.5, "The problem
+/// list").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum BundleRule {
+    /// B1 `bundle-signature`: the exporter's signature verifies under the kid.
+    Signature = 1,
+    /// B2 `exporter-mismatch`: `exporter` equals the kid.
+    ExporterMismatch = 2,
+    /// B3 `case-mismatch`: element 0 is a byte string whose id is `case`.
+    CaseMismatch = 3,
+    /// B4 `exporter-not-member`: the exporter is in the case's agencies list.
+    ExporterNotMember = 4,
+    /// B5 `agency-list`: `agencies` is the case's agencies list (one
+    /// problem per agency that differs).
+    AgencyList = 5,
+    /// B6 `bad-proof`: a proof checks and is about `case` (one problem per
+    /// bad proof).
+    BadProof = 6,
+    /// B7 `selection`: an item of `items` is registered (one problem per
+    /// item that is not).
+    Selection = 7,
+}
+
+impl BundleRule {
+    /// Every bundle rule, B1 to B7.
+    pub const ALL: [BundleRule; 7] = [
+        BundleRule::Signature,
+        BundleRule::ExporterMismatch,
+        BundleRule::CaseMismatch,
+        BundleRule::ExporterNotMember,
+        BundleRule::AgencyList,
+        BundleRule::BadProof,
+        BundleRule::Selection,
+    ];
+
+    /// n in Bn.
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+
+    /// The rule's class name (SPEC.md §10.5).
+    pub fn class(self) -> &'static str {
+        match self {
+            BundleRule::Signature => "bundle-signature",
+            BundleRule::ExporterMismatch => "exporter-mismatch",
+            BundleRule::CaseMismatch => "case-mismatch",
+            BundleRule::ExporterNotMember => "exporter-not-member",
+            BundleRule::AgencyList => "agency-list",
+            BundleRule::BadProof => "bad-proof",
+            BundleRule::Selection => "selection",
+        }
     }
 }
 
@@ -794,7 +837,7 @@ impl<'t> Verifier<'t> {
 
     fn bundle_problem(
         &mut self,
-        n: u8,
+        n: BundleRule,
         detail: String,
         index: Option<usize>,
         entry: Option<EntryId>,
@@ -808,7 +851,7 @@ impl<'t> Verifier<'t> {
             author_name: None,
             seq: None,
             rule,
-            class: bundle_class(n),
+            class: n.class(),
             sentence: explain_bundle_rule(rule, &detail),
             detail,
             caused_by: None,
@@ -849,7 +892,7 @@ impl<'t> Verifier<'t> {
         let elements_ok = self.problems.is_empty();
         if !signature_valid {
             self.bundle_problem(
-                1,
+                BundleRule::Signature,
                 format!(
                     "the Ed25519 signature does not verify under key {} ({})",
                     self.signer,
@@ -865,7 +908,7 @@ impl<'t> Verifier<'t> {
                 self.signer.fingerprint(),
                 self.exporter.fingerprint()
             );
-            self.bundle_problem(2, detail, None, None);
+            self.bundle_problem(BundleRule::ExporterMismatch, detail, None, None);
         }
         // B3 is about the bytes of element 0, whatever the replay made of
         // them (SPEC.md 10.5 step 4): a marker is never the genesis.
@@ -880,11 +923,11 @@ impl<'t> Verifier<'t> {
                     self.case
                 ),
             };
-            self.bundle_problem(3, detail, None, None);
+            self.bundle_problem(BundleRule::CaseMismatch, detail, None, None);
         } else if self.next < elements {
             // Only reachable when a caller stopped pushing early.
             let detail = format!("{} of {} elements were checked", self.next, elements);
-            self.bundle_problem(3, detail, None, None);
+            self.bundle_problem(BundleRule::CaseMismatch, detail, None, None);
         }
         let state = self.v.state().clone();
         if elements_ok {
@@ -895,14 +938,14 @@ impl<'t> Verifier<'t> {
                         .unwrap_or_else(|| "an unknown agency".into()),
                     self.exporter.fingerprint()
                 );
-                self.bundle_problem(4, detail, None, None);
+                self.bundle_problem(BundleRule::ExporterNotMember, detail, None, None);
             }
             self.check_agency_list(&state);
             if let Some(items) = self.items.clone() {
                 for i in items {
                     if !state.items.contains_key(&i) {
                         let detail = format!("item {} is not registered", i.to_uuid_string());
-                        self.bundle_problem(7, detail, None, None);
+                        self.bundle_problem(BundleRule::Selection, detail, None, None);
                     }
                 }
             }
@@ -943,13 +986,18 @@ impl<'t> Verifier<'t> {
                 }
                 Ok(eq) => {
                     let detail = format!("proof {k} is about case {}, not this case", eq.case);
-                    self.bundle_problem(6, detail, None, None);
+                    self.bundle_problem(BundleRule::BadProof, detail, None, None);
                     if let Some(p) = self.problems.last_mut() {
                         p.proof = Some(k);
                     }
                 }
                 Err(e) => {
-                    self.bundle_problem(6, format!("proof {k}: {e}"), None, None);
+                    self.bundle_problem(
+                        BundleRule::BadProof,
+                        format!("proof {k}: {e}"),
+                        None,
+                        None,
+                    );
                     if let Some(p) = self.problems.last_mut() {
                         p.proof = Some(k);
                     }
@@ -1050,7 +1098,7 @@ impl<'t> Verifier<'t> {
         }
         diffs.sort_by(|x, y| x.0.cmp(&y.0));
         for (_, d) in diffs {
-            self.bundle_problem(5, d, None, None);
+            self.bundle_problem(BundleRule::AgencyList, d, None, None);
         }
     }
 
