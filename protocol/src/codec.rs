@@ -62,7 +62,7 @@ pub fn value_from_slice(bytes: &[u8]) -> Result<Value, CodecError> {
 /// Parses exactly one well-formed CBOR data item, nested at most
 /// [`MAX_DEPTH`] deep, without checking its encoding (SPEC.md §4.2: an
 /// unassigned simple value is malformed here).
-pub fn decode_value(bytes: &[u8]) -> Result<Value, CodecError> {
+pub(crate) fn decode_value(bytes: &[u8]) -> Result<Value, CodecError> {
     let value: Value =
         serde_cbor::from_slice(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
     if depth(&value) > MAX_DEPTH {
@@ -76,7 +76,7 @@ pub fn decode_value(bytes: &[u8]) -> Result<Value, CodecError> {
 /// Checks that `bytes`, which decoded to `value`, are its deterministic
 /// encoding with no float, tag or `undefined` (SPEC.md §4.2; `undefined`
 /// decodes as null, so its re-encoding differs).
-pub fn check_canonical(value: &Value, bytes: &[u8]) -> Result<(), CodecError> {
+pub(crate) fn check_canonical(value: &Value, bytes: &[u8]) -> Result<(), CodecError> {
     let again = serde_cbor::to_vec(value).map_err(|e| CodecError::Malformed(e.to_string()))?;
     if again != bytes || contains_float_or_tag(value) {
         return Err(CodecError::NonCanonical);

@@ -1096,7 +1096,7 @@ impl<'t> Verifier<'t> {
                 ));
             }
         }
-        diffs.sort_by(|x, y| x.0.cmp(&y.0));
+        diffs.sort_by_key(|d| d.0);
         for (_, d) in diffs {
             self.bundle_problem(BundleRule::AgencyList, d, None, None);
         }
