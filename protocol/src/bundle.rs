@@ -66,9 +66,9 @@ pub(crate) mod cbor_head {
 pub use explain::{explain, explain_bundle_rule};
 pub use export::{disclosure, export, ExportError};
 pub use report::{
-    check_entries, check_entry, verify, Checked, Claimed, ConflictReport, EventReport, ItemReport,
-    KeyTrust, MemberReport, Problem, Receipt, Report, Rule, Unlisted, Verifier, WithheldReport,
-    LISTED,
+    check_entries, check_entry, verify, BundleRule, Checked, Claimed, ConflictReport, EventReport,
+    ItemReport, KeyTrust, MemberReport, Problem, Receipt, Report, Rule, Unlisted, Verifier,
+    WithheldReport, LISTED,
 };
 pub use stream::{oversize, StreamDecoder, Streamed, Summary};
 pub use trust::{TrustError, TrustList};
@@ -282,7 +282,9 @@ impl<'a> Bundle<'a> {
                 "the COSE_Sign1 array has {n} items, not 4"
             )));
         }
-        let protected = r.bytes("the protected header")?;
+        let protected = r
+            .bytes("the protected header")
+            .map_err(not_a_protected_header)?;
         let protected_range = (r.pos() - protected.len())..r.pos();
         let kid = check_protected(protected)?;
         let at = r.offset();
@@ -616,6 +618,17 @@ fn read_agencies(r: &mut Reader<'_>) -> Result<Vec<BundleAgency>, BundleError> {
         });
     }
     Ok(out)
+}
+
+/// A defect in the protected header's byte string head means another kind
+/// of file (SPEC.md 10.5 step 1); a file that ends inside it is truncated.
+fn not_a_protected_header(e: BundleError) -> BundleError {
+    match e {
+        BundleError::Truncated { .. } => e,
+        _ => BundleError::NotABundle(
+            "the COSE_Sign1 array does not start with a protected header byte string".into(),
+        ),
+    }
 }
 
 fn check_protected(protected: &[u8]) -> Result<AgencyId, BundleError> {

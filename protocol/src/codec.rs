@@ -54,6 +54,15 @@ fn unreachable_encoding(e: serde_cbor::Error) -> Vec<u8> {
 
 /// Parses exactly one CBOR data item and checks it is deterministic.
 pub fn value_from_slice(bytes: &[u8]) -> Result<Value, CodecError> {
+    let value = decode_value(bytes)?;
+    check_canonical(&value, bytes)?;
+    Ok(value)
+}
+
+/// Parses exactly one well-formed CBOR data item, nested at most
+/// [`MAX_DEPTH`] deep, without checking its encoding (SPEC.md §4.2: an
+/// unassigned simple value is malformed here).
+pub(crate) fn decode_value(bytes: &[u8]) -> Result<Value, CodecError> {
     let value: Value =
         serde_cbor::from_slice(bytes).map_err(|e| CodecError::Malformed(e.to_string()))?;
     if depth(&value) > MAX_DEPTH {
@@ -61,14 +70,18 @@ pub fn value_from_slice(bytes: &[u8]) -> Result<Value, CodecError> {
             "nested deeper than {MAX_DEPTH}"
         )));
     }
-    let again = serde_cbor::to_vec(&value).map_err(|e| CodecError::Malformed(e.to_string()))?;
-    if again != bytes {
-        return Err(CodecError::NonCanonical);
-    }
-    if contains_float_or_tag(&value) {
-        return Err(CodecError::NonCanonical);
-    }
     Ok(value)
+}
+
+/// Checks that `bytes`, which decoded to `value`, are its deterministic
+/// encoding with no float, tag or `undefined` (SPEC.md §4.2; `undefined`
+/// decodes as null, so its re-encoding differs).
+pub(crate) fn check_canonical(value: &Value, bytes: &[u8]) -> Result<(), CodecError> {
+    let again = serde_cbor::to_vec(value).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if again != bytes || contains_float_or_tag(value) {
+        return Err(CodecError::NonCanonical);
+    }
+    Ok(())
 }
 
 /// Converts an already-checked value to a typed structure. The structure

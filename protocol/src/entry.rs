@@ -320,12 +320,14 @@ impl Entry {
         if bytes.len() > MAX_ENTRY_SIZE {
             return Err(fail(RejectKind::Oversize { size: bytes.len() }));
         }
-        let Some((&COSE_SIGN1_TAG, rest)) = bytes.split_first() else {
+        // V2 checks the structure before V3 looks at the encoding (SPEC.md
+        // §8.2): a long-form tag 18 is tag 18, and non-canonical (V3).
+        let Some((short_tag, rest)) = split_tag(bytes) else {
             return Err(fail(RejectKind::Malformed(
                 "does not start with the COSE_Sign1 tag 18 (0xD2)".into(),
             )));
         };
-        let outer = codec::value_from_slice(rest).map_err(|e| fail(codec_kind(e, "entry")))?;
+        let outer = codec::decode_value(rest).map_err(|e| fail(codec_kind(e, "entry")))?;
         let CoseSign1 {
             protected,
             unprotected,
@@ -349,18 +351,33 @@ impl Entry {
                 signature.len()
             )))
         })?;
-        let header = codec::value_from_slice(&protected)
-            .map_err(|e| fail(codec_kind(e, "protected header")))?;
+        let header =
+            codec::decode_value(&protected).map_err(|e| fail(codec_kind(e, "protected header")))?;
         let payload_value =
-            codec::value_from_slice(&payload_bytes).map_err(|e| fail(codec_kind(e, "payload")))?;
-        let Value::Map(header) = header else {
+            codec::decode_value(&payload_bytes).map_err(|e| fail(codec_kind(e, "payload")))?;
+        if !matches!(header, Value::Map(_)) {
             return Err(fail(RejectKind::Malformed(
                 "the protected header is not a map".into(),
             )));
-        };
-        let Value::Map(ref payload_map) = payload_value else {
+        }
+        if !matches!(payload_value, Value::Map(_)) {
             return Err(fail(RejectKind::Malformed(
                 "the payload is not a map".into(),
+            )));
+        }
+        // V3, in the order entry, protected header, payload. The entry's
+        // four items are known byte strings and an empty map, so its
+        // deterministic encoding is written out and compared.
+        if !short_tag || !is_canonical_cose(rest, &protected, &payload_bytes, &signature) {
+            return Err(fail(RejectKind::NonCanonical("entry")));
+        }
+        codec::check_canonical(&header, &protected)
+            .map_err(|e| fail(codec_kind(e, "protected header")))?;
+        codec::check_canonical(&payload_value, &payload_bytes)
+            .map_err(|e| fail(codec_kind(e, "payload")))?;
+        let (Value::Map(header), Value::Map(payload_map)) = (header, &payload_value) else {
+            return Err(fail(RejectKind::Malformed(
+                "the protected header or the payload is not a map".into(),
             )));
         };
         let kid = check_header(&header).map_err(|e| fail(RejectKind::BadHeader(e)))?;
@@ -453,6 +470,52 @@ fn contains_null(v: &Value) -> bool {
         Value::Map(m) => m.iter().any(|(k, v)| contains_null(k) || contains_null(v)),
         _ => false,
     }
+}
+
+/// Splits off the leading tag head if it is tag 18, in any head width;
+/// returns whether it was the one-byte form 0xD2.
+fn split_tag(bytes: &[u8]) -> Option<(bool, &[u8])> {
+    let (&first, rest) = bytes.split_first()?;
+    if first == COSE_SIGN1_TAG {
+        return Some((true, rest));
+    }
+    let width = match first {
+        0xD8 => 1,
+        0xD9 => 2,
+        0xDA => 4,
+        0xDB => 8,
+        _ => return None,
+    };
+    let (arg, rest) = rest.split_at_checked(width)?;
+    let value = arg.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b));
+    (value == 18).then_some((false, rest))
+}
+
+/// Whether `rest` is exactly `[protected, {}, payload, signature]` in
+/// deterministic CBOR.
+fn is_canonical_cose(rest: &[u8], protected: &[u8], payload: &[u8], signature: &[u8]) -> bool {
+    let mut want = Vec::with_capacity(rest.len());
+    want.push(0x84);
+    crate::bundle::cbor_head::write_head(
+        &mut want,
+        crate::bundle::cbor_head::BYTES,
+        protected.len() as u64,
+    );
+    want.extend_from_slice(protected);
+    want.push(0xA0);
+    crate::bundle::cbor_head::write_head(
+        &mut want,
+        crate::bundle::cbor_head::BYTES,
+        payload.len() as u64,
+    );
+    want.extend_from_slice(payload);
+    crate::bundle::cbor_head::write_head(
+        &mut want,
+        crate::bundle::cbor_head::BYTES,
+        signature.len() as u64,
+    );
+    want.extend_from_slice(signature);
+    want == rest
 }
 
 fn codec_kind(e: CodecError, part: &'static str) -> RejectKind {

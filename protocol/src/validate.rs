@@ -15,7 +15,7 @@ use crate::body::{Body, CustodyAction, Role};
 use crate::entry::Entry;
 use crate::equivocation::EquivocationProof;
 use crate::error::{wrong_case, RejectKind, Rejection};
-use crate::ids::{AgencyId, CaseId, EntryId};
+use crate::ids::{AgencyId, CaseId, EntryId, ItemId};
 use crate::state::{CaseState, Conflict, WithheldPosition};
 use crate::tlp::Tlp;
 
@@ -890,23 +890,26 @@ impl Validator {
         });
         match &p.body {
             Body::EvidenceRegistered(r) => {
-                if let Some(existing) = self.state.items.get(&r.item) {
-                    // Refused only if the earlier registration is in this
-                    // entry's causal past; a concurrent one is a conflict.
-                    let in_past = self.rec(&existing.registered).is_some_and(|k| {
-                        clock.get(k.author as usize).is_some_and(|&c| c > k.seq())
-                    });
-                    if in_past {
-                        return Err(format!(
-                            "item {} is already registered",
-                            r.item.to_uuid_string()
-                        ));
-                    }
+                // Both registration checks are on CP(E) (SPEC.md 8.2 V16).
+                let in_past = |item: &ItemId| {
+                    self.state.items.get(item).is_some_and(|existing| {
+                        self.rec(&existing.registered).is_some_and(|k| {
+                            clock.get(k.author as usize).is_some_and(|&c| c > k.seq())
+                        })
+                    })
+                };
+                // Refused only if the earlier registration is in this
+                // entry's causal past; a concurrent one is a conflict.
+                if in_past(&r.item) {
+                    return Err(format!(
+                        "item {} is already registered",
+                        r.item.to_uuid_string()
+                    ));
                 }
                 if let Some(from) = r.derived_from {
-                    if !self.state.items.contains_key(&from) && !relaxed {
+                    if !in_past(&from) && !relaxed {
                         return Err(format!(
-                            "derived from item {}, which is not registered",
+                            "derived from item {}, which is not registered in this entry's causal past",
                             from.to_uuid_string()
                         ));
                     }

@@ -324,7 +324,10 @@ fn a_file_that_changes_between_the_passes_is_caught() {
     edited[at] ^= 0x20;
     let r = streamed_with(&ok, &edited, 64).0.expect("readable");
     assert!(!r.signature_valid);
-    assert!(r.problems.iter().any(|p| p.rule == bundle::Rule::Bundle(1)));
+    assert!(r
+        .problems
+        .iter()
+        .any(|p| p.rule == bundle::Rule::Bundle(bundle::BundleRule::Signature)));
     assert_eq!(Ok(r), whole(&edited));
     let _ = T0;
 }

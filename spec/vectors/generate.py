@@ -8,7 +8,9 @@ keys. Before writing, every vector is replayed through validate.py (an
 independent Python validator of V1..V18) and must give exactly the expected
 result, so a mistake in building a vector fails the run.
 
-Usage:  python3 generate.py [--out entries.json] [--no-check]
+Also writes bundles.json with bundle_vectors.py (court bundles, SPEC.md 10).
+
+Usage:  python3 generate.py [--out entries.json] [--bundles-out bundles.json] [--no-check]
 Needs:  cbor2, cryptography (see requirements.txt)
 """
 
@@ -1294,6 +1296,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(HERE, "entries.json"))
     ap.add_argument("--no-check", action="store_true", help="skip the replay through validate.py")
+    ap.add_argument("--bundles-out", default=os.path.join(HERE, "bundles.json"),
+                    help="where bundle_vectors.py writes the bundle vectors")
     args = ap.parse_args()
     doc = build_all()
     if not args.no_check:
@@ -1311,6 +1315,8 @@ def main():
         counts[v["expect"]] = counts.get(v["expect"], 0) + 1
     print(f"wrote {len(doc['vectors'])} vectors to {args.out}: "
           + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())))
+    import bundle_vectors  # the court bundle vectors (SPEC.md 10, Appendix A.3)
+    bundle_vectors.write(args.bundles_out)
 
 
 if __name__ == "__main__":

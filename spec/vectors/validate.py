@@ -100,13 +100,18 @@ class Decoder:
                 return _BREAK
             raise NotWellFormed("unexpected break")
         if major == 7:
+            # SPEC.md 4.2: false, true, null and undefined are the simple
+            # values a decoder represents; an unassigned one (0..19, 32..255)
+            # is malformed (V2), undefined is non-canonical (V3), null is V6.
             if ai < 24:
-                return {20: False, 21: True, 22: None}.get(ai, ("simple", ai))
+                if ai == 23:
+                    return ("simple", 23)
+                if ai not in (20, 21, 22):
+                    raise NotWellFormed(f"unassigned simple value {ai}")
+                return {20: False, 21: True, 22: None}[ai]
             if ai == 24:
                 v = self._take(1)[0]
-                if v < 32:
-                    raise NotWellFormed("bad simple value")
-                return ("simple", v)
+                raise NotWellFormed("bad simple value" if v < 32 else f"unassigned simple value {v}")
             if ai in (25, 26, 27):
                 self._take(1 << (ai - 24))
                 self._nd("float")
@@ -206,7 +211,7 @@ def decode_one(data: bytes):
 
 
 def _has_tag_or_float(x):
-    # null is left to V6 (SPEC.md 8.2 V6 details: "null nowhere"); other simple values are untested
+    # null is left to V6 (SPEC.md 8.2 V6 details: "null nowhere"); undefined is V3 (SPEC.md 4.2)
     if isinstance(x, Tagged) or (isinstance(x, tuple) and x and x[0] in ("float", "simple")):
         return True
     if isinstance(x, list):

@@ -6,7 +6,7 @@
 
 use crate::error::RejectKind;
 
-use super::report::Rule;
+use super::report::{BundleRule, Rule};
 use super::{iso_time, SKEW_MINUTES};
 
 /// Explains why an entry was refused, for a reader who has never seen
@@ -91,13 +91,13 @@ pub fn explain(kind: &RejectKind, seq: Option<u64>) -> String {
 /// §10.5), given the detail the verifier found.
 pub fn explain_bundle_rule(rule: Rule, detail: &str) -> String {
     match rule {
-        Rule::Bundle(1) => "The exporter's signature over the bundle does not verify: the file was changed after it was exported, or it was not signed by the agency named as exporter.".into(),
-        Rule::Bundle(2) => format!("The bundle is signed under one agency's key but names another as its exporter ({detail})."),
-        Rule::Bundle(3) => format!("The bundle says it holds one case, but its first entry opens another ({detail})."),
-        Rule::Bundle(4) => format!("The agency that exported and signed this bundle is not a member of the case ({detail}): it could not have held this record legitimately."),
-        Rule::Bundle(5) => format!("The bundle's list of agencies does not match the case's signed membership entries ({detail})."),
-        Rule::Bundle(6) => format!("The bundle presents evidence that an agency signed two conflicting entries, but that evidence does not hold up ({detail})."),
-        Rule::Bundle(7) => format!("The bundle says it covers an item whose registration it does not contain ({detail})."),
+        Rule::Bundle(BundleRule::Signature) => "The exporter's signature over the bundle does not verify: the file was changed after it was exported, or it was not signed by the agency named as exporter.".into(),
+        Rule::Bundle(BundleRule::ExporterMismatch) => format!("The bundle is signed under one agency's key but names another as its exporter ({detail})."),
+        Rule::Bundle(BundleRule::CaseMismatch) => format!("The bundle says it holds one case, but its first element is not the entry that opened that case ({detail})."),
+        Rule::Bundle(BundleRule::ExporterNotMember) => format!("The agency that exported and signed this bundle has never been a member of the case ({detail}): it could not have held this record legitimately."),
+        Rule::Bundle(BundleRule::AgencyList) => format!("The bundle's list of agencies does not match the case's signed membership entries ({detail})."),
+        Rule::Bundle(BundleRule::BadProof) => format!("The bundle presents evidence that an agency signed two conflicting entries, but that evidence does not hold up ({detail})."),
+        Rule::Bundle(BundleRule::Selection) => format!("The bundle says it covers an item whose registration it does not contain ({detail})."),
         _ => detail.to_owned(),
     }
 }

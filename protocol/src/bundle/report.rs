@@ -57,29 +57,72 @@ pub struct Unlisted {
 pub enum Rule {
     /// Entry rule Vn.
     Entry(u8),
-    /// Bundle rule Bn.
-    Bundle(u8),
+    /// A bundle rule.
+    Bundle(BundleRule),
 }
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Rule::Entry(n) => write!(f, "V{n}"),
-            Rule::Bundle(n) => write!(f, "B{n}"),
+            Rule::Bundle(b) => write!(f, "B{}", b.number()),
         }
     }
 }
 
-/// The class name of each bundle rule.
-fn bundle_class(n: u8) -> &'static str {
-    match n {
-        1 => "bundle-signature",
-        2 => "exporter-mismatch",
-        3 => "case-mismatch",
-        4 => "exporter-not-member",
-        5 => "agency-list",
-        6 => "bad-proof",
-        _ => "selection",
+/// The bundle rules of SPEC.md §10.5 step 4, numbered as there. Problems
+/// are listed in the order B1, B2, B3, B4, B5, B7, B6 (§10.5, "The problem
+/// list").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum BundleRule {
+    /// B1 `bundle-signature`: the exporter's signature verifies under the kid.
+    Signature = 1,
+    /// B2 `exporter-mismatch`: `exporter` equals the kid.
+    ExporterMismatch = 2,
+    /// B3 `case-mismatch`: element 0 is a byte string whose id is `case`.
+    CaseMismatch = 3,
+    /// B4 `exporter-not-member`: the exporter is in the case's agencies list.
+    ExporterNotMember = 4,
+    /// B5 `agency-list`: `agencies` is the case's agencies list (one
+    /// problem per agency that differs).
+    AgencyList = 5,
+    /// B6 `bad-proof`: a proof checks and is about `case` (one problem per
+    /// bad proof).
+    BadProof = 6,
+    /// B7 `selection`: an item of `items` is registered (one problem per
+    /// item that is not).
+    Selection = 7,
+}
+
+impl BundleRule {
+    /// Every bundle rule, B1 to B7.
+    pub const ALL: [BundleRule; 7] = [
+        BundleRule::Signature,
+        BundleRule::ExporterMismatch,
+        BundleRule::CaseMismatch,
+        BundleRule::ExporterNotMember,
+        BundleRule::AgencyList,
+        BundleRule::BadProof,
+        BundleRule::Selection,
+    ];
+
+    /// n in Bn.
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+
+    /// The rule's class name (SPEC.md §10.5).
+    pub fn class(self) -> &'static str {
+        match self {
+            BundleRule::Signature => "bundle-signature",
+            BundleRule::ExporterMismatch => "exporter-mismatch",
+            BundleRule::CaseMismatch => "case-mismatch",
+            BundleRule::ExporterNotMember => "exporter-not-member",
+            BundleRule::AgencyList => "agency-list",
+            BundleRule::BadProof => "bad-proof",
+            BundleRule::Selection => "selection",
+        }
     }
 }
 
@@ -541,6 +584,9 @@ pub struct Verifier<'t> {
     refused_at: HashMap<AgencyId, BTreeMap<u64, usize>>,
     first_unplaced: Option<usize>,
     first_refused: Option<usize>,
+    /// The id of element 0 when it is an entry's bytes (B3); None for a
+    /// marker, or before element 0 is pushed.
+    first_element: Option<EntryId>,
     per_author: HashMap<AgencyId, (usize, usize)>,
     withheld: Vec<WithheldReport>,
     withheld_at: HashMap<EntryId, usize>,
@@ -614,6 +660,7 @@ impl<'t> Verifier<'t> {
             refused_at: HashMap::new(),
             first_unplaced: None,
             first_refused: None,
+            first_element: None,
             per_author: HashMap::new(),
             withheld: Vec::new(),
             withheld_at: HashMap::new(),
@@ -668,25 +715,21 @@ impl<'t> Verifier<'t> {
     pub fn push_checked(&mut self, checked: Checked) {
         let index = self.next;
         self.next += 1;
+        if index == 0 {
+            self.first_element = match &checked {
+                Checked::Valid(entry) => Some(entry.id()),
+                Checked::Invalid { rejection, .. } => rejection.entry,
+            };
+        }
         match checked {
-            Checked::Valid(entry) => {
-                if index == 0 && entry.payload().is_genesis() && entry.id() != self.case {
-                    let detail = format!(
-                        "the bundle names case {}, its first entry opens case {}",
-                        self.case,
-                        entry.id()
-                    );
-                    self.bundle_problem(3, detail, Some(index), Some(entry.id()));
+            Checked::Valid(entry) => match self.v.apply(&entry, self.now) {
+                Ok(Applied::New | Applied::Revealed) => self.accepted(&entry, index),
+                Ok(Applied::Duplicate) => {}
+                Err(r) => {
+                    let claimed = Claimed::of(&entry);
+                    self.refuse(index, r.kind, Some(claimed), Some(entry.id()));
                 }
-                match self.v.apply(&entry, self.now) {
-                    Ok(Applied::New | Applied::Revealed) => self.accepted(&entry, index),
-                    Ok(Applied::Duplicate) => {}
-                    Err(r) => {
-                        let claimed = Claimed::of(&entry);
-                        self.refuse(index, r.kind, Some(claimed), Some(entry.id()));
-                    }
-                }
-            }
+            },
             Checked::Invalid { rejection, claimed } => {
                 self.refuse(index, rejection.kind, claimed, rejection.entry);
             }
@@ -806,7 +849,7 @@ impl<'t> Verifier<'t> {
             }
             None => {
                 self.roots += 1;
-                self.listed_roots < LISTED || matches!(rule, Rule::Bundle(1..=4))
+                self.listed_roots < LISTED || matches!(rule, Rule::Bundle(b) if b.number() <= 4)
             }
         };
         if !listed {
@@ -916,7 +959,7 @@ impl<'t> Verifier<'t> {
 
     fn bundle_problem(
         &mut self,
-        n: u8,
+        n: BundleRule,
         detail: String,
         index: Option<usize>,
         entry: Option<EntryId>,
@@ -927,14 +970,14 @@ impl<'t> Verifier<'t> {
     /// A bundle problem; `proof` is the equivocation proof it is about.
     fn bundle_problem_at(
         &mut self,
-        n: u8,
+        n: BundleRule,
         detail: String,
         index: Option<usize>,
         entry: Option<EntryId>,
         proof: Option<usize>,
     ) {
         let rule = Rule::Bundle(n);
-        if !self.count(rule, bundle_class(n), None) {
+        if !self.count(rule, n.class(), None) {
             return;
         }
         self.list(Problem {
@@ -945,7 +988,7 @@ impl<'t> Verifier<'t> {
             author_name: None,
             seq: None,
             rule,
-            class: bundle_class(n),
+            class: n.class(),
             sentence: explain_bundle_rule(rule, &detail),
             detail,
             caused_by: None,
@@ -987,7 +1030,7 @@ impl<'t> Verifier<'t> {
         let elements_ok = self.found == 0;
         if !signature_valid {
             self.bundle_problem(
-                1,
+                BundleRule::Signature,
                 format!(
                     "the Ed25519 signature does not verify under key {} ({})",
                     self.signer,
@@ -1003,12 +1046,26 @@ impl<'t> Verifier<'t> {
                 self.signer.fingerprint(),
                 self.exporter.fingerprint()
             );
-            self.bundle_problem(2, detail, None, None);
+            self.bundle_problem(BundleRule::ExporterMismatch, detail, None, None);
         }
-        if self.next < elements {
+        // B3 is about the bytes of element 0, whatever the replay made of
+        // them (SPEC.md 10.5 step 4): a marker is never the genesis.
+        if self.first_element != Some(self.case) {
+            let detail = match self.first_element {
+                Some(id) => format!(
+                    "the bundle names case {}, its first element is entry {id}",
+                    self.case
+                ),
+                None => format!(
+                    "the bundle names case {}, its first element is a withheld marker, not the genesis",
+                    self.case
+                ),
+            };
+            self.bundle_problem(BundleRule::CaseMismatch, detail, None, None);
+        } else if self.next < elements {
             // Only reachable when a caller stopped pushing early.
             let detail = format!("{} of {} elements were checked", self.next, elements);
-            self.bundle_problem(3, detail, None, None);
+            self.bundle_problem(BundleRule::CaseMismatch, detail, None, None);
         }
         let state = self.v.state().clone();
         if elements_ok {
@@ -1019,24 +1076,31 @@ impl<'t> Verifier<'t> {
                         .unwrap_or_else(|| "an unknown agency".into()),
                     self.exporter.fingerprint()
                 );
-                self.bundle_problem(4, detail, None, None);
+                self.bundle_problem(BundleRule::ExporterNotMember, detail, None, None);
             }
             self.check_agency_list(&state);
             if let Some(items) = self.items.clone() {
                 for i in items {
                     if !state.items.contains_key(&i) {
                         let detail = format!("item {} is not registered", i.to_uuid_string());
-                        self.bundle_problem(7, detail, None, None);
+                        self.bundle_problem(BundleRule::Selection, detail, None, None);
                     }
                 }
             }
         }
         let mut conflicts = Vec::new();
+        // One equivocation is one conflict, whether the replay met it (V10),
+        // `proofs` holds it, or both (SPEC.md 10.5 step 5).
+        let mut equivocations = std::collections::HashSet::new();
         for c in &state.conflicts {
+            if let Conflict::Equivocation { author, seq, .. } = c {
+                equivocations.insert((*author, *seq));
+            }
             conflicts.push(self.conflict(c, &state));
         }
         for (k, proof) in proofs.iter().enumerate() {
             match proof.check() {
+                Ok(eq) if eq.case == self.case && !equivocations.insert((eq.author, eq.seq)) => {}
                 Ok(eq) if eq.case == self.case => {
                     let ids = [EntryId::of(&proof.0), EntryId::of(&proof.1)];
                     let name = self
@@ -1060,10 +1124,16 @@ impl<'t> Verifier<'t> {
                 }
                 Ok(eq) => {
                     let detail = format!("proof {k} is about case {}, not this case", eq.case);
-                    self.bundle_problem_at(6, detail, None, None, Some(k));
+                    self.bundle_problem_at(BundleRule::BadProof, detail, None, None, Some(k));
                 }
                 Err(e) => {
-                    self.bundle_problem_at(6, format!("proof {k}: {e}"), None, None, Some(k));
+                    self.bundle_problem_at(
+                        BundleRule::BadProof,
+                        format!("proof {k}: {e}"),
+                        None,
+                        None,
+                        Some(k),
+                    );
                 }
             }
         }
@@ -1131,37 +1201,49 @@ impl<'t> Verifier<'t> {
         }
     }
 
+    /// B5: one problem per agency that differs, in ascending order of
+    /// agency id (SPEC.md 10.5 step 4).
     fn check_agency_list(&mut self, state: &crate::state::CaseState) {
         let mut diffs = Vec::new();
         for m in state.members.values() {
             match self.listed_agency(&m.agency) {
-                None => diffs.push(format!(
-                    "member {} ({}) is not listed",
-                    m.name,
-                    m.agency.fingerprint()
+                None => diffs.push((
+                    m.agency,
+                    format!(
+                        "member {} ({}) is not listed",
+                        m.name,
+                        m.agency.fingerprint()
+                    ),
                 )),
-                Some(a) if a.name != m.name || a.country != m.country => diffs.push(format!(
-                    "{} is listed as {:?} ({}) but the case records {:?} ({})",
-                    m.agency.fingerprint(),
-                    a.name,
-                    a.country,
-                    m.name,
-                    m.country
+                Some(a) if a.name != m.name || a.country != m.country => diffs.push((
+                    m.agency,
+                    format!(
+                        "{} is listed as {:?} ({}) but the case records {:?} ({})",
+                        m.agency.fingerprint(),
+                        a.name,
+                        a.country,
+                        m.name,
+                        m.country
+                    ),
                 )),
                 Some(_) => {}
             }
         }
         for a in &self.agencies {
             if !state.members.contains_key(&a.agency) {
-                diffs.push(format!(
-                    "{:?} ({}) is listed but is not a member of the case",
-                    a.name,
-                    a.agency.fingerprint()
+                diffs.push((
+                    a.agency,
+                    format!(
+                        "{:?} ({}) is listed but is not a member of the case",
+                        a.name,
+                        a.agency.fingerprint()
+                    ),
                 ));
             }
         }
-        for d in diffs {
-            self.bundle_problem(5, d, None, None);
+        diffs.sort_by_key(|d| d.0);
+        for (_, d) in diffs {
+            self.bundle_problem(BundleRule::AgencyList, d, None, None);
         }
     }
 

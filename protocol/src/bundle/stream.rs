@@ -936,7 +936,9 @@ fn envelope(r: &mut Reader<'_>) -> Result<Env, BundleError> {
         )));
     }
     let mut probe = r.clone();
-    let len = probe.expect(BYTES, "the protected header")?;
+    let len = probe
+        .expect(BYTES, "the protected header")
+        .map_err(super::not_a_protected_header)?;
     if len > MAX_PROTECTED {
         *r = probe;
         return Ok(Env::LongProtected {
@@ -944,7 +946,9 @@ fn envelope(r: &mut Reader<'_>) -> Result<Env, BundleError> {
             start: r.offset(),
         });
     }
-    let protected = r.bytes("the protected header")?;
+    let protected = r
+        .bytes("the protected header")
+        .map_err(super::not_a_protected_header)?;
     let kid = check_protected(protected)?;
     let protected = protected.to_vec();
     let at = r.offset();

@@ -1,0 +1,466 @@
+#!/usr/bin/env python3
+"""Generate the Custodia court bundle vectors (bundles.json).
+
+Written from SPEC.md section 10 and the CDDL, independently of the Rust code,
+with the keys of SPEC.md Appendix A.2 and the entry builders of generate.py.
+Every byte is deterministic. For each vector the generator declares the
+verdict and the problems at their source (element index or None, rule); the
+independent checker check_bundles.py must agree before the file is written,
+and the file then records the checker's full problem list (with the
+consequences), which the Rust tests must reproduce exactly.
+
+Usage:  python3 bundle_vectors.py [--out bundles.json]   (generate.py runs it too)
+"""
+
+import sys
+
+sys.dont_write_bytecode = True
+
+import argparse
+import json
+import os
+
+import generate as g
+from cbor_det import Raw, Tag, enc, head
+import check_bundles
+
+FORMAT = "custodia-bundle-vectors/1"
+T0 = g.T0
+STEP = g.STEP
+
+
+# ---------------------------------------------------------------------------
+# A case, entry by entry
+
+
+class Case:
+    def __init__(self):
+        self.rows = []  # ("entry", bytes, payload) or ("marker", (author, seq, id))
+        self.last = {}  # label -> (seq, id)
+        self.clock = T0 - STEP
+        self.case = None
+
+    def payload(self, label, body, refs=None, seq=None, prev=None, time=None):
+        if seq is None:
+            seq = self.last[label][0] + 1 if label in self.last else 0
+        if refs is None:  # the other authors' current heads, as the reference implementation writes
+            refs = [i for lab, (_, i) in self.last.items() if lab != label]
+        self.clock = time if time is not None else self.clock + STEP
+        p = {"v": 1, "author": g.pub(label), "seq": seq, "refs": sorted(refs), "time": self.clock,
+             "tlp": "AMBER", "body": body}
+        if self.case is not None:
+            p["case"] = self.case
+        if seq > 0:
+            p["prev"] = prev if prev is not None else self.last[label][1]
+        return p
+
+    def add(self, label, body, **kw):
+        p = self.payload(label, body, **kw)
+        b = g.build_entry(label, p)
+        eid = g.sha256(b)
+        self.rows.append(("entry", b, p))
+        self.last[label] = (p["seq"], eid)
+        if self.case is None:
+            self.case = eid
+        return eid
+
+    def entry(self, i):
+        return self.rows[i][1]
+
+    def id(self, i):
+        r = self.rows[i]
+        return g.sha256(r[1]) if r[0] == "entry" else r[1][2]
+
+
+def lantern():
+    """Operation Lantern: alpha opens and adds bravo and charlie; bravo
+    registers a phone and transfers it to charlie, who receives and examines
+    it and registers an image derived from it; alpha registers a laptop and
+    writes a note; bravo witnesses the others' heads."""
+    c = Case()
+    c.add("alpha", g.case_opened())  # 0
+    c.add("alpha", g.member_added("bravo", "investigator"))  # 1
+    c.add("alpha", g.member_added("charlie", "examiner"))  # 2
+    c.add("bravo", g.evidence("phone", exhibit="Exhibit number 1"))  # 3
+    t = c.add("bravo", g.custody("phone", "transferred", to=g.pub("charlie")))  # 4
+    c.add("charlie", g.custody("phone", "received", transfer=t, accepted=True))  # 5
+    c.add("charlie", g.custody("phone", "examined", tool="extractor 7"))  # 6
+    c.add("charlie", g.evidence("image", exhibit="Exhibit number 2", derived_from=g.item_id("phone")))  # 7
+    c.add("alpha", g.evidence("laptop", exhibit="Exhibit number 3"))  # 8
+    c.add("alpha", g.note("the laptop is encrypted"))  # 9
+    heads = [(g.pub(lab), c.last[lab][0], c.last[lab][1]) for lab in ("alpha", "charlie")]
+    c.add("bravo", g.witness(heads))  # 10
+    return c
+
+
+# ---------------------------------------------------------------------------
+# Bundles
+
+
+def members_of(rows):
+    """The agencies list (SPEC.md 11.1): the genesis author and every agency a
+    member-added names, with the name and country of the last one in order."""
+    out, lead = {}, None
+    for r in rows:
+        if r[0] != "entry":
+            continue
+        (kind, b), = r[2]["body"].items()
+        if kind == "case-opened":
+            lead = r[2]["author"]
+            out[lead] = (b["name"], b["country"])
+        elif kind == "member-added" and b["agency"] != lead:
+            out[b["agency"]] = (b["name"], b["country"])
+    return out
+
+
+def agency_list(members):
+    return [{"name": n, "agency": a, "country": c} for a, (n, c) in sorted(members.items())]
+
+
+def element(r):
+    return r[1] if r[0] == "entry" else list(r[1])
+
+
+def payload_map(case, rows, exporter, *, items=None, proofs=(), agencies=None, exported_at=None, case_id=None):
+    p = {"v": 1, "case": case_id if case_id is not None else case.case, "proofs": [list(x) for x in proofs],
+         "entries": [element(r) for r in rows],
+         "agencies": agency_list(members_of(case.rows)) if agencies is None else agencies,
+         "exporter": g.pub(exporter), "exported-at": exported_at or case.clock + STEP}
+    if items is not None:
+        p["items"] = sorted(items)
+    return p
+
+
+def sign_bundle(signer, payload_bytes, kid=None):
+    protected = check_bundles.bundle_header(kid or g.pub(signer))
+    sig = g.ed_sign(signer, enc(["Signature1", protected, b"", payload_bytes]))
+    return enc(Tag(18, [protected, {}, payload_bytes, sig]))
+
+
+def export(case, rows=None, exporter="alpha", signer=None, **kw):
+    rows = case.rows if rows is None else rows
+    return sign_bundle(signer or exporter, enc(payload_map(case, rows, exporter, **kw)))
+
+
+def marker(case, i):
+    r = case.rows[i]
+    return ("marker", (r[2]["author"], r[2]["seq"], g.sha256(r[1])))
+
+
+def selective(case, items):
+    """SPEC.md 10.4: the rows an export for `items` discloses; the rest as markers."""
+    wanted, regs = set(items), {}
+    for r in case.rows:
+        (kind, b), = r[2]["body"].items()
+        if kind == "evidence-registered":
+            regs[b["item"]] = b
+    keep_items = set(wanted)
+    for i in wanted:
+        x = regs.get(i, {})
+        while "derived-from" in x:
+            keep_items.add(x["derived-from"])
+            x = regs.get(x["derived-from"], {})
+    out = []
+    for i, r in enumerate(case.rows):
+        (kind, b), = r[2]["body"].items()
+        show = (i == 0 or kind in ("member-added", "member-removed")
+                or (kind == "evidence-registered" and b["item"] in keep_items)
+                or (kind == "custody" and b["item"] in wanted))
+        out.append(r if show else marker(case, i))
+    return out
+
+
+def edit(b, old, new):
+    assert b.count(old) == 1, old
+    return b.replace(old, new)
+
+
+def resigned_entry(label, payload_bytes):
+    """An entry over arbitrary payload bytes, validly signed by `label`."""
+    return g.build_entry(label, None, payload_bytes=payload_bytes)
+
+
+def wrap(raw_payload_bytes, signer="alpha"):
+    return sign_bundle(signer, raw_payload_bytes)
+
+
+# ---------------------------------------------------------------------------
+# The vectors
+
+
+def build():
+    out = []
+
+    def V(name, description, bundle, roots=None, error=None):
+        """roots: the problems at their source, [(index or None, rule)], declared by hand."""
+        out.append({"name": name, "description": description, "bundle": bundle, "roots": roots,
+                    "error": error})
+
+    L = lantern()
+    n = len(L.rows)
+    full = export(L)
+    V("valid-whole-case", "Three agencies, three items, a transfer with its receipt, a witness; exported whole "
+      "by the lead agency.", full, [])
+    V("valid-selective-one-item", "The same case exported for one item (the phone): every other entry is a "
+      "withheld marker (SPEC.md 10.4).", export(L, selective(L, [g.item_id("phone")]),
+                                                items=[g.item_id("phone")]), [])
+    V("valid-selective-derived-item", "Exported for the image, which derives from the phone: the phone's "
+      "registration is disclosed, not its custody.",
+      export(L, selective(L, [g.item_id("image")]), exporter="charlie", items=[g.item_id("image")]), [])
+
+    # -- tampering ----------------------------------------------------------
+    edited = edit(full, b"Exhibit number 1", b"exhibit number 1")
+    V("edited-entry-byte", "One letter of element 3's exhibit label changed case after export: element 3 fails "
+      "its signature, the entries that name it or follow it in bravo's chain are consequences, and the "
+      "exporter's signature fails.", edited, [(3, "V8"), (None, "B1")])
+    V("truncated", "The whole-case bundle cut in half.", full[:len(full) // 2], error="truncated")
+    V("not-a-bundle-single-entry", "A single entry (the genesis) given instead of a bundle.", L.entry(0),
+      error="not-a-bundle")
+    V("empty-file", "An empty file.", b"", error="empty")
+    rows = list(L.rows)
+    rows[3], rows[4] = rows[4], rows[3]
+    reordered = export(L, rows)
+    reordered = reordered[:-64] + full[-64:]
+    V("reordered-entries", "Elements 3 and 4 (bravo #0 and #1) swapped after export, the exporter's signature "
+      "kept: element 3 is a sequence gap, what follows from it is a consequence, and B1 fails.",
+      reordered, [(3, "V11"), (None, "B1")])
+    payload = enc(payload_map(L, L.rows, "alpha"))
+    V("re-signed-by-another-key", "The payload re-signed by mallory, who is not the exporter it names.",
+      sign_bundle("mallory", payload), [(None, "B2")])
+    V("re-signed-as-exporter-by-a-non-member", "The same entries exported and signed by mallory, who is not in "
+      "the case's agencies list.", export(L, exporter="mallory"), [(None, "B4")])
+    rows = L.rows[:4] + L.rows[5:]
+    V("missing-entry", "Element 4 (bravo's transfer, bravo #1) left out by the exporter: charlie's receipt names "
+      "an unknown id, and bravo's witness is a sequence gap.", export(L, rows), [(4, "V13"), (9, "V11")])
+
+    # -- equivocation (question 8: counted once) ------------------------------
+    other_p = dict(L.rows[4][2])
+    other_p["body"] = g.note("a different history")
+    other = g.build_entry("bravo", other_p)
+    proof = sorted([L.entry(4), other], key=g.sha256)
+    V("equivocating-author-proof", "Bravo signed two different entries as its #1; the bundle carries the proof. "
+      "The record verifies and shows one conflict.", export(L, proofs=[proof]), [])
+    rows = L.rows[:5] + [("entry", other, other_p)] + L.rows[5:]
+    V("equivocating-author-in-entries", "Both of bravo's #1 entries in the entries list: the second fails V10 "
+      "and is recorded as a conflict.", export(L, rows), [(5, "V10")])
+    V("equivocation-in-entries-and-proofs", "Both of bravo's #1 entries in the entries list and their proof in "
+      "proofs: one V10 problem, and the equivocation is one conflict, not two (SPEC.md 10.5 step 5).",
+      export(L, rows, proofs=[proof]), [(5, "V10")])
+
+    # -- B6: one problem per bad proof, in order -----------------------------
+    G = Case()
+    G.add("alpha", g.case_opened(title="Another case"))
+    G.add("alpha", g.note("one"))
+    other_case_p = G.payload("alpha", g.note("two"), seq=1, prev=G.id(0))
+    foreign = sorted([G.entry(1), g.build_entry("alpha", other_case_p)], key=g.sha256)
+    not_same_seq = sorted([L.entry(1), L.entry(2)], key=g.sha256)
+    V("bad-proofs", "Three proofs: a valid one, one about another case, and one whose two entries are at "
+      "different positions. Each bad proof is one B6 problem, in the order of proofs.",
+      export(L, proofs=[proof, foreign, not_same_seq]), [(None, "B6"), (None, "B6")])
+
+    # -- B7: one problem per item -------------------------------------------
+    sel = selective(L, [g.item_id("phone")])
+    V("selection-unregistered-items", "A selective bundle for the phone that also names two items no disclosed "
+      "entry registers: one B7 problem for each.",
+      export(L, sel, items=[g.item_id("phone"), g.item_id("ghost-1"), g.item_id("ghost-2")]),
+      [(None, "B7"), (None, "B7")])
+
+    # -- question 3: B3 -----------------------------------------------------
+    V("case-mismatch", "The bundle names a case id that is not its first element's id; every element is "
+      "accepted. B3 is a bundle-level problem: its index is null.", export(L, case_id=g.fake_id("case")),
+      [(None, "B3")])
+    rows = [("marker", (g.pub("alpha"), 0, L.case))] + L.rows[1:]
+    V("genesis-as-marker", "The genesis replaced by a marker whose id is the case id: the marker fails V9 (no "
+      "marker before a genesis), every later element is its consequence, and B3 fails, since a marker is not "
+      "the genesis (SPEC.md 8.3: a genesis is never a marker).", export(L, rows), [(0, "V9"), (None, "B3")])
+    rows = [("entry", b"\xd2\x84\x40\xa0\x40\x40", None)] + L.rows[1:]
+    V("genesis-garbage", "The genesis replaced by a malformed entry: V2 at element 0, every later element is "
+      "its consequence, and B3 fails.", export(L, rows), [(0, "V2"), (None, "B3")])
+
+    # -- question 1: the agencies list --------------------------------------
+    M = lantern()
+    M.add("alpha", g.member_removed("charlie", reason="left the team"))  # 11
+    V("removed-member-listed", "Charlie is removed at the end; the agencies list still names it, with the name "
+      "and country of its member-added (SPEC.md 11.1): valid.", export(M), [])
+    V("removed-member-exports", "The same case exported by charlie after its removal: B4 holds, since a "
+      "removed member is in the agencies list.", export(M, exporter="charlie"), [])
+    C = Case()
+    C.add("alpha", g.case_opened())  # 0
+    C.add("alpha", g.member_added("bravo", "liaison"))  # 1
+    C.add("alpha", g.member_added("charlie", "examiner"))  # 2
+    C.add("bravo", g.member_added("charlie", "examiner", country="AT"), refs=[C.id(1)])  # 3, concurrent with 2
+    renamed = dict(g.member_added("charlie", "examiner")["member-added"])
+    renamed["name"] = "Charlie Cyber Unit"
+    C.add("alpha", {"member-added": renamed}, refs=[C.id(3)])  # 4
+    C.add("alpha", g.member_removed("bravo"))  # 5
+    V("agencies-concurrent-names", "Charlie is added twice concurrently with different countries, then "
+      "renamed; bravo is removed. The list names each agency once, with the last member-added in the bundle's "
+      "order, removed ones included: valid.", export(C), [])
+    wrong = agency_list({**members_of(C.rows), g.pub("mallory"): ("Mallory Investigations", "SG")})
+    wrong = [a for a in wrong if a["agency"] != g.pub("bravo")]
+    for a in wrong:
+        if a["agency"] == g.pub("charlie"):
+            a["name"] = g.AGENCY["charlie"][0]
+    V("agency-list-differences", "The list leaves out removed bravo, gives charlie the name of its first "
+      "member-added (not the last), and adds mallory: one B5 problem per agency, in ascending order of agency id.",
+      export(C, agencies=wrong), [(None, "B5")] * 3)
+
+    # -- question 2: positions of refused elements ---------------------------
+    bad_p = dict(L.rows[4][2])
+    bad_p["body"] = {"custody": {"item": g.item_id("phone"), "action": "transferred"}}  # no "to": V6
+    bad = g.build_entry("bravo", bad_p)
+    rows = L.rows[:4] + [("entry", bad, None)] + L.rows[5:]
+    V("position-unknown-schema", "Bravo's transfer (element 4) fails V6: its position is not read (SPEC.md "
+      "10.5 step 3). Charlie's receipt names the real transfer's id, unknown (V13), and bravo's witness is a "
+      "gap (V11): both are consequences of element 4, as is everything that follows from them.",
+      export(L, rows), [(4, "V6")])
+    mis_p = dict(L.rows[4][2])
+    mis = g.build_entry("bravo", mis_p, kid=g.pub("alpha"))
+    rows = L.rows[:4] + [("entry", mis, None)] + L.rows[5:]
+    V("position-unknown-author-mismatch", "Element 4 claims bravo as author under alpha's kid (V7): its position "
+      "is neither bravo's nor alpha's; the elements that need bravo #1 are its consequences.", export(L, rows),
+      [(4, "V7")])
+    B = Case()
+    B.add("alpha", g.case_opened())  # 0
+    B.add("alpha", g.member_added("bravo", "investigator"))  # 1
+    B.add("alpha", g.member_added("charlie", "investigator"))  # 2
+    B.add("bravo", g.note("b"), refs=[])  # 3: nothing admits bravo in its causal past
+    B.add("charlie", g.note("c"), refs=[])  # 4: likewise
+    B.add("alpha", g.note("both"))  # 5: refs bravo #0 and charlie #0
+    first = min(B.id(3), B.id(4))
+    V("unknown-reference-two-refused", "Bravo's and charlie's first entries both fail V14 (nothing in their "
+      "causal past admits them); alpha's note refers to both. V13 names the first of its refs in ascending "
+      f"order, and the consequence follows that element ({'3' if first == B.id(3) else '4'}).", export(B),
+      [(3, "V14"), (4, "V14")])
+    B.rows[3] = ("entry", edit(B.entry(3), b"\x61b", b"\x61B"), B.rows[3][2])
+    rows = B.rows[:3] + [("entry", b"\xd2\x84\x40\xa0\x40\x40", None)] + B.rows[3:4]
+    rows.append(("entry", g.build_entry("bravo", B.payload("bravo", g.note("b2"), seq=1, prev=B.id(3))), None))
+    V("missing-position-before-undecodable", "Element 3 is garbage (V2, position unknown); bravo #0 (element 4) "
+      "fails V8; bravo #1 at the end is a gap. Its missing position was refused, so it follows element 4, not "
+      "the earlier garbage.", export(B, rows), [(3, "V2"), (4, "V8")])
+
+    # -- question 5: simple values ------------------------------------------
+    S = lantern()
+    base = S.payload("alpha", g.note("X"))
+    text = enc(g.note("X"))
+    plb = enc(base)
+    rows = list(S.rows)
+    for raw in (b"\xf0", b"\xf7", b"\xf6"):  # simple(16), undefined, null in place of the note's text
+        rows.append(("entry", resigned_entry("alpha", edit(plb, text, text[:-2] + raw)), None))
+    V("simple-values", "Three entries at the end hold, as a note's text, simple(16), undefined and null: the "
+      "first is malformed (V2), the second non-canonical (V3), the third a schema error (V6), each at its "
+      "source (SPEC.md 4.2).", export(S, rows), [(11, "V2"), (12, "V3"), (13, "V6")])
+
+    # V2 before V3: the structure is checked before the encoding (SPEC.md 8.2).
+    good_entry = S.rows[9][1]  # alpha's note: d2 84 58 48 <protected> a0 <payload> 58 40 <signature>
+    no_sig = good_entry[:-66] + b"\xf7"
+    long_tag = b"\xd8\x12" + good_entry[1:]
+    prot = enc({1: -8, 3: g.CONTENT_TYPE, 4: g.pub("alpha")})
+    wide_prot = edit(prot, b"\x58\x20", b"\x59\x00\x20")
+    not_map = enc(Tag(18, [wide_prot, {}, enc(["not", "a", "map"]), bytes(64)]))
+    rows = list(S.rows) + [("entry", x, None) for x in (no_sig, long_tag, not_map)]
+    V("structure-before-encoding", "Three entries at the end: one whose signature is undefined (V2: not a byte "
+      "string, although undefined is also non-canonical), one whose tag 18 has a two-byte head (V3: it is tag "
+      "18), and one with a long-form head in its protected header whose payload is an array (V2: the "
+      "structure is checked before the encoding).", export(S, rows), [(11, "V2"), (12, "V3"), (13, "V2")])
+
+    # -- question 6 and 7: reading -------------------------------------------
+    base_p = payload_map(L, L.rows, "alpha")
+
+    def tweak(f):
+        p = dict(base_p)
+        f(p)
+        return p
+
+    m = marker(L, 9)
+    for name, desc, p in [
+        ("marker-short-id", "A marker whose id is 31 bytes: the file is unreadable (schema); SPEC.md 8.3 step 1 "
+         "never fires inside a bundle.", tweak(lambda p: p.__setitem__(
+             "entries", p["entries"][:9] + [[m[1][0], m[1][1], m[1][2][:31]]] + p["entries"][10:]))),
+        ("marker-negative-seq", "A marker whose seq is -1: unreadable (schema).", tweak(lambda p: p.__setitem__(
+            "entries", p["entries"][:9] + [[m[1][0], -1, m[1][2]]] + p["entries"][10:]))),
+        ("marker-four-items", "A marker of 4 items: unreadable (schema).", tweak(lambda p: p.__setitem__(
+            "entries", p["entries"][:9] + [[m[1][0], m[1][1], m[1][2], 0]] + p["entries"][10:]))),
+        ("items-not-ascending", "items in descending order: unreadable (schema).", tweak(lambda p: p.__setitem__(
+            "items", sorted([g.item_id("phone"), g.item_id("laptop")], reverse=True)))),
+        ("proof-of-three", "A proof of three entries: unreadable (schema); SPEC.md 14.2 step 1 never fails "
+         "inside a readable bundle.", tweak(lambda p: p.__setitem__("proofs", [proof + [proof[0]]]))),
+        ("unsupported-version", "A bundle of format version 2: unreadable.", tweak(lambda p: p.__setitem__("v", 2))),
+        ("unknown-payload-key", "A payload with a key the format does not define.",
+         tweak(lambda p: p.__setitem__("note", "x"))),
+    ]:
+        expect = {"unsupported-version": "unsupported-version"}.get(name, "schema")
+        V(name, desc, wrap(enc(p)), error=expect)
+    good = enc(base_p)
+    # A non-shortest head early in the payload and a 31-byte marker id later: the first in file order wins.
+    early = tweak(lambda p: p.__setitem__(
+        "entries", p["entries"][:9] + [[m[1][0], m[1][1], m[1][2][:31]]] + p["entries"][10:]))
+    early_b = enc(early)
+    assert early_b[:3] == b"\xa7\x61v"
+    V("two-read-errors", "The payload's \"v\" is written with a two-byte head (non-canonical) and a marker "
+      "later has a 31-byte id (schema): the reader reports the first defect in file order.",
+      wrap(early_b[:3] + b"\x18\x01" + early_b[4:]), error="non-canonical")
+    V("trailing-bytes-and-damaged-payload", "A byte after the signature, and a damaged payload: the envelope "
+      "is read first, so trailing bytes are reported.", wrap(good[:-4] + b"\xff" + good[-3:]) + b"\x00",
+      error="trailing-bytes")
+    sig_b = sign_bundle("alpha", good)
+    V("protected-header-not-a-byte-string", "The protected header is a map instead of a byte string: not a "
+      "Custodia bundle.", b"\xd2\x84\xa0" + sig_b[2 + 2 + 73:], error="not-a-bundle")
+
+    # -- question 8: derived-from outside the causal past ----------------------
+    D = Case()
+    D.add("alpha", g.case_opened())  # 0
+    D.add("alpha", g.member_added("bravo", "investigator"))  # 1
+    D.add("alpha", g.evidence("laptop"))  # 2
+    D.add("bravo", g.evidence("copy", derived_from=g.item_id("laptop")), refs=[D.id(1)])  # 3: laptop not in CP
+    V("derived-from-outside-causal-past", "Bravo registers a copy derived from the laptop, whose registration "
+      "is earlier in the bundle but not in the copy's causal past: V16 (SPEC.md 8.2 V16: registered in CP(E)).",
+      export(D), [(3, "V16")])
+
+    # -- question 9: a reveal later in the bundle ------------------------------
+    rows = L.rows[:4] + [marker(L, 4)] + L.rows[5:] + [L.rows[4]]
+    V("reveal-after-later-events", "Bravo's transfer is a marker at its position and its entry is appended at "
+      "the end. The reveal is checked against the item's current record, where charlie already holds the "
+      "phone: V16 (SPEC.md 10.5 step 2).", export(L, rows), [(11, "V16")])
+
+    return out
+
+
+def finish(raw):
+    vectors = []
+    for v in raw:
+        got = check_bundles.outcome(v["bundle"])
+        if v["error"] is not None:
+            assert got == {"expect": "unreadable", "error": v["error"]}, (v["name"], got)
+        else:
+            roots = [(p["index"], p["rule"]) for p in got.get("problems", []) if p["caused_by"] is None]
+            assert got["expect"] != "unreadable" and roots == v["roots"], (v["name"], got)
+        item = {"name": v["name"], "description": v["description"], "bundle": v["bundle"].hex()}
+        item.update(got)
+        vectors.append(item)
+    names = [v["name"] for v in vectors]
+    assert len(names) == len(set(names)), "duplicate vector names"
+    return {"format": FORMAT,
+            "description": "Court bundles (SPEC.md section 10), valid and damaged, with the expected outcome. "
+                           "Made by bundle_vectors.py; see README.md.",
+            "keys": {lab: g.pub(lab).hex() for lab in ("alpha", "bravo", "charlie", "mallory")},
+            "exported_at_note": "each bundle is verified as of its own exported-at",
+            "vectors": vectors}
+
+
+def write(path):
+    doc = finish(build())
+    text = json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=True) + "\n"
+    with open(path, "w", encoding="ascii", newline="\n") as f:
+        f.write(text)
+    print(f"wrote {len(doc['vectors'])} bundle vectors to {path}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.path.join(g.HERE, "bundles.json"))
+    write(ap.parse_args().out)
+
+
+if __name__ == "__main__":
+    main()
