@@ -674,6 +674,12 @@ struct SessionState {
     refused_proofs: usize,
     /// The peer sent an `error` message.
     peer_error: bool,
+    /// Batches sent and not yet acknowledged: (batch, case, the peer's
+    /// head of this agency's chain once it stores the batch).
+    unacked: std::collections::VecDeque<(u64, CaseId, Option<u64>)>,
+    /// What the peer acknowledged of this agency's chain, per case, not
+    /// yet recorded in the store (recorded on the session's tick).
+    acked_own: HashMap<CaseId, u64>,
     cases: HashMap<CaseId, CaseCursor>,
     in_flight: usize,
     batch: u64,
@@ -799,6 +805,8 @@ async fn session(
         conn: conn.clone(),
         refused_proofs: 0,
         peer_error: false,
+        unacked: std::collections::VecDeque::new(),
+        acked_own: HashMap::new(),
         cases: HashMap::new(),
         in_flight: 0,
         batch: 0,
@@ -906,6 +914,7 @@ async fn session(
                 }
                 _ = tick.tick() => {
                     resync(inner, &mut st, &out).await?;
+                    record_acknowledged(inner, &mut st).await?;
                 }
                 _ = conn.closed() => return Ok(()),
             }
@@ -950,9 +959,7 @@ async fn on_frame(
                     Ok(Ok(Incoming::Entries(e))) => group.push(e),
                     // An ack frees a place in our own window; it does not
                     // depend on the store, so it does not end the group.
-                    Ok(Ok(Incoming::Message(Message::Ack(_)))) => {
-                        st.in_flight = st.in_flight.saturating_sub(1);
-                    }
+                    Ok(Ok(Incoming::Message(Message::Ack(a)))) => on_ack(st, &a),
                     Ok(other) => next = Some(other),
                     Err(_) => break,
                 }
@@ -1196,9 +1203,7 @@ async fn handle(
         // The reader hands batches of entries to `on_frame` checked; an
         // unchecked one cannot reach here.
         Message::Entries(_) => {}
-        Message::Ack(_) => {
-            st.in_flight = st.in_flight.saturating_sub(1);
-        }
+        Message::Ack(a) => on_ack(st, &a),
         Message::Equivocation(n) => {
             // Past the bound, a connection's proofs are dropped unread: a
             // peer cannot make the node verify signatures without limit.
@@ -1273,6 +1278,40 @@ async fn broadcast_proof(
                 .await;
         }
     }
+}
+
+/// An `ack` frees a place in the window, and tells what the peer now holds
+/// of this agency's chain.
+fn on_ack(st: &mut SessionState, ack: &custodia_protocol::Ack) {
+    st.in_flight = st.in_flight.saturating_sub(1);
+    while let Some(&(batch, case, own)) = st.unacked.front() {
+        if batch > ack.batch {
+            break;
+        }
+        st.unacked.pop_front();
+        if let (true, Some(seq)) = (batch == ack.batch && case == ack.case, own) {
+            let e = st.acked_own.entry(case).or_insert(seq);
+            *e = (*e).max(seq);
+        }
+    }
+}
+
+/// Records what the peer acknowledged of this agency's chains (at most
+/// once per tick: one small write, not one per batch).
+async fn record_acknowledged(inner: &Arc<Inner>, st: &mut SessionState) -> SessionResult {
+    if st.acked_own.is_empty() {
+        return Ok(());
+    }
+    let acked: Vec<(CaseId, u64)> = st.acked_own.drain().collect();
+    let peer = st.peer;
+    blocking(inner, move |s, _| {
+        for (case, seq) in acked {
+            if let Err(e) = s.record_peer_view(&case, &peer, Some(seq)) {
+                warn!(error = %e, "store failed while recording a peer's acknowledgement");
+            }
+        }
+    })
+    .await
 }
 
 /// Sends our heads again for cases whose refused entries are due to be
@@ -1518,6 +1557,17 @@ async fn pump(
             }
             st.in_flight += 1;
             st.batch += 1;
+            // What the peer holds of this agency's chain once it
+            // acknowledges the batch (for `custodia status`).
+            let own = st
+                .cases
+                .get(&case)
+                .and_then(|c| c.peer_heads.as_ref())
+                .and_then(|h| h.get(&inner.me))
+                .and_then(|n| n.checked_sub(1));
+            if st.unacked.len() < MAX_UNACKED_BATCHES * 4 {
+                st.unacked.push_back((st.batch, case, own));
+            }
             out.send(Message::Entries(Entries {
                 case,
                 batch: st.batch,

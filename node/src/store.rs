@@ -564,6 +564,26 @@ impl Store {
         crate::guard::views(&self.conn, case).map_err(|e| self.sql(e))
     }
 
+    /// Records what a peer holds of this agency's chain in a case (from an
+    /// acknowledgement), if it is more than it was known to hold.
+    pub fn record_peer_view(
+        &mut self,
+        case: &CaseId,
+        peer: &AgencyId,
+        seq: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let known = crate::guard::views(&self.conn, case)
+            .map_err(|e| self.sql(e))?
+            .into_iter()
+            .find(|v| v.peer == *peer)
+            .and_then(|v| v.seq);
+        if seq > known {
+            crate::guard::record_view(&self.conn, case, peer, seq, now_ms())
+                .map_err(|e| self.sql(e))?;
+        }
+        Ok(())
+    }
+
     /// Releases a case's hold by an operator's decision (logged with the
     /// reason); true if there was one.
     pub fn release_hold(&mut self, case: &CaseId, why: &str) -> Result<bool, StoreError> {

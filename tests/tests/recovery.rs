@@ -169,6 +169,22 @@ async fn restoring_a_stale_backup_then_writing_never_equivocates() {
         eventually(WAIT, || b.case_count(&case) >= total).await,
         "Berlin accepts Manila's next entry"
     );
+    // `custodia status` shows what Berlin acknowledged of Manila's chain.
+    let hex = case.to_hex();
+    let acknowledged = || {
+        let out = cli(&m, &["--json", "status", &hex]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let case = &v["cases"][0];
+        out.status.success()
+            && case["ready"] == true
+            && case["peers"][0]["agency"] == b.id.to_hex()
+            && case["peers"][0]["holds_up_to"] == case["own_head"]
+    };
+    assert!(
+        eventually(WAIT, acknowledged).await,
+        "status shows Berlin holding Manila's head: {}",
+        String::from_utf8_lossy(&cli(&m, &["--json", "status", &hex]).stdout)
+    );
     rm.shutdown().await;
     rb.shutdown().await;
     assert_no_equivocation(&case, &m, &[&m, &b]);
