@@ -160,7 +160,7 @@ enum Command {
     Verify {
         /// The bundle file (written by `custodia export`).
         file: PathBuf,
-        /// A file of agency keys obtained independently: one line per agency, "<64-hex key> <name>"; '#' starts a comment.
+        /// A file of agency keys obtained independently: one line per agency: its 64-hex key, a space, its name; '#' starts a comment.
         #[arg(long, value_name = "KEYS")]
         trust: Option<PathBuf>,
         /// Also write the report as one self-contained HTML page (prints well too).

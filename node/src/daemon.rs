@@ -5,7 +5,7 @@
 //! agency with the lower key dials, so a pair of nodes has one connection),
 //! one task watches the store and the configuration for changes made by
 //! other processes (the CLI), and one task per connection runs a
-//! [`session`]. Every store access runs on the blocking pool: SQLite calls
+//! `session`. Every store access runs on the blocking pool: SQLite calls
 //! never stall the network.
 
 use std::collections::{HashMap, HashSet};
