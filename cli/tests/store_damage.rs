@@ -211,23 +211,38 @@ fn a_row_with_a_bad_signature_is_quarantined() {
         assert!(heads.iter().all(|h| h.id != id), "never served");
     }
 
-    // The next write takes the position; it chains onto the genuine head.
+    // The row was of this agency's own chain: it may be a genuine entry
+    // that peers hold, so writing is refused until it is received again
+    // or the operator releases the hold (SPEC.md §9.14).
     let bravo = custodia_protocol::Identity::from_seed([7; 32]).agency();
-    let r = at(
+    let share = [
+        "--json",
+        "case",
+        "share",
+        &n.case,
+        "--with",
+        &bravo.to_hex(),
+        "--name",
+        "Berlin Partner Unit",
+        "--country",
+        "DE",
+    ];
+    let r = at(&n.dir, &share).code(1);
+    assert!(r.stderr.contains("release-hold"), "{}", r.stderr);
+    at(
         &n.dir,
         &[
-            "--json",
             "case",
-            "share",
+            "release-hold",
             &n.case,
-            "--with",
-            &bravo.to_hex(),
-            "--name",
-            "Berlin Partner Unit",
-            "--country",
-            "DE",
+            "--reason",
+            "the row was forged; no peer holds it",
         ],
-    );
+    )
+    .code(0);
+    // Then the next write takes the position; it chains onto the genuine
+    // head.
+    let r = at(&n.dir, &share);
     assert!(r.stderr.contains("quarantined"), "{}", r.stderr);
     let written = EntryId::from_hex(r.json()["entry"].as_str().expect("entry")).expect("an id");
     let entries = stored_entries(&n.db(), &case);

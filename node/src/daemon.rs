@@ -29,12 +29,14 @@ use crate::store::{self, Checked, Draft, Store, StoreError};
 use crate::tls::{self, PinSet, TlsError};
 
 /// How often the daemon looks for changes other processes made (the CLI
-/// writes to the store file directly). A look that finds nothing is one
-/// lookup in the `rev` index, so it can be frequent: an append by the CLI
-/// reaches connected peers within this interval plus transfer and commit.
-/// Changes the daemon makes itself (received batches, witnesses) wake the
-/// sessions at once, without waiting for a poll.
-const POLL: Duration = Duration::from_millis(10);
+/// writes to the store file directly) when nothing wakes it. A process
+/// that commits wakes the node through its wake-up socket
+/// ([`crate::wake`]), so the poll is only the fallback for a wake-up that
+/// did not arrive. Changes the daemon makes itself (received batches,
+/// witnesses) wake the sessions at once.
+const POLL: Duration = Duration::from_millis(100);
+/// The poll interval where there is no wake-up socket.
+const POLL_ALONE: Duration = Duration::from_millis(10);
 /// Reconnect backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -572,8 +574,31 @@ async fn accept_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
 /// and writes due witnesses.
 async fn watch_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
     let _ = shutdown;
+    let store_path = lock(&inner.store).path().to_owned();
+    #[cfg(unix)]
+    let wake = crate::wake::listen(&store_path);
+    #[cfg(not(unix))]
+    let _ = &store_path;
+    let mut buf = [0u8; 16];
     loop {
-        tokio::time::sleep(POLL).await;
+        #[cfg(unix)]
+        match &wake {
+            Some(sock) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = sock.recv(&mut buf) => {
+                        // Several commits, one look.
+                        while sock.try_recv(&mut buf).is_ok() {}
+                    }
+                }
+            }
+            None => tokio::time::sleep(POLL_ALONE).await,
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut buf;
+            tokio::time::sleep(POLL_ALONE).await;
+        }
         let i = inner.clone();
         let rev = tokio::task::spawn_blocking(move || {
             // The configuration first: a peer removed before an entry was

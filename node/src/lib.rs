@@ -16,3 +16,4 @@ pub mod local;
 pub mod mediatype;
 pub mod store;
 pub mod tls;
+pub mod wake;

@@ -111,7 +111,7 @@ pub enum StoreError {
     /// The case is on hold: the store may hold less of this agency's chain
     /// than its peers do, and an entry now could reuse a position they
     /// hold (SPEC.md §9.14).
-    #[error("this node's record of case {} may be behind what its peers hold ({}): {}; nothing was written; retry when `custodia status` shows the case ready", .0.case, .0.reason, match .0.peer { Some(p) => format!("recovering from peer {}", p.fingerprint()), None => "waiting for a peer to confirm this agency's head (start the node: `custodia node run`), or release the hold with `custodia case release-hold` if no other agency holds the case".to_string() })]
+    #[error("this node's record of case {} may be behind what its peers hold ({}): {}; nothing was written; retry when `custodia status` shows the case ready", .0.case, .0.reason, match (.0.peer, .0.behind) { (Some(p), _) => format!("recovering from peer {}", p.fingerprint()), (None, Some(b)) => format!("waiting to receive this agency's entries up to #{b} again from a peer (start the node: `custodia node run`), or release the hold with `custodia case release-hold` if no other agency holds them"), (None, None) => "waiting for a peer to confirm this agency's head (start the node: `custodia node run`), or release the hold with `custodia case release-hold` if no other agency holds the case".to_string() })]
     OnHold(crate::guard::Hold),
     /// This agency has signed two entries at one position of the case: a
     /// proof is held. Nothing more is written until people decide how the
@@ -587,6 +587,15 @@ impl Store {
     /// Releases a case's hold by an operator's decision (logged with the
     /// reason); true if there was one.
     pub fn release_hold(&mut self, case: &CaseId, why: &str) -> Result<bool, StoreError> {
+        let behind = crate::guard::holds(&self.conn, Some(case))
+            .map_err(|e| self.sql(e))?
+            .pop()
+            .and_then(|h| h.behind);
+        if let Some(b) = behind {
+            // Not held again for the same positions.
+            crate::guard::set_meta(&self.conn, &released_key(case), &b.to_string())
+                .map_err(|e| self.sql(e))?;
+        }
         let released =
             crate::guard::release(&self.conn, case, why, now_ms()).map_err(|e| self.sql(e))?;
         if released {
@@ -1095,11 +1104,45 @@ impl Store {
         drafts: Vec<Draft>,
         now_ms: u64,
     ) -> Result<Vec<Entry>, StoreError> {
+        if let Some(c) = &case {
+            self.hold_for_quarantined_own(&me.agency(), c)?;
+        }
         let result = self.author_tx(me, case, drafts, now_ms);
         if result.is_err() {
             self.reload()?;
         }
         result
+    }
+
+    /// A quarantined row of this agency's own chain may be a genuine entry
+    /// whose bytes were damaged on disk, one its peers hold: authoring at
+    /// its freed position would be an equivocation. The case is put on
+    /// hold until a peer has sent the genuine entry again (SPEC.md §8.8,
+    /// §9.14).
+    fn hold_for_quarantined_own(&mut self, me: &AgencyId, case: &CaseId) -> Result<(), StoreError> {
+        let own: Vec<u64> = self
+            .quarantined(Some(case))?
+            .into_iter()
+            .filter(|q| q.author == Some(*me) && !q.recovered)
+            .filter_map(|q| q.seq)
+            .collect();
+        let Some(&top) = own.iter().max() else {
+            return Ok(());
+        };
+        let next = self.cases.get(case).map_or(0, |v| v.next_seq(me));
+        // The operator released the hold for these positions already.
+        let released = crate::guard::meta(&self.conn, &released_key(case))
+            .map_err(|e| self.sql(e))?
+            .and_then(|v| v.parse::<u64>().ok());
+        if next > top || released.is_some_and(|r| r >= top) {
+            return Ok(());
+        }
+        let why = format!(
+            "{} damaged row(s) of this agency's own chain were quarantined (up to #{top}): they may be genuine entries its peers hold; waiting to receive them again",
+            own.len()
+        );
+        crate::guard::hold(&self.conn, case, &why, Some(top), None, now_ms())
+            .map_err(|e| self.sql(e))
     }
 
     fn author_tx(
@@ -1208,6 +1251,8 @@ impl Store {
                 self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?;
                 // The seal records what is now committed (SPEC.md §9.14).
                 self.seal.write(self.loaded_rev);
+                // A node running on this store sends it on at once (§9.9).
+                crate::wake::notify(&self.path);
                 Ok(out)
             }
             Err(e) => {
@@ -1992,6 +2037,17 @@ mod tests {
         assert!(heads.iter().all(|h| h.id != bad));
         assert!(writer.entry(&bad).expect("lookup").is_none());
 
+        // The quarantined row was of this agency's own chain: it may be a
+        // genuine entry peers hold, so the case is on hold (SPEC.md
+        // §9.14) until it comes back, or the operator releases the hold.
+        let held = writer.author(&me, Some(case), note("three"), T);
+        assert!(
+            matches!(held, Err(StoreError::OnHold(ref h)) if h.behind == Some(3)),
+            "{held:?}"
+        );
+        assert!(writer
+            .release_hold(&case, "the row was forged; no peer holds a #3")
+            .expect("release"));
         // The position is free: the next entry takes it, after the
         // genuine head.
         let next = writer
@@ -2132,6 +2188,12 @@ mod tests {
         let _store = Store::open(&path).expect("open");
         assert_eq!(mode(&path), 0o600);
     }
+}
+
+/// The `node_meta` key recording up to which own position an operator
+/// released a case's hold.
+fn released_key(case: &CaseId) -> String {
+    format!("released:{}", case.to_hex())
 }
 
 /// What a backup file records about itself (`custodia backup`).
