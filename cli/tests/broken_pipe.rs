@@ -2,24 +2,29 @@
 //! output quietly. The command exits with its own code and prints no
 //! panic message.
 
+#![cfg(unix)]
+
 mod common;
 
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{init, open_case};
 
-/// Runs `custodia ARGS` with standard output a pipe whose reading end is
-/// already closed: every write to it fails with EPIPE. The exit code and
-/// standard error.
+/// Runs `custodia ARGS` with standard output a stream whose reading end
+/// is already closed (a socket pair: the same EPIPE as a pipe after
+/// `head` exits): every write to it fails. The exit code and standard
+/// error.
 fn closed_stdout(args: &[&str]) -> (i32, String) {
-    let (reader, writer) = std::io::pipe().expect("a pipe");
+    let (reader, writer) = UnixStream::pair().expect("a socket pair");
     drop(reader);
     let out = Command::new(env!("CARGO_BIN_EXE_custodia"))
         .args(args)
         .env_remove("CUSTODIA_DIR")
         .stdin(Stdio::null())
-        .stdout(writer)
+        .stdout(Stdio::from(OwnedFd::from(writer)))
         .stderr(Stdio::piped())
         .output()
         .expect("the custodia binary runs");

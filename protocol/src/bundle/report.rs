@@ -788,18 +788,21 @@ impl<'t> Verifier<'t> {
 
     /// Counts a problem of `rule` and `class` (a consequence when
     /// `caused_by` is set) and says whether it is listed one by one; a
-    /// consequence also counts at its listed root.
+    /// consequence also counts at its root, when that is listed.
     fn count(&mut self, rule: Rule, class: &'static str, caused_by: Option<usize>) -> bool {
         self.found += 1;
         let listed = match caused_by {
-            Some(root) => {
-                if let Some(&k) = self.root_at.get(&root) {
+            // A consequence is listed only with the problem it follows
+            // from, so a reader always finds its cause above it.
+            Some(root) => match self.root_at.get(&root) {
+                Some(&k) => {
                     if let Some(p) = self.problems.get_mut(k) {
                         p.consequences += 1;
                     }
+                    self.listed_consequences < LISTED
                 }
-                self.listed_consequences < LISTED
-            }
+                None => false,
+            },
             None => {
                 self.roots += 1;
                 self.listed_roots < LISTED || matches!(rule, Rule::Bundle(1..=4))
