@@ -24,7 +24,8 @@ for shape in garbage distinct same-id consequences markers; do
         file="$work/$shape-$n.custodia"
         "$target/examples/hostile_bundle" "$shape" "$n" "$file" 2>/dev/null
         bytes=$(wc -c <"$file")
-        for mode in text json html; do
+        problems=""
+        for mode in json text html; do
             case $mode in
             text) set -- verify "$file" ;;
             json) set -- --json verify "$file" ;;
@@ -35,8 +36,10 @@ for shape in garbage distinct same-id consequences markers; do
             else
                 /usr/bin/time -f '%e %M' -o "$work/time" "$target/custodia" "$@" >"$work/out" || true
             fi
-            problems=$("$target/custodia" --json verify "$file" | sed -n 's/^  "problem_count": \([0-9]*\),$/\1/p')
-            set -- $(cat "$work/time" | tail -1)
+            if [ "$mode" = json ]; then
+                problems=$(sed -n 's/^  "problem_count": \([0-9]*\),$/\1/p' "$work/out")
+            fi
+            set -- $(tail -1 "$work/time")
             printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$shape" "$n" "$bytes" "$problems" "$mode" "$1" "$(($2 / 1024))" "$(wc -c <"$work/out")"
         done
         rm -f "$file"
