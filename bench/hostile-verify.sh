@@ -1,7 +1,8 @@
 #!/bin/sh
-# `custodia verify` on hostile bundles: time and peak memory (maximum
-# resident set size) of the text, JSON and HTML outputs, for each shape at three
-# sizes, each four times the last. bench/RESULTS.md, "Verification under
+# `custodia verify` on hostile bundles: elapsed time, CPU time (user +
+# system) and peak memory (maximum resident set size) of the text, JSON
+# and HTML outputs, for each shape at three sizes, each four times the
+# last. bench/RESULTS.md, "Verification under
 # hostile input", records a run.
 #
 #   bench/hostile-verify.sh [SIZE1 SIZE2 SIZE3]      (default 250000 1000000 4000000)
@@ -17,8 +18,8 @@ cargo build --release --quiet -p custodia-cli --bin custodia --example hostile_b
 target=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-printf '| shape | elements | bundle bytes | problems | output | time (s) | peak RSS (MB) | output bytes |\n'
-printf '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |\n'
+printf '| shape | elements | bundle bytes | problems | output | time (s) | CPU (s) | peak RSS (MB) | output bytes |\n'
+printf '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n'
 for shape in garbage distinct same-id consequences markers; do
     for n in $sizes; do
         file="$work/$shape-$n.custodia"
@@ -32,15 +33,16 @@ for shape in garbage distinct same-id consequences markers; do
             html) set -- verify "$file" --html "$work/out" ;;
             esac
             if [ "$mode" = html ]; then
-                /usr/bin/time -f '%e %M' -o "$work/time" "$target/custodia" "$@" >/dev/null || true
+                /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$target/custodia" "$@" >/dev/null || true
             else
-                /usr/bin/time -f '%e %M' -o "$work/time" "$target/custodia" "$@" >"$work/out" || true
+                /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$target/custodia" "$@" >"$work/out" || true
             fi
             if [ "$mode" = json ]; then
                 problems=$(sed -n 's/^  "problem_count": \([0-9]*\),$/\1/p' "$work/out")
             fi
             set -- $(tail -1 "$work/time")
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$shape" "$n" "$bytes" "$problems" "$mode" "$1" "$(($2 / 1024))" "$(wc -c <"$work/out")"
+            cpu=$(echo "$2 $3" | awk '{printf "%.2f", $1 + $2}')
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$shape" "$n" "$bytes" "$problems" "$mode" "$1" "$cpu" "$(($4 / 1024))" "$(wc -c <"$work/out")"
         done
         rm -f "$file"
     done
