@@ -1,6 +1,6 @@
 //! Output: human text by default, JSON with `--json`; errors on stderr.
 //!
-//! Every write to standard output goes through [`print`] or
+//! Every write to standard output goes through [`print()`] or
 //! [`written`]: text output is passed through [`safe_lines`] (no control
 //! character from another agency reaches the terminal), and a closed pipe (`custodia id | head
 //! -1`) ends the output quietly, so the command still exits with its own

@@ -84,7 +84,7 @@ footer { margin-top: 40px; color: var(--muted); font-size: 13px; border-top: 1px
 
 /// Where the page goes, written as it is rendered (never held whole: it
 /// grows with the record). After a failed write nothing more is written,
-/// and [`write`] returns that error.
+/// and [`write()`] returns that error.
 struct Page<'w> {
     w: &'w mut dyn std::io::Write,
     failed: Option<std::io::Error>,
