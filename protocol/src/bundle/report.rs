@@ -518,10 +518,11 @@ impl Kept {
 /// A crafted bundle can hold millions of distinct refused elements of a
 /// few bytes each, so this is kept compact: sorted runs, each more than
 /// twice the size of the next, the newest merged into the one before it
-/// whenever it has grown to half its size (the logarithmic method). That costs 40 bytes an id, where a
-/// hash map costs two to three times as much with its free slots and its
-/// growth; an insertion costs O(log n) amortized, a look-up one binary
-/// search per run (at most one run per bit of the count).
+/// whenever it has grown to half its size (the logarithmic method). That
+/// costs 40 bytes an id (80 while two runs merge), where a hash map costs
+/// two to three times as much with its free slots and its growth; an
+/// insertion costs O(log n) amortized, a look-up one binary search per
+/// run (at most one run per bit of the count).
 #[derive(Debug, Default)]
 struct RefusedIds {
     /// Oldest (and largest) first; each ascending by id, one entry per id.
