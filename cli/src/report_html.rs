@@ -82,10 +82,44 @@ footer { margin-top: 40px; color: var(--muted); font-size: 13px; border-top: 1px
 }
 "#;
 
+/// Where the page goes, written as it is rendered (never held whole: it
+/// grows with the record). After a failed write nothing more is written,
+/// and [`write()`] returns that error.
+struct Page<'w> {
+    w: &'w mut dyn std::io::Write,
+    failed: Option<std::io::Error>,
+}
+
+impl std::fmt::Write for Page<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.failed.is_none() {
+            if let Err(e) = self.w.write_all(s.as_bytes()) {
+                self.failed = Some(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Page<'_> {
+    fn push_str(&mut self, s: &str) {
+        let _ = std::fmt::Write::write_str(self, s);
+    }
+}
+
+/// Writes the whole page to `w`.
+pub(crate) fn write(r: &Report, file: &str, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut page = Page { w, failed: None };
+    render(r, file, &mut page);
+    match page.failed {
+        Some(e) => Err(e),
+        None => page.w.flush(),
+    }
+}
+
 /// The whole page.
-pub(crate) fn page(r: &Report, file: &str) -> String {
+fn render(r: &Report, file: &str, h: &mut Page<'_>) {
     let ix = Index::new(r);
-    let mut h = String::with_capacity(64 * 1024);
     let _ = writeln!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>Custodia verification report: {}</title>\n<style>{CSS}</style>\n</head>\n<body>",
@@ -96,9 +130,9 @@ pub(crate) fn page(r: &Report, file: &str) -> String {
         "<h1>Chain of custody verification report</h1>\n<div class=\"mono\">{}</div>",
         esc(file)
     );
-    verdict(&mut h, r);
-    facts(&mut h, &ix);
-    members(&mut h, r);
+    verdict(h, r);
+    facts(h, &ix);
+    members(h, r);
     let _ = writeln!(h, "<h2>Evidence items ({})</h2>", r.items.len());
     if r.items.is_empty() {
         h.push_str(if r.is_valid() {
@@ -110,20 +144,19 @@ pub(crate) fn page(r: &Report, file: &str) -> String {
         h.push_str("<p class=\"legend\">Each item has a custody timeline: one lane per agency, time from left to right. <span>● event</span><span>→ transfer to another agency</span><span>✔ receipt accepted</span><span>✘ receipt refused</span><span>[n] position of the entry in the bundle</span></p>\n");
     }
     for i in &r.items {
-        item(&mut h, &ix, i);
+        item(h, &ix, i);
     }
-    conflicts(&mut h, r);
-    withheld(&mut h, &ix);
-    problems(&mut h, r);
+    conflicts(h, r);
+    withheld(h, &ix);
+    problems(h, r);
     let _ = writeln!(
         h,
         "<footer>Produced by <span class=\"mono\">custodia verify</span> from the bundle alone, as of its export at {}. Times are each signing agency's own clock; the order of the record is its chain of signed links (each entry names the entries it follows). Numbers in brackets are positions in the bundle.</footer>\n</body>\n</html>",
         iso_time(r.exported_at)
     );
-    h
 }
 
-fn verdict(h: &mut String, r: &Report) {
+fn verdict(h: &mut Page<'_>, r: &Report) {
     let (class, word) = if r.is_valid() {
         ("valid", "VALID")
     } else {
@@ -156,7 +189,7 @@ fn verdict(h: &mut String, r: &Report) {
     h.push_str("</div>\n");
 }
 
-fn facts(h: &mut String, ix: &Index<'_>) {
+fn facts(h: &mut Page<'_>, ix: &Index<'_>) {
     let r = ix.report();
     h.push_str("<h2>The case</h2>\n<dl class=\"facts\">\n");
     let mut dd = |k: &str, v: String| {
@@ -221,7 +254,7 @@ fn facts(h: &mut String, ix: &Index<'_>) {
     h.push_str("</dl>\n");
 }
 
-fn members(h: &mut String, r: &Report) {
+fn members(h: &mut Page<'_>, r: &Report) {
     let _ = writeln!(h, "<h2>Agencies ({})</h2>", r.members.len());
     let class = if r.trust_checked
         && r.members
@@ -272,7 +305,7 @@ fn members(h: &mut String, r: &Report) {
     h.push_str("</tbody>\n</table>\n");
 }
 
-fn item(h: &mut String, ix: &Index<'_>, i: &ItemReport) {
+fn item(h: &mut Page<'_>, ix: &Index<'_>, i: &ItemReport) {
     let _ = writeln!(
         h,
         "<section class=\"item\">\n<h3>Item {}</h3>\n<dl class=\"facts\">",
@@ -565,7 +598,7 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-fn conflicts(h: &mut String, r: &Report) {
+fn conflicts(h: &mut Page<'_>, r: &Report) {
     let _ = writeln!(h, "<h2>Conflicts ({})</h2>", r.conflicts.len());
     if r.conflicts.is_empty() {
         h.push_str("<p>None: no agency contradicted itself or another in this record.</p>\n");
@@ -595,7 +628,7 @@ fn conflicts(h: &mut String, r: &Report) {
     h.push_str("</tbody>\n</table>\n");
 }
 
-fn withheld(h: &mut String, ix: &Index<'_>) {
+fn withheld(h: &mut Page<'_>, ix: &Index<'_>) {
     let r = ix.report();
     let _ = writeln!(h, "<h2>Withheld positions ({})</h2>", r.withheld.len());
     if r.withheld.is_empty() {
@@ -621,7 +654,7 @@ fn withheld(h: &mut String, ix: &Index<'_>) {
     h.push_str("</tbody>\n</table>\n");
 }
 
-fn problems(h: &mut String, r: &Report) {
+fn problems(h: &mut Page<'_>, r: &Report) {
     let _ = writeln!(h, "<h2>Problems ({})</h2>", r.problem_count);
     if r.is_valid() {
         h.push_str("<p class=\"good\">None.</p>\n");
@@ -672,7 +705,7 @@ fn problems(h: &mut String, r: &Report) {
     h.push_str("</tbody>\n</table>\n");
 }
 
-fn problem(h: &mut String, p: &Problem) {
+fn problem(h: &mut Page<'_>, p: &Problem) {
     let who = match (&p.author_name, &p.author) {
         (Some(n), Some(a)) => format!(" — {} ({})", esc(n), a.fingerprint()),
         (None, Some(a)) => format!(" — {}", a.fingerprint()),

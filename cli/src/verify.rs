@@ -49,8 +49,8 @@ pub(crate) fn run(
     };
     let report = check_file(file, trust.as_ref())?;
     if let Some(path) = html {
-        let page = crate::report_html::page(&report, &file.display().to_string());
-        write_private(path, page.as_bytes())?;
+        let name = file.display().to_string();
+        write_private(path, |w| crate::report_html::write(&report, &name, w))?;
     }
     // Written as it is rendered; a closed pipe (`custodia verify F | head`)
     // ends the output quietly.
@@ -77,19 +77,29 @@ pub(crate) fn run(
     })
 }
 
-/// Writes `bytes` to `path` readable by its owner only (mode 0600, as
-/// bundles are): the report holds the case's text, TLP:RED included.
-/// Written beside the target and renamed, so a reader never sees half a
-/// report, and an existing file of another mode is replaced, not reused.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes a file readable by its owner only (mode 0600, as bundles are):
+/// the report holds the case's text, TLP:RED included. `content` writes
+/// it; it goes beside the target and is renamed, so a reader never sees
+/// half a report, and an existing file of another mode is replaced, not
+/// reused.
+fn write_private(
+    path: &Path,
+    content: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let mut tmp = tempfile::NamedTempFile::new_in(parent)
         .with_context(|| format!("{}: cannot create a file there", parent.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+        content(&mut w)
+            .and_then(|()| w.flush())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    tmp.as_file()
+        .sync_all()
         .with_context(|| format!("writing {}", path.display()))?;
     tmp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;

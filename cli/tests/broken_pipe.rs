@@ -2,29 +2,32 @@
 //! output quietly. The command exits with its own code and prints no
 //! panic message.
 
+#![cfg(unix)]
+
 mod common;
 
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{init, open_case};
 
-/// Runs `custodia ARGS` with standard output a pipe whose reading end is
-/// closed: every write to it fails with EPIPE. The exit code and standard
+/// Runs `custodia ARGS` with standard output a stream whose reading end
+/// is already closed (a socket pair: the same EPIPE as a pipe after
+/// `head` exits): every write to it fails. The exit code and standard
 /// error.
 fn closed_stdout(args: &[&str]) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_custodia"))
+    let (reader, writer) = UnixStream::pair().expect("a socket pair");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_custodia"))
         .args(args)
         .env_remove("CUSTODIA_DIR")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(OwnedFd::from(writer)))
         .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .expect("the custodia binary runs");
-    // The reading end closes before the process has started writing (it
-    // takes milliseconds to start): its writes fail with EPIPE.
-    drop(child.stdout.take());
-    let out = child.wait_with_output().expect("it exits");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -189,8 +189,8 @@ fn text_from_another_agency_is_shown_inert_everywhere() {
     let page = std::fs::read_to_string(&html).expect("report");
     for (i, c) in page.char_indices() {
         let control = c.is_control() && c != '\n' && c != '\t';
-        let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-        assert!(!control && !bidi, "raw {c:?} in the HTML at byte {i}");
+        let direction = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+        assert!(!control && !direction, "raw {c:?} in the HTML at byte {i}");
     }
     assert!(page.contains("\\u{202e}"), "the override is shown, escaped");
     #[cfg(unix)]

@@ -5,6 +5,10 @@
 //! `fuzz_checks/mod.rs`, shared with the cargo-fuzz targets.
 
 mod fuzz_checks;
+// The hostile bundles `custodia verify` is measured on (bench/RESULTS.md).
+#[path = "../../cli/tests/common/hostile.rs"]
+#[allow(dead_code)]
+mod hostile;
 
 use std::path::Path;
 
@@ -186,6 +190,33 @@ proptest! {
     #[test]
     fn trust_list_never_panics(data in inputs("trust_list")) {
         let _ = fuzz_checks::trust_list(&data);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// The hostile shapes at any size up to past the listing limit: the
+    /// streamed and whole-file reports agree, every problem is counted,
+    /// and what is listed stays within the limit (`fuzz_checks::bundle`).
+    #[test]
+    fn hostile_shapes_are_counted_and_listed_within_bounds(
+        shape in 0..hostile::SHAPES.len(),
+        n in 0..2_400usize,
+    ) {
+        let shape = hostile::SHAPES[shape];
+        let bytes = hostile::bundle(shape, n).expect("a shape");
+        let _ = fuzz_checks::bundle(&bytes);
+        let b = custodia_protocol::bundle::Bundle::decode(&bytes).expect("well-formed");
+        let report = custodia_protocol::bundle::verify(&b, None);
+        let want = match shape {
+            "garbage" | "distinct" => n,
+            "same-id" => n.saturating_sub(1),
+            "consequences" => n + 1,
+            _ => 0,
+        };
+        prop_assert_eq!(report.problem_count, want, "{} {}", shape, n);
+        prop_assert!(report.problems.len() <= 2 * custodia_protocol::bundle::LISTED);
     }
 }
 

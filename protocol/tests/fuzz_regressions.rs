@@ -5,6 +5,10 @@
 //! is checked). Also runs the seed corpora's generator (`write_fuzz_seeds`).
 
 mod fuzz_checks;
+// The hostile bundles `custodia verify` is measured on (bench/RESULTS.md).
+#[path = "../../cli/tests/common/hostile.rs"]
+#[allow(dead_code)]
+mod hostile;
 
 use std::path::{Path, PathBuf};
 
@@ -400,6 +404,19 @@ fn write_fuzz_seeds() {
     .expect("export");
     assert!(fuzz_checks::bundle(&one).is_ok());
     write_seed("bundle", "genesis-only", &one);
+
+    // bundle: hostile shapes. More one-byte elements than a report lists
+    // one by one, markers that all carry one id, and one problem with more
+    // consequences than a report lists.
+    for (shape, n) in [
+        ("garbage", bundle::LISTED + 100),
+        ("same-id", 200),
+        ("consequences", bundle::LISTED + 100),
+    ] {
+        let bytes = hostile::bundle(shape, n).expect("a shape");
+        assert!(fuzz_checks::bundle(&bytes).is_err(), "{shape}");
+        write_seed("bundle", &format!("hostile-{shape}"), &bytes);
+    }
 
     // trust_list: a file with comments, and one with a bad line.
     let text = format!(

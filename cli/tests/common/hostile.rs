@@ -5,6 +5,9 @@
 //!
 //! - `garbage`: a genesis, then `n` elements that are one byte each: `n`
 //!   problems (V2, malformed) from 2 bytes of bundle each.
+//! - `distinct`: as `garbage`, with elements of 3 bytes, each different
+//!   (so each has its own id, which the verifier keeps: a later entry
+//!   naming it is a consequence of it).
 //! - `same-id`: a genesis, then `n` withheld markers of the genesis's
 //!   author at positions 1, 2, …, `n`, all carrying one id.
 //! - `markers`: a genesis, then `n` withheld markers at positions 1 … `n`,
@@ -21,7 +24,7 @@ use custodia_protocol::{CaseOpened, EntryId, Identity, Payload, Tlp, WithheldPos
 pub(crate) const T0: u64 = 1_795_000_000_000;
 
 /// The shapes, by name.
-pub(crate) const SHAPES: [&str; 4] = ["garbage", "same-id", "markers", "consequences"];
+pub(crate) const SHAPES: [&str; 5] = ["garbage", "distinct", "same-id", "consequences", "markers"];
 
 /// A bundle of `shape` with `n` hostile elements after the genesis, or
 /// None for an unknown shape.
@@ -43,10 +46,17 @@ pub(crate) fn bundle(shape: &str, n: usize) -> Option<Vec<u8>> {
         ),
     );
     let garbage: Vec<[u8; 1]> = (0..n).map(|i| [(i % 251) as u8]).collect();
+    let distinct: Vec<[u8; 3]> = (0..n)
+        .map(|i| {
+            let [_, a, b, c] = (i as u32).to_be_bytes();
+            [a, b, c]
+        })
+        .collect();
     let one_id = EntryId::of(b"one id for every marker");
     let mut elements = vec![Element::Entry(genesis.bytes())];
     match shape {
         "garbage" => elements.extend(garbage.iter().map(|b| Element::Entry(&b[..]))),
+        "distinct" => elements.extend(distinct.iter().map(|b| Element::Entry(&b[..]))),
         "consequences" => {
             elements.push(Element::Entry(&[0xFF]));
             elements.extend((2..=n as u64 + 1).map(|seq| {

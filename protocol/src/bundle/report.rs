@@ -558,6 +558,74 @@ impl Kept {
     }
 }
 
+/// The problem key of each refused element's id (the first key, for an
+/// id refused twice): every refused element's id is kept, since a later
+/// entry naming it is a consequence of it (SPEC.md §10.5, step 3).
+///
+/// A crafted bundle can hold millions of distinct refused elements of a
+/// few bytes each, so this is kept compact: sorted runs, each more than
+/// twice the size of the next, the newest merged into the one before it
+/// whenever it has grown to half its size (the logarithmic method). That
+/// costs 40 bytes an id (80 while two runs merge), where a hash map costs
+/// two to three times as much with its free slots and its growth; an
+/// insertion costs O(log n) amortized, a look-up one binary search per
+/// run (at most one run per bit of the count).
+#[derive(Debug, Default)]
+struct RefusedIds {
+    /// Oldest (and largest) first; each ascending by id, one entry per id.
+    runs: Vec<Vec<(EntryId, usize)>>,
+}
+
+impl RefusedIds {
+    /// The first key recorded for `id`.
+    fn get(&self, id: &EntryId) -> Option<usize> {
+        // The oldest run first: it holds the first key of an id.
+        self.runs.iter().find_map(|run| {
+            run.binary_search_by(|(x, _)| x.cmp(id))
+                .ok()
+                .map(|k| run[k].1)
+        })
+    }
+
+    /// Records `key` for `id`, unless `id` already has one.
+    fn insert(&mut self, id: EntryId, key: usize) {
+        let mut run = vec![(id, key)];
+        // Each run more than twice the next: at most one run per bit of
+        // the count, even when merges drop repeated ids.
+        while self
+            .runs
+            .last()
+            .is_some_and(|last| last.len() <= 2 * run.len())
+        {
+            let older = self.runs.pop().unwrap_or_default();
+            run = merge_runs(older, run);
+        }
+        self.runs.push(run);
+    }
+}
+
+/// Merges two sorted runs into one; an id in both keeps the older run's
+/// key.
+fn merge_runs(older: Vec<(EntryId, usize)>, newer: Vec<(EntryId, usize)>) -> Vec<(EntryId, usize)> {
+    use std::cmp::Ordering;
+    let mut out = Vec::with_capacity(older.len() + newer.len());
+    let mut a = older.into_iter().peekable();
+    let mut b = newer.into_iter().peekable();
+    while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+        match x.0.cmp(&y.0) {
+            Ordering::Less => out.extend(a.next()),
+            Ordering::Greater => out.extend(b.next()),
+            Ordering::Equal => {
+                out.extend(a.next());
+                b.next();
+            }
+        }
+    }
+    out.extend(a);
+    out.extend(b);
+    out
+}
+
 /// Replays a bundle's elements, one at a time, and collects the report.
 #[derive(Debug)]
 pub struct Verifier<'t> {
@@ -580,7 +648,7 @@ pub struct Verifier<'t> {
     /// author and sequence number (chains are dense from 0): four bytes a
     /// position instead of a map from ids. See [`Verifier::index_of`].
     positions: HashMap<AgencyId, Vec<u32>>,
-    refused_ids: HashMap<EntryId, usize>,
+    refused_ids: RefusedIds,
     refused_at: HashMap<AgencyId, BTreeMap<u64, usize>>,
     first_unplaced: Option<usize>,
     first_refused: Option<usize>,
@@ -656,7 +724,7 @@ impl<'t> Verifier<'t> {
             trust,
             next: 0,
             positions: HashMap::new(),
-            refused_ids: HashMap::new(),
+            refused_ids: RefusedIds::default(),
             refused_at: HashMap::new(),
             first_unplaced: None,
             first_refused: None,
@@ -835,18 +903,21 @@ impl<'t> Verifier<'t> {
 
     /// Counts a problem of `rule` and `class` (a consequence when
     /// `caused_by` is set) and says whether it is listed one by one; a
-    /// consequence also counts at its listed root.
+    /// consequence also counts at its root, when that is listed.
     fn count(&mut self, rule: Rule, class: &'static str, caused_by: Option<usize>) -> bool {
         self.found += 1;
         let listed = match caused_by {
-            Some(root) => {
-                if let Some(&k) = self.root_at.get(&root) {
+            // A consequence is listed only with the problem it follows
+            // from, so a reader always finds its cause above it.
+            Some(root) => match self.root_at.get(&root) {
+                Some(&k) => {
                     if let Some(p) = self.problems.get_mut(k) {
                         p.consequences += 1;
                     }
+                    self.listed_consequences < LISTED
                 }
-                self.listed_consequences < LISTED
-            }
+                None => false,
+            },
             None => {
                 self.roots += 1;
                 self.listed_roots < LISTED || matches!(rule, Rule::Bundle(b) if b.number() <= 4)
@@ -882,11 +953,8 @@ impl<'t> Verifier<'t> {
     ) {
         let rule = kind.rule();
         let refused_dep = |c: &Option<Claimed>| {
-            c.as_ref().and_then(|c| {
-                c.depends_on
-                    .iter()
-                    .find_map(|d| self.refused_ids.get(d).copied())
-            })
+            c.as_ref()
+                .and_then(|c| c.depends_on.iter().find_map(|d| self.refused_ids.get(d)))
         };
         let root = if self.v.case().is_none() && matches!(rule, 9..=18) {
             // The genesis itself was refused: nothing can follow it.
@@ -901,7 +969,6 @@ impl<'t> Verifier<'t> {
                 RejectKind::UnknownReference { id, .. } => self
                     .refused_ids
                     .get(id)
-                    .copied()
                     .or_else(|| refused_dep(&claimed))
                     .or(self.first_unplaced),
                 RejectKind::NotAMember(_)
@@ -918,7 +985,7 @@ impl<'t> Verifier<'t> {
         let listed = self.count(Rule::Entry(rule), class, root);
         let key = root.unwrap_or(index);
         if let Some(id) = id {
-            self.refused_ids.entry(id).or_insert(key);
+            self.refused_ids.insert(id, key);
         }
         match &claimed {
             Some(c) => {
@@ -1442,3 +1509,39 @@ pub fn verify(bundle: &Bundle<'_>, trust: Option<&TrustList>) -> Report {
 
 /// Entries whose signatures [`verify`] checks in one batch.
 const VERIFY_CHUNK: usize = 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::RefusedIds;
+    use crate::ids::EntryId;
+    use std::collections::HashMap;
+
+    #[test]
+    fn refused_ids_keep_the_first_key_of_each_id_like_a_map() {
+        let mut runs = RefusedIds::default();
+        let mut map: HashMap<EntryId, usize> = HashMap::new();
+        // Ids repeat (one in three is an earlier one), keys grow.
+        for k in 0..5_000usize {
+            let n = if k % 3 == 0 { k / 7 } else { k };
+            let id = EntryId::of(&n.to_be_bytes());
+            runs.insert(id, k);
+            map.entry(id).or_insert(k);
+            if k % 97 == 0 {
+                for probe in [0, k / 2, k, k + 1] {
+                    let id = EntryId::of(&probe.to_be_bytes());
+                    assert_eq!(runs.get(&id), map.get(&id).copied(), "after {k}, {probe}");
+                }
+            }
+        }
+        for n in 0..5_001usize {
+            let id = EntryId::of(&n.to_be_bytes());
+            assert_eq!(runs.get(&id), map.get(&id).copied(), "{n}");
+        }
+        // Each run more than twice the next: one per bit of the count at
+        // most. A repeated id is held twice until its runs merge.
+        assert!(runs.runs.len() <= 14, "{} runs", runs.runs.len());
+        assert!(runs.runs.windows(2).all(|w| w[0].len() > 2 * w[1].len()));
+        let held: usize = runs.runs.iter().map(Vec::len).sum();
+        assert!(held >= map.len() && held <= 5_000, "{held}");
+    }
+}

@@ -479,6 +479,7 @@ pub fn bundle(data: &[u8]) -> Result<(), String> {
         assert!(p.caused_by.is_none_or(|c| p.index.is_some_and(|i| c < i)));
         let _ = (p.rule.to_string(), p.is_consequence());
     }
+    listing_is_bounded_and_adds_up(&report);
     for m in &report.members {
         let _ = report.name_of(&m.agency);
     }
@@ -500,6 +501,53 @@ pub fn bundle(data: &[u8]) -> Result<(), String> {
     } else {
         Err(report.verdict())
     }
+}
+
+/// Every problem is counted; a report lists at most [`bundle::LISTED`]
+/// problems at the source (and B1 to B4, found once each) and
+/// [`bundle::LISTED`] consequences, each of a listed problem; the rest are
+/// counted by rule and class. So a report's size is bounded however many
+/// problems a crafted bundle holds.
+pub fn listing_is_bounded_and_adds_up(report: &Report) {
+    let roots: Vec<&bundle::Problem> = report
+        .problems
+        .iter()
+        .filter(|p| !p.is_consequence())
+        .collect();
+    let consequences = report.problems.len() - roots.len();
+    assert!(
+        roots.len() <= bundle::LISTED + 4,
+        "{} listed at the source",
+        roots.len()
+    );
+    assert!(
+        consequences <= bundle::LISTED,
+        "{consequences} consequences listed"
+    );
+    let unlisted: usize = report.unlisted.iter().map(|u| u.count).sum();
+    assert_eq!(unlisted, report.unlisted_count());
+    assert_eq!(report.problems.len() + unlisted, report.problem_count);
+    assert!(report.root_count >= roots.len() && report.root_count <= report.problem_count);
+    assert!(report
+        .unlisted
+        .windows(2)
+        .all(|w| (w[0].rule, w[0].class) < (w[1].rule, w[1].class)));
+    assert!(report.unlisted.iter().all(|u| u.count > 0));
+    if report.unlisted.is_empty() {
+        assert_eq!(report.root_count, roots.len());
+    }
+    for p in report.problems.iter().filter(|p| p.is_consequence()) {
+        let root = roots
+            .iter()
+            .find(|r| r.index == p.caused_by && matches!(r.rule, bundle::Rule::Entry(_)));
+        assert!(
+            root.is_some(),
+            "a listed consequence of an unlisted problem: {p:?}"
+        );
+    }
+    let counted: usize = roots.iter().map(|r| r.consequences).sum();
+    assert!(counted >= consequences);
+    assert!(counted <= report.problem_count - report.root_count);
 }
 
 /// `trust_list`: [`TrustList::parse`] on arbitrary text. A parsed list
