@@ -213,7 +213,7 @@ pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result
 /// A reason that says something.
 pub(crate) fn non_empty(s: &str) -> Result<String, String> {
     if s.trim().is_empty() {
-        Err("give a reason (it is signed into the record)".into())
+        Err("give a reason: it is kept with the record".into())
     } else {
         Ok(s.to_owned())
     }

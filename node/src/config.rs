@@ -106,6 +106,29 @@ impl Peer {
     }
 }
 
+/// An ISO 3166-1 alpha-2 country code as typed (`ph`, ` PH`): the code in
+/// capitals, or why it is not one.
+pub fn country_code(typed: &str) -> Result<String, String> {
+    let c = typed.trim();
+    if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(c.to_ascii_uppercase())
+    } else {
+        Err(format!(
+            "{typed:?} is not an ISO 3166-1 alpha-2 country code (two letters, e.g. PH)"
+        ))
+    }
+}
+
+/// Checks a network address as typed: `host:port`. Why it is not one
+/// otherwise.
+pub fn check_addr(typed: &str) -> Result<(), String> {
+    if typed.parse::<SocketAddr>().is_ok() {
+        Ok(())
+    } else {
+        Err(format!("{typed:?} is not an address like 127.0.0.1:7400"))
+    }
+}
+
 /// A configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -57,6 +57,10 @@ pub enum LocalError {
     /// The request is refused by the rules or is invalid.
     #[error("{0}")]
     Refused(String),
+    /// The request is malformed: an argument that cannot mean anything
+    /// (exit 2, like any usage error).
+    #[error("{0}")]
+    Usage(String),
     /// The operating system gave no randomness.
     #[error("no randomness from the operating system: {0}")]
     Random(String),
@@ -104,10 +108,6 @@ pub fn init(
     if dir.join(CONFIG_FILE).exists() {
         return Err(LocalError::AlreadyInitialised(dir.to_owned()));
     }
-    create_private_dir(dir).map_err(|source| LocalError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
     let config = Config {
         agency: AgencySection {
             name: name.to_owned(),
@@ -124,15 +124,37 @@ pub fn init(
     // Check before writing anything.
     let text = toml::to_string_pretty(&config).map_err(|e| LocalError::Refused(e.to_string()))?;
     Config::parse(&text, &dir.join(CONFIG_FILE))?;
-    let identity = keyfile::create(&config.key_path(dir))?;
-    config.save(dir)?;
-    let store = Store::open(&config.store_path(dir))?;
-    Ok(Local {
-        dir: dir.to_owned(),
-        config,
-        identity,
-        store,
-    })
+    // A failed init leaves nothing behind: the first folder it created
+    // (the node folder or a missing parent) is removed again.
+    let created = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .last()
+        .map(Path::to_owned);
+    let made = (|| {
+        create_private_dir(dir).map_err(|source| LocalError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let identity = keyfile::create(&config.key_path(dir))?;
+        config.save(dir)?;
+        let store = Store::open(&config.store_path(dir))?;
+        Ok((identity, store))
+    })();
+    match made {
+        Ok((identity, store)) => Ok(Local {
+            dir: dir.to_owned(),
+            config,
+            identity,
+            store,
+        }),
+        Err(e) => {
+            if let Some(top) = created {
+                let _ = std::fs::remove_dir_all(top);
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Opens an existing node directory.
@@ -282,7 +304,7 @@ impl Local {
         let all = self.agencies();
         if let Ok(key) = AgencyId::from_hex(what) {
             if !custodia_protocol::is_valid_agency_key(&key) {
-                return Err(LocalError::Refused(format!(
+                return Err(LocalError::Usage(format!(
                     "{key} is not a usable Ed25519 public key (not a canonical point, or of small order)"
                 )));
             }
@@ -333,8 +355,12 @@ impl Local {
                         .is_some_and(|s| s.reference.to_lowercase() == w)
             })
             .collect();
+        let short_hex = !w.is_empty() && w.len() < 6 && w.bytes().all(|b| b.is_ascii_hexdigit());
         match hits.as_slice() {
             [one] => Ok(*one),
+            [] if short_hex => Err(LocalError::NotFound(format!(
+                "no case {what:?}: a case id prefix needs at least 6 hex characters (or give the case's reference; see `custodia case list`)"
+            ))),
             [] => Err(LocalError::NotFound(format!(
                 "no case {what:?} in this node's store (see `custodia case list`)"
             ))),
@@ -1191,7 +1217,7 @@ impl Local {
         let (case, item) = self.resolve_item(item)?;
         match action {
             CustodyAction::Transferred | CustodyAction::Received => {
-                return Err(LocalError::Refused(format!(
+                return Err(LocalError::Usage(format!(
                     "{} is recorded with `custodia custody {}`",
                     action.as_str(),
                     if action == CustodyAction::Transferred {
@@ -1209,12 +1235,12 @@ impl Local {
                 Err(_) => self.resolve_item(c)?.1.id,
             }),
             (None, CustodyAction::Copied) => {
-                return Err(LocalError::Refused(
+                return Err(LocalError::Usage(
                     "a copied event names the new item: --copy NEW_ITEM (register the copy with `custodia evidence add` first)".into(),
                 ))
             }
             (Some(_), _) => {
-                return Err(LocalError::Refused(
+                return Err(LocalError::Usage(
                     "--copy is only for --action copied".into(),
                 ))
             }
