@@ -67,7 +67,7 @@ enum Command {
         /// The agency's country (ISO 3166-1 alpha-2, e.g. PH).
         #[arg(long, value_parser = country_code)]
         country: String,
-        /// UDP address to listen on.
+        /// UDP address to listen on, HOST:PORT: an IP address or a DNS name (resolved when the node starts).
         #[arg(long, default_value = local::DEFAULT_LISTEN, value_parser = addr)]
         listen: String,
     },
@@ -189,7 +189,7 @@ enum PeerCommand {
     Add {
         /// A short local name for the peer.
         name: String,
-        /// Its address, host:port.
+        /// Its address, HOST:PORT: a DNS name (resolved each time the node dials it) or an IP address.
         #[arg(long, value_parser = addr)]
         addr: String,
         /// Its agency public key: 64 hex characters (the `agency id` line of `custodia id` on its node).
