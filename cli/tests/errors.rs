@@ -176,6 +176,26 @@ fn malformed_flags_are_exit_2_and_name_the_flag() {
         .code(2);
         flag_error(&r, flag);
     }
+    // This node's own id is not a peer.
+    let own = id["agency"].as_str().expect("own id").to_owned();
+    let r = at(
+        &manila,
+        &[
+            "peer",
+            "add",
+            "self",
+            "--addr",
+            "127.0.0.1:7401",
+            "--key",
+            &own,
+        ],
+    )
+    .code(2);
+    assert!(
+        r.stderr.contains("this node's own agency id"),
+        "{}",
+        r.stderr
+    );
     let r = at(&manila, &["peer", "list"]).code(0);
     assert!(r.stdout.starts_with("No peers pinned."), "{}", r.stdout);
     let v = at(
