@@ -28,7 +28,7 @@ pub(crate) enum CaseCommand {
         #[arg(long)]
         reference: String,
         /// Leading jurisdiction (ISO 3166-1 alpha-2).
-        #[arg(long)]
+        #[arg(long, value_parser = crate::country_code)]
         jurisdiction: Option<String>,
         /// TLP 2.0 handling label: clear, green, amber, amber+strict (red is for single entries).
         #[arg(long, default_value = "amber", value_parser = parse_tlp)]
@@ -70,7 +70,7 @@ pub(crate) enum CaseCommand {
         #[arg(long)]
         name: Option<String>,
         /// The agency's country as the case records it (ISO 3166-1 alpha-2).
-        #[arg(long)]
+        #[arg(long, value_parser = crate::country_code)]
         country: Option<String>,
     },
     /// Remove an agency from a case (a signed member-removed entry).
@@ -96,7 +96,7 @@ pub(crate) enum CaseCommand {
         /// Case id, prefix or reference.
         case: String,
         /// Why it is safe: logged with the release.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::evidence::non_empty)]
         reason: String,
     },
 }
@@ -122,14 +122,6 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
             jurisdiction,
             tlp,
         } => {
-            if let Some(j) = &jurisdiction {
-                if j.len() != 2 || !j.bytes().all(|b| b.is_ascii_uppercase()) {
-                    return Err(LocalError::Refused(format!(
-                        "--jurisdiction {j:?} is not an ISO 3166-1 alpha-2 code (two capital letters)"
-                    ))
-                    .into());
-                }
-            }
             let e = l.open_case(&title, &reference, jurisdiction.as_deref(), tlp)?;
             out.record(
                 &format!(
@@ -202,12 +194,6 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                 who.name = n;
             }
             if let Some(cc) = country {
-                if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_uppercase()) {
-                    return Err(LocalError::Refused(format!(
-                        "--country {cc:?} is not an ISO 3166-1 alpha-2 code (two capital letters)"
-                    ))
-                    .into());
-                }
                 who.country = cc;
             }
             let e = l.share_agency(&c, &who, role)?;
@@ -225,12 +211,6 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
         }
         CaseCommand::ReleaseHold { case, reason } => {
             let c = l.resolve_case(&case)?;
-            if reason.trim().is_empty() {
-                return Err(LocalError::Refused(
-                    "--reason must say why releasing the hold is safe".into(),
-                )
-                .into());
-            }
             let released = l
                 .store
                 .release_hold(&c, &format!("by the operator: {reason}"))?;

@@ -36,6 +36,7 @@ pub(crate) enum CustodyCommand {
     /// Example: custodia --dir ./bka custody receive 9c0ffe --note "seal intact on arrival"
     Receive {
         /// The transfer entry's id or a unique prefix of at least 6 hex characters, or the item's UUID when exactly one transfer of it is open to you.
+        #[arg(value_name = "TRANSFER_OR_ITEM")]
         transfer: String,
         /// Refuse the transfer, giving the reason (the sender stays the holder).
         #[arg(long, value_name = "REASON")]

@@ -49,6 +49,13 @@ pub(crate) enum EvidenceCommand {
         /// With which tool and version.
         #[arg(long)]
         tool: Option<String>,
+        /// Register a file even though the case already has an item with its
+        /// SHA-256 (or another file of this registration has it), saying why.
+        /// Without it such a file is refused (exit 1, naming the item). The
+        /// reason is signed as a note about the new item; the case still
+        /// lists the two items' shared digest as a conflict, and the note says why.
+        #[arg(long, value_name = "REASON", value_parser = non_empty)]
+        allow_duplicate: Option<String>,
     },
     /// Re-hash a file and say whether it is the registered item (exit 1 if not); writes nothing.
     ///
@@ -78,6 +85,7 @@ pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result
             place,
             method,
             tool,
+            allow_duplicate,
         } => {
             let c = l.resolve_case(&case)?;
             let files = local::evidence_files(&paths)?;
@@ -90,6 +98,7 @@ pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result
                 method,
                 tool,
                 also: also.unwrap_or_default(),
+                allow_duplicate,
             };
             let total = files.iter().map(|f| f.size).sum();
             let bar = Progress::bytes(total);
@@ -109,11 +118,22 @@ pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result
                     sha256,
                     r.path.display()
                 ));
+                if let Some(d) = r.duplicate_of {
+                    text.push_str(&format!(
+                        "  same SHA-256 as item {}; the reason is signed as note {}\n",
+                        d.to_uuid_string(),
+                        r.note
+                            .as_ref()
+                            .map_or("-".into(), |n| n.id().to_hex()[..12].to_owned())
+                    ));
+                }
                 rows.push(serde_json::json!({
                     "item": i.item.to_uuid_string(), "case": c.to_hex(), "entry": r.entry.id().to_hex(),
                     "exhibit": i.exhibit, "sha256": sha256, "sha1": i.digests.sha1.map(hex::encode),
                     "md5": i.digests.md5.map(hex::encode), "size": i.size, "media_type": i.media_type,
                     "path": r.path,
+                    "duplicate_of": r.duplicate_of.map(|d| d.to_uuid_string()),
+                    "note": r.note.as_ref().map(|n| n.id().to_hex()),
                 }));
             }
             out.record(text.trim_end(), serde_json::json!(rows));
@@ -188,4 +208,13 @@ pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A reason that says something.
+pub(crate) fn non_empty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("give a reason: it is kept with the record".into())
+    } else {
+        Ok(s.to_owned())
+    }
 }

@@ -65,10 +65,10 @@ enum Command {
         #[arg(long)]
         agency: String,
         /// The agency's country (ISO 3166-1 alpha-2, e.g. PH).
-        #[arg(long)]
+        #[arg(long, value_parser = country_code)]
         country: String,
-        /// UDP address to listen on.
-        #[arg(long, default_value = local::DEFAULT_LISTEN)]
+        /// UDP address to listen on, HOST:PORT: an IP address or a DNS name (resolved when the node starts).
+        #[arg(long, default_value = local::DEFAULT_LISTEN, value_parser = addr)]
         listen: String,
     },
     /// Print this agency's id (public key) and fingerprint.
@@ -189,14 +189,14 @@ enum PeerCommand {
     Add {
         /// A short local name for the peer.
         name: String,
-        /// Its address, host:port.
-        #[arg(long)]
+        /// Its address, HOST:PORT: a DNS name (resolved each time the node dials it) or an IP address.
+        #[arg(long, value_parser = addr)]
         addr: String,
-        /// Its agency public key: 64 hex characters (`custodia id` on its node).
-        #[arg(long)]
-        key: String,
+        /// Its agency public key: 64 hex characters (the `agency id` line of `custodia id` on its node).
+        #[arg(long, value_parser = agency_key)]
+        key: AgencyId,
         /// Its country (ISO 3166-1 alpha-2); ZZ if unknown.
-        #[arg(long, default_value = "ZZ")]
+        #[arg(long, default_value = "ZZ", value_parser = country_code)]
         country: String,
     },
     /// List pinned peers.
@@ -414,13 +414,17 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
             key,
             country,
         } => {
-            let agency = AgencyId::from_hex(&key).map_err(|_| {
-                LocalError::Refused(format!(
-                    "--key must be the peer's agency id: 64 hex characters (got {} characters)",
-                    key.trim().len()
+            let agency = key;
+            let (mut config, identity) = local::open_config(d)?;
+            // A node never pins itself: its own key as a peer would make it
+            // accept connections that claim to be this agency.
+            if agency == identity.agency() {
+                return Err(LocalError::Usage(format!(
+                    "--key {} is this node's own agency id; a peer is another agency (its id is the `agency id` line of `custodia id` on that agency's node)",
+                    agency.fingerprint()
                 ))
-            })?;
-            let (mut config, _) = local::open_config(d)?;
+                .into());
+            }
             let peer = Peer {
                 name: name.clone(),
                 addr,
@@ -484,6 +488,30 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
 /// level: kilobytes for each handshake a stranger attempts. Unless
 /// `CUSTODIA_LOG` names them, they log warnings only.
 const QUIET_LIBRARIES: &[&str] = &["quinn", "quinn_proto", "quinn_udp", "rustls"];
+
+/// `--country`, `--jurisdiction`: a country code, in either case.
+pub(crate) fn country_code(s: &str) -> Result<String, String> {
+    custodia_node::config::country_code(s)
+}
+
+/// `--listen`, `--addr`: host:port.
+fn addr(s: &str) -> Result<String, String> {
+    custodia_node::config::check_addr(s).map(|()| s.to_owned())
+}
+
+/// `--key`: an agency id that can be a peer's key.
+fn agency_key(s: &str) -> Result<AgencyId, String> {
+    let key = AgencyId::from_hex(s.trim()).map_err(|_| {
+        format!(
+            "must be the peer's agency id: 64 hex characters (got {} characters)",
+            s.trim().chars().count()
+        )
+    })?;
+    if !custodia_protocol::is_valid_agency_key(&key) {
+        return Err("not a usable Ed25519 public key (not a canonical point, or of small order): check the agency id you were given".into());
+    }
+    Ok(key)
+}
 
 fn init_logging(format: &str) {
     let spec = std::env::var("CUSTODIA_LOG").unwrap_or_else(|_| "info".to_string());

@@ -337,7 +337,7 @@ fn unknown_items_agencies_and_bad_actions() {
         &t.manila,
         &["custody", "record", &t.item, "--action", "copied"],
     )
-    .code(1);
+    .code(2);
     assert!(r.stderr.contains("--copy NEW_ITEM"), "{}", r.stderr);
     // A transfer to an agency outside the case.
     let outsider = t.tmp.path().join("outsider");

@@ -72,7 +72,7 @@ fn a_malformed_tlp_is_exit_2_and_lists_the_labels() {
 }
 
 #[test]
-fn a_peer_key_that_is_not_64_hex_characters_is_refused() {
+fn a_peer_key_that_is_not_64_hex_characters_is_a_usage_error() {
     let tmp = tempfile::tempdir().expect("tmp");
     init(tmp.path(), "Manila Cybercrime Unit", "PH");
     for key in ["abcd", &"z".repeat(64), &"a".repeat(66)] {
@@ -88,17 +88,239 @@ fn a_peer_key_that_is_not_64_hex_characters_is_refused() {
                 key,
             ],
         )
-        .code(1);
-        assert_eq!(
-            r.stderr,
-            format!(
-                "error: --key must be the peer's agency id: 64 hex characters (got {} characters)\n",
+        .code(2);
+        assert!(
+            r.stderr.starts_with(&format!(
+                "error: invalid value '{key}' for '--key <KEY>': must be the peer's agency id: 64 hex characters (got {} characters)\n",
                 key.len()
-            )
+            )),
+            "{}",
+            r.stderr
         );
     }
     let r = at(tmp.path(), &["peer", "list"]).code(0);
     assert!(r.stdout.starts_with("No peers pinned."), "{}", r.stdout);
+}
+
+/// Every malformed flag is a usage error (exit 2) that names the flag,
+/// never a configuration file (which `init` has not written yet); a failed
+/// `init` leaves no folder behind; country codes are accepted in lower
+/// case; a case prefix that is too short says so.
+#[test]
+fn malformed_flags_are_exit_2_and_name_the_flag() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let t = tmp.path();
+    let flag_error = |r: &common::Run, flag: &str| {
+        assert!(r.stderr.contains(flag), "{flag}: {}", r.stderr);
+        assert!(!r.stderr.contains("custodia.toml"), "{flag}: {}", r.stderr);
+        assert_eq!(r.stdout, "");
+    };
+
+    // init: nothing is left behind, not even missing parents.
+    for (flag, args) in [
+        ("--listen", &["--country", "PH", "--listen", "bogus"][..]),
+        (
+            "--listen",
+            &["--country", "PH", "--listen", "127.0.0.1:99999"],
+        ),
+        ("--country", &["--country", "PHL"]),
+        ("--country", &["--country", "P1"]),
+    ] {
+        let dir = t.join("new").join("manila");
+        let mut all = vec!["init", "--agency", "Manila Cybercrime Unit"];
+        all.extend_from_slice(args);
+        let r = at(&dir, &all).code(2);
+        flag_error(&r, flag);
+        assert!(!t.join("new").exists(), "{args:?} left {}", dir.display());
+    }
+
+    // Lowercase country codes are the same codes.
+    let manila = t.join("manila");
+    at(
+        &manila,
+        &[
+            "init",
+            "--agency",
+            "Manila Cybercrime Unit",
+            "--country",
+            "ph",
+        ],
+    )
+    .code(0);
+    let id = at(&manila, &["--json", "id"]).json();
+    assert_eq!(id["country"], "PH");
+    let berlin = init(&t.join("berlin"), "Berlin Partner Unit", "DE");
+
+    // peer add: every flag checked before the configuration is touched.
+    let zero = "0".repeat(64);
+    for (flag, addr, key, country) in [
+        ("--key", "127.0.0.1:7401", zero.as_str(), "DE"),
+        ("--addr", "127.0.0.1", berlin.as_str(), "DE"),
+        ("--addr", "no port here", berlin.as_str(), "DE"),
+        ("--country", "127.0.0.1:7401", berlin.as_str(), "DEU"),
+    ] {
+        let r = at(
+            &manila,
+            &[
+                "peer",
+                "add",
+                "berlin",
+                "--addr",
+                addr,
+                "--key",
+                key,
+                "--country",
+                country,
+            ],
+        )
+        .code(2);
+        flag_error(&r, flag);
+    }
+    // This node's own id is not a peer.
+    let own = id["agency"].as_str().expect("own id").to_owned();
+    let r = at(
+        &manila,
+        &[
+            "peer",
+            "add",
+            "self",
+            "--addr",
+            "127.0.0.1:7401",
+            "--key",
+            &own,
+        ],
+    )
+    .code(2);
+    assert!(
+        r.stderr.contains("this node's own agency id"),
+        "{}",
+        r.stderr
+    );
+    let r = at(&manila, &["peer", "list"]).code(0);
+    assert!(r.stdout.starts_with("No peers pinned."), "{}", r.stdout);
+    let v = at(
+        &manila,
+        &[
+            "--json",
+            "peer",
+            "add",
+            "berlin",
+            "--addr",
+            "127.0.0.1:7401",
+            "--key",
+            &berlin,
+            "--country",
+            "de",
+        ],
+    )
+    .json();
+    assert_eq!(v["country"], "DE");
+
+    // case open and share: lowercase accepted, malformed a usage error.
+    let r = at(
+        &manila,
+        &[
+            "case",
+            "open",
+            "--title",
+            "T",
+            "--reference",
+            "R",
+            "--jurisdiction",
+            "PHL",
+        ],
+    )
+    .code(2);
+    flag_error(&r, "--jurisdiction");
+    let v = at(
+        &manila,
+        &[
+            "--json",
+            "case",
+            "open",
+            "--title",
+            "T",
+            "--reference",
+            "R",
+            "--jurisdiction",
+            "ph",
+        ],
+    )
+    .json();
+    let case = v["case"].as_str().expect("case").to_owned();
+    let r = at(
+        &manila,
+        &["case", "share", &case, "--with", "berlin", "--country", "D"],
+    )
+    .code(2);
+    flag_error(&r, "--country");
+    at(
+        &manila,
+        &[
+            "case",
+            "share",
+            &case,
+            "--with",
+            "berlin",
+            "--country",
+            "de",
+        ],
+    )
+    .code(0);
+    let r = at(&manila, &["case", "share", &case, "--with", &zero]).code(2);
+    assert!(
+        r.stderr.contains("not a usable Ed25519 public key"),
+        "{}",
+        r.stderr
+    );
+    let r = at(&manila, &["case", "release-hold", &case, "--reason", " "]).code(2);
+    flag_error(&r, "--reason");
+
+    // A case prefix needs 6 characters.
+    let r = at(&manila, &["case", "show", &case[..4]]).code(2);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "error: no case {:?}: a case id prefix needs at least 6 hex characters (or give the case's reference; see `custodia case list`)\n",
+            &case[..4]
+        )
+    );
+
+    // custody: misuse of --copy is a usage error.
+    let file = t.join("phone.img");
+    std::fs::write(&file, b"image").expect("write");
+    let v = at(
+        &manila,
+        &[
+            "--json",
+            "evidence",
+            "add",
+            &case,
+            file.to_str().expect("UTF-8"),
+        ],
+    )
+    .json();
+    let item = v[0]["item"].as_str().expect("item").to_owned();
+    at(&manila, &["custody", "record", &item, "--action", "copied"]).code(2);
+    at(
+        &manila,
+        &[
+            "custody", "record", &item, "--action", "sealed", "--copy", &item,
+        ],
+    )
+    .code(2);
+}
+
+/// `custody receive` names its argument for what it accepts.
+#[test]
+fn custody_receive_names_its_argument() {
+    let r = custodia(&["custody", "receive", "--help"]).code(0);
+    assert!(
+        r.stdout
+            .contains("custody receive [OPTIONS] <TRANSFER_OR_ITEM>"),
+        "{}",
+        r.stdout
+    );
 }
 
 /// The subcommands a help text lists (without `help`).

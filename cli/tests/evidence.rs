@@ -326,3 +326,90 @@ fn check_of_an_unknown_item_or_missing_file_is_exit_2() {
     let r = at(&t.node, &["evidence", "check", &item, s(&gone)]).code(2);
     assert!(r.stderr.contains("gone.txt"), "{}", r.stderr);
 }
+
+/// Registering the same file twice in a case is refused (exit 1, naming
+/// the item that has its SHA-256, nothing written) unless the operator
+/// says why with --allow-duplicate; the reason is signed as a note about
+/// the new item, in the same transaction.
+#[test]
+fn the_same_file_twice_is_refused_unless_the_reason_is_given() {
+    let t = Setup::new();
+    let notes = t.file("seized/notes.txt", NOTES);
+    let first = register(&t, &notes, &["--exhibit", "EX-1"]);
+    let log_before = at(&t.node, &["--json", "case", "log", &t.case]).json();
+
+    let r = at(
+        &t.node,
+        &["evidence", "add", &t.case, s(&notes), "--exhibit", "EX-1"],
+    )
+    .code(1);
+    assert_eq!(r.stdout, "");
+    assert_eq!(
+        normalize(&r.stderr, &[(t.tmp(), "<TMP>")], &[]),
+        "error: <TMP>/seized/notes.txt has the SHA-256 of item EX-1 (<UUID>), registered by Manila Cybercrime Unit; nothing was registered. To register it again as a separate item, say why: --allow-duplicate REASON\n"
+    );
+    assert!(r.stderr.contains(&first), "{}", r.stderr);
+    // Nothing was written, and the case shows no conflict.
+    let log_after = at(&t.node, &["--json", "case", "log", &t.case]).json();
+    assert_eq!(log_before, log_after);
+    assert_eq!(t.items().len(), 1);
+
+    // A copy under another name, and two equal files in one directory, are
+    // the same evidence too.
+    let copy = t.file("elsewhere/copy-of-notes.txt", NOTES);
+    at(&t.node, &["evidence", "add", &t.case, s(&copy)]).code(1);
+    t.file("twins/a.bin", b"twin");
+    t.file("twins/b.bin", b"twin");
+    let twins = t.tmp.path().join("twins");
+    let r = at(&t.node, &["evidence", "add", &t.case, s(&twins)]).code(1);
+    assert_eq!(
+        normalize(&r.stderr, &[(t.tmp(), "<TMP>")], &[]),
+        "error: <TMP>/twins/b.bin has the SHA-256 of <TMP>/twins/a.bin, in the same registration; nothing was registered. To register it again as a separate item, say why: --allow-duplicate REASON\n"
+    );
+    assert_eq!(t.items().len(), 1);
+
+    // An empty reason is a usage error.
+    at(
+        &t.node,
+        &[
+            "evidence",
+            "add",
+            &t.case,
+            s(&notes),
+            "--allow-duplicate",
+            " ",
+        ],
+    )
+    .code(2);
+
+    // With a reason: a second item, and a signed note saying why.
+    let v = at(
+        &t.node,
+        &[
+            "--json",
+            "evidence",
+            "add",
+            &t.case,
+            s(&notes),
+            "--exhibit",
+            "EX-1B",
+            "--allow-duplicate",
+            "second seizure of the same file from another device",
+        ],
+    )
+    .json();
+    let second = v[0]["item"].as_str().expect("item").to_owned();
+    assert_ne!(second, first);
+    assert_eq!(v[0]["duplicate_of"], first.as_str());
+    assert!(v[0]["note"].as_str().is_some_and(|n| n.len() == 64), "{v}");
+    let log = at(&t.node, &["case", "log", &t.case]).code(0);
+    assert!(
+        log.stdout.contains(&format!(
+            "note on item EX-1B ({}): registered again although item EX-1 ({first}) has the same SHA-256: second seizure of the same file from another device",
+            &second[..8]
+        )),
+        "{}",
+        log.stdout
+    );
+    assert_eq!(t.items().len(), 2);
+}

@@ -17,6 +17,10 @@
 //! key = "<64 hex characters: the peer agency's public key>"
 //! ```
 //!
+//! Addresses (`listen`, a peer's `addr`) are `HOST:PORT`, HOST an IP
+//! address or a DNS name; a name is kept as written and resolved when the
+//! node starts listening and each time it dials the peer.
+//!
 //! An error names the file, the line and what is wrong.
 
 use std::net::SocketAddr;
@@ -100,10 +104,97 @@ impl Peer {
         AgencyId::from_hex(&self.key).ok()
     }
 
-    /// The address.
+    /// The address when it is written as an IP address and port (a host
+    /// name is resolved with [`Peer::resolve`]).
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         self.addr.parse().ok()
     }
+
+    /// The address to dial now: a host name is resolved each time, so a
+    /// partner's move to a new address is followed. `local` is the
+    /// node's own socket address (its family is preferred).
+    pub async fn resolve(&self, local: Option<SocketAddr>) -> std::io::Result<SocketAddr> {
+        resolve(&self.addr, local).await
+    }
+}
+
+/// An ISO 3166-1 alpha-2 country code as typed (`ph`, ` PH`): the code in
+/// capitals, or why it is not one.
+pub fn country_code(typed: &str) -> Result<String, String> {
+    let c = typed.trim();
+    if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(c.to_ascii_uppercase())
+    } else {
+        Err(format!(
+            "{typed:?} is not an ISO 3166-1 alpha-2 country code (two letters, e.g. PH)"
+        ))
+    }
+}
+
+/// Checks a network address as typed: `HOST:PORT`, where HOST is an IP
+/// address (IPv6 in brackets) or a DNS name (agencies publish host names).
+/// Why it is not one otherwise. The name is kept as written and resolved
+/// when it is used ([`resolve`]), so a partner that moves its node to
+/// another address needs no change here.
+pub fn check_addr(typed: &str) -> Result<(), String> {
+    if typed.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let why = || {
+        format!(
+            "{typed:?} is not an address: give HOST:PORT, HOST a DNS name or an IP address (e.g. node.agency.example:7400 or 127.0.0.1:7400)"
+        )
+    };
+    let (host, port) = typed.rsplit_once(':').ok_or_else(why)?;
+    if port.parse::<u16>().is_err() || !is_dns_name(host) {
+        return Err(why());
+    }
+    Ok(())
+}
+
+/// A DNS host name (RFC 1123): dot-separated labels of letters, digits and
+/// hyphens, each 1 to 63 characters, not starting or ending with a hyphen,
+/// 253 characters at most, the last label not all digits (that would be a
+/// malformed IPv4 address).
+fn is_dns_name(host: &str) -> bool {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    (1..=253).contains(&host.len())
+        && host.split('.').all(label_ok)
+        && !host
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Resolves an address from the configuration ([`check_addr`]) to a
+/// socket address: an IP address as it is, a host name through the
+/// system's resolver (without blocking the runtime). Of the addresses a
+/// name has, the first of the same family as `like` is taken (a node's one
+/// UDP socket reaches only its own family), else the first IPv4 one, else
+/// the first.
+pub async fn resolve(addr: &str, like: Option<SocketAddr>) -> std::io::Result<SocketAddr> {
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    check_addr(addr).map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidInput, why))?;
+    let found: Vec<SocketAddr> = tokio::net::lookup_host(addr).await?.collect();
+    let want_v4 = like.is_none_or(|l| l.is_ipv4());
+    found
+        .iter()
+        .find(|a| a.is_ipv4() == want_v4)
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{addr}: the name has no address"),
+            )
+        })
 }
 
 /// A configuration file could not be used.
@@ -195,14 +286,8 @@ impl Config {
                 ),
             ));
         }
-        if config.node.listen.parse::<SocketAddr>().is_err() {
-            return Err(invalid(
-                &config.node.listen,
-                format!(
-                    "node.listen {:?} is not an address like 127.0.0.1:7400",
-                    config.node.listen
-                ),
-            ));
+        if let Err(why) = check_addr(&config.node.listen) {
+            return Err(invalid(&config.node.listen, format!("node.listen {why}")));
         }
         let mut names = std::collections::HashSet::new();
         for p in &config.peers {
@@ -227,14 +312,8 @@ impl Config {
                     ),
                 ));
             }
-            if p.socket_addr().is_none() {
-                return Err(invalid(
-                    &p.addr,
-                    format!(
-                        "peer {:?}: addr {:?} is not an address like 127.0.0.1:7401",
-                        p.name, p.addr
-                    ),
-                ));
+            if let Err(why) = check_addr(&p.addr) {
+                return Err(invalid(&p.addr, format!("peer {:?}: addr {why}", p.name)));
             }
             if p.country.len() != 2 || !p.country.bytes().all(|b| b.is_ascii_uppercase()) {
                 return Err(invalid(
@@ -294,6 +373,12 @@ impl Config {
         dir.join(&self.agency.key)
     }
 
+    /// The address to listen on: `node.listen`, a host name resolved now
+    /// (an IPv4 address preferred).
+    pub async fn listen_addr(&self) -> std::io::Result<SocketAddr> {
+        resolve(&self.node.listen, None).await
+    }
+
     /// The pinned peer keys.
     pub fn pinned(&self) -> Vec<AgencyId> {
         self.peers.iter().filter_map(Peer::agency).collect()
@@ -328,6 +413,54 @@ key = "0101010101010101010101010101010101010101010101010101010101010101"
         let dir = tempfile::tempdir().expect("dir");
         c.save(dir.path()).expect("save");
         assert_eq!(Config::load(dir.path()).expect("load"), c);
+    }
+
+    #[test]
+    fn addresses_are_ip_addresses_or_host_names_with_a_port() {
+        for good in [
+            "127.0.0.1:7400",
+            "[::1]:7400",
+            "localhost:7400",
+            "node-1.bka.example:1",
+            "x:0",
+        ] {
+            assert_eq!(check_addr(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "localhost",
+            "localhost:",
+            ":7400",
+            "localhost:65536",
+            "under_score:7400",
+            "-lead.example:7400",
+            "trail-.example:7400",
+            "a..b:7400",
+            "trailing.dot.:7400",
+            "999.1.1.1:7400",
+            "::1:7400",
+            "[::1]:x",
+            "host name:7400",
+        ] {
+            assert!(check_addr(bad).is_err(), "{bad:?} accepted");
+        }
+        let long = format!("{}.example:7400", "a".repeat(64));
+        assert!(check_addr(&long).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_host_name_resolves_in_the_family_asked_for() {
+        let v4: SocketAddr = "127.0.0.1:1".parse().expect("v4");
+        let a = resolve("localhost:7400", Some(v4))
+            .await
+            .expect("localhost");
+        assert_eq!(a, "127.0.0.1:7400".parse().expect("addr"));
+        let a = resolve("localhost:7400", None).await.expect("localhost");
+        assert!(a.is_ipv4() && a.port() == 7400, "{a}");
+        let a = resolve("[::1]:9", Some(v4)).await.expect("literal");
+        assert_eq!(a, "[::1]:9".parse().expect("addr"));
+        let e = resolve("no port", None).await.expect_err("malformed");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     }
 
     #[test]

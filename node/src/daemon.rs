@@ -290,10 +290,13 @@ pub async fn start(dir: &Path) -> Result<Running, NodeError> {
     let pins = PinSet::new(config.pinned().into_iter().map(|a| a.0));
     let server = tls::server_config(identity.signing_key(), pins.clone())?;
     let client = tls::client_config(identity.signing_key(), pins.clone())?;
-    let addr: SocketAddr = config.node.listen.parse().map_err(|_| NodeError::Listen {
-        addr: config.node.listen.clone(),
-        source: std::io::Error::other("not an address"),
-    })?;
+    let addr = config
+        .listen_addr()
+        .await
+        .map_err(|source| NodeError::Listen {
+            addr: config.node.listen.clone(),
+            source,
+        })?;
     let mut endpoint =
         quinn::Endpoint::server(server, addr).map_err(|source| NodeError::Listen {
             addr: config.node.listen.clone(),
@@ -395,15 +398,13 @@ fn apply_peers(
             .any(|o| o.agency() == Some(k) && o.addr == p.addr);
         inner.pins.insert(k.0);
         if !known && inner.me < k {
-            if let Some(addr) = p.socket_addr() {
-                tokio::spawn(dial_loop(
-                    inner.clone(),
-                    p.name.clone(),
-                    k,
-                    addr,
-                    shutdown.clone(),
-                ));
-            }
+            tokio::spawn(dial_loop(
+                inner.clone(),
+                p.name.clone(),
+                k,
+                p.addr.clone(),
+                shutdown.clone(),
+            ));
         }
     }
     *current = peers;
@@ -471,7 +472,7 @@ async fn dial_loop(
     inner: Arc<Inner>,
     name: String,
     key: AgencyId,
-    addr: SocketAddr,
+    addr: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = BACKOFF_MIN;
@@ -481,13 +482,16 @@ async fn dial_loop(
         }
         let still_wanted = lock(&inner.peers)
             .iter()
-            .any(|p| p.agency() == Some(key) && p.socket_addr() == Some(addr));
+            .any(|p| p.agency() == Some(key) && p.addr == addr);
         if !still_wanted {
             return;
         }
         if !lock(&inner.sessions).contains_key(&key) {
-            match inner.endpoint.connect(addr, tls::SERVER_NAME) {
-                Ok(connecting) => match connecting.await {
+            // A host name is resolved at each attempt (the partner may move).
+            let to = crate::config::resolve(&addr, inner.endpoint.local_addr().ok()).await;
+            match to.map(|to| inner.endpoint.connect(to, tls::SERVER_NAME)) {
+                Err(e) => debug!(peer = ?name, %addr, error = %e, "address not resolved"),
+                Ok(Ok(connecting)) => match connecting.await {
                     Ok(conn) => {
                         if tls::peer_key(&conn) == Some(key.0) {
                             let _tracked = Tracked::new(&inner, key, &conn);
@@ -515,7 +519,7 @@ async fn dial_loop(
                     }
                     Err(e) => debug!(peer = ?name, %addr, error = %e, "connect failed"),
                 },
-                Err(e) => debug!(peer = ?name, %addr, error = %e, "connect failed"),
+                Ok(Err(e)) => debug!(peer = ?name, %addr, error = %e, "connect failed"),
             }
         }
         tokio::select! {

@@ -57,6 +57,10 @@ pub enum LocalError {
     /// The request is refused by the rules or is invalid.
     #[error("{0}")]
     Refused(String),
+    /// The request is malformed: an argument that cannot mean anything
+    /// (exit 2, like any usage error).
+    #[error("{0}")]
+    Usage(String),
     /// The operating system gave no randomness.
     #[error("no randomness from the operating system: {0}")]
     Random(String),
@@ -104,10 +108,6 @@ pub fn init(
     if dir.join(CONFIG_FILE).exists() {
         return Err(LocalError::AlreadyInitialised(dir.to_owned()));
     }
-    create_private_dir(dir).map_err(|source| LocalError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
     let config = Config {
         agency: AgencySection {
             name: name.to_owned(),
@@ -124,15 +124,37 @@ pub fn init(
     // Check before writing anything.
     let text = toml::to_string_pretty(&config).map_err(|e| LocalError::Refused(e.to_string()))?;
     Config::parse(&text, &dir.join(CONFIG_FILE))?;
-    let identity = keyfile::create(&config.key_path(dir))?;
-    config.save(dir)?;
-    let store = Store::open(&config.store_path(dir))?;
-    Ok(Local {
-        dir: dir.to_owned(),
-        config,
-        identity,
-        store,
-    })
+    // A failed init leaves nothing behind: the first folder it created
+    // (the node folder or a missing parent) is removed again.
+    let created = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .last()
+        .map(Path::to_owned);
+    let made = (|| {
+        create_private_dir(dir).map_err(|source| LocalError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let identity = keyfile::create(&config.key_path(dir))?;
+        config.save(dir)?;
+        let store = Store::open(&config.store_path(dir))?;
+        Ok((identity, store))
+    })();
+    match made {
+        Ok((identity, store)) => Ok(Local {
+            dir: dir.to_owned(),
+            config,
+            identity,
+            store,
+        }),
+        Err(e) => {
+            if let Some(top) = created {
+                let _ = std::fs::remove_dir_all(top);
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Opens an existing node directory.
@@ -282,7 +304,7 @@ impl Local {
         let all = self.agencies();
         if let Ok(key) = AgencyId::from_hex(what) {
             if !custodia_protocol::is_valid_agency_key(&key) {
-                return Err(LocalError::Refused(format!(
+                return Err(LocalError::Usage(format!(
                     "{key} is not a usable Ed25519 public key (not a canonical point, or of small order)"
                 )));
             }
@@ -333,8 +355,12 @@ impl Local {
                         .is_some_and(|s| s.reference.to_lowercase() == w)
             })
             .collect();
+        let short_hex = !w.is_empty() && w.len() < 6 && w.bytes().all(|b| b.is_ascii_hexdigit());
         match hits.as_slice() {
             [one] => Ok(*one),
+            [] if short_hex => Err(LocalError::NotFound(format!(
+                "no case {what:?}: a case id prefix needs at least 6 hex characters (or give the case's reference; see `custodia case list`)"
+            ))),
             [] => Err(LocalError::NotFound(format!(
                 "no case {what:?} in this node's store (see `custodia case list`)"
             ))),
@@ -486,6 +512,22 @@ pub struct EvidenceInfo {
     pub tool: Option<String>,
     /// The optional digests to compute besides SHA-256.
     pub also: Wanted,
+    /// Why a file whose SHA-256 the case already holds (or another file of
+    /// the same registration has) is registered as a separate item anyway.
+    /// `None` refuses such a file: registering the same evidence twice by
+    /// mistake would leave a permanent duplicate-digest conflict in the
+    /// case. The reason is signed as a note about the new item, in the
+    /// same transaction.
+    pub allow_duplicate: Option<String>,
+}
+
+/// An item that already has the SHA-256 of a file being registered.
+struct Duplicate {
+    item: ItemId,
+    /// How the refusal names it.
+    said: String,
+    /// How the note names it.
+    label: String,
 }
 
 /// A file found for registration, checked to be readable.
@@ -506,6 +548,11 @@ pub struct Registered {
     pub entry: Entry,
     /// What it registered.
     pub item: EvidenceRegistered,
+    /// The item that already had its SHA-256 (registered anyway, with
+    /// [`EvidenceInfo::allow_duplicate`]).
+    pub duplicate_of: Option<ItemId>,
+    /// The note that records why the duplicate was registered.
+    pub note: Option<Entry>,
 }
 
 /// What re-hashing a file against a registered item found.
@@ -746,18 +793,117 @@ impl Local {
                 },
             ));
         }
-        let drafts = regs
+        let duplicates = self.duplicates(case, &regs);
+        let reason = info
+            .allow_duplicate
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        if reason.is_none() && duplicates.iter().any(Option::is_some) {
+            let found: Vec<String> = regs
+                .iter()
+                .zip(&duplicates)
+                .filter_map(|((path, _), d)| {
+                    d.as_ref()
+                        .map(|d| format!("{} has the SHA-256 of {}", path.display(), d.said))
+                })
+                .collect();
+            return Err(LocalError::Refused(format!(
+                "{}; nothing was registered. To register it again as a separate item, say why: --allow-duplicate REASON",
+                found.join("; ")
+            )));
+        }
+        let mut drafts: Vec<Draft> = regs
             .iter()
             .map(|(_, r)| Draft::new(tlp, Body::EvidenceRegistered(r.clone())))
             .collect();
-        let entries = self
+        if let Some(reason) = reason {
+            for ((_, r), d) in regs.iter().zip(&duplicates) {
+                if let Some(d) = d {
+                    drafts.push(Draft::new(
+                        tlp,
+                        Body::Note(Note {
+                            text: format!(
+                                "registered again although item {} has the same SHA-256: {reason}",
+                                d.label
+                            ),
+                            item: Some(r.item),
+                        }),
+                    ));
+                }
+            }
+        }
+        let mut entries = self
             .store
-            .author_many(&self.identity, Some(*case), drafts, now_ms())?;
-        Ok(regs
-            .into_iter()
-            .zip(entries)
-            .map(|((path, item), entry)| Registered { path, entry, item })
-            .collect())
+            .author_many(&self.identity, Some(*case), drafts, now_ms())?
+            .into_iter();
+        let mut out = Vec::with_capacity(regs.len());
+        for (path, item) in regs {
+            let entry = entries
+                .next()
+                .ok_or_else(|| LocalError::Refused("nothing was written".into()))?;
+            out.push(Registered {
+                path,
+                entry,
+                item,
+                duplicate_of: None,
+                note: None,
+            });
+        }
+        for (r, d) in out.iter_mut().zip(duplicates) {
+            if let Some(d) = d {
+                r.duplicate_of = Some(d.item);
+                r.note = entries.next();
+            }
+        }
+        Ok(out)
+    }
+
+    /// For each file about to be registered, the item that already has its
+    /// SHA-256: one of the case's items, or an earlier file of the same
+    /// registration.
+    fn duplicates(
+        &self,
+        case: &CaseId,
+        regs: &[(PathBuf, EvidenceRegistered)],
+    ) -> Vec<Option<Duplicate>> {
+        let state = self.store.state(case);
+        regs.iter()
+            .enumerate()
+            .map(|(i, (_, r))| {
+                let known = state.and_then(|s| {
+                    s.items
+                        .values()
+                        .filter(|x| x.digests.sha256 == r.digests.sha256)
+                        .min_by_key(|x| x.id)
+                });
+                if let Some(x) = known {
+                    let label = Self::item_label(x);
+                    return Some(Duplicate {
+                        item: x.id,
+                        said: format!(
+                            "item {label}, registered by {}",
+                            self.name_of(&x.registered_by)
+                        ),
+                        label,
+                    });
+                }
+                regs[..i]
+                    .iter()
+                    .find(|(_, e)| e.digests.sha256 == r.digests.sha256)
+                    .map(|(path, e)| {
+                        let uuid = e.item.to_uuid_string();
+                        Duplicate {
+                            item: e.item,
+                            said: format!("{}, in the same registration", path.display()),
+                            label: match &e.exhibit {
+                                Some(x) => format!("{x} ({uuid})"),
+                                None => uuid,
+                            },
+                        }
+                    })
+            })
+            .collect()
     }
 
     /// Finds an item by its UUID (with or without dashes) or a unique
@@ -1071,7 +1217,7 @@ impl Local {
         let (case, item) = self.resolve_item(item)?;
         match action {
             CustodyAction::Transferred | CustodyAction::Received => {
-                return Err(LocalError::Refused(format!(
+                return Err(LocalError::Usage(format!(
                     "{} is recorded with `custodia custody {}`",
                     action.as_str(),
                     if action == CustodyAction::Transferred {
@@ -1089,12 +1235,12 @@ impl Local {
                 Err(_) => self.resolve_item(c)?.1.id,
             }),
             (None, CustodyAction::Copied) => {
-                return Err(LocalError::Refused(
+                return Err(LocalError::Usage(
                     "a copied event names the new item: --copy NEW_ITEM (register the copy with `custodia evidence add` first)".into(),
                 ))
             }
             (Some(_), _) => {
-                return Err(LocalError::Refused(
+                return Err(LocalError::Usage(
                     "--copy is only for --action copied".into(),
                 ))
             }

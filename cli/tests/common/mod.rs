@@ -175,4 +175,56 @@ fn classify(token: &str, keep: &[&str]) -> String {
     }
 }
 
+/// A `custodia node run` process, stopped (and waited for) when dropped.
+pub(crate) struct NodeProcess(std::process::Child);
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `custodia --dir DIR node run` in the background; its log goes
+/// to DIR/../NAME.log.
+pub(crate) fn spawn_node(dir: &Path) -> NodeProcess {
+    let name = dir.file_name().expect("a folder name").to_owned();
+    let mut log_name = name;
+    log_name.push(".log");
+    let log = std::fs::File::create(dir.with_file_name(log_name)).expect("a log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_custodia"))
+        .arg("--dir")
+        .arg(dir)
+        .args(["node", "run"])
+        .env_remove("CUSTODIA_DIR")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("custodia node run starts");
+    NodeProcess(child)
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub(crate) fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Polls `check` every 100 ms until it holds; panics with `what` after a
+/// minute (a bound against a hang, not a timing assertion).
+#[track_caller]
+pub(crate) fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if check() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("still waiting, after a minute, for {what}");
+}
+
 pub(crate) mod hostile;
