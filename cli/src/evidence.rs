@@ -12,6 +12,8 @@ use crate::progress::Progress;
 use crate::untrusted::safe;
 
 #[derive(Subcommand, Debug)]
+// Parsed once per run: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum EvidenceCommand {
     /// Register evidence files in a case: their digests, size and media type are signed in; the files are read once, never changed.
     ///
@@ -56,6 +58,13 @@ pub(crate) enum EvidenceCommand {
         /// lists the two items' shared digest as a conflict, and the note says why.
         #[arg(long, value_name = "REASON", value_parser = non_empty)]
         allow_duplicate: Option<String>,
+        /// The item these files are copies of or were derived from (a UUID or
+        /// a unique prefix of at least 6 hex characters), recorded as
+        /// `derived-from`: an exact working copy shares its source's SHA-256
+        /// without being a duplicate. Record the copying itself with
+        /// `custody record SOURCE --action copied --copy NEW`.
+        #[arg(long, value_name = "ITEM")]
+        derived_from: Option<String>,
     },
     /// Re-hash a file and say whether it is the registered item (exit 1 if not); writes nothing.
     ///
@@ -86,8 +95,22 @@ pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result
             method,
             tool,
             allow_duplicate,
+            derived_from,
         } => {
             let c = l.resolve_case(&case)?;
+            let derived_from = match derived_from {
+                Some(d) => {
+                    let (dc, item) = l.resolve_item(&d)?;
+                    if dc != c {
+                        return Err(local::LocalError::Refused(format!(
+                            "item {d} is in another case; --derived-from names an item of this case"
+                        ))
+                        .into());
+                    }
+                    Some(item.id)
+                }
+                None => None,
+            };
             let files = local::evidence_files(&paths)?;
             let info = EvidenceInfo {
                 exhibit,
@@ -99,6 +122,7 @@ pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result
                 tool,
                 also: also.unwrap_or_default(),
                 allow_duplicate,
+                derived_from,
             };
             let total = files.iter().map(|f| f.size).sum();
             let bar = Progress::bytes(total);

@@ -413,3 +413,43 @@ fn the_same_file_twice_is_refused_unless_the_reason_is_given() {
     );
     assert_eq!(t.items().len(), 2);
 }
+
+/// A working copy registered with `--derived-from` its source shares the
+/// source's SHA-256 legitimately: it is registered, and the case records
+/// no duplicate-digest conflict.
+#[test]
+fn a_working_copy_derived_from_its_source_is_no_duplicate() {
+    let t = Setup::new();
+    let notes = t.file("seized/notes.txt", NOTES);
+    let first = register(&t, &notes, &["--exhibit", "EX-1"]);
+    let copy = t.file("lab/working-copy.txt", NOTES);
+    let v = at(
+        &t.node,
+        &[
+            "--json",
+            "evidence",
+            "add",
+            &t.case,
+            s(&copy),
+            "--exhibit",
+            "EX-1-WC",
+            "--derived-from",
+            &first,
+        ],
+    )
+    .code(0)
+    .json();
+    assert!(v.to_string().contains("EX-1-WC"), "{v}");
+    assert_eq!(t.items().len(), 2);
+    let show = at(&t.node, &["--json", "case", "show", &t.case])
+        .code(0)
+        .json();
+    assert_eq!(
+        show["conflicts"].as_array().map(Vec::len),
+        Some(0),
+        "no conflict for a derived copy: {show}"
+    );
+    // Without --derived-from the same copy is refused as a duplicate.
+    let again = t.file("lab/another-copy.txt", NOTES);
+    at(&t.node, &["evidence", "add", &t.case, s(&again)]).code(1);
+}

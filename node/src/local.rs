@@ -519,6 +519,10 @@ pub struct EvidenceInfo {
     /// case. The reason is signed as a note about the new item, in the
     /// same transaction.
     pub allow_duplicate: Option<String>,
+    /// The item these files were copied or derived from (`derived-from`,
+    /// SPEC.md §6.4): an exact working copy of it shares its digest
+    /// legitimately, so it is neither refused nor a conflict.
+    pub derived_from: Option<ItemId>,
 }
 
 /// An item that already has the SHA-256 of a file being registered.
@@ -789,7 +793,7 @@ impl Local {
                         tool: info.tool.clone(),
                     },
                     authority: info.authority.clone(),
-                    derived_from: None,
+                    derived_from: info.derived_from,
                 },
             ));
         }
@@ -871,10 +875,16 @@ impl Local {
         regs.iter()
             .enumerate()
             .map(|(i, (_, r))| {
+                // A copy of the item it derives from (or of another copy
+                // of it) shares the digest legitimately (SPEC.md §11.7).
+                let same_origin = |x: &custodia_protocol::Item| {
+                    r.derived_from
+                        .is_some_and(|d| x.id == d || x.derived_from == Some(d))
+                };
                 let known = state.and_then(|s| {
                     s.items
                         .values()
-                        .filter(|x| x.digests.sha256 == r.digests.sha256)
+                        .filter(|x| x.digests.sha256 == r.digests.sha256 && !same_origin(x))
                         .min_by_key(|x| x.id)
                 });
                 if let Some(x) = known {
