@@ -564,7 +564,22 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
     if text.is_empty() {
         text.push_str("(no entries)");
     }
-    Ok((text.trim_end().to_owned(), serde_json::json!(json)))
+    // This node's own standing first (SPEC.md §9.14); `case show --json`
+    // carries it as data.
+    let mut head = String::new();
+    if let Some(seq) = l.store.self_equivocation(&l.me(), case) {
+        head.push_str(&format!("!! THIS AGENCY HAS EQUIVOCATED: it signed two different entries as #{seq} of its history here; this node writes nothing more in the case until people decide (see `custodia case show`).\n"));
+    }
+    if let Some(h) = l.store.holds(Some(case)).ok().and_then(|mut h| h.pop()) {
+        head.push_str(&format!(
+            "!! ON HOLD: {}; this node writes nothing in the case until it is resolved (see `custodia status`).\n",
+            h.reason
+        ));
+    }
+    Ok((
+        format!("{head}{}", text.trim_end()),
+        serde_json::json!(json),
+    ))
 }
 
 /// One quarantined row for people: what the row recorded and why it

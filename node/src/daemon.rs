@@ -281,6 +281,12 @@ pub async fn start(dir: &Path) -> Result<Running, NodeError> {
     if let Some(why) = store.suspicion() {
         warn!(reason = %why, "the store may have gone back in time");
     }
+    let me_id = identity.agency();
+    for case in store.cases().copied().collect::<Vec<_>>() {
+        if let Some(seq) = store.self_equivocation(&me_id, &case) {
+            warn!(case = %case, seq, "THIS AGENCY HAS EQUIVOCATED in this case: it signed two different entries at one position; the node writes nothing more in the case until people decide how the record goes on");
+        }
+    }
     for h in store.holds(None)? {
         warn!(case = %h.case, reason = %h.reason, "case on hold: this node writes nothing in it until a peer confirms its head or it has recovered its own entries");
     }
@@ -1096,6 +1102,7 @@ async fn receive_group(
         inner.revision.send_replace(rev);
     }
     for (case, proof) in proofs {
+        warn_if_own(inner, &case, &proof);
         // Including the sender: it holds only its own version.
         broadcast_proof(inner, case, proof, None).await;
     }
@@ -1246,6 +1253,7 @@ async fn handle(
             match fresh {
                 Ok(Ok(true)) => {
                     warn!(case = %case, peer = %st.peer.fingerprint(), "equivocation proof received and stored");
+                    warn_if_own(inner, &case, &n.proof);
                     broadcast_proof(inner, case, n.proof, Some(st.peer)).await;
                 }
                 Ok(Ok(false)) => {}
@@ -1273,6 +1281,16 @@ async fn handle(
         _ => {}
     }
     Ok(())
+}
+
+/// Says so prominently when a proof shows that this agency itself signed
+/// two entries at one position (SPEC.md §9.14).
+fn warn_if_own(inner: &Arc<Inner>, case: &CaseId, proof: &custodia_protocol::EquivocationProof) {
+    if let Ok(eq) = proof.check() {
+        if eq.author == inner.me {
+            warn!(case = %case, seq = eq.seq, "THIS AGENCY HAS EQUIVOCATED: it signed two different entries at one position (a copied key or node folder, or a restored store written in); the node writes nothing more in the case until people decide how the record goes on");
+        }
+    }
 }
 
 async fn broadcast_proof(

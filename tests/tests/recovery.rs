@@ -136,6 +136,11 @@ async fn restoring_a_stale_backup_then_writing_never_equivocates() {
 
     let refused = cli(&m, &["custody", "record", &item, "--action", "sealed"]);
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let log = ok(&cli(&m, &["case", "log", &case.to_hex()]));
+    assert!(
+        log.starts_with("!! ON HOLD"),
+        "case log says so first: {log}"
+    );
     let why = String::from_utf8_lossy(&refused.stderr);
     assert!(
         why.contains("behind") && why.contains("custodia status"),
@@ -448,6 +453,8 @@ async fn a_cloned_node_folder_never_writes_silently_over_the_original() {
                 assert!(err.to_string().contains("two different entries"), "{err}");
                 let show = ok(&cli(x, &["case", "show", &case.to_hex()]));
                 assert!(show.contains("EQUIVOCATED"), "{show}");
+                let log = ok(&cli(x, &["case", "log", &case.to_hex()]));
+                assert!(log.starts_with("!! THIS AGENCY HAS EQUIVOCATED"), "{log}");
             }
         }
         Ok(cloned) => {
