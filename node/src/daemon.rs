@@ -303,11 +303,28 @@ pub async fn start(dir: &Path) -> Result<Running, NodeError> {
             addr: config.node.listen.clone(),
             source,
         })?;
+    let listen_err = |source| NodeError::Listen {
+        addr: config.node.listen.clone(),
+        source,
+    };
+    // Stateless resets keyed by the agency's identity (SPEC.md §9.2): after
+    // a restart the node answers a peer's packets for a connection it no
+    // longer has with a reset the peer recognises, so the peer drops that
+    // connection at once instead of after its idle timeout.
+    let mut endpoint_config = quinn::EndpointConfig::default();
+    endpoint_config.reset_key(tls::reset_key(identity.signing_key()));
+    // Connection ids are checked against a keyed hash before a reset is
+    // sent; the key too must survive a restart.
+    let cid_key = tls::cid_key(identity.signing_key());
+    endpoint_config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+            as Box<dyn quinn::ConnectionIdGenerator>
+    });
+    let socket = std::net::UdpSocket::bind(addr).map_err(listen_err)?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| listen_err(std::io::Error::other("no async runtime")))?;
     let mut endpoint =
-        quinn::Endpoint::server(server, addr).map_err(|source| NodeError::Listen {
-            addr: config.node.listen.clone(),
-            source,
-        })?;
+        quinn::Endpoint::new(endpoint_config, Some(server), socket, runtime).map_err(listen_err)?;
     endpoint.set_default_client_config(client);
     let me = identity.agency();
     info!(

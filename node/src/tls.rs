@@ -230,6 +230,32 @@ pub fn client_config(
     Ok(config)
 }
 
+/// The key of the node's stateless resets (RFC 9000 §10.3), derived from
+/// the agency's identity key: the same across restarts, so a restarted
+/// node's reset for a connection it has forgotten is one the peer
+/// recognises. HMAC-SHA256 with the identity seed as key over a fixed
+/// label: the seed is never used for anything else this way, and the
+/// derived key reveals nothing of it.
+pub fn reset_key(identity: &ed25519_dalek::SigningKey) -> Arc<dyn quinn::crypto::HmacKey> {
+    let seed = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &identity.to_bytes());
+    let derived = ring::hmac::sign(&seed, b"custodia/1 QUIC stateless reset key");
+    Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        derived.as_ref(),
+    ))
+}
+
+/// The key of the node's connection-id check, derived from the agency's
+/// identity key like [`reset_key`] (the node answers a packet for a
+/// forgotten connection only if its connection id passes this check).
+pub fn cid_key(identity: &ed25519_dalek::SigningKey) -> u64 {
+    let seed = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &identity.to_bytes());
+    let derived = ring::hmac::sign(&seed, b"custodia/1 QUIC connection id key");
+    let mut k = [0u8; 8];
+    k.copy_from_slice(&derived.as_ref()[..8]);
+    u64::from_le_bytes(k)
+}
+
 /// The Ed25519 public key of the authenticated peer of `conn`, or `None` if
 /// the peer has presented no (usable) certificate.
 ///

@@ -221,8 +221,9 @@ async fn a_lost_or_truncated_wal_is_detected_and_repaired_from_peers() {
             "{damage}: Berlin has everything"
         );
         kill9(&mut node);
-        // Berlin would keep the dead connection until its idle timeout;
-        // restarting it makes the test's reconnection immediate.
+        // Berlin would keep the dead connection until Manila's restarted
+        // node resets it (at Berlin's next keep-alive, up to 5 s);
+        // restarting Berlin makes the reconnection immediate.
         rb.shutdown().await;
         rb = daemon::start(&b.dir).await.expect("berlin again");
         let wal = m.dir.join("store.sqlite-wal");
@@ -467,4 +468,42 @@ async fn a_cloned_node_folder_never_writes_silently_over_the_original() {
     rc.shutdown().await;
     rm.shutdown().await;
     rb.shutdown().await;
+}
+
+/// The accepting node (the higher key, which never dials) is killed with
+/// `kill -9` and restarted. Its peer still holds the dead connection; the
+/// restarted node answers the peer's next packet with a stateless reset
+/// the peer recognises (its reset key comes from the agency's identity),
+/// so the peer redials at once instead of waiting out its 30 s idle
+/// timeout, and an entry written at the restarted node arrives promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_is_reconnected_without_waiting_for_the_idle_timeout() {
+    let (x, y) = (Agency::new("xray", "PH"), Agency::new("yankee", "DE"));
+    let (dialer, acceptor) = if x.id < y.id { (&x, &y) } else { (&y, &x) };
+    link(dialer, acceptor);
+    let case = open_shared(acceptor, &[(dialer, Role::Investigator)]);
+    let rd = daemon::start(&dialer.dir).await.expect("dialer");
+    let mut node = acceptor.spawn();
+    assert!(
+        eventually(WAIT, || dialer.case_count(&case)
+            >= acceptor.case_count(&case))
+        .await,
+        "connected and synced"
+    );
+    kill9(&mut node);
+    let mut node = acceptor.spawn();
+    let e = acceptor
+        .local()
+        .write(&case, custodia_tests::note("after the restart"))
+        .expect("write");
+    // Keep-alives go every 5 s; the idle timeout is 30 s.
+    assert!(
+        eventually(Duration::from_secs(15), || dialer
+            .case_bytes(&case)
+            .contains(&e.bytes().to_vec()))
+        .await,
+        "the entry written after the restart arrived before the old connection's idle timeout"
+    );
+    kill9(&mut node);
+    rd.shutdown().await;
 }
