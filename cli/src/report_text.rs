@@ -287,7 +287,12 @@ impl<W: Write> Lines<W> {
 
 /// The whole text report, ending with `last` (e.g. where the HTML report
 /// went) and then the verdict again.
-pub(crate) fn text<W: Write>(r: &Report, file: &str, last: Option<&str>, out: &mut Lines<W>) {
+pub(crate) fn text<W: Write>(
+    r: &Report,
+    file: &crate::verify::Source,
+    last: Option<&str>,
+    out: &mut Lines<W>,
+) {
     let ix = Index::new(r);
     let name = |a: &AgencyId| t(&ix.name(a));
     let mut line = |s: String| out.line(&s);
@@ -309,7 +314,10 @@ pub(crate) fn text<W: Write>(r: &Report, file: &str, last: Option<&str>, out: &m
     }
     line(String::new());
     let field = |k: &str, v: String| format!("{k:<12}{v}");
-    line(field("File", t(file)));
+    line(field("File", t(&file.name)));
+    line(field("SHA-256", hex::encode(file.sha256)));
+    line(field("Size", format!("{} bytes", file.size)));
+    line(field("Verifier", file.verifier()));
     line(field(
         "Case",
         format!(

@@ -408,11 +408,58 @@ impl Report {
         self.problem_count - self.problems.len()
     }
 
+    /// The three-way verdict: `valid` (no problem, no conflict),
+    /// `valid-with-conflicts` (no problem, but agencies' signed statements
+    /// contradict each other) or `invalid` (a problem).
+    pub fn verdict_kind(&self) -> &'static str {
+        if !self.is_valid() {
+            "invalid"
+        } else if self.conflicts.is_empty() {
+            "valid"
+        } else {
+            "valid-with-conflicts"
+        }
+    }
+
+    /// The conflicts counted by kind, in the order each kind first
+    /// appears in the report.
+    pub fn conflict_counts(&self) -> Vec<(&'static str, usize)> {
+        let mut out: Vec<(&'static str, usize)> = Vec::new();
+        for c in &self.conflicts {
+            match out.iter_mut().find(|(k, _)| *k == c.kind) {
+                Some((_, n)) => *n += 1,
+                None => out.push((c.kind, 1)),
+            }
+        }
+        out
+    }
+
+    /// The conflicts in words: `1 equivocation, 2 duplicate digests`.
+    pub fn conflict_summary(&self) -> String {
+        self.conflict_counts()
+            .iter()
+            .map(|(kind, n)| {
+                let words = kind.replace('-', " ");
+                match (n, words.as_str()) {
+                    (1, _) => format!("1 {words}"),
+                    (_, w) if w.ends_with('h') => format!("{n} {w}es"),
+                    (_, w) => format!("{n} {w}s"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// One line: the verdict.
     pub fn verdict(&self) -> String {
         if self.is_valid() {
             format!(
-                "VALID: every signature and every link of the record checks ({} entries{})",
+                "{}every signature and every link of the record checks ({} entries{})",
+                if self.conflicts.is_empty() {
+                    "VALID: ".to_owned()
+                } else {
+                    format!("VALID, WITH CONFLICTS: {}; ", self.conflict_summary())
+                },
                 self.disclosed,
                 match self.withheld.len() {
                     0 => String::new(),
