@@ -156,6 +156,7 @@ fn render(r: &Report, file: &crate::verify::Source, h: &mut Page<'_>) {
         item(h, &ix, i);
     }
     conflicts(h, r);
+    notes(h, &ix);
     withheld(h, &ix);
     problems(h, r);
     let _ = writeln!(
@@ -632,6 +633,33 @@ fn conflicts(h: &mut Page<'_>, r: &Report) {
             esc(c.kind),
             esc(&c.sentence),
             ids.join("<br>")
+        );
+    }
+    h.push_str("</tbody>\n</table>\n");
+}
+
+fn notes(h: &mut Page<'_>, ix: &Index<'_>) {
+    let r = ix.report();
+    let _ = writeln!(h, "<h2>Notes ({})</h2>", r.notes.len());
+    if r.notes.is_empty() {
+        h.push_str("<p>None: no agency signed a note in this record.</p>\n");
+        return;
+    }
+    h.push_str("<p>Free text each agency signed about the case or an item, as written.</p>\n<table>\n<thead><tr><th>#</th><th>Time</th><th>Agency</th><th>Item</th><th>Note</th></tr></thead>\n<tbody>\n");
+    for n in &r.notes {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+            esc(&at(n.index)),
+            esc(&iso_time(n.time)),
+            esc(&ix.name(&n.author)),
+            n.item
+                .map_or_else(|| "the case".to_owned(), |i| esc(&ix.item_label(&i))),
+            esc(&n.text),
+            n.retracted.as_ref().map_or_else(String::new, |why| format!(
+                " <strong class=\"alarm\">RETRACTED by its author: {}</strong>",
+                esc(why)
+            )),
         );
     }
     h.push_str("</tbody>\n</table>\n");

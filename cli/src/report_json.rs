@@ -107,6 +107,7 @@ fn event_json(e: &EventReport) -> Value {
         "copy": e.copy.map(|c| c.to_uuid_string()),
         "tlp": e.tlp.as_str(),
         "retracted": e.retracted,
+        "note": e.note,
     })
 }
 
@@ -205,6 +206,23 @@ fn document(r: &Report) -> Object<'_> {
                 "item": c.item.map(|i| i.to_uuid_string()),
                 "entries": c.entries.iter().map(|(id, i)| json!({"entry": id.to_hex(), "index": i})).collect::<Vec<_>>(),
                 "sentence": c.sentence,
+            })
+        })),
+    );
+    top.insert(
+        "notes".into(),
+        Each::values(r.notes.iter().map(|n| {
+            json!({
+                "index": n.index,
+                "entry": n.entry.to_hex(),
+                "time": n.time,
+                "time_iso": iso_time(n.time),
+                "author": n.author.to_hex(),
+                "author_name": r.name_of(&n.author),
+                "item": n.item.map(|i| i.to_uuid_string()),
+                "text": n.text,
+                "tlp": n.tlp.as_str(),
+                "retracted": n.retracted,
             })
         })),
     );

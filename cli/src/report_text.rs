@@ -224,6 +224,8 @@ pub(crate) fn describe_event(
             parts.push(format!("{label}{}", text(v)));
         }
     };
+    // A note's own text (its action column already says `note`).
+    field("", &e.note);
     field("by ", &e.actor);
     field("at ", &e.place);
     field("purpose: ", &e.purpose);
@@ -466,6 +468,18 @@ pub(crate) fn text<W: Write>(
     }
     line(String::new());
 
+    line(format!("Notes ({})", r.notes.len()));
+    for n in &r.notes {
+        line(format!(
+            "  {}",
+            wrap(&note_line(&ix, n, &t), 4).trim_start()
+        ));
+    }
+    if r.notes.is_empty() {
+        line("  none".into());
+    }
+    line(String::new());
+
     line(format!(
         "Withheld positions ({}): disclosed as withheld, not missing",
         r.withheld.len()
@@ -519,6 +533,30 @@ pub(crate) fn text<W: Write>(
     // The verdict again, last: nothing printed above can hide it.
     line(String::new());
     line(r.verdict());
+}
+
+/// One note: where, when, who, about what, and its text (through `text`,
+/// which makes it safe for the output).
+pub(crate) fn note_line(
+    ix: &Index<'_>,
+    n: &custodia_protocol::bundle::NoteReport,
+    text: &dyn Fn(&str) -> String,
+) -> String {
+    format!(
+        "{} {}  {}{}: {}{}",
+        at(n.index),
+        iso_time(n.time),
+        text(&ix.name(&n.author)),
+        n.item.map_or_else(String::new, |i| format!(
+            " on item {}",
+            text(&ix.item_label(&i))
+        )),
+        text(&n.text),
+        n.retracted.as_ref().map_or_else(String::new, |why| format!(
+            " (RETRACTED by its author: {})",
+            text(why)
+        )),
+    )
 }
 
 fn item_text(ix: &Index<'_>, i: &ItemReport, line: &mut impl FnMut(String)) {

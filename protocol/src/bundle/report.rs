@@ -265,6 +265,30 @@ pub struct EventReport {
     pub tlp: Tlp,
     /// If the author retracted the entry: the reason.
     pub retracted: Option<String>,
+    /// For a note about the item (action `note`): its text.
+    pub note: Option<String>,
+}
+
+/// A note: free text an agency signed about the case or one item (e.g.
+/// `custody receive --note "seal intact"`). Every note is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoteReport {
+    /// The entry.
+    pub entry: EntryId,
+    /// Its index in the bundle.
+    pub index: Option<usize>,
+    /// When (the signer's own clock).
+    pub time: u64,
+    /// Who signed it.
+    pub author: AgencyId,
+    /// The item it is about, if any.
+    pub item: Option<ItemId>,
+    /// The text, as signed.
+    pub text: String,
+    /// The entry's TLP label.
+    pub tlp: Tlp,
+    /// If the author retracted the note: the reason.
+    pub retracted: Option<String>,
 }
 
 /// An evidence item, its digests and its custody timeline.
@@ -377,6 +401,8 @@ pub struct Report {
     pub items: Vec<ItemReport>,
     /// Conflicts shown by the record.
     pub conflicts: Vec<ConflictReport>,
+    /// Every note, in bundle order.
+    pub notes: Vec<NoteReport>,
     /// Positions disclosed as withheld.
     pub withheld: Vec<WithheldReport>,
     /// The problems listed one by one, in the order found: the first
@@ -678,8 +704,10 @@ fn merge_runs(older: Vec<(EntryId, usize)>, newer: Vec<(EntryId, usize)>) -> Vec
 pub struct Verifier<'t> {
     v: Validator,
     /// The entries the report shows (genesis, registrations, custody
-    /// events); the validator itself is lean and keeps no entry.
+    /// events, notes); the validator itself is lean and keeps no entry.
     kept: HashMap<EntryId, Kept>,
+    /// The accepted notes, in bundle order.
+    notes: Vec<EntryId>,
     now: u64,
     case: CaseId,
     exporter: AgencyId,
@@ -760,6 +788,7 @@ impl<'t> Verifier<'t> {
         Verifier {
             v: Validator::lean(),
             kept: HashMap::new(),
+            notes: Vec::new(),
             now: exported_at,
             case,
             exporter,
@@ -884,8 +913,11 @@ impl<'t> Verifier<'t> {
         self.place(entry.author(), entry.payload().seq, index);
         if matches!(
             entry.payload().body,
-            Body::CaseOpened(_) | Body::EvidenceRegistered(_) | Body::Custody(_)
+            Body::CaseOpened(_) | Body::EvidenceRegistered(_) | Body::Custody(_) | Body::Note(_)
         ) {
+            if let Body::Note(_) = entry.payload().body {
+                self.notes.push(entry.id());
+            }
             self.kept.insert(
                 entry.id(),
                 Kept {
@@ -1280,6 +1312,7 @@ impl<'t> Verifier<'t> {
             })
             .collect();
         let items = self.items_report(&state);
+        let notes = self.notes_report();
         let opened = state
             .case
             .and_then(|c| self.kept.get(&c))
@@ -1304,6 +1337,7 @@ impl<'t> Verifier<'t> {
             members,
             items,
             conflicts,
+            notes,
             withheld: std::mem::take(&mut self.withheld),
             problems: std::mem::take(&mut self.problems),
             problem_count: self.found,
@@ -1448,6 +1482,19 @@ impl<'t> Verifier<'t> {
                     }
                 }
             }
+            // The notes about the item, in bundle order among its events.
+            for id in &self.notes {
+                if let Some(e) = self.kept.get(id) {
+                    if let Body::Note(n) = &e.payload().body {
+                        if n.item == Some(item.id) {
+                            let mut ev = self.event(e, "note");
+                            ev.note = Some(n.text.clone());
+                            timeline.push(ev);
+                        }
+                    }
+                }
+            }
+            timeline.sort_by_key(|e| e.index.unwrap_or(usize::MAX));
             // Pair each transfer with its receipt.
             // (The first receipt answering each transfer.)
             let mut receipts: HashMap<EntryId, Receipt> = HashMap::new();
@@ -1494,6 +1541,34 @@ impl<'t> Verifier<'t> {
         out.into_iter().map(|(_, r)| r).collect()
     }
 
+    fn notes_report(&self) -> Vec<NoteReport> {
+        self.notes
+            .iter()
+            .filter_map(|id| self.kept.get(id))
+            .filter_map(|e| {
+                let p = e.payload();
+                let Body::Note(n) = &p.body else {
+                    return None;
+                };
+                Some(NoteReport {
+                    entry: e.id(),
+                    index: self.index_of(&e.id()),
+                    time: p.time,
+                    author: p.author,
+                    item: n.item,
+                    text: n.text.clone(),
+                    tlp: p.tlp,
+                    retracted: self
+                        .v
+                        .state()
+                        .retracted
+                        .get(&e.id())
+                        .map(|(_, why)| why.clone()),
+                })
+            })
+            .collect()
+    }
+
     fn event(&self, e: &Kept, action: &str) -> EventReport {
         let p = e.payload();
         let mut r = EventReport {
@@ -1521,6 +1596,7 @@ impl<'t> Verifier<'t> {
                 .retracted
                 .get(&e.id())
                 .map(|(_, why)| why.clone()),
+            note: None,
         };
         if let Body::Custody(ev) = &p.body {
             r.to = ev.to;
