@@ -51,9 +51,11 @@ h3 { font-size: 16px; margin: 20px 0 6px; }
 .verdict { border: 3px solid; border-radius: 6px; padding: 14px 20px; margin: 12px 0 20px; }
 .verdict.valid { border-color: var(--ok); background: #eaf6ed; }
 .verdict.invalid { border-color: var(--bad); background: #fbeceb; }
+.verdict.conflicts { border-color: var(--warn); background: #fdf3e1; }
 .verdict .word { font-size: 30px; font-weight: 800; letter-spacing: .04em; }
 .verdict.valid .word { color: var(--ok); }
 .verdict.invalid .word { color: var(--bad); }
+.verdict.conflicts .word { color: var(--warn); }
 .verdict p { margin: 6px 0 0; }
 dl.facts { display: grid; grid-template-columns: 170px 1fr; gap: 4px 16px; margin: 0; }
 dl.facts dt { color: var(--muted); }
@@ -108,7 +110,11 @@ impl Page<'_> {
 }
 
 /// Writes the whole page to `w`.
-pub(crate) fn write(r: &Report, file: &str, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+pub(crate) fn write(
+    r: &Report,
+    file: &crate::verify::Source,
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let mut page = Page { w, failed: None };
     render(r, file, &mut page);
     match page.failed {
@@ -118,7 +124,7 @@ pub(crate) fn write(r: &Report, file: &str, w: &mut dyn std::io::Write) -> std::
 }
 
 /// The whole page.
-fn render(r: &Report, file: &str, h: &mut Page<'_>) {
+fn render(r: &Report, file: &crate::verify::Source, h: &mut Page<'_>) {
     let ix = Index::new(r);
     let _ = writeln!(
         h,
@@ -127,8 +133,11 @@ fn render(r: &Report, file: &str, h: &mut Page<'_>) {
     );
     let _ = writeln!(
         h,
-        "<h1>Chain of custody verification report</h1>\n<div class=\"mono\">{}</div>",
-        esc(file)
+        "<h1>Chain of custody verification report</h1>\n<div class=\"mono\">{}</div>\n<div class=\"mono\">SHA-256 {}, {} bytes; verified by {}</div>",
+        esc(&file.name),
+        hex::encode(file.sha256),
+        file.size,
+        esc(&file.verifier())
     );
     verdict(h, r);
     facts(h, &ix);
@@ -147,6 +156,7 @@ fn render(r: &Report, file: &str, h: &mut Page<'_>) {
         item(h, &ix, i);
     }
     conflicts(h, r);
+    notes(h, &ix);
     withheld(h, &ix);
     problems(h, r);
     let _ = writeln!(
@@ -157,10 +167,10 @@ fn render(r: &Report, file: &str, h: &mut Page<'_>) {
 }
 
 fn verdict(h: &mut Page<'_>, r: &Report) {
-    let (class, word) = if r.is_valid() {
-        ("valid", "VALID")
-    } else {
-        ("invalid", "INVALID")
+    let (class, word) = match r.verdict_kind() {
+        "valid" => ("valid", "VALID"),
+        "valid-with-conflicts" => ("conflicts", "VALID, WITH CONFLICTS"),
+        _ => ("invalid", "INVALID"),
     };
     let _ = write!(
         h,
@@ -623,6 +633,33 @@ fn conflicts(h: &mut Page<'_>, r: &Report) {
             esc(c.kind),
             esc(&c.sentence),
             ids.join("<br>")
+        );
+    }
+    h.push_str("</tbody>\n</table>\n");
+}
+
+fn notes(h: &mut Page<'_>, ix: &Index<'_>) {
+    let r = ix.report();
+    let _ = writeln!(h, "<h2>Notes ({})</h2>", r.notes.len());
+    if r.notes.is_empty() {
+        h.push_str("<p>None: no agency signed a note in this record.</p>\n");
+        return;
+    }
+    h.push_str("<p>Free text each agency signed about the case or an item, as written.</p>\n<table>\n<thead><tr><th>#</th><th>Time</th><th>Agency</th><th>Item</th><th>Note</th></tr></thead>\n<tbody>\n");
+    for n in &r.notes {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+            esc(&at(n.index)),
+            esc(&iso_time(n.time)),
+            esc(&ix.name(&n.author)),
+            n.item
+                .map_or_else(|| "the case".to_owned(), |i| esc(&ix.item_label(&i))),
+            esc(&n.text),
+            n.retracted.as_ref().map_or_else(String::new, |why| format!(
+                " <strong class=\"alarm\">RETRACTED by its author: {}</strong>",
+                esc(why)
+            )),
         );
     }
     h.push_str("</tbody>\n</table>\n");

@@ -107,13 +107,15 @@ fn event_json(e: &EventReport) -> Value {
         "copy": e.copy.map(|c| c.to_uuid_string()),
         "tlp": e.tlp.as_str(),
         "retracted": e.retracted,
+        "note": e.note,
     })
 }
 
 /// The whole report as one JSON document.
 fn document(r: &Report) -> Object<'_> {
     let mut top = object(json!({
-        "verdict": if r.is_valid() { "valid" } else { "invalid" },
+        "verdict": r.verdict_kind(),
+        "conflict_counts": r.conflict_counts().into_iter().map(|(k, n)| (k.to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
         "summary": r.verdict(),
         "problem_count": r.problem_count,
         "root_problems": r.root_problems(),
@@ -208,6 +210,23 @@ fn document(r: &Report) -> Object<'_> {
         })),
     );
     top.insert(
+        "notes".into(),
+        Each::values(r.notes.iter().map(|n| {
+            json!({
+                "index": n.index,
+                "entry": n.entry.to_hex(),
+                "time": n.time,
+                "time_iso": iso_time(n.time),
+                "author": n.author.to_hex(),
+                "author_name": r.name_of(&n.author),
+                "item": n.item.map(|i| i.to_uuid_string()),
+                "text": n.text,
+                "tlp": n.tlp.as_str(),
+                "retracted": n.retracted,
+            })
+        })),
+    );
+    top.insert(
         "withheld".into(),
         Each::values(r.withheld.iter().map(|w| {
             json!({
@@ -238,8 +257,28 @@ fn document(r: &Report) -> Object<'_> {
 }
 
 /// Writes the report as pretty JSON and a newline.
-pub(crate) fn write(r: &Report, w: &mut impl Write) -> std::io::Result<()> {
-    serde_json::to_writer_pretty(&mut *w, &document(r))?;
+pub(crate) fn write(
+    r: &Report,
+    file: &crate::verify::Source,
+    w: &mut impl Write,
+) -> std::io::Result<()> {
+    let mut doc = document(r);
+    doc.insert(
+        "bundle".into(),
+        Field::Value(json!({
+            "file": file.name,
+            "sha256": hex::encode(file.sha256),
+            "size": file.size,
+        })),
+    );
+    doc.insert(
+        "verifier".into(),
+        Field::Value(json!({
+            "name": env!("CARGO_BIN_NAME"),
+            "version": env!("CARGO_PKG_VERSION"),
+        })),
+    );
+    serde_json::to_writer_pretty(&mut *w, &doc)?;
     w.write_all(b"\n")?;
     w.flush()
 }

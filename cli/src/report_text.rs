@@ -224,6 +224,8 @@ pub(crate) fn describe_event(
             parts.push(format!("{label}{}", text(v)));
         }
     };
+    // A note's own text (its action column already says `note`).
+    field("", &e.note);
     field("by ", &e.actor);
     field("at ", &e.place);
     field("purpose: ", &e.purpose);
@@ -287,7 +289,12 @@ impl<W: Write> Lines<W> {
 
 /// The whole text report, ending with `last` (e.g. where the HTML report
 /// went) and then the verdict again.
-pub(crate) fn text<W: Write>(r: &Report, file: &str, last: Option<&str>, out: &mut Lines<W>) {
+pub(crate) fn text<W: Write>(
+    r: &Report,
+    file: &crate::verify::Source,
+    last: Option<&str>,
+    out: &mut Lines<W>,
+) {
     let ix = Index::new(r);
     let name = |a: &AgencyId| t(&ix.name(a));
     let mut line = |s: String| out.line(&s);
@@ -309,7 +316,10 @@ pub(crate) fn text<W: Write>(r: &Report, file: &str, last: Option<&str>, out: &m
     }
     line(String::new());
     let field = |k: &str, v: String| format!("{k:<12}{v}");
-    line(field("File", t(file)));
+    line(field("File", t(&file.name)));
+    line(field("SHA-256", hex::encode(file.sha256)));
+    line(field("Size", format!("{} bytes", file.size)));
+    line(field("Verifier", file.verifier()));
     line(field(
         "Case",
         format!(
@@ -458,6 +468,18 @@ pub(crate) fn text<W: Write>(r: &Report, file: &str, last: Option<&str>, out: &m
     }
     line(String::new());
 
+    line(format!("Notes ({})", r.notes.len()));
+    for n in &r.notes {
+        line(format!(
+            "  {}",
+            wrap(&note_line(&ix, n, &t), 4).trim_start()
+        ));
+    }
+    if r.notes.is_empty() {
+        line("  none".into());
+    }
+    line(String::new());
+
     line(format!(
         "Withheld positions ({}): disclosed as withheld, not missing",
         r.withheld.len()
@@ -511,6 +533,30 @@ pub(crate) fn text<W: Write>(r: &Report, file: &str, last: Option<&str>, out: &m
     // The verdict again, last: nothing printed above can hide it.
     line(String::new());
     line(r.verdict());
+}
+
+/// One note: where, when, who, about what, and its text (through `text`,
+/// which makes it safe for the output).
+pub(crate) fn note_line(
+    ix: &Index<'_>,
+    n: &custodia_protocol::bundle::NoteReport,
+    text: &dyn Fn(&str) -> String,
+) -> String {
+    format!(
+        "{} {}  {}{}: {}{}",
+        at(n.index),
+        iso_time(n.time),
+        text(&ix.name(&n.author)),
+        n.item.map_or_else(String::new, |i| format!(
+            " on item {}",
+            text(&ix.item_label(&i))
+        )),
+        text(&n.text),
+        n.retracted.as_ref().map_or_else(String::new, |why| format!(
+            " (RETRACTED by its author: {})",
+            text(why)
+        )),
+    )
 }
 
 fn item_text(ix: &Index<'_>, i: &ItemReport, line: &mut impl FnMut(String)) {

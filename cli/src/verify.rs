@@ -24,6 +24,7 @@ use custodia_protocol::bundle::{
 };
 use custodia_protocol::WithheldPosition;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sha2::{Digest as _, Sha256};
 
 use crate::output::{Out, EXIT_REFUSED};
 
@@ -47,26 +48,20 @@ pub(crate) fn run(
         }
         None => None,
     };
-    let report = check_file(file, trust.as_ref())?;
+    let (report, source) = check_file(file, trust.as_ref())?;
     if let Some(path) = html {
-        let name = file.display().to_string();
-        write_private(path, |w| crate::report_html::write(&report, &name, w))?;
+        write_private(path, |w| crate::report_html::write(&report, &source, w))?;
     }
     // Written as it is rendered; a closed pipe (`custodia verify F | head`)
     // ends the output quietly.
     let stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let written = if out.json() {
         let mut stdout = stdout;
-        crate::report_json::write(&report, &mut stdout)
+        crate::report_json::write(&report, &source, &mut stdout)
     } else {
         let last = html.map(|p| format!("HTML report written to {}", p.display()));
         let mut lines = crate::report_text::Lines::new(stdout);
-        crate::report_text::text(
-            &report,
-            &file.display().to_string(),
-            last.as_deref(),
-            &mut lines,
-        );
+        crate::report_text::text(&report, &source, last.as_deref(), &mut lines);
         lines.finish()
     };
     crate::output::written(written);
@@ -104,6 +99,61 @@ fn write_private(
     tmp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// The bundle file as the report names it, so that a printed report can
+/// be tied to one file: its path, the SHA-256 and length of the bytes
+/// verified (hashed as the first pass reads them), and the verifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Source {
+    /// The path as given.
+    pub(crate) name: String,
+    /// SHA-256 of the bytes read.
+    pub(crate) sha256: [u8; 32],
+    /// Bytes read.
+    pub(crate) size: u64,
+}
+
+impl Source {
+    /// The verifier's name and version, e.g. `custodia 0.1.0`.
+    pub(crate) fn verifier(&self) -> String {
+        format!("{} {}", env!("CARGO_BIN_NAME"), env!("CARGO_PKG_VERSION"))
+    }
+}
+
+/// A reader that hashes and counts what passes through it.
+struct Hashing<R> {
+    src: R,
+    hash: Sha256,
+    size: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.src.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R> Hashing<R> {
+    fn new(src: R) -> Self {
+        Hashing {
+            src,
+            hash: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    fn finish(self, name: String) -> (R, Source) {
+        let source = Source {
+            name,
+            sha256: self.hash.finalize().into(),
+            size: self.size,
+        };
+        (self.src, source)
+    }
 }
 
 /// Reads the file in this many bytes at a time.
@@ -144,36 +194,46 @@ impl<R: Read> Read for Tee<R> {
 /// signature, the second replays the elements and checks the exporter's
 /// signature over the bytes it reads. Memory holds one read buffer, one
 /// chunk of elements and what the replay keeps, never the file.
-fn check_file(file: &Path, trust: Option<&TrustList>) -> anyhow::Result<Report> {
+fn check_file(file: &Path, trust: Option<&TrustList>) -> anyhow::Result<(Report, Source)> {
     check_file_within(file, trust, STREAM_LIMIT)
 }
 
 /// [`check_file`], copying at most `limit` bytes of a pipe or device.
-fn check_file_within(file: &Path, trust: Option<&TrustList>, limit: u64) -> anyhow::Result<Report> {
+fn check_file_within(
+    file: &Path,
+    trust: Option<&TrustList>,
+    limit: u64,
+) -> anyhow::Result<(Report, Source)> {
     let reading = || format!("reading {}", file.display());
+    let name = file.display().to_string();
     let mut f = std::fs::File::open(file).with_context(reading)?;
-    let summary = if f.metadata().with_context(reading)?.is_file() {
-        let summary = stream(&mut f, StreamDecoder::new(), |_| {});
+    let (summary, source) = if f.metadata().with_context(reading)?.is_file() {
+        let mut h = Hashing::new(f);
+        let summary = stream(&mut h, StreamDecoder::new(), |_| {});
+        let (g, source) = h.finish(name);
+        f = g;
         f.seek(SeekFrom::Start(0)).with_context(reading)?;
-        summary
+        (summary, source)
     } else {
         // A pipe or device cannot be read twice: the first pass keeps a
         // copy (on disk, not in memory) of what it reads, and stops at
         // the first byte that is not a bundle's.
         let copy = tempfile::tempfile().context("creating a temporary file")?;
-        let mut tee = Tee {
+        let mut tee = Hashing::new(Tee {
             src: f,
             copy,
             copied: 0,
             limit,
-        };
+        });
         let summary = stream(&mut tee, StreamDecoder::new(), |_| {});
+        let (tee, source) = tee.finish(name);
         f = tee.copy;
         f.seek(SeekFrom::Start(0)).with_context(reading)?;
-        summary
-    }
-    .with_context(reading)?
-    .with_context(|| file.display().to_string())?;
+        (summary, source)
+    };
+    let summary = summary
+        .with_context(reading)?
+        .with_context(|| file.display().to_string())?;
     // The replay (one thread, in order) runs beside the checking of the
     // next chunk (all cores), so neither waits for the other.
     std::thread::scope(|scope| {
@@ -202,7 +262,7 @@ fn check_file_within(file: &Path, trust: Option<&TrustList>, limit: u64) -> anyh
         let second = second
             .with_context(reading)?
             .with_context(|| file.display().to_string())?;
-        Ok(v.finish_streamed(&second))
+        Ok((v.finish_streamed(&second), source))
     })
 }
 
@@ -469,8 +529,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("b.custodia");
         std::fs::write(&path, &bytes).expect("write");
-        let report = check_file(&path, None).expect("readable");
+        let (report, source) = check_file(&path, None).expect("readable");
         assert!(report.is_valid(), "{:?}", report.problems);
+        assert_eq!(source.size, bytes.len() as u64);
+        assert_eq!(source.sha256, <[u8; 32]>::from(Sha256::digest(&bytes)));
         assert_eq!(report.elements, 601);
         assert_eq!(Ok(report), in_memory(&bytes));
 
@@ -480,7 +542,7 @@ mod tests {
         let at = mid + edited[mid..].iter().position(|b| *b == b'x').expect("an x");
         edited[at] = b'y';
         std::fs::write(&path, &edited).expect("write");
-        let report = check_file(&path, None).expect("readable");
+        let (report, _) = check_file(&path, None).expect("readable");
         assert!(!report.is_valid());
         assert_eq!(Ok(report), in_memory(&edited));
     }

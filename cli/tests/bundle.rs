@@ -192,6 +192,140 @@ fn an_exported_case_verifies_anywhere_and_a_damaged_one_does_not() {
     assert!(r.stdout.contains("\"error\""));
 }
 
+/// A printed report can be tied to one file: the text, the JSON and the
+/// HTML give the bundle's SHA-256 (as `sha256sum` computes it), its size
+/// and the verifier's name and version.
+#[test]
+fn the_report_names_the_bundle_by_its_sha256_and_size_and_the_verifier() {
+    let c = case();
+    let file = c.tmp.path().join("case.custodia");
+    at(&c.berlin, &["export", &c.case, "--out", s(&file)]).code(0);
+    let out = std::process::Command::new("sha256sum")
+        .arg(&file)
+        .output()
+        .expect("sha256sum runs");
+    let sum = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_owned();
+    assert_eq!(sum.len(), 64);
+    let size = std::fs::metadata(&file).expect("file").len();
+    let version = env!("CARGO_PKG_VERSION");
+    let page = c.tmp.path().join("report.html");
+    let r = custodia(&["verify", s(&file), "--html", s(&page)]).code(0);
+    for want in [
+        format!("SHA-256     {sum}"),
+        format!("Size        {size} bytes"),
+        format!("Verifier    custodia {version}"),
+    ] {
+        assert!(r.stdout.lines().any(|l| l == want), "{want}\n{}", r.stdout);
+    }
+    let v = custodia(&["--json", "verify", s(&file)]).json();
+    assert_eq!(v["verdict"], "valid");
+    assert_eq!(v["conflict_counts"], serde_json::json!({}));
+    assert_eq!(v["bundle"]["sha256"], sum.as_str());
+    assert_eq!(v["bundle"]["size"], size);
+    assert_eq!(v["bundle"]["file"], s(&file));
+    assert_eq!(v["verifier"]["name"], "custodia");
+    assert_eq!(v["verifier"]["version"], version);
+    let html = std::fs::read_to_string(&page).expect("report");
+    assert!(
+        html.contains(&format!(
+            "SHA-256 {sum}, {size} bytes; verified by custodia {version}"
+        )),
+        "{html}"
+    );
+    assert!(html.contains("<div class=\"verdict valid\"><div class=\"word\">VALID</div>"));
+
+    // Piped in: the same digest and size.
+    let bytes = std::fs::read(&file).expect("bundle");
+    let (code, stdout, _) = verify_piped(&bytes);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.lines().any(|l| l == format!("SHA-256     {sum}")),
+        "{stdout}"
+    );
+}
+
+/// Notes signed with custody events (`--note`) are statements of the
+/// record: each is in the item's timeline and in a Notes section, in the
+/// text, the JSON and the HTML, escaped like all bundle text.
+#[test]
+fn notes_appear_in_every_output_of_verify() {
+    let c = case();
+    let text = "seal intact <b>on</b> arrival";
+    at(
+        &c.berlin,
+        &[
+            "custody", "record", &c.phone, "--action", "examined", "--note", text,
+        ],
+    )
+    .code(0);
+    let file = c.tmp.path().join("case.custodia");
+    at(&c.berlin, &["export", &c.case, "--out", s(&file)]).code(0);
+    let page = c.tmp.path().join("report.html");
+    let r = custodia(&["verify", s(&file), "--html", s(&page)]).code(0);
+    // Once in the phone's timeline, once in the Notes section.
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.contains("Berlin <Partner> Unit   note ") && l.ends_with(text)),
+        "{}",
+        r.stdout
+    );
+    let notes = r
+        .stdout
+        .split("\nNotes (1)\n")
+        .nth(1)
+        .expect("a Notes section");
+    let section = notes.split("\n\n").next().unwrap_or_default();
+    assert!(
+        section.starts_with("  [7] ")
+            && section.contains("Berlin <Partner> Unit on item")
+            && section.ends_with(text),
+        "{section}"
+    );
+
+    let v = custodia(&["--json", "verify", s(&file)]).json();
+    let notes = v["notes"].as_array().expect("notes");
+    assert_eq!(notes.len(), 1, "{v}");
+    assert_eq!(notes[0]["text"], text);
+    assert_eq!(notes[0]["item"], c.phone.as_str());
+    assert_eq!(notes[0]["author_name"], "Berlin <Partner> Unit");
+    let phone = v["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["id"] == c.phone.as_str())
+        .expect("the phone");
+    let timeline = phone["timeline"].as_array().expect("timeline");
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["action"] == "note" && e["note"] == text),
+        "{phone}"
+    );
+    let chat = v["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["id"] == c.chat.as_str())
+        .expect("the chat");
+    assert!(!chat.to_string().contains(text));
+
+    let html = std::fs::read_to_string(&page).expect("report");
+    well_formed(&html).expect("well-formed HTML");
+    assert!(!html.contains("<b>on</b>"), "unescaped note");
+    assert!(html.contains("<h2>Notes (1)</h2>"));
+    assert!(
+        html.matches("seal intact &lt;b&gt;on&lt;/b&gt; arrival")
+            .count()
+            >= 2,
+        "{html}"
+    );
+}
+
 #[test]
 fn a_trust_file_confirms_keys_and_names_the_line_it_cannot_read() {
     let c = case();

@@ -364,6 +364,48 @@ fn case_show_lists_the_stored_equivocation_proofs() {
     assert!(ids.contains(&proofs[0]["second"].as_str().unwrap_or_default().to_owned()));
 }
 
+/// A bundle carrying an equivocation proof verifies, but its verdict says
+/// so in every output: not the plain VALID of a clean record.
+#[test]
+fn an_equivocation_gives_a_valid_with_conflicts_verdict_in_every_output() {
+    let n = Node::new();
+    let case = n.case_id();
+    let genesis = EntryId(case.0);
+    let note = |text: &str| {
+        Body::Note(Note {
+            text: text.into(),
+            item: None,
+        })
+    };
+    let one = n.sign(1, genesis, note("first version"));
+    let two = n.sign(1, genesis, note("second version"));
+    {
+        let mut store = Store::open(&n.db()).expect("open");
+        for e in [&one, &two] {
+            store
+                .receive(&case, vec![SyncItem::Entry(e.bytes().to_vec())], now_ms())
+                .expect("receive");
+        }
+    }
+    let file = n.tmp.path().join("case.custodia");
+    let html = n.tmp.path().join("report.html");
+    at(&n.dir, &["export", &n.case, "--out", s(&file)]).code(0);
+    let want = "VALID, WITH CONFLICTS: 1 equivocation; every signature and every link of the record checks (2 entries)";
+    let r = at(&n.dir, &["verify", s(&file), "--html", s(&html)]).code(0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&want), "{}", r.stdout);
+    assert_eq!(lines.last(), Some(&want), "{}", r.stdout);
+    let v = at(&n.dir, &["--json", "verify", s(&file)]).json();
+    assert_eq!(v["verdict"], "valid-with-conflicts", "{v}");
+    assert_eq!(v["conflict_counts"], serde_json::json!({"equivocation": 1}));
+    assert_eq!(v["summary"], want);
+    let page = std::fs::read_to_string(&html).expect("the HTML report");
+    assert!(
+        page.contains("<div class=\"verdict conflicts\"><div class=\"word\">VALID, WITH CONFLICTS</div><p><strong>VALID, WITH CONFLICTS: 1 equivocation;"),
+        "{page}"
+    );
+}
+
 #[cfg(unix)]
 fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;

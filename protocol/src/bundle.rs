@@ -67,8 +67,8 @@ pub use explain::{explain, explain_bundle_rule};
 pub use export::{disclosure, export, ExportError};
 pub use report::{
     check_entries, check_entry, verify, BundleRule, Checked, Claimed, ConflictReport, EventReport,
-    ItemReport, KeyTrust, MemberReport, Problem, Receipt, Report, Rule, Unlisted, Verifier,
-    WithheldReport, LISTED,
+    ItemReport, KeyTrust, MemberReport, NoteReport, Problem, Receipt, Report, Rule, Unlisted,
+    Verifier, WithheldReport, LISTED,
 };
 pub use stream::{oversize, StreamDecoder, Streamed, Summary};
 pub use trust::{TrustError, TrustList};

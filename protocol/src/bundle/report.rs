@@ -265,6 +265,30 @@ pub struct EventReport {
     pub tlp: Tlp,
     /// If the author retracted the entry: the reason.
     pub retracted: Option<String>,
+    /// For a note about the item (action `note`): its text.
+    pub note: Option<String>,
+}
+
+/// A note: free text an agency signed about the case or one item (e.g.
+/// `custody receive --note "seal intact"`). Every note is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoteReport {
+    /// The entry.
+    pub entry: EntryId,
+    /// Its index in the bundle.
+    pub index: Option<usize>,
+    /// When (the signer's own clock).
+    pub time: u64,
+    /// Who signed it.
+    pub author: AgencyId,
+    /// The item it is about, if any.
+    pub item: Option<ItemId>,
+    /// The text, as signed.
+    pub text: String,
+    /// The entry's TLP label.
+    pub tlp: Tlp,
+    /// If the author retracted the note: the reason.
+    pub retracted: Option<String>,
 }
 
 /// An evidence item, its digests and its custody timeline.
@@ -377,6 +401,8 @@ pub struct Report {
     pub items: Vec<ItemReport>,
     /// Conflicts shown by the record.
     pub conflicts: Vec<ConflictReport>,
+    /// Every note, in bundle order.
+    pub notes: Vec<NoteReport>,
     /// Positions disclosed as withheld.
     pub withheld: Vec<WithheldReport>,
     /// The problems listed one by one, in the order found: the first
@@ -408,11 +434,58 @@ impl Report {
         self.problem_count - self.problems.len()
     }
 
+    /// The three-way verdict: `valid` (no problem, no conflict),
+    /// `valid-with-conflicts` (no problem, but agencies' signed statements
+    /// contradict each other) or `invalid` (a problem).
+    pub fn verdict_kind(&self) -> &'static str {
+        if !self.is_valid() {
+            "invalid"
+        } else if self.conflicts.is_empty() {
+            "valid"
+        } else {
+            "valid-with-conflicts"
+        }
+    }
+
+    /// The conflicts counted by kind, in the order each kind first
+    /// appears in the report.
+    pub fn conflict_counts(&self) -> Vec<(&'static str, usize)> {
+        let mut out: Vec<(&'static str, usize)> = Vec::new();
+        for c in &self.conflicts {
+            match out.iter_mut().find(|(k, _)| *k == c.kind) {
+                Some((_, n)) => *n += 1,
+                None => out.push((c.kind, 1)),
+            }
+        }
+        out
+    }
+
+    /// The conflicts in words: `1 equivocation, 2 duplicate digests`.
+    pub fn conflict_summary(&self) -> String {
+        self.conflict_counts()
+            .iter()
+            .map(|(kind, n)| {
+                let words = kind.replace('-', " ");
+                match (n, words.as_str()) {
+                    (1, _) => format!("1 {words}"),
+                    (_, w) if w.ends_with('h') => format!("{n} {w}es"),
+                    (_, w) => format!("{n} {w}s"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// One line: the verdict.
     pub fn verdict(&self) -> String {
         if self.is_valid() {
             format!(
-                "VALID: every signature and every link of the record checks ({} entries{})",
+                "{}every signature and every link of the record checks ({} entries{})",
+                if self.conflicts.is_empty() {
+                    "VALID: ".to_owned()
+                } else {
+                    format!("VALID, WITH CONFLICTS: {}; ", self.conflict_summary())
+                },
                 self.disclosed,
                 match self.withheld.len() {
                     0 => String::new(),
@@ -631,8 +704,10 @@ fn merge_runs(older: Vec<(EntryId, usize)>, newer: Vec<(EntryId, usize)>) -> Vec
 pub struct Verifier<'t> {
     v: Validator,
     /// The entries the report shows (genesis, registrations, custody
-    /// events); the validator itself is lean and keeps no entry.
+    /// events, notes); the validator itself is lean and keeps no entry.
     kept: HashMap<EntryId, Kept>,
+    /// The accepted notes, in bundle order.
+    notes: Vec<EntryId>,
     now: u64,
     case: CaseId,
     exporter: AgencyId,
@@ -713,6 +788,7 @@ impl<'t> Verifier<'t> {
         Verifier {
             v: Validator::lean(),
             kept: HashMap::new(),
+            notes: Vec::new(),
             now: exported_at,
             case,
             exporter,
@@ -837,8 +913,11 @@ impl<'t> Verifier<'t> {
         self.place(entry.author(), entry.payload().seq, index);
         if matches!(
             entry.payload().body,
-            Body::CaseOpened(_) | Body::EvidenceRegistered(_) | Body::Custody(_)
+            Body::CaseOpened(_) | Body::EvidenceRegistered(_) | Body::Custody(_) | Body::Note(_)
         ) {
+            if let Body::Note(_) = entry.payload().body {
+                self.notes.push(entry.id());
+            }
             self.kept.insert(
                 entry.id(),
                 Kept {
@@ -1233,6 +1312,7 @@ impl<'t> Verifier<'t> {
             })
             .collect();
         let items = self.items_report(&state);
+        let notes = self.notes_report();
         let opened = state
             .case
             .and_then(|c| self.kept.get(&c))
@@ -1257,6 +1337,7 @@ impl<'t> Verifier<'t> {
             members,
             items,
             conflicts,
+            notes,
             withheld: std::mem::take(&mut self.withheld),
             problems: std::mem::take(&mut self.problems),
             problem_count: self.found,
@@ -1401,6 +1482,19 @@ impl<'t> Verifier<'t> {
                     }
                 }
             }
+            // The notes about the item, in bundle order among its events.
+            for id in &self.notes {
+                if let Some(e) = self.kept.get(id) {
+                    if let Body::Note(n) = &e.payload().body {
+                        if n.item == Some(item.id) {
+                            let mut ev = self.event(e, "note");
+                            ev.note = Some(n.text.clone());
+                            timeline.push(ev);
+                        }
+                    }
+                }
+            }
+            timeline.sort_by_key(|e| e.index.unwrap_or(usize::MAX));
             // Pair each transfer with its receipt.
             // (The first receipt answering each transfer.)
             let mut receipts: HashMap<EntryId, Receipt> = HashMap::new();
@@ -1447,6 +1541,34 @@ impl<'t> Verifier<'t> {
         out.into_iter().map(|(_, r)| r).collect()
     }
 
+    fn notes_report(&self) -> Vec<NoteReport> {
+        self.notes
+            .iter()
+            .filter_map(|id| self.kept.get(id))
+            .filter_map(|e| {
+                let p = e.payload();
+                let Body::Note(n) = &p.body else {
+                    return None;
+                };
+                Some(NoteReport {
+                    entry: e.id(),
+                    index: self.index_of(&e.id()),
+                    time: p.time,
+                    author: p.author,
+                    item: n.item,
+                    text: n.text.clone(),
+                    tlp: p.tlp,
+                    retracted: self
+                        .v
+                        .state()
+                        .retracted
+                        .get(&e.id())
+                        .map(|(_, why)| why.clone()),
+                })
+            })
+            .collect()
+    }
+
     fn event(&self, e: &Kept, action: &str) -> EventReport {
         let p = e.payload();
         let mut r = EventReport {
@@ -1474,6 +1596,7 @@ impl<'t> Verifier<'t> {
                 .retracted
                 .get(&e.id())
                 .map(|(_, why)| why.clone()),
+            note: None,
         };
         if let Body::Custody(ev) = &p.body {
             r.to = ev.to;
