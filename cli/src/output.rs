@@ -46,14 +46,18 @@ impl Out {
         eprintln!("warning: {msg}");
     }
 
-    /// Prints an error to stderr (as JSON on stdout with `--json`, so
-    /// scripts always get a document).
+    /// Prints an error on standard error (a JSON document `{"error": …}`
+    /// with `--json`, so scripts always get one).
     pub(crate) fn error(&self, msg: &str) {
+        // Errors go to standard error only, never mixed into the data on
+        // standard output: with --json as one JSON document (the message
+        // is data there, escaped by JSON), otherwise as text.
         if self.json {
-            print_data(&serde_json::json!({"error": msg}).to_string());
+            let _ = writeln!(std::io::stderr(), "{}", serde_json::json!({"error": msg}));
+        } else {
+            // An error may quote a name or a value from a peer's entry.
+            let _ = writeln!(std::io::stderr(), "error: {}", safe_lines(msg));
         }
-        // An error may quote a name or a value from a peer's entry.
-        let _ = writeln!(std::io::stderr(), "error: {}", safe_lines(msg));
     }
 }
 

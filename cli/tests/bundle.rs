@@ -189,7 +189,9 @@ fn an_exported_case_verifies_anywhere_and_a_damaged_one_does_not() {
     let r = custodia(&["verify", s(&c.tmp.path().join("absent.custodia"))]).code(2);
     assert!(r.stderr.starts_with("error: reading "), "{}", r.stderr);
     let r = custodia(&["--json", "verify", s(&cut)]).code(2);
-    assert!(r.stdout.contains("\"error\""));
+    assert_eq!(r.stdout, "", "errors never mix into standard output");
+    let v: serde_json::Value = serde_json::from_str(&r.stderr).expect("a JSON error on stderr");
+    assert!(v["error"].is_string(), "{v}");
 }
 
 /// A printed report can be tied to one file: the text, the JSON and the

@@ -25,9 +25,11 @@ fn a_store_directory_that_does_not_exist_is_exit_2() {
             )
         );
     }
-    // --json gives scripts a document too.
+    // --json gives scripts a document too, on standard error: standard
+    // output carries data only.
     let r = at(&nowhere, &["--json", "case", "list"]).code(2);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert_eq!(r.stdout, "");
+    let v: serde_json::Value = serde_json::from_str(&r.stderr).expect("JSON on stderr");
     assert!(v["error"]
         .as_str()
         .is_some_and(|e| e.contains("not a Custodia node directory")));
