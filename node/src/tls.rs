@@ -237,8 +237,7 @@ pub fn client_config(
 /// label: the seed is never used for anything else this way, and the
 /// derived key reveals nothing of it.
 pub fn reset_key(identity: &ed25519_dalek::SigningKey) -> Arc<dyn quinn::crypto::HmacKey> {
-    let seed = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &identity.to_bytes());
-    let derived = ring::hmac::sign(&seed, b"custodia/1 QUIC stateless reset key");
+    let derived = derive(identity, b"custodia/1 QUIC stateless reset key");
     Arc::new(ring::hmac::Key::new(
         ring::hmac::HMAC_SHA256,
         derived.as_ref(),
@@ -249,11 +248,17 @@ pub fn reset_key(identity: &ed25519_dalek::SigningKey) -> Arc<dyn quinn::crypto:
 /// identity key like [`reset_key`] (the node answers a packet for a
 /// forgotten connection only if its connection id passes this check).
 pub fn cid_key(identity: &ed25519_dalek::SigningKey) -> u64 {
-    let seed = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &identity.to_bytes());
-    let derived = ring::hmac::sign(&seed, b"custodia/1 QUIC connection id key");
+    let derived = derive(identity, b"custodia/1 QUIC connection id key");
     let mut k = [0u8; 8];
     k.copy_from_slice(&derived.as_ref()[..8]);
     u64::from_le_bytes(k)
+}
+
+/// HMAC-SHA256 keyed by the identity seed over a fixed label: one derived
+/// secret per purpose, none revealing the seed or another.
+fn derive(identity: &ed25519_dalek::SigningKey, label: &[u8]) -> ring::hmac::Tag {
+    let seed = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &identity.to_bytes());
+    ring::hmac::sign(&seed, label)
 }
 
 /// The Ed25519 public key of the authenticated peer of `conn`, or `None` if
@@ -602,6 +607,17 @@ mod tests {
         tokio::time::timeout(LIMIT, test)
             .await
             .expect("test timed out")
+    }
+
+    #[test]
+    fn restart_keys_are_stable_per_agency_and_distinct() {
+        let (a, b) = (new_key(), new_key());
+        assert_eq!(cid_key(&a), cid_key(&SigningKey::from_bytes(&a.to_bytes())));
+        assert_ne!(cid_key(&a), cid_key(&b));
+        assert_ne!(
+            derive(&a, b"custodia/1 QUIC stateless reset key").as_ref(),
+            derive(&a, b"custodia/1 QUIC connection id key").as_ref()
+        );
     }
 
     #[test]
