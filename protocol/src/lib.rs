@@ -22,6 +22,7 @@ mod equivocation;
 mod error;
 mod identity;
 mod ids;
+pub mod session;
 pub mod signature;
 mod state;
 mod sync;
