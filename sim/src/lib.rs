@@ -181,6 +181,11 @@ pub struct Report {
     pub max_queue: usize,
     /// The longest path (in hops) an entry took to a member.
     pub max_hops: u32,
+    /// How often each fault actually happened (a run whose faults did
+    /// not bite proves little): crashes, restores of an older backup,
+    /// partitions, dropped connections, unpins, removals, broken frames,
+    /// equivocation proofs found, intruder probes.
+    pub faults_seen: BTreeMap<&'static str, u64>,
     /// Invariant violations; empty when the run is correct.
     pub violations: Vec<String>,
 }
@@ -370,6 +375,10 @@ impl World {
     fn at(&mut self, t: u64, ev: Ev) {
         self.seq += 1;
         self.queue.insert((t, self.seq), ev);
+    }
+
+    fn saw(&mut self, fault: &'static str) {
+        *self.report.faults_seen.entry(fault).or_default() += 1;
     }
 
     fn agency(&self, n: usize) -> AgencyId {
@@ -614,8 +623,14 @@ impl World {
                 self.at(self.now + 1_000, Ev::Tick(a));
             }
             Ev::Dial(a, b) => self.dial(a, b),
-            Ev::Drop(a, b) => self.close(a, b),
+            Ev::Drop(a, b) => {
+                if self.conns.contains_key(&(a.min(b), a.max(b))) {
+                    self.saw("dropped connection");
+                }
+                self.close(a, b)
+            }
             Ev::Crash(a) => {
+                self.saw("crash");
                 let peers: Vec<usize> = self.nodes[a].sessions.keys().copied().collect();
                 for p in peers {
                     self.close(a, p);
@@ -628,6 +643,7 @@ impl World {
                         self.nodes[a].replica.restore(b);
                         self.nodes[a].rolled_back = true;
                         self.rollbacks.push((a, self.now));
+                        self.saw("restore of an older backup");
                     }
                 }
                 self.nodes[a].up = true;
@@ -638,6 +654,7 @@ impl World {
             }
             Ev::Backup(a) => self.nodes[a].backup = Some(self.nodes[a].replica.clone()),
             Ev::Partition => {
+                self.saw("partition");
                 let n = self.nodes.len();
                 self.cut = (0..n).filter(|_| self.rng.chance(0.5)).collect();
                 let pairs: Vec<(usize, usize)> = self.conns.keys().copied().collect();
@@ -657,6 +674,7 @@ impl World {
                 let kb = self.agency(b);
                 self.nodes[a].replica.unpin(&kb);
                 self.unpinned.push((a, b));
+                self.saw("peer unpinned");
                 // The session learns it at its next step.
                 if self.nodes[a].sessions.contains_key(&b) {
                     let r = self.with_session(a, b, |s, r| s.changed(r));
@@ -741,6 +759,7 @@ impl World {
                         case: c.id,
                         heads: Vec::new(),
                     });
+                    self.saw("intruder probe");
                     self.send_frame(x, y, m.to_frame(), 0);
                 }
             }
@@ -818,7 +837,10 @@ impl World {
                         }
                     }
                 }
-                Event::Proof { case, proof, .. } => proofs.push((case, proof)),
+                Event::Proof { case, proof, .. } => {
+                    self.saw("equivocation proof stored");
+                    proofs.push((case, proof))
+                }
                 Event::PeerRemoved | Event::PeerError { .. } => close = true,
                 _ => {}
             }
@@ -944,6 +966,7 @@ impl World {
         let garble = self.cfg.faults.garble;
         // A broken link: the frame twice, or before the one sent earlier.
         if garble > 0.0 && self.rng.chance(garble) {
+            self.saw("frame repeated or reordered");
             let dup = self.rng.chance(0.5);
             if dup {
                 self.at(
@@ -1062,6 +1085,7 @@ impl World {
                 .write(&node.identity, Some(&case.id), body, Tlp::Amber, self.now)
         {
             self.removed.insert((ci, member));
+            self.saw("member removed");
             let _ = e;
             self.changed(lead, 0);
         }

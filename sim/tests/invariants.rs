@@ -10,6 +10,7 @@ const SEEDS: std::ops::Range<u64> = 1..25;
 fn a_small_federation_keeps_its_invariants_under_every_fault() {
     let mut errors = 0u64;
     let mut entries = 0usize;
+    let mut seen = std::collections::BTreeMap::new();
     for seed in SEEDS {
         let r = run(Config::small(seed));
         assert!(
@@ -19,6 +20,26 @@ fn a_small_federation_keeps_its_invariants_under_every_fault() {
         );
         errors += r.session_errors.values().sum::<u64>();
         entries += r.entries;
+        for (k, n) in r.faults_seen {
+            *seen.entry(k).or_insert(0u64) += n;
+        }
+    }
+    // Every kind of fault happened in some run.
+    for fault in [
+        "crash",
+        "restore of an older backup",
+        "partition",
+        "dropped connection",
+        "peer unpinned",
+        "member removed",
+        "frame repeated or reordered",
+        "equivocation proof stored",
+        "intruder probe",
+    ] {
+        assert!(
+            seen.get(fault).is_some_and(|n| *n > 0),
+            "never: {fault} ({seen:?})"
+        );
     }
     // The faults did happen: broken links ended sessions with errors, and
     // entries were written and delivered.
