@@ -10,6 +10,7 @@ mod demo;
 mod evidence;
 mod export;
 mod export_case_uco;
+mod generate;
 mod output;
 mod progress;
 mod quarantine;
@@ -179,6 +180,28 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell (needs no --dir).
+    ///
+    /// Install it where your shell looks for completions, e.g. for bash:
+    /// custodia completions bash > ~/.local/share/bash-completion/completions/custodia
+    ///
+    /// Example: custodia completions zsh > ~/.zfunc/_custodia
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) of custodia or of one command; with --dir, write the pages of every command into that folder.
+    ///
+    /// Without --dir the page goes to standard output (`custodia man verify | man -l -`).
+    /// With --dir DIR (on the command line; CUSTODIA_DIR is not used here) the folder is made
+    /// if missing and gets custodia.1 and one page per command (custodia-case-show.1, …).
+    ///
+    /// Example: custodia man --dir ~/.local/share/man/man1
+    Man {
+        /// The command whose page to print, e.g. `case show` (default: custodia itself).
+        command: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -257,6 +280,15 @@ fn main() -> ExitCode {
         Command::Verify { file, trust, html } => {
             verify::run(&file, trust.as_deref(), html.as_deref(), &out)
         }
+        Command::Completions { shell } => Ok(generate::completions(Cli::command(), shell)),
+        // Like the demo, pages go into --dir only when it is given on the
+        // command line, never into the node folder CUSTODIA_DIR names.
+        Command::Man { command } => generate::man(
+            Cli::command(),
+            cli.dir.as_deref().filter(|_| dir_given),
+            &command,
+            &out,
+        ),
         _ => run(cli, &out),
     };
     let code = match result {
@@ -401,7 +433,10 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
             }
             return export::run(&d, &case, &file, &items, out);
         }
-        Command::Demo { .. } | Command::Verify { .. } => {}
+        Command::Demo { .. }
+        | Command::Verify { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }
