@@ -559,10 +559,13 @@ fn init_logging(format: &str) {
             }
         }
     }
-    // Colour only on a terminal: a log file or journal gets plain text.
+    // Colour only on a terminal, and not there either when NO_COLOR is
+    // set to anything (https://no-color.org): a log file, a journal or a
+    // reader who turned colour off gets plain text.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color)
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
