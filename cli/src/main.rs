@@ -47,7 +47,13 @@ New here? Run `custodia demo` first.";
 #[command(name = "custodia", version, about, after_help = AFTER_HELP)]
 struct Cli {
     /// The node directory (created by `init`).
-    #[arg(long, global = true, env = "CUSTODIA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTODIA_DIR",
+        value_name = "DIR",
+        value_hint = clap::ValueHint::DirPath
+    )]
     dir: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]

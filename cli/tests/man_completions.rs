@@ -79,6 +79,15 @@ fn every_shell_gets_a_script_naming_every_command() {
         // Options of a nested command are completed too.
         assert!(r.stdout.contains("reference"), "{shell}: no --reference");
     }
+    // The node folder completes as a folder (zsh and fish say so).
+    let zsh = custodia(&["completions", "zsh"]).code(0).stdout;
+    assert!(zsh.contains(":DIR:_files -/"), "zsh: --dir is not a folder");
+    let fish = custodia(&["completions", "fish"]).code(0).stdout;
+    assert!(
+        fish.lines()
+            .any(|l| l.contains("-l dir") && l.contains("-a \"(__fish_complete_directories)\"")),
+        "fish: --dir is not a folder"
+    );
     let r = custodia(&["completions", "tcsh"]).code(2);
     assert!(r.stderr.contains("bash"), "{}", r.stderr);
 }
