@@ -40,11 +40,11 @@ fn page(cmd: &clap::Command) -> anyhow::Result<(String, Vec<u8>)> {
     Ok((man.get_filename(), title_line(&roff, cmd)))
 }
 
-/// The page with its `.TH` line written in full, in ASCII: clap_mangen leaves an
-/// empty date unquoted, which shifts the source into the date's place and
-/// drops the manual's name. The footer names the program and version on
-/// every page (a subcommand has no version of its own); there is no date,
-/// so the same binary always writes the same pages.
+/// The page in ASCII, with its `.TH` line written in full: clap_mangen
+/// leaves an empty date unquoted, which shifts the source into the date's
+/// place and drops the manual's name. The footer names the program and
+/// version on every page (a subcommand has no version of its own); there
+/// is no date, so the same binary always writes the same pages.
 fn title_line(roff: &[u8], cmd: &clap::Command) -> Vec<u8> {
     let title = cmd.get_display_name().unwrap_or_else(|| cmd.get_name());
     let th = format!(
