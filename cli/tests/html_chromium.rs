@@ -382,3 +382,52 @@ fn pdf_pages(pdf: &[u8]) -> usize {
         .filter(|w| w.starts_with(needle) && w[needle.len()] != b's')
         .count()
 }
+
+#[test]
+fn a_record_with_conflicts_renders_as_such() {
+    let Some(browser) = chromium() else { return };
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let dir = tmp.path().join("n");
+    init(&dir, "Unit", "PH");
+    let case = open_case(&dir, "Lantern", "R-1");
+    let f = tmp.path().join("phone.img");
+    std::fs::write(&f, b"image").expect("write");
+    let v = at(
+        &dir,
+        &[
+            "--json",
+            "evidence",
+            "add",
+            &case,
+            s(&f),
+            "--exhibit",
+            "EX-1",
+        ],
+    )
+    .json();
+    let item = v[0]["item"].as_str().expect("an item").to_owned();
+    // The examiner found another digest: a conflict the record must show.
+    at(
+        &dir,
+        &[
+            "custody",
+            "record",
+            &item,
+            "--action",
+            "examined",
+            "--digest-matched",
+            "no",
+        ],
+    )
+    .code(0);
+    let bundle = tmp.path().join("b.custodia");
+    at(&dir, &["export", &case, "--out", s(&bundle)]).code(0);
+    let (html, code) = report(&bundle, tmp.path(), "conflicts");
+    assert_eq!(code, 0, "a record with conflicts is intact");
+    let dom = rendered(&browser, &html);
+    assert_eq!(
+        verdict(&dom),
+        ("conflicts".into(), "VALID, WITH CONFLICTS".into())
+    );
+    assert!(dom.contains("digest"), "the conflict is not on the page");
+}
