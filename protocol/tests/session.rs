@@ -135,13 +135,13 @@ fn two_sessions_converge_frame_for_frame() {
     assert_eq!((ab, ba), (ab2, ba2));
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/session/honest-bravo");
-    if std::env::var_os("CUSTODIA_WRITE_SEEDS").is_some() {
+    if std::env::var_os("CUSTODIA_WRITE_FUZZ_SEEDS").is_some() {
         std::fs::write(&path, &seed).expect("seed written");
     }
     assert_eq!(
         std::fs::read(&path).expect("the seed exists"),
         seed,
-        "the session seed is stale: run with CUSTODIA_WRITE_SEEDS=1"
+        "the session seed is stale: run with CUSTODIA_WRITE_FUZZ_SEEDS=1"
     );
 }
 
