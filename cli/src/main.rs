@@ -9,6 +9,7 @@ mod custody;
 mod demo;
 mod evidence;
 mod export;
+mod case_uco;
 mod export_case_uco;
 mod generate;
 mod output;
