@@ -74,6 +74,13 @@ pub enum Topology {
         /// How many desks (agencies 0..hubs).
         hubs: usize,
     },
+    /// Like [`Topology::Liaisons`], but the desks form a line (desk `i`
+    /// connects to desk `i + 1` only): an entry crosses up to `hubs`
+    /// desks, so the relay depth grows with their number.
+    DeskChain {
+        /// How many desks.
+        hubs: usize,
+    },
 }
 
 /// Faults to inject during the run.
@@ -126,6 +133,10 @@ pub struct Config {
     pub faults: Faults,
     /// Called on every new session (a test breaks a rule with it).
     pub session_hook: Option<fn(&mut Session)>,
+    /// Simulated ms during which the case's setup (genesis, members)
+    /// spreads before anyone writes; the traffic counters start after it,
+    /// so the per-entry figures are those of new entries alone.
+    pub warmup_ms: u64,
 }
 
 impl Config {
@@ -152,6 +163,7 @@ impl Config {
                 unpins: 1,
             },
             session_hook: None,
+            warmup_ms: 0,
         }
     }
 }
@@ -179,7 +191,8 @@ pub struct Report {
     pub connections: u64,
     /// The largest send queue any session had.
     pub max_queue: usize,
-    /// The longest path (in hops) an entry took to a member.
+    /// The longest path a written note took to a member, in connections
+    /// crossed (1: straight from its author).
     pub max_hops: u32,
     /// How often each fault actually happened (a run whose faults did
     /// not bite proves little): crashes, restores of an older backup,
@@ -252,6 +265,8 @@ enum Ev {
     },
     Unpin(usize, usize),
     Equivocate(usize),
+    /// The warm-up is over: traffic counts from here.
+    Count,
 }
 
 #[derive(Debug)]
@@ -295,7 +310,8 @@ struct World {
     /// When each honest entry was written, and in which case.
     written: BTreeMap<EntryId, (u64, usize)>,
     /// When each node first stored each entry, and over how many hops.
-    arrived: BTreeMap<(EntryId, usize), u64>,
+    /// With the number of nodes it passed through to get there.
+    arrived: BTreeMap<(EntryId, usize), (u64, u32)>,
     /// Every entry an honest node stored from a peer (acknowledged), per
     /// case index, with who stored it when.
     ever: Vec<BTreeMap<EntryId, Vec<(usize, u64)>>>,
@@ -319,7 +335,8 @@ struct CaseInfo {
 pub fn run(cfg: Config) -> Report {
     let mut w = World::new(cfg);
     w.setup();
-    w.run_until(T0 + ACTIVE_MS + SETTLE_MS);
+    let end = T0 + w.cfg.warmup_ms + ACTIVE_MS + SETTLE_MS;
+    w.run_until(end);
     w.check();
     w.report
 }
@@ -388,7 +405,7 @@ impl World {
     fn hub(&self, n: usize) -> Option<usize> {
         match self.cfg.topology {
             Topology::Mesh => None,
-            Topology::Liaisons { hubs } => Some(n % hubs.max(1)),
+            Topology::Liaisons { hubs } | Topology::DeskChain { hubs } => Some(n % hubs.max(1)),
         }
     }
 
@@ -415,7 +432,7 @@ impl World {
                     members.push(m);
                 }
             }
-            if let Topology::Liaisons { .. } = self.cfg.topology {
+            if self.cfg.topology != Topology::Mesh {
                 for m in members.clone() {
                     if let Some(h) = self.hub(m) {
                         if !members.contains(&h) {
@@ -470,12 +487,12 @@ impl World {
                     if a < b {
                         match self.cfg.topology {
                             Topology::Mesh => self.pin(a, b),
-                            Topology::Liaisons { .. } => {
+                            Topology::Liaisons { .. } | Topology::DeskChain { .. } => {
                                 let (ha, hb) = (self.hub(a), self.hub(b));
-                                if ha == Some(b)
-                                    || hb == Some(a)
-                                    || (ha == Some(a) && hb == Some(b))
-                                {
+                                let desks = ha == Some(a) && hb == Some(b);
+                                let line = !matches!(self.cfg.topology, Topology::DeskChain { .. })
+                                    || b == a + 1;
+                                if ha == Some(b) || hb == Some(a) || (desks && line) {
                                     self.pin(a, b);
                                 }
                             }
@@ -573,8 +590,12 @@ impl World {
             self.at(t + d, Ev::Restart(a));
         }
         for ci in 0..self.cases.len() {
-            let t = self.now + self.rng.range(100, self.cfg.write_interval_ms * 2);
+            let t =
+                self.now + self.cfg.warmup_ms + self.rng.range(100, self.cfg.write_interval_ms * 2);
             self.at(t, Ev::Write { case: ci });
+        }
+        if self.cfg.warmup_ms > 0 {
+            self.at(self.now + self.cfg.warmup_ms, Ev::Count);
         }
         for a in 0..nodes {
             let t = self.now + self.rng.range(0, 1_000);
@@ -669,6 +690,10 @@ impl World {
                 self.redial_all();
             }
             Ev::Remove { case, member } => self.remove(case, member),
+            Ev::Count => {
+                let r = &mut self.report;
+                (r.frames, r.bytes, r.entry_frames, r.entry_bytes) = (0, 0, 0, 0);
+            }
             Ev::Unpin(a, b) => {
                 // `peer remove` on a: b gets nothing more from a.
                 let kb = self.agency(b);
@@ -722,7 +747,7 @@ impl World {
     }
 
     fn dial(&mut self, a: usize, b: usize) {
-        if self.now > T0 + ACTIVE_MS && !self.cut.is_empty() {
+        if self.now > T0 + self.cfg.warmup_ms + ACTIVE_MS && !self.cut.is_empty() {
             self.cut.clear();
         }
         let ok = self.nodes[a].up
@@ -830,8 +855,12 @@ impl World {
                     let honest = self.honest(a);
                     let ci = self.cases.iter().position(|c| c.id == case);
                     for id in ids {
-                        self.arrived.entry((id, a)).or_insert(self.now);
-                        self.report.max_hops = self.report.max_hops.max(hops);
+                        // One hop more than at the peer it came from.
+                        let depth = self.arrived.get(&(id, b)).map_or(1, |(_, d)| d + 1);
+                        self.arrived.entry((id, a)).or_insert((self.now, depth));
+                        if self.written.contains_key(&id) {
+                            self.report.max_hops = self.report.max_hops.max(depth);
+                        }
                         if let (true, Some(ci)) = (honest, ci) {
                             self.ever[ci].entry(id).or_default().push((a, self.now));
                         }
@@ -1031,7 +1060,7 @@ impl World {
 
     fn write(&mut self, ci: usize) {
         let case = self.cases[ci].clone();
-        if case.writes_left == 0 || self.now > T0 + ACTIVE_MS {
+        if case.writes_left == 0 || self.now > T0 + self.cfg.warmup_ms + ACTIVE_MS {
             return;
         }
         let who = case.members[self.rng.range(0, case.members.len() as u64 - 1) as usize];
@@ -1058,7 +1087,7 @@ impl World {
                 self.cases[ci].writes_left -= 1;
                 if self.honest(who) {
                     self.written.insert(e.id(), (self.now, ci));
-                    self.arrived.insert((e.id(), who), self.now);
+                    self.arrived.insert((e.id(), who), (self.now, 0));
                 }
                 self.changed(who, 0);
             }
@@ -1164,14 +1193,21 @@ impl World {
                 }
                 let last = members
                     .iter()
-                    .filter_map(|m| self.arrived.get(&(*id, *m)))
+                    .filter_map(|m| self.arrived.get(&(*id, *m)).map(|(t, _)| t))
                     .max();
                 if let Some(last) = last {
                     self.report.reach_all_ms.push(last - t);
                 }
             }
             if !forked {
-                self.report.deliveries += (required.len() * members.len().saturating_sub(1)) as u64;
+                // With a warm-up, the traffic counted is that of the notes
+                // written after it; without, of everything acknowledged.
+                let entries = if self.cfg.warmup_ms > 0 {
+                    self.written.values().filter(|(_, c)| *c == ci).count()
+                } else {
+                    required.len()
+                };
+                self.report.deliveries += (entries * members.len().saturating_sub(1)) as u64;
             }
         }
         // Non-members hold nothing of the cases they are not in.

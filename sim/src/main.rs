@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p custodia-sim --release -- sim --agencies 196 --seed 1 [--members 5,50,196]
-//!     [--topology mesh|liaisons:H] [--writes N] [--calm] [--json]
+//!     [--topology mesh|liaisons:H|chain:H] [--writes N] [--calm] [--json]
 //! cargo run -p custodia-sim --release -- scale [--seed S]
 //! ```
 //!
@@ -17,7 +17,7 @@ use std::time::Instant;
 use custodia_sim::{run, Config, Faults, Report, Topology};
 
 const USAGE: &str = "\
-usage: custodia-sim sim [--agencies N] [--seed S] [--members A,B,...] [--topology mesh|liaisons:H]
+usage: custodia-sim sim [--agencies N] [--seed S] [--members A,B,...] [--topology mesh|liaisons:H|chain:H]
                         [--writes N] [--calm] [--json]
        custodia-sim scale [--seed S] [--agencies N]";
 
@@ -78,6 +78,7 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
                 cfg.topology = match v.split_once(':') {
                     None if v == "mesh" => Topology::Mesh,
                     Some(("liaisons", h)) => Topology::Liaisons { hubs: num(h)? },
+                    Some(("chain", h)) => Topology::DeskChain { hubs: num(h)? },
                     _ => return Err(format!("unknown topology {v:?}")),
                 };
             }
@@ -144,47 +145,57 @@ fn summary(r: &Report) {
     );
 }
 
-/// The scale tables: one calm run per case size and topology.
+/// The scale tables: one calm run per case size and topology, then one
+/// per relay depth. Each run lets the case's setup spread first (20 s
+/// simulated) and counts only the traffic of the 20 notes written after.
 fn scale(seed: u64, agencies: usize) -> ExitCode {
-    println!("| members | topology | entries | reach all p50 (ms, simulated) | p99 | frames per entry per member | bytes per entry per member | entry bytes per entry per member | max hops | violations |");
+    println!("| members | topology | notes | reach all p50 (ms, simulated) | p99 | frames per note per member | bytes per note per member | of which entries | deepest path (hops) | violations |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    let mut bad = false;
+    let mut runs: Vec<(usize, Topology)> = Vec::new();
     for members in [5usize, 50, 196] {
-        for topology in [Topology::Mesh, Topology::Liaisons { hubs: 14 }] {
-            let cfg = Config {
-                agencies,
-                seed,
-                cases: vec![members.min(agencies)],
-                topology,
-                latency_ms: (5, 60),
-                writes: 20,
-                write_interval_ms: 500,
-                faults: Faults::default(),
-                session_hook: None,
-            };
-            let began = Instant::now();
-            let r = run(cfg);
-            bad |= !r.violations.is_empty();
-            println!(
-                "| {members} | {} | {} | {} | {} | {:.2} | {:.0} | {:.0} | {} | {} |",
-                match topology {
-                    Topology::Mesh => "mesh".to_string(),
-                    Topology::Liaisons { hubs } => format!("{hubs} liaison desks"),
-                },
-                r.entries,
-                r.reach_percentile(50.0),
-                r.reach_percentile(99.0),
-                r.frames_per_delivery(),
-                r.bytes_per_delivery(),
-                r.entry_bytes as f64 / r.deliveries.max(1) as f64,
-                r.max_hops,
-                r.violations.len()
-            );
-            eprintln!(
-                "  ({members} members: {:.1} s real)",
-                began.elapsed().as_secs_f64()
-            );
-        }
+        runs.push((members, Topology::Mesh));
+        runs.push((members, Topology::Liaisons { hubs: 14 }));
+    }
+    for hubs in [2usize, 4, 8, 16] {
+        runs.push((50, Topology::DeskChain { hubs }));
+    }
+    let mut bad = false;
+    for (members, topology) in runs {
+        let cfg = Config {
+            agencies,
+            seed,
+            cases: vec![members.min(agencies)],
+            topology,
+            latency_ms: (5, 60),
+            writes: 20,
+            write_interval_ms: 500,
+            faults: Faults::default(),
+            session_hook: None,
+            warmup_ms: 20_000,
+        };
+        let began = Instant::now();
+        let r = run(cfg);
+        bad |= !r.violations.is_empty();
+        println!(
+            "| {members} | {} | {} | {} | {} | {:.2} | {:.0} | {:.0} | {} | {} |",
+            match topology {
+                Topology::Mesh => "mesh".to_string(),
+                Topology::Liaisons { hubs } => format!("{hubs} liaison desks"),
+                Topology::DeskChain { hubs } => format!("{hubs} desks in a line"),
+            },
+            r.entries,
+            r.reach_percentile(50.0),
+            r.reach_percentile(99.0),
+            r.frames_per_delivery(),
+            r.bytes_per_delivery(),
+            r.entry_bytes as f64 / r.deliveries.max(1) as f64,
+            r.max_hops,
+            r.violations.len()
+        );
+        eprintln!(
+            "  ({members} members: {:.1} s real)",
+            began.elapsed().as_secs_f64()
+        );
     }
     if bad {
         ExitCode::from(1)
