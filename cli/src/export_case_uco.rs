@@ -8,8 +8,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use crate::case_uco;
+use anyhow::Context;
 use custodia_node::local::{self, LocalError};
 use custodia_node::store::StoreError;
 use serde_json::Value;

@@ -5,11 +5,11 @@
 
 mod agency;
 mod case;
+mod case_uco;
 mod custody;
 mod demo;
 mod evidence;
 mod export;
-mod case_uco;
 mod export_case_uco;
 mod generate;
 mod output;
