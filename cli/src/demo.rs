@@ -14,7 +14,7 @@ use custodia_node::hashing::Wanted;
 use custodia_node::local::{self, EvidenceInfo, KnownAgency, Local, LocalError};
 use custodia_protocol::{AgencyId, CaseId, CaseState, Role, Tlp};
 
-use crate::output::{short, Out};
+use crate::output::Out;
 
 /// How long any one replication step may take before the demo gives up.
 const WAIT: Duration = Duration::from_secs(20);
@@ -125,7 +125,7 @@ pub(crate) fn run(chosen: Option<PathBuf>, keep: bool, out: &Out) -> anyhow::Res
             "\nThe three node directories are kept in {}.\nLook around: custodia --dir {} case log {}",
             dir.display(),
             dir.join("berlin").display(),
-            short(&case.to_hex())
+            case.short()
         ),
         None => "\nThe temporary folder was removed (run `custodia demo --keep` to keep it and look around).".into(),
     };

@@ -148,7 +148,7 @@ pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result
                         d.to_uuid_string(),
                         r.note
                             .as_ref()
-                            .map_or("-".into(), |n| n.id().to_hex()[..12].to_owned())
+                            .map_or("-".into(), |n| n.id().short())
                     ));
                 }
                 rows.push(serde_json::json!({

@@ -105,11 +105,6 @@ pub(crate) fn iso_time(ms: u64) -> String {
     custodia_protocol::utc::iso_seconds(ms)
 }
 
-/// The first 12 hex characters of an id, as shown to people.
-pub(crate) fn short(hex: &str) -> &str {
-    &hex[..hex.len().min(12)]
-}
-
 #[cfg(test)]
 mod tests {
     use super::iso_time;

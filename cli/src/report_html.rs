@@ -623,7 +623,7 @@ fn conflicts(h: &mut Page<'_>, r: &Report) {
                 format!(
                     "{} <span class=\"mono\">{}</span>",
                     esc(&at(*i)),
-                    &id.to_hex()[..12]
+                    id.short()
                 )
             })
             .collect();
@@ -732,7 +732,7 @@ fn problems(h: &mut Page<'_>, r: &Report) {
             "<tr><td>{}</td><td class=\"mono\">{}</td><td>{}</td><td>{} ({})</td><td>{}</td></tr>",
             esc(&at(p.index)),
             p.entry
-                .map_or_else(String::new, |e| e.to_hex()[..12].to_owned()),
+                .map_or_else(String::new, |e| e.short()),
             esc(p.author_name.as_deref().unwrap_or("")),
             p.rule,
             esc(p.class),

@@ -431,7 +431,7 @@ pub(crate) fn text<W: Write>(
             line(format!(
                 "  {} wrote entry {} {} after it was removed from the case, without the removal in its causal past: it did not know of it, or ignored it",
                 t(name),
-                &id.to_hex()[..12],
+                id.short(),
                 at(i)
             ));
         }
@@ -452,7 +452,7 @@ pub(crate) fn text<W: Write>(
         let ids: Vec<String> = c
             .entries
             .iter()
-            .map(|(id, i)| format!("{} {}", at(*i), &id.to_hex()[..12]))
+            .map(|(id, i)| format!("{} {}", at(*i), id.short()))
             .collect();
         line(format!(
             "  {}: {}",
@@ -641,7 +641,7 @@ fn problem_text(ix: &Index<'_>, p: &Problem, line: &mut impl FnMut(String)) {
     let seq = p.seq.map_or_else(String::new, |s| format!(" #{s}"));
     let entry = p
         .entry
-        .map_or_else(String::new, |e| format!(" entry {}", &e.to_hex()[..12]));
+        .map_or_else(String::new, |e| format!(" entry {}", e.short()));
     let proof = p.proof.map_or_else(String::new, |k| format!(" proof {k}"));
     line(format!(
         "  {} {} {}{entry}{proof}{who}{seq}",

@@ -76,29 +76,6 @@ pub use trust::{TrustError, TrustList};
 /// SKEW in whole minutes, for sentences.
 const SKEW_MINUTES: u64 = crate::validate::SKEW_MS / 60_000;
 
-/// A time in ms since the Unix epoch as ISO 8601 UTC to the second.
-fn iso_time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil-from-days (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// Content type of a bundle's protected header (COSE label 3).
 pub const BUNDLE_CONTENT_TYPE: &str = "application/custodia-bundle+cbor";
 /// The bundle format version this implementation writes and reads.
