@@ -44,7 +44,6 @@
 
 mod explain;
 mod export;
-mod reader;
 mod report;
 mod stream;
 mod trust;
@@ -56,12 +55,8 @@ use crate::identity::Identity;
 use crate::ids::{AgencyId, CaseId, EntryId, ItemId};
 use crate::state::WithheldPosition;
 
-use reader::{write_bytes, write_head, write_text, Reader, ARRAY, BYTES, MAP};
-
-/// The shortest-form CBOR head writer, shared with the COSE layer.
-pub(crate) mod cbor_head {
-    pub(crate) use super::reader::{write_head, BYTES};
-}
+use crate::codec::{write_bytes, write_head, write_text, ReadError, Reader, ARRAY, BYTES, MAP};
+use crate::cose::sig_structure_prefix;
 
 pub use explain::{explain, explain_bundle_rule};
 pub use export::{disclosure, export, ExportError};
@@ -160,6 +155,19 @@ pub enum BundleError {
     Changed,
 }
 
+impl From<ReadError> for BundleError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Truncated { at, inside, needed } => {
+                BundleError::Truncated { at, inside, needed }
+            }
+            ReadError::Malformed { at, reason } => BundleError::Malformed { at, reason },
+            ReadError::NonCanonical { at, what } => BundleError::NonCanonical { at, what },
+            ReadError::Schema { at, reason } => BundleError::Schema { at, reason },
+        }
+    }
+}
+
 impl BundleError {
     /// A short stable name for the kind of error (used by the test vectors).
     pub fn class(&self) -> &'static str {
@@ -250,8 +258,8 @@ impl<'a> Bundle<'a> {
                 "after the COSE_Sign1 tag there is not an array of 4 items".into(),
             )
         };
-        let n = r.array("the COSE_Sign1 array").map_err(|e| match e {
-            BundleError::Truncated { .. } => e,
+        let n = r.array("the COSE_Sign1 array").map_err(|e| match e.into() {
+            e @ BundleError::Truncated { .. } => e,
             other => not_cose(other),
         })?;
         if n != 4 {
@@ -261,7 +269,7 @@ impl<'a> Bundle<'a> {
         }
         let protected = r
             .bytes("the protected header")
-            .map_err(not_a_protected_header)?;
+            .map_err(|e| not_a_protected_header(e.into()))?;
         let protected_range = (r.pos() - protected.len())..r.pos();
         let kid = check_protected(protected)?;
         let at = r.offset();
@@ -467,12 +475,7 @@ impl<'a> Bundle<'a> {
     pub fn signature_valid(&self) -> bool {
         let protected = &self.bytes[self.protected.clone()];
         let payload = &self.bytes[self.payload.clone()];
-        let mut prefix = Vec::with_capacity(protected.len() + 32);
-        prefix.extend_from_slice(&[0x84, 0x6A]);
-        prefix.extend_from_slice(b"Signature1");
-        write_bytes(&mut prefix, protected);
-        prefix.push(0x40);
-        write_head(&mut prefix, BYTES, payload.len() as u64);
+        let prefix = sig_structure_prefix(protected, &[], payload.len() as u64);
         crate::signature::verify_parts(&self.kid, &[&prefix, payload], &self.signature)
     }
 }
@@ -563,7 +566,7 @@ fn read_agencies(r: &mut Reader<'_>) -> Result<Vec<BundleAgency>, BundleError> {
                 1 => agency = Some(AgencyId(r.fixed::<32>("an agency's key")?)),
                 _ => country = Some(r.text("an agency's country")?.to_owned()),
             }
-            Ok(())
+            Ok::<(), BundleError>(())
         })?;
         let (Some(name), Some(agency), Some(country)) = (name, agency, country) else {
             let missing = AGENCY_KEYS
@@ -734,11 +737,7 @@ pub fn write(signer: &Identity, header: &Header, elements: &[Element<'_>]) -> Ve
     let payload_len = (buf.len() - ROOM) as u64;
 
     // Sign ["Signature1", protected, h'', payload] with the payload in place.
-    let mut sig_prefix = vec![0x84, 0x6A];
-    sig_prefix.extend_from_slice(b"Signature1");
-    write_bytes(&mut sig_prefix, &protected);
-    sig_prefix.push(0x40);
-    write_head(&mut sig_prefix, BYTES, payload_len);
+    let sig_prefix = sig_structure_prefix(&protected, &[], payload_len);
     let start = ROOM - sig_prefix.len();
     buf[start..ROOM].copy_from_slice(&sig_prefix);
     let signature = signer.sign(&buf[start..]);

@@ -55,8 +55,10 @@ pub use validate::{AfterRemoval, Applied, EntryMeta, Validator, SKEW_MS};
 
 pub mod utc;
 
-/// CBOR helpers shared with the node crate (sync messages, bundles), so the
-/// whole project speaks CBOR through one module.
+/// Deterministic CBOR for the project's own structures (SPEC.md §4.2):
+/// encode with [`cbor::to_vec`], decode strictly with [`cbor::from_slice`].
+/// The whole project speaks CBOR through this module; no type of the
+/// CBOR library it uses is part of this crate's API.
 pub mod cbor {
-    pub use crate::codec::{from_slice, from_value, to_vec, value_from_slice, CodecError};
+    pub use crate::codec::{from_slice, to_vec, CodecError};
 }

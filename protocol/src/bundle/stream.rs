@@ -38,7 +38,8 @@ use crate::ids::{AgencyId, CaseId, EntryId, ItemId};
 use crate::signature::Streaming;
 use crate::state::WithheldPosition;
 
-use super::reader::{write_bytes, write_head, Reader, BYTES};
+use crate::codec::{ReadError, Reader, BYTES};
+use crate::cose::sig_structure_prefix;
 use super::{
     check_protected, describe_start, read_agencies, read_element, read_items, BundleAgency,
     BundleError, Checked, Element, BUNDLE_VERSION, KEYS,
@@ -538,7 +539,7 @@ impl StreamDecoder {
                     },
                 })
             }
-            Phase::PayloadMap => match self.payload_unit(|r| r.map("the payload map"))? {
+            Phase::PayloadMap => match self.payload_unit(|r| Ok(r.map("the payload map")?))? {
                 Some(n) => {
                     self.members_left = n;
                     self.phase = Phase::Members;
@@ -742,13 +743,7 @@ impl StreamDecoder {
                 self.kid = kid;
                 if let Some(first) = &self.first {
                     let mut check = Streaming::new(&kid, &first.signature);
-                    let mut prefix = Vec::with_capacity(protected.len() + 32);
-                    prefix.extend_from_slice(&[0x84, 0x6A]);
-                    prefix.extend_from_slice(b"Signature1");
-                    write_bytes(&mut prefix, &protected);
-                    prefix.push(0x40);
-                    write_head(&mut prefix, BYTES, (end - start) as u64);
-                    check.update(&prefix);
+                    check.update(&sig_structure_prefix(&protected, &[], (end - start) as u64));
                     self.check = Some(check);
                 }
                 self.protected = protected;
@@ -924,8 +919,8 @@ enum Env {
 /// the payload's head (its bytes are read as they come).
 fn envelope(r: &mut Reader<'_>) -> Result<Env, BundleError> {
     r.head("the COSE_Sign1 tag")?;
-    let n = r.array("the COSE_Sign1 array").map_err(|e| match e {
-        BundleError::Truncated { .. } => e,
+    let n = r.array("the COSE_Sign1 array").map_err(|e| match e.into() {
+        e @ BundleError::Truncated { .. } => e,
         _ => BundleError::NotABundle(
             "after the COSE_Sign1 tag there is not an array of 4 items".into(),
         ),
@@ -938,7 +933,7 @@ fn envelope(r: &mut Reader<'_>) -> Result<Env, BundleError> {
     let mut probe = r.clone();
     let len = probe
         .expect(BYTES, "the protected header")
-        .map_err(super::not_a_protected_header)?;
+        .map_err(|e: ReadError| super::not_a_protected_header(e.into()))?;
     if len > MAX_PROTECTED {
         *r = probe;
         return Ok(Env::LongProtected {
@@ -948,7 +943,7 @@ fn envelope(r: &mut Reader<'_>) -> Result<Env, BundleError> {
     }
     let protected = r
         .bytes("the protected header")
-        .map_err(super::not_a_protected_header)?;
+        .map_err(|e| super::not_a_protected_header(e.into()))?;
     let kid = check_protected(protected)?;
     let protected = protected.to_vec();
     let at = r.offset();
