@@ -20,8 +20,10 @@
 //! editing any byte breaks it, and breaks the signature or the chain of the
 //! entry the byte belongs to, so a verifier can say exactly where.
 //!
-//! Reading is streaming-friendly: [`Bundle::decode`] walks the structure
-//! once without building a tree and keeps slices of the input;
+//! There is one reader, [`StreamDecoder`]: it walks the structure head by
+//! head without building a tree, from a stream pushed in chunks of any
+//! size. [`Bundle::decode`] drives it over a whole file in memory and keeps
+//! slices of the input;
 //! [`Bundle::elements`] then yields the entries one at a time, and
 //! [`Verifier`] replays them through a fresh [`crate::Validator`] as of the
 //! export time, collecting every problem instead of stopping at the first.
@@ -207,24 +209,20 @@ pub enum Element<'a> {
 }
 
 /// A decoded bundle: the fixed fields, and slices of the input for the
-/// entries and proofs, which are read one at a time.
+/// entries, which are read one at a time.
 #[derive(Debug, Clone)]
 pub struct Bundle<'a> {
     bytes: &'a [u8],
-    kid: AgencyId,
+    summary: Summary,
     protected: Range<usize>,
     payload: Range<usize>,
-    signature: [u8; 64],
-    case: CaseId,
-    items: Option<Vec<ItemId>>,
-    proofs: Range<usize>,
-    proof_count: usize,
     entries: Range<usize>,
-    entry_count: usize,
-    agencies: Vec<BundleAgency>,
-    exporter: AgencyId,
-    exported_at: u64,
 }
+
+/// [`Bundle::decode`] feeds the input to the streaming decoder this many
+/// bytes at a time, so it holds one chunk and one element besides the
+/// input, never a copy of it.
+const DECODE_CHUNK: usize = 1 << 16;
 
 /// The protected header of a bundle signed by `kid`:
 /// `{1: -8, 3: "application/custodia-bundle+cbor", 4: kid}`.
@@ -243,194 +241,94 @@ impl<'a> Bundle<'a> {
     /// header, the payload's structure and deterministic encoding, and
     /// every element's shape (not the entries themselves: they are checked
     /// by verification, one at a time). Never panics; memory beyond the
-    /// input is the agency list and the item list.
+    /// input is the agency list, the item list and the proofs.
+    ///
+    /// This is the [`StreamDecoder`]'s first pass over the whole input:
+    /// there is one parser, and the whole file and a stream of it get the
+    /// same verdict, the same error at the same offset.
     pub fn decode(bytes: &'a [u8]) -> Result<Bundle<'a>, BundleError> {
-        if bytes.is_empty() {
-            return Err(BundleError::Empty);
-        }
-        if bytes[0] != 0xD2 {
-            return Err(BundleError::NotABundle(describe_start(bytes)));
-        }
-        let mut r = Reader::new(bytes, 0);
-        r.head("the COSE_Sign1 tag")?;
-        let not_cose = |_| {
-            BundleError::NotABundle(
-                "after the COSE_Sign1 tag there is not an array of 4 items".into(),
-            )
+        let mut d = StreamDecoder::new();
+        let mut chunks = bytes.chunks(DECODE_CHUNK);
+        let mut ended = false;
+        let summary = loop {
+            match d.next_item()? {
+                Some(Streamed::End(s)) => break s,
+                Some(_) => {}
+                None if ended => {
+                    // The decoder promises progress after finish().
+                    return Err(BundleError::Malformed {
+                        at: d.offset(),
+                        reason: "internal: the bundle reader stopped".into(),
+                    });
+                }
+                None => match chunks.next() {
+                    Some(c) => d.push(c),
+                    None => {
+                        d.finish();
+                        ended = true;
+                    }
+                },
+            }
         };
-        let n = r.array("the COSE_Sign1 array").map_err(|e| match e.into() {
-            e @ BundleError::Truncated { .. } => e,
-            other => not_cose(other),
-        })?;
-        if n != 4 {
-            return Err(BundleError::NotABundle(format!(
-                "the COSE_Sign1 array has {n} items, not 4"
-            )));
-        }
-        let protected = r
-            .bytes("the protected header")
-            .map_err(|e| not_a_protected_header(e.into()))?;
-        let protected_range = (r.pos() - protected.len())..r.pos();
-        let kid = check_protected(protected)?;
-        let at = r.offset();
-        if r.map("the unprotected header")? != 0 {
-            return Err(BundleError::Schema {
-                at,
-                reason: "the unprotected header is not empty".into(),
-            });
-        }
-        let payload = r.bytes("the payload")?;
-        let payload_range = (r.pos() - payload.len())..r.pos();
-        let signature = r.fixed::<64>("the signature")?;
-        if !r.is_empty() {
-            return Err(BundleError::TrailingBytes {
-                at: r.offset(),
-                extra: bytes.len() - r.pos(),
-            });
-        }
-        let mut b = Bundle {
+        let layout = d.layout();
+        Ok(Bundle {
             bytes,
-            kid,
-            protected: protected_range,
-            payload: payload_range.clone(),
-            signature,
-            case: EntryId([0; 32]),
-            items: None,
-            proofs: 0..0,
-            proof_count: 0,
-            entries: 0..0,
-            entry_count: 0,
-            agencies: Vec::new(),
-            exporter: AgencyId([0; 32]),
-            exported_at: 0,
-        };
-        b.decode_payload(payload, payload_range.start)?;
-        Ok(b)
-    }
-
-    fn decode_payload(&mut self, payload: &'a [u8], base: usize) -> Result<(), BundleError> {
-        let mut r = Reader::new(payload, base);
-        let count = r.map("the payload map")?;
-        // "v" is the first key in deterministic order: read it before the
-        // rest, so a newer format is told apart from a damaged one.
-        let mut version = None;
-        let seen = r.members(count, &KEYS, "the payload", |r, k| {
-            match KEYS[k] {
-                "v" => {
-                    let v = r.uint("\"v\"")?;
-                    if v != BUNDLE_VERSION {
-                        return Err(BundleError::UnsupportedVersion(v));
-                    }
-                    version = Some(v);
-                }
-                "case" => self.case = EntryId(r.fixed::<32>("\"case\"")?),
-                "items" => self.items = Some(read_items(r)?),
-                "proofs" => {
-                    let n = r.array("\"proofs\"")?;
-                    let start = r.pos();
-                    for _ in 0..n {
-                        let at = r.offset();
-                        if r.array("an equivocation proof")? != 2 {
-                            return Err(BundleError::Schema {
-                                at,
-                                reason: "an equivocation proof is an array of 2 entries".into(),
-                            });
-                        }
-                        r.bytes("an equivocation proof")?;
-                        r.bytes("an equivocation proof")?;
-                    }
-                    self.proofs = (base + start)..r.offset();
-                    self.proof_count = n as usize;
-                }
-                "entries" => {
-                    let at = r.offset();
-                    let n = r.array("\"entries\"")?;
-                    if n == 0 {
-                        return Err(BundleError::Schema {
-                            at,
-                            reason: "\"entries\" is empty (a bundle holds at least the genesis)"
-                                .into(),
-                        });
-                    }
-                    let start = r.pos();
-                    for _ in 0..n {
-                        read_element(r)?;
-                    }
-                    self.entries = (base + start)..r.offset();
-                    self.entry_count = n as usize;
-                }
-                "agencies" => self.agencies = read_agencies(r)?,
-                "exporter" => self.exporter = AgencyId(r.fixed::<32>("\"exporter\"")?),
-                _ => self.exported_at = r.uint("\"exported-at\"")?,
-            }
-            Ok(())
-        })?;
-        if version.is_none() {
-            return Err(BundleError::Schema {
-                at: base,
-                reason: "the payload has no format version \"v\"".into(),
-            });
-        }
-        for (k, name) in KEYS.iter().enumerate() {
-            if !seen[k] && *name != "items" {
-                return Err(BundleError::Schema {
-                    at: base,
-                    reason: format!("the payload has no {name:?}"),
-                });
-            }
-        }
-        if !r.is_empty() {
-            return Err(BundleError::TrailingBytes {
-                at: r.offset(),
-                extra: payload.len() - r.pos(),
-            });
-        }
-        Ok(())
+            summary,
+            protected: layout.protected,
+            payload: layout.payload,
+            entries: layout.entries,
+        })
     }
 
     /// The case id the bundle says it holds.
     pub fn case(&self) -> CaseId {
-        self.case
+        self.summary.case()
     }
 
     /// The agency named as exporter in the payload.
     pub fn exporter(&self) -> AgencyId {
-        self.exporter
+        self.summary.exporter()
     }
 
     /// The key that signed the bundle (the protected header's kid).
     pub fn signer(&self) -> AgencyId {
-        self.kid
+        self.summary.signer()
     }
 
     /// When the bundle was exported (ms since the Unix epoch).
     pub fn exported_at(&self) -> u64 {
-        self.exported_at
+        self.summary.exported_at()
     }
 
     /// The agencies the bundle lists.
     pub fn agencies(&self) -> &[BundleAgency] {
-        &self.agencies
+        self.summary.agencies()
     }
 
     /// The items a selective export covers; None for a whole case.
     pub fn items(&self) -> Option<&[ItemId]> {
-        self.items.as_deref()
+        self.summary.items()
     }
 
     /// Number of elements in `entries`.
     pub fn len(&self) -> usize {
-        self.entry_count
+        self.summary.len()
     }
 
     /// Whether `entries` is empty (never, for a decoded bundle).
     pub fn is_empty(&self) -> bool {
-        self.entry_count == 0
+        self.summary.is_empty()
     }
 
     /// Number of equivocation proofs.
     pub fn proof_count(&self) -> usize {
-        self.proof_count
+        self.summary.proofs().len()
+    }
+
+    /// What the bundle holds besides its elements, as a streamed first
+    /// pass gives it.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
     }
 
     /// The signed payload bytes.
@@ -447,27 +345,13 @@ impl<'a> Bundle<'a> {
     pub fn elements(&self) -> Elements<'a> {
         Elements {
             reader: Reader::new(&self.bytes[self.entries.clone()], self.entries.start),
-            left: self.entry_count,
+            left: self.summary.len(),
         }
     }
 
     /// The equivocation proofs, in order (decoded copies: there are few).
     pub fn proofs(&self) -> Vec<EquivocationProof> {
-        let mut r = Reader::new(&self.bytes[self.proofs.clone()], self.proofs.start);
-        let mut out = Vec::with_capacity(self.proof_count);
-        for _ in 0..self.proof_count {
-            let two = (|| {
-                r.array("an equivocation proof")?;
-                let a = r.bytes("an equivocation proof")?.to_vec();
-                let b = r.bytes("an equivocation proof")?.to_vec();
-                Ok::<_, BundleError>(EquivocationProof(a, b))
-            })();
-            match two {
-                Ok(p) => out.push(p),
-                Err(_) => break, // checked by decode; unreachable
-            }
-        }
-        out
+        self.summary.proofs().to_vec()
     }
 
     /// Whether the exporter's signature verifies (SPEC.md §3.3) by the kid over `["Signature1", protected, h'', payload]`.
@@ -476,7 +360,11 @@ impl<'a> Bundle<'a> {
         let protected = &self.bytes[self.protected.clone()];
         let payload = &self.bytes[self.payload.clone()];
         let prefix = sig_structure_prefix(protected, &[], payload.len() as u64);
-        crate::signature::verify_parts(&self.kid, &[&prefix, payload], &self.signature)
+        crate::signature::verify_parts(
+            &self.summary.signer(),
+            &[&prefix, payload],
+            self.summary.signature(),
+        )
     }
 }
 

@@ -20,9 +20,7 @@
 
 mod head;
 
-pub(crate) use head::{
-    write_bytes, write_head, write_text, ReadError, Reader, ARRAY, BYTES, MAP,
-};
+pub(crate) use head::{write_bytes, write_head, write_text, ReadError, Reader, ARRAY, BYTES, MAP};
 /// A decoded CBOR data item, for the few places that look at a structure
 /// before typing it (the COSE envelope and headers). Crate-private: no
 /// public function takes or returns one.

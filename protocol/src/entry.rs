@@ -19,8 +19,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use crate::codec::Value;
+use serde::{Deserialize, Serialize};
 
 use crate::body::{Body, CaseOpened, CustodyAction};
 use crate::codec::{self, CodecError};
