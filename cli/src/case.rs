@@ -215,11 +215,9 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                 .store
                 .release_hold(&c, &format!("by the operator: {reason}"))?;
             if !released {
-                return Err(LocalError::NotFound(format!(
-                    "case {} is not on hold",
-                    c.short()
-                ))
-                .into());
+                return Err(
+                    LocalError::NotFound(format!("case {} is not on hold", c.short())).into(),
+                );
             }
             out.record(
                 &format!("Hold on case {} released (logged: {}). This node writes in it again; if another agency holds later entries of this agency in the case, the next write is an equivocation.", c.short(), safe(&reason)),
@@ -649,9 +647,7 @@ fn summarize(e: &Entry, s: &CaseState, name: &dyn Fn(&AgencyId) -> String) -> St
                 ),
                 CustodyAction::Received => format!(
                     "received transfer {} of item {} ({})",
-                    ev.transfer
-                        .map(|t| t.short())
-                        .unwrap_or_default(),
+                    ev.transfer.map(|t| t.short()).unwrap_or_default(),
                     item(&ev.item),
                     match (ev.accepted, &ev.reason) {
                         (Some(true), _) => "accepted".to_owned(),

@@ -44,6 +44,7 @@
 //! assert!(report.is_valid());
 //! ```
 
+pub mod engine;
 mod explain;
 mod export;
 mod report;

@@ -11,6 +11,10 @@
 //! expert included — without running a node. `spec/SPEC.md` is the normative
 //! text; the rule numbers in [`RejectKind`] are the spec's.
 //!
+//! Two pieces use threads, never the clock or a file: [`map_in_parallel`]
+//! checks entries on every core, and the bundle verification engine
+//! ([`bundle::engine`]) reads a caller's [`std::io::Read`] twice.
+//!
 //! What it is not: a storage engine or a network stack (see `custodia-node`).
 
 mod body;
@@ -22,6 +26,7 @@ mod equivocation;
 mod error;
 mod identity;
 mod ids;
+mod parallel;
 pub mod signature;
 mod state;
 mod sync;
@@ -44,6 +49,7 @@ pub use equivocation::{
 pub use error::{RejectKind, Rejection};
 pub use identity::{is_valid_agency_key, Identity};
 pub use ids::{AgencyId, CaseId, EntryId, IdParseError, ItemId};
+pub use parallel::{map_in_parallel, PARALLEL_MIN};
 pub use signature::{verify, verify_parts};
 pub use state::{CaseState, Conflict, Item, Member, Transfer, WithheldPosition, WitnessRecord};
 pub use sync::{

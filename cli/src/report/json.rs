@@ -20,8 +20,9 @@ use custodia_protocol::bundle::{EventReport, KeyTrust, Report};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::{json, Value};
 
+use super::explain::keys_statement;
+use super::Source;
 use crate::output::iso_time;
-use crate::report_text::keys_statement;
 
 /// A JSON value: a small one built whole, an array produced element by
 /// element, or an object with such fields.
@@ -257,11 +258,7 @@ fn document(r: &Report) -> Object<'_> {
 }
 
 /// Writes the report as pretty JSON and a newline.
-pub(crate) fn write(
-    r: &Report,
-    file: &crate::verify::Source,
-    w: &mut impl Write,
-) -> std::io::Result<()> {
+pub(crate) fn write(r: &Report, file: &Source, w: &mut impl Write) -> std::io::Result<()> {
     let mut doc = document(r);
     doc.insert(
         "bundle".into(),
