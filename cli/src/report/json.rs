@@ -269,6 +269,10 @@ pub(crate) fn write(r: &Report, file: &Source, w: &mut impl Write) -> std::io::R
         })),
     );
     doc.insert(
+        "schema_version".into(),
+        Field::Value(json!(crate::output::JSON_SCHEMA_VERSION)),
+    );
+    doc.insert(
         "verifier".into(),
         Field::Value(json!({
             "name": env!("CARGO_BIN_NAME"),
