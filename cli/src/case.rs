@@ -269,7 +269,8 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
     }
     if let Some(h) = &hold {
         t.push_str(&format!(
-            "\n!! ON HOLD: {}. This node writes nothing in the case until it is resolved; see `custodia status`.\n",
+            "\n!! ON HOLD since {}: {}. This node writes nothing in the case until it is resolved; see `custodia status`.\n",
+            iso_time(h.since),
             h.reason
         ));
     }
@@ -352,13 +353,14 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         t.push_str("\nOpen transfers\n");
         for tr in s.open_transfers.values() {
             t.push_str(&format!(
-                "  {}  item {}  {} -> {}\n",
+                "  {}  item {}  {} -> {}, sent {} (the sender's clock)\n",
                 tr.entry.short(),
                 tr.item.to_uuid_string(),
                 safe(&l.name_of(&tr.from)),
-                safe(&l.name_of(&tr.to))
+                safe(&l.name_of(&tr.to)),
+                iso_time(tr.time)
             ));
-            transfers.push(serde_json::json!({"transfer": tr.entry.to_hex(), "item": tr.item.to_uuid_string(), "from": tr.from.to_hex(), "to": tr.to.to_hex()}));
+            transfers.push(serde_json::json!({"transfer": tr.entry.to_hex(), "item": tr.item.to_uuid_string(), "from": tr.from.to_hex(), "to": tr.to.to_hex(), "sent": iso_time(tr.time)}));
         }
     }
     let mut conflicts = Vec::new();
@@ -450,7 +452,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         "open_transfers": transfers, "conflicts": conflicts, "withheld": withheld,
         "after_removal": after_removal,
         "own_equivocation_at": equivocated,
-        "hold": hold.map(|h| serde_json::json!({"reason": h.reason, "behind": h.behind, "peer": h.peer.map(|p| p.to_hex())})),
+        "hold": hold.map(|h| serde_json::json!({"reason": h.reason, "since": iso_time(h.since), "behind": h.behind, "peer": h.peer.map(|p| p.to_hex())})),
         "equivocation_proofs": proofs, "quarantined": crate::quarantine::json(&quarantined),
     });
     (t.trim_end().to_string(), json)

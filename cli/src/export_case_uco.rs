@@ -1,6 +1,6 @@
 //! `custodia export CASE --format case-uco --out FILE.jsonld`: the case's
 //! chain of custody in the CASE/UCO ontology, as JSON-LD. The mapping is
-//! `custodia_node::case_uco`; this module resolves the arguments, writes
+//! `crate::case_uco`; this module resolves the arguments, writes
 //! the file and reports.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,8 +8,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::case_uco;
 use anyhow::Context;
-use custodia_node::case_uco;
 use custodia_node::local::{self, LocalError};
 use custodia_node::store::StoreError;
 use serde_json::Value;

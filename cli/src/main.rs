@@ -5,11 +5,13 @@
 
 mod agency;
 mod case;
+mod case_uco;
 mod custody;
 mod demo;
 mod evidence;
 mod export;
 mod export_case_uco;
+mod generate;
 mod output;
 mod progress;
 mod quarantine;
@@ -44,7 +46,13 @@ New here? Run `custodia demo` first.";
 #[command(name = "custodia", version, about, after_help = AFTER_HELP)]
 struct Cli {
     /// The node directory (created by `init`).
-    #[arg(long, global = true, env = "CUSTODIA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTODIA_DIR",
+        value_name = "DIR",
+        value_hint = clap::ValueHint::DirPath
+    )]
     dir: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -177,6 +185,28 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell (needs no --dir).
+    ///
+    /// Install it where your shell looks for completions, e.g. for bash:
+    /// custodia completions bash > ~/.local/share/bash-completion/completions/custodia
+    ///
+    /// Example: custodia completions zsh > ~/.zfunc/_custodia
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) of custodia or of one command; with --dir, write the pages of every command into that folder.
+    ///
+    /// Without --dir the page goes to standard output (`custodia man verify | man -l -`).
+    /// With --dir DIR (on the command line; CUSTODIA_DIR is not used here) the folder is made
+    /// if missing and gets custodia.1 and one page per command (custodia-case-show.1, …).
+    ///
+    /// Example: custodia man --dir ~/.local/share/man/man1
+    Man {
+        /// The command whose page to print, e.g. `case show` (default: custodia itself).
+        command: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -255,6 +285,15 @@ fn main() -> ExitCode {
         Command::Verify { file, trust, html } => {
             verify::run(&file, trust.as_deref(), html.as_deref(), &out)
         }
+        Command::Completions { shell } => Ok(generate::completions(Cli::command(), shell)),
+        // Like the demo, pages go into --dir only when it is given on the
+        // command line, never into the node folder CUSTODIA_DIR names.
+        Command::Man { command } => generate::man(
+            Cli::command(),
+            cli.dir.as_deref().filter(|_| dir_given),
+            &command,
+            &out,
+        ),
         _ => run(cli, &out),
     };
     let code = match result {
@@ -399,7 +438,10 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
             }
             return export::run(&d, &case, &file, &items, out);
         }
-        Command::Demo { .. } | Command::Verify { .. } => {}
+        Command::Demo { .. }
+        | Command::Verify { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -522,10 +564,13 @@ fn init_logging(format: &str) {
             }
         }
     }
-    // Colour only on a terminal: a log file or journal gets plain text.
+    // Colour only on a terminal, and not there either when NO_COLOR is
+    // set to anything (https://no-color.org): a log file, a journal or a
+    // reader who turned colour off gets plain text.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color)
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();

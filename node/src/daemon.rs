@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use custodia_protocol::session::{
+    proof_visible, Checked, Event, Replica, Session, SessionError, MAX_REFUSED_PROOFS,
+};
 use custodia_protocol::{
-    Ack, AgencyId, Body, CaseId, Entries, EquivocationNotice, ErrorCode, ErrorMessage, Head, Heads,
-    Hello, Identity, Message, SyncItem, Tlp, Witness, MAX_BATCH, MAX_UNACKED_BATCHES,
-    SYNC_VERSIONS,
+    AgencyId, Body, CaseId, EquivocationNotice, EquivocationProof, ErrorMessage, Head, Identity,
+    Message, SyncError, Tlp, Witness, MAX_UNACKED_BATCHES,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
@@ -25,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, ConfigError, CONFIG_FILE};
 use crate::keyfile::{self, KeyFileError};
-use crate::store::{self, Checked, Draft, Store, StoreError};
+use crate::store::{self, Draft, Store, StoreError};
 use crate::tls::{self, PinSet, TlsError};
 
 /// How often the daemon looks for changes other processes made (the CLI
@@ -43,17 +45,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A session that lasted this long resets the reconnect backoff even if it
 /// ended with an error; a shorter one that failed keeps doubling it.
 const STABLE: Duration = Duration::from_secs(10);
-/// A batch is closed once it holds this many bytes of entries (a frame
-/// stays far below `MAX_FRAME` whatever the entries' sizes).
-const BATCH_BYTES: usize = 1024 * 1024;
-/// Delay before asking a peer again for entries refused as transient.
-const RESYNC: Duration = Duration::from_secs(2);
-/// At most this many re-requests in a row without progress (an entry that
-/// stays refused does not make a peer resend forever).
-const MAX_RESYNCS: u32 = 5;
-/// Equivocation proofs refused on one connection before the rest of its
-/// proofs are dropped unchecked (SPEC.md §9.11).
-const MAX_REFUSED_PROOFS: usize = 64;
 /// Outgoing messages queued per connection before the producer waits.
 const OUTBOX: usize = 8;
 /// Received frames queued (checked) for the session before the reader
@@ -105,7 +96,7 @@ struct Inner {
     store: Mutex<Store>,
     pins: PinSet,
     peers: Mutex<Vec<crate::config::Peer>>,
-    sessions: Mutex<HashMap<AgencyId, Session>>,
+    sessions: Mutex<HashMap<AgencyId, Live>>,
     revision: watch::Sender<i64>,
     witness_interval: Duration,
     witness: Mutex<HashMap<CaseId, WitnessClock>>,
@@ -208,8 +199,9 @@ pub struct PeerStats {
     pub sessions: u64,
 }
 
+/// A running session, as the rest of the node reaches it.
 #[derive(Clone)]
-struct Session {
+struct Live {
     id: u64,
     conn: quinn::Connection,
     out: mpsc::Sender<Message>,
@@ -702,61 +694,6 @@ async fn write_due_witnesses(inner: &Arc<Inner>) {
     }
 }
 
-/// Per-case sending state of one session.
-#[derive(Default)]
-struct CaseCursor {
-    /// We sent our heads for this case.
-    heads_sent: bool,
-    /// The peer's heads arrived (or it told us it has nothing).
-    peer_heads: Option<HashMap<AgencyId, u64>>,
-    /// Store position up to which rows were considered.
-    pos: i64,
-    /// When to send our heads again so the peer re-offers refused entries.
-    resync_at: Option<Instant>,
-    /// Re-requests since the last batch that stored something new.
-    resyncs: u32,
-    /// The proofs held for this case were sent on this connection.
-    proofs_sent: bool,
-}
-
-struct SessionState {
-    peer: AgencyId,
-    conn: quinn::Connection,
-    /// Equivocation proofs refused on this connection (SPEC.md §9.11).
-    refused_proofs: usize,
-    /// The peer sent an `error` message.
-    peer_error: bool,
-    /// Batches sent and not yet acknowledged: (batch, case, the peer's
-    /// head of this agency's chain once it stores the batch).
-    unacked: std::collections::VecDeque<(u64, CaseId, Option<u64>)>,
-    /// What the peer acknowledged of this agency's chain, per case, not
-    /// yet recorded in the store (recorded on the session's tick).
-    acked_own: HashMap<CaseId, u64>,
-    cases: HashMap<CaseId, CaseCursor>,
-    in_flight: usize,
-    batch: u64,
-    hello: bool,
-    /// `entries` messages acknowledged to the peer (the reader compares it
-    /// with those received to enforce the peer's flow-control window).
-    acked: Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// A received `entries` message, its items through [`store::check`].
-struct CheckedEntries {
-    case: CaseId,
-    batch: u64,
-    items: Vec<Checked>,
-}
-
-/// What the reader hands the session: a message, or a batch of entries
-/// already decoded and verified (outside the store lock).
-enum Incoming {
-    Message(Message),
-    Entries(CheckedEntries),
-}
-
-type Frame = Result<Incoming, (ErrorCode, String)>;
-
 /// Runs one session; returns whether it ended without a protocol or
 /// storage error.
 async fn run_session(
@@ -788,7 +725,7 @@ async fn run_session(
     let (out, out_rx) = mpsc::channel::<Message>(OUTBOX);
     if let Some(old) = lock(&inner.sessions).insert(
         peer,
-        Session {
+        Live {
             id,
             conn: conn.clone(),
             out: out.clone(),
@@ -807,15 +744,16 @@ async fn run_session(
             Some(quinn::ConnectionError::ApplicationClosed(c)) => c.error_code.into_inner() == 0,
             Some(_) => false,
         };
-    if let Err((code, msg)) = result {
+    if let Err(e) = result {
         // Tell the peer why (an error message), then close with the code.
+        let (code, msg) = (e.code(), e.to_peer());
         let notice = Message::Error(ErrorMessage {
             code: code.as_u64(),
             message: msg.clone(),
         });
         let _ = tokio::time::timeout(Duration::from_millis(200), out.send(notice)).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
-        warn!(peer = %peer.fingerprint(), code = code.as_u64(), reason = ?msg, "closing connection");
+        warn!(peer = %peer.fingerprint(), code = code.as_u64(), reason = ?e.to_string(), "closing connection");
         conn.close(
             quinn::VarInt::from_u64(code.as_u64()).unwrap_or(quinn::VarInt::from_u32(6)),
             msg.as_bytes(),
@@ -842,42 +780,135 @@ async fn write_frames(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Messag
     }
 }
 
-type SessionResult = Result<(), (ErrorCode, String)>;
+/// The node's store as a session's [`Replica`], under the store lock.
+struct NodeReplica<'a> {
+    store: &'a mut Store,
+    inner: &'a Arc<Inner>,
+}
 
+impl Replica for NodeReplica<'_> {
+    type Error = StoreError;
+
+    fn may_serve(&mut self, peer: &AgencyId) -> bool {
+        may_serve(self.store, self.inner, peer)
+    }
+
+    fn cases(&self) -> Vec<CaseId> {
+        self.store.cases().copied().collect()
+    }
+
+    fn case(&self, case: &CaseId) -> Option<&custodia_protocol::Validator> {
+        self.store.case(case)
+    }
+
+    fn heads(&self, case: &CaseId) -> Vec<Head> {
+        self.store.heads(case)
+    }
+
+    fn row_heads_after(
+        &mut self,
+        case: &CaseId,
+        pos: i64,
+        limit: usize,
+    ) -> Result<Vec<store::RowHead>, StoreError> {
+        self.store.row_heads_after(case, pos, limit)
+    }
+
+    fn row_bytes(
+        &mut self,
+        pos: i64,
+        id: &custodia_protocol::EntryId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.row_bytes(pos, id)
+    }
+
+    fn receive(
+        &mut self,
+        batches: Vec<(CaseId, Vec<Checked>)>,
+        from: &AgencyId,
+        now_ms: u64,
+    ) -> Result<Vec<store::BatchOutcome>, StoreError> {
+        // A withheld marker is unsigned: it is taken only from an agency
+        // that is a member of the case here. Signed entries are validated
+        // whoever relays them.
+        let outcomes = self.store.receive_checked(batches, Some(*from), now_ms)?;
+        // Own entries a peer was ahead by may have arrived (SPEC.md §9.14).
+        self.store.settle_holds(&self.inner.me)?;
+        Ok(outcomes)
+    }
+
+    fn receive_proof(
+        &mut self,
+        case: &CaseId,
+        proof: &EquivocationProof,
+        from: &AgencyId,
+    ) -> Result<Result<bool, custodia_protocol::ProofRefusal>, StoreError> {
+        self.store.receive_proof(case, proof, from)
+    }
+
+    fn proofs(&mut self, case: &CaseId) -> Result<Vec<EquivocationProof>, StoreError> {
+        self.store.proofs(case)
+    }
+
+    fn own_head_seen(
+        &mut self,
+        case: &CaseId,
+        peer: &AgencyId,
+        head: Option<(u64, custodia_protocol::EntryId)>,
+    ) -> Result<(), StoreError> {
+        // A failure here loses a comparison, not data: logged, not fatal.
+        if let Err(e) = self.store.own_head_seen(case, &self.inner.me, peer, head) {
+            warn!(error = %e, "store failed while checking this agency's head");
+        }
+        Ok(())
+    }
+
+    fn peer_acknowledged(
+        &mut self,
+        case: &CaseId,
+        peer: &AgencyId,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        if let Err(e) = self.store.record_peer_view(case, peer, Some(seq)) {
+            warn!(error = %e, "store failed while recording a peer's acknowledgement");
+        }
+        Ok(())
+    }
+}
+
+/// What the reader hands the session: a message, or a batch of entries
+/// already decoded and verified (outside the store lock), or the end of
+/// the stream.
+enum Incoming {
+    Message(Message),
+    Entries(CaseId, u64, Vec<Checked>),
+    Closed,
+}
+
+type Frame = Result<Incoming, SessionError>;
+
+/// Drives one session: the state machine ([`Session`]) with its input
+/// from the peer's stream, the store's revision and a one-second tick,
+/// and its output to the writer. Returns Ok(false) when the peer
+/// reported an error.
 async fn session(
     inner: &Arc<Inner>,
     conn: &quinn::Connection,
     peer: AgencyId,
     mut recv: quinn::RecvStream,
     out: mpsc::Sender<Message>,
-) -> Result<bool, (ErrorCode, String)> {
+) -> Result<bool, SessionError> {
     let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut st = SessionState {
-        peer,
+    let mut link = Link {
+        inner: inner.clone(),
         conn: conn.clone(),
-        refused_proofs: 0,
-        peer_error: false,
-        unacked: std::collections::VecDeque::new(),
-        acked_own: HashMap::new(),
-        cases: HashMap::new(),
-        in_flight: 0,
-        batch: 0,
-        hello: false,
+        peer,
+        out,
         acked: acked.clone(),
+        session: Some(Session::new(inner.me, peer)),
+        peer_error: false,
     };
-    let send = |m: Message| {
-        let out = out.clone();
-        async move {
-            out.send(m)
-                .await
-                .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))
-        }
-    };
-    send(Message::Hello(Hello {
-        versions: SYNC_VERSIONS.to_vec(),
-        agency: inner.me,
-    }))
-    .await?;
+    link.flush().await?;
     let mut revision = inner.revision.subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let (frames_tx, mut frames) = mpsc::channel::<Frame>(INBOX);
@@ -889,415 +920,273 @@ async fn session(
         let mut received: u64 = 0;
         loop {
             let r = read_frame(&mut recv).await;
-            if let Ok((m, size)) = &r {
-                let mut stats = lock(&counter.stats);
-                let s = stats.entry(peer).or_default();
-                s.frames += 1;
-                s.bytes += *size as u64 + 4;
-                match m {
-                    Message::Heads(_) | Message::Equivocation(_) => {
-                        s.case_bytes += *size as u64 + 4
-                    }
-                    Message::Entries(e) => {
-                        s.case_bytes += *size as u64 + 4;
-                        s.items += e.items.len() as u64;
-                    }
-                    _ => {}
-                }
+            if let Ok(Some((m, size))) = &r {
+                count(&counter, &peer, m, *size);
             }
             let r: Frame = match r {
-                Ok((Message::Entries(e), _)) => {
+                Ok(None) => Ok(Incoming::Closed),
+                Ok(Some((Message::Entries(e), _))) => {
                     received += 1;
                     let unacked =
                         received.saturating_sub(acked.load(std::sync::atomic::Ordering::SeqCst));
                     if unacked > MAX_UNACKED_BATCHES as u64 {
-                        Err((
-                            ErrorCode::FlowControl,
-                            format!(
-                                "{unacked} entries messages unacknowledged (limit {MAX_UNACKED_BATCHES})"
-                            ),
-                        ))
+                        Err(SessionError::FlowControl(unacked))
                     } else {
                         let (case, batch) = (e.case, e.batch);
                         match tokio::task::spawn_blocking(move || store::check(e.items)).await {
-                            Ok(items) => {
-                                Ok(Incoming::Entries(CheckedEntries { case, batch, items }))
-                            }
-                            Err(e) => Err((ErrorCode::Internal, format!("checking a batch: {e}"))),
+                            Ok(items) => Ok(Incoming::Entries(case, batch, items)),
+                            Err(e) => Err(SessionError::Storage(format!("checking a batch: {e}"))),
                         }
                     }
                 }
-                Ok((m, _)) => Ok(Incoming::Message(m)),
+                Ok(Some((m, _))) => Ok(Incoming::Message(m)),
                 Err(e) => Err(e),
             };
-            let stop = r.is_err();
+            let stop = !matches!(r, Ok(Incoming::Message(_)) | Ok(Incoming::Entries(..)));
             if frames_tx.send(r).await.is_err() || stop {
                 return;
             }
         }
     });
-    let result: SessionResult = async {
+    let result: Result<(), SessionError> = async {
         // A frame taken from the queue that did not join a group commit.
         let mut pending: Option<Frame> = None;
         loop {
-            if let Some(frame) = pending.take() {
-                match on_frame(inner, &mut st, frame, &mut frames, &out).await? {
-                    Some(next) => pending = next,
-                    None => return Ok(()),
-                }
-                pump(inner, &mut st, &out).await?;
-                continue;
+            if link.over() {
+                return Ok(());
             }
-            tokio::select! {
-                frame = frames.recv() => {
-                    let Some(frame) = frame else { return Ok(()) };
-                    match on_frame(inner, &mut st, frame, &mut frames, &out).await? {
-                        Some(next) => pending = next,
+            let frame = match pending.take() {
+                Some(f) => f,
+                None => tokio::select! {
+                    frame = frames.recv() => match frame {
+                        Some(f) => f,
                         None => return Ok(()),
+                    },
+                    changed = revision.changed() => {
+                        if changed.is_err() { return Ok(()) }
+                        link.step(|s, r| s.changed(r)).await?;
+                        continue;
                     }
-                    pump(inner, &mut st, &out).await?;
-                }
-                changed = revision.changed() => {
-                    if changed.is_err() { return Ok(()) }
-                    if st.hello {
-                        announce(inner, &mut st, &out).await?;
-                        pump(inner, &mut st, &out).await?;
+                    _ = tick.tick() => {
+                        link.step(|s, r| s.tick(r, now_ms())).await?;
+                        continue;
                     }
+                    _ = conn.closed() => return Ok(()),
+                },
+            };
+            match frame? {
+                Incoming::Closed => return Ok(()),
+                Incoming::Message(m) => link.step(move |s, r| s.handle(m, r, now_ms())).await?,
+                Incoming::Entries(case, batch, items) => {
+                    // The batches queued behind this one join its commit
+                    // (one transaction, one fsync), each acknowledged
+                    // after it. An ack frees a place in our own window;
+                    // it does not depend on the store, so it does not end
+                    // the group.
+                    let mut group = vec![(case, batch, items)];
+                    while pending.is_none() {
+                        match frames.try_recv() {
+                            Ok(Ok(Incoming::Entries(c, b, i))) => group.push((c, b, i)),
+                            Ok(Ok(Incoming::Message(Message::Ack(a)))) => {
+                                if let Some(s) = link.session.as_mut() {
+                                    s.ack(&a)?;
+                                }
+                            }
+                            Ok(other) => pending = Some(other),
+                            Err(_) => break,
+                        }
+                    }
+                    link.step(move |s, r| s.receive_entries(group, r, now_ms()))
+                        .await?;
                 }
-                _ = tick.tick() => {
-                    resync(inner, &mut st, &out).await?;
-                    record_acknowledged(inner, &mut st).await?;
-                }
-                _ = conn.closed() => return Ok(()),
             }
         }
     }
     .await;
     reader.abort();
-    // Ok(false): the session ended because the peer reported an error.
-    result.map(|()| !st.peer_error)
+    let peer_error = link.peer_error;
+    result.map(|()| !peer_error)
 }
 
-/// Handles one frame from the reader. A batch of entries is committed
-/// together with the batches already queued behind it (one transaction,
-/// one fsync), each acknowledged after that commit; the first queued frame
-/// that is not a batch is returned, to be handled next. None ends the
-/// session quietly (the stream closed).
-async fn on_frame(
-    inner: &Arc<Inner>,
-    st: &mut SessionState,
-    frame: Frame,
-    frames: &mut mpsc::Receiver<Frame>,
-    out: &mpsc::Sender<Message>,
-) -> Result<Option<Option<Frame>>, (ErrorCode, String)> {
-    let first = match frame {
-        Ok(m) => m,
-        Err((ErrorCode::Internal, _)) => return Ok(None), // stream closed
-        Err((code, why)) => return Err((code, why)),
-    };
-    match first {
-        Incoming::Message(m) => {
-            handle(inner, st, m, out).await?;
-            Ok(Some(None))
+/// Counts a received frame in the peer's statistics.
+fn count(inner: &Arc<Inner>, peer: &AgencyId, m: &Message, size: usize) {
+    let mut stats = lock(&inner.stats);
+    let s = stats.entry(*peer).or_default();
+    s.frames += 1;
+    s.bytes += size as u64 + 4;
+    match m {
+        Message::Heads(_) | Message::Equivocation(_) => s.case_bytes += size as u64 + 4,
+        Message::Entries(e) => {
+            s.case_bytes += size as u64 + 4;
+            s.items += e.items.len() as u64;
         }
-        Incoming::Entries(e) => {
-            if !st.hello {
-                return Err((ErrorCode::ProtocolViolation, "message before hello".into()));
-            }
-            let mut group = vec![e];
-            let mut next = None;
-            while next.is_none() {
-                match frames.try_recv() {
-                    Ok(Ok(Incoming::Entries(e))) => group.push(e),
-                    // An ack frees a place in our own window; it does not
-                    // depend on the store, so it does not end the group.
-                    Ok(Ok(Incoming::Message(Message::Ack(a)))) => on_ack(st, &a),
-                    Ok(other) => next = Some(other),
-                    Err(_) => break,
-                }
-            }
-            receive_group(inner, st, group, out).await?;
-            Ok(Some(next))
-        }
+        _ => {}
     }
 }
 
-/// Stores received batches in one transaction, then acknowledges each, in
-/// order (nothing is acknowledged before the commit that stores it).
-async fn receive_group(
-    inner: &Arc<Inner>,
-    st: &mut SessionState,
-    group: Vec<CheckedEntries>,
-    out: &mpsc::Sender<Message>,
-) -> SessionResult {
-    let me = inner.me;
-    let peer = st.peer;
-    let heads: Vec<(CaseId, u64, usize)> = group
-        .iter()
-        .map(|e| (e.case, e.batch, e.items.len()))
-        .collect();
-    let batches: Vec<(CaseId, Vec<Checked>)> =
-        group.into_iter().map(|e| (e.case, e.items)).collect();
-    let result = blocking(inner, move |s, _| {
-        // A withheld marker is unsigned: it is taken only from an agency
-        // that is a member of the case here. Signed entries are validated
-        // whoever relays them.
-        let outcomes = s.receive_checked(batches, Some(peer), now_ms())?;
-        // Own entries a peer was ahead by may have arrived (SPEC.md §9.14).
-        s.settle_holds(&me)?;
-        // Others' entries arrived: a witness is due (not for witnesses
-        // alone, or witnesses would answer witnesses).
-        let due: Vec<bool> = outcomes
-            .iter()
-            .zip(&heads)
-            .map(|(o, (case, _, _))| {
-                let v = s.case(case);
-                !o.stored.iter().all(|id| {
-                    v.and_then(|v| v.meta(id))
-                        .is_none_or(|m| m.witness || m.author == me)
-                })
-            })
-            .collect();
-        Ok::<_, StoreError>((outcomes, due, s.revision(), heads))
-    })
-    .await?;
-    let (outcomes, due, rev, heads) = result.map_err(|err| {
-        warn!(error = %err, "store failed while receiving");
-        (ErrorCode::Internal, "storage failure".to_string())
-    })?;
-    let mut stored_any = false;
-    let mut proofs = Vec::new();
-    for ((outcome, due), (case, batch, n)) in outcomes.into_iter().zip(due).zip(heads) {
-        if outcome.ignored > 0 {
-            warn!(peer = %st.peer.fingerprint(), case = %case, dropped = outcome.ignored, "withheld markers from a non-member ignored");
-        }
-        // What the peer sent, it has: never echo it back.
-        if let Some(next) = st.cases.get_mut(&case).and_then(|c| c.peer_heads.as_mut()) {
-            for (a, seq) in &outcome.positions {
-                let n = next.entry(*a).or_insert(0);
-                *n = (*n).max(seq + 1);
-            }
-        }
-        // Entries refused for now (out of order, ahead of our clock) are
-        // asked for again later by re-sending our heads.
-        let cursor = st.cases.entry(case).or_default();
-        if !outcome.stored.is_empty() {
-            cursor.resyncs = 0;
-        }
-        if outcome.refused.iter().any(|r| r.kind.is_transient()) && cursor.resyncs < MAX_RESYNCS {
-            cursor.resyncs += 1;
-            cursor.resync_at = Some(Instant::now() + RESYNC);
-        }
-        for r in &outcome.refused {
-            if r.kind.is_transient() {
-                debug!(peer = %st.peer.fingerprint(), entry = ?r.entry, rule = r.rule(), reason = ?r.to_string(), "entry deferred");
-            } else {
-                warn!(peer = %st.peer.fingerprint(), entry = ?r.entry, rule = r.rule(), reason = ?r.to_string(), "entry refused");
-            }
-        }
-        // Counted before it is sent: the peer's next batch can only follow
-        // its arrival.
-        st.acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        out.send(Message::Ack(Ack {
-            case,
-            batch,
-            stored: (outcome.stored.len() + outcome.duplicates) as u64,
-            refused: (outcome.refused.len() + outcome.ignored) as u64,
-        }))
+/// One session's state machine and the I/O around it.
+struct Link {
+    inner: Arc<Inner>,
+    conn: quinn::Connection,
+    peer: AgencyId,
+    out: mpsc::Sender<Message>,
+    /// `entries` messages acknowledged to the peer (the reader compares it
+    /// with those received to enforce the peer's flow-control window).
+    acked: Arc<std::sync::atomic::AtomicU64>,
+    /// Taken while a step runs on the blocking pool.
+    session: Option<Session>,
+    peer_error: bool,
+}
+
+impl Link {
+    /// Whether the session is over (peer removed or peer error).
+    fn over(&self) -> bool {
+        self.session.as_ref().is_none_or(Session::is_closed)
+    }
+
+    /// Runs one input of the state machine on the blocking pool, under the
+    /// store lock, then sends its output and acts on its events.
+    async fn step(
+        &mut self,
+        f: impl FnOnce(&mut Session, &mut NodeReplica<'_>) -> Result<(), SessionError> + Send + 'static,
+    ) -> Result<(), SessionError> {
+        let Some(mut session) = self.session.take() else {
+            return Ok(());
+        };
+        let i = self.inner.clone();
+        let (session, result, rev) = tokio::task::spawn_blocking(move || {
+            let mut store = lock(&i.store);
+            let mut replica = NodeReplica {
+                store: &mut store,
+                inner: &i,
+            };
+            let result = f(&mut session, &mut replica);
+            let rev = store.revision();
+            (session, result, rev)
+        })
         .await
-        .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
-        if !outcome.stored.is_empty() {
-            debug!(peer = %st.peer.fingerprint(), case = %case, new = outcome.stored.len(), of = n, "stored");
-            stored_any = true;
-            if due {
-                lock(&inner.witness).entry(case).or_default().due = true;
+        .map_err(|e| SessionError::Storage(format!("internal: {e}")))?;
+        self.session = Some(session);
+        if let Err(SessionError::Storage(why)) = &result {
+            warn!(peer = %self.peer.fingerprint(), error = %why, "store failed during a session");
+        }
+        self.flush().await?;
+        self.events(rev).await;
+        result
+    }
+
+    /// Sends what the state machine queued, counting acks before they go
+    /// (the peer's next batch can only follow an ack's arrival).
+    async fn flush(&mut self) -> Result<(), SessionError> {
+        let Some(session) = self.session.as_mut() else {
+            return Ok(());
+        };
+        let mut queued = Vec::with_capacity(session.queued());
+        while let Some(m) = session.poll_transmit() {
+            queued.push(m);
+        }
+        for m in queued {
+            if matches!(m, Message::Ack(_)) {
+                self.acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            self.out
+                .send(m)
+                .await
+                .map_err(|_| SessionError::Storage("writer closed".into()))?;
+        }
+        Ok(())
+    }
+
+    /// Acts on the state machine's events: logs, witnesses due, proofs to
+    /// the other sessions, a removed peer's connection closed.
+    async fn events(&mut self, rev: i64) {
+        let peer = self.peer.fingerprint();
+        let mut stored = false;
+        let mut proofs = Vec::new();
+        while let Some(ev) = self.session.as_mut().and_then(Session::poll_event) {
+            match ev {
+                Event::Stored {
+                    case,
+                    ids,
+                    of,
+                    witness_due,
+                } => {
+                    debug!(%peer, case = %case, new = ids.len(), of, "stored");
+                    stored = true;
+                    if witness_due {
+                        lock(&self.inner.witness).entry(case).or_default().due = true;
+                    }
+                }
+                Event::Refused {
+                    rejection: r,
+                    transient: true,
+                    ..
+                } => {
+                    debug!(%peer, entry = ?r.entry, rule = r.rule(), reason = ?r.to_string(), "entry deferred");
+                }
+                Event::Refused { rejection: r, .. } => {
+                    warn!(%peer, entry = ?r.entry, rule = r.rule(), reason = ?r.to_string(), "entry refused");
+                }
+                Event::MarkersIgnored { case, count } => {
+                    warn!(%peer, case = %case, dropped = count, "withheld markers from a non-member ignored");
+                }
+                Event::Proof {
+                    case,
+                    proof,
+                    from_peer,
+                } => {
+                    if from_peer {
+                        warn!(case = %case, %peer, "equivocation proof received and stored");
+                    }
+                    warn_if_own(&self.inner, &case, &proof);
+                    proofs.push((case, proof));
+                }
+                Event::ProofRefused { case, refusal } => {
+                    info!(%peer, case = %case, class = refusal.class(), reason = ?refusal.to_string(), "equivocation proof refused");
+                }
+                Event::ProofLimit => {
+                    warn!(%peer, limit = MAX_REFUSED_PROOFS, "too many refused proofs; this connection's further proofs are dropped");
+                }
+                Event::PeerError { code, message } => {
+                    // The peer's text is escaped (Debug): a newline in it
+                    // cannot forge a log line.
+                    warn!(%peer, code, message = ?message, "peer reported an error");
+                    self.peer_error = true;
+                }
+                Event::PeerRemoved => {
+                    self.conn.close(quinn::VarInt::from_u32(0), b"peer removed");
+                }
+                _ => {}
             }
         }
-        proofs.extend(outcome.proofs.into_iter().map(|p| (case, p)));
+        if stored {
+            self.inner.revision.send_replace(rev);
+        }
+        for (case, proof) in proofs {
+            // This session's peer was offered it by the state machine.
+            broadcast_proof(&self.inner, case, proof, self.peer).await;
+        }
     }
-    if stored_any {
-        inner.revision.send_replace(rev);
-    }
-    for (case, proof) in proofs {
-        warn_if_own(inner, &case, &proof);
-        // Including the sender: it holds only its own version.
-        broadcast_proof(inner, case, proof, None).await;
-    }
-    Ok(())
 }
 
-async fn read_frame(recv: &mut quinn::RecvStream) -> Result<(Message, usize), (ErrorCode, String)> {
+/// Reads one frame; None when the stream ended cleanly between frames.
+async fn read_frame(
+    recv: &mut quinn::RecvStream,
+) -> Result<Option<(Message, usize)>, SessionError> {
     let mut prefix = [0u8; 4];
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
         Err(quinn::ReadExactError::FinishedEarly(n)) if n > 0 => {
-            return Err((
-                ErrorCode::MalformedMessage,
-                "stream ended inside a frame length".into(),
-            ))
+            return Err(SyncError::Malformed("stream ended inside a frame length".into()).into())
         }
-        Err(_) => return Err((ErrorCode::Internal, "stream closed".into())),
+        Err(_) => return Ok(None),
     }
-    let n = Message::frame_len(prefix).map_err(|e| (e.code(), e.to_string()))?;
+    let n = Message::frame_len(prefix)?;
     let mut body = vec![0u8; n];
     recv.read_exact(&mut body)
         .await
-        .map_err(|_| (ErrorCode::MalformedMessage, "frame truncated".to_string()))?;
-    Message::decode(&body)
-        .map(|m| (m, n))
-        .map_err(|e| (e.code(), e.to_string()))
-}
-
-async fn blocking<T: Send + 'static>(
-    inner: &Arc<Inner>,
-    f: impl FnOnce(&mut Store, &Arc<Inner>) -> T + Send + 'static,
-) -> Result<T, (ErrorCode, String)> {
-    let i = inner.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut store = lock(&i.store);
-        f(&mut store, &i)
-    })
-    .await
-    .map_err(|e| (ErrorCode::Internal, e.to_string()))
-}
-
-async fn handle(
-    inner: &Arc<Inner>,
-    st: &mut SessionState,
-    msg: Message,
-    out: &mpsc::Sender<Message>,
-) -> SessionResult {
-    let send = |m: Message| async move {
-        out.send(m)
-            .await
-            .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))
-    };
-    match msg {
-        Message::Hello(h) => {
-            if st.hello {
-                return Err((ErrorCode::ProtocolViolation, "second hello".into()));
-            }
-            if h.agency != st.peer {
-                return Err((
-                    ErrorCode::ProtocolViolation,
-                    "hello names another agency than the authenticated one".into(),
-                ));
-            }
-            if !h.versions.iter().any(|v| SYNC_VERSIONS.contains(v)) {
-                return Err((
-                    ErrorCode::UnsupportedVersion,
-                    format!("no common sync version (this node speaks {SYNC_VERSIONS:?})"),
-                ));
-            }
-            st.hello = true;
-            announce(inner, st, out).await?;
-        }
-        _ if !st.hello => {
-            return Err((ErrorCode::ProtocolViolation, "message before hello".into()));
-        }
-        Message::Heads(h) => {
-            let peer = st.peer;
-            let case = h.case;
-            // Answer with our heads if the peer may see the case, or with an
-            // empty list if we do not have it (which reveals nothing).
-            let theirs = h.heads.clone();
-            let (ours, peer_next, serving) = blocking(inner, move |s, i| {
-                let serving = may_serve(s, i, &peer);
-                // What the peer holds, per author. Where its head names
-                // another id than ours at the same position, the author
-                // forked: send our entry at that position so the peer can
-                // build the equivocation proof (and it sends us its own).
-                let v = s.case(&case);
-                let peer_next: HashMap<AgencyId, u64> = theirs
-                    .iter()
-                    .map(|Head(a, seq, id)| {
-                        let forked = v
-                            .and_then(|v| v.at(a, *seq))
-                            .is_some_and(|ours| ours != *id);
-                        (*a, if forked { *seq } else { seq + 1 })
-                    })
-                    .collect();
-                // A non-member gets the same empty answer as for an unknown
-                // case: it cannot tell whether this node holds the case.
-                let member = v.is_some_and(|v| v.is_member(&peer));
-                let ours = if serving && member {
-                    s.heads(&case)
-                } else {
-                    Vec::new()
-                };
-                // What a member peer holds of this agency's own chain
-                // confirms the store's head, or shows it behind (SPEC.md
-                // §9.14).
-                if member {
-                    let me = i.me;
-                    let mine = theirs
-                        .iter()
-                        .find(|h| h.0 == me)
-                        .map(|Head(_, seq, id)| (*seq, *id));
-                    if let Err(e) = s.own_head_seen(&case, &me, &peer, mine) {
-                        warn!(error = %e, "store failed while checking this agency's head");
-                    }
-                }
-                (ours, peer_next, serving)
-            })
-            .await?;
-            if !serving {
-                st.conn.close(quinn::VarInt::from_u32(0), b"peer removed");
-                return Ok(());
-            }
-            let cursor = st.cases.entry(case).or_default();
-            cursor.peer_heads = Some(peer_next);
-            cursor.pos = 0;
-            if !cursor.heads_sent {
-                cursor.heads_sent = true;
-                send(Message::Heads(Heads { case, heads: ours })).await?;
-            }
-        }
-        // The reader hands batches of entries to `on_frame` checked; an
-        // unchecked one cannot reach here.
-        Message::Entries(_) => {}
-        Message::Ack(a) => on_ack(st, &a),
-        Message::Equivocation(n) => {
-            // Past the bound, a connection's proofs are dropped unread: a
-            // peer cannot make the node verify signatures without limit.
-            if st.refused_proofs >= MAX_REFUSED_PROOFS {
-                return Ok(());
-            }
-            let case = n.case;
-            let proof = n.proof.clone();
-            let peer = st.peer;
-            let fresh = blocking(inner, move |s, _| s.receive_proof(&case, &proof, &peer)).await?;
-            match fresh {
-                Ok(Ok(true)) => {
-                    warn!(case = %case, peer = %st.peer.fingerprint(), "equivocation proof received and stored");
-                    warn_if_own(inner, &case, &n.proof);
-                    broadcast_proof(inner, case, n.proof, Some(st.peer)).await;
-                }
-                Ok(Ok(false)) => {}
-                Ok(Err(refusal)) => {
-                    st.refused_proofs += 1;
-                    if st.refused_proofs == MAX_REFUSED_PROOFS {
-                        warn!(peer = %st.peer.fingerprint(), limit = MAX_REFUSED_PROOFS, "too many refused proofs; this connection's further proofs are dropped");
-                    } else {
-                        info!(peer = %st.peer.fingerprint(), case = %case, class = refusal.class(), reason = ?refusal.to_string(), "equivocation proof refused");
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "store failed while receiving a proof");
-                    return Err((ErrorCode::Internal, "storage failure".to_string()));
-                }
-            }
-        }
-        Message::Error(e) => {
-            // The peer's text is escaped (Debug): a newline in it cannot
-            // forge a log line.
-            warn!(peer = %st.peer.fingerprint(), code = e.code, message = ?e.message, "peer reported an error");
-            st.peer_error = true;
-            return Ok(());
-        }
-        _ => {}
-    }
-    Ok(())
+        .map_err(|_| SyncError::Malformed("frame truncated".into()))?;
+    Ok(Some((Message::decode(&body)?, n)))
 }
 
 /// Says so prominently when a proof shows that this agency itself signed
@@ -1310,29 +1199,33 @@ fn warn_if_own(inner: &Arc<Inner>, case: &CaseId, proof: &custodia_protocol::Equ
     }
 }
 
+/// Sends a new proof to every other connected peer that may see it.
 async fn broadcast_proof(
     inner: &Arc<Inner>,
     case: CaseId,
-    proof: custodia_protocol::EquivocationProof,
-    except: Option<AgencyId>,
+    proof: EquivocationProof,
+    except: AgencyId,
 ) {
     let i = inner.clone();
     let _ = tokio::task::spawn_blocking(move || reload_config(&i)).await;
-    let sessions: Vec<(AgencyId, Session)> = lock(&inner.sessions)
+    let sessions: Vec<(AgencyId, Live)> = lock(&inner.sessions)
         .iter()
         .map(|(k, s)| (*k, s.clone()))
         .collect();
     for (peer, s) in sessions {
-        if Some(peer) == except {
+        if peer == except || !inner.pins.contains(&peer.0) {
             continue;
         }
         let p = proof.clone();
-        let member = blocking(inner, move |st, _| {
-            st.case(&case).is_some_and(|v| proof_visible(v, &p, &peer))
+        let i = inner.clone();
+        let visible = tokio::task::spawn_blocking(move || {
+            lock(&i.store)
+                .case(&case)
+                .is_some_and(|v| proof_visible(v, &p, &peer))
         })
         .await
         .unwrap_or(false);
-        if member {
+        if visible {
             let _ = s
                 .out
                 .send(Message::Equivocation(EquivocationNotice {
@@ -1342,304 +1235,4 @@ async fn broadcast_proof(
                 .await;
         }
     }
-}
-
-/// An `ack` frees a place in the window, and tells what the peer now holds
-/// of this agency's chain.
-fn on_ack(st: &mut SessionState, ack: &custodia_protocol::Ack) {
-    st.in_flight = st.in_flight.saturating_sub(1);
-    while let Some(&(batch, case, own)) = st.unacked.front() {
-        if batch > ack.batch {
-            break;
-        }
-        st.unacked.pop_front();
-        if let (true, Some(seq)) = (batch == ack.batch && case == ack.case, own) {
-            let e = st.acked_own.entry(case).or_insert(seq);
-            *e = (*e).max(seq);
-        }
-    }
-}
-
-/// Records what the peer acknowledged of this agency's chains (at most
-/// once per tick: one small write, not one per batch).
-async fn record_acknowledged(inner: &Arc<Inner>, st: &mut SessionState) -> SessionResult {
-    if st.acked_own.is_empty() {
-        return Ok(());
-    }
-    let acked: Vec<(CaseId, u64)> = st.acked_own.drain().collect();
-    let peer = st.peer;
-    blocking(inner, move |s, _| {
-        for (case, seq) in acked {
-            if let Err(e) = s.record_peer_view(&case, &peer, Some(seq)) {
-                warn!(error = %e, "store failed while recording a peer's acknowledgement");
-            }
-        }
-    })
-    .await
-}
-
-/// Sends our heads again for cases whose refused entries are due to be
-/// offered again.
-async fn resync(
-    inner: &Arc<Inner>,
-    st: &mut SessionState,
-    out: &mpsc::Sender<Message>,
-) -> SessionResult {
-    let now = Instant::now();
-    let due: Vec<CaseId> = st
-        .cases
-        .iter()
-        .filter(|(_, c)| c.resync_at.is_some_and(|t| t <= now))
-        .map(|(k, _)| *k)
-        .collect();
-    for case in due {
-        if let Some(c) = st.cases.get_mut(&case) {
-            c.resync_at = None;
-        }
-        let peer = st.peer;
-        let heads = blocking(inner, move |s, i| {
-            if !may_serve(s, i, &peer) {
-                return None;
-            }
-            Some(match s.case(&case) {
-                Some(v) if v.is_member(&peer) => s.heads(&case),
-                _ => Vec::new(),
-            })
-        })
-        .await?;
-        let Some(heads) = heads else {
-            st.conn.close(quinn::VarInt::from_u32(0), b"peer removed");
-            return Ok(());
-        };
-        out.send(Message::Heads(Heads { case, heads }))
-            .await
-            .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
-    }
-    Ok(())
-}
-
-/// Sends our heads for every case the peer may see and has not heard of.
-async fn announce(
-    inner: &Arc<Inner>,
-    st: &mut SessionState,
-    out: &mpsc::Sender<Message>,
-) -> SessionResult {
-    let peer = st.peer;
-    let shared: Option<Vec<(CaseId, Vec<Head>)>> = blocking(inner, move |s, i| {
-        if !may_serve(s, i, &peer) {
-            return None;
-        }
-        let shared = s
-            .cases()
-            .copied()
-            .collect::<Vec<_>>()
-            .into_iter()
-            .filter(|c| s.case(c).is_some_and(|v| v.is_member(&peer)))
-            .map(|c| {
-                let h = s.heads(&c);
-                (c, h)
-            })
-            .collect();
-        Some(shared)
-    })
-    .await?;
-    let Some(shared) = shared else {
-        st.conn.close(quinn::VarInt::from_u32(0), b"peer removed");
-        return Ok(());
-    };
-    for (case, heads) in shared {
-        let cursor = st.cases.entry(case).or_default();
-        if !cursor.heads_sent {
-            cursor.heads_sent = true;
-            out.send(Message::Heads(Heads { case, heads }))
-                .await
-                .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
-        }
-    }
-    Ok(())
-}
-
-/// Sends the peer every proof held for a case that it may see. Proofs
-/// found before this connection existed reach the peer this way (a proof
-/// it already holds is ignored there).
-async fn send_proofs(
-    inner: &Arc<Inner>,
-    peer: AgencyId,
-    case: CaseId,
-    out: &mpsc::Sender<Message>,
-) -> SessionResult {
-    let proofs = blocking(inner, move |s, _| {
-        let Some(v) = s.case(&case) else {
-            return Vec::new();
-        };
-        s.proofs(&case)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| proof_visible(v, p, &peer))
-            .collect::<Vec<_>>()
-    })
-    .await?;
-    for proof in proofs {
-        out.send(Message::Equivocation(EquivocationNotice { case, proof }))
-            .await
-            .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
-    }
-    Ok(())
-}
-
-/// Whether a peer may receive a proof: it carries both entries in full, so
-/// the peer must be a member allowed to see both (a RED entry stays with
-/// its addressees).
-fn proof_visible(
-    v: &custodia_protocol::Validator,
-    proof: &custodia_protocol::EquivocationProof,
-    peer: &AgencyId,
-) -> bool {
-    v.is_member(peer)
-        && [&proof.0, &proof.1].iter().all(|b| {
-            custodia_protocol::Entry::decode_unverified(b)
-                .map(|u| u.assume_verified())
-                .is_ok_and(|e| {
-                    if v.knows(&e.id()) {
-                        v.may_see(&e.id(), peer)
-                    } else {
-                        e.visible_to(peer)
-                    }
-                })
-        })
-}
-
-/// Sends what the peer lacks, in bounded batches, while the flow-control
-/// window allows.
-async fn pump(
-    inner: &Arc<Inner>,
-    st: &mut SessionState,
-    out: &mpsc::Sender<Message>,
-) -> SessionResult {
-    let cases: Vec<CaseId> = st
-        .cases
-        .iter()
-        .filter(|(_, c)| c.heads_sent && c.peer_heads.is_some())
-        .map(|(k, _)| *k)
-        .collect();
-    for case in cases {
-        while st.in_flight < MAX_UNACKED_BATCHES {
-            let Some(cursor) = st.cases.get_mut(&case) else {
-                break;
-            };
-            let Some(peer_heads) = cursor.peer_heads.clone() else {
-                break;
-            };
-            let pos = cursor.pos;
-            let peer = st.peer;
-            let Some((items, last, next)) = blocking(inner, move |s, i| {
-                // Rows another process committed since the last poll are
-                // loaded first: only what the validator knows is served;
-                // and nothing to a peer removed meanwhile.
-                if !may_serve(s, i, &peer) {
-                    return None;
-                }
-                let v = s.case(&case)?;
-                if !v.is_member(&peer) {
-                    return None;
-                }
-                // The rows' places first; bytes are read (and checked
-                // against their ids) only for the entries sent.
-                let rows = s.row_heads_after(&case, pos, MAX_BATCH).ok()?;
-                let mut next = peer_heads;
-                let mut items = Vec::new();
-                let mut bytes_in_batch = 0usize;
-                let mut last = pos;
-                for row in rows {
-                    if !v.knows(&row.id) {
-                        // Damaged (skipped at load): never served. Later
-                        // entries of its author could not be validated by
-                        // the peer either, so stop this batch here.
-                        break;
-                    }
-                    last = row.pos;
-                    let have = next.get(&row.author).copied().unwrap_or(0);
-                    if row.seq < have {
-                        continue;
-                    }
-                    let visible = v.may_see(&row.id, &peer);
-                    let bytes = if visible && !row.withheld {
-                        match s.row_bytes(row.pos, &row.id).ok()? {
-                            Some(b) => Some(b),
-                            // Damaged since it was loaded: never served.
-                            None => continue,
-                        }
-                    } else {
-                        None
-                    };
-                    next.insert(row.author, row.seq + 1);
-                    items.push(match bytes {
-                        Some(bytes) => SyncItem::Entry(bytes),
-                        None => SyncItem::Withheld(custodia_protocol::WithheldPosition {
-                            author: row.author,
-                            seq: row.seq,
-                            id: row.id,
-                        }),
-                    });
-                    bytes_in_batch += match items.last() {
-                        Some(SyncItem::Entry(b)) => b.len() + 8,
-                        _ => 80,
-                    };
-                    if items.len() == MAX_BATCH || bytes_in_batch >= BATCH_BYTES {
-                        break;
-                    }
-                }
-                Some((items, last, next))
-            })
-            .await?
-            else {
-                if !inner.pins.contains(&st.peer.0) {
-                    st.conn.close(quinn::VarInt::from_u32(0), b"peer removed");
-                    return Ok(());
-                }
-                break;
-            };
-            let Some(cursor) = st.cases.get_mut(&case) else {
-                break;
-            };
-            if last == cursor.pos {
-                // Everything the peer lacked is sent. Once the peer has
-                // acknowledged it all, it holds the case, its members and
-                // every entry a proof's author needs: the proofs go now
-                // (SPEC.md §9.11), not before, or the peer could not take
-                // them.
-                if st.in_flight == 0 && !cursor.proofs_sent {
-                    cursor.proofs_sent = true;
-                    send_proofs(inner, st.peer, case, out).await?;
-                }
-                break;
-            }
-            cursor.pos = last;
-            cursor.peer_heads = Some(next);
-            if items.is_empty() {
-                continue;
-            }
-            st.in_flight += 1;
-            st.batch += 1;
-            // What the peer holds of this agency's chain once it
-            // acknowledges the batch (for `custodia status`).
-            let own = st
-                .cases
-                .get(&case)
-                .and_then(|c| c.peer_heads.as_ref())
-                .and_then(|h| h.get(&inner.me))
-                .and_then(|n| n.checked_sub(1));
-            if st.unacked.len() < MAX_UNACKED_BATCHES * 4 {
-                st.unacked.push_back((st.batch, case, own));
-            }
-            out.send(Message::Entries(Entries {
-                case,
-                batch: st.batch,
-                items,
-            }))
-            .await
-            .map_err(|_| (ErrorCode::Internal, "writer closed".to_string()))?;
-        }
-    }
-    Ok(())
 }

@@ -6,7 +6,6 @@
 //! witnesses the cases an agency shares. The rules themselves live in
 //! `custodia-protocol`; this crate never decides validity on its own.
 
-pub mod case_uco;
 pub mod config;
 pub mod daemon;
 pub mod guard;

@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use custodia_protocol::session::{BatchOutcome, Checked, RowHead};
 use custodia_protocol::{
     admit_proof, AgencyId, Applied, Body, CaseId, CaseState, Entry, EntryId, EquivocationProof,
     Head, Identity, Payload, ProofRefusal, RejectKind, Rejection, SyncItem, Tlp, Validator,
@@ -129,24 +130,6 @@ pub enum StoreError {
     Refused(Rejection),
 }
 
-/// What one atomic batch did.
-#[derive(Debug, Default)]
-pub struct BatchOutcome {
-    /// Entries (or withheld positions) newly stored, in order.
-    pub stored: Vec<EntryId>,
-    /// Items already present.
-    pub duplicates: usize,
-    /// Items refused, with the reason.
-    pub refused: Vec<Rejection>,
-    /// Equivocations found (proofs stored).
-    pub proofs: Vec<EquivocationProof>,
-    /// (author, seq) of every item now held (stored or duplicate).
-    pub positions: Vec<(AgencyId, u64)>,
-    /// Withheld markers not taken because their sender is not a member of
-    /// the case ([`Store::receive_checked`] with `markers_from`).
-    pub ignored: usize,
-}
-
 /// What a caller wants to say; the store fills in the chain fields.
 #[derive(Debug, Clone)]
 pub struct Draft {
@@ -170,22 +153,6 @@ impl Draft {
             refs: Vec::new(),
         }
     }
-}
-
-/// A stored row's place, without its bytes: what a sender needs to decide
-/// whether to send it ([`Store::row_heads_after`]).
-#[derive(Debug, Clone)]
-pub struct RowHead {
-    /// Insertion order.
-    pub pos: i64,
-    /// The entry id.
-    pub id: EntryId,
-    /// The author.
-    pub author: AgencyId,
-    /// The sequence number.
-    pub seq: u64,
-    /// Held only as a withheld position (no bytes).
-    pub withheld: bool,
 }
 
 /// One stored row, as read for sending.
@@ -261,16 +228,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// A received item after the stateless checks (decoding and signature,
-/// V1–V8), ready for [`Store::receive_checked`].
-#[derive(Debug)]
-pub enum Checked {
-    /// An entry, decoded and verified, or why not.
-    Entry(Result<Entry, Rejection>),
-    /// A withheld marker (nothing to check without the case).
-    Withheld(WithheldPosition),
-}
-
 /// The stateless checks of a received batch (decoding and signatures,
 /// V1–V8), on all cores, in the batch's order. They need no store, so a
 /// node runs them outside its store lock, while an earlier batch commits.
@@ -287,19 +244,7 @@ pub fn check(items: Vec<SyncItem>) -> Vec<Checked> {
         .collect();
     let decoded: Vec<Result<Entry, Rejection>> =
         custodia_protocol::map_in_parallel(&entries, threads, Entry::decode_many);
-    let mut decoded = decoded.into_iter();
-    items
-        .into_iter()
-        .map(|item| match item {
-            SyncItem::Entry(_) => Checked::Entry(decoded.next().unwrap_or_else(|| {
-                Err(Rejection {
-                    entry: None,
-                    kind: RejectKind::Malformed("internal: no verdict".into()),
-                })
-            })),
-            SyncItem::Withheld(w) => Checked::Withheld(w),
-        })
-        .collect()
+    custodia_protocol::session::zip_checked(items, decoded)
 }
 
 fn blob32(v: Vec<u8>) -> Option<[u8; 32]> {

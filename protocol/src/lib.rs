@@ -27,6 +27,7 @@ mod error;
 mod identity;
 mod ids;
 mod parallel;
+pub mod session;
 pub mod signature;
 mod state;
 mod sync;

@@ -178,6 +178,11 @@ proptest! {
     }
 
     #[test]
+    fn session_never_panics(data in inputs("session")) {
+        let _ = fuzz_checks::session(&data);
+    }
+
+    #[test]
     fn equivocation_proof_never_panics(data in inputs("equivocation_proof")) {
         let _ = fuzz_checks::equivocation_proof(&data);
     }
@@ -234,6 +239,9 @@ fn the_valid_seeds_are_accepted() {
     }
     for s in seeds("sync_message") {
         assert_eq!(fuzz_checks::sync_message(&s), Ok(()));
+    }
+    for s in seeds("session") {
+        assert_eq!(fuzz_checks::session(&s), Ok(()));
     }
     let ok = seeds("equivocation_proof")
         .iter()

@@ -300,3 +300,43 @@ pub fn carries(got: &[custodia_protocol::Message], bytes: &[u8]) -> bool {
         _ => false,
     })
 }
+
+/// A federation of real node folders connected through liaison desks:
+/// agencies `0..desks` are desks pinned to each other; every other agency
+/// `i` is pinned only to desk `i % desks`. Desk 0 opens one case and adds
+/// every agency (desks as liaisons). Returns the agencies and the case.
+pub fn desk_federation(n: usize, desks: usize) -> (Vec<Agency>, CaseId) {
+    let agencies: Vec<Agency> = (0..n)
+        .map(|i| Agency::new(&format!("agency{i:03}"), "PH"))
+        .collect();
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let desk_pair = i < desks && j < desks;
+            let to_desk = i < desks && j % desks == i;
+            if desk_pair || to_desk {
+                link(&agencies[i], &agencies[j]);
+            }
+        }
+    }
+    let mut l = agencies[0].local();
+    let case = l
+        .open_case("Operation Lantern", "NBI-2026-0042", Some("PH"), Tlp::Amber)
+        .expect("open")
+        .id();
+    for (i, a) in agencies.iter().enumerate().skip(1) {
+        let who = custodia_node::local::KnownAgency {
+            agency: a.id,
+            name: a.name.clone(),
+            country: "PH".into(),
+            peer: None,
+            me: false,
+        };
+        let role = if i < desks {
+            Role::Liaison
+        } else {
+            Role::Investigator
+        };
+        l.share_agency(&case, &who, role).expect("share");
+    }
+    (agencies, case)
+}

@@ -125,7 +125,7 @@ fn render(r: &Report, file: &Source, h: &mut Page<'_>) {
     let ix = Index::new(r);
     let _ = writeln!(
         h,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>Custodia verification report: {}</title>\n<style>{CSS}</style>\n</head>\n<body>",
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>Custodia verification report: {}</title>\n<style>{CSS}</style>\n</head>\n<body>",
         esc(&r.title)
     );
     let _ = writeln!(

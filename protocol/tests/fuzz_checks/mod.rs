@@ -605,3 +605,107 @@ fn bundle_streamed(data: &[u8], chunk: usize) -> Result<Report, BundleError> {
     )?;
     Ok(v.finish_streamed(&second))
 }
+
+/// The replica of the `session` target: alpha's node, holding one case
+/// that alpha opened with bravo and charlie as members, and a note each.
+/// Bravo (the peer) is pinned.
+pub fn session_replica() -> (
+    custodia_protocol::session::MemoryReplica,
+    custodia_protocol::CaseId,
+) {
+    use custodia_protocol::session::MemoryReplica;
+    use custodia_protocol::{CaseOpened, MemberAdded, Note, Role, Tlp};
+    let (alpha, bravo, charlie) = (test_key("alpha"), test_key("bravo"), test_key("charlie"));
+    let mut r = MemoryReplica::of(alpha.agency());
+    r.pin(bravo.agency());
+    let opened = Body::CaseOpened(CaseOpened {
+        title: "Operation Lantern".into(),
+        reference: "NBI-2026-0042".into(),
+        jurisdiction: Some("PH".into()),
+        name: "NBI Cybercrime Division".into(),
+        country: "PH".into(),
+    });
+    let t = NOW - 600_000;
+    let case = r
+        .write(&alpha, None, opened, Tlp::Amber, t)
+        .expect("genesis")
+        .case_id();
+    for (who, name) in [(&bravo, "BKA"), (&charlie, "Interpol")] {
+        let body = Body::MemberAdded(MemberAdded {
+            agency: who.agency(),
+            name: name.into(),
+            country: "DE".into(),
+            role: Role::Investigator,
+        });
+        r.write(&alpha, Some(&case), body, Tlp::Amber, t + 1)
+            .expect("member");
+    }
+    let note = Body::Note(Note {
+        text: "seized phone imaged".into(),
+        item: None,
+    });
+    r.write(&alpha, Some(&case), note, Tlp::Amber, t + 2)
+        .expect("note");
+    (r, case)
+}
+
+/// `session`: alpha's sync session with bravo (authenticated), after
+/// bravo's hello, fed the input as a sequence of frames (4-byte length,
+/// body). Each frame that decodes is handled; a frame that does not, or
+/// an error, ends the session as a node would. Whatever the frames: no
+/// panic, the session's send queue stays within its window, entries go
+/// only to a member, and the replica only grows by valid entries.
+pub fn session(data: &[u8]) -> Result<(), String> {
+    use custodia_protocol::session::{Replica, Session};
+    use custodia_protocol::{Hello, SYNC_VERSIONS};
+    let (mut replica, case) = session_replica();
+    let (alpha, bravo) = (test_key("alpha").agency(), test_key("bravo").agency());
+    let before = replica.len();
+    let mut s = Session::new(alpha, bravo);
+    let hello = Message::Hello(Hello {
+        versions: SYNC_VERSIONS.to_vec(),
+        agency: bravo,
+    });
+    let mut result = s
+        .handle(hello, &mut replica, NOW)
+        .map_err(|e| e.to_string());
+    let mut rest = data;
+    let mut sent_entries = 0usize;
+    while result.is_ok() && !s.is_closed() {
+        let Some((prefix, tail)) = rest.split_first_chunk::<4>() else {
+            break;
+        };
+        let n = match Message::frame_len(*prefix) {
+            Ok(n) => n.min(tail.len()),
+            Err(e) => {
+                result = Err(e.to_string());
+                break;
+            }
+        };
+        let (body, after) = tail.split_at(n);
+        rest = after;
+        result = Message::decode(body)
+            .map_err(|e| e.to_string())
+            .and_then(|m| s.handle(m, &mut replica, NOW).map_err(|e| e.to_string()));
+        assert!(
+            s.queued() <= 4 * custodia_protocol::MAX_UNACKED_BATCHES + 8,
+            "the send queue grew to {}",
+            s.queued()
+        );
+        while let Some(m) = s.poll_transmit() {
+            if let Message::Entries(e) = m {
+                assert_eq!(e.case, case, "entries of a case bravo was not offered");
+                sent_entries += 1;
+            }
+        }
+        while s.poll_event().is_some() {}
+    }
+    assert!(
+        sent_entries <= 1 + data.len() / 4,
+        "{sent_entries} batches sent"
+    );
+    assert!(replica.len() >= before, "the replica lost rows");
+    let v = replica.case(&case).expect("the case is still held");
+    assert!(v.is_member(&bravo));
+    result
+}

@@ -45,16 +45,16 @@ use sha1::{Digest, Sha1};
 /// The name space of every UUID in an export:
 /// `uuid5(NAMESPACE_URL, "urn:custodia:case-uco")` =
 /// `8da424da-335e-5975-9983-9c41e8b0064d`.
-pub const NAMESPACE: [u8; 16] = [
+pub(crate) const NAMESPACE: [u8; 16] = [
     0x8d, 0xa4, 0x24, 0xda, 0x33, 0x5e, 0x59, 0x75, 0x99, 0x83, 0x9c, 0x41, 0xe8, 0xb0, 0x06, 0x4d,
 ];
 
 /// The IRI prefix of every node (`kb:` in the document).
-pub const KB: &str = "urn:custodia:kb:";
+pub(crate) const KB: &str = "urn:custodia:kb:";
 
 /// A name-based UUID (version 5, RFC 9562 §5.5): SHA-1 of the name space
 /// and the name, with the version and variant bits set; in text form.
-pub fn uuid5(namespace: &[u8; 16], name: &str) -> String {
+pub(crate) fn uuid5(namespace: &[u8; 16], name: &str) -> String {
     let digest = Sha1::new()
         .chain_update(namespace)
         .chain_update(name.as_bytes())
@@ -646,7 +646,7 @@ fn context() -> Value {
 /// items whose registration this node was not shown are left out (the
 /// investigation's description counts them). The output is a pure
 /// function of the arguments: the same record gives the same document.
-pub fn graph(
+pub(crate) fn graph(
     entries: &[Entry],
     state: &CaseState,
     names: &BTreeMap<AgencyId, String>,

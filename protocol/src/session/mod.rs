@@ -1,0 +1,812 @@
+//! The sync session (SPEC.md §9) as a state machine, in the style of
+//! quinn-proto's `Connection`: no sockets, no clock, no tasks.
+//!
+//! A [`Session`] is one connection's worth of protocol state with one
+//! peer. Its inputs are the messages the peer sent ([`Session::handle`],
+//! [`Session::receive_entries`]), changes to the case data
+//! ([`Session::changed`]), and time ([`Session::tick`]); it reads and
+//! writes case data through a [`Replica`]. Its outputs are messages to
+//! send ([`Session::poll_transmit`]) and events for the node to act on or
+//! log ([`Session::poll_event`]). The node's daemon is socket, store and
+//! timer glue around it; tests and the federation simulator drive it in
+//! memory, byte for byte.
+//!
+//! What it decides: the hello and version check (§9.3), which cases to
+//! announce and to whom (§9.4), what the peer lacks and in which batches
+//! (§9.5), the flow-control window (§9.6), fork detection from heads
+//! (§9.10), which proofs to send and take (§9.11), when to ask again for
+//! entries refused as transient (§9.7), and that a removed peer gets
+//! nothing (§9.2).
+
+mod replica;
+
+use std::collections::{BTreeMap, VecDeque};
+
+pub use replica::{
+    check, heads_of, zip_checked, BatchOutcome, Checked, MemoryReplica, Never, Replica, RowHead,
+};
+
+use crate::body::Head;
+use crate::entry::Entry;
+use crate::equivocation::{EquivocationProof, ProofRefusal};
+use crate::error::Rejection;
+use crate::ids::{AgencyId, CaseId, EntryId};
+use crate::state::WithheldPosition;
+use crate::sync::{
+    Ack, Entries, EquivocationNotice, ErrorCode, Heads, Hello, Item as SyncItem, Message,
+    SyncError, MAX_BATCH, MAX_UNACKED_BATCHES, SYNC_VERSIONS,
+};
+use crate::validate::Validator;
+
+/// A batch is closed once it holds this many bytes of entries (a frame
+/// stays far below `MAX_FRAME` whatever the entries' sizes).
+pub const BATCH_BYTES: usize = 1024 * 1024;
+/// Delay before asking a peer again for entries refused as transient, ms.
+pub const RESYNC_MS: u64 = 2_000;
+/// At most this many re-requests in a row without progress (an entry that
+/// stays refused does not make a peer resend forever).
+pub const MAX_RESYNCS: u32 = 5;
+/// Equivocation proofs refused on one connection before the rest of its
+/// proofs are dropped unchecked (SPEC.md §9.11).
+pub const MAX_REFUSED_PROOFS: usize = 64;
+
+/// Why a session ends with an error (SPEC.md §9.12). Each has its wire
+/// code ([`SessionError::code`]); the text is for the peer and the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// A frame that does not decode, or is over a limit.
+    #[error(transparent)]
+    Frame(#[from] SyncError),
+    /// A message before the peer's hello.
+    #[error("message before hello")]
+    BeforeHello,
+    /// A second hello.
+    #[error("second hello")]
+    SecondHello,
+    /// The hello names another agency than the authenticated one.
+    #[error("hello names another agency than the authenticated one")]
+    WrongAgency,
+    /// No sync version in common.
+    #[error("no common sync version (this node speaks {SYNC_VERSIONS:?})")]
+    NoCommonVersion,
+    /// More unacknowledged `entries` messages than the window allows.
+    #[error("{0} entries messages unacknowledged (limit {MAX_UNACKED_BATCHES})")]
+    FlowControl(u64),
+    /// The node's storage failed; the peer may retry later. The text is
+    /// the node's, for its log; the peer is told only "storage failure".
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl SessionError {
+    /// The wire code to report and close with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SessionError::Frame(e) => e.code(),
+            SessionError::BeforeHello | SessionError::SecondHello | SessionError::WrongAgency => {
+                ErrorCode::ProtocolViolation
+            }
+            SessionError::NoCommonVersion => ErrorCode::UnsupportedVersion,
+            SessionError::FlowControl(_) => ErrorCode::FlowControl,
+            SessionError::Storage(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// What the peer is told (the node's storage details stay local).
+    pub fn to_peer(&self) -> String {
+        match self {
+            SessionError::Storage(_) => "storage failure".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Something the node acts on or logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A received batch stored new items durably (acknowledged already).
+    Stored {
+        /// The case.
+        case: CaseId,
+        /// The items newly stored, in order.
+        ids: Vec<EntryId>,
+        /// Items in the batch.
+        of: usize,
+        /// Some of the new entries are other agencies' and not witnesses:
+        /// a witness of this agency is due (SPEC.md §9.9).
+        witness_due: bool,
+    },
+    /// A received entry was refused; `transient` ones are asked for again.
+    Refused {
+        /// The case.
+        case: CaseId,
+        /// Why.
+        rejection: Rejection,
+        /// Whether it may be accepted later (out of order, ahead of the
+        /// clock).
+        transient: bool,
+    },
+    /// Withheld markers from a peer that is not a member were dropped.
+    MarkersIgnored {
+        /// The case.
+        case: CaseId,
+        /// How many.
+        count: usize,
+    },
+    /// A new equivocation proof is held: found while storing entries
+    /// (`from_peer` false), or sent by the peer and taken. The node sends
+    /// it to its other sessions' peers that may see it
+    /// ([`Session::offer_proof`]); when found here, to this peer too.
+    Proof {
+        /// The case.
+        case: CaseId,
+        /// The proof.
+        proof: EquivocationProof,
+        /// Whether this session's peer sent it.
+        from_peer: bool,
+    },
+    /// A proof the peer sent was refused (SPEC.md §9.11).
+    ProofRefused {
+        /// The case.
+        case: CaseId,
+        /// Why.
+        refusal: ProofRefusal,
+    },
+    /// The peer reached [`MAX_REFUSED_PROOFS`]: its further proofs are
+    /// dropped unread.
+    ProofLimit,
+    /// The peer reported an error; the session is over.
+    PeerError {
+        /// Its code.
+        code: u64,
+        /// Its text (untrusted: escape before showing).
+        message: String,
+    },
+    /// The peer is no longer pinned: the node closes the connection
+    /// (code 0, "peer removed") and sends nothing more.
+    PeerRemoved,
+}
+
+/// Per-case state of one session.
+#[derive(Debug, Default, Clone)]
+struct Cursor {
+    /// We sent our heads for this case.
+    heads_sent: bool,
+    /// The peer's heads arrived: the next sequence number it needs, per
+    /// author.
+    peer_next: Option<BTreeMap<AgencyId, u64>>,
+    /// Replica position up to which rows were considered.
+    pos: i64,
+    /// When to send our heads again so the peer re-offers refused entries.
+    resync_at: Option<u64>,
+    /// Re-requests since the last batch that stored something new.
+    resyncs: u32,
+    /// The proofs held for this case were sent on this connection.
+    proofs_sent: bool,
+}
+
+/// One sync session with one authenticated peer.
+#[derive(Debug)]
+pub struct Session {
+    me: AgencyId,
+    peer: AgencyId,
+    /// The peer's hello arrived.
+    hello: bool,
+    /// Closed: nothing more is sent (peer removed, peer error, or our
+    /// error).
+    closed: bool,
+    cases: BTreeMap<CaseId, Cursor>,
+    /// `entries` messages sent and not yet acknowledged.
+    in_flight: usize,
+    /// The last batch number sent.
+    batch: u64,
+    /// Batches sent and not yet acknowledged: (batch, case, the peer's
+    /// head of this agency's chain once it stores the batch).
+    unacked: VecDeque<(u64, CaseId, Option<u64>)>,
+    /// What the peer acknowledged of this agency's chain, per case, not
+    /// yet given to the replica (on [`Session::tick`]).
+    acked_own: BTreeMap<CaseId, u64>,
+    /// Proofs the peer sent that were refused.
+    refused_proofs: usize,
+    /// `entries` messages received, and acknowledged.
+    received: u64,
+    acks_sent: u64,
+    transmit: VecDeque<Message>,
+    events: VecDeque<Event>,
+    /// Set only by the simulator's self-test ([`Session::disable_member_check`]).
+    skip_member_check: bool,
+}
+
+impl Session {
+    /// A session of agency `me` with the authenticated `peer`. Its hello
+    /// is the first message to send.
+    pub fn new(me: AgencyId, peer: AgencyId) -> Session {
+        let mut s = Session {
+            me,
+            peer,
+            hello: false,
+            closed: false,
+            cases: BTreeMap::new(),
+            in_flight: 0,
+            batch: 0,
+            unacked: VecDeque::new(),
+            acked_own: BTreeMap::new(),
+            refused_proofs: 0,
+            received: 0,
+            acks_sent: 0,
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            skip_member_check: false,
+        };
+        s.transmit.push_back(Message::Hello(Hello {
+            versions: SYNC_VERSIONS.to_vec(),
+            agency: me,
+        }));
+        s
+    }
+
+    /// Breaks this session on purpose: it serves non-members. Only for
+    /// checking that the federation simulator catches a broken rule.
+    #[cfg(feature = "fault-injection")]
+    pub fn disable_member_check(&mut self) {
+        self.skip_member_check = true;
+    }
+
+    /// Whether the peer counts as a member of a case here.
+    fn member(&self, v: &Validator) -> bool {
+        self.skip_member_check || v.is_member(&self.peer)
+    }
+
+    /// The peer.
+    pub fn peer(&self) -> AgencyId {
+        self.peer
+    }
+
+    /// Whether the session is over (nothing more will be sent).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Message> {
+        self.transmit.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// `entries` messages received and not yet acknowledged.
+    pub fn unacknowledged(&self) -> u64 {
+        self.received.saturating_sub(self.acks_sent)
+    }
+
+    /// Messages queued to send (bounded by the window: at most
+    /// [`MAX_UNACKED_BATCHES`] batches, plus one `heads` per case and the
+    /// acks of what was received).
+    pub fn queued(&self) -> usize {
+        self.transmit.len()
+    }
+
+    /// Handles one message from the peer. An `entries` message is checked
+    /// here on the calling thread; a node that checks batches elsewhere
+    /// (on all cores, outside its store lock) calls
+    /// [`Session::receive_entries`] instead. An error ends the session:
+    /// send [`Message::Error`] with its code and close.
+    pub fn handle<R: Replica>(
+        &mut self,
+        msg: Message,
+        replica: &mut R,
+        now_ms: u64,
+    ) -> Result<(), SessionError> {
+        if self.closed {
+            return Ok(());
+        }
+        match msg {
+            Message::Hello(h) => {
+                if self.hello {
+                    return Err(SessionError::SecondHello);
+                }
+                if h.agency != self.peer {
+                    return Err(SessionError::WrongAgency);
+                }
+                if !h.versions.iter().any(|v| SYNC_VERSIONS.contains(v)) {
+                    return Err(SessionError::NoCommonVersion);
+                }
+                self.hello = true;
+                self.announce(replica)?;
+            }
+            Message::Error(e) => {
+                self.closed = true;
+                self.events.push_back(Event::PeerError {
+                    code: e.code,
+                    message: e.message,
+                });
+                return Ok(());
+            }
+            _ if !self.hello => return Err(SessionError::BeforeHello),
+            Message::Heads(h) => self.on_heads(h, replica)?,
+            Message::Entries(e) => {
+                let items = check(e.items);
+                return self.receive_entries(vec![(e.case, e.batch, items)], replica, now_ms);
+            }
+            Message::Ack(a) => self.ack(&a)?,
+            Message::Equivocation(n) => self.on_proof(n, replica)?,
+        }
+        self.pump(replica)
+    }
+
+    /// Takes an acknowledgement without touching the replica (a node
+    /// handles the acks queued behind a batch while it gathers a group
+    /// commit).
+    pub fn ack(&mut self, ack: &Ack) -> Result<(), SessionError> {
+        if !self.hello {
+            return Err(SessionError::BeforeHello);
+        }
+        self.in_flight = self.in_flight.saturating_sub(1);
+        while let Some(&(batch, case, own)) = self.unacked.front() {
+            if batch > ack.batch {
+                break;
+            }
+            self.unacked.pop_front();
+            if let (true, Some(seq)) = (batch == ack.batch && case == ack.case, own) {
+                let e = self.acked_own.entry(case).or_insert(seq);
+                *e = (*e).max(seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores received batches (case, batch number, checked items) in one
+    /// call to the replica (one durable commit), then acknowledges each,
+    /// in order: nothing is acknowledged before it is stored.
+    pub fn receive_entries<R: Replica>(
+        &mut self,
+        group: Vec<(CaseId, u64, Vec<Checked>)>,
+        replica: &mut R,
+        now_ms: u64,
+    ) -> Result<(), SessionError> {
+        if self.closed {
+            return Ok(());
+        }
+        if !self.hello {
+            return Err(SessionError::BeforeHello);
+        }
+        self.received += group.len() as u64;
+        let unacked = self.unacknowledged();
+        if unacked > MAX_UNACKED_BATCHES as u64 {
+            return Err(SessionError::FlowControl(unacked));
+        }
+        let labels: Vec<(CaseId, u64, usize)> = group
+            .iter()
+            .map(|(case, batch, items)| (*case, *batch, items.len()))
+            .collect();
+        let batches = group
+            .into_iter()
+            .map(|(case, _, items)| (case, items))
+            .collect();
+        let outcomes = replica
+            .receive(batches, &self.peer, now_ms)
+            .map_err(|e| SessionError::Storage(e.to_string()))?;
+        for (outcome, (case, batch, n)) in outcomes.into_iter().zip(labels) {
+            if outcome.ignored > 0 {
+                self.events.push_back(Event::MarkersIgnored {
+                    case,
+                    count: outcome.ignored,
+                });
+            }
+            // What the peer sent, it has: never echo it back.
+            let cursor = self.cases.entry(case).or_default();
+            if let Some(next) = cursor.peer_next.as_mut() {
+                for (a, seq) in &outcome.positions {
+                    let n = next.entry(*a).or_insert(0);
+                    *n = (*n).max(seq + 1);
+                }
+            }
+            // Entries refused for now (out of order, ahead of our clock)
+            // are asked for again later by sending our heads again.
+            if !outcome.stored.is_empty() {
+                cursor.resyncs = 0;
+            }
+            let transient = outcome.refused.iter().any(|r| r.kind.is_transient());
+            if transient && cursor.resyncs < MAX_RESYNCS {
+                cursor.resyncs += 1;
+                cursor.resync_at = Some(now_ms.saturating_add(RESYNC_MS));
+            }
+            for r in outcome.refused.iter() {
+                self.events.push_back(Event::Refused {
+                    case,
+                    transient: r.kind.is_transient(),
+                    rejection: r.clone(),
+                });
+            }
+            self.acks_sent += 1;
+            self.transmit.push_back(Message::Ack(Ack {
+                case,
+                batch,
+                stored: (outcome.stored.len() + outcome.duplicates) as u64,
+                refused: (outcome.refused.len() + outcome.ignored) as u64,
+            }));
+            if !outcome.stored.is_empty() {
+                let me = self.me;
+                let v = replica.case(&case);
+                let witness_due = !outcome.stored.iter().all(|id| {
+                    v.and_then(|v| v.meta(id))
+                        .is_none_or(|m| m.witness || m.author == me)
+                });
+                self.events.push_back(Event::Stored {
+                    case,
+                    ids: outcome.stored.clone(),
+                    of: n,
+                    witness_due,
+                });
+            }
+            for proof in outcome.proofs {
+                // Including to this peer: it holds only its own version.
+                self.events.push_back(Event::Proof {
+                    case,
+                    proof: proof.clone(),
+                    from_peer: false,
+                });
+                self.offer_proof(case, proof, replica);
+            }
+        }
+        self.pump(replica)
+    }
+
+    /// The case data changed (this node wrote, or another session stored
+    /// something): announce new cases and send what the peer lacks.
+    pub fn changed<R: Replica>(&mut self, replica: &mut R) -> Result<(), SessionError> {
+        if self.closed || !self.hello {
+            return Ok(());
+        }
+        self.announce(replica)?;
+        self.pump(replica)
+    }
+
+    /// Time passed: sends heads again where refused entries are due to be
+    /// offered again, and gives the replica what the peer acknowledged of
+    /// this agency's chains (one small write per tick, not one per batch).
+    pub fn tick<R: Replica>(&mut self, replica: &mut R, now_ms: u64) -> Result<(), SessionError> {
+        if self.closed {
+            return Ok(());
+        }
+        for (case, seq) in std::mem::take(&mut self.acked_own) {
+            replica
+                .peer_acknowledged(&case, &self.peer, seq)
+                .map_err(|e| SessionError::Storage(e.to_string()))?;
+        }
+        let due: Vec<CaseId> = self
+            .cases
+            .iter()
+            .filter(|(_, c)| c.resync_at.is_some_and(|t| t <= now_ms))
+            .map(|(k, _)| *k)
+            .collect();
+        for case in due {
+            if let Some(c) = self.cases.get_mut(&case) {
+                c.resync_at = None;
+            }
+            if !self.serving(replica) {
+                return Ok(());
+            }
+            let heads = match replica.case(&case) {
+                Some(v) if v.is_member(&self.peer) => replica.heads(&case),
+                _ => Vec::new(),
+            };
+            self.transmit
+                .push_back(Message::Heads(Heads { case, heads }));
+        }
+        Ok(())
+    }
+
+    /// Sends a proof held for `case` to the peer if it may see it (a
+    /// member allowed to see both entries). A proof it already holds is
+    /// ignored there.
+    pub fn offer_proof<R: Replica>(
+        &mut self,
+        case: CaseId,
+        proof: EquivocationProof,
+        replica: &mut R,
+    ) {
+        if self.closed || !self.hello {
+            return;
+        }
+        if replica
+            .case(&case)
+            .is_some_and(|v| proof_visible(v, &proof, &self.peer))
+        {
+            self.transmit
+                .push_back(Message::Equivocation(EquivocationNotice { case, proof }));
+        }
+    }
+
+    /// Whether the peer may still be served; if not, the session closes
+    /// and says so once.
+    fn serving<R: Replica>(&mut self, replica: &mut R) -> bool {
+        if self.closed {
+            return false;
+        }
+        if replica.may_serve(&self.peer) {
+            return true;
+        }
+        self.closed = true;
+        self.transmit.clear();
+        self.events.push_back(Event::PeerRemoved);
+        false
+    }
+
+    fn on_heads<R: Replica>(&mut self, h: Heads, replica: &mut R) -> Result<(), SessionError> {
+        let case = h.case;
+        let serving = self.serving(replica);
+        if !serving {
+            return Ok(());
+        }
+        let v = replica.case(&case);
+        // What the peer holds, per author. Where its head names another id
+        // than ours at the same position, the author forked: send our
+        // entry at that position so the peer can build the equivocation
+        // proof (and it sends us its own).
+        let peer_next: BTreeMap<AgencyId, u64> = h
+            .heads
+            .iter()
+            .map(|Head(a, seq, id)| {
+                let forked = v
+                    .and_then(|v| v.at(a, *seq))
+                    .is_some_and(|ours| ours != *id);
+                (*a, if forked { *seq } else { seq + 1 })
+            })
+            .collect();
+        // A non-member gets the same empty answer as for an unknown case:
+        // it cannot tell whether this node holds the case.
+        let member = v.is_some_and(|v| self.member(v));
+        let ours = if member {
+            replica.heads(&case)
+        } else {
+            Vec::new()
+        };
+        // What a member peer holds of this agency's own chain confirms the
+        // replica's head, or shows it behind (SPEC.md §9.14).
+        if member {
+            let mine = h
+                .heads
+                .iter()
+                .find(|h| h.0 == self.me)
+                .map(|Head(_, seq, id)| (*seq, *id));
+            replica
+                .own_head_seen(&case, &self.peer, mine)
+                .map_err(|e| SessionError::Storage(e.to_string()))?;
+        }
+        let cursor = self.cases.entry(case).or_default();
+        cursor.peer_next = Some(peer_next);
+        cursor.pos = 0;
+        if !cursor.heads_sent {
+            cursor.heads_sent = true;
+            self.transmit
+                .push_back(Message::Heads(Heads { case, heads: ours }));
+        }
+        Ok(())
+    }
+
+    fn on_proof<R: Replica>(
+        &mut self,
+        n: EquivocationNotice,
+        replica: &mut R,
+    ) -> Result<(), SessionError> {
+        // Past the bound, a connection's proofs are dropped unread: a peer
+        // cannot make the node verify signatures without limit.
+        if self.refused_proofs >= MAX_REFUSED_PROOFS {
+            return Ok(());
+        }
+        let fresh = replica
+            .receive_proof(&n.case, &n.proof, &self.peer)
+            .map_err(|e| SessionError::Storage(e.to_string()))?;
+        match fresh {
+            Ok(true) => self.events.push_back(Event::Proof {
+                case: n.case,
+                proof: n.proof,
+                from_peer: true,
+            }),
+            Ok(false) => {}
+            Err(refusal) => {
+                self.refused_proofs += 1;
+                self.events
+                    .push_back(if self.refused_proofs == MAX_REFUSED_PROOFS {
+                        Event::ProofLimit
+                    } else {
+                        Event::ProofRefused {
+                            case: n.case,
+                            refusal,
+                        }
+                    });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends our heads for every case the peer may see and has not heard
+    /// of on this connection.
+    fn announce<R: Replica>(&mut self, replica: &mut R) -> Result<(), SessionError> {
+        if !self.serving(replica) {
+            return Ok(());
+        }
+        for case in replica.cases() {
+            if self.cases.get(&case).is_some_and(|c| c.heads_sent) {
+                continue;
+            }
+            if !replica.case(&case).is_some_and(|v| self.member(v)) {
+                continue;
+            }
+            let heads = replica.heads(&case);
+            self.cases.entry(case).or_default().heads_sent = true;
+            self.transmit
+                .push_back(Message::Heads(Heads { case, heads }));
+        }
+        Ok(())
+    }
+
+    /// Sends what the peer lacks, in bounded batches, while the window
+    /// allows.
+    fn pump<R: Replica>(&mut self, replica: &mut R) -> Result<(), SessionError> {
+        if self.closed {
+            return Ok(());
+        }
+        let cases: Vec<CaseId> = self
+            .cases
+            .iter()
+            .filter(|(_, c)| c.heads_sent && c.peer_next.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        for case in cases {
+            while self.in_flight < MAX_UNACKED_BATCHES {
+                // Rows written since the last look are served only once
+                // the replica knows them, and nothing to a peer removed
+                // meanwhile.
+                if !self.serving(replica) {
+                    return Ok(());
+                }
+                let Some(cursor) = self.cases.get(&case) else {
+                    break;
+                };
+                let Some(mut next) = cursor.peer_next.clone() else {
+                    break;
+                };
+                let pos = cursor.pos;
+                let Some(v) = replica.case(&case) else { break };
+                if !self.member(v) {
+                    break;
+                }
+                let skip = self.skip_member_check;
+                let (items, last) = next_batch(replica, &case, &self.peer, pos, &mut next, skip)?;
+                let Some(cursor) = self.cases.get_mut(&case) else {
+                    break;
+                };
+                if last == cursor.pos {
+                    // Everything the peer lacked is sent. Once the peer
+                    // has acknowledged it all, it holds the case, its
+                    // members and every entry a proof's author needs: the
+                    // proofs go now (SPEC.md §9.11), not before, or the
+                    // peer could not take them.
+                    if self.in_flight == 0 && !cursor.proofs_sent {
+                        cursor.proofs_sent = true;
+                        let proofs = replica
+                            .proofs(&case)
+                            .map_err(|e| SessionError::Storage(e.to_string()))?;
+                        for proof in proofs {
+                            self.offer_proof(case, proof, replica);
+                        }
+                    }
+                    break;
+                }
+                cursor.pos = last;
+                cursor.peer_next = Some(next);
+                if items.is_empty() {
+                    continue;
+                }
+                self.in_flight += 1;
+                self.batch += 1;
+                // What the peer holds of this agency's chain once it
+                // acknowledges the batch.
+                let own = cursor
+                    .peer_next
+                    .as_ref()
+                    .and_then(|h| h.get(&self.me))
+                    .and_then(|n| n.checked_sub(1));
+                if self.unacked.len() < MAX_UNACKED_BATCHES * 4 {
+                    self.unacked.push_back((self.batch, case, own));
+                }
+                self.transmit.push_back(Message::Entries(Entries {
+                    case,
+                    batch: self.batch,
+                    items,
+                }));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The next batch for `peer` of a case after replica position `pos`:
+/// the items and the last position considered. `next` (what the peer
+/// needs next, per author) is advanced past what the batch carries.
+fn next_batch<R: Replica>(
+    replica: &mut R,
+    case: &CaseId,
+    peer: &AgencyId,
+    pos: i64,
+    next: &mut BTreeMap<AgencyId, u64>,
+    skip_member_check: bool,
+) -> Result<(Vec<SyncItem>, i64), SessionError> {
+    let storage = |e: R::Error| SessionError::Storage(e.to_string());
+    // The rows' places first; bytes are read (and checked against their
+    // ids) only for the entries sent.
+    let rows = replica
+        .row_heads_after(case, pos, MAX_BATCH)
+        .map_err(storage)?;
+    let mut items = Vec::new();
+    let mut bytes_in_batch = 0usize;
+    let mut last = pos;
+    for row in rows {
+        let (known, visible) = match replica.case(case) {
+            Some(v) => (
+                v.knows(&row.id),
+                skip_member_check || v.may_see(&row.id, peer),
+            ),
+            None => (false, false),
+        };
+        if !known {
+            // Damaged (skipped at load): never served. Later entries of
+            // its author could not be validated by the peer either, so
+            // stop this batch here.
+            break;
+        }
+        last = row.pos;
+        let have = next.get(&row.author).copied().unwrap_or(0);
+        if row.seq < have {
+            continue;
+        }
+        let item = if visible && !row.withheld {
+            match replica.row_bytes(row.pos, &row.id).map_err(storage)? {
+                Some(b) => SyncItem::Entry(b),
+                // Damaged since it was loaded: never served.
+                None => continue,
+            }
+        } else {
+            SyncItem::Withheld(WithheldPosition {
+                author: row.author,
+                seq: row.seq,
+                id: row.id,
+            })
+        };
+        next.insert(row.author, row.seq + 1);
+        bytes_in_batch += match &item {
+            SyncItem::Entry(b) => b.len() + 8,
+            SyncItem::Withheld(_) => 80,
+        };
+        items.push(item);
+        if items.len() == MAX_BATCH || bytes_in_batch >= BATCH_BYTES {
+            break;
+        }
+    }
+    Ok((items, last))
+}
+
+/// Whether a peer may receive a proof: it carries both entries in full, so
+/// the peer must be a member allowed to see both (a RED entry stays with
+/// its addressees).
+pub fn proof_visible(v: &Validator, proof: &EquivocationProof, peer: &AgencyId) -> bool {
+    v.is_member(peer)
+        && [&proof.0, &proof.1].iter().all(|b| {
+            Entry::decode_unverified(b)
+                .map(|u| u.assume_verified())
+                .is_ok_and(|e| {
+                    if v.knows(&e.id()) {
+                        v.may_see(&e.id(), peer)
+                    } else {
+                        e.visible_to(peer)
+                    }
+                })
+        })
+}

@@ -1,0 +1,621 @@
+//! What a session needs of the case data: the [`Replica`] trait, the
+//! stateless check of received items, and an in-memory replica.
+//!
+//! A session asks its replica questions (the heads of a case, the rows
+//! after a position) and hands it batches to store, synchronously. The
+//! node implements the trait over its SQLite store, under its store lock;
+//! tests and the federation simulator use [`MemoryReplica`]. This is the
+//! shape of rustls's storage traits (`StoresServerSessions`): the state
+//! machine stays free of I/O, and whoever owns the I/O answers it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::body::{Body, Head};
+use crate::entry::{Entry, Payload, FORMAT_VERSION, MAX_REFS};
+use crate::equivocation::{admit_proof, EquivocationProof, ProofRefusal};
+use crate::error::{RejectKind, Rejection};
+use crate::identity::Identity;
+use crate::ids::{AgencyId, CaseId, EntryId};
+use crate::state::WithheldPosition;
+use crate::sync::{Item as SyncItem, MAX_HEADS};
+use crate::tlp::Tlp;
+use crate::validate::{Applied, Validator};
+
+/// A received item after the stateless checks (decoding and signature,
+/// V1–V8), ready for [`Replica::receive`].
+#[derive(Debug)]
+pub enum Checked {
+    /// An entry, decoded and verified, or why not.
+    Entry(Result<Entry, Rejection>),
+    /// A withheld marker (nothing to check without the case).
+    Withheld(WithheldPosition),
+}
+
+/// The stateless checks of a received batch, in order, on the calling
+/// thread. A node runs them on all cores, outside its store lock; the
+/// result is the same.
+pub fn check(items: Vec<SyncItem>) -> Vec<Checked> {
+    let entries: Vec<&[u8]> = items
+        .iter()
+        .filter_map(|i| match i {
+            SyncItem::Entry(bytes) => Some(bytes.as_slice()),
+            SyncItem::Withheld(_) => None,
+        })
+        .collect();
+    let decoded = Entry::decode_many(&entries);
+    zip_checked(items, decoded)
+}
+
+/// Puts the verdicts on a batch's entries back among its withheld markers,
+/// in the batch's order.
+pub fn zip_checked(items: Vec<SyncItem>, decoded: Vec<Result<Entry, Rejection>>) -> Vec<Checked> {
+    let mut decoded = decoded.into_iter();
+    items
+        .into_iter()
+        .map(|item| match item {
+            SyncItem::Entry(_) => Checked::Entry(decoded.next().unwrap_or_else(|| {
+                Err(Rejection {
+                    entry: None,
+                    kind: RejectKind::Malformed("internal: no verdict".into()),
+                })
+            })),
+            SyncItem::Withheld(w) => Checked::Withheld(w),
+        })
+        .collect()
+}
+
+/// What storing one batch did.
+#[derive(Debug, Default, Clone)]
+pub struct BatchOutcome {
+    /// Entries (or withheld positions) newly stored, in order.
+    pub stored: Vec<EntryId>,
+    /// Items already present.
+    pub duplicates: usize,
+    /// Items refused, with the reason.
+    pub refused: Vec<Rejection>,
+    /// Equivocations found (proofs stored).
+    pub proofs: Vec<EquivocationProof>,
+    /// (author, seq) of every item now held (stored or duplicate).
+    pub positions: Vec<(AgencyId, u64)>,
+    /// Withheld markers not taken because their sender is not a member of
+    /// the case.
+    pub ignored: usize,
+}
+
+/// A stored row's place, without its bytes: what a sender needs to decide
+/// whether to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowHead {
+    /// Insertion order in the replica (ascending, not necessarily dense).
+    pub pos: i64,
+    /// The entry id.
+    pub id: EntryId,
+    /// The author.
+    pub author: AgencyId,
+    /// The sequence number.
+    pub seq: u64,
+    /// Held only as a withheld position (no bytes).
+    pub withheld: bool,
+}
+
+/// The case data a session reads and writes. Every method answers at once
+/// (the node calls them under its store lock). A method that fails with
+/// [`Replica::Error`] fails the session with a storage error; the peer may
+/// retry later.
+pub trait Replica {
+    /// A storage failure.
+    type Error: fmt::Display;
+
+    /// Whether the node may still send anything to `peer` (SPEC.md §9.2).
+    /// A node re-reads its store and its pins here: a peer removed since
+    /// the last answer gets nothing more.
+    fn may_serve(&mut self, peer: &AgencyId) -> bool;
+
+    /// The cases held.
+    fn cases(&self) -> Vec<CaseId>;
+
+    /// The validator of a case held.
+    fn case(&self, case: &CaseId) -> Option<&Validator>;
+
+    /// The heads held of a case, ascending by author, at most
+    /// [`MAX_HEADS`].
+    fn heads(&self, case: &CaseId) -> Vec<Head> {
+        heads_of(self.case(case))
+    }
+
+    /// Up to `limit` rows of a case after position `pos`, in order.
+    fn row_heads_after(
+        &mut self,
+        case: &CaseId,
+        pos: i64,
+        limit: usize,
+    ) -> Result<Vec<RowHead>, Self::Error>;
+
+    /// The bytes of the row at `pos`, checked against `id`; None if the
+    /// row is damaged (it is never served).
+    fn row_bytes(&mut self, pos: i64, id: &EntryId) -> Result<Option<Vec<u8>>, Self::Error>;
+
+    /// Validates and stores batches in order, atomically: when this
+    /// returns Ok, everything in every outcome's `stored` is durable.
+    /// Withheld markers are taken only if `from` is a member of the case.
+    fn receive(
+        &mut self,
+        batches: Vec<(CaseId, Vec<Checked>)>,
+        from: &AgencyId,
+        now_ms: u64,
+    ) -> Result<Vec<BatchOutcome>, Self::Error>;
+
+    /// Takes an equivocation proof `from` sent, if the rules of SPEC.md
+    /// §9.11 allow: `Ok(Ok(true))` if new and stored.
+    fn receive_proof(
+        &mut self,
+        case: &CaseId,
+        proof: &EquivocationProof,
+        from: &AgencyId,
+    ) -> Result<Result<bool, ProofRefusal>, Self::Error>;
+
+    /// The proofs held for a case.
+    fn proofs(&mut self, case: &CaseId) -> Result<Vec<EquivocationProof>, Self::Error>;
+
+    /// A member peer said what it holds of this agency's own chain (None:
+    /// nothing). A node compares it with its own head (SPEC.md §9.14).
+    fn own_head_seen(
+        &mut self,
+        case: &CaseId,
+        peer: &AgencyId,
+        head: Option<(u64, EntryId)>,
+    ) -> Result<(), Self::Error> {
+        let _ = (case, peer, head);
+        Ok(())
+    }
+
+    /// A peer acknowledged holding this agency's chain up to `seq`.
+    fn peer_acknowledged(
+        &mut self,
+        case: &CaseId,
+        peer: &AgencyId,
+        seq: u64,
+    ) -> Result<(), Self::Error> {
+        let _ = (case, peer, seq);
+        Ok(())
+    }
+}
+
+/// The heads of a validator, as sent in a `heads` message.
+pub fn heads_of(v: Option<&Validator>) -> Vec<Head> {
+    v.map(|v| {
+        v.state()
+            .heads
+            .iter()
+            .take(MAX_HEADS)
+            .map(|(a, (seq, id))| Head(*a, *seq, *id))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// A replica in memory: the simulator's and the tests' store. It applies
+/// the same rules as a node's store (the validator's), keeps every
+/// accepted entry, and can be snapshotted and rolled back to model a
+/// restored backup.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryReplica {
+    /// The agency whose replica this is (for the own-head check).
+    me: Option<AgencyId>,
+    /// Cases this agency may not write in: restored from an older state,
+    /// and no member peer has yet shown that nothing of its own chain is
+    /// missing (SPEC.md §9.14).
+    held: BTreeSet<CaseId>,
+    cases: BTreeMap<CaseId, Validator>,
+    rows: Vec<(CaseId, RowHead)>,
+    /// Each case's rows, as indices into `rows`.
+    by_case: BTreeMap<CaseId, Vec<usize>>,
+    proofs: BTreeMap<CaseId, Vec<EquivocationProof>>,
+    pins: BTreeSet<AgencyId>,
+    acknowledged: BTreeMap<(CaseId, AgencyId), u64>,
+}
+
+/// A storage error of a [`MemoryReplica`] (it has none; the type exists
+/// for the trait).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Never {}
+
+impl fmt::Display for Never {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {}
+    }
+}
+
+impl MemoryReplica {
+    /// An empty replica that serves no one.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty replica of agency `me`'s node.
+    pub fn of(me: AgencyId) -> Self {
+        MemoryReplica {
+            me: Some(me),
+            ..Self::default()
+        }
+    }
+
+    /// Models a restored backup: this replica becomes `older` (an earlier
+    /// clone of it), keeping its pins, and every case is held until a
+    /// member peer shows this agency's head there (SPEC.md §9.14).
+    pub fn restore(&mut self, older: MemoryReplica) {
+        let pins = std::mem::take(&mut self.pins);
+        *self = older;
+        self.pins = pins;
+        self.held = self.cases.keys().copied().collect();
+    }
+
+    /// Whether this agency may write in a case now.
+    pub fn may_write(&self, case: &CaseId) -> bool {
+        !self.held.contains(case)
+    }
+
+    /// The payload agency `author` would write next in `case`, as the
+    /// reference node writes it: the next position of its chain, and a
+    /// reference to every other author's head. A RED payload needs its
+    /// recipients set (`to`) before it is signed.
+    pub fn next_payload(
+        &self,
+        author: AgencyId,
+        case: &CaseId,
+        body: Body,
+        tlp: Tlp,
+        now_ms: u64,
+    ) -> Option<Payload> {
+        let v = self.cases.get(case)?;
+        let seq = v.next_seq(&author);
+        let refs: Vec<EntryId> = v
+            .state()
+            .heads
+            .iter()
+            .filter(|(a, _)| **a != author)
+            .take(MAX_REFS)
+            .map(|(_, (_, id))| *id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Some(Payload {
+            v: FORMAT_VERSION,
+            case: Some(*case),
+            author,
+            seq,
+            prev: seq.checked_sub(1).and_then(|s| v.at(&author, s)),
+            refs,
+            time: now_ms,
+            to: None,
+            tlp,
+            body,
+        })
+    }
+
+    /// Signs and stores the next entry of `who` in `case` (or opens a new
+    /// case when `case` is None and the body is case-opened).
+    pub fn write(
+        &mut self,
+        who: &Identity,
+        case: Option<&CaseId>,
+        body: Body,
+        tlp: Tlp,
+        now_ms: u64,
+    ) -> Result<Entry, Rejection> {
+        let payload = match (case, body) {
+            (None, Body::CaseOpened(o)) => Payload::genesis(who.agency(), now_ms, tlp, o),
+            (Some(c), body) => self
+                .next_payload(who.agency(), c, body, tlp, now_ms)
+                .ok_or(Rejection {
+                    entry: None,
+                    kind: RejectKind::WrongCase("a case this replica does not hold".into()),
+                })?,
+            (None, _) => {
+                return Err(Rejection {
+                    entry: None,
+                    kind: RejectKind::WrongCase("only a case-opened body opens a case".into()),
+                })
+            }
+        };
+        let entry = Entry::sign(who, &payload);
+        self.author(&entry, now_ms)?;
+        Ok(entry)
+    }
+
+    /// Pins a peer: it may be served.
+    pub fn pin(&mut self, peer: AgencyId) {
+        self.pins.insert(peer);
+    }
+
+    /// Unpins a peer: it gets nothing more.
+    pub fn unpin(&mut self, peer: &AgencyId) {
+        self.pins.remove(peer);
+    }
+
+    /// Whether a peer is pinned.
+    pub fn pinned(&self, peer: &AgencyId) -> bool {
+        self.pins.contains(peer)
+    }
+
+    /// Stores an entry this agency wrote (or any valid entry), as a node
+    /// does when its operator writes one.
+    pub fn author(&mut self, entry: &Entry, now_ms: u64) -> Result<Applied, Rejection> {
+        let case = entry.case_id();
+        let v = self.cases.entry(case).or_default();
+        let r = v.apply(entry, now_ms);
+        if matches!(r, Ok(Applied::New)) {
+            self.push_row(case, entry.id(), entry.author(), entry.seq(), false);
+        }
+        if self.cases.get(&case).is_some_and(|v| v.case().is_none()) {
+            self.cases.remove(&case);
+        }
+        r
+    }
+
+    /// Every id held of a case (entries and withheld positions).
+    pub fn ids(&self, case: &CaseId) -> BTreeSet<EntryId> {
+        self.by_case
+            .get(case)
+            .map(|mine| mine.iter().map(|&i| self.rows[i].1.id).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every id held as an entry, with its bytes (not withheld).
+    pub fn entries(&self, case: &CaseId) -> Vec<&Entry> {
+        let Some(v) = self.cases.get(case) else {
+            return Vec::new();
+        };
+        self.by_case
+            .get(case)
+            .map(|mine| {
+                mine.iter()
+                    .map(|&i| &self.rows[i].1)
+                    .filter(|r| !r.withheld)
+                    .filter_map(|r| v.entry(&r.id))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The proofs held of a case.
+    pub fn proofs_of(&self, case: &CaseId) -> &[EquivocationProof] {
+        self.proofs.get(case).map_or(&[], Vec::as_slice)
+    }
+
+    /// The highest sequence number of this agency's chain a peer
+    /// acknowledged.
+    pub fn acknowledged(&self, case: &CaseId, peer: &AgencyId) -> Option<u64> {
+        self.acknowledged.get(&(*case, *peer)).copied()
+    }
+
+    /// How many rows are held, over all cases.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn push_row(&mut self, case: CaseId, id: EntryId, author: AgencyId, seq: u64, withheld: bool) {
+        let pos = self.rows.len() as i64 + 1;
+        self.by_case.entry(case).or_default().push(self.rows.len());
+        self.rows.push((
+            case,
+            RowHead {
+                pos,
+                id,
+                author,
+                seq,
+                withheld,
+            },
+        ));
+    }
+
+    fn apply_batch(
+        &mut self,
+        case: &CaseId,
+        items: Vec<Checked>,
+        from: &AgencyId,
+        now_ms: u64,
+    ) -> BatchOutcome {
+        let markers_taken = self.cases.get(case).is_some_and(|v| v.is_member(from));
+        let mut out = BatchOutcome::default();
+        for item in items {
+            match item {
+                Checked::Entry(Err(r)) => out.refused.push(r),
+                Checked::Entry(Ok(entry)) => {
+                    if entry.case_id() != *case {
+                        out.refused.push(Rejection {
+                            entry: Some(entry.id()),
+                            kind: RejectKind::WrongCase(format!("sent in a batch of case {case}")),
+                        });
+                        continue;
+                    }
+                    let v = self.cases.entry(*case).or_default();
+                    match v.apply(&entry, now_ms) {
+                        Ok(Applied::Duplicate) => {
+                            out.duplicates += 1;
+                            out.positions.push((entry.author(), entry.seq()));
+                        }
+                        Ok(applied) => {
+                            if applied == Applied::Revealed {
+                                for (_, r) in self.rows.iter_mut() {
+                                    if r.id == entry.id() {
+                                        r.withheld = false;
+                                    }
+                                }
+                            } else {
+                                self.push_row(
+                                    *case,
+                                    entry.id(),
+                                    entry.author(),
+                                    entry.seq(),
+                                    false,
+                                );
+                            }
+                            out.stored.push(entry.id());
+                            out.positions.push((entry.author(), entry.seq()));
+                        }
+                        Err(r) => {
+                            if let RejectKind::Equivocation {
+                                existing: Some(existing),
+                                ..
+                            } = &r.kind
+                            {
+                                if let Some(first) = v.entry(existing) {
+                                    let proof = EquivocationProof::new(first, &entry);
+                                    let held = self.proofs.entry(*case).or_default();
+                                    if !held.contains(&proof) {
+                                        held.push(proof.clone());
+                                        out.proofs.push(proof);
+                                    }
+                                }
+                            }
+                            out.refused.push(r);
+                        }
+                    }
+                }
+                Checked::Withheld(_) if !markers_taken => out.ignored += 1,
+                Checked::Withheld(w) => {
+                    let Some(v) = self.cases.get_mut(case) else {
+                        out.refused.push(Rejection {
+                            entry: Some(w.id),
+                            kind: RejectKind::WrongCase(
+                                "a withheld position cannot precede the genesis".into(),
+                            ),
+                        });
+                        continue;
+                    };
+                    match v.apply_withheld(w) {
+                        Ok(Applied::Duplicate) => {
+                            out.duplicates += 1;
+                            out.positions.push((w.author, w.seq));
+                        }
+                        Ok(_) => {
+                            self.push_row(*case, w.id, w.author, w.seq, true);
+                            out.stored.push(w.id);
+                            out.positions.push((w.author, w.seq));
+                        }
+                        Err(r) => out.refused.push(r),
+                    }
+                }
+            }
+        }
+        if self.cases.get(case).is_some_and(|v| v.case().is_none()) {
+            self.cases.remove(case);
+        }
+        out
+    }
+}
+
+impl Replica for MemoryReplica {
+    type Error = Never;
+
+    fn may_serve(&mut self, peer: &AgencyId) -> bool {
+        self.pins.contains(peer)
+    }
+
+    fn cases(&self) -> Vec<CaseId> {
+        self.cases.keys().copied().collect()
+    }
+
+    fn case(&self, case: &CaseId) -> Option<&Validator> {
+        self.cases.get(case)
+    }
+
+    fn row_heads_after(
+        &mut self,
+        case: &CaseId,
+        pos: i64,
+        limit: usize,
+    ) -> Result<Vec<RowHead>, Never> {
+        let Some(mine) = self.by_case.get(case) else {
+            return Ok(Vec::new());
+        };
+        let start = mine.partition_point(|&i| self.rows[i].1.pos <= pos);
+        Ok(mine[start..]
+            .iter()
+            .take(limit)
+            .map(|&i| self.rows[i].1.clone())
+            .collect())
+    }
+
+    fn row_bytes(&mut self, pos: i64, id: &EntryId) -> Result<Option<Vec<u8>>, Never> {
+        let Some((case, row)) = usize::try_from(pos - 1).ok().and_then(|i| self.rows.get(i)) else {
+            return Ok(None);
+        };
+        if row.id != *id {
+            return Ok(None);
+        }
+        Ok(self
+            .cases
+            .get(case)
+            .and_then(|v| v.entry(id))
+            .map(|e| e.bytes().to_vec()))
+    }
+
+    fn receive(
+        &mut self,
+        batches: Vec<(CaseId, Vec<Checked>)>,
+        from: &AgencyId,
+        now_ms: u64,
+    ) -> Result<Vec<BatchOutcome>, Never> {
+        Ok(batches
+            .into_iter()
+            .map(|(case, items)| self.apply_batch(&case, items, from, now_ms))
+            .collect())
+    }
+
+    fn receive_proof(
+        &mut self,
+        case: &CaseId,
+        proof: &EquivocationProof,
+        from: &AgencyId,
+    ) -> Result<Result<bool, ProofRefusal>, Never> {
+        let held = self.proofs.get(case).cloned().unwrap_or_default();
+        let about = |a: &AgencyId| {
+            held.iter()
+                .filter(|p| p.check().is_ok_and(|eq| eq.author == *a))
+                .count()
+        };
+        if let Err(r) = admit_proof(case, proof, from, self.cases.get(case), about) {
+            return Ok(Err(r));
+        }
+        if held.contains(proof) {
+            return Ok(Ok(false));
+        }
+        self.proofs.entry(*case).or_default().push(proof.clone());
+        Ok(Ok(true))
+    }
+
+    fn proofs(&mut self, case: &CaseId) -> Result<Vec<EquivocationProof>, Never> {
+        Ok(self.proofs.get(case).cloned().unwrap_or_default())
+    }
+
+    fn own_head_seen(
+        &mut self,
+        case: &CaseId,
+        _peer: &AgencyId,
+        head: Option<(u64, EntryId)>,
+    ) -> Result<(), Never> {
+        let (Some(me), Some(v)) = (self.me, self.cases.get(case)) else {
+            return Ok(());
+        };
+        // The peer holds nothing of ours this replica lacks: writing on is
+        // safe. If it holds more, the hold stays until those arrive.
+        if head.is_none_or(|(seq, _)| seq < v.next_seq(&me)) {
+            self.held.remove(case);
+        }
+        Ok(())
+    }
+
+    fn peer_acknowledged(&mut self, case: &CaseId, peer: &AgencyId, seq: u64) -> Result<(), Never> {
+        let e = self.acknowledged.entry((*case, *peer)).or_insert(seq);
+        *e = (*e).max(seq);
+        Ok(())
+    }
+}
