@@ -138,6 +138,7 @@ pub const FIGURES: &[Figure] = &[
     ("latency", figures::latency::run),
     ("verify", figures::verify::run),
     ("memory", figures::memory::run),
+    ("federation", figures::federation::run),
 ];
 
 /// Runs the selected figures. A figure that fails is reported in

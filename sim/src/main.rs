@@ -143,6 +143,12 @@ fn summary(r: &Report) {
         r.session_errors,
         r.max_queue
     );
+    let seen: Vec<String> = r
+        .faults_seen
+        .iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect();
+    println!("faults that happened: {}", seen.join(", "));
 }
 
 /// The scale tables: one calm run per case size and topology, then one
