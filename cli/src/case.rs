@@ -12,7 +12,7 @@ use custodia_protocol::{
     AgencyId, Body, CaseId, CaseState, Conflict, CustodyAction, Entry, EntryId, ItemId, Role, Tlp,
 };
 
-use crate::output::{iso_time, short, Out};
+use crate::output::{iso_time, Out};
 use crate::untrusted::safe;
 
 #[derive(Subcommand, Debug)]
@@ -146,7 +146,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                     .count();
                 text.push_str(&format!(
                     "{}  {:<28} {:<18} {} members, {} items, {} entries\n",
-                    &c.to_hex()[..12],
+                    c.short(),
                     safe(&s.title),
                     safe(&s.reference),
                     members,
@@ -200,7 +200,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
             out.record(
                 &format!(
                     "Shared case {} with {} ({}) as {}\nentry: {}",
-                    &c.to_hex()[..12],
+                    c.short(),
                     safe(&who.name),
                     who.agency.fingerprint(),
                     role.as_str(),
@@ -215,14 +215,12 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                 .store
                 .release_hold(&c, &format!("by the operator: {reason}"))?;
             if !released {
-                return Err(LocalError::NotFound(format!(
-                    "case {} is not on hold",
-                    short(&c.to_hex())
-                ))
-                .into());
+                return Err(
+                    LocalError::NotFound(format!("case {} is not on hold", c.short())).into(),
+                );
             }
             out.record(
-                &format!("Hold on case {} released (logged: {}). This node writes in it again; if another agency holds later entries of this agency in the case, the next write is an equivocation.", short(&c.to_hex()), safe(&reason)),
+                &format!("Hold on case {} released (logged: {}). This node writes in it again; if another agency holds later entries of this agency in the case, the next write is an equivocation.", c.short(), safe(&reason)),
                 serde_json::json!({"case": c.to_hex(), "released": true, "reason": reason}),
             );
         }
@@ -236,7 +234,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                     "Removed {} ({}) from case {}\nentry: {}",
                     safe(&who.name),
                     who.agency.fingerprint(),
-                    &c.to_hex()[..12],
+                    c.short(),
                     e.id()
                 ),
                 serde_json::json!({"case": c.to_hex(), "agency": who.agency.to_hex(), "entry": e.id().to_hex()}),
@@ -306,8 +304,8 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
             t.push_str(&format!(
                 "  {}  entry {}  concurrent with its removal by entry {}\n",
                 l.name_of(&x.agency),
-                short(&x.entry.to_hex()),
-                short(&x.removal.to_hex())
+                x.entry.short(),
+                x.removal.short()
             ));
             after_removal.push(serde_json::json!({"agency": x.agency.to_hex(), "entry": x.entry.to_hex(), "removal": x.removal.to_hex()}));
         }
@@ -356,7 +354,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         for tr in s.open_transfers.values() {
             t.push_str(&format!(
                 "  {}  item {}  {} -> {}, sent {} (the sender's clock)\n",
-                short(&tr.entry.to_hex()),
+                tr.entry.short(),
                 tr.item.to_uuid_string(),
                 safe(&l.name_of(&tr.from)),
                 safe(&l.name_of(&tr.to)),
@@ -382,7 +380,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
                     "digest mismatch: {} observed a different digest for item {} (entry {})",
                     safe(&l.name_of(author)),
                     item.to_uuid_string(),
-                    &entry.to_hex()[..12]
+                    entry.short()
                 ),
                 Conflict::DuplicateDigest { first, second, .. } => format!(
                     "same SHA-256 registered as two items: {} and {}",
@@ -392,7 +390,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
                 Conflict::DuplicateRegistration { item, entry } => format!(
                     "item {} registered twice concurrently (entry {})",
                     item.to_uuid_string(),
-                    &entry.to_hex()[..12]
+                    entry.short()
                 ),
                 _ => format!("{c:?}"),
             };
@@ -430,8 +428,8 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
             "  {} signed two different entries at sequence {}: {} and {}\n",
             l.name_of(&eq.author),
             eq.seq,
-            short(&first.to_hex()),
-            short(&second.to_hex())
+            first.short(),
+            second.short()
         ));
         proofs.push(serde_json::json!({"author": eq.author.to_hex(), "author_name": l.name_of(&eq.author), "seq": eq.seq, "first": first.to_hex(), "second": second.to_hex()}));
     }
@@ -542,7 +540,7 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                     "{:<20}  {}  entry {}\n",
                     "(time not shown)",
                     safe(&summary),
-                    short(&w.id.to_hex())
+                    w.id.short()
                 ));
                 json.push(serde_json::json!({
                     "entry": w.id.to_hex(), "author": w.author.to_hex(), "author_name": who,
@@ -590,7 +588,7 @@ fn quarantined_line(l: &Local, q: &Quarantined) -> String {
     format!(
         "position {}: entry {} by {} #{}: {}",
         q.pos,
-        q.id.map_or_else(|| "?".to_owned(), |i| short(&i.to_hex()).to_owned()),
+        q.id.map_or_else(|| "?".to_owned(), |i| i.short()),
         q.author.map_or_else(|| "?".to_owned(), |a| l.name_of(&a)),
         q.seq.map_or_else(|| "?".to_owned(), |s| s.to_string()),
         q.reason
@@ -651,9 +649,7 @@ fn summarize(e: &Entry, s: &CaseState, name: &dyn Fn(&AgencyId) -> String) -> St
                 ),
                 CustodyAction::Received => format!(
                     "received transfer {} of item {} ({})",
-                    ev.transfer
-                        .map(|t| short(&t.to_hex()).to_owned())
-                        .unwrap_or_default(),
+                    ev.transfer.map(|t| t.short()).unwrap_or_default(),
                     item(&ev.item),
                     match (ev.accepted, &ev.reason) {
                         (Some(true), _) => "accepted".to_owned(),
@@ -706,10 +702,10 @@ fn summarize(e: &Entry, s: &CaseState, name: &dyn Fn(&AgencyId) -> String) -> St
         },
         Body::HandlingChanged(h) => format!(
             "changed the handling of entry {} to {}",
-            short(&h.entry.to_hex()),
+            h.entry.short(),
             h.tlp
         ),
-        Body::Retracted(r) => format!("retracted entry {}: {}", short(&r.entry.to_hex()), r.reason),
+        Body::Retracted(r) => format!("retracted entry {}: {}", r.entry.short(), r.reason),
         _ => e.payload().body.kind().to_owned(),
     }
 }

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use custodia_node::local::{self, CustodyInfo, CustodyWritten, Local};
 use custodia_protocol::{Body, CustodyAction};
 
-use crate::output::{short, Out};
+use crate::output::Out;
 use crate::untrusted::safe;
 
 #[derive(Subcommand, Debug)]
@@ -129,12 +129,12 @@ pub(crate) fn run(dir: &Path, cmd: CustodyCommand, out: &Out) -> anyhow::Result<
                     .unwrap_or_default(),
                 _ => String::new(),
             };
-            let id = w.entry.id().to_hex();
+            let id = w.entry.id();
             (
                 format!(
                     "Transferred item {} to {to}\ntransfer: {id}\nIt is in transit until {to} signs a receipt (`custodia custody receive {}` on their node).",
                     label(&l, &w),
-                    short(&id)
+                    id.short()
                 ),
                 w,
             )

@@ -17,7 +17,7 @@ use custodia_node::hashing::Wanted;
 use custodia_node::local::{self, EvidenceInfo, KnownAgency, Local, LocalError};
 use custodia_protocol::{AgencyId, CaseId, CaseState, Role, Tlp};
 
-use crate::output::{short, Out};
+use crate::output::Out;
 
 /// The court bundle Berlin writes into its node folder.
 const BUNDLE: &str = "case.custodia";
@@ -157,7 +157,7 @@ pub(crate) fn run(chosen: Option<PathBuf>, keep: bool, out: &Out) -> anyhow::Res
             "\nThe three node directories are kept in {}.\nLook around: custodia --dir {} case log {}\nVerify the court bundle as a court would: custodia verify {} --html report.html",
             dir.display(),
             dir.join("berlin").display(),
-            short(&case.to_hex()),
+            case.short(),
             dir.join("berlin").join(BUNDLE).display()
         ),
         None => "\nThe temporary folder was removed (run `custodia demo --keep` to keep it and look around).".into(),
@@ -643,7 +643,7 @@ fn tampered(
             .unwrap_or_default();
         text.push_str(&format!(
             "\n{} {} {}{}{}: {}",
-            crate::report_text::at(p.index),
+            crate::report::explain::at(p.index),
             p.rule,
             p.class,
             p.seq.map_or_else(String::new, |s| format!(

@@ -146,9 +146,7 @@ pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result
                     text.push_str(&format!(
                         "  same SHA-256 as item {}; the reason is signed as note {}\n",
                         d.to_uuid_string(),
-                        r.note
-                            .as_ref()
-                            .map_or("-".into(), |n| n.id().to_hex()[..12].to_owned())
+                        r.note.as_ref().map_or("-".into(), |n| n.id().short())
                     ));
                 }
                 rows.push(serde_json::json!({

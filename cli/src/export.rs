@@ -49,7 +49,7 @@ pub(crate) fn run(
         &format!(
             "Exported case {} ({}) to {}\n{} positions ({} disclosed, {withheld} withheld){}, {} equivocation proof(s), {} bytes, signed by {} at {}\nVerify it anywhere with: custodia verify {}",
             safe(&title),
-            &c.to_hex()[..12],
+            c.short(),
             file.display(),
             b.len(),
             b.len() - withheld,

@@ -14,7 +14,7 @@ use custodia_node::local::{self, LocalError};
 use custodia_node::store::StoreError;
 use serde_json::Value;
 
-use crate::output::{short, Out};
+use crate::output::Out;
 
 /// Exports case `case` of the node in `dir` to `path`; with `items`, only
 /// those items (UUIDs or unique prefixes) and what happened to them.
@@ -35,7 +35,7 @@ pub(crate) fn run(
         if in_case != c {
             return Err(LocalError::NotFound(format!(
                 "item {what:?} is not in case {}",
-                short(&c.to_hex())
+                c.short()
             ))
             .into());
         }
@@ -68,7 +68,7 @@ pub(crate) fn run(
     out.record(
         &format!(
             "Wrote case {} in CASE/UCO (JSON-LD) to {}: {files} item(s), {actions} investigative action(s), {agencies} agencies.\nCheck it with the ontology's validator: case_validate {}",
-            short(&c.to_hex()),
+            c.short(),
             path.display(),
             path.display()
         ),

@@ -16,6 +16,12 @@ pub(crate) const EXIT_REFUSED: u8 = 1;
 /// Exit code: usage, configuration or I/O error.
 pub(crate) const EXIT_USAGE: u8 = 2;
 
+/// The version of the shape of the JSON documents the CLI writes: the
+/// `"schema_version"` member of every document that is an object (a
+/// verification report, a command's result, an error). It goes up when a
+/// member changes meaning or goes away; adding a member does not change it.
+pub(crate) const JSON_SCHEMA_VERSION: u64 = 1;
+
 /// Where results go.
 pub(crate) struct Out {
     json: bool,
@@ -31,9 +37,13 @@ impl Out {
         self.json
     }
 
-    /// Prints one result: the text, or the JSON value.
-    pub(crate) fn record(&self, text: &str, json: serde_json::Value) {
+    /// Prints one result: the text, or the JSON value (an object gets the
+    /// [`JSON_SCHEMA_VERSION`]).
+    pub(crate) fn record(&self, text: &str, mut json: serde_json::Value) {
         if self.json {
+            if let serde_json::Value::Object(m) = &mut json {
+                m.insert("schema_version".into(), JSON_SCHEMA_VERSION.into());
+            }
             print_data(&serde_json::to_string_pretty(&json).unwrap_or_default());
         } else if !text.is_empty() {
             print(text);
@@ -53,7 +63,8 @@ impl Out {
         // standard output: with --json as one JSON document (the message
         // is data there, escaped by JSON), otherwise as text.
         if self.json {
-            let _ = writeln!(std::io::stderr(), "{}", serde_json::json!({"error": msg}));
+            let doc = serde_json::json!({"error": msg, "schema_version": JSON_SCHEMA_VERSION});
+            let _ = writeln!(std::io::stderr(), "{doc}");
         } else {
             // An error may quote a name or a value from a peer's entry.
             let _ = writeln!(std::io::stderr(), "error: {}", safe_lines(msg));
@@ -103,11 +114,6 @@ pub(crate) fn write_failure() -> Option<&'static str> {
 /// second, e.g. `2026-11-20T09:41:07Z`.
 pub(crate) fn iso_time(ms: u64) -> String {
     custodia_protocol::utc::iso_seconds(ms)
-}
-
-/// The first 12 hex characters of an id, as shown to people.
-pub(crate) fn short(hex: &str) -> &str {
-    &hex[..hex.len().min(12)]
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use custodia_node::local::Local;
 use custodia_node::store::Quarantined;
 use custodia_protocol::CaseId;
 
-use crate::output::{short, Out};
+use crate::output::Out;
 
 /// The quarantined rows of a case (or of the whole store) not recovered
 /// since, with a warning on stderr if there are any.
@@ -21,7 +21,7 @@ pub(crate) fn warn(l: &Local, case: Option<&CaseId>, out: &Out) -> Vec<Quarantin
     if !rows.is_empty() {
         let whose = case.map_or_else(
             || "this store".to_owned(),
-            |c| format!("case {}", short(&c.to_hex())),
+            |c| format!("case {}", c.short()),
         );
         out.warn(&format!(
             "{whose}: {} stored row(s) failed verification and are quarantined: not shown, never served to peers, chained onto or exported (`custodia store check` lists them; a peer that holds the genuine entries sends them again)",

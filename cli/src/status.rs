@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use custodia_node::local::{self, Local, LocalError};
 use custodia_protocol::CaseId;
 
-use crate::output::{iso_time, short, Out, EXIT_REFUSED};
+use crate::output::{iso_time, Out, EXIT_REFUSED};
 
 /// One case's lines and JSON object; whether it can be written in now.
 fn case_status(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value, bool), LocalError> {
@@ -27,7 +27,7 @@ fn case_status(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value, b
     let ready = hold.is_none() && equivocated.is_none();
     let mut t = format!(
         "{}  {}\n  own head: {}\n",
-        short(&case.to_hex()),
+        case.short(),
         crate::untrusted::safe(&s.title),
         head.map_or(
             "none (this agency has written nothing)".into(),
@@ -64,7 +64,7 @@ fn case_status(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value, b
     for tr in &awaiting {
         t.push_str(&format!(
             "  transfer {} to {} awaits its receipt (sent {})\n",
-            short(&tr.entry.to_hex()),
+            tr.entry.short(),
             crate::untrusted::safe(&l.name_of(&tr.to)),
             iso_time(tr.time)
         ));

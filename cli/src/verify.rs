@@ -1,8 +1,10 @@
 //! `custodia verify FILE [--trust KEYS] [--json] [--html OUT]`: checks a
 //! court bundle with nothing but the file (SPEC.md §10.5) and prints the
-//! report (`report_text`, `report_json`, `report_html`): verdict first,
+//! report (`report::{text, json, html}`): verdict first,
 //! then the case, the members, every item's custody timeline, conflicts,
-//! withheld positions and problems, and the verdict again.
+//! withheld positions and problems, and the verdict again. The checking is
+//! the protocol's engine (`custodia_protocol::bundle::engine`); this
+//! module finds the bytes, names them ([`Source`]) and prints.
 //!
 //! Exit codes: 0 valid, 1 invalid, 2 unreadable or not a bundle.
 //!
@@ -13,23 +15,17 @@
 //! give), and the copy is bounded by [`STREAM_LIMIT`].
 
 use std::io::{IsTerminal, Read, Seek as _, SeekFrom, Write as _};
-use std::ops::Range;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use custodia_protocol::bundle::{
-    self, BundleError, Checked, Element, Report, StreamDecoder, Streamed, Summary, TrustList,
-    Verifier,
-};
-use custodia_protocol::WithheldPosition;
+use custodia_protocol::bundle::{engine, Report, TrustList};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest as _, Sha256};
 
 use crate::output::{Out, EXIT_REFUSED};
+use crate::report::Source;
 
-/// Elements checked together (in parallel) before being replayed in order.
-const CHUNK: usize = 2048;
 /// A progress bar is drawn for bundles with at least this many elements.
 const BAR_FROM: usize = 20_000;
 
@@ -50,18 +46,18 @@ pub(crate) fn run(
     };
     let (report, source) = check_file(file, trust.as_ref())?;
     if let Some(path) = html {
-        write_private(path, |w| crate::report_html::write(&report, &source, w))?;
+        write_private(path, |w| crate::report::html::write(&report, &source, w))?;
     }
     // Written as it is rendered; a closed pipe (`custodia verify F | head`)
     // ends the output quietly.
     let stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let written = if out.json() {
         let mut stdout = stdout;
-        crate::report_json::write(&report, &source, &mut stdout)
+        crate::report::json::write(&report, &source, &mut stdout)
     } else {
         let last = html.map(|p| format!("HTML report written to {}", p.display()));
-        let mut lines = crate::report_text::Lines::new(stdout);
-        crate::report_text::text(&report, &source, last.as_deref(), &mut lines);
+        let mut lines = crate::report::text::Lines::new(stdout);
+        crate::report::text::text(&report, &source, last.as_deref(), &mut lines);
         lines.finish()
     };
     crate::output::written(written);
@@ -101,26 +97,6 @@ fn write_private(
     Ok(())
 }
 
-/// The bundle file as the report names it, so that a printed report can
-/// be tied to one file: its path, the SHA-256 and length of the bytes
-/// verified (hashed as the first pass reads them), and the verifier.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Source {
-    /// The path as given.
-    pub(crate) name: String,
-    /// SHA-256 of the bytes read.
-    pub(crate) sha256: [u8; 32],
-    /// Bytes read.
-    pub(crate) size: u64,
-}
-
-impl Source {
-    /// The verifier's name and version, e.g. `custodia 0.1.0`.
-    pub(crate) fn verifier(&self) -> String {
-        format!("{} {}", env!("CARGO_BIN_NAME"), env!("CARGO_PKG_VERSION"))
-    }
-}
-
 /// A reader that hashes and counts what passes through it.
 struct Hashing<R> {
     src: R,
@@ -155,9 +131,6 @@ impl<R> Hashing<R> {
         (self.src, source)
     }
 }
-
-/// Reads the file in this many bytes at a time.
-const READ: usize = 1 << 16;
 
 /// The most `verify` copies from a pipe or a device for its second pass
 /// (4 GiB, about eight million entries): beyond it, the input is refused
@@ -209,7 +182,7 @@ fn check_file_within(
     let mut f = std::fs::File::open(file).with_context(reading)?;
     let (summary, source) = if f.metadata().with_context(reading)?.is_file() {
         let mut h = Hashing::new(f);
-        let summary = stream(&mut h, StreamDecoder::new(), |_| {});
+        let summary = engine::first_pass(&mut h);
         let (g, source) = h.finish(name);
         f = g;
         f.seek(SeekFrom::Start(0)).with_context(reading)?;
@@ -225,7 +198,7 @@ fn check_file_within(
             copied: 0,
             limit,
         });
-        let summary = stream(&mut tee, StreamDecoder::new(), |_| {});
+        let summary = engine::first_pass(&mut tee);
         let (tee, source) = tee.finish(name);
         f = tee.copy;
         f.seek(SeekFrom::Start(0)).with_context(reading)?;
@@ -234,235 +207,43 @@ fn check_file_within(
     let summary = summary
         .with_context(reading)?
         .with_context(|| file.display().to_string())?;
-    // The replay (one thread, in order) runs beside the checking of the
-    // next chunk (all cores), so neither waits for the other.
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Next>>(1);
-        let first = &summary;
-        let replayer = scope.spawn(move || {
-            let mut v = Verifier::streamed(first, trust);
-            for chunk in rx {
-                for next in chunk {
-                    match next {
-                        Next::Checked(c) => v.push_checked(c),
-                        Next::Withheld(w) => v.push_withheld(w),
-                    }
-                }
-            }
-            v
-        });
-        let mut replay = Replay::new(&summary, tx);
-        let second = stream(&mut f, StreamDecoder::second_pass(&summary), |item| {
-            replay.take(item)
-        });
-        replay.finish();
-        let v = replayer
-            .join()
-            .map_err(|_| anyhow::anyhow!("internal error: the replay stopped"))?;
-        let second = second
-            .with_context(reading)?
-            .with_context(|| file.display().to_string())?;
-        Ok((v.finish_streamed(&second), source))
+    let bar = progress_bar(summary.len());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let report = engine::second_pass(&mut f, &summary, trust, threads, &mut |done| {
+        if let Some(bar) = &bar {
+            bar.set_position(done);
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = report
+        .with_context(reading)?
+        .with_context(|| file.display().to_string())?;
+    Ok((report, source))
+}
+
+/// A progress bar on a terminal, for bundles of [`BAR_FROM`] elements or
+/// more.
+fn progress_bar(total: usize) -> Option<ProgressBar> {
+    (total >= BAR_FROM && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "verifying [{bar:30}] {human_pos}/{human_len} entries  ETA {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
     })
-}
-
-/// Feeds `f` from its current position to `d`, handing each element to
-/// `on`; returns the summary at the end, or why the bytes are not a
-/// readable bundle (the outer error is the file's).
-fn stream(
-    f: &mut impl Read,
-    mut d: StreamDecoder,
-    mut on: impl FnMut(Streamed<'_>),
-) -> std::io::Result<Result<Summary, BundleError>> {
-    let mut buf = vec![0u8; READ];
-    let mut ended = false;
-    loop {
-        loop {
-            match d.next_item() {
-                Ok(Some(Streamed::End(s))) => return Ok(Ok(s)),
-                Ok(Some(item)) => on(item),
-                Ok(None) if ended => {
-                    // The decoder promises progress after finish().
-                    return Err(std::io::Error::other("the bundle reader stopped"));
-                }
-                Ok(None) => break,
-                Err(e) => return Ok(Err(e)),
-            }
-        }
-        let n = match f.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            d.finish();
-            ended = true;
-        } else {
-            d.push(&buf[..n]);
-        }
-    }
-}
-
-/// One element waiting in a chunk.
-enum Pending {
-    /// An entry: its bytes in the chunk's arena.
-    Entry(Range<usize>),
-    Withheld(WithheldPosition),
-    /// An element too large for an entry (V1), already judged.
-    Oversize(Checked),
-}
-
-/// What the replay takes next, in the bundle's order.
-enum Next {
-    Checked(Checked),
-    Withheld(WithheldPosition),
-}
-
-/// The checking side of the replay of a streamed bundle: elements are
-/// gathered into chunks, checked (decoding and signatures, V1–V8) on every
-/// core a chunk at a time, and sent in order to the replay thread; at most
-/// one chunk being checked and one waiting exist besides what the report
-/// keeps.
-struct Replay {
-    arena: Vec<u8>,
-    pending: Vec<Pending>,
-    threads: usize,
-    to_replay: std::sync::mpsc::SyncSender<Vec<Next>>,
-    sent: u64,
-    bar: Option<ProgressBar>,
-}
-
-impl Replay {
-    fn new(summary: &Summary, to_replay: std::sync::mpsc::SyncSender<Vec<Next>>) -> Self {
-        let total = summary.len();
-        let bar = (total >= BAR_FROM && std::io::stderr().is_terminal()).then(|| {
-            let bar =
-                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template(
-                "verifying [{bar:30}] {human_pos}/{human_len} entries  ETA {eta}",
-            ) {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar
-        });
-        Replay {
-            arena: Vec::new(),
-            pending: Vec::with_capacity(CHUNK),
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            to_replay,
-            sent: 0,
-            bar,
-        }
-    }
-
-    fn take(&mut self, item: Streamed<'_>) {
-        match item {
-            Streamed::Element(Element::Entry(bytes)) => {
-                let start = self.arena.len();
-                self.arena.extend_from_slice(bytes);
-                self.pending.push(Pending::Entry(start..self.arena.len()));
-            }
-            Streamed::Element(Element::Withheld(w)) => self.pending.push(Pending::Withheld(w)),
-            Streamed::Oversize { id, size } => self
-                .pending
-                .push(Pending::Oversize(bundle::oversize(id, size))),
-            Streamed::End(_) => {}
-        }
-        if self.pending.len() >= CHUNK {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        let chunk: Vec<Element<'_>> = pending
-            .iter()
-            .filter_map(|p| match p {
-                Pending::Entry(r) => Some(Element::Entry(&self.arena[r.clone()])),
-                Pending::Withheld(w) => Some(Element::Withheld(*w)),
-                Pending::Oversize(_) => None,
-            })
-            .collect();
-        let mut checked = chunk
-            .iter()
-            .zip(check_chunk(&chunk, self.threads))
-            .map(|(e, c)| match (e, c) {
-                (Element::Withheld(w), _) => Next::Withheld(*w),
-                (Element::Entry(_), Some(c)) => Next::Checked(c),
-                (Element::Entry(bytes), None) => Next::Checked(bundle::check_entry(bytes)),
-            })
-            .collect::<Vec<_>>()
-            .into_iter();
-        drop(chunk);
-        let mut ordered = Vec::with_capacity(pending.len());
-        for p in pending {
-            match p {
-                Pending::Oversize(c) => ordered.push(Next::Checked(c)),
-                Pending::Entry(_) | Pending::Withheld(_) => ordered.extend(checked.next()),
-            }
-        }
-        self.sent += ordered.len() as u64;
-        // A closed channel means the replay thread stopped; the caller
-        // learns it from joining that thread.
-        let _ = self.to_replay.send(ordered);
-        self.arena.clear();
-        if let Some(bar) = &self.bar {
-            bar.set_position(self.sent);
-        }
-    }
-
-    /// Sends the last chunk; dropping the sender ends the replay.
-    fn finish(mut self) {
-        self.flush();
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-/// Checks the entries of a chunk on `threads` threads, keeping order; each
-/// thread verifies its share of the signatures in one batch
-/// (`bundle::check_entries`, SPEC.md §3.3).
-fn check_chunk(chunk: &[Element<'_>], threads: usize) -> Vec<Option<Checked>> {
-    let entries: Vec<&[u8]> = chunk
-        .iter()
-        .filter_map(|e| match e {
-            Element::Entry(bytes) => Some(*bytes),
-            Element::Withheld(_) => None,
-        })
-        .collect();
-    let checked: Vec<Checked> = if threads <= 1 || entries.len() < 64 {
-        bundle::check_entries(&entries)
-    } else {
-        let per = entries.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = entries
-                .chunks(per)
-                .map(|part| s.spawn(move || bundle::check_entries(part)))
-                .collect();
-            handles
-                .into_iter()
-                .zip(entries.chunks(per))
-                // A panicking checker thread is a bug; fall back to checking
-                // that part here rather than losing its entries.
-                .flat_map(|(h, part)| h.join().unwrap_or_else(|_| bundle::check_entries(part)))
-                .collect()
-        })
-    };
-    let mut checked = checked.into_iter();
-    chunk
-        .iter()
-        .map(|e| match e {
-            Element::Entry(_) => checked.next(),
-            Element::Withheld(_) => None,
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use custodia_protocol::bundle::{Bundle, BundleAgency, Header};
+    use custodia_protocol::bundle::engine::{read_pass, READ_CHUNK as READ};
+    use custodia_protocol::bundle::{
+        self, Bundle, BundleAgency, BundleError, Element, Header, StreamDecoder,
+    };
     use custodia_protocol::{Body, CaseOpened, Entry, Identity, Note, Payload, Tlp};
 
     const T0: u64 = 1_795_000_000_000;
@@ -559,7 +340,7 @@ mod tests {
         // Within the limit: the first pass reads it all, and the copy is
         // the stream, byte for byte.
         let mut t = tee(bytes.len() as u64);
-        let first = stream(&mut t, StreamDecoder::new(), |_| {}).expect("read");
+        let first = read_pass(&mut t, StreamDecoder::new(), |_| {}).expect("read");
         assert!(first.is_ok());
         let mut copy = Vec::new();
         t.copy.seek(SeekFrom::Start(0)).expect("seek");
@@ -568,7 +349,7 @@ mod tests {
         // One byte over: refused, with what to do instead, having kept no
         // more than the limit.
         let mut t = tee(bytes.len() as u64 - 1);
-        let err = stream(&mut t, StreamDecoder::new(), |_| {}).expect_err("too long");
+        let err = read_pass(&mut t, StreamDecoder::new(), |_| {}).expect_err("too long");
         assert!(
             err.to_string()
                 .contains("save it to a file and verify the file"),
@@ -582,7 +363,7 @@ mod tests {
             copied: 0,
             limit: STREAM_LIMIT,
         };
-        let err = stream(&mut t, StreamDecoder::new(), |_| {})
+        let err = read_pass(&mut t, StreamDecoder::new(), |_| {})
             .expect("read")
             .expect_err("not a bundle");
         assert!(matches!(err, BundleError::NotABundle(_)), "{err:?}");

@@ -138,6 +138,7 @@ fn an_exported_case_verifies_anywhere_and_a_damaged_one_does_not() {
         .contains("transferred  to Berlin <Partner> Unit; receipt [5] accepted"));
     let v = custodia(&["--json", "verify", s(&file)]).json();
     assert_eq!(v["verdict"], "valid");
+    assert_eq!(v["schema_version"], 1);
     assert_eq!(v["items"].as_array().map(Vec::len), Some(2));
     assert_eq!(v["members"].as_array().map(Vec::len), Some(2));
 
@@ -192,6 +193,7 @@ fn an_exported_case_verifies_anywhere_and_a_damaged_one_does_not() {
     assert_eq!(r.stdout, "", "errors never mix into standard output");
     let v: serde_json::Value = serde_json::from_str(&r.stderr).expect("a JSON error on stderr");
     assert!(v["error"].is_string(), "{v}");
+    assert_eq!(v["schema_version"], 1, "{v}");
 }
 
 /// A printed report can be tied to one file: the text, the JSON and the

@@ -33,6 +33,7 @@ fn a_store_directory_that_does_not_exist_is_exit_2() {
     assert!(v["error"]
         .as_str()
         .is_some_and(|e| e.contains("not a Custodia node directory")));
+    assert_eq!(v["schema_version"], 1, "every JSON document says its shape");
 }
 
 #[test]
@@ -151,6 +152,7 @@ fn malformed_flags_are_exit_2_and_name_the_flag() {
     .code(0);
     let id = at(&manila, &["--json", "id"]).json();
     assert_eq!(id["country"], "PH");
+    assert_eq!(id["schema_version"], 1);
     let berlin = init(&t.join("berlin"), "Berlin Partner Unit", "DE");
 
     // peer add: every flag checked before the configuration is touched.

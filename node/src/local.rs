@@ -734,11 +734,11 @@ impl Local {
         match v.role(&self.me()) {
             None => Err(LocalError::Refused(format!(
                 "this agency is not a member of case {}",
-                &case.to_hex()[..12]
+                case.short()
             ))),
             Some(Role::Observer) => Err(LocalError::Refused(format!(
                 "this agency is an observer of case {}: observers may only write notes and witnesses",
-                &case.to_hex()[..12]
+                case.short()
             ))),
             Some(_) => Ok(()),
         }
@@ -1004,7 +1004,7 @@ impl Local {
         if let Some(t) = item.open_transfer {
             return Err(LocalError::Refused(format!(
                 "item {label} is in transit: transfer {} awaits its receipt",
-                &t.to_hex()[..12]
+                t.short()
             )));
         }
         Ok(())
@@ -1070,8 +1070,8 @@ impl Local {
             return Err(LocalError::Refused(format!(
                 "{} is not a member of case {}: share the case with it first (`custodia case share {} --with …`)",
                 who.name,
-                &case.to_hex()[..12],
-                &case.to_hex()[..12]
+                case.short(),
+                case.short()
             )));
         }
         let mut ev = CustodyEvent::new(item.id, CustodyAction::Transferred);
@@ -1130,7 +1130,7 @@ impl Local {
                     if transferred {
                         return Err(LocalError::Refused(format!(
                             "transfer {} of item {} is not open: it was already answered with a receipt",
-                            &e.to_hex()[..12],
+                            e.short(),
                             Self::item_label(i)
                         )));
                     }
@@ -1167,7 +1167,7 @@ impl Local {
                     ([t], _) => Ok((*c, **t)),
                     ([], Some(t)) => Err(LocalError::Refused(format!(
                         "transfer {} of item {} is addressed to {}, not to this agency",
-                        &t.entry.to_hex()[..12],
+                        t.entry.short(),
                         Self::item_label(item),
                         self.name_of(&t.to)
                     ))),
@@ -1202,7 +1202,7 @@ impl Local {
         if t.to != self.me() {
             return Err(LocalError::Refused(format!(
                 "transfer {} is addressed to {}, not to this agency",
-                &t.entry.to_hex()[..12],
+                t.entry.short(),
                 self.name_of(&t.to)
             )));
         }
@@ -1326,8 +1326,8 @@ impl Local {
             if in_case != *case {
                 return Err(LocalError::NotFound(format!(
                     "item {what:?} belongs to case {}, not to case {}",
-                    &in_case.to_hex()[..12],
-                    &case.to_hex()[..12]
+                    in_case.short(),
+                    case.short()
                 )));
             }
             chosen.push(item.id);

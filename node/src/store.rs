@@ -228,9 +228,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Below this many entries a batch is checked on the calling thread.
-const PARALLEL_MIN: usize = 64;
-
 /// The stateless checks of a received batch (decoding and signatures,
 /// V1–V8), on all cores, in the batch's order. They need no store, so a
 /// node runs them outside its store lock, while an earlier batch commits.
@@ -245,24 +242,8 @@ pub fn check(items: Vec<SyncItem>) -> Vec<Checked> {
             SyncItem::Withheld(_) => None,
         })
         .collect();
-    let decoded: Vec<Result<Entry, Rejection>> = if entries.len() < PARALLEL_MIN || threads < 2 {
-        Entry::decode_many(&entries)
-    } else {
-        let per = entries.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = entries
-                .chunks(per)
-                .map(|part| scope.spawn(move || Entry::decode_many(part)))
-                .collect();
-            handles
-                .into_iter()
-                .zip(entries.chunks(per))
-                // A panic in a decoder would be a bug; check that part
-                // here rather than lose its entries or take the node down.
-                .flat_map(|(h, part)| h.join().unwrap_or_else(|_| Entry::decode_many(part)))
-                .collect()
-        })
-    };
+    let decoded: Vec<Result<Entry, Rejection>> =
+        custodia_protocol::map_in_parallel(&entries, threads, Entry::decode_many);
     custodia_protocol::session::zip_checked(items, decoded)
 }
 

@@ -20,8 +20,10 @@
 //! editing any byte breaks it, and breaks the signature or the chain of the
 //! entry the byte belongs to, so a verifier can say exactly where.
 //!
-//! Reading is streaming-friendly: [`Bundle::decode`] walks the structure
-//! once without building a tree and keeps slices of the input;
+//! There is one reader, [`StreamDecoder`]: it walks the structure head by
+//! head without building a tree, from a stream pushed in chunks of any
+//! size. [`Bundle::decode`] drives it over a whole file in memory and keeps
+//! slices of the input;
 //! [`Bundle::elements`] then yields the entries one at a time, and
 //! [`Verifier`] replays them through a fresh [`crate::Validator`] as of the
 //! export time, collecting every problem instead of stopping at the first.
@@ -42,9 +44,9 @@
 //! assert!(report.is_valid());
 //! ```
 
+pub mod engine;
 mod explain;
 mod export;
-mod reader;
 mod report;
 mod stream;
 mod trust;
@@ -56,12 +58,8 @@ use crate::identity::Identity;
 use crate::ids::{AgencyId, CaseId, EntryId, ItemId};
 use crate::state::WithheldPosition;
 
-use reader::{write_bytes, write_head, write_text, Reader, ARRAY, BYTES, MAP};
-
-/// The shortest-form CBOR head writer, shared with the COSE layer.
-pub(crate) mod cbor_head {
-    pub(crate) use super::reader::{write_head, BYTES};
-}
+use crate::codec::{write_bytes, write_head, write_text, ReadError, Reader, ARRAY, BYTES, MAP};
+use crate::cose::sig_structure_prefix;
 
 pub use explain::{explain, explain_bundle_rule};
 pub use export::{disclosure, export, ExportError};
@@ -75,29 +73,6 @@ pub use trust::{TrustError, TrustList};
 
 /// SKEW in whole minutes, for sentences.
 const SKEW_MINUTES: u64 = crate::validate::SKEW_MS / 60_000;
-
-/// A time in ms since the Unix epoch as ISO 8601 UTC to the second.
-fn iso_time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil-from-days (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
 
 /// Content type of a bundle's protected header (COSE label 3).
 pub const BUNDLE_CONTENT_TYPE: &str = "application/custodia-bundle+cbor";
@@ -183,6 +158,19 @@ pub enum BundleError {
     Changed,
 }
 
+impl From<ReadError> for BundleError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Truncated { at, inside, needed } => {
+                BundleError::Truncated { at, inside, needed }
+            }
+            ReadError::Malformed { at, reason } => BundleError::Malformed { at, reason },
+            ReadError::NonCanonical { at, what } => BundleError::NonCanonical { at, what },
+            ReadError::Schema { at, reason } => BundleError::Schema { at, reason },
+        }
+    }
+}
+
 impl BundleError {
     /// A short stable name for the kind of error (used by the test vectors).
     pub fn class(&self) -> &'static str {
@@ -222,24 +210,20 @@ pub enum Element<'a> {
 }
 
 /// A decoded bundle: the fixed fields, and slices of the input for the
-/// entries and proofs, which are read one at a time.
+/// entries, which are read one at a time.
 #[derive(Debug, Clone)]
 pub struct Bundle<'a> {
     bytes: &'a [u8],
-    kid: AgencyId,
+    summary: Summary,
     protected: Range<usize>,
     payload: Range<usize>,
-    signature: [u8; 64],
-    case: CaseId,
-    items: Option<Vec<ItemId>>,
-    proofs: Range<usize>,
-    proof_count: usize,
     entries: Range<usize>,
-    entry_count: usize,
-    agencies: Vec<BundleAgency>,
-    exporter: AgencyId,
-    exported_at: u64,
 }
+
+/// [`Bundle::decode`] feeds the input to the streaming decoder this many
+/// bytes at a time, so it holds one chunk and one element besides the
+/// input, never a copy of it.
+const DECODE_CHUNK: usize = 1 << 16;
 
 /// The protected header of a bundle signed by `kid`:
 /// `{1: -8, 3: "application/custodia-bundle+cbor", 4: kid}`.
@@ -258,194 +242,94 @@ impl<'a> Bundle<'a> {
     /// header, the payload's structure and deterministic encoding, and
     /// every element's shape (not the entries themselves: they are checked
     /// by verification, one at a time). Never panics; memory beyond the
-    /// input is the agency list and the item list.
+    /// input is the agency list, the item list and the proofs.
+    ///
+    /// This is the [`StreamDecoder`]'s first pass over the whole input:
+    /// there is one parser, and the whole file and a stream of it get the
+    /// same verdict, the same error at the same offset.
     pub fn decode(bytes: &'a [u8]) -> Result<Bundle<'a>, BundleError> {
-        if bytes.is_empty() {
-            return Err(BundleError::Empty);
-        }
-        if bytes[0] != 0xD2 {
-            return Err(BundleError::NotABundle(describe_start(bytes)));
-        }
-        let mut r = Reader::new(bytes, 0);
-        r.head("the COSE_Sign1 tag")?;
-        let not_cose = |_| {
-            BundleError::NotABundle(
-                "after the COSE_Sign1 tag there is not an array of 4 items".into(),
-            )
+        let mut d = StreamDecoder::new();
+        let mut chunks = bytes.chunks(DECODE_CHUNK);
+        let mut ended = false;
+        let summary = loop {
+            match d.next_item()? {
+                Some(Streamed::End(s)) => break s,
+                Some(_) => {}
+                None if ended => {
+                    // The decoder promises progress after finish().
+                    return Err(BundleError::Malformed {
+                        at: d.offset(),
+                        reason: "internal: the bundle reader stopped".into(),
+                    });
+                }
+                None => match chunks.next() {
+                    Some(c) => d.push(c),
+                    None => {
+                        d.finish();
+                        ended = true;
+                    }
+                },
+            }
         };
-        let n = r.array("the COSE_Sign1 array").map_err(|e| match e {
-            BundleError::Truncated { .. } => e,
-            other => not_cose(other),
-        })?;
-        if n != 4 {
-            return Err(BundleError::NotABundle(format!(
-                "the COSE_Sign1 array has {n} items, not 4"
-            )));
-        }
-        let protected = r
-            .bytes("the protected header")
-            .map_err(not_a_protected_header)?;
-        let protected_range = (r.pos() - protected.len())..r.pos();
-        let kid = check_protected(protected)?;
-        let at = r.offset();
-        if r.map("the unprotected header")? != 0 {
-            return Err(BundleError::Schema {
-                at,
-                reason: "the unprotected header is not empty".into(),
-            });
-        }
-        let payload = r.bytes("the payload")?;
-        let payload_range = (r.pos() - payload.len())..r.pos();
-        let signature = r.fixed::<64>("the signature")?;
-        if !r.is_empty() {
-            return Err(BundleError::TrailingBytes {
-                at: r.offset(),
-                extra: bytes.len() - r.pos(),
-            });
-        }
-        let mut b = Bundle {
+        let layout = d.layout();
+        Ok(Bundle {
             bytes,
-            kid,
-            protected: protected_range,
-            payload: payload_range.clone(),
-            signature,
-            case: EntryId([0; 32]),
-            items: None,
-            proofs: 0..0,
-            proof_count: 0,
-            entries: 0..0,
-            entry_count: 0,
-            agencies: Vec::new(),
-            exporter: AgencyId([0; 32]),
-            exported_at: 0,
-        };
-        b.decode_payload(payload, payload_range.start)?;
-        Ok(b)
-    }
-
-    fn decode_payload(&mut self, payload: &'a [u8], base: usize) -> Result<(), BundleError> {
-        let mut r = Reader::new(payload, base);
-        let count = r.map("the payload map")?;
-        // "v" is the first key in deterministic order: read it before the
-        // rest, so a newer format is told apart from a damaged one.
-        let mut version = None;
-        let seen = r.members(count, &KEYS, "the payload", |r, k| {
-            match KEYS[k] {
-                "v" => {
-                    let v = r.uint("\"v\"")?;
-                    if v != BUNDLE_VERSION {
-                        return Err(BundleError::UnsupportedVersion(v));
-                    }
-                    version = Some(v);
-                }
-                "case" => self.case = EntryId(r.fixed::<32>("\"case\"")?),
-                "items" => self.items = Some(read_items(r)?),
-                "proofs" => {
-                    let n = r.array("\"proofs\"")?;
-                    let start = r.pos();
-                    for _ in 0..n {
-                        let at = r.offset();
-                        if r.array("an equivocation proof")? != 2 {
-                            return Err(BundleError::Schema {
-                                at,
-                                reason: "an equivocation proof is an array of 2 entries".into(),
-                            });
-                        }
-                        r.bytes("an equivocation proof")?;
-                        r.bytes("an equivocation proof")?;
-                    }
-                    self.proofs = (base + start)..r.offset();
-                    self.proof_count = n as usize;
-                }
-                "entries" => {
-                    let at = r.offset();
-                    let n = r.array("\"entries\"")?;
-                    if n == 0 {
-                        return Err(BundleError::Schema {
-                            at,
-                            reason: "\"entries\" is empty (a bundle holds at least the genesis)"
-                                .into(),
-                        });
-                    }
-                    let start = r.pos();
-                    for _ in 0..n {
-                        read_element(r)?;
-                    }
-                    self.entries = (base + start)..r.offset();
-                    self.entry_count = n as usize;
-                }
-                "agencies" => self.agencies = read_agencies(r)?,
-                "exporter" => self.exporter = AgencyId(r.fixed::<32>("\"exporter\"")?),
-                _ => self.exported_at = r.uint("\"exported-at\"")?,
-            }
-            Ok(())
-        })?;
-        if version.is_none() {
-            return Err(BundleError::Schema {
-                at: base,
-                reason: "the payload has no format version \"v\"".into(),
-            });
-        }
-        for (k, name) in KEYS.iter().enumerate() {
-            if !seen[k] && *name != "items" {
-                return Err(BundleError::Schema {
-                    at: base,
-                    reason: format!("the payload has no {name:?}"),
-                });
-            }
-        }
-        if !r.is_empty() {
-            return Err(BundleError::TrailingBytes {
-                at: r.offset(),
-                extra: payload.len() - r.pos(),
-            });
-        }
-        Ok(())
+            summary,
+            protected: layout.protected,
+            payload: layout.payload,
+            entries: layout.entries,
+        })
     }
 
     /// The case id the bundle says it holds.
     pub fn case(&self) -> CaseId {
-        self.case
+        self.summary.case()
     }
 
     /// The agency named as exporter in the payload.
     pub fn exporter(&self) -> AgencyId {
-        self.exporter
+        self.summary.exporter()
     }
 
     /// The key that signed the bundle (the protected header's kid).
     pub fn signer(&self) -> AgencyId {
-        self.kid
+        self.summary.signer()
     }
 
     /// When the bundle was exported (ms since the Unix epoch).
     pub fn exported_at(&self) -> u64 {
-        self.exported_at
+        self.summary.exported_at()
     }
 
     /// The agencies the bundle lists.
     pub fn agencies(&self) -> &[BundleAgency] {
-        &self.agencies
+        self.summary.agencies()
     }
 
     /// The items a selective export covers; None for a whole case.
     pub fn items(&self) -> Option<&[ItemId]> {
-        self.items.as_deref()
+        self.summary.items()
     }
 
     /// Number of elements in `entries`.
     pub fn len(&self) -> usize {
-        self.entry_count
+        self.summary.len()
     }
 
     /// Whether `entries` is empty (never, for a decoded bundle).
     pub fn is_empty(&self) -> bool {
-        self.entry_count == 0
+        self.summary.is_empty()
     }
 
     /// Number of equivocation proofs.
     pub fn proof_count(&self) -> usize {
-        self.proof_count
+        self.summary.proofs().len()
+    }
+
+    /// What the bundle holds besides its elements, as a streamed first
+    /// pass gives it.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
     }
 
     /// The signed payload bytes.
@@ -462,27 +346,13 @@ impl<'a> Bundle<'a> {
     pub fn elements(&self) -> Elements<'a> {
         Elements {
             reader: Reader::new(&self.bytes[self.entries.clone()], self.entries.start),
-            left: self.entry_count,
+            left: self.summary.len(),
         }
     }
 
     /// The equivocation proofs, in order (decoded copies: there are few).
     pub fn proofs(&self) -> Vec<EquivocationProof> {
-        let mut r = Reader::new(&self.bytes[self.proofs.clone()], self.proofs.start);
-        let mut out = Vec::with_capacity(self.proof_count);
-        for _ in 0..self.proof_count {
-            let two = (|| {
-                r.array("an equivocation proof")?;
-                let a = r.bytes("an equivocation proof")?.to_vec();
-                let b = r.bytes("an equivocation proof")?.to_vec();
-                Ok::<_, BundleError>(EquivocationProof(a, b))
-            })();
-            match two {
-                Ok(p) => out.push(p),
-                Err(_) => break, // checked by decode; unreachable
-            }
-        }
-        out
+        self.summary.proofs().to_vec()
     }
 
     /// Whether the exporter's signature verifies (SPEC.md §3.3) by the kid over `["Signature1", protected, h'', payload]`.
@@ -490,13 +360,12 @@ impl<'a> Bundle<'a> {
     pub fn signature_valid(&self) -> bool {
         let protected = &self.bytes[self.protected.clone()];
         let payload = &self.bytes[self.payload.clone()];
-        let mut prefix = Vec::with_capacity(protected.len() + 32);
-        prefix.extend_from_slice(&[0x84, 0x6A]);
-        prefix.extend_from_slice(b"Signature1");
-        write_bytes(&mut prefix, protected);
-        prefix.push(0x40);
-        write_head(&mut prefix, BYTES, payload.len() as u64);
-        crate::signature::verify_parts(&self.kid, &[&prefix, payload], &self.signature)
+        let prefix = sig_structure_prefix(protected, &[], payload.len() as u64);
+        crate::signature::verify_parts(
+            &self.summary.signer(),
+            &[&prefix, payload],
+            self.summary.signature(),
+        )
     }
 }
 
@@ -586,7 +455,7 @@ fn read_agencies(r: &mut Reader<'_>) -> Result<Vec<BundleAgency>, BundleError> {
                 1 => agency = Some(AgencyId(r.fixed::<32>("an agency's key")?)),
                 _ => country = Some(r.text("an agency's country")?.to_owned()),
             }
-            Ok(())
+            Ok::<(), BundleError>(())
         })?;
         let (Some(name), Some(agency), Some(country)) = (name, agency, country) else {
             let missing = AGENCY_KEYS
@@ -757,11 +626,7 @@ pub fn write(signer: &Identity, header: &Header, elements: &[Element<'_>]) -> Ve
     let payload_len = (buf.len() - ROOM) as u64;
 
     // Sign ["Signature1", protected, h'', payload] with the payload in place.
-    let mut sig_prefix = vec![0x84, 0x6A];
-    sig_prefix.extend_from_slice(b"Signature1");
-    write_bytes(&mut sig_prefix, &protected);
-    sig_prefix.push(0x40);
-    write_head(&mut sig_prefix, BYTES, payload_len);
+    let sig_prefix = sig_structure_prefix(&protected, &[], payload_len);
     let start = ROOM - sig_prefix.len();
     buf[start..ROOM].copy_from_slice(&sig_prefix);
     let signature = signer.sign(&buf[start..]);

@@ -8,12 +8,25 @@
 //! check rejects non-shortest integers and lengths, indefinite lengths,
 //! unsorted or duplicate map keys and any tag serde_cbor would skip.
 //!
+//! Structures too large for a tree (a court bundle) or built byte by byte
+//! (the COSE envelope, the Sig_structure) go through [`head`]: a
+//! shortest-form head writer and a cursor that checks each head as it
+//! reads. The rest of the crate speaks CBOR only through this module, and
+//! no type of the CBOR library appears in the crate's public API.
+//!
 //! Keeping CBOR behind this module means the library can be swapped without
 //! touching the wire format (the tests decode every vector with a second,
 //! independent CBOR implementation too).
 
+mod head;
+
+pub(crate) use head::{write_bytes, write_head, write_text, ReadError, Reader, ARRAY, BYTES, MAP};
+/// A decoded CBOR data item, for the few places that look at a structure
+/// before typing it (the COSE envelope and headers). Crate-private: no
+/// public function takes or returns one.
+pub(crate) use serde_cbor::Value;
+
 use serde::{de::DeserializeOwned, Serialize};
-use serde_cbor::Value;
 
 /// Why a byte string is not an acceptable CBOR encoding of the expected type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,7 +66,7 @@ fn unreachable_encoding(e: serde_cbor::Error) -> Vec<u8> {
 }
 
 /// Parses exactly one CBOR data item and checks it is deterministic.
-pub fn value_from_slice(bytes: &[u8]) -> Result<Value, CodecError> {
+pub(crate) fn value_from_slice(bytes: &[u8]) -> Result<Value, CodecError> {
     let value = decode_value(bytes)?;
     check_canonical(&value, bytes)?;
     Ok(value)
@@ -88,7 +101,7 @@ pub(crate) fn check_canonical(value: &Value, bytes: &[u8]) -> Result<(), CodecEr
 /// must encode back to the same value: serde alone would take a byte string
 /// where the schema has a text string (and the reverse), which would give
 /// one meaning two encodings (found by fuzzing, `entry_decode`).
-pub fn from_value<T: DeserializeOwned + Serialize>(value: Value) -> Result<T, CodecError> {
+pub(crate) fn from_value<T: DeserializeOwned + Serialize>(value: Value) -> Result<T, CodecError> {
     let typed: T = serde_cbor::value::from_value(value.clone())
         .map_err(|e| CodecError::Schema(e.to_string()))?;
     match serde_cbor::value::to_value(&typed) {

@@ -10,9 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_cbor::Value;
-
-use crate::bundle::cbor_head::{write_head, BYTES};
+use crate::codec::{self, write_bytes, Value};
 use crate::ids::AgencyId;
 use crate::signature::verify;
 
@@ -46,8 +44,9 @@ pub struct CoseSign1 {
     pub tagged: bool,
     /// The serialized protected header, exactly as received.
     pub protected: Vec<u8>,
-    /// The unprotected header.
-    pub unprotected: BTreeMap<Value, Value>,
+    /// The unprotected header (crate-private: its values are CBOR trees;
+    /// see [`CoseSign1::unprotected_len`]).
+    pub(crate) unprotected: BTreeMap<Value, Value>,
     /// The payload.
     pub payload: Vec<u8>,
     /// The signature.
@@ -84,15 +83,14 @@ impl CoseSign1 {
             Some((tag, _)) => return Err(CoseError::WrongTag(tag)),
             None => (false, bytes),
         };
-        let value: Value = serde_cbor::from_slice(rest)
-            .map_err(|e| CoseError::Structure(format!("not well-formed CBOR: {e}")))?;
+        let value = codec::decode_value(rest).map_err(|e| CoseError::Structure(e.to_string()))?;
         let mut s = Self::from_value(value)?;
         s.tagged = tagged;
         Ok(s)
     }
 
     /// Takes apart an already-parsed COSE_Sign1 array (untagged).
-    pub fn from_value(value: Value) -> Result<CoseSign1, CoseError> {
+    pub(crate) fn from_value(value: Value) -> Result<CoseSign1, CoseError> {
         let Value::Array(parts) = value else {
             return Err(CoseError::Structure("not an array".into()));
         };
@@ -114,12 +112,18 @@ impl CoseSign1 {
         })
     }
 
+    /// How many members the unprotected header has (Custodia's entries and
+    /// bundles have none).
+    pub fn unprotected_len(&self) -> usize {
+        self.unprotected.len()
+    }
+
     /// The protected header as a map (an empty bstr is the empty map).
-    pub fn protected_map(&self) -> Result<BTreeMap<Value, Value>, CoseError> {
+    fn protected_map(&self) -> Result<BTreeMap<Value, Value>, CoseError> {
         if self.protected.is_empty() {
             return Ok(BTreeMap::new());
         }
-        match serde_cbor::from_slice::<Value>(&self.protected) {
+        match codec::decode_value(&self.protected) {
             Ok(Value::Map(m)) => Ok(m),
             Ok(_) => Err(CoseError::Structure(
                 "the protected header is not a map".into(),
@@ -164,13 +168,21 @@ impl CoseSign1 {
 
 /// `["Signature1", protected, external_aad, payload]`, encoded.
 pub(crate) fn sig_structure_with_aad(protected: &[u8], aad: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(protected.len() + aad.len() + payload.len() + 24);
+    let mut out = sig_structure_prefix(protected, aad, payload.len() as u64);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The Sig_structure up to the payload's bytes: the array head, the
+/// context, the protected header, the external AAD and the payload's head.
+/// A large payload (a bundle's) is then hashed in place after it.
+pub(crate) fn sig_structure_prefix(protected: &[u8], aad: &[u8], payload_len: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(protected.len() + aad.len() + 24);
     out.push(0x84);
     out.push(0x6A);
     out.extend_from_slice(b"Signature1");
-    for part in [protected, aad, payload] {
-        write_head(&mut out, BYTES, part.len() as u64);
-        out.extend_from_slice(part);
-    }
+    write_bytes(&mut out, protected);
+    write_bytes(&mut out, aad);
+    codec::write_head(&mut out, codec::BYTES, payload_len);
     out
 }

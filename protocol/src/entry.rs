@@ -19,8 +19,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::codec::Value;
 use serde::{Deserialize, Serialize};
-use serde_cbor::Value;
 
 use crate::body::{Body, CaseOpened, CustodyAction};
 use crate::codec::{self, CodecError};
@@ -496,24 +496,12 @@ fn split_tag(bytes: &[u8]) -> Option<(bool, &[u8])> {
 fn is_canonical_cose(rest: &[u8], protected: &[u8], payload: &[u8], signature: &[u8]) -> bool {
     let mut want = Vec::with_capacity(rest.len());
     want.push(0x84);
-    crate::bundle::cbor_head::write_head(
-        &mut want,
-        crate::bundle::cbor_head::BYTES,
-        protected.len() as u64,
-    );
+    crate::codec::write_head(&mut want, crate::codec::BYTES, protected.len() as u64);
     want.extend_from_slice(protected);
     want.push(0xA0);
-    crate::bundle::cbor_head::write_head(
-        &mut want,
-        crate::bundle::cbor_head::BYTES,
-        payload.len() as u64,
-    );
+    crate::codec::write_head(&mut want, crate::codec::BYTES, payload.len() as u64);
     want.extend_from_slice(payload);
-    crate::bundle::cbor_head::write_head(
-        &mut want,
-        crate::bundle::cbor_head::BYTES,
-        signature.len() as u64,
-    );
+    crate::codec::write_head(&mut want, crate::codec::BYTES, signature.len() as u64);
     want.extend_from_slice(signature);
     want == rest
 }

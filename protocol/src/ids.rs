@@ -7,6 +7,9 @@ use sha2::{Digest, Sha256};
 
 use crate::codec::fixed_bytes;
 
+/// How many hex digits of an id `short()` shows.
+const SHORT_HEX: usize = 12;
+
 macro_rules! byte_id {
     ($(#[$doc:meta])* $name:ident, $len:expr) => {
         $(#[$doc])*
@@ -36,6 +39,13 @@ macro_rules! byte_id {
             /// Lowercase hex.
             pub fn to_hex(&self) -> String {
                 hex::encode(self.0)
+            }
+
+            /// The first 12 hex digits (6 bytes), as people see an id in
+            /// lists and messages. Only for reading: never used to find or
+            /// compare ids.
+            pub fn short(&self) -> String {
+                hex::encode(&self.0[..SHORT_HEX / 2])
             }
         }
 
@@ -154,6 +164,15 @@ mod tests {
         assert_eq!(EntryId::from_hex(&id.to_hex()), Ok(id));
         assert!(EntryId::from_hex("abcd").is_err());
         assert!(AgencyId::from_hex(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn short_is_a_prefix_of_the_hex() {
+        let id = EntryId(std::array::from_fn(|i| i as u8));
+        assert_eq!(id.short(), "000102030405");
+        assert!(id.to_hex().starts_with(&id.short()));
+        assert_eq!(AgencyId([0xAB; 32]).short().len(), SHORT_HEX);
+        assert_eq!(ItemId([0xCD; 16]).short(), "cdcdcdcdcdcd");
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! expert included — without running a node. `spec/SPEC.md` is the normative
 //! text; the rule numbers in [`RejectKind`] are the spec's.
 //!
+//! Two pieces use threads, never the clock or a file: [`map_in_parallel`]
+//! checks entries on every core, and the bundle verification engine
+//! ([`bundle::engine`]) reads a caller's [`std::io::Read`] twice.
+//!
 //! What it is not: a storage engine or a network stack (see `custodia-node`).
 
 mod body;
@@ -22,6 +26,7 @@ mod equivocation;
 mod error;
 mod identity;
 mod ids;
+mod parallel;
 pub mod session;
 pub mod signature;
 mod state;
@@ -45,6 +50,7 @@ pub use equivocation::{
 pub use error::{RejectKind, Rejection};
 pub use identity::{is_valid_agency_key, Identity};
 pub use ids::{AgencyId, CaseId, EntryId, IdParseError, ItemId};
+pub use parallel::{map_in_parallel, PARALLEL_MIN};
 pub use signature::{verify, verify_parts};
 pub use state::{CaseState, Conflict, Item, Member, Transfer, WithheldPosition, WitnessRecord};
 pub use sync::{
@@ -56,8 +62,10 @@ pub use validate::{AfterRemoval, Applied, EntryMeta, Validator, SKEW_MS};
 
 pub mod utc;
 
-/// CBOR helpers shared with the node crate (sync messages, bundles), so the
-/// whole project speaks CBOR through one module.
+/// Deterministic CBOR for the project's own structures (SPEC.md §4.2):
+/// encode with [`cbor::to_vec`], decode strictly with [`cbor::from_slice`].
+/// The whole project speaks CBOR through this module; no type of the
+/// CBOR library it uses is part of this crate's API.
 pub mod cbor {
-    pub use crate::codec::{from_slice, from_value, to_vec, value_from_slice, CodecError};
+    pub use crate::codec::{from_slice, to_vec, CodecError};
 }

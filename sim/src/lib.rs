@@ -973,7 +973,7 @@ impl World {
                 "t={} node {a} sent {} items of case {} to node {b}, not a member",
                 self.now - T0,
                 e.items.len(),
-                &e.case.to_hex()[..12]
+                e.case.short()
             ));
         }
     }

@@ -1,5 +1,5 @@
 //! Verification: a large court bundle verified (by `custodia verify` when
-//! the CLI has it, else by the protocol's bundle verifier in a child
+//! the CLI has it, else by the protocol's verification engine in a child
 //! process of this benchmark) versus raw Ed25519 batch verification on all
 //! cores, and its peak memory at two bundle sizes.
 
@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::Context as _;
-use custodia_protocol::bundle::{self, Bundle, Element, Header};
+use custodia_protocol::bundle::{self, Element, Header};
 
 use super::{batch_verify_rate, size_note, Ctx};
 use crate::gen::triples;
@@ -117,7 +117,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let ratio = Stat::ratio_of(&rates, &reference);
     let what = match &tool {
         Tool::Cli(_) => "`custodia verify FILE` as a child process".to_string(),
-        Tool::Library(_) => "`custodia verify` is not in the CLI yet: the protocol's bundle verifier (Bundle::decode + bundle::verify: decode, verify_strict, replay through the Validator, report) in a child process of the benchmark".to_string(),
+        Tool::Library(_) => "`custodia verify` is not in the CLI yet: the protocol's verification engine (bundle::engine, which the CLI runs: two streamed passes, entries checked on every core, replay through the Validator, report) in a child process of the benchmark".to_string(),
     };
     let mut notes = vec![format!(
         "{what}; bundle of {} entries ({:.1} MB), 3 writers; reference: ed25519-dalek verify_batch, 64 per batch, on {threads} threads over real entries",
@@ -197,18 +197,22 @@ pub fn write_bundle_file(n: usize, path: &Path) -> anyhow::Result<u64> {
     Ok(bytes.len() as u64)
 }
 
-/// The child side: verifies a bundle file with the protocol's verifier and
-/// prints one JSON line. Exit code 0 when the bundle is valid.
+/// The child side: verifies a bundle file with the protocol's verification
+/// engine (the one `custodia verify` runs: two streamed passes, entries
+/// checked on every core) and prints one JSON line. Exit code 0 when the
+/// bundle is valid.
 pub fn child_verify(path: &Path) -> anyhow::Result<bool> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let b = Bundle::decode(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let report = bundle::verify(&b, None);
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let report = bundle::engine::verify_seekable(file, None, threads)
+        .with_context(|| format!("reading {}", path.display()))?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let valid = report.is_valid();
     println!(
         "{}",
         serde_json::json!({
             "valid": valid,
-            "entries": b.len(),
+            "entries": report.elements,
             "problems": report.problems.len(),
             "first_problem": report.problems.first().map(|p| p.detail.clone()),
             "vmhwm_kb": proc_status_kb(None, "VmHWM"),

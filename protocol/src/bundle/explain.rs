@@ -7,7 +7,8 @@
 use crate::error::RejectKind;
 
 use super::report::{BundleRule, Rule};
-use super::{iso_time, SKEW_MINUTES};
+use super::SKEW_MINUTES;
+use crate::utc::iso_seconds as iso_time;
 
 /// Explains why an entry was refused, for a reader who has never seen
 /// Custodia. `seq` is the entry's claimed position in its author's
@@ -50,7 +51,7 @@ pub fn explain(kind: &RejectKind, seq: Option<u64>) -> String {
         ),
         RejectKind::UnknownReference { id, why } if why.contains("witness") => format!(
             "This entry countersigns another agency's entry ({}) that is not in the bundle in that form: that entry was removed or altered.",
-            &id.to_hex()[..12]
+            id.short()
         ),
         RejectKind::UnknownReference { why, .. } if why.contains("other authors") => format!(
             "{} lists one of its own author's entries as if it were another agency's; the record's links are not well formed.",
@@ -58,7 +59,7 @@ pub fn explain(kind: &RejectKind, seq: Option<u64>) -> String {
         ),
         RejectKind::UnknownReference { id, .. } => format!(
             "This entry relies on another entry ({}) that is neither in the bundle nor disclosed as withheld: something it depends on was removed.",
-            &id.to_hex()[..12]
+            id.short()
         ),
         RejectKind::NotAMember(_) => "When this entry was written, its author was not, or no longer, a member of the case according to the membership entries it had seen: it had no right to write in this case.".into(),
         RejectKind::NotAuthorized(why) => format!(

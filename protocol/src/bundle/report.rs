@@ -1262,7 +1262,7 @@ impl<'t> Verifier<'t> {
                             "{name} signed two different entries as #{} of its history (proof {k} in the bundle): it showed different versions of its record to different agencies. {}",
                             eq.seq,
                             match held {
-                                Some(i) => format!("The record in this bundle follows entry {}.", &i.to_hex()[..12]),
+                                Some(i) => format!("The record in this bundle follows entry {}.", i.short()),
                                 None => "Neither version is part of the record in this bundle.".into(),
                             }
                         ),

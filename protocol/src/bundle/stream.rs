@@ -7,17 +7,18 @@
 //! exporter's signature comes after the payload; neither is known before
 //! the elements are. A verifier therefore reads the file twice:
 //!
-//! 1. a [`StreamDecoder::new`] pass checks the whole structure exactly as
-//!    [`Bundle::decode`](super::Bundle::decode) does and returns the
-//!    [`Summary`] (everything but the elements, and the signature);
+//! 1. a [`StreamDecoder::new`] pass checks the whole structure and returns
+//!    the [`Summary`] (everything but the elements, and the signature);
+//!    [`Bundle::decode`](super::Bundle::decode) is this pass over a file
+//!    held in memory, so the two cannot disagree;
 //! 2. a [`StreamDecoder::second_pass`] pass yields the elements for the
 //!    replay and checks the exporter's signature (B1) over the bytes it
 //!    reads, hashed as they go by; its [`Summary`] must equal the first
 //!    one, else the file changed between the passes
 //!    ([`BundleError::Changed`]).
 //!
-//! Errors are those of [`Bundle::decode`](super::Bundle::decode), for the
-//! same bytes, with the same offsets: an error inside the payload is held
+//! Errors do not depend on how the input is cut into chunks: the same
+//! bytes give the same error at the same offset. An error inside the payload is held
 //! until the end of the payload and the envelope after it (signature,
 //! trailing bytes) have been read, so a truncated file is reported as
 //! truncated wherever else it is damaged. Lengths are never trusted for
@@ -38,11 +39,12 @@ use crate::ids::{AgencyId, CaseId, EntryId, ItemId};
 use crate::signature::Streaming;
 use crate::state::WithheldPosition;
 
-use super::reader::{write_bytes, write_head, Reader, BYTES};
 use super::{
     check_protected, describe_start, read_agencies, read_element, read_items, BundleAgency,
     BundleError, Checked, Element, BUNDLE_VERSION, KEYS,
 };
+use crate::codec::{ReadError, Reader, BYTES};
+use crate::cose::sig_structure_prefix;
 
 /// A protected header longer than this is not buffered: a bundle's is 73
 /// bytes, so it cannot be one (the file is "not a Custodia bundle", or
@@ -115,6 +117,11 @@ impl Summary {
     /// after a [`StreamDecoder::second_pass`], None after a first pass.
     pub fn signature_valid(&self) -> Option<bool> {
         self.signature_valid
+    }
+
+    /// The exporter's signature, as read.
+    pub(super) fn signature(&self) -> &[u8; 64] {
+        &self.signature
     }
 
     /// Equal but for what only the second pass knows.
@@ -271,6 +278,11 @@ pub struct StreamDecoder {
     failed: Option<BundleError>,
     /// File offsets of the payload's bytes.
     payload: Option<(usize, usize)>,
+    /// File offsets of the protected header's bytes, and of the elements
+    /// of `entries` (for [`Bundle::decode`](super::Bundle::decode), which
+    /// keeps slices of the input).
+    protected_at: Range<usize>,
+    entries_at: Range<usize>,
     protected: Vec<u8>,
     kid: AgencyId,
     case: CaseId,
@@ -312,6 +324,8 @@ impl StreamDecoder {
             phase: Phase::Envelope,
             failed: None,
             payload: None,
+            protected_at: 0..0,
+            entries_at: 0..0,
             protected: Vec::new(),
             kid: AgencyId([0; 32]),
             case: EntryId([0; 32]),
@@ -538,7 +552,7 @@ impl StreamDecoder {
                     },
                 })
             }
-            Phase::PayloadMap => match self.payload_unit(|r| r.map("the payload map"))? {
+            Phase::PayloadMap => match self.payload_unit(|r| Ok(r.map("the payload map")?))? {
                 Some(n) => {
                     self.members_left = n;
                     self.phase = Phase::Members;
@@ -574,6 +588,7 @@ impl StreamDecoder {
             }
             Phase::Elements { left } => {
                 if left == 0 {
+                    self.entries_at.end = self.offset();
                     self.phase = Phase::Members;
                     return Ok(Step::Again);
                 }
@@ -734,21 +749,17 @@ impl StreamDecoder {
             }
             Some(Env::Ready {
                 protected,
+                protected_at,
                 kid,
                 payload: (start, end),
             }) => {
+                self.protected_at = protected_at;
                 let end = end.unwrap_or(usize::MAX);
                 self.payload = Some((start, end));
                 self.kid = kid;
                 if let Some(first) = &self.first {
                     let mut check = Streaming::new(&kid, &first.signature);
-                    let mut prefix = Vec::with_capacity(protected.len() + 32);
-                    prefix.extend_from_slice(&[0x84, 0x6A]);
-                    prefix.extend_from_slice(b"Signature1");
-                    write_bytes(&mut prefix, &protected);
-                    prefix.push(0x40);
-                    write_head(&mut prefix, BYTES, (end - start) as u64);
-                    check.update(&prefix);
+                    check.update(&sig_structure_prefix(&protected, &[], (end - start) as u64));
                     self.check = Some(check);
                 }
                 self.protected = protected;
@@ -831,6 +842,7 @@ impl StreamDecoder {
             Member::Proofs(n) => self.phase = Phase::Proofs { left: n },
             Member::Entries(n) => {
                 self.entry_count = usize::try_from(n).unwrap_or(usize::MAX);
+                self.entries_at = self.offset()..self.offset();
                 self.phase = Phase::Elements { left: n };
             }
             Member::Agencies(a) => self.agencies = a,
@@ -883,6 +895,17 @@ impl StreamDecoder {
         }
     }
 
+    /// Where the protected header, the payload and the elements of
+    /// `entries` are in the file: known once the end was returned.
+    pub(super) fn layout(&self) -> Layout {
+        let (start, end) = self.payload.unwrap_or((0, 0));
+        Layout {
+            protected: self.protected_at.clone(),
+            payload: start..end,
+            entries: self.entries_at.clone(),
+        }
+    }
+
     fn end(&mut self) -> Result<Step, BundleError> {
         let mut summary = Summary {
             kid: self.kid,
@@ -907,10 +930,19 @@ impl StreamDecoder {
     }
 }
 
+/// File offsets of a bundle's parts, from [`StreamDecoder::layout`].
+#[derive(Debug, Clone)]
+pub(super) struct Layout {
+    pub(super) protected: Range<usize>,
+    pub(super) payload: Range<usize>,
+    pub(super) entries: Range<usize>,
+}
+
 /// The envelope, read.
 enum Env {
     Ready {
         protected: Vec<u8>,
+        protected_at: Range<usize>,
         kid: AgencyId,
         payload: (usize, Option<usize>),
     },
@@ -924,12 +956,14 @@ enum Env {
 /// the payload's head (its bytes are read as they come).
 fn envelope(r: &mut Reader<'_>) -> Result<Env, BundleError> {
     r.head("the COSE_Sign1 tag")?;
-    let n = r.array("the COSE_Sign1 array").map_err(|e| match e {
-        BundleError::Truncated { .. } => e,
-        _ => BundleError::NotABundle(
-            "after the COSE_Sign1 tag there is not an array of 4 items".into(),
-        ),
-    })?;
+    let n = r
+        .array("the COSE_Sign1 array")
+        .map_err(|e| match e.into() {
+            e @ BundleError::Truncated { .. } => e,
+            _ => BundleError::NotABundle(
+                "after the COSE_Sign1 tag there is not an array of 4 items".into(),
+            ),
+        })?;
     if n != 4 {
         return Err(BundleError::NotABundle(format!(
             "the COSE_Sign1 array has {n} items, not 4"
@@ -938,7 +972,7 @@ fn envelope(r: &mut Reader<'_>) -> Result<Env, BundleError> {
     let mut probe = r.clone();
     let len = probe
         .expect(BYTES, "the protected header")
-        .map_err(super::not_a_protected_header)?;
+        .map_err(|e: ReadError| super::not_a_protected_header(e.into()))?;
     if len > MAX_PROTECTED {
         *r = probe;
         return Ok(Env::LongProtected {
@@ -948,8 +982,9 @@ fn envelope(r: &mut Reader<'_>) -> Result<Env, BundleError> {
     }
     let protected = r
         .bytes("the protected header")
-        .map_err(super::not_a_protected_header)?;
+        .map_err(|e| super::not_a_protected_header(e.into()))?;
     let kid = check_protected(protected)?;
+    let protected_at = (r.offset() - protected.len())..r.offset();
     let protected = protected.to_vec();
     let at = r.offset();
     if r.map("the unprotected header")? != 0 {
@@ -963,6 +998,7 @@ fn envelope(r: &mut Reader<'_>) -> Result<Env, BundleError> {
     let end = usize::try_from(len).ok().and_then(|l| l.checked_add(start));
     Ok(Env::Ready {
         protected,
+        protected_at,
         kid,
         payload: (start, end),
     })

@@ -15,238 +15,15 @@
 //! ([`custodia_protocol::bundle::LISTED`]); the others are counted here
 //! by rule and class.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io::Write;
 
-use custodia_protocol::bundle::{EventReport, ItemReport, KeyTrust, Problem, Report};
-use custodia_protocol::{AgencyId, EntryId, ItemId};
+use custodia_protocol::bundle::{ItemReport, Problem, Report};
+use custodia_protocol::AgencyId;
 
+use super::explain::{at, describe_event, grouped, keys_statement, refused, trust_word, Index};
+use super::Source;
 use crate::output::iso_time;
 use crate::untrusted::{safe, safe_lines};
-
-/// What a renderer looks up many times, built once per report.
-pub(crate) struct Index<'r> {
-    r: &'r Report,
-    names: HashMap<AgencyId, &'r str>,
-    items: HashMap<ItemId, &'r ItemReport>,
-    positions: HashMap<EntryId, Option<usize>>,
-    /// The listed consequences of each listed problem at the source, by
-    /// the element index of that problem.
-    follow: HashMap<usize, Vec<&'r Problem>>,
-}
-
-impl<'r> Index<'r> {
-    pub(crate) fn new(r: &'r Report) -> Self {
-        // As `Report::name_of`: the case's name first, else the bundle
-        // list's (the first of each).
-        let mut names = HashMap::with_capacity(r.members.len() + r.listed.len());
-        for m in &r.members {
-            names.entry(m.agency).or_insert(m.name.as_str());
-        }
-        for a in &r.listed {
-            names.entry(a.agency).or_insert(a.name.as_str());
-        }
-        let mut items = HashMap::with_capacity(r.items.len());
-        let mut positions = HashMap::new();
-        for i in &r.items {
-            items.entry(i.id).or_insert(i);
-            for e in &i.timeline {
-                positions.entry(e.entry).or_insert(e.index);
-            }
-        }
-        let mut follow: HashMap<usize, Vec<&Problem>> = HashMap::new();
-        for p in &r.problems {
-            if let Some(root) = p.caused_by {
-                follow.entry(root).or_default().push(p);
-            }
-        }
-        Index {
-            r,
-            names,
-            items,
-            positions,
-            follow,
-        }
-    }
-
-    /// The report this indexes.
-    pub(crate) fn report(&self) -> &'r Report {
-        self.r
-    }
-
-    /// A display name for an agency (raw: the caller escapes it for its
-    /// medium): the case's name, else the bundle list's, else its
-    /// fingerprint.
-    pub(crate) fn name(&self, agency: &AgencyId) -> Cow<'r, str> {
-        match self.names.get(agency) {
-            Some(n) => Cow::Borrowed(n),
-            None => Cow::Owned(agency.fingerprint()),
-        }
-    }
-
-    /// An item's label (raw): exhibit and UUID.
-    pub(crate) fn item_label(&self, id: &ItemId) -> String {
-        match self.items.get(id).and_then(|i| i.exhibit.as_deref()) {
-            Some(x) => format!("{x} ({})", id.to_uuid_string()),
-            None => id.to_uuid_string(),
-        }
-    }
-
-    /// The bundle index of an entry of some item's timeline.
-    pub(crate) fn position(&self, entry: &EntryId) -> Option<usize> {
-        self.positions.get(entry).copied().flatten()
-    }
-
-    /// The listed consequences of the problem at element `index`.
-    pub(crate) fn consequences(&self, index: Option<usize>) -> &[&'r Problem] {
-        index
-            .and_then(|i| self.follow.get(&i))
-            .map_or(&[], Vec::as_slice)
-    }
-}
-
-/// Thousands separators: 1234567 → "1,234,567".
-pub(crate) fn grouped(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// What the report says about the keys (member names raw).
-pub(crate) fn keys_statement(r: &Report, name: &dyn Fn(&str) -> String) -> String {
-    if !r.trust_checked {
-        return "The agencies' keys were NOT independently confirmed. This report shows that the record is intact and signed by the keys below; it does not show who holds those keys. Compare each fingerprint with the agency over a trusted channel, or verify again with --trust FILE.".into();
-    }
-    let unconfirmed: Vec<String> = r
-        .members
-        .iter()
-        .filter(|m| m.trust == KeyTrust::NotConfirmed)
-        .map(|m| name(&m.name))
-        .collect();
-    let exporter = match &r.exporter_trust {
-        KeyTrust::NotConfirmed => " The exporter's key is NOT confirmed.",
-        _ => "",
-    };
-    if unconfirmed.is_empty() {
-        format!(
-            "All {} members' keys are confirmed by the trust file.{exporter}",
-            r.members.len()
-        )
-    } else {
-        format!(
-            "{} of {} members' keys are NOT confirmed by the trust file: {}.{exporter}",
-            unconfirmed.len(),
-            r.members.len(),
-            unconfirmed.join(", ")
-        )
-    }
-}
-
-/// How a key stands against the trust file (the name in it as given).
-pub(crate) fn trust_word(t: &KeyTrust, name: &dyn Fn(&str) -> String) -> String {
-    match t {
-        KeyTrust::NotChecked => "not checked".into(),
-        KeyTrust::Confirmed(n) => format!("confirmed ({})", name(n)),
-        KeyTrust::NotConfirmed => "NOT confirmed".into(),
-    }
-}
-
-/// Where an element is: `[7]`, or `-` for the bundle itself.
-pub(crate) fn at(index: Option<usize>) -> String {
-    index.map_or_else(|| "-".into(), |i| format!("[{i}]"))
-}
-
-/// ", N refused" when elements were refused (listed or only counted).
-pub(crate) fn refused(r: &Report) -> String {
-    let listed = r.problems.iter().filter(|p| p.index.is_some()).count();
-    let counted: usize = r
-        .unlisted
-        .iter()
-        .filter(|u| matches!(u.rule, custodia_protocol::bundle::Rule::Entry(_)))
-        .map(|u| u.count)
-        .sum();
-    match listed + counted {
-        0 => String::new(),
-        n => format!(", {n} refused"),
-    }
-}
-
-/// What an event records, in words (without who and when). Every string
-/// from the bundle goes through `text`: [`safe`] for a terminal, the
-/// identity for a medium that escapes the whole sentence itself.
-pub(crate) fn describe_event(
-    ix: &Index<'_>,
-    e: &EventReport,
-    text: &dyn Fn(&str) -> String,
-) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let who = |a: &AgencyId| text(&ix.name(a));
-    match e.action.as_str() {
-        "transferred" => {
-            if let Some(to) = &e.to {
-                parts.push(format!("to {}", who(to)));
-            }
-            match &e.receipt {
-                Some(rc) => parts.push(format!(
-                    "receipt {} {} by {} at {}",
-                    at(rc.index),
-                    if rc.accepted { "accepted" } else { "REFUSED" },
-                    who(&rc.author),
-                    iso_time(rc.time)
-                )),
-                None => parts.push("NO RECEIPT: in transit".into()),
-            }
-        }
-        "received" => {
-            parts.push(
-                if e.accepted == Some(false) {
-                    "custody refused"
-                } else {
-                    "custody accepted"
-                }
-                .into(),
-            );
-            if let Some(t) = &e.answers {
-                parts.push(format!("answers transfer {}", at(ix.position(t))));
-            }
-        }
-        _ => {}
-    }
-    let mut field = |label: &str, v: &Option<String>| {
-        if let Some(v) = v {
-            parts.push(format!("{label}{}", text(v)));
-        }
-    };
-    // A note's own text (its action column already says `note`).
-    field("", &e.note);
-    field("by ", &e.actor);
-    field("at ", &e.place);
-    field("purpose: ", &e.purpose);
-    field("tool: ", &e.tool);
-    field("authority: ", &e.authority);
-    match e.digest_matched {
-        Some(true) => parts.push("digest matched".into()),
-        Some(false) => parts.push("DIGEST DID NOT MATCH".into()),
-        None => {}
-    }
-    if let Some(c) = &e.copy {
-        parts.push(format!("copy: {}", text(&ix.item_label(c))));
-    }
-    if let Some(reason) = &e.reason {
-        parts.push(format!("reason: {}", text(reason)));
-    }
-    if let Some(why) = &e.retracted {
-        parts.push(format!("RETRACTED by its author: {}", text(why)));
-    }
-    parts.join("; ")
-}
 
 /// `s` escaped for a terminal, owned.
 fn t(s: &str) -> String {
@@ -289,12 +66,7 @@ impl<W: Write> Lines<W> {
 
 /// The whole text report, ending with `last` (e.g. where the HTML report
 /// went) and then the verdict again.
-pub(crate) fn text<W: Write>(
-    r: &Report,
-    file: &crate::verify::Source,
-    last: Option<&str>,
-    out: &mut Lines<W>,
-) {
+pub(crate) fn text<W: Write>(r: &Report, file: &Source, last: Option<&str>, out: &mut Lines<W>) {
     let ix = Index::new(r);
     let name = |a: &AgencyId| t(&ix.name(a));
     let mut line = |s: String| out.line(&s);
@@ -431,7 +203,7 @@ pub(crate) fn text<W: Write>(
             line(format!(
                 "  {} wrote entry {} {} after it was removed from the case, without the removal in its causal past: it did not know of it, or ignored it",
                 t(name),
-                &id.to_hex()[..12],
+                id.short(),
                 at(i)
             ));
         }
@@ -452,7 +224,7 @@ pub(crate) fn text<W: Write>(
         let ids: Vec<String> = c
             .entries
             .iter()
-            .map(|(id, i)| format!("{} {}", at(*i), &id.to_hex()[..12]))
+            .map(|(id, i)| format!("{} {}", at(*i), id.short()))
             .collect();
         line(format!(
             "  {}: {}",
@@ -641,7 +413,7 @@ fn problem_text(ix: &Index<'_>, p: &Problem, line: &mut impl FnMut(String)) {
     let seq = p.seq.map_or_else(String::new, |s| format!(" #{s}"));
     let entry = p
         .entry
-        .map_or_else(String::new, |e| format!(" entry {}", &e.to_hex()[..12]));
+        .map_or_else(String::new, |e| format!(" entry {}", e.short()));
     let proof = p.proof.map_or_else(String::new, |k| format!(" proof {k}"));
     line(format!(
         "  {} {} {}{entry}{proof}{who}{seq}",

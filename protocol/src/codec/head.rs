@@ -1,25 +1,62 @@
-//! A cursor over deterministic CBOR (RFC 8949 §4.2.1) for the bundle's
-//! fixed schema.
+//! CBOR heads: a shortest-form writer, and a cursor over deterministic
+//! CBOR (RFC 8949 §4.2.1) for fixed schemas read without a tree.
 //!
-//! The bundle can be large (every entry of a case), so it is never parsed
+//! A bundle can be large (every entry of a case), so it is never parsed
 //! into a tree: this reader walks the bytes head by head, checks each head
 //! is in its shortest form and of definite length, and returns byte
 //! strings as slices of the input. A length is compared with the bytes
 //! that remain before anything is done with it, so memory never depends on
-//! what a head claims.
+//! what a head claims. The writer builds the same structures (and the
+//! COSE envelope around entries and bundles) byte by byte.
 
-use super::BundleError;
+/// Why the bytes under a [`Reader`] are not what it was asked to read.
+/// Offsets are those of the whole file the reader's bytes belong to; the
+/// bundle layer turns each into the `BundleError` of the
+/// same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReadError {
+    /// The input ends before the structure does.
+    Truncated {
+        /// Where the input ends.
+        at: usize,
+        /// What was being read.
+        inside: &'static str,
+        /// How long the input would have to be at least, when a length said so.
+        needed: Option<usize>,
+    },
+    /// Not well-formed CBOR.
+    Malformed {
+        /// Offset.
+        at: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Well-formed, but not the deterministic encoding.
+    NonCanonical {
+        /// Offset.
+        at: usize,
+        /// What is not deterministic.
+        what: &'static str,
+    },
+    /// Not the structure the schema asks for.
+    Schema {
+        /// Offset.
+        at: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
 
 /// CBOR major types.
-pub(super) const UINT: u8 = 0;
+pub(crate) const UINT: u8 = 0;
 pub(crate) const BYTES: u8 = 2;
-pub(super) const TEXT: u8 = 3;
-pub(super) const ARRAY: u8 = 4;
-pub(super) const MAP: u8 = 5;
+pub(crate) const TEXT: u8 = 3;
+pub(crate) const ARRAY: u8 = 4;
+pub(crate) const MAP: u8 = 5;
 
 /// A position in the input, with what is being read there (for errors).
 #[derive(Debug, Clone)]
-pub(super) struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
     /// Offset of `bytes[0]` in the whole file, so errors name file offsets.
@@ -28,12 +65,12 @@ pub(super) struct Reader<'a> {
     /// a whole structure it is where `bytes` ends; a streaming reader sees
     /// only a prefix of it (`bytes` ends earlier), and running out of
     /// `bytes` before `end` means "more input needed", reported as
-    /// [`BundleError::Truncated`] at the end of `bytes`.
+    /// [`ReadError::Truncated`] at the end of `bytes`.
     end: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(bytes: &'a [u8], base: usize) -> Self {
+    pub(crate) fn new(bytes: &'a [u8], base: usize) -> Self {
         Reader {
             bytes,
             pos: 0,
@@ -44,7 +81,7 @@ impl<'a> Reader<'a> {
 
     /// A reader over `bytes`, the available prefix of a structure that
     /// ends at file offset `end` (at least `base + bytes.len()`).
-    pub(super) fn prefix(bytes: &'a [u8], base: usize, end: usize) -> Self {
+    pub(crate) fn prefix(bytes: &'a [u8], base: usize, end: usize) -> Self {
         Reader {
             bytes,
             pos: 0,
@@ -54,36 +91,32 @@ impl<'a> Reader<'a> {
     }
 
     /// The file offset of the next byte.
-    pub(super) fn offset(&self) -> usize {
+    pub(crate) fn offset(&self) -> usize {
         self.base + self.pos
     }
 
     /// The position within this reader's slice.
-    pub(super) fn pos(&self) -> usize {
+    pub(crate) fn pos(&self) -> usize {
         self.pos
     }
 
     /// Bytes left in the structure being read (available or not yet).
-    pub(super) fn left(&self) -> u64 {
+    pub(crate) fn left(&self) -> u64 {
         (self.end - self.offset()) as u64
     }
 
-    pub(super) fn is_empty(&self) -> bool {
-        self.pos >= self.bytes.len()
-    }
-
-    fn truncated(&self, inside: &'static str) -> BundleError {
-        BundleError::Truncated {
+    fn truncated(&self, inside: &'static str) -> ReadError {
+        ReadError::Truncated {
             at: self.base + self.bytes.len(),
             inside,
             needed: None,
         }
     }
 
-    fn take(&mut self, n: u64, inside: &'static str) -> Result<&'a [u8], BundleError> {
+    fn take(&mut self, n: u64, inside: &'static str) -> Result<&'a [u8], ReadError> {
         let left = (self.end - self.offset()) as u64;
         if n > left {
-            return Err(BundleError::Truncated {
+            return Err(ReadError::Truncated {
                 at: self.end,
                 inside,
                 needed: usize::try_from(n)
@@ -102,7 +135,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The major type of the next item, without consuming it.
-    pub(super) fn peek_major(&self, inside: &'static str) -> Result<u8, BundleError> {
+    pub(crate) fn peek_major(&self, inside: &'static str) -> Result<u8, ReadError> {
         self.bytes
             .get(self.pos)
             .map(|b| b >> 5)
@@ -111,7 +144,7 @@ impl<'a> Reader<'a> {
 
     /// Reads one head: (major type, argument). Rejects indefinite lengths,
     /// reserved values and non-shortest arguments.
-    pub(super) fn head(&mut self, inside: &'static str) -> Result<(u8, u64), BundleError> {
+    pub(crate) fn head(&mut self, inside: &'static str) -> Result<(u8, u64), ReadError> {
         let at = self.offset();
         let first = self.take(1, inside)?[0];
         let major = first >> 5;
@@ -132,7 +165,7 @@ impl<'a> Reader<'a> {
                     _ => v > 0xFFFF_FFFF,
                 };
                 if !shortest {
-                    return Err(BundleError::NonCanonical {
+                    return Err(ReadError::NonCanonical {
                         at,
                         what: "an integer or length not in its shortest form",
                     });
@@ -140,13 +173,13 @@ impl<'a> Reader<'a> {
                 v
             }
             31 if major >= BYTES && major != 6 && major != 7 => {
-                return Err(BundleError::NonCanonical {
+                return Err(ReadError::NonCanonical {
                     at,
                     what: "an indefinite length",
                 })
             }
             _ => {
-                return Err(BundleError::Malformed {
+                return Err(ReadError::Malformed {
                     at,
                     reason: format!("byte {first:#04x} is not a CBOR head this format uses"),
                 })
@@ -155,11 +188,11 @@ impl<'a> Reader<'a> {
         Ok((major, arg))
     }
 
-    pub(super) fn expect(&mut self, want: u8, inside: &'static str) -> Result<u64, BundleError> {
+    pub(crate) fn expect(&mut self, want: u8, inside: &'static str) -> Result<u64, ReadError> {
         let at = self.offset();
         let (major, arg) = self.head(inside)?;
         if major != want {
-            return Err(BundleError::Schema {
+            return Err(ReadError::Schema {
                 at,
                 reason: format!(
                     "{inside}: expected {}, found {}",
@@ -171,53 +204,53 @@ impl<'a> Reader<'a> {
         Ok(arg)
     }
 
-    pub(super) fn uint(&mut self, inside: &'static str) -> Result<u64, BundleError> {
+    pub(crate) fn uint(&mut self, inside: &'static str) -> Result<u64, ReadError> {
         self.expect(UINT, inside)
     }
 
-    pub(super) fn bytes(&mut self, inside: &'static str) -> Result<&'a [u8], BundleError> {
+    pub(crate) fn bytes(&mut self, inside: &'static str) -> Result<&'a [u8], ReadError> {
         let n = self.expect(BYTES, inside)?;
         self.take(n, inside)
     }
 
     /// A byte string of exactly `N` bytes.
-    pub(super) fn fixed<const N: usize>(
+    pub(crate) fn fixed<const N: usize>(
         &mut self,
         inside: &'static str,
-    ) -> Result<[u8; N], BundleError> {
+    ) -> Result<[u8; N], ReadError> {
         let at = self.offset();
         let b = self.bytes(inside)?;
-        <[u8; N]>::try_from(b).map_err(|_| BundleError::Schema {
+        <[u8; N]>::try_from(b).map_err(|_| ReadError::Schema {
             at,
             reason: format!("{inside}: expected {N} bytes, found {}", b.len()),
         })
     }
 
-    pub(super) fn text(&mut self, inside: &'static str) -> Result<&'a str, BundleError> {
+    pub(crate) fn text(&mut self, inside: &'static str) -> Result<&'a str, ReadError> {
         let at = self.offset();
         let n = self.expect(TEXT, inside)?;
         let raw = self.take(n, inside)?;
-        std::str::from_utf8(raw).map_err(|_| BundleError::Malformed {
+        std::str::from_utf8(raw).map_err(|_| ReadError::Malformed {
             at,
             reason: format!("{inside}: a text string that is not valid UTF-8"),
         })
     }
 
-    pub(super) fn array(&mut self, inside: &'static str) -> Result<u64, BundleError> {
+    pub(crate) fn array(&mut self, inside: &'static str) -> Result<u64, ReadError> {
         let n = self.expect(ARRAY, inside)?;
         self.plausible(n, inside)
     }
 
-    pub(super) fn map(&mut self, inside: &'static str) -> Result<u64, BundleError> {
+    pub(crate) fn map(&mut self, inside: &'static str) -> Result<u64, ReadError> {
         let n = self.expect(MAP, inside)?;
         self.plausible(n.saturating_mul(2), inside).map(|_| n)
     }
 
     /// Every item takes at least one byte: a count larger than what is
     /// left cannot be satisfied.
-    fn plausible(&self, n: u64, inside: &'static str) -> Result<u64, BundleError> {
+    fn plausible(&self, n: u64, inside: &'static str) -> Result<u64, ReadError> {
         if n > (self.end - self.offset()) as u64 {
-            return Err(BundleError::Truncated {
+            return Err(ReadError::Truncated {
                 at: self.end,
                 inside,
                 needed: None,
@@ -229,13 +262,13 @@ impl<'a> Reader<'a> {
     /// Reads the members of a map whose keys are all text, in the
     /// deterministic order, each known key at most once. `keys` lists the
     /// known keys in deterministic order; `f` reads each member's value.
-    pub(super) fn members(
+    pub(crate) fn members<E: From<ReadError>>(
         &mut self,
         count: u64,
         keys: &[&'static str],
         inside: &'static str,
-        mut f: impl FnMut(&mut Self, usize) -> Result<(), BundleError>,
-    ) -> Result<Vec<bool>, BundleError> {
+        mut f: impl FnMut(&mut Self, usize) -> Result<(), E>,
+    ) -> Result<Vec<bool>, E> {
         let mut seen = vec![false; keys.len()];
         let mut last: Option<usize> = None;
         for _ in 0..count {
@@ -249,22 +282,22 @@ impl<'a> Reader<'a> {
 
     /// Reads the key of a map member: one of `keys` (in deterministic
     /// order), after the key `last` read before it.
-    pub(super) fn member_key(
+    pub(crate) fn member_key(
         &mut self,
         keys: &[&'static str],
         inside: &'static str,
         last: Option<usize>,
-    ) -> Result<usize, BundleError> {
+    ) -> Result<usize, ReadError> {
         let at = self.offset();
         let key = self.text(inside)?;
         let Some(k) = keys.iter().position(|x| *x == key) else {
-            return Err(BundleError::Schema {
+            return Err(ReadError::Schema {
                 at,
                 reason: format!("{inside}: unknown member {key:?}"),
             });
         };
         if last.is_some_and(|l| l >= k) {
-            return Err(BundleError::NonCanonical {
+            return Err(ReadError::NonCanonical {
                 at,
                 what: "map keys out of order or repeated",
             });
@@ -308,13 +341,13 @@ pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
 }
 
 /// Appends a text string.
-pub(super) fn write_text(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_text(out: &mut Vec<u8>, s: &str) {
     write_head(out, TEXT, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }
 
 /// Appends a byte string.
-pub(super) fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
     write_head(out, BYTES, b.len() as u64);
     out.extend_from_slice(b);
 }
@@ -340,19 +373,16 @@ mod tests {
             write_head(&mut out, UINT, v);
             let mut r = Reader::new(&out, 0);
             assert_eq!(r.uint("test"), Ok(v));
-            assert!(r.is_empty());
+            assert_eq!(r.pos(), out.len());
         }
     }
 
     #[test]
     fn refuses_long_forms_and_indefinite_lengths() {
         let mut r = Reader::new(&[0x18, 0x05], 0);
-        assert!(matches!(r.uint("t"), Err(BundleError::NonCanonical { .. })));
+        assert!(matches!(r.uint("t"), Err(ReadError::NonCanonical { .. })));
         let mut r = Reader::new(&[0x9F, 0xFF], 0);
-        assert!(matches!(
-            r.array("t"),
-            Err(BundleError::NonCanonical { .. })
-        ));
+        assert!(matches!(r.array("t"), Err(ReadError::NonCanonical { .. })));
     }
 
     #[test]
@@ -360,13 +390,13 @@ mod tests {
         let mut r = Reader::new(&[0x5A, 0xFF, 0xFF, 0xFF, 0xFF, 0x00], 10);
         assert_eq!(
             r.bytes("entry"),
-            Err(BundleError::Truncated {
+            Err(ReadError::Truncated {
                 at: 16,
                 inside: "entry",
                 needed: Some(0xFFFF_FFFF + 15)
             })
         );
         let mut r = Reader::new(&[0x9A, 0xFF, 0xFF, 0xFF, 0xFF], 0);
-        assert!(matches!(r.array("t"), Err(BundleError::Truncated { .. })));
+        assert!(matches!(r.array("t"), Err(ReadError::Truncated { .. })));
     }
 }

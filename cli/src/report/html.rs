@@ -13,8 +13,9 @@ use std::fmt::Write as _;
 use custodia_protocol::bundle::{ItemReport, KeyTrust, Problem, Report, LISTED};
 use custodia_protocol::AgencyId;
 
+use super::explain::{at, describe_event, grouped, keys_statement, refused, trust_word, Index};
+use super::Source;
 use crate::output::iso_time;
-use crate::report_text::{at, describe_event, grouped, keys_statement, refused, trust_word, Index};
 use crate::untrusted::safe_lines;
 
 /// Escapes text for HTML and SVG element content and attribute values:
@@ -110,11 +111,7 @@ impl Page<'_> {
 }
 
 /// Writes the whole page to `w`.
-pub(crate) fn write(
-    r: &Report,
-    file: &crate::verify::Source,
-    w: &mut dyn std::io::Write,
-) -> std::io::Result<()> {
+pub(crate) fn write(r: &Report, file: &Source, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut page = Page { w, failed: None };
     render(r, file, &mut page);
     match page.failed {
@@ -124,7 +121,7 @@ pub(crate) fn write(
 }
 
 /// The whole page.
-fn render(r: &Report, file: &crate::verify::Source, h: &mut Page<'_>) {
+fn render(r: &Report, file: &Source, h: &mut Page<'_>) {
     let ix = Index::new(r);
     let _ = writeln!(
         h,
@@ -623,7 +620,7 @@ fn conflicts(h: &mut Page<'_>, r: &Report) {
                 format!(
                     "{} <span class=\"mono\">{}</span>",
                     esc(&at(*i)),
-                    &id.to_hex()[..12]
+                    id.short()
                 )
             })
             .collect();
@@ -731,8 +728,7 @@ fn problems(h: &mut Page<'_>, r: &Report) {
             h,
             "<tr><td>{}</td><td class=\"mono\">{}</td><td>{}</td><td>{} ({})</td><td>{}</td></tr>",
             esc(&at(p.index)),
-            p.entry
-                .map_or_else(String::new, |e| e.to_hex()[..12].to_owned()),
+            p.entry.map_or_else(String::new, |e| e.short()),
             esc(p.author_name.as_deref().unwrap_or("")),
             p.rule,
             esc(p.class),

@@ -1,0 +1,240 @@
+//! The verification engine: a bundle read from a byte source, twice, and
+//! checked on every core (SPEC.md §10.5). `custodia verify` and the
+//! benchmark run this same code; what differs is where the bytes come
+//! from (a file, a pipe kept in a temporary copy), which stays with them.
+//!
+//! 1. [`first_pass`] checks the structure and finds the export time and
+//!    the signature (the [`Summary`]);
+//! 2. [`second_pass`] replays the elements and checks the exporter's
+//!    signature over the bytes it reads. Elements are gathered into
+//!    chunks; each chunk's entries are decoded and their signatures
+//!    verified (V1–V8) on every core ([`map_in_parallel`]); the chunk then
+//!    goes, in order, to a replay thread that applies the case rules. The
+//!    replay of one chunk runs beside the checking of the next, so neither
+//!    waits for the other.
+//!
+//! Memory holds one read buffer, one chunk being checked, one waiting and
+//! what the report keeps, never the file. The report does not depend on
+//! the number of threads or on how the source cuts its reads.
+//!
+//! The engine reads through [`std::io::Read`] and starts threads; it opens
+//! nothing, and has no clock: the replay's time is the bundle's own.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::sync::mpsc::{sync_channel, SyncSender};
+
+use crate::parallel::map_in_parallel;
+use crate::state::WithheldPosition;
+
+use super::{
+    check_entries, oversize, BundleError, Checked, Element, Report, StreamDecoder, Streamed,
+    Summary, TrustList, Verifier,
+};
+
+/// The source is read this many bytes at a time.
+pub const READ_CHUNK: usize = 1 << 16;
+
+/// Elements checked together (in parallel) before being replayed in order.
+const CHUNK: usize = 2048;
+
+/// Reads `src` from its current position to its end through `decoder`,
+/// handing every element to `on`; returns the summary at the end, or why
+/// the bytes are not a readable bundle. The outer error is the source's
+/// (a failed read); the inner one the bundle's.
+pub fn read_pass<R: Read + ?Sized>(
+    src: &mut R,
+    mut decoder: StreamDecoder,
+    mut on: impl FnMut(Streamed<'_>),
+) -> std::io::Result<Result<Summary, BundleError>> {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut ended = false;
+    loop {
+        loop {
+            match decoder.next_item() {
+                Ok(Some(Streamed::End(s))) => return Ok(Ok(s)),
+                Ok(Some(item)) => on(item),
+                Ok(None) if ended => {
+                    // The decoder promises progress after finish().
+                    return Err(std::io::Error::other("the bundle reader stopped"));
+                }
+                Ok(None) => break,
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        let n = match src.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            decoder.finish();
+            ended = true;
+        } else {
+            decoder.push(&buf[..n]);
+        }
+    }
+}
+
+/// The first pass: the structure, checked to the end of the source.
+pub fn first_pass<R: Read + ?Sized>(src: &mut R) -> std::io::Result<Result<Summary, BundleError>> {
+    read_pass(src, StreamDecoder::new(), |_| {})
+}
+
+/// The second pass over the same bytes, from the source's current
+/// position: the replay on `threads` threads, the exporter's signature,
+/// and the report. `progress` is told how many elements were checked so
+/// far, after each chunk. A source that differs from the first pass's is
+/// [`BundleError::Changed`].
+pub fn second_pass<R: Read + ?Sized>(
+    src: &mut R,
+    first: &Summary,
+    trust: Option<&TrustList>,
+    threads: usize,
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<Result<Report, BundleError>> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<Vec<Next>>(1);
+        let replayer = scope.spawn(move || {
+            let mut v = Verifier::streamed(first, trust);
+            for chunk in rx {
+                for next in chunk {
+                    match next {
+                        Next::Checked(c) => v.push_checked(c),
+                        Next::Withheld(w) => v.push_withheld(w),
+                    }
+                }
+            }
+            v
+        });
+        let mut replay = Replay::new(tx, threads.max(1), progress);
+        let second = read_pass(src, StreamDecoder::second_pass(first), |item| {
+            replay.take(item)
+        });
+        replay.finish();
+        let v = replayer
+            .join()
+            .map_err(|_| std::io::Error::other("internal error: the replay stopped"))?;
+        Ok(second?.map(|s| v.finish_streamed(&s)))
+    })
+}
+
+/// Both passes over a source that can be read again from its start (a
+/// file): what a verifier with nothing to record about the bytes needs.
+pub fn verify_seekable<R: Read + Seek>(
+    mut src: R,
+    trust: Option<&TrustList>,
+    threads: usize,
+) -> std::io::Result<Result<Report, BundleError>> {
+    let start = src.stream_position()?;
+    let first = match first_pass(&mut src)? {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    src.seek(SeekFrom::Start(start))?;
+    second_pass(&mut src, &first, trust, threads, &mut |_| {})
+}
+
+/// Checks entries' bytes (V1–V8) on `threads` threads, in order: the
+/// verdicts of [`check_entries`] on the whole slice.
+pub fn check_entries_parallel(entries: &[&[u8]], threads: usize) -> Vec<Checked> {
+    map_in_parallel(entries, threads, check_entries)
+}
+
+/// One element waiting in a chunk.
+enum Pending {
+    /// An entry: its bytes in the chunk's arena.
+    Entry(Range<usize>),
+    Withheld(WithheldPosition),
+    /// An element too large for an entry (V1), already judged.
+    Oversize(Checked),
+}
+
+/// What the replay takes next, in the bundle's order.
+enum Next {
+    Checked(Checked),
+    Withheld(WithheldPosition),
+}
+
+/// The checking side of the replay: elements are gathered into chunks,
+/// checked on every core a chunk at a time, and sent in order to the
+/// replay thread; at most one chunk being checked and one waiting exist
+/// besides what the report keeps.
+struct Replay<'p> {
+    arena: Vec<u8>,
+    pending: Vec<Pending>,
+    threads: usize,
+    to_replay: SyncSender<Vec<Next>>,
+    sent: u64,
+    progress: &'p mut dyn FnMut(u64),
+}
+
+impl<'p> Replay<'p> {
+    fn new(
+        to_replay: SyncSender<Vec<Next>>,
+        threads: usize,
+        progress: &'p mut dyn FnMut(u64),
+    ) -> Self {
+        Replay {
+            arena: Vec::new(),
+            pending: Vec::with_capacity(CHUNK),
+            threads,
+            to_replay,
+            sent: 0,
+            progress,
+        }
+    }
+
+    fn take(&mut self, item: Streamed<'_>) {
+        match item {
+            Streamed::Element(Element::Entry(bytes)) => {
+                let start = self.arena.len();
+                self.arena.extend_from_slice(bytes);
+                self.pending.push(Pending::Entry(start..self.arena.len()));
+            }
+            Streamed::Element(Element::Withheld(w)) => self.pending.push(Pending::Withheld(w)),
+            Streamed::Oversize { id, size } => {
+                self.pending.push(Pending::Oversize(oversize(id, size)))
+            }
+            Streamed::End(_) => {}
+        }
+        if self.pending.len() >= CHUNK {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        let entries: Vec<&[u8]> = pending
+            .iter()
+            .filter_map(|p| match p {
+                Pending::Entry(r) => Some(&self.arena[r.clone()]),
+                Pending::Withheld(_) | Pending::Oversize(_) => None,
+            })
+            .collect();
+        let mut checked = check_entries_parallel(&entries, self.threads).into_iter();
+        let mut ordered = Vec::with_capacity(pending.len());
+        for p in pending {
+            ordered.push(match p {
+                Pending::Oversize(c) => Next::Checked(c),
+                Pending::Withheld(w) => Next::Withheld(w),
+                Pending::Entry(r) => Next::Checked(
+                    checked
+                        .next()
+                        .unwrap_or_else(|| super::check_entry(&self.arena[r])),
+                ),
+            });
+        }
+        self.sent += ordered.len() as u64;
+        // A closed channel means the replay thread stopped; the caller
+        // learns it from joining that thread.
+        let _ = self.to_replay.send(ordered);
+        self.arena.clear();
+        (self.progress)(self.sent);
+    }
+
+    /// Sends the last chunk; dropping the sender ends the replay.
+    fn finish(mut self) {
+        self.flush();
+    }
+}

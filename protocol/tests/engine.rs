@@ -1,0 +1,84 @@
+//! The verification engine (`bundle::engine`), as `custodia verify` and the
+//! benchmark run it: for every bundle vector and a real case, any number
+//! of threads and any cutting of the reads give the report (or the error)
+//! of the whole file in memory.
+
+mod common;
+
+use std::io::{Cursor, Read};
+
+use common::lantern;
+use custodia_protocol::bundle::{self, engine, Bundle, BundleError, Report};
+
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/bundles.json");
+
+fn whole(bytes: &[u8]) -> Result<Report, BundleError> {
+    Bundle::decode(bytes).map(|b| bundle::verify(&b, None))
+}
+
+/// A source that gives at most `n` bytes a read, as a pipe may.
+struct Trickle<'a> {
+    bytes: &'a [u8],
+    n: usize,
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.n.min(buf.len()).min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
+fn engine_trickled(bytes: &[u8], n: usize, threads: usize) -> Result<Report, BundleError> {
+    let first = engine::first_pass(&mut Trickle { bytes, n }).expect("no I/O error")?;
+    let mut done = 0;
+    let report = engine::second_pass(&mut Trickle { bytes, n }, &first, None, threads, &mut |d| {
+        done = d
+    })
+    .expect("no I/O error");
+    if report.is_ok() {
+        assert_eq!(done, first.len() as u64, "progress ends at every element");
+    }
+    report
+}
+
+#[test]
+fn every_bundle_vector_gives_the_whole_file_verdict_on_any_threads() {
+    let text = std::fs::read_to_string(VECTORS).expect("spec/vectors/bundles.json");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    for v in doc["vectors"].as_array().expect("vectors") {
+        let name = v["name"].as_str().expect("name");
+        let bytes = hex::decode(v["bundle"].as_str().expect("hex")).expect("hex");
+        let want = whole(&bytes);
+        for threads in [1, 3] {
+            let got = engine::verify_seekable(Cursor::new(&bytes), None, threads).expect("no I/O");
+            assert_eq!(got, want, "{name}, {threads} threads");
+        }
+        assert_eq!(engine_trickled(&bytes, 7, 2), want, "{name}, trickled");
+    }
+}
+
+#[test]
+fn a_case_checked_on_many_threads_gives_the_one_thread_report() {
+    let l = lantern();
+    let bytes = l.sim.export(0, None);
+    let want = whole(&bytes).expect("readable");
+    assert!(want.is_valid());
+    for (n, threads) in [(1, 1), (13, 2), (4096, 8), (1 << 20, 64)] {
+        assert_eq!(
+            engine_trickled(&bytes, n, threads),
+            Ok(want.clone()),
+            "{n} {threads}"
+        );
+    }
+    // A file that is another file the second time is caught.
+    let first = engine::first_pass(&mut Cursor::new(&bytes))
+        .expect("no I/O")
+        .expect("readable");
+    let other = l.sim.export(1, None);
+    let got = engine::second_pass(&mut Cursor::new(&other), &first, None, 2, &mut |_| {})
+        .expect("no I/O");
+    assert!(got.is_err(), "{got:?}");
+}
