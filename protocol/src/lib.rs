@@ -55,7 +55,8 @@ pub use signature::{verify, verify_parts};
 pub use state::{CaseState, Conflict, Item, Member, Transfer, WithheldPosition, WitnessRecord};
 pub use sync::{
     Ack, Entries, EquivocationNotice, ErrorCode, ErrorMessage, Heads, Hello, Item as SyncItem,
-    Message, SyncError, MAX_BATCH, MAX_FRAME, MAX_HEADS, MAX_UNACKED_BATCHES, SYNC_VERSIONS,
+    Message, Summary, SyncError, MAX_BATCH, MAX_FRAME, MAX_HEADS, MAX_UNACKED_BATCHES,
+    SYNC_VERSIONS,
 };
 pub use tlp::Tlp;
 pub use validate::{AfterRemoval, Applied, EntryMeta, Validator, SKEW_MS};

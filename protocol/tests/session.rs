@@ -103,8 +103,9 @@ fn two_sessions_converge_frame_for_frame() {
             .collect()
     };
     assert_eq!(bytes(&b), bytes(&a));
-    // The transcript: hello both ways first, then alpha's heads, bravo's
-    // empty heads, one batch of four entries, its ack.
+    // The transcript: hello and summary both ways first (version 2; the
+    // digests differ), then alpha's heads, bravo's empty heads, one batch
+    // of four entries, its ack.
     let hello = |who: &Node| {
         Message::Hello(Hello {
             versions: SYNC_VERSIONS.to_vec(),
@@ -122,12 +123,13 @@ fn two_sessions_converge_frame_for_frame() {
                 Message::Entries(_) => "entries",
                 Message::Ack(_) => "ack",
                 Message::Equivocation(_) => "equivocation",
+                Message::Summary(_) => "summary",
                 _ => "other",
             })
             .collect()
     };
-    assert_eq!(kinds(&ab), ["hello", "heads", "entries"]);
-    assert_eq!(kinds(&ba), ["hello", "heads", "ack"]);
+    assert_eq!(kinds(&ab), ["hello", "summary", "heads", "entries"]);
+    assert_eq!(kinds(&ba), ["hello", "summary", "heads", "ack"]);
     // The same inputs give the same frames.
     let (_, _, _, ab2, ba2) = run();
     // Bravo's side of this exchange is the `session` fuzz target's seed.
@@ -355,4 +357,152 @@ fn a_fork_seen_by_two_members_becomes_a_proof_both_hold() {
         std::iter::from_fn(|| s.poll_event()).any(|e| matches!(e, Event::Proof { .. }))
     };
     assert!(found(&mut sb) && found(&mut sc));
+}
+
+/// Alpha and bravo, both holding the same `n` cases (each opened by alpha
+/// with bravo as a member, and a note).
+fn synced_pair(n: usize) -> (Node, Node, Vec<CaseId>) {
+    let mut a = node("alpha");
+    let mut b = node("bravo");
+    a.r.pin(b.me);
+    b.r.pin(a.me);
+    let alpha = test_key("alpha");
+    let mut cases = Vec::new();
+    for i in 0..n {
+        let opened = Body::CaseOpened(CaseOpened {
+            title: format!("Case {i}"),
+            reference: format!("REF-{i}"),
+            jurisdiction: None,
+            name: "NBI".into(),
+            country: "PH".into(),
+        });
+        let g =
+            a.r.write(&alpha, None, opened, Tlp::Amber, NOW - 10_000)
+                .expect("genesis");
+        let case = g.case_id();
+        let add = Body::MemberAdded(MemberAdded {
+            agency: b.me,
+            name: "BKA".into(),
+            country: "DE".into(),
+            role: Role::Investigator,
+        });
+        let m =
+            a.r.write(&alpha, Some(&case), add, Tlp::Amber, NOW - 9_000)
+                .expect("member");
+        for e in [&g, &m] {
+            b.r.author(e, NOW).expect("the same entries at bravo");
+        }
+        cases.push(case);
+    }
+    (a, b, cases)
+}
+
+fn wire_bytes(frames: &[Vec<u8>]) -> usize {
+    frames.iter().map(Vec::len).sum()
+}
+
+#[test]
+fn a_reconnect_that_finds_nothing_new_costs_one_summary_each_way() {
+    const CASES: usize = 1000;
+    let (mut a, mut b, _) = synced_pair(CASES);
+    // Version 2: hello and summary each way, nothing else.
+    let (mut sa, mut sb) = sessions(&a, &b);
+    let (ab, ba, e) = exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+    assert_eq!(e, None);
+    assert_eq!((sa.version(), sb.version()), (2, 2));
+    assert_eq!((ab.len(), ba.len()), (2, 2), "hello and summary only");
+    let v2 = wire_bytes(&ab) + wire_bytes(&ba);
+    assert!(v2 < 512, "{v2} bytes for a no-op resync of {CASES} cases");
+    // Version 1 sends one heads message per shared case each way.
+    let mut sa1 = Session::with_versions(a.me, b.me, &[1]);
+    let mut sb1 = Session::with_versions(b.me, a.me, &[1]);
+    let (ab1, ba1, e) = exchange((&mut sa1, &mut a.r), (&mut sb1, &mut b.r));
+    assert_eq!(e, None);
+    assert_eq!((ab1.len(), ba1.len()), (CASES + 1, CASES + 1));
+    let v1 = wire_bytes(&ab1) + wire_bytes(&ba1);
+    eprintln!(
+        "no-op resync of {CASES} two-member cases: version 2 {v2} bytes, version 1 {v1} bytes"
+    );
+    assert!(v1 > 64 * 1024, "{v1} bytes");
+}
+
+#[test]
+fn after_equal_summaries_a_new_entry_still_goes_and_a_difference_falls_back_to_heads() {
+    let (mut a, mut b, cases) = synced_pair(3);
+    let (mut sa, mut sb) = sessions(&a, &b);
+    exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+    // Equal: each side took the other's heads as its own; a note written
+    // now is sent as in version 1.
+    let n = note(&mut a, "alpha", &cases[1], "written after the summaries");
+    sa.changed(&mut a.r).expect("changed");
+    let (ab, ..) = exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+    assert!(b.r.ids(&cases[1]).contains(&n.id()));
+    assert_eq!(ab.len(), 1, "the entry alone, no heads");
+    // Different: bravo lacks a note of case 2 when they reconnect.
+    let m = note(&mut a, "alpha", &cases[2], "written while apart");
+    let (mut sa, mut sb) = sessions(&a, &b);
+    let (ab, ..) = exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+    assert!(b.r.ids(&cases[2]).contains(&m.id()));
+    let heads = ab
+        .iter()
+        .filter(|f| matches!(Message::decode(&f[4..]), Ok(Message::Heads(_))))
+        .count();
+    assert_eq!(heads, 3, "version 1's heads for every shared case");
+}
+
+#[test]
+fn a_version_1_peer_syncs_with_a_version_2_node() {
+    let (mut a, case) = alpha();
+    let mut b = node("bravo");
+    b.r.pin(a.me);
+    let mut sa = Session::new(a.me, b.me);
+    let mut sb = Session::with_versions(b.me, a.me, &[1]);
+    let (ab, _, e) = exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+    assert_eq!(e, None);
+    assert_eq!((sa.version(), sb.version()), (1, 1));
+    assert!(!ab
+        .iter()
+        .any(|f| matches!(Message::decode(&f[4..]), Ok(Message::Summary(_)))));
+    assert_eq!(b.r.ids(&case), a.r.ids(&case));
+}
+
+#[test]
+fn a_summary_out_of_turn_is_a_protocol_violation() {
+    let (mut a, _) = alpha();
+    let b = node("bravo");
+    let summary = Message::Summary(Summary {
+        cases: 0,
+        digest: vec![0; 32],
+    });
+    for versions in [vec![1], vec![1, 2]] {
+        let mut s = Session::new(a.me, b.me);
+        s.handle(
+            Message::Hello(Hello {
+                versions: versions.clone(),
+                agency: b.me,
+            }),
+            &mut a.r,
+            NOW,
+        )
+        .expect("hello");
+        let first = s.handle(summary.clone(), &mut a.r, NOW);
+        let err = if versions == [1] {
+            first.expect_err("no summary in version 1")
+        } else {
+            first.expect("the peer's summary");
+            s.handle(summary.clone(), &mut a.r, NOW)
+                .expect_err("a second summary")
+        };
+        assert_eq!(err.code(), ErrorCode::ProtocolViolation);
+    }
+    // A digest that is not 32 bytes does not decode.
+    let bad = Message::Summary(Summary {
+        cases: 1,
+        digest: vec![0; 31],
+    })
+    .to_frame();
+    assert!(matches!(
+        Message::decode(&bad[4..]),
+        Err(SyncError::Malformed(_))
+    ));
 }

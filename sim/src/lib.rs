@@ -133,6 +133,9 @@ pub struct Config {
     pub faults: Faults,
     /// Called on every new session (a test breaks a rule with it).
     pub session_hook: Option<fn(&mut Session)>,
+    /// This many agencies (the highest-numbered) speak only sync version
+    /// 1, the others versions 1 and 2: the federation mid-upgrade.
+    pub old_nodes: usize,
     /// Simulated ms during which the case's setup (genesis, members)
     /// spreads before anyone writes; the traffic counters start after it,
     /// so the per-entry figures are those of new entries alone.
@@ -163,6 +166,7 @@ impl Config {
                 unpins: 1,
             },
             session_hook: None,
+            old_nodes: 2,
             warmup_ms: 0,
         }
     }
@@ -768,7 +772,14 @@ impl World {
         self.report.connections += 1;
         self.conns.insert((a, b), Conn { id, last: [0; 2] });
         for (x, y) in [(a, b), (b, a)] {
-            let mut s = Session::new(self.agency(x), self.agency(y));
+            let old =
+                x >= self.cfg.agencies.saturating_sub(self.cfg.old_nodes) && x < self.cfg.agencies;
+            let versions: &[u64] = if old {
+                &[1]
+            } else {
+                custodia_protocol::SYNC_VERSIONS
+            };
+            let mut s = Session::with_versions(self.agency(x), self.agency(y), versions);
             if let Some(hook) = self.cfg.session_hook {
                 hook(&mut s);
             }

@@ -177,6 +177,7 @@ fn scale(seed: u64, agencies: usize) -> ExitCode {
             write_interval_ms: 500,
             faults: Faults::default(),
             session_hook: None,
+            old_nodes: 0,
             warmup_ms: 20_000,
         };
         let began = Instant::now();

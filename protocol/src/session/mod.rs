@@ -33,7 +33,7 @@ use crate::error::Rejection;
 use crate::ids::{AgencyId, CaseId, EntryId};
 use crate::state::WithheldPosition;
 use crate::sync::{
-    Ack, Entries, EquivocationNotice, ErrorCode, Heads, Hello, Item as SyncItem, Message,
+    Ack, Entries, EquivocationNotice, ErrorCode, Heads, Hello, Item as SyncItem, Message, Summary,
     SyncError, MAX_BATCH, MAX_UNACKED_BATCHES, SYNC_VERSIONS,
 };
 use crate::validate::Validator;
@@ -70,6 +70,9 @@ pub enum SessionError {
     /// No sync version in common.
     #[error("no common sync version (this node speaks {SYNC_VERSIONS:?})")]
     NoCommonVersion,
+    /// A `summary` in sync version 1, or a second one.
+    #[error("a summary that was not expected (version 2 sends one, once)")]
+    UnexpectedSummary,
     /// More unacknowledged `entries` messages than the window allows.
     #[error("{0} entries messages unacknowledged (limit {MAX_UNACKED_BATCHES})")]
     FlowControl(u64),
@@ -84,9 +87,10 @@ impl SessionError {
     pub fn code(&self) -> ErrorCode {
         match self {
             SessionError::Frame(e) => e.code(),
-            SessionError::BeforeHello | SessionError::SecondHello | SessionError::WrongAgency => {
-                ErrorCode::ProtocolViolation
-            }
+            SessionError::BeforeHello
+            | SessionError::SecondHello
+            | SessionError::WrongAgency
+            | SessionError::UnexpectedSummary => ErrorCode::ProtocolViolation,
             SessionError::NoCommonVersion => ErrorCode::UnsupportedVersion,
             SessionError::FlowControl(_) => ErrorCode::FlowControl,
             SessionError::Storage(_) => ErrorCode::Internal,
@@ -217,12 +221,43 @@ pub struct Session {
     events: VecDeque<Event>,
     /// Set only by the simulator's self-test ([`Session::disable_member_check`]).
     skip_member_check: bool,
+    /// The sync versions this side offers.
+    versions: Vec<u64>,
+    /// The version in use, once the peer's hello arrived.
+    version: u64,
+    /// Version 2: what this side summarised, until the peer's summary
+    /// settles whether the heads must be exchanged.
+    summary: Summarised,
+}
+
+/// Where a version 2 session is with its summaries (SPEC.md §9.5.1).
+#[derive(Debug, Default)]
+enum Summarised {
+    /// Not sent yet (or version 1).
+    #[default]
+    None,
+    /// Sent: the digest and the heads it covers.
+    Sent(Vec<u8>, Vec<(CaseId, Vec<Head>)>),
+    /// The peer's arrived and was compared.
+    Settled,
 }
 
 impl Session {
     /// A session of agency `me` with the authenticated `peer`. Its hello
     /// is the first message to send.
     pub fn new(me: AgencyId, peer: AgencyId) -> Session {
+        Session::with_versions(me, peer, SYNC_VERSIONS)
+    }
+
+    /// A session that offers only some of the versions this implementation
+    /// speaks (an older peer, in tests and the simulator). Versions it
+    /// does not speak are left out.
+    pub fn with_versions(me: AgencyId, peer: AgencyId, versions: &[u64]) -> Session {
+        let versions: Vec<u64> = SYNC_VERSIONS
+            .iter()
+            .copied()
+            .filter(|v| versions.contains(v))
+            .collect();
         let mut s = Session {
             me,
             peer,
@@ -239,12 +274,20 @@ impl Session {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             skip_member_check: false,
+            versions: versions.clone(),
+            version: 0,
+            summary: Summarised::None,
         };
         s.transmit.push_back(Message::Hello(Hello {
-            versions: SYNC_VERSIONS.to_vec(),
+            versions,
             agency: me,
         }));
         s
+    }
+
+    /// The sync version in use (0 before the peer's hello).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Breaks this session on purpose: it serves non-members. Only for
@@ -313,11 +356,22 @@ impl Session {
                 if h.agency != self.peer {
                     return Err(SessionError::WrongAgency);
                 }
-                if !h.versions.iter().any(|v| SYNC_VERSIONS.contains(v)) {
+                let Some(version) = h
+                    .versions
+                    .iter()
+                    .copied()
+                    .filter(|v| self.versions.contains(v))
+                    .max()
+                else {
                     return Err(SessionError::NoCommonVersion);
-                }
+                };
                 self.hello = true;
-                self.announce(replica)?;
+                self.version = version;
+                if version >= 2 {
+                    self.send_summary(replica)?;
+                } else {
+                    self.announce(replica)?;
+                }
             }
             Message::Error(e) => {
                 self.closed = true;
@@ -335,6 +389,7 @@ impl Session {
             }
             Message::Ack(a) => self.ack(&a)?,
             Message::Equivocation(n) => self.on_proof(n, replica)?,
+            Message::Summary(theirs) => self.on_summary(&theirs, replica)?,
         }
         self.pump(replica)
     }
@@ -462,6 +517,10 @@ impl Session {
     pub fn changed<R: Replica>(&mut self, replica: &mut R) -> Result<(), SessionError> {
         if self.closed || !self.hello {
             return Ok(());
+        }
+        // Version 2 announces nothing until the summaries are compared.
+        if self.version >= 2 && !matches!(self.summary, Summarised::Settled) {
+            return self.pump(replica);
         }
         self.announce(replica)?;
         self.pump(replica)
@@ -624,6 +683,77 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// The cases this side would announce to the peer, with their heads,
+    /// ascending by case.
+    fn shared<R: Replica>(&self, replica: &R) -> Vec<(CaseId, Vec<Head>)> {
+        replica
+            .cases()
+            .into_iter()
+            .filter(|c| replica.case(c).is_some_and(|v| self.member(v)))
+            .map(|c| {
+                let h = replica.heads(&c);
+                (c, h)
+            })
+            .collect()
+    }
+
+    /// Version 2: sends one digest of everything this side would announce
+    /// (SPEC.md §9.5.1).
+    fn send_summary<R: Replica>(&mut self, replica: &mut R) -> Result<(), SessionError> {
+        if !self.serving(replica) {
+            return Ok(());
+        }
+        let mut shared = self.shared(replica);
+        shared.sort_by_key(|(case, _)| *case);
+        let digest = summary_digest(&shared);
+        self.transmit.push_back(Message::Summary(Summary {
+            cases: shared.len() as u64,
+            digest: digest.clone(),
+        }));
+        self.summary = Summarised::Sent(digest, shared);
+        Ok(())
+    }
+
+    /// Version 2: the peer's summary. The same two digests are compared on
+    /// both sides, so both reach the same decision: equal, and each takes
+    /// the other's heads to be its own (nothing more is sent unless
+    /// something changes); different, and both announce as in version 1.
+    fn on_summary<R: Replica>(
+        &mut self,
+        theirs: &Summary,
+        replica: &mut R,
+    ) -> Result<(), SessionError> {
+        let Summarised::Sent(ours, shared) =
+            std::mem::replace(&mut self.summary, Summarised::Settled)
+        else {
+            return Err(SessionError::UnexpectedSummary);
+        };
+        if theirs.digest != ours || theirs.cases != shared.len() as u64 {
+            return self.announce(replica);
+        }
+        for (case, heads) in shared {
+            // The peer holds exactly these heads, this agency's own
+            // included: the same confirmation a `heads` message gives
+            // (SPEC.md §9.14).
+            let mine = heads
+                .iter()
+                .find(|h| h.0 == self.me)
+                .map(|Head(_, seq, id)| (*seq, *id));
+            replica
+                .own_head_seen(&case, &self.peer, mine)
+                .map_err(|e| SessionError::Storage(e.to_string()))?;
+            let cursor = self.cases.entry(case).or_default();
+            if !cursor.heads_sent {
+                cursor.heads_sent = true;
+                cursor.peer_next =
+                    Some(heads.iter().map(|Head(a, seq, _)| (*a, seq + 1)).collect());
+                cursor.pos = 0;
+            }
+        }
+        // Anything that changed since the summary was taken goes now.
+        self.announce(replica)
     }
 
     /// Sends our heads for every case the peer may see and has not heard
@@ -791,6 +921,13 @@ fn next_batch<R: Replica>(
         }
     }
     Ok((items, last))
+}
+
+/// The digest of a version 2 summary: SHA-256 of the deterministic CBOR
+/// array of `[case, heads]` pairs, ascending by case (SPEC.md §9.5.1).
+pub fn summary_digest(shared: &[(CaseId, Vec<Head>)]) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(crate::codec::to_vec(&shared.to_vec())).to_vec()
 }
 
 /// Whether a peer may receive a proof: it carries both entries in full, so
