@@ -139,6 +139,7 @@ pub const FIGURES: &[Figure] = &[
     ("verify", figures::verify::run),
     ("memory", figures::memory::run),
     ("federation", figures::federation::run),
+    ("resync", figures::resync::run),
 ];
 
 /// Runs the selected figures. A figure that fails is reported in

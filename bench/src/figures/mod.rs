@@ -7,6 +7,7 @@ pub mod hashing;
 pub mod latency;
 pub mod memory;
 pub mod replication;
+pub mod resync;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
