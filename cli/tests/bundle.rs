@@ -236,7 +236,7 @@ fn the_report_names_the_bundle_by_its_sha256_and_size_and_the_verifier() {
     let html = std::fs::read_to_string(&page).expect("report");
     assert!(
         html.contains(&format!(
-            "SHA-256 {sum}, {size} bytes; verified by custodia {version}"
+            "SHA-256 <span class=\"mono\">{sum}</span>, {size} bytes; verified by custodia {version}"
         )),
         "{html}"
     );

@@ -431,3 +431,45 @@ fn a_record_with_conflicts_renders_as_such() {
     );
     assert!(dom.contains("digest"), "the conflict is not on the page");
 }
+
+/// Counts, in the rendered page at a given width, the `.mono` elements
+/// (ids, fingerprints, digests) whose text is laid out on more than one
+/// line. The report itself runs no script; a copy of it without the
+/// policy carries a measuring script that writes the count into the
+/// page's title.
+fn broken_ids(browser: &Path, page: &str, dir: &Path, width: u32) -> String {
+    let measure = "<script>addEventListener('load',()=>{let n=0,w=[];\
+        for(const e of document.querySelectorAll('.mono')){const r=document.createRange();\
+        r.selectNodeContents(e);const tops=new Set([...r.getClientRects()].map(x=>Math.round(x.top)));\
+        if(tops.size>1){n++;w.push(e.textContent.slice(0,16));}}\
+        document.title='broken:'+n+':'+w.join(',');});</script>";
+    let probe = dir.join(format!("probe-{width}.html"));
+    std::fs::write(
+        &probe,
+        page.replacen("Content-Security-Policy", "X-Not-A-Policy", 1)
+            .replacen("</body>", &format!("{measure}</body>"), 1),
+    )
+    .expect("write");
+    let dom = headless(
+        browser,
+        &probe,
+        &[&format!("--window-size={width},900"), "--dump-dom"],
+    );
+    title(&dom).to_owned()
+}
+
+#[test]
+fn ids_are_never_broken_across_lines() {
+    let Some(browser) = chromium() else { return };
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let root = tmp.path().join("demo");
+    custodia(&["--dir", s(&root), "demo"]).code(0);
+    let bundle = root.join("berlin").join("case.custodia");
+    let (html, _) = report(&bundle, tmp.path(), "demo");
+    let page = std::fs::read_to_string(&html).expect("read");
+    for width in [1200, 800, 400] {
+        let t = broken_ids(&browser, &page, tmp.path(), width);
+        assert!(t.starts_with("broken:"), "the probe did not run: {t:?}");
+        assert!(t.starts_with("broken:0:"), "at {width} px: {t}");
+    }
+}

@@ -62,7 +62,8 @@ dl.facts { display: grid; grid-template-columns: 170px 1fr; gap: 4px 16px; margi
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 .nowrap { white-space: nowrap; }
-.mono { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 13px; overflow-wrap: anywhere; }
+.mono { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 13px; white-space: nowrap; }
+.path { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 13px; overflow-wrap: anywhere; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0; font-size: 14px; }
 th, td { text-align: left; vertical-align: top; padding: 5px 8px; border-bottom: 1px solid var(--line); }
 th { color: var(--muted); font-weight: 600; border-bottom: 2px solid var(--line); }
@@ -130,7 +131,7 @@ fn render(r: &Report, file: &Source, h: &mut Page<'_>) {
     );
     let _ = writeln!(
         h,
-        "<h1>Chain of custody verification report</h1>\n<div class=\"mono\">{}</div>\n<div class=\"mono\">SHA-256 {}, {} bytes; verified by {}</div>",
+        "<h1>Chain of custody verification report</h1>\n<div class=\"path\">{}</div>\n<div>SHA-256 <span class=\"mono\">{}</span>, {} bytes; verified by {}</div>",
         esc(&file.name),
         hex::encode(file.sha256),
         file.size,
