@@ -1015,9 +1015,9 @@ fn count(inner: &Arc<Inner>, peer: &AgencyId, m: &Message, size: usize) {
     s.frames += 1;
     s.bytes += size as u64 + 4;
     match m {
-        Message::Heads(_) | Message::Equivocation(_) | Message::Summary(_) => {
-            s.case_bytes += size as u64 + 4
-        }
+        // A summary covers only the cases shared with the peer: for any other
+        // peer it is the digest of nothing, as for a peer with no case.
+        Message::Heads(_) | Message::Equivocation(_) => s.case_bytes += size as u64 + 4,
         Message::Entries(e) => {
             s.case_bytes += size as u64 + 4;
             s.items += e.items.len() as u64;
