@@ -1224,9 +1224,9 @@ impl Store {
                 let signed = Entry::sign(me, &payload);
                 let decoded =
                     Entry::decode_unverified(signed.bytes()).map_err(StoreError::Refused)?;
-                signatures.push(
+                signatures.push_parts(
                     &decoded.author(),
-                    decoded.signed_message(),
+                    &decoded.signed_parts(),
                     decoded.signature(),
                 );
                 let entry = decoded.assume_verified();
