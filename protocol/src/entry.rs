@@ -345,7 +345,7 @@ impl Entry {
 
     /// Decodes an entry and checks V1–V7, leaving the signature (V8).
     ///
-    /// Honest entries take a fast path ([`decode_plain`]) that walks the
+    /// Honest entries take a fast path (`decode_plain`) that walks the
     /// bytes once and decodes the payload straight into its type; anything
     /// it is not sure of goes through the strict decoder, which gives every
     /// refusal and its reason. Both accept exactly the same entries.
