@@ -153,9 +153,18 @@ pub(crate) fn is_plain_deterministic(bytes: &[u8]) -> bool {
     item(bytes, &mut at, 0) && at == bytes.len()
 }
 
+/// Decodes bytes that [`is_plain_deterministic`] passed straight into a
+/// typed structure, without a value tree; None if serde refuses them. The
+/// caller must still check that the structure encodes back to the same
+/// bytes: serde alone takes a byte string for a text string, and the
+/// reverse (see [`from_value`]).
+pub(crate) fn from_plain_slice<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    serde_cbor::from_slice(bytes).ok()
+}
+
 /// The head of a data item at `*at`: major type and argument, advancing
 /// past it. None unless definite and in the shortest form.
-pub(crate) fn head(bytes: &[u8], at: &mut usize) -> Option<(u8, u64)> {
+pub(crate) fn plain_head(bytes: &[u8], at: &mut usize) -> Option<(u8, u64)> {
     let first = *bytes.get(*at)?;
     let (major, info) = (first >> 5, first & 0x1F);
     let width = match info {
@@ -183,7 +192,7 @@ pub(crate) fn head(bytes: &[u8], at: &mut usize) -> Option<(u8, u64)> {
 
 /// Walks one item nested `depth` containers deep.
 fn item(bytes: &[u8], at: &mut usize, depth: usize) -> bool {
-    let Some((major, arg)) = head(bytes, at) else {
+    let Some((major, arg)) = plain_head(bytes, at) else {
         return false;
     };
     match major {

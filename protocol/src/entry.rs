@@ -545,7 +545,7 @@ fn protected_header_start() -> &'static [u8] {
 /// A byte string's content at `*at`, advancing past it (None unless its
 /// head is in the shortest form).
 fn bstr(bytes: &[u8], at: &mut usize) -> Option<std::ops::Range<usize>> {
-    let (major, len) = codec::head(bytes, at)?;
+    let (major, len) = codec::plain_head(bytes, at)?;
     let start = *at;
     let end = start.checked_add(usize::try_from(len).ok()?)?;
     (major == 2 && end <= bytes.len()).then(|| {
@@ -591,7 +591,7 @@ fn decode_plain(bytes: &[u8], id: EntryId) -> Option<Unverified> {
     if payload_bytes.first()? >> 5 != 5 || !codec::is_plain_deterministic(payload_bytes) {
         return None;
     }
-    let payload: Payload = serde_cbor::from_slice(payload_bytes).ok()?;
+    let payload: Payload = codec::from_plain_slice(payload_bytes)?;
     // The typed value must encode back to these bytes: serde alone would
     // take a byte string for a text string (see `codec::from_value`).
     if payload.v != FORMAT_VERSION
