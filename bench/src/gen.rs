@@ -207,7 +207,7 @@ pub fn triples<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Vec<Triple> 
             let key = VerifyingKey::from_bytes(u.author().as_bytes()).ok()?;
             Some((
                 key,
-                u.signed_message().to_vec(),
+                u.signed_message(),
                 Signature::from_bytes(u.signature()),
             ))
         })

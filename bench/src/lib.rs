@@ -13,6 +13,7 @@
 
 pub mod figures;
 pub mod gen;
+pub mod hypercore;
 pub mod measure;
 pub mod report;
 
@@ -122,6 +123,8 @@ pub struct Config {
     pub bench_bin: Option<PathBuf>,
     /// Print progress on standard error.
     pub progress: bool,
+    /// Whether the replication figure runs Hypercore as its reference.
+    pub hypercore: hypercore::Use,
 }
 
 /// A figure: its name and the function that measures it.

@@ -13,7 +13,7 @@ use custodia_bench::measure::sibling_binary;
 use custodia_bench::{Config, Sizes, FIGURES};
 
 const USAGE: &str = "\
-usage: custodia-bench [--quick] [--json PATH] [--only NAME[,NAME...]] [--reps N] [--quiet]
+usage: custodia-bench [--quick] [--json PATH] [--only NAME[,NAME...]] [--reps N] [--quiet] [--no-hypercore]
 
   --quick        a small run (seconds), the sizes the smoke test uses
   --json PATH    where to write the results (default: bench/results.json)
@@ -25,6 +25,8 @@ usage: custodia-bench [--quick] [--json PATH] [--only NAME[,NAME...]] [--reps N]
                  verify_large, memory_entries, memory_cap_secs,
                  latency_appends, latency_spacing_ms, wait_scale
   --quiet        no progress on standard error
+  --no-hypercore do not run the Hypercore reference of the replication figure
+                 (it runs when node and npm are on the PATH; bench/hypercore/)
 
 custodia-bench --write-bundle N FILE   writes a valid generated bundle (profiling)
 
@@ -73,12 +75,16 @@ fn real_main() -> anyhow::Result<ExitCode> {
     let mut only = None;
     let mut reps = None;
     let mut progress = true;
+    let mut hypercore = custodia_bench::hypercore::Use::IfPresent;
     let mut sets: Vec<String> = Vec::new();
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--quiet" => progress = false,
+            "--no-hypercore" => {
+                hypercore = custodia_bench::hypercore::Use::Skip("--no-hypercore was given".into())
+            }
             "--json" => {
                 json = it
                     .next()
@@ -134,6 +140,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
         custodia_bin,
         bench_bin: Some(exe),
         progress,
+        hypercore,
     };
     let report = custodia_bench::run(&cfg)?;
     println!("{}", report.machine_lines());

@@ -19,6 +19,9 @@ fn every_figure_runs_tiny() {
         custodia_bin: custodia.clone(),
         bench_bin: Some(bench),
         progress: false,
+        hypercore: custodia_bench::hypercore::Use::Skip(
+            "the smoke test does not install Node.js packages".into(),
+        ),
     };
     let report = run(&cfg).expect("the run");
     for (name, why) in &report.failed {
@@ -78,6 +81,9 @@ fn unknown_figures_are_refused() {
         custodia_bin: None,
         bench_bin: None,
         progress: false,
+        hypercore: custodia_bench::hypercore::Use::Skip(
+            "the smoke test does not install Node.js packages".into(),
+        ),
     };
     let err = run(&cfg).expect_err("refused").to_string();
     for (name, _) in FIGURES {

@@ -28,7 +28,7 @@ use crate::cose::{sig_structure_with_aad, CoseSign1, COSE_ALG_EDDSA, COSE_SIGN1_
 use crate::error::{RejectKind, Rejection};
 use crate::identity::Identity;
 use crate::ids::{AgencyId, CaseId, EntryId};
-use crate::signature::{self, verify};
+use crate::signature;
 use crate::tlp::Tlp;
 
 /// Content type of the COSE protected header (RFC 9052 §3.1, label 3).
@@ -210,18 +210,44 @@ pub struct Entry {
 
 /// A decoded entry whose signature has not been checked yet, for batch
 /// verification. Turn it into an [`Entry`] with [`Unverified::verify`] or
-/// after checking [`Unverified::signed_message`] in a batch.
+/// after checking [`Unverified::signed_parts`] in a batch.
 #[derive(Debug, Clone)]
 pub struct Unverified {
     entry: Entry,
-    message: Vec<u8>,
+    /// Where the protected header's byte string (head and content) ends
+    /// in the entry's bytes; it starts at 2, after the tag and the array
+    /// head.
+    protected_end: usize,
+    /// The payload's byte string, head and content, in the entry's bytes.
+    payload: std::ops::Range<usize>,
     signature: [u8; 64],
 }
 
+/// The Sig_structure's array head and context string `"Signature1"`.
+const SIG_STRUCTURE_START: &[u8] = b"\x84\x6ASignature1";
+/// The Sig_structure's empty external_aad, `h''`.
+const EMPTY_AAD: &[u8] = &[0x40];
+
 impl Unverified {
-    /// The Sig_structure bytes the signature covers.
-    pub fn signed_message(&self) -> &[u8] {
-        &self.message
+    /// The Sig_structure the signature covers, in the four parts it is
+    /// made of: its start, the protected header's byte string, the empty
+    /// external_aad and the payload's byte string. The two byte strings
+    /// are the entry's own bytes (heads included), not copies: an entry is
+    /// deterministic CBOR, so their heads are the ones the Sig_structure
+    /// has.
+    pub fn signed_parts(&self) -> [&[u8]; 4] {
+        let b = self.entry.bytes();
+        [
+            SIG_STRUCTURE_START,
+            &b[2..self.protected_end],
+            EMPTY_AAD,
+            &b[self.payload.clone()],
+        ]
+    }
+
+    /// The Sig_structure bytes the signature covers, in one buffer.
+    pub fn signed_message(&self) -> Vec<u8> {
+        self.signed_parts().concat()
     }
 
     /// The signature.
@@ -236,7 +262,11 @@ impl Unverified {
 
     /// Checks the signature (V8).
     pub fn verify(self) -> Result<Entry, Rejection> {
-        if verify(&self.entry.payload.author, &self.message, &self.signature) {
+        if signature::verify_parts(
+            &self.entry.payload.author,
+            &self.signed_parts(),
+            &self.signature,
+        ) {
             Ok(self.entry)
         } else {
             Err(Rejection::new(
@@ -304,7 +334,7 @@ impl Entry {
             .collect();
         let mut batch = signature::Batch::with_capacity(decoded.len());
         for u in decoded.iter().flatten() {
-            batch.push(&u.author(), &u.message, &u.signature);
+            batch.push_parts(&u.author(), &u.signed_parts(), &u.signature);
         }
         let mut verdicts = batch.verify().into_iter();
         decoded
@@ -314,8 +344,30 @@ impl Entry {
     }
 
     /// Decodes an entry and checks V1–V7, leaving the signature (V8).
+    ///
+    /// Honest entries take a fast path (`decode_plain`) that walks the
+    /// bytes once and decodes the payload straight into its type; anything
+    /// it is not sure of goes through the strict decoder, which gives every
+    /// refusal and its reason. Both accept exactly the same entries.
     pub fn decode_unverified(bytes: &[u8]) -> Result<Unverified, Rejection> {
         let id = EntryId::of(bytes);
+        match decode_plain(bytes, id) {
+            Some(u) => Ok(u),
+            None => Self::decode_strict(bytes, id),
+        }
+    }
+
+    /// The strict decoder alone, without the fast path: the verdicts of
+    /// [`Entry::decode_unverified`], at the cost of a [`Value`] tree (for
+    /// benchmarks that compare the two).
+    #[doc(hidden)]
+    pub fn decode_unverified_strict(bytes: &[u8]) -> Result<Unverified, Rejection> {
+        Self::decode_strict(bytes, EntryId::of(bytes))
+    }
+
+    /// The strict decoder: V1–V7 through a [`Value`] tree, each rule in
+    /// the order SPEC.md §8.2 gives.
+    pub(crate) fn decode_strict(bytes: &[u8], id: EntryId) -> Result<Unverified, Rejection> {
         let fail = |kind| Rejection::new(Some(id), kind);
         if bytes.len() > MAX_ENTRY_SIZE {
             return Err(fail(RejectKind::Oversize { size: bytes.len() }));
@@ -410,14 +462,20 @@ impl Entry {
                 kid,
             }));
         }
-        let message = sig_structure(&protected, &payload_bytes);
+        // The entry is deterministic (checked above), so it is laid out as
+        // 0xD2 0x84, the protected header's byte string, 0xA0, the
+        // payload's byte string, then the signature's.
+        let protected_end = 2 + bstr_len(protected.len());
+        let payload_start = protected_end + 1;
+        let payload_end = payload_start + bstr_len(payload_bytes.len());
         Ok(Unverified {
             entry: Entry {
                 bytes: bytes.into(),
                 id,
                 payload: Arc::new(payload),
             },
-            message,
+            protected_end,
+            payload: payload_start..payload_end,
             signature,
         })
     }
@@ -461,6 +519,98 @@ impl Entry {
             _ => true,
         }
     }
+}
+
+/// The length of a byte string of `n` bytes in deterministic CBOR, head
+/// included.
+fn bstr_len(n: usize) -> usize {
+    n + match n {
+        0..=23 => 1,
+        24..=0xFF => 2,
+        0x100..=0xFFFF => 3,
+        _ => 5,
+    }
+}
+
+/// The protected header every entry has, up to its kid's 32 bytes.
+fn protected_header_start() -> &'static [u8] {
+    static START: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    START.get_or_init(|| {
+        let mut h = protected_header(&AgencyId([0; 32]));
+        h.truncate(h.len() - 32);
+        h
+    })
+}
+
+/// A byte string's content at `*at`, advancing past it (None unless its
+/// head is in the shortest form).
+fn bstr(bytes: &[u8], at: &mut usize) -> Option<std::ops::Range<usize>> {
+    let (major, len) = codec::plain_head(bytes, at)?;
+    let start = *at;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    (major == 2 && end <= bytes.len()).then(|| {
+        *at = end;
+        start..end
+    })
+}
+
+/// The fast path of [`Entry::decode_unverified`]: an entry laid out as its
+/// deterministic encoding, `0xD2 [protected, {}, payload, signature]`, with
+/// the one protected header an entry can have, a payload that
+/// [`codec::is_plain_deterministic`] passes and that decodes straight into
+/// a [`Payload`] whose encoding is those very bytes, of version 1, whose
+/// author is the kid and which passes V6. No [`Value`] tree is built for
+/// the entry or its header, and the payload's tree only to re-encode it.
+///
+/// The strict decoder accepts every entry this accepts, with the same
+/// payload: each step is one of its checks or implies it. None means "not
+/// known here" (the strict decoder then says why, or accepts it).
+fn decode_plain(bytes: &[u8], id: EntryId) -> Option<Unverified> {
+    if bytes.len() > MAX_ENTRY_SIZE || bytes.get(..2) != Some(&[COSE_SIGN1_TAG, 0x84][..]) {
+        return None;
+    }
+    let mut at = 2;
+    let protected = bstr(bytes, &mut at)?;
+    let protected_end = at;
+    if bytes.get(at) != Some(&0xA0) {
+        return None;
+    }
+    at += 1;
+    let payload_start = at;
+    let payload = bstr(bytes, &mut at)?;
+    let payload_end = at;
+    let sig = bstr(bytes, &mut at)?;
+    if at != bytes.len() {
+        return None;
+    }
+    let signature: [u8; 64] = bytes[sig].try_into().ok()?;
+    let start = protected_header_start();
+    let kid = bytes[protected].strip_prefix(start)?;
+    let kid = AgencyId(kid.try_into().ok()?);
+    let payload_bytes = &bytes[payload];
+    if payload_bytes.first()? >> 5 != 5 || !codec::is_plain_deterministic(payload_bytes) {
+        return None;
+    }
+    let payload: Payload = codec::from_plain_slice(payload_bytes)?;
+    // The typed value must encode back to these bytes: serde alone would
+    // take a byte string for a text string (see `codec::from_value`).
+    if payload.v != FORMAT_VERSION
+        || payload.author != kid
+        || codec::to_vec(&payload) != payload_bytes
+        || payload.check_schema().is_err()
+    {
+        return None;
+    }
+    Some(Unverified {
+        entry: Entry {
+            bytes: bytes.into(),
+            id,
+            payload: Arc::new(payload),
+        },
+        protected_end,
+        payload: payload_start..payload_end,
+        signature,
+    })
 }
 
 fn contains_null(v: &Value) -> bool {
@@ -554,4 +704,197 @@ fn check_header(h: &BTreeMap<Value, Value>) -> Result<AgencyId, String> {
 /// `["Signature1", protected, h'', payload]`.
 pub fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
     sig_structure_with_aad(protected, &[], payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len() / 2)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// The entries of the spec's vectors, each with whether its vector
+    /// expects every entry to be accepted.
+    fn vector_entries() -> Vec<(Vec<u8>, bool)> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/entries.json");
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("vectors")).expect("json");
+        let mut out = Vec::new();
+        for v in doc["vectors"].as_array().expect("vectors") {
+            let valid = v["expect"] == "valid";
+            for e in v["entries"].as_array().expect("entries") {
+                if let Some(h) = e.as_str() {
+                    out.push((unhex(h), valid));
+                }
+            }
+        }
+        out
+    }
+
+    fn files_in(dir: &Path) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().is_file() {
+                out.push(std::fs::read(e.path()).expect("readable"));
+            }
+        }
+        out
+    }
+
+    /// The fast path gives exactly the strict decoder's verdict; returns
+    /// whether it decided (accepted) the input itself.
+    fn same_verdict(bytes: &[u8]) -> bool {
+        let id = EntryId::of(bytes);
+        let strict = Entry::decode_strict(bytes, id);
+        let plain = decode_plain(bytes, id);
+        if let Some(p) = &plain {
+            let s = strict.as_ref().unwrap_or_else(|r| {
+                panic!("the fast path accepted what V{} refuses: {r:?}", r.rule())
+            });
+            assert_eq!(p.entry, s.entry);
+            assert_eq!(p.signature, s.signature);
+            assert_eq!(p.signed_parts(), s.signed_parts());
+        }
+        let combined = Entry::decode_unverified(bytes);
+        match (&combined, &strict) {
+            (Ok(c), Ok(s)) => {
+                assert_eq!(c.entry, s.entry);
+                // The parts are the Sig_structure built from the COSE items.
+                let cose = CoseSign1::decode(bytes).expect("a COSE_Sign1");
+                assert_eq!(c.signed_message(), cose.to_be_signed(&[]));
+            }
+            (Err(c), Err(s)) => assert_eq!(c, s),
+            _ => panic!("verdicts differ: {combined:?} against {strict:?}"),
+        }
+        plain.is_some()
+    }
+
+    #[test]
+    fn the_fast_path_gives_the_strict_verdict_on_every_vector_seed_and_mutation() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let vectors = vector_entries();
+        assert!(vectors.len() > 100);
+        for (bytes, valid) in &vectors {
+            let fast = same_verdict(bytes);
+            // Every entry of a valid vector is honest: it takes the fast path.
+            assert!(
+                !valid || fast,
+                "a valid vector's entry missed the fast path"
+            );
+        }
+        let mut seeds = files_in(&root.join("fuzz/corpus/entry_decode"));
+        seeds.extend(files_in(&root.join("tests/fuzz-regressions/entry_decode")));
+        assert!(!seeds.is_empty());
+        for s in &seeds {
+            same_verdict(s);
+        }
+        // Every single-byte change of honest entries: most are refused,
+        // some (a changed letter in a text) still decode.
+        let mut decided = 0;
+        for (bytes, _) in vectors.iter().filter(|(_, valid)| *valid).take(12) {
+            for i in 0..bytes.len() {
+                for change in [0x01u8, 0x20, 0x80, 0xFF] {
+                    let mut m = bytes.clone();
+                    m[i] ^= change;
+                    decided += usize::from(same_verdict(&m));
+                }
+                let mut shorter = bytes.clone();
+                shorter.remove(i);
+                same_verdict(&shorter);
+                let mut longer = bytes.clone();
+                longer.insert(i, bytes[i]);
+                same_verdict(&longer);
+            }
+        }
+        assert!(decided > 0, "some mutations still decode, on the fast path");
+    }
+
+    /// Payloads the fast path must leave to the strict decoder, which
+    /// refuses each with its own reason: an honest entry re-signed around
+    /// a payload that is not deterministic CBOR.
+    #[test]
+    fn a_non_canonical_payload_is_refused_on_the_fast_path_too() {
+        let alpha = Identity::from_seed([7; 32]);
+        let payload = Payload::genesis(
+            alpha.agency(),
+            1_795_000_000_000,
+            Tlp::Amber,
+            CaseOpened {
+                title: "T".into(),
+                reference: "R".into(),
+                jurisdiction: None,
+                name: "N".into(),
+                country: "PH".into(),
+            },
+        );
+        let honest = codec::to_vec(&payload);
+        // Re-sign arbitrary payload bytes as an entry of alpha's.
+        let entry_of = |payload_bytes: &[u8]| {
+            let protected = protected_header(&alpha.agency());
+            let sig = alpha.sign(&sig_structure(&protected, payload_bytes));
+            let outer = Value::Array(vec![
+                Value::Bytes(protected),
+                Value::Map(BTreeMap::new()),
+                Value::Bytes(payload_bytes.to_vec()),
+                Value::Bytes(sig.to_vec()),
+            ]);
+            let mut bytes = vec![COSE_SIGN1_TAG];
+            bytes.extend_from_slice(&codec::to_vec(&outer));
+            bytes
+        };
+        assert!(Entry::decode(&entry_of(&honest)).is_ok());
+        // The payload is a map whose first key is "v" (0x61 0x76) with 1.
+        assert_eq!(&honest[1..4], &[0x61, 0x76, 0x01]);
+        let mut variants: Vec<(&str, Vec<u8>)> = Vec::new();
+        // v: 1 as a two-byte integer.
+        let mut m = honest.clone();
+        m.splice(3..4, [0x18, 0x01]);
+        variants.push(("non-minimal integer", m));
+        // The map's length in a two-byte head.
+        let mut m = honest.clone();
+        let n = m[0] & 0x1F;
+        m.splice(0..1, [0xB8, n]);
+        variants.push(("non-minimal map length", m));
+        // The same map, indefinite.
+        let mut m = honest.clone();
+        m[0] = 0xBF;
+        m.push(0xFF);
+        variants.push(("indefinite-length map", m));
+        // "v" moved to the end: unsorted keys.
+        let mut m = vec![honest[0]];
+        m.extend_from_slice(&honest[4..]);
+        m.extend_from_slice(&honest[1..4]);
+        variants.push(("unsorted keys", m));
+        // "v" twice: a duplicate key (the count says one more).
+        let mut m = vec![honest[0] + 1];
+        m.extend_from_slice(&honest[1..4]);
+        m.extend_from_slice(&honest[1..]);
+        variants.push(("duplicate key", m));
+        // "v" written as an indefinite-length text.
+        let mut m = honest.clone();
+        m.splice(1..3, [0x7F, 0x61, 0x76, 0xFF]);
+        variants.push(("indefinite-length text key", m));
+        for (what, p) in variants {
+            assert!(!codec::is_plain_deterministic(&p), "{what}");
+            let bytes = entry_of(&p);
+            assert!(
+                decode_plain(&bytes, EntryId::of(&bytes)).is_none(),
+                "{what} passed the fast path"
+            );
+            let err = Entry::decode(&bytes).expect_err(what);
+            assert!(
+                matches!(
+                    err.kind,
+                    RejectKind::NonCanonical("payload") | RejectKind::Malformed(_)
+                ),
+                "{what}: {:?}",
+                err.kind
+            );
+            same_verdict(&bytes);
+        }
+    }
 }

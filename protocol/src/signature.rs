@@ -211,6 +211,12 @@ impl Batch {
     /// Adds a signature by `agency` over `msg`; its verdict will be at this
     /// position in [`Batch::verify`]'s result.
     pub fn push(&mut self, agency: &AgencyId, msg: &[u8], sig: &[u8; 64]) {
+        self.push_parts(agency, &[msg], sig);
+    }
+
+    /// Adds a signature by `agency` over the concatenation of `parts`,
+    /// hashed where they lie (no copy into one message).
+    pub fn push_parts(&mut self, agency: &AgencyId, parts: &[&[u8]], sig: &[u8; 64]) {
         let key = match self.key_index.get(agency) {
             Some(&i) => i,
             None => {
@@ -220,7 +226,7 @@ impl Batch {
             }
         };
         let item = match self.keys[key] {
-            Some(_) => prepare(agency, &[msg], sig).map(|p| (key, p)),
+            Some(_) => prepare(agency, parts, sig).map(|p| (key, p)),
             None => None,
         };
         self.items.push(item);
