@@ -42,6 +42,10 @@ fn every_figure_runs_tiny() {
         "latency_p99",
         "verify",
         "verify_memory",
+        "federation_reach_median",
+        "federation_frames",
+        "resync_time",
+        "resync_bytes",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
