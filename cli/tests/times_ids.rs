@@ -56,6 +56,11 @@ fn times_in(text: &str) -> (Vec<String>, Vec<String>) {
         {
             times.push(t.trim_end_matches(['.', ':']).to_owned());
         }
+        // A hex id (case, entry, digest) can hold 13 decimal digits in a
+        // row by chance (about one 64-digit id in 20): not a time.
+        if t.len() >= 32 && t.chars().all(|c| c.is_ascii_hexdigit()) {
+            continue;
+        }
         let mut run = 0;
         for c in t.chars() {
             run = if c.is_ascii_digit() { run + 1 } else { 0 };
