@@ -404,6 +404,33 @@ fn an_equivocation_gives_a_valid_with_conflicts_verdict_in_every_output() {
         page.contains("<div class=\"verdict conflicts\"><div class=\"word\">VALID, WITH CONFLICTS</div><p><strong>VALID, WITH CONFLICTS: 1 equivocation;"),
         "{page}"
     );
+    // What each version says, side by side: in the text, the JSON and the
+    // page, with the one the record follows marked.
+    for says in ["note: first version", "note: second version"] {
+        assert!(r.stdout.contains(&format!("says: {says}")), "{}", r.stdout);
+        assert!(page.contains(says), "{says} not on the page");
+    }
+    assert_eq!(
+        r.stdout.matches("(the record here follows it)").count(),
+        1,
+        "{}",
+        r.stdout
+    );
+    let versions = v["conflicts"][0]["versions"].as_array().expect("versions");
+    assert_eq!(versions.len(), 2, "{v}");
+    let mut said: Vec<&str> = versions.iter().filter_map(|x| x["says"].as_str()).collect();
+    said.sort_unstable();
+    assert_eq!(said, ["note: first version", "note: second version"]);
+    assert_eq!(
+        versions.iter().filter(|x| x["in_record"] == true).count(),
+        1
+    );
+    let ids: Vec<String> = versions
+        .iter()
+        .filter_map(|x| x["entry"].as_str().map(str::to_owned))
+        .collect();
+    assert!(ids.contains(&one.id().to_hex()) && ids.contains(&two.id().to_hex()));
+    assert!(page.contains("<table class=\"versions\">"), "{page}");
 }
 
 #[cfg(unix)]

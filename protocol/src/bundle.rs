@@ -64,9 +64,9 @@ use crate::cose::sig_structure_prefix;
 pub use explain::{explain, explain_bundle_rule};
 pub use export::{disclosure, export, ExportError};
 pub use report::{
-    check_entries, check_entry, verify, BundleRule, Checked, Claimed, ConflictReport, EventReport,
-    ItemReport, KeyTrust, MemberReport, NoteReport, Problem, Receipt, Report, Rule, Unlisted,
-    Verifier, WithheldReport, LISTED,
+    body_line, check_entries, check_entry, verify, BundleRule, Checked, Claimed, ConflictReport,
+    EventReport, ItemReport, KeyTrust, MemberReport, NoteReport, Problem, Receipt, Report, Rule,
+    Unlisted, Verifier, VersionReport, WithheldReport, LISTED,
 };
 pub use stream::{oversize, StreamDecoder, Streamed, Summary};
 pub use trust::{TrustError, TrustList};

@@ -63,6 +63,7 @@ dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 .nowrap { white-space: nowrap; }
 .mono { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 13px; white-space: nowrap; }
+.versions td { vertical-align: top; width: 50%; border: 1px solid #ccc; }
 .path { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 13px; overflow-wrap: anywhere; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0; font-size: 14px; }
 th, td { text-align: left; vertical-align: top; padding: 5px 8px; border-bottom: 1px solid var(--line); }
@@ -627,13 +628,42 @@ fn conflicts(h: &mut Page<'_>, r: &Report) {
             .collect();
         let _ = writeln!(
             h,
-            "<tr><td class=\"alarm\">{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"alarm\">{}</td><td>{}{}</td><td>{}</td></tr>",
             esc(c.kind),
             esc(&c.sentence),
+            versions(c),
             ids.join("<br>")
         );
     }
     h.push_str("</tbody>\n</table>\n");
+}
+
+/// An equivocation's two versions side by side: what each says, when,
+/// under which label, and which one the record follows.
+fn versions(c: &custodia_protocol::bundle::ConflictReport) -> String {
+    if c.versions.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<table class=\"versions\"><tr>");
+    for (n, v) in c.versions.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<td><b>Version {}</b>{}<br><span class=\"mono\">{}</span> {}<br>{} · TLP:{}<br>{}</td>",
+            n + 1,
+            if v.in_record {
+                " (the record here follows it)"
+            } else {
+                ""
+            },
+            v.entry.short(),
+            esc(&at(v.index)),
+            esc(&iso_time(v.time)),
+            esc(&v.tlp.as_str().to_uppercase()),
+            esc(&v.says)
+        );
+    }
+    out.push_str("</tr></table>");
+    out
 }
 
 fn notes(h: &mut Page<'_>, ix: &Index<'_>) {

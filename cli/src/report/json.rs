@@ -354,6 +354,20 @@ struct Conflict<'r> {
     item: Option<String>,
     kind: &'r str,
     sentence: &'r str,
+    versions: Vec<Version<'r>>,
+}
+
+/// One of an equivocation's two versions.
+#[derive(DeriveSerialize)]
+struct Version<'r> {
+    entry: String,
+    in_record: bool,
+    index: Option<usize>,
+    kind: &'static str,
+    says: &'r str,
+    time: u64,
+    time_iso: String,
+    tlp: &'static str,
 }
 
 impl<'r> Conflict<'r> {
@@ -364,6 +378,20 @@ impl<'r> Conflict<'r> {
             item: c.item.as_ref().map(uuid),
             kind: c.kind,
             sentence: &c.sentence,
+            versions: c
+                .versions
+                .iter()
+                .map(|v| Version {
+                    entry: v.entry.to_hex(),
+                    in_record: v.in_record,
+                    index: v.index,
+                    kind: v.kind,
+                    says: &v.says,
+                    time: v.time,
+                    time_iso: iso_time(v.time),
+                    tlp: v.tlp.as_str(),
+                })
+                .collect(),
         }
     }
 }

@@ -234,6 +234,26 @@ pub(crate) fn text<W: Write>(r: &Report, file: &Source, last: Option<&str>, out:
         if !ids.is_empty() {
             line(format!("    entries: {}", ids.join(", ")));
         }
+        // An equivocation's two versions, one under the other.
+        for (n, v) in c.versions.iter().enumerate() {
+            line(format!(
+                "    version {}: {} {} at {}, TLP:{}{}",
+                n + 1,
+                at(v.index),
+                v.entry.short(),
+                iso_time(v.time),
+                v.tlp.as_str().to_uppercase(),
+                if v.in_record {
+                    " (the record here follows it)"
+                } else {
+                    ""
+                }
+            ));
+            line(format!(
+                "      says: {}",
+                wrap(&t(&v.says), 12).trim_start()
+            ));
+        }
     }
     if r.conflicts.is_empty() {
         line("  none".into());

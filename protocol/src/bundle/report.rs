@@ -341,6 +341,63 @@ pub struct ConflictReport {
     pub entries: Vec<(EntryId, Option<usize>)>,
     /// What it means.
     pub sentence: String,
+    /// For an equivocation: what each of the two signed versions says, to
+    /// be shown side by side (empty for the other kinds).
+    pub versions: Vec<VersionReport>,
+}
+
+/// One of two entries an author signed at one position (SPEC.md §14),
+/// as the equivocation proof carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionReport {
+    /// The entry id.
+    pub entry: EntryId,
+    /// Its index in the bundle, if the record holds it.
+    pub index: Option<usize>,
+    /// The author's asserted time (ms since the Unix epoch).
+    pub time: u64,
+    /// Its handling label.
+    pub tlp: crate::Tlp,
+    /// The body's kind (`note`, `custody`, ...).
+    pub kind: &'static str,
+    /// What it says, in a line (untrusted text: escape before showing).
+    pub says: String,
+    /// Whether the record in this bundle follows this version.
+    pub in_record: bool,
+}
+
+/// What a body says, in one line: the parts a reader needs to tell two
+/// versions apart.
+pub fn body_line(body: &crate::Body) -> String {
+    use crate::Body;
+    match body {
+        Body::CaseOpened(o) => format!("opens the case \"{}\" ({})", o.title, o.reference),
+        Body::MemberAdded(m) => format!("adds {} ({}) as {}", m.name, m.country, m.role.as_str()),
+        Body::MemberRemoved(m) => format!(
+            "removes {}{}",
+            m.agency.fingerprint(),
+            m.reason
+                .as_ref()
+                .map_or_else(String::new, |r| format!(": {r}"))
+        ),
+        Body::EvidenceRegistered(e) => format!(
+            "registers {} ({}), SHA-256 {}, {} bytes",
+            e.exhibit.as_deref().unwrap_or("an item"),
+            e.item.to_uuid_string(),
+            hex::encode(e.digests.sha256),
+            e.size
+        ),
+        Body::Custody(c) => format!(
+            "custody: {} of item {}{}",
+            c.action.as_str(),
+            c.item.to_uuid_string(),
+            c.to.map_or_else(String::new, |t| format!(" to {}", t.fingerprint()))
+        ),
+        Body::Witness(w) => format!("countersigns {} heads", w.heads.len()),
+        Body::Note(n) => format!("note: {}", n.text),
+        Body::HandlingChanged(h) => format!("relabels entry {} as {}", h.entry.short(), h.tlp),
+        Body::Retracted(r) => format!("retracts entry {}: {}", r.entry.short(), r.reason),
+    }
 }
 
 /// A position disclosed as withheld.
@@ -1257,6 +1314,7 @@ impl<'t> Verifier<'t> {
                         kind: "equivocation",
                         author: Some(eq.author),
                         item: None,
+                        versions: self.versions(proof),
                         entries: ids.iter().map(|i| (*i, self.index_of(i))).collect(),
                         sentence: format!(
                             "{name} signed two different entries as #{} of its history (proof {k} in the bundle): it showed different versions of its record to different agencies. {}",
@@ -1395,6 +1453,27 @@ impl<'t> Verifier<'t> {
         }
     }
 
+    /// The two versions a proof carries, side by side.
+    fn versions(&self, proof: &EquivocationProof) -> Vec<VersionReport> {
+        [&proof.0, &proof.1]
+            .into_iter()
+            .filter_map(|b| Entry::decode_unverified(b).ok())
+            .map(|u| u.assume_verified())
+            .map(|e| {
+                let p = e.payload();
+                VersionReport {
+                    entry: e.id(),
+                    index: self.index_of(&e.id()),
+                    time: p.time,
+                    tlp: p.tlp,
+                    kind: p.body.kind(),
+                    says: body_line(&p.body),
+                    in_record: self.v.knows(&e.id()),
+                }
+            })
+            .collect()
+    }
+
     fn conflict(&self, c: &Conflict, state: &crate::state::CaseState) -> ConflictReport {
         let name = |a: &AgencyId| self.name(a).unwrap_or_else(|| a.fingerprint());
         let at = |id: &EntryId| (*id, self.index_of(id));
@@ -1407,6 +1486,7 @@ impl<'t> Verifier<'t> {
                 kind: "equivocation",
                 author: Some(*author),
                 item: None,
+                versions: proof.iter().flat_map(|p| self.versions(p)).collect(),
                 entries: proof
                     .iter()
                     .flat_map(|p| [EntryId::of(&p.0), EntryId::of(&p.1)])
@@ -1418,6 +1498,7 @@ impl<'t> Verifier<'t> {
                 ),
             },
             Conflict::DigestMismatch { entry, item, author } => ConflictReport {
+                versions: Vec::new(),
                 kind: "digest-mismatch",
                 author: Some(*author),
                 item: Some(*item),
@@ -1429,6 +1510,7 @@ impl<'t> Verifier<'t> {
                 ),
             },
             Conflict::DuplicateRegistration { item, entry } => ConflictReport {
+                versions: Vec::new(),
                 kind: "duplicate-registration",
                 author: None,
                 item: Some(*item),
@@ -1439,6 +1521,7 @@ impl<'t> Verifier<'t> {
                 ),
             },
             Conflict::DuplicateDigest { first, second, entry } => ConflictReport {
+                versions: Vec::new(),
                 kind: "duplicate-digest",
                 author: None,
                 item: Some(*second),
