@@ -506,3 +506,31 @@ fn a_summary_out_of_turn_is_a_protocol_violation() {
         Err(SyncError::Malformed(_))
     ));
 }
+
+#[test]
+fn a_note_bravo_wrote_reaches_alpha_and_is_the_second_fuzz_seed() {
+    let (mut a, case) = alpha();
+    let mut b = node("bravo");
+    b.r.pin(a.me);
+    for e in a.r.entries(&case).into_iter().cloned().collect::<Vec<_>>() {
+        b.r.author(&e, NOW).expect("alpha's entries at bravo");
+    }
+    let n = note(&mut b, "bravo", &case, "second phone imaged at the BKA lab");
+    let (mut sa, mut sb) = sessions(&a, &b);
+    let (_, ba, e) = exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+    assert_eq!(e, None);
+    assert!(a.r.ids(&case).contains(&n.id()));
+    // Bravo's side carries a batch with an entry: the `session` fuzz
+    // target's second seed, so mutations reach the receiving path.
+    let seed = ba_after_hello(&ba);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus/session/bravo-sends-a-note");
+    if std::env::var_os("CUSTODIA_WRITE_FUZZ_SEEDS").is_some() {
+        std::fs::write(&path, &seed).expect("seed written");
+    }
+    assert_eq!(
+        std::fs::read(&path).expect("the seed exists"),
+        seed,
+        "the session seed is stale: run with CUSTODIA_WRITE_FUZZ_SEEDS=1"
+    );
+}
