@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use custodia_protocol::session::{apply_batch, BatchStore};
 pub use custodia_protocol::session::{BatchOutcome, Checked, RowHead};
 use custodia_protocol::{
     admit_proof, AgencyId, Applied, Body, CaseId, CaseState, Entry, EntryId, EquivocationProof,
@@ -1348,7 +1349,13 @@ impl Store {
             self.quarantine_in_place()?;
             let mut outs = Vec::with_capacity(batches.len());
             for (case, items) in batches {
-                outs.push(self.apply_batch(&case, items, markers_from, now_ms)?);
+                outs.push(apply_batch(
+                    self,
+                    &case,
+                    items,
+                    markers_from.as_ref(),
+                    now_ms,
+                )?);
             }
             Ok(outs)
         })();
@@ -1364,97 +1371,6 @@ impl Store {
                 Err(e)
             }
         }
-    }
-
-    /// One batch inside the open transaction of [`Self::receive_tx`].
-    fn apply_batch(
-        &mut self,
-        case: &CaseId,
-        items: Vec<Checked>,
-        markers_from: Option<AgencyId>,
-        now_ms: u64,
-    ) -> Result<BatchOutcome, StoreError> {
-        let markers_taken =
-            markers_from.is_none_or(|p| self.cases.get(case).is_some_and(|v| v.is_member(&p)));
-        let mut out = BatchOutcome::default();
-        for item in items {
-            match item {
-                Checked::Entry(decoded) => {
-                    let entry = match decoded {
-                        Ok(e) => e,
-                        Err(r) => {
-                            out.refused.push(r);
-                            continue;
-                        }
-                    };
-                    if entry.case_id() != *case {
-                        out.refused.push(Rejection {
-                            entry: Some(entry.id()),
-                            kind: RejectKind::WrongCase(format!("sent in a batch of case {case}")),
-                        });
-                        continue;
-                    }
-                    let v = self.cases.entry(*case).or_insert_with(Validator::lean);
-                    match v.apply(&entry, now_ms) {
-                        Ok(Applied::Duplicate) => {
-                            out.duplicates += 1;
-                            out.positions.push((entry.author(), entry.seq()));
-                        }
-                        Ok(how) => {
-                            self.insert_row(&entry, how, now_ms)?;
-                            out.stored.push(entry.id());
-                            out.positions.push((entry.author(), entry.seq()));
-                        }
-                        Err(r) => {
-                            // Two entries for one position: the proof is
-                            // built from the entry held (read back from
-                            // the store) and the one just offered.
-                            if let RejectKind::Equivocation {
-                                existing: Some(existing),
-                                ..
-                            } = &r.kind
-                            {
-                                if let Some(first) = self.entry(existing)? {
-                                    let proof = EquivocationProof::new(&first, &entry);
-                                    if self.insert_proof(case, &proof)? {
-                                        out.proofs.push(proof);
-                                    }
-                                }
-                            }
-                            out.refused.push(r);
-                        }
-                    }
-                }
-                Checked::Withheld(_) if !markers_taken => out.ignored += 1,
-                Checked::Withheld(w) => {
-                    let Some(v) = self.cases.get_mut(case) else {
-                        out.refused.push(Rejection {
-                            entry: Some(w.id),
-                            kind: RejectKind::WrongCase(
-                                "a withheld position cannot precede the genesis".into(),
-                            ),
-                        });
-                        continue;
-                    };
-                    match v.apply_withheld(w) {
-                        Ok(Applied::Duplicate) => {
-                            out.duplicates += 1;
-                            out.positions.push((w.author, w.seq));
-                        }
-                        Ok(_) => {
-                            self.insert_withheld(case, &w, now_ms)?;
-                            out.stored.push(w.id);
-                            out.positions.push((w.author, w.seq));
-                        }
-                        Err(r) => out.refused.push(r),
-                    }
-                }
-            }
-        }
-        if self.cases.get(case).is_some_and(|v| v.case().is_none()) {
-            self.cases.remove(case);
-        }
-        Ok(out)
     }
 
     /// Stores an equivocation proof that peer `from` sent, if the node
@@ -2194,6 +2110,51 @@ mod tests {
 
 /// The `node_meta` key recording up to which own position an operator
 /// released a case's hold.
+/// The store as the storage side of the one batch procedure
+/// ([`apply_batch`]), inside the open transaction of `receive_tx`.
+impl BatchStore for Store {
+    type Error = StoreError;
+
+    fn validator(&mut self, case: &CaseId, open: bool) -> Option<&mut Validator> {
+        if open {
+            Some(self.cases.entry(*case).or_insert_with(Validator::lean))
+        } else {
+            self.cases.get_mut(case)
+        }
+    }
+
+    fn forget_unopened(&mut self, case: &CaseId) {
+        if self.cases.get(case).is_some_and(|v| v.case().is_none()) {
+            self.cases.remove(case);
+        }
+    }
+
+    fn insert_entry(&mut self, entry: &Entry, how: Applied, now_ms: u64) -> Result<(), StoreError> {
+        self.insert_row(entry, how, now_ms)
+    }
+
+    fn insert_withheld(
+        &mut self,
+        case: &CaseId,
+        w: &WithheldPosition,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        Store::insert_withheld(self, case, w, now_ms)
+    }
+
+    fn held_entry(&mut self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        self.entry(id)
+    }
+
+    fn insert_proof(
+        &mut self,
+        case: &CaseId,
+        proof: &EquivocationProof,
+    ) -> Result<bool, StoreError> {
+        Store::insert_proof(self, case, proof)
+    }
+}
+
 fn released_key(case: &CaseId) -> String {
     format!("released:{}", case.to_hex())
 }

@@ -23,7 +23,8 @@ mod replica;
 use std::collections::{BTreeMap, VecDeque};
 
 pub use replica::{
-    check, heads_of, zip_checked, BatchOutcome, Checked, MemoryReplica, Never, Replica, RowHead,
+    apply_batch, check, heads_of, zip_checked, BatchOutcome, BatchStore, Checked, MemoryReplica,
+    Never, Replica, RowHead,
 };
 
 use crate::body::Head;

@@ -13,7 +13,7 @@ use std::fmt;
 
 use crate::body::{Body, Head};
 use crate::entry::{Entry, Payload, FORMAT_VERSION, MAX_REFS};
-use crate::equivocation::{admit_proof, EquivocationProof, ProofRefusal};
+use crate::equivocation::{admit_proof, EquivocationProof, ProofRefusal, MAX_PROOFS_PER_AUTHOR};
 use crate::error::{RejectKind, Rejection};
 use crate::identity::Identity;
 use crate::ids::{AgencyId, CaseId, EntryId};
@@ -81,6 +81,134 @@ pub struct BatchOutcome {
     /// Withheld markers not taken because their sender is not a member of
     /// the case.
     pub ignored: usize,
+}
+
+/// The storage side of [`apply_batch`]: where a batch's validators live
+/// and where accepted items, found proofs and the entries they need are
+/// written and read. A node implements it over SQLite inside its write
+/// transaction; [`MemoryReplica`] in memory.
+pub trait BatchStore {
+    /// A storage failure.
+    type Error;
+
+    /// The validator of a case held, or a fresh one for a case not held
+    /// yet when `open` is set (the batch may carry its genesis).
+    fn validator(&mut self, case: &CaseId, open: bool) -> Option<&mut Validator>;
+
+    /// Forgets a validator made for a case that the batch did not open.
+    fn forget_unopened(&mut self, case: &CaseId);
+
+    /// Stores an entry the validator accepted (`how`: new, or revealing a
+    /// withheld position).
+    fn insert_entry(&mut self, entry: &Entry, how: Applied, now_ms: u64)
+        -> Result<(), Self::Error>;
+
+    /// Stores a withheld position the validator accepted.
+    fn insert_withheld(
+        &mut self,
+        case: &CaseId,
+        w: &WithheldPosition,
+        now_ms: u64,
+    ) -> Result<(), Self::Error>;
+
+    /// The entry held with this id, if its bytes are held.
+    fn held_entry(&mut self, id: &EntryId) -> Result<Option<Entry>, Self::Error>;
+
+    /// Stores a proof found while applying; whether it is new and kept.
+    fn insert_proof(
+        &mut self,
+        case: &CaseId,
+        proof: &EquivocationProof,
+    ) -> Result<bool, Self::Error>;
+}
+
+/// Applies one received batch of a case, in order, each item seeing the
+/// ones before it (SPEC.md §9.8): the one procedure behind every store.
+/// Entries of another case are refused (`wrong-case`); an entry at a
+/// position that holds another becomes an equivocation proof, built from
+/// the entry held and the one offered. With `markers_from`, withheld
+/// markers are taken only if that agency is a member of the case when the
+/// batch starts (a marker is unsigned: only a member's word counts); the
+/// others are counted in `ignored`.
+pub fn apply_batch<S: BatchStore>(
+    store: &mut S,
+    case: &CaseId,
+    items: Vec<Checked>,
+    markers_from: Option<&AgencyId>,
+    now_ms: u64,
+) -> Result<BatchOutcome, S::Error> {
+    let markers_taken =
+        markers_from.is_none_or(|p| store.validator(case, false).is_some_and(|v| v.is_member(p)));
+    let mut out = BatchOutcome::default();
+    for item in items {
+        match item {
+            Checked::Entry(Err(r)) => out.refused.push(r),
+            Checked::Entry(Ok(entry)) => {
+                if entry.case_id() != *case {
+                    out.refused.push(Rejection {
+                        entry: Some(entry.id()),
+                        kind: RejectKind::WrongCase(format!("sent in a batch of case {case}")),
+                    });
+                    continue;
+                }
+                let Some(v) = store.validator(case, true) else {
+                    continue;
+                };
+                match v.apply(&entry, now_ms) {
+                    Ok(Applied::Duplicate) => {
+                        out.duplicates += 1;
+                        out.positions.push((entry.author(), entry.seq()));
+                    }
+                    Ok(how) => {
+                        store.insert_entry(&entry, how, now_ms)?;
+                        out.stored.push(entry.id());
+                        out.positions.push((entry.author(), entry.seq()));
+                    }
+                    Err(r) => {
+                        if let RejectKind::Equivocation {
+                            existing: Some(existing),
+                            ..
+                        } = &r.kind
+                        {
+                            if let Some(first) = store.held_entry(existing)? {
+                                let proof = EquivocationProof::new(&first, &entry);
+                                if store.insert_proof(case, &proof)? {
+                                    out.proofs.push(proof);
+                                }
+                            }
+                        }
+                        out.refused.push(r);
+                    }
+                }
+            }
+            Checked::Withheld(_) if !markers_taken => out.ignored += 1,
+            Checked::Withheld(w) => {
+                let Some(v) = store.validator(case, false) else {
+                    out.refused.push(Rejection {
+                        entry: Some(w.id),
+                        kind: RejectKind::WrongCase(
+                            "a withheld position cannot precede the genesis".into(),
+                        ),
+                    });
+                    continue;
+                };
+                match v.apply_withheld(w) {
+                    Ok(Applied::Duplicate) => {
+                        out.duplicates += 1;
+                        out.positions.push((w.author, w.seq));
+                    }
+                    Ok(_) => {
+                        store.insert_withheld(case, &w, now_ms)?;
+                        out.stored.push(w.id);
+                        out.positions.push((w.author, w.seq));
+                    }
+                    Err(r) => out.refused.push(r),
+                }
+            }
+        }
+    }
+    store.forget_unopened(case);
+    Ok(out)
 }
 
 /// A stored row's place, without its bytes: what a sender needs to decide
@@ -414,101 +542,75 @@ impl MemoryReplica {
             },
         ));
     }
+}
 
-    fn apply_batch(
-        &mut self,
-        case: &CaseId,
-        items: Vec<Checked>,
-        from: &AgencyId,
-        now_ms: u64,
-    ) -> BatchOutcome {
-        let markers_taken = self.cases.get(case).is_some_and(|v| v.is_member(from));
-        let mut out = BatchOutcome::default();
-        for item in items {
-            match item {
-                Checked::Entry(Err(r)) => out.refused.push(r),
-                Checked::Entry(Ok(entry)) => {
-                    if entry.case_id() != *case {
-                        out.refused.push(Rejection {
-                            entry: Some(entry.id()),
-                            kind: RejectKind::WrongCase(format!("sent in a batch of case {case}")),
-                        });
-                        continue;
-                    }
-                    let v = self.cases.entry(*case).or_default();
-                    match v.apply(&entry, now_ms) {
-                        Ok(Applied::Duplicate) => {
-                            out.duplicates += 1;
-                            out.positions.push((entry.author(), entry.seq()));
-                        }
-                        Ok(applied) => {
-                            if applied == Applied::Revealed {
-                                for (_, r) in self.rows.iter_mut() {
-                                    if r.id == entry.id() {
-                                        r.withheld = false;
-                                    }
-                                }
-                            } else {
-                                self.push_row(
-                                    *case,
-                                    entry.id(),
-                                    entry.author(),
-                                    entry.seq(),
-                                    false,
-                                );
-                            }
-                            out.stored.push(entry.id());
-                            out.positions.push((entry.author(), entry.seq()));
-                        }
-                        Err(r) => {
-                            if let RejectKind::Equivocation {
-                                existing: Some(existing),
-                                ..
-                            } = &r.kind
-                            {
-                                if let Some(first) = v.entry(existing) {
-                                    let proof = EquivocationProof::new(first, &entry);
-                                    let held = self.proofs.entry(*case).or_default();
-                                    if !held.contains(&proof) {
-                                        held.push(proof.clone());
-                                        out.proofs.push(proof);
-                                    }
-                                }
-                            }
-                            out.refused.push(r);
-                        }
-                    }
-                }
-                Checked::Withheld(_) if !markers_taken => out.ignored += 1,
-                Checked::Withheld(w) => {
-                    let Some(v) = self.cases.get_mut(case) else {
-                        out.refused.push(Rejection {
-                            entry: Some(w.id),
-                            kind: RejectKind::WrongCase(
-                                "a withheld position cannot precede the genesis".into(),
-                            ),
-                        });
-                        continue;
-                    };
-                    match v.apply_withheld(w) {
-                        Ok(Applied::Duplicate) => {
-                            out.duplicates += 1;
-                            out.positions.push((w.author, w.seq));
-                        }
-                        Ok(_) => {
-                            self.push_row(*case, w.id, w.author, w.seq, true);
-                            out.stored.push(w.id);
-                            out.positions.push((w.author, w.seq));
-                        }
-                        Err(r) => out.refused.push(r),
-                    }
-                }
-            }
+impl BatchStore for MemoryReplica {
+    type Error = Never;
+
+    fn validator(&mut self, case: &CaseId, open: bool) -> Option<&mut Validator> {
+        if open {
+            Some(self.cases.entry(*case).or_default())
+        } else {
+            self.cases.get_mut(case)
         }
+    }
+
+    fn forget_unopened(&mut self, case: &CaseId) {
         if self.cases.get(case).is_some_and(|v| v.case().is_none()) {
             self.cases.remove(case);
         }
-        out
+    }
+
+    fn insert_entry(&mut self, entry: &Entry, how: Applied, _now_ms: u64) -> Result<(), Never> {
+        if how == Applied::Revealed {
+            if let Some(mine) = self.by_case.get(&entry.case_id()) {
+                for &i in mine {
+                    if self.rows[i].1.id == entry.id() {
+                        self.rows[i].1.withheld = false;
+                    }
+                }
+            }
+        } else {
+            self.push_row(
+                entry.case_id(),
+                entry.id(),
+                entry.author(),
+                entry.seq(),
+                false,
+            );
+        }
+        Ok(())
+    }
+
+    fn insert_withheld(
+        &mut self,
+        case: &CaseId,
+        w: &WithheldPosition,
+        _now_ms: u64,
+    ) -> Result<(), Never> {
+        self.push_row(*case, w.id, w.author, w.seq, true);
+        Ok(())
+    }
+
+    fn held_entry(&mut self, id: &EntryId) -> Result<Option<Entry>, Never> {
+        Ok(self.cases.values().find_map(|v| v.entry(id)).cloned())
+    }
+
+    fn insert_proof(&mut self, case: &CaseId, proof: &EquivocationProof) -> Result<bool, Never> {
+        // The same bound as a node's store (SPEC.md §9.11).
+        let Ok(eq) = proof.check() else {
+            return Ok(false);
+        };
+        let held = self.proofs.entry(*case).or_default();
+        let about = held
+            .iter()
+            .filter(|p| p.check().is_ok_and(|e| e.author == eq.author))
+            .count();
+        if eq.case != *case || about >= MAX_PROOFS_PER_AUTHOR || held.contains(proof) {
+            return Ok(false);
+        }
+        held.push(proof.clone());
+        Ok(true)
     }
 }
 
@@ -566,7 +668,10 @@ impl Replica for MemoryReplica {
     ) -> Result<Vec<BatchOutcome>, Never> {
         Ok(batches
             .into_iter()
-            .map(|(case, items)| self.apply_batch(&case, items, from, now_ms))
+            .map(|(case, items)| {
+                let Ok(out) = apply_batch(self, &case, items, Some(from), now_ms);
+                out
+            })
             .collect())
     }
 
