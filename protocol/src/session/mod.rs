@@ -928,7 +928,7 @@ fn next_batch<R: Replica>(
 /// array of `[case, heads]` pairs, ascending by case (SPEC.md §9.5.1).
 pub fn summary_digest(shared: &[(CaseId, Vec<Head>)]) -> Vec<u8> {
     use sha2::Digest as _;
-    sha2::Sha256::digest(crate::codec::to_vec(&shared.to_vec())).to_vec()
+    sha2::Sha256::digest(crate::codec::to_vec(&shared)).to_vec()
 }
 
 /// Whether a peer may receive a proof: it carries both entries in full, so
