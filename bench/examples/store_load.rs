@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use custodia_bench::gen::generate_case;
-use custodia_node::store::Store;
+use custodia_node::Store;
 use custodia_protocol::{Identity, SyncItem};
 
 fn main() -> anyhow::Result<()> {

@@ -16,7 +16,7 @@ use std::process::Command;
 
 use custodia_bench::gen::generate_case;
 use custodia_bench::measure::{proc_status_kb, Stat};
-use custodia_node::store::Store;
+use custodia_node::Store;
 use custodia_protocol::{Identity, SyncItem};
 
 fn mb(kb: Option<u64>) -> f64 {

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use std::collections::HashMap;
 
-use custodia_node::local::{self, Local, LocalError, TimelineRow};
-use custodia_node::store::Quarantined;
+use custodia_node::Quarantined;
+use custodia_node::{Local, LocalError, TimelineRow};
 use custodia_protocol::{
     AgencyId, Body, CaseId, CaseState, Conflict, CustodyAction, Entry, EntryId, ItemId, Role, Tlp,
 };
@@ -114,7 +114,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<ExitCode> {
-    let mut l = local::open(dir)?;
+    let mut l = custodia_node::Local::open(dir)?;
     match cmd {
         CaseCommand::Open {
             title,
@@ -137,8 +137,10 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
             let quarantined = crate::quarantine::warn(&l, None, out);
             let mut rows = Vec::new();
             let mut text = String::new();
-            for c in l.store.cases().copied().collect::<Vec<_>>() {
-                let Some(s) = l.store.state(&c) else { continue };
+            for c in l.store().cases().copied().collect::<Vec<_>>() {
+                let Some(s) = l.store().state(&c) else {
+                    continue;
+                };
                 let members = s.members.values().filter(|m| m.is_active()).count();
                 let held = quarantined
                     .iter()
@@ -168,7 +170,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
         CaseCommand::Show { case } => {
             let c = l.resolve_case(&case)?;
             crate::quarantine::warn(&l, Some(&c), out);
-            let Some(s) = l.store.state(&c).cloned() else {
+            let Some(s) = l.store().state(&c).cloned() else {
                 return Err(LocalError::NotFound(format!("no case {case:?}")).into());
             };
             let (text, json) = show(&l, &s);
@@ -211,9 +213,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
         }
         CaseCommand::ReleaseHold { case, reason } => {
             let c = l.resolve_case(&case)?;
-            let released = l
-                .store
-                .release_hold(&c, &format!("by the operator: {reason}"))?;
+            let released = l.release_hold(&c, &format!("by the operator: {reason}"))?;
             if !released {
                 return Err(
                     LocalError::NotFound(format!("case {} is not on hold", c.short())).into(),
@@ -259,9 +259,11 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
     // This node's own standing in the case first (SPEC.md §9.14).
     let hold = s
         .case
-        .and_then(|c| l.store.holds(Some(&c)).ok())
+        .and_then(|c| l.store().holds(Some(&c)).ok())
         .and_then(|mut h| h.pop());
-    let equivocated = s.case.and_then(|c| l.store.self_equivocation(&l.me(), &c));
+    let equivocated = s
+        .case
+        .and_then(|c| l.store().self_equivocation(&l.me(), &c));
     if let Some(seq) = equivocated {
         t.push_str(&format!(
             "\n!! THIS AGENCY HAS EQUIVOCATED: it signed two different entries as #{seq} of its history here (a copied key or node folder, or a restored store written in). Every court bundle shows it. This node writes nothing more in the case until people decide how the record goes on.\n"
@@ -291,7 +293,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
     // (SPEC.md §11.1, §17.2): valid, but never to be read as a member's.
     let late = s
         .case
-        .and_then(|c| l.store.case(&c))
+        .and_then(|c| l.store().case(&c))
         .map(|v| v.after_removal())
         .unwrap_or_default();
     let mut after_removal = Vec::new();
@@ -416,7 +418,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
     let mut proofs = Vec::new();
     let stored = s
         .case
-        .and_then(|c| l.store.proofs(&c).ok())
+        .and_then(|c| l.store().proofs(&c).ok())
         .unwrap_or_default();
     if !stored.is_empty() {
         t.push_str("\nEquivocation proofs (two entries one author signed for one position)\n");
@@ -435,7 +437,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
     }
     let quarantined: Vec<Quarantined> = s
         .case
-        .and_then(|c| l.store.quarantined(Some(&c)).ok())
+        .and_then(|c| l.store().quarantined(Some(&c)).ok())
         .unwrap_or_default()
         .into_iter()
         .filter(|q| !q.recovered)
@@ -462,12 +464,12 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
 /// in store order, which is causal order.
 pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value), LocalError> {
     let s = l
-        .store
+        .store()
         .state(case)
         .ok_or_else(|| LocalError::NotFound(format!("no case {case}")))?;
     let rows = l.timeline(case)?;
     let late: std::collections::HashSet<custodia_protocol::EntryId> = l
-        .store
+        .store()
         .case(case)
         .map(|v| v.after_removal().into_iter().map(|x| x.entry).collect())
         .unwrap_or_default();
@@ -567,10 +569,10 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
     // This node's own standing first (SPEC.md §9.14); `case show --json`
     // carries it as data.
     let mut head = String::new();
-    if let Some(seq) = l.store.self_equivocation(&l.me(), case) {
+    if let Some(seq) = l.store().self_equivocation(&l.me(), case) {
         head.push_str(&format!("!! THIS AGENCY HAS EQUIVOCATED: it signed two different entries as #{seq} of its history here; this node writes nothing more in the case until people decide (see `custodia case show`).\n"));
     }
-    if let Some(h) = l.store.holds(Some(case)).ok().and_then(|mut h| h.pop()) {
+    if let Some(h) = l.store().holds(Some(case)).ok().and_then(|mut h| h.pop()) {
         head.push_str(&format!(
             "!! ON HOLD: {}; this node writes nothing in the case until it is resolved (see `custodia status`).\n",
             h.reason

@@ -11,10 +11,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use custodia_node::config::Peer;
-use custodia_node::daemon::{self, Running};
-use custodia_node::hashing::Wanted;
-use custodia_node::local::{self, EvidenceInfo, KnownAgency, Local, LocalError};
+use custodia_node::Peer;
+use custodia_node::Running;
+use custodia_node::Wanted;
+use custodia_node::{EvidenceInfo, KnownAgency, Local, LocalError};
 use custodia_protocol::{AgencyId, CaseId, CaseState, Role, Tlp};
 
 use crate::output::Out;
@@ -113,7 +113,7 @@ impl Node {
     }
 
     fn open(&self) -> Result<Local, LocalError> {
-        local::open(&self.dir)
+        custodia_node::Local::open(&self.dir)
     }
 }
 
@@ -186,7 +186,7 @@ async fn wait_for(
     let mut l = node.open()?;
     loop {
         l.refresh()?;
-        if l.store.state(case).is_some_and(|s| done(&l, s)) {
+        if l.store().state(case).is_some_and(|s| done(&l, s)) {
             return Ok(start.elapsed());
         }
         if start.elapsed() > WAIT {
@@ -256,7 +256,7 @@ async fn scenario(
         say.command(&format!(
             "custodia --dir {dir} init --agency \"{name}\" --country {country} --listen {addr}"
         ));
-        let l = local::init(&d, name, country, Some(&addr))?;
+        let l = custodia_node::Local::init(&d, name, country, Some(&addr))?;
         say.detail(&format!(
             "{name} ({country})  fingerprint {}  {addr}  {}",
             l.me().fingerprint(),
@@ -313,7 +313,7 @@ async fn scenario(
     let mut running: Vec<Running> = Vec::new();
     for n in [&manila, &lyon, &berlin] {
         running.push(
-            daemon::start(&n.dir)
+            custodia_node::start(&n.dir)
                 .await
                 .with_context(|| format!("starting the {} node", n.name))?,
         );
@@ -375,7 +375,7 @@ async fn story(
     say.command("custodia --dir manila evidence add MCU-2026-0117 manila/evidence/chat-export.txt --exhibit EX-2 --description \"Chat export from the seized phone\"");
     let phone = m.register_evidence(
         &case,
-        &local::evidence_files(std::slice::from_ref(&img))?,
+        &custodia_node::evidence_files(std::slice::from_ref(&img))?,
         &EvidenceInfo {
             exhibit: Some("EX-1".into()),
             description: Some("Seized phone, full physical image".into()),
@@ -391,7 +391,7 @@ async fn story(
     )?;
     let export = m.register_evidence(
         &case,
-        &local::evidence_files(std::slice::from_ref(&chat))?,
+        &custodia_node::evidence_files(std::slice::from_ref(&chat))?,
         &EvidenceInfo {
             exhibit: Some("EX-2".into()),
             description: Some("Chat export from the seized phone".into()),
@@ -441,10 +441,10 @@ async fn story(
     let transfer = m.transfer(
         &phone_item.to_hex(),
         &berlin.agency.to_hex(),
-        &local::CustodyInfo {
+        &custodia_node::CustodyInfo {
             purpose: Some("forensic examination".into()),
             actor: Some("Insp. R. Santos".into()),
-            ..local::CustodyInfo::default()
+            ..custodia_node::CustodyInfo::default()
         },
     )?;
     let tid = transfer.entry.id();
@@ -464,10 +464,10 @@ async fn story(
     let receipt = b.receive(
         &tid.to_hex(),
         None,
-        &local::CustodyInfo {
+        &custodia_node::CustodyInfo {
             actor: Some("KHK M. Weber".into()),
             note: Some("seal intact on arrival".into()),
-            ..local::CustodyInfo::default()
+            ..custodia_node::CustodyInfo::default()
         },
     )?;
     say.detail(&format!(
@@ -530,7 +530,7 @@ async fn story(
     for n in [manila, lyon, berlin] {
         let l = n.open()?;
         let s = l
-            .store
+            .store()
             .state(&case)
             .cloned()
             .ok_or_else(|| LocalError::NotFound(format!("{} lacks the case", n.name)))?;

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use custodia_node::hashing::Wanted;
-use custodia_node::local::{self, EvidenceInfo, Local};
+use custodia_node::Wanted;
+use custodia_node::{EvidenceInfo, Local};
 
 use crate::output::{Out, EXIT_REFUSED};
 use crate::progress::Progress;
@@ -80,7 +80,7 @@ pub(crate) enum EvidenceCommand {
 }
 
 pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result<ExitCode> {
-    let mut l = local::open(dir)?;
+    let mut l = custodia_node::Local::open(dir)?;
     crate::quarantine::warn(&l, None, out);
     match cmd {
         EvidenceCommand::Add {
@@ -102,7 +102,7 @@ pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result
                 Some(d) => {
                     let (dc, item) = l.resolve_item(&d)?;
                     if dc != c {
-                        return Err(local::LocalError::Refused(format!(
+                        return Err(custodia_node::LocalError::Refused(format!(
                             "item {d} is in another case; --derived-from names an item of this case"
                         ))
                         .into());
@@ -111,7 +111,7 @@ pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result
                 }
                 None => None,
             };
-            let files = local::evidence_files(&paths)?;
+            let files = custodia_node::evidence_files(&paths)?;
             let info = EvidenceInfo {
                 exhibit,
                 description,

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use custodia_node::local;
 use custodia_protocol::bundle::{self, Bundle};
 
 use crate::output::{iso_time, Out};
@@ -20,7 +19,7 @@ pub(crate) fn run(
     items: &[String],
     out: &Out,
 ) -> anyhow::Result<ExitCode> {
-    let l = local::open(dir)?;
+    let l = custodia_node::Local::open(dir)?;
     let c = l.resolve_case(case)?;
     let quarantined = crate::quarantine::warn(&l, Some(&c), out);
     let bytes = l.export_bundle(&c, items)?;
@@ -42,7 +41,7 @@ pub(crate) fn run(
         .elements()
         .filter(|e| matches!(e, bundle::Element::Withheld(_)))
         .count();
-    let s = l.store.state(&c);
+    let s = l.store().state(&c);
     let title = s.map(|s| s.title.clone()).unwrap_or_default();
     let selective = b.items().map(|i| i.len());
     out.record(
@@ -56,7 +55,7 @@ pub(crate) fn run(
             selective.map_or_else(String::new, |n| format!(" for {n} item(s)")),
             b.proof_count(),
             bytes.len(),
-            safe(&l.config.agency.name),
+            safe(&l.config().agency.name),
             iso_time(b.exported_at()),
             file.display()
         ),

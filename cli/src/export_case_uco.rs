@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use crate::case_uco;
 use anyhow::Context;
-use custodia_node::local::{self, LocalError};
-use custodia_node::store::StoreError;
+use custodia_node::LocalError;
+use custodia_node::StoreError;
 use serde_json::Value;
 
 use crate::output::Out;
@@ -25,10 +25,10 @@ pub(crate) fn run(
     items: &[String],
     out: &Out,
 ) -> anyhow::Result<ExitCode> {
-    let l = local::open(dir)?;
+    let l = custodia_node::Local::open(dir)?;
     let c = l.resolve_case(case)?;
     crate::quarantine::warn(&l, Some(&c), out);
-    let state = l.store.state(&c).ok_or(StoreError::UnknownCase(c))?;
+    let state = l.store().state(&c).ok_or(StoreError::UnknownCase(c))?;
     let mut selected = BTreeSet::new();
     for what in items {
         let (in_case, item) = l.resolve_item(what)?;
@@ -41,7 +41,7 @@ pub(crate) fn run(
         }
         selected.insert(item.id);
     }
-    let entries = l.store.entries(&c)?;
+    let entries = l.store().entries(&c)?;
     let names: BTreeMap<_, _> = l
         .agencies()
         .into_iter()

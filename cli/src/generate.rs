@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use custodia_node::local::LocalError;
+use custodia_node::LocalError;
 
 use crate::output::{self, Out};
 

@@ -27,8 +27,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use custodia_node::config::Peer;
-use custodia_node::local::{self, LocalError};
+use custodia_node::LocalError;
+use custodia_node::Peer;
 use custodia_protocol::AgencyId;
 
 use crate::output::{Out, EXIT_REFUSED, EXIT_USAGE};
@@ -74,7 +74,7 @@ enum Command {
         #[arg(long, value_parser = country_code)]
         country: String,
         /// UDP address to listen on, HOST:PORT: an IP address or a DNS name (resolved when the node starts).
-        #[arg(long, default_value = local::DEFAULT_LISTEN, value_parser = addr)]
+        #[arg(long, default_value = custodia_node::DEFAULT_LISTEN, value_parser = addr)]
         listen: String,
     },
     /// Print this agency's id (public key) and fingerprint.
@@ -347,7 +347,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
             country,
             listen,
         } => {
-            let l = local::init(&d, &agency, &country, Some(&listen))?;
+            let l = custodia_node::Local::init(&d, &agency, &country, Some(&listen))?;
             let me = l.me();
             out.record(
                 &format!(
@@ -362,7 +362,7 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Id => {
-            let (config, identity) = local::open_config(&d)?;
+            let (config, identity) = custodia_node::open_config(&d)?;
             let me = identity.agency();
             out.record(
                 &format!(
@@ -383,13 +383,13 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
                 .context("starting the runtime")?;
             rt.block_on(async {
                 let stop = shutdown_signal();
-                custodia_node::daemon::run(&d, stop).await
+                custodia_node::run(&d, stop).await
             })?;
         }
         Command::Store(StoreCommand::Check) => {
-            let l = local::open(&d)?;
-            let problems = l.store.check()?;
-            let count = l.store.count()?;
+            let l = custodia_node::Local::open(&d)?;
+            let problems = l.store().check()?;
+            let count = l.store().count()?;
             if problems.is_empty() {
                 out.record(
                     &format!("store check: {count} entries verified, no problems"),
@@ -455,7 +455,7 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
             country,
         } => {
             let agency = key;
-            let (mut config, identity) = local::open_config(d)?;
+            let (mut config, identity) = custodia_node::open_config(d)?;
             // A node never pins itself: its own key as a peer would make it
             // accept connections that claim to be this agency.
             if agency == identity.agency() {
@@ -476,7 +476,7 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
                 .retain(|x| x.name != peer.name && x.key != peer.key);
             config.peers.push(peer.clone());
             let text = toml::to_string_pretty(&config).context("encoding the configuration")?;
-            custodia_node::config::Config::parse(&text, &d.join("custodia.toml"))?;
+            custodia_node::Config::parse(&text, &d.join("custodia.toml"))?;
             config.save(d)?;
             out.record(
                 &format!(
@@ -488,7 +488,7 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
             );
         }
         PeerCommand::List => {
-            let (config, _) = local::open_config(d)?;
+            let (config, _) = custodia_node::open_config(d)?;
             let mut text = String::new();
             if config.peers.is_empty() {
                 text.push_str("No peers pinned. Add one with `custodia peer add NAME --addr HOST:PORT --key HEX`.");
@@ -508,7 +508,7 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
             out.record(text.trim_end(), serde_json::json!(list));
         }
         PeerCommand::Remove { name } => {
-            let (mut config, _) = local::open_config(d)?;
+            let (mut config, _) = custodia_node::open_config(d)?;
             let before = config.peers.len();
             config.peers.retain(|p| p.name != name);
             if config.peers.len() == before {
@@ -531,12 +531,12 @@ const QUIET_LIBRARIES: &[&str] = &["quinn", "quinn_proto", "quinn_udp", "rustls"
 
 /// `--country`, `--jurisdiction`: a country code, in either case.
 pub(crate) fn country_code(s: &str) -> Result<String, String> {
-    custodia_node::config::country_code(s)
+    custodia_node::country_code(s)
 }
 
 /// `--listen`, `--addr`: host:port.
 fn addr(s: &str) -> Result<String, String> {
-    custodia_node::config::check_addr(s).map(|()| s.to_owned())
+    custodia_node::check_addr(s).map(|()| s.to_owned())
 }
 
 /// `--key`: an agency id that can be a peer's key.

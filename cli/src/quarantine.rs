@@ -2,8 +2,8 @@
 //! (SPEC.md §8.8): every command that reads a case with such rows says
 //! so on stderr, and its `--json` carries them.
 
-use custodia_node::local::Local;
-use custodia_node::store::Quarantined;
+use custodia_node::Local;
+use custodia_node::Quarantined;
 use custodia_protocol::CaseId;
 
 use crate::output::Out;
@@ -11,7 +11,7 @@ use crate::output::Out;
 /// The quarantined rows of a case (or of the whole store) not recovered
 /// since, with a warning on stderr if there are any.
 pub(crate) fn warn(l: &Local, case: Option<&CaseId>, out: &Out) -> Vec<Quarantined> {
-    let rows: Vec<Quarantined> = match l.store.quarantined(case) {
+    let rows: Vec<Quarantined> = match l.store().quarantined(case) {
         Ok(rows) => rows.into_iter().filter(|q| !q.recovered).collect(),
         Err(e) => {
             out.warn(&format!("cannot list the quarantined rows: {e}"));

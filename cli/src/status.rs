@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use custodia_node::local::{self, Local, LocalError};
+use custodia_node::{Local, LocalError};
 use custodia_protocol::CaseId;
 
 use crate::output::{iso_time, Out, EXIT_REFUSED};
@@ -13,16 +13,16 @@ use crate::output::{iso_time, Out, EXIT_REFUSED};
 /// One case's lines and JSON object; whether it can be written in now.
 fn case_status(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value, bool), LocalError> {
     let me = l.me();
-    let Some(v) = l.store.case(case) else {
+    let Some(v) = l.store().case(case) else {
         return Err(LocalError::NotFound(format!("no case {case}")));
     };
     let s = v.state();
     let next = v.next_seq(&me);
     let head = next.checked_sub(1);
-    let hold = l.store.holds(Some(case))?.pop();
-    let equivocated = l.store.self_equivocation(&me, case);
-    let views = l.store.peer_views(case)?;
-    let quarantined = l.store.quarantined(Some(case))?.len();
+    let hold = l.store().holds(Some(case))?.pop();
+    let equivocated = l.store().self_equivocation(&me, case);
+    let views = l.store().peer_views(case)?;
+    let quarantined = l.store().quarantined(Some(case))?.len();
     let awaiting: Vec<_> = s.open_transfers.values().filter(|t| t.from == me).collect();
     let ready = hold.is_none() && equivocated.is_none();
     let mut t = format!(
@@ -95,14 +95,14 @@ fn case_status(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value, b
 /// `custodia status [CASE]`: exit 0 when every case shown can be written
 /// in, 1 when one is on hold or equivocated.
 pub(crate) fn status(dir: &Path, case: Option<&str>, out: &Out) -> anyhow::Result<ExitCode> {
-    let l = local::open(dir)?;
+    let l = custodia_node::Local::open(dir)?;
     let cases: Vec<CaseId> = match case {
         Some(c) => vec![l.resolve_case(c)?],
-        None => l.store.cases().copied().collect(),
+        None => l.store().cases().copied().collect(),
     };
     let mut text = format!(
         "{} ({})\n",
-        crate::untrusted::safe(&l.config.agency.name),
+        crate::untrusted::safe(&l.config().agency.name),
         l.me().fingerprint()
     );
     if cases.is_empty() {
@@ -129,13 +129,13 @@ pub(crate) fn status(dir: &Path, case: Option<&str>, out: &Out) -> anyhow::Resul
 
 /// `custodia backup --out FILE`.
 pub(crate) fn backup(dir: &Path, file: &Path, out: &Out) -> anyhow::Result<ExitCode> {
-    let l = local::open(dir)?;
-    let info = l.backup(file, custodia_node::daemon::now_ms())?;
+    let l = custodia_node::Local::open(dir)?;
+    let info = l.backup(file, custodia_node::now_ms())?;
     let size = std::fs::metadata(file).map_or(0, |m| m.len());
     out.record(
         &format!(
             "Backup of {} written to {} ({size} bytes, mode 0600), made {}.\nThe identity key is not in it: keep the key file apart. Restoring puts shared cases on hold until peers confirm them (`custodia restore`).",
-            crate::untrusted::safe(&l.config.agency.name),
+            crate::untrusted::safe(&l.config().agency.name),
             file.display(),
             iso_time(info.made_at)
         ),
@@ -146,12 +146,12 @@ pub(crate) fn backup(dir: &Path, file: &Path, out: &Out) -> anyhow::Result<ExitC
 
 /// `custodia restore FILE --dir DIR --key KEYFILE`.
 pub(crate) fn restore(file: &Path, dir: &Path, key: &Path, out: &Out) -> anyhow::Result<ExitCode> {
-    let l = local::restore(file, dir, key)?;
-    let held = l.store.holds(None)?;
+    let l = custodia_node::Local::restore(file, dir, key)?;
+    let held = l.store().holds(None)?;
     out.record(
         &format!(
             "Restored {} into {}. {} shared case(s) on hold until a peer confirms this agency's heads or the node has recovered what it wrote after the backup: start the node (`custodia node run`) and watch `custodia status`.",
-            crate::untrusted::safe(&l.config.agency.name),
+            crate::untrusted::safe(&l.config().agency.name),
             dir.display(),
             held.len()
         ),

@@ -223,9 +223,9 @@ fn transfer_and_receipt_move_custody() {
 
 fn hex_of_phone() -> String {
     hex::encode(
-        custodia_node::hashing::hash_reader(
+        custodia_node::hash_reader(
             &b"\0\x01 phone image"[..],
-            custodia_node::hashing::Wanted::default(),
+            custodia_node::Wanted::default(),
             &mut |_| {},
         )
         .expect("hash")

@@ -90,7 +90,7 @@ fn the_documented_example_is_a_valid_configuration() {
     let doc = configuration_md();
     let start = doc.find("```toml\n").expect("an example") + "```toml\n".len();
     let example = &doc[start..start + doc[start..].find("```").expect("its end")];
-    let c = custodia_node::config::Config::parse(example, Path::new("docs/configuration.md"))
+    let c = custodia_node::Config::parse(example, Path::new("docs/configuration.md"))
         .unwrap_or_else(|e| panic!("the example does not parse: {e}"));
     assert_eq!(c.peers.len(), 1);
 }

@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{at, init, normalize, open_case};
-use custodia_node::hashing::{hash_reader, Wanted};
+use custodia_node::{hash_reader, Wanted};
 
 const NOTES: &[u8] = b"hello evidence\n";
 const NOTES_SHA256: &str = "fe482b5e524c67728f4f2b4f430cd10d9a25659641f995ae537b282ccd181e0b";

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use custodia_node::hashing::{hash_reader, Wanted};
+use custodia_node::{hash_reader, Wanted};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -12,8 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{at, init, open_case};
-use custodia_node::keyfile;
-use custodia_node::store::Store;
+use custodia_node::Store;
 use custodia_protocol::{
     Body, CaseId, Entry, EntryId, MemberAdded, Note, Payload, Role, SyncItem, Tlp, FORMAT_VERSION,
 };
@@ -75,7 +74,7 @@ impl Node {
 
     /// This agency's entry at `seq` of the case, signed with its own key.
     fn sign(&self, seq: u64, prev: EntryId, body: Body) -> Entry {
-        let me = keyfile::read(&self.dir.join("identity.key")).expect("the key");
+        let me = custodia_node::read_key_file(&self.dir.join("identity.key")).expect("the key");
         Entry::sign(
             &me,
             &Payload {
@@ -97,7 +96,7 @@ impl Node {
     /// faulty tool would.
     fn insert_row(&self, id: &EntryId, seq: u64, bytes: &[u8]) {
         let conn = rusqlite::Connection::open(self.db()).expect("open the store file");
-        let me = keyfile::read(&self.dir.join("identity.key")).expect("the key");
+        let me = custodia_node::read_key_file(&self.dir.join("identity.key")).expect("the key");
         conn.execute(
             "INSERT INTO entries (rev, id, case_id, author, seq, bytes, stored_at)
              VALUES ((SELECT MAX(rev) + 1 FROM entries), ?1, ?2, ?3, ?4, ?5, 0)",

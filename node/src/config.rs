@@ -134,7 +134,7 @@ pub fn country_code(typed: &str) -> Result<String, String> {
 /// Checks a network address as typed: `HOST:PORT`, where HOST is an IP
 /// address (IPv6 in brackets) or a DNS name (agencies publish host names).
 /// Why it is not one otherwise. The name is kept as written and resolved
-/// when it is used ([`resolve`]), so a partner that moves its node to
+/// when it is used (by the node, at each connection), so a partner that moves its node to
 /// another address needs no change here.
 pub fn check_addr(typed: &str) -> Result<(), String> {
     if typed.parse::<SocketAddr>().is_ok() {
@@ -177,7 +177,7 @@ fn is_dns_name(host: &str) -> bool {
 /// name has, the first of the same family as `like` is taken (a node's one
 /// UDP socket reaches only its own family), else the first IPv4 one, else
 /// the first.
-pub async fn resolve(addr: &str, like: Option<SocketAddr>) -> std::io::Result<SocketAddr> {
+pub(crate) async fn resolve(addr: &str, like: Option<SocketAddr>) -> std::io::Result<SocketAddr> {
     if let Ok(a) = addr.parse::<SocketAddr>() {
         return Ok(a);
     }

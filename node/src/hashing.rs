@@ -23,9 +23,9 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 /// Bytes read per chunk.
-pub const CHUNK: usize = 1 << 20;
+pub(crate) const CHUNK: usize = 1 << 20;
 /// How many bytes of the file's start are kept for media type detection.
-pub const HEAD: usize = 64 * 1024;
+pub(crate) const HEAD: usize = 64 * 1024;
 /// Chunks queued for the second thread before the reader waits.
 const DEPTH: usize = 4;
 
@@ -75,7 +75,7 @@ pub struct Hashed {
     pub digests: Digests,
     /// The number of bytes read.
     pub size: u64,
-    /// The first bytes of the content (at most [`HEAD`]), for media type
+    /// The first bytes of the content (at most 64 KiB), for media type
     /// detection.
     pub head: Vec<u8>,
 }

@@ -5,14 +5,43 @@
 //! mutual TLS 1.3, and the replication daemon that syncs, relays and
 //! witnesses the cases an agency shares. The rules themselves live in
 //! `custodia-protocol`; this crate never decides validity on its own.
+//!
+//! The API is flat: the modules are private and what a caller needs is
+//! re-exported here. A node directory is opened as a [`Local`] (the
+//! commands' view: agencies, cases, evidence, custody, backups) or started
+//! as a running node with [`start`] or [`run`] (the replication daemon).
+//! The durable [`Store`] is public for tools that inspect or check a store
+//! file on its own; a `Local` lends it out read-only ([`Local::store`]), so
+//! every write goes through the `Local`, which signs with the agency's key.
 
-pub mod config;
-pub mod daemon;
-pub mod guard;
-pub mod hashing;
-pub mod keyfile;
-pub mod local;
-pub mod mediatype;
-pub mod store;
-pub mod tls;
-pub mod wake;
+mod config;
+mod daemon;
+mod guard;
+mod hashing;
+mod keyfile;
+mod local;
+mod mediatype;
+mod store;
+mod tls;
+mod wake;
+
+pub use config::{
+    check_addr, country_code, AgencySection, Config, ConfigError, NodeSection, Peer, CONFIG_FILE,
+    MAX_CONFIG_FILE,
+};
+pub use daemon::{now_ms, run, start, NodeError, PeerStats, Running};
+pub use guard::{Hold, PeerView};
+pub use hashing::{hash_file, hash_reader, Hashed, Wanted};
+pub use keyfile::{
+    create as create_key_file, read as read_key_file, write as write_key_file, KeyFileError,
+    MAX_KEY_FILE,
+};
+pub use local::{
+    evidence_files, open_config, CustodyInfo, CustodyWritten, EvidenceCheck, EvidenceFile,
+    EvidenceInfo, KnownAgency, Local, LocalError, Registered, TimelineRow, DEFAULT_LISTEN,
+};
+pub use store::{
+    check as check_items, BackupInfo, BatchOutcome, Checked, Draft, Problem, Quarantined, Row,
+    RowHead, Store, StoreError, SCHEMA_VERSION,
+};
+pub use tls::{client_config, PinSet, TlsError, ALPN, SERVER_NAME};

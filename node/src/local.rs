@@ -82,14 +82,10 @@ impl LocalError {
 
 /// An opened node directory.
 pub struct Local {
-    /// The directory.
-    pub dir: PathBuf,
-    /// Its configuration.
-    pub config: Config,
-    /// The agency's identity.
-    pub identity: Identity,
-    /// The store.
-    pub store: Store,
+    dir: PathBuf,
+    config: Config,
+    identity: Identity,
+    store: Store,
 }
 
 impl std::fmt::Debug for Local {
@@ -98,80 +94,137 @@ impl std::fmt::Debug for Local {
     }
 }
 
-/// Creates a node directory: key (mode 0600), configuration and store.
-pub fn init(
-    dir: &Path,
-    name: &str,
-    country: &str,
-    listen: Option<&str>,
-) -> Result<Local, LocalError> {
-    if dir.join(CONFIG_FILE).exists() {
-        return Err(LocalError::AlreadyInitialised(dir.to_owned()));
+impl Local {
+    /// Creates a node directory: key (mode 0600), configuration and store.
+    pub fn init(
+        dir: &Path,
+        name: &str,
+        country: &str,
+        listen: Option<&str>,
+    ) -> Result<Local, LocalError> {
+        if dir.join(CONFIG_FILE).exists() {
+            return Err(LocalError::AlreadyInitialised(dir.to_owned()));
+        }
+        let config = Config {
+            agency: AgencySection {
+                name: name.to_owned(),
+                country: country.to_owned(),
+                key: "identity.key".into(),
+            },
+            node: NodeSection {
+                listen: listen.unwrap_or(DEFAULT_LISTEN).to_owned(),
+                data: "store.sqlite".into(),
+                witness_interval_secs: 10,
+            },
+            peers: Vec::new(),
+        };
+        // Check before writing anything.
+        let text =
+            toml::to_string_pretty(&config).map_err(|e| LocalError::Refused(e.to_string()))?;
+        Config::parse(&text, &dir.join(CONFIG_FILE))?;
+        // A failed init leaves nothing behind: the first folder it created
+        // (the node folder or a missing parent) is removed again.
+        let created = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+            .last()
+            .map(Path::to_owned);
+        let made = (|| {
+            create_private_dir(dir).map_err(|source| LocalError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+            let identity = keyfile::create(&config.key_path(dir))?;
+            config.save(dir)?;
+            let store = Store::open(&config.store_path(dir))?;
+            Ok((identity, store))
+        })();
+        match made {
+            Ok((identity, store)) => Ok(Local {
+                dir: dir.to_owned(),
+                config,
+                identity,
+                store,
+            }),
+            Err(e) => {
+                if let Some(top) = created {
+                    let _ = std::fs::remove_dir_all(top);
+                }
+                Err(e)
+            }
+        }
     }
-    let config = Config {
-        agency: AgencySection {
-            name: name.to_owned(),
-            country: country.to_owned(),
-            key: "identity.key".into(),
-        },
-        node: NodeSection {
-            listen: listen.unwrap_or(DEFAULT_LISTEN).to_owned(),
-            data: "store.sqlite".into(),
-            witness_interval_secs: 10,
-        },
-        peers: Vec::new(),
-    };
-    // Check before writing anything.
-    let text = toml::to_string_pretty(&config).map_err(|e| LocalError::Refused(e.to_string()))?;
-    Config::parse(&text, &dir.join(CONFIG_FILE))?;
-    // A failed init leaves nothing behind: the first folder it created
-    // (the node folder or a missing parent) is removed again.
-    let created = dir
-        .ancestors()
-        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
-        .last()
-        .map(Path::to_owned);
-    let made = (|| {
-        create_private_dir(dir).map_err(|source| LocalError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let identity = keyfile::create(&config.key_path(dir))?;
-        config.save(dir)?;
+
+    /// Opens an existing node directory.
+    pub fn open(dir: &Path) -> Result<Local, LocalError> {
+        if !dir.join(CONFIG_FILE).exists() {
+            return Err(LocalError::NotInitialised(dir.to_owned()));
+        }
+        let config = Config::load(dir)?;
+        let identity = keyfile::read(&config.key_path(dir))?;
+        tighten_dir(dir);
         let store = Store::open(&config.store_path(dir))?;
-        Ok((identity, store))
-    })();
-    match made {
-        Ok((identity, store)) => Ok(Local {
+        Ok(Local {
             dir: dir.to_owned(),
             config,
             identity,
             store,
-        }),
-        Err(e) => {
-            if let Some(top) = created {
-                let _ = std::fs::remove_dir_all(top);
-            }
-            Err(e)
-        }
+        })
     }
-}
 
-/// Opens an existing node directory.
-pub fn open(dir: &Path) -> Result<Local, LocalError> {
-    if !dir.join(CONFIG_FILE).exists() {
-        return Err(LocalError::NotInitialised(dir.to_owned()));
+    /// `custodia restore`: makes a node directory from a backup file and the
+    /// agency's key file. The restored store is marked so that the node puts
+    /// every shared case on hold until its peers confirm this agency's heads,
+    /// or it has recovered from them what it authored after the backup
+    /// (SPEC.md §9.14): restoring an old backup never makes the agency sign
+    /// a position twice.
+    pub fn restore(file: &Path, dir: &Path, key: &Path) -> Result<Local, LocalError> {
+        let info = Store::backup_info(file)?;
+        if dir.exists()
+            && std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            return Err(LocalError::Refused(format!(
+                "{} exists and is not empty; restore into a new directory",
+                dir.display()
+            )));
+        }
+        let identity = keyfile::read(key)?;
+        if identity.agency() != info.agency {
+            return Err(LocalError::Refused(format!(
+                "the key file {} is agency {}, the backup is of agency {}",
+                key.display(),
+                identity.agency().fingerprint(),
+                info.agency.fingerprint()
+            )));
+        }
+        let config = Config::parse(&info.config, &dir.join(CONFIG_FILE))?;
+        create_private_dir(dir).map_err(|source| LocalError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        keyfile::write(&config.key_path(dir), &identity)?;
+        config.save(dir)?;
+        let store = config.store_path(dir);
+        std::fs::copy(file, &store).map_err(|source| LocalError::Io {
+            path: store.clone(),
+            source,
+        })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o600));
+        }
+        Store::adopt_backup(
+            &store,
+            &format!(
+                "restored from a backup made at {}",
+                custodia_protocol::utc::iso_seconds(info.made_at)
+            ),
+        )?;
+        Self::open(dir)
     }
-    let config = Config::load(dir)?;
-    let identity = keyfile::read(&config.key_path(dir))?;
-    tighten_dir(dir);
-    let store = Store::open(&config.store_path(dir))?;
-    Ok(Local {
-        dir: dir.to_owned(),
-        config,
-        identity,
-        store,
-    })
 }
 
 /// Creates the node directory (and missing parents) with mode 0700: it
@@ -241,6 +294,41 @@ pub struct KnownAgency {
 }
 
 impl Local {
+    /// The node directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The node's configuration, as read from `custodia.toml`.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The store, read-only: its queries (cases, heads, holds, proofs,
+    /// quarantine, checks). Every write goes through this `Local`.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Writes several entries into a case in one transaction (one commit,
+    /// one fsync), as [`Local::write`] writes one.
+    pub fn write_many(
+        &mut self,
+        case: &CaseId,
+        drafts: Vec<Draft>,
+    ) -> Result<Vec<Entry>, LocalError> {
+        Ok(self
+            .store
+            .author_many(&self.identity, Some(*case), drafts, now_ms())?)
+    }
+
+    /// Releases this node's hold on a case (SPEC.md §9.14), with the
+    /// operator's reason, which the store logs. False if the case was not
+    /// on hold.
+    pub fn release_hold(&mut self, case: &CaseId, why: &str) -> Result<bool, LocalError> {
+        Ok(self.store.release_hold(case, why)?)
+    }
+
     /// This node's agency id.
     pub fn me(&self) -> AgencyId {
         self.identity.agency()
@@ -1380,60 +1468,6 @@ impl Local {
         self.store.backup_into(out, &info)?;
         Ok(info)
     }
-}
-
-/// `custodia restore`: makes a node directory from a backup file and the
-/// agency's key file. The restored store is marked so that the node puts
-/// every shared case on hold until its peers confirm this agency's heads,
-/// or it has recovered from them what it authored after the backup
-/// (SPEC.md §9.14): restoring an old backup never makes the agency sign
-/// a position twice.
-pub fn restore(file: &Path, dir: &Path, key: &Path) -> Result<Local, LocalError> {
-    let info = Store::backup_info(file)?;
-    if dir.exists()
-        && std::fs::read_dir(dir)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        return Err(LocalError::Refused(format!(
-            "{} exists and is not empty; restore into a new directory",
-            dir.display()
-        )));
-    }
-    let identity = keyfile::read(key)?;
-    if identity.agency() != info.agency {
-        return Err(LocalError::Refused(format!(
-            "the key file {} is agency {}, the backup is of agency {}",
-            key.display(),
-            identity.agency().fingerprint(),
-            info.agency.fingerprint()
-        )));
-    }
-    let config = Config::parse(&info.config, &dir.join(CONFIG_FILE))?;
-    create_private_dir(dir).map_err(|source| LocalError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    keyfile::write(&config.key_path(dir), &identity)?;
-    config.save(dir)?;
-    let store = config.store_path(dir);
-    std::fs::copy(file, &store).map_err(|source| LocalError::Io {
-        path: store.clone(),
-        source,
-    })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o600));
-    }
-    Store::adopt_backup(
-        &store,
-        &format!(
-            "restored from a backup made at {}",
-            custodia_protocol::utc::iso_seconds(info.made_at)
-        ),
-    )?;
-    open(dir)
 }
 
 #[cfg(test)]

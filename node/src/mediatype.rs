@@ -6,7 +6,7 @@
 /// The media type of content starting with `head`. `complete` says whether
 /// `head` is the whole content (otherwise a multi-byte UTF-8 sequence cut
 /// at its end does not make it binary).
-pub fn detect(head: &[u8], complete: bool) -> &'static str {
+pub(crate) fn detect(head: &[u8], complete: bool) -> &'static str {
     let at = |offset: usize, magic: &[u8]| {
         head.get(offset..offset + magic.len())
             .is_some_and(|s| s == magic)

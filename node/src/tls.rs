@@ -147,7 +147,7 @@ impl fmt::Debug for PinSet {
 ///
 /// The certificate's subject alternative name is [`SERVER_NAME`]; its
 /// validity period is irrelevant (peers are identified by key only).
-pub fn certificate(
+pub(crate) fn certificate(
     key: &ed25519_dalek::SigningKey,
 ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsError> {
     let pkcs8_doc = key.to_pkcs8_der().map_err(|_| TlsError::KeyEncoding)?;
@@ -169,7 +169,7 @@ pub fn certificate(
 
 /// QUIC server configuration: presents the node certificate for `key` and
 /// requires a client certificate whose Ed25519 key is in `pins`.
-pub fn server_config(
+pub(crate) fn server_config(
     key: &ed25519_dalek::SigningKey,
     pins: PinSet,
 ) -> Result<quinn::ServerConfig, TlsError> {
@@ -236,7 +236,7 @@ pub fn client_config(
 /// recognises. HMAC-SHA256 with the identity seed as key over a fixed
 /// label: the seed is never used for anything else this way, and the
 /// derived key reveals nothing of it.
-pub fn reset_key(identity: &ed25519_dalek::SigningKey) -> Arc<dyn quinn::crypto::HmacKey> {
+pub(crate) fn reset_key(identity: &ed25519_dalek::SigningKey) -> Arc<dyn quinn::crypto::HmacKey> {
     let derived = derive(identity, b"custodia/1 QUIC stateless reset key");
     Arc::new(ring::hmac::Key::new(
         ring::hmac::HMAC_SHA256,
@@ -247,7 +247,7 @@ pub fn reset_key(identity: &ed25519_dalek::SigningKey) -> Arc<dyn quinn::crypto:
 /// The key of the node's connection-id check, derived from the agency's
 /// identity key like [`reset_key`] (the node answers a packet for a
 /// forgotten connection only if its connection id passes this check).
-pub fn cid_key(identity: &ed25519_dalek::SigningKey) -> u64 {
+pub(crate) fn cid_key(identity: &ed25519_dalek::SigningKey) -> u64 {
     let derived = derive(identity, b"custodia/1 QUIC connection id key");
     let mut k = [0u8; 8];
     k.copy_from_slice(&derived.as_ref()[..8]);
@@ -267,7 +267,7 @@ fn derive(identity: &ed25519_dalek::SigningKey, label: &[u8]) -> ring::hmac::Tag
 /// Connections produced by [`server_config`] / [`client_config`] only
 /// complete their handshake with a peer whose key was pinned at handshake
 /// time.
-pub fn peer_key(conn: &quinn::Connection) -> Option<[u8; 32]> {
+pub(crate) fn peer_key(conn: &quinn::Connection) -> Option<[u8; 32]> {
     let identity = conn.peer_identity()?;
     let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
     match certs.as_slice() {

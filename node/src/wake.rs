@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 /// The socket's path for a store file.
-pub fn socket_path(store: &Path) -> PathBuf {
+pub(crate) fn socket_path(store: &Path) -> PathBuf {
     let mut name = store.as_os_str().to_owned();
     name.push(".wake");
     PathBuf::from(name)
@@ -20,7 +20,7 @@ pub fn socket_path(store: &Path) -> PathBuf {
 
 /// Tells a node running on this store that there is something new.
 /// Never blocks and never fails: without a listening node it does nothing.
-pub fn notify(store: &Path) {
+pub(crate) fn notify(store: &Path) {
     #[cfg(unix)]
     {
         let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {

@@ -177,7 +177,7 @@ fn write_fuzz_seeds() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("v1.pem");
-    custodia_node::keyfile::write(&p, &Identity::from_seed([7; 32])).expect("write");
+    custodia_node::write_key_file(&p, &Identity::from_seed([7; 32])).expect("write");
     write_seed("keyfile", "pkcs8-v1", &std::fs::read(&p).expect("read"));
     {
         use base64::Engine;

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use custodia_node::config::Peer;
-use custodia_node::local::{self, Local};
-use custodia_node::store::Draft;
+use custodia_node::Local;
+use custodia_node::Peer;
+use custodia_node::{Draft, Store};
 use custodia_protocol::{AgencyId, Body, CaseId, Identity, Note, Role, Tlp};
 
 /// A free UDP port on 127.0.0.1, below the kernel's ephemeral range
@@ -59,7 +59,8 @@ impl Agency {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join(name);
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let l = local::init(&dir, name, country, Some(&addr.to_string())).expect("init");
+        let l =
+            custodia_node::Local::init(&dir, name, country, Some(&addr.to_string())).expect("init");
         Agency {
             _tmp: tmp,
             dir,
@@ -83,12 +84,20 @@ impl Agency {
 
     /// Opens the node directory (config, identity, store).
     pub fn local(&self) -> Local {
-        local::open(&self.dir).expect("open node dir")
+        custodia_node::Local::open(&self.dir).expect("open node dir")
     }
 
     /// The agency's identity (read from its key file).
     pub fn identity(&self) -> Identity {
-        local::open_config(&self.dir).expect("config").1
+        custodia_node::open_config(&self.dir).expect("config").1
+    }
+
+    /// The agency's store, opened on its own: for tests that write what
+    /// a `Local` never would (entries with chosen times, batches received
+    /// as a peer would send them).
+    pub fn store(&self) -> Store {
+        let (config, _) = custodia_node::open_config(&self.dir).expect("config");
+        Store::open(&config.store_path(&self.dir)).expect("store")
     }
 
     /// Pins `other` as a peer of this agency.
@@ -105,13 +114,13 @@ impl Agency {
 
     /// Number of stored rows.
     pub fn count(&self) -> u64 {
-        self.local().store.count().expect("count")
+        self.local().store().count().expect("count")
     }
 
     /// Number of stored rows of one case.
     pub fn case_count(&self, case: &CaseId) -> u64 {
         self.local()
-            .store
+            .store()
             .state(case)
             .map_or(0, |s| s.entries + s.withheld.len() as u64)
     }
@@ -119,7 +128,7 @@ impl Agency {
     /// The stored entry bytes of a case, in the store's order.
     pub fn case_bytes(&self, case: &CaseId) -> Vec<Vec<u8>> {
         let l = self.local();
-        l.store
+        l.store()
             .rows_after(case, 0, 1 << 40)
             .expect("rows")
             .into_iter()
@@ -224,9 +233,9 @@ pub fn open_shared(a: &Agency, with: &[(&Agency, Role)]) -> CaseId {
 /// A bare QUIC client endpoint that presents `who`'s key and pins only
 /// `server`: for tests that speak the wire protocol by hand.
 pub fn raw_client(who: &Agency, server: &Agency) -> quinn::Endpoint {
-    let pins = custodia_node::tls::PinSet::new([server.id.0]);
-    let client = custodia_node::tls::client_config(who.identity().signing_key(), pins)
-        .expect("client config");
+    let pins = custodia_node::PinSet::new([server.id.0]);
+    let client =
+        custodia_node::client_config(who.identity().signing_key(), pins).expect("client config");
     let mut endpoint =
         quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
     endpoint.set_default_client_config(client);
@@ -324,7 +333,7 @@ pub fn desk_federation(n: usize, desks: usize) -> (Vec<Agency>, CaseId) {
         .expect("open")
         .id();
     for (i, a) in agencies.iter().enumerate().skip(1) {
-        let who = custodia_node::local::KnownAgency {
+        let who = custodia_node::KnownAgency {
             agency: a.id,
             name: a.name.clone(),
             country: "PH".into(),

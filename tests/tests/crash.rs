@@ -5,8 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use custodia_node::daemon;
-use custodia_node::store::{Draft, Store};
+use custodia_node::{Draft, Store};
 use custodia_protocol::{Body, CaseId, Note, Role, Tlp};
 use custodia_tests::{eventually, link, Agency};
 
@@ -19,8 +18,9 @@ fn big_case(a: &Agency, b: &Agency, n: usize) -> CaseId {
         .id();
     l.share(&case, &b.id.to_hex(), Role::Investigator)
         .expect("share");
-    let me = l.identity;
-    let mut store = l.store;
+    drop(l);
+    let me = a.identity();
+    let mut store = a.store();
     for chunk in 0..n / 1000 {
         let drafts = (0..1000)
             .map(|i| {
@@ -34,7 +34,7 @@ fn big_case(a: &Agency, b: &Agency, n: usize) -> CaseId {
             })
             .collect();
         store
-            .author_many(&me, Some(case), drafts, daemon::now_ms())
+            .author_many(&me, Some(case), drafts, custodia_node::now_ms())
             .expect("append");
     }
     case
@@ -51,7 +51,7 @@ pub async fn kill_during_sync(kills: usize, entries: usize) -> Vec<u64> {
     let total = a.count();
     let db = b.dir.join("store.sqlite");
     let peek = || Store::peek_count(&db).unwrap_or(0);
-    let ra = daemon::start(&a.dir).await.expect("a");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
     let mut seen = Vec::new();
     let mut committed = 0;
     // A deterministic spread of kill moments (no RNG dependency).
@@ -114,12 +114,12 @@ pub async fn kill_during_sync(kills: usize, entries: usize) -> Vec<u64> {
     assert!(status.success(), "clean shutdown exits 0: {status:?}");
     let lb = b.local();
     assert_eq!(
-        lb.store.count().expect("count"),
+        lb.store().count().expect("count"),
         peek_a(),
         "nothing duplicated"
     );
     assert!(
-        lb.store.check().expect("check").is_empty(),
+        lb.store().check().expect("check").is_empty(),
         "store check passes"
     );
     let (mut x, mut y) = (a.case_bytes(&case), b.case_bytes(&case));

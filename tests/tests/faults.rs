@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use custodia_node::daemon;
-use custodia_node::store::Store;
+use custodia_node::Store;
 use custodia_protocol::{CaseId, Hello, Message, Role, SyncItem, Tlp, SKEW_MS};
 use custodia_tests::{eventually, link, note, open_shared, raw_client, Agency};
 
@@ -34,9 +33,9 @@ async fn partition_then_heal_converges() {
     link(&b, &c);
     link(&a, &c);
     let case = open_shared(&a, &[(&b, Role::Investigator), (&c, Role::Investigator)]);
-    let ra = daemon::start(&a.dir).await.expect("a");
-    let rb = daemon::start(&b.dir).await.expect("b");
-    let rc = daemon::start(&c.dir).await.expect("c");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
+    let rb = custodia_node::start(&b.dir).await.expect("b");
+    let rc = custodia_node::start(&c.dir).await.expect("c");
     assert!(
         eventually(WAIT, || b.case_count(&case) >= 3
             && c.case_count(&case) >= 3)
@@ -102,7 +101,7 @@ async fn partition_then_heal_converges() {
         c.case_count(&case)
     );
     for x in [&a, &b, &c] {
-        assert!(x.local().store.check().expect("check").is_empty());
+        assert!(x.local().store().check().expect("check").is_empty());
     }
     for r in [ra, rb, rc] {
         r.shutdown().await;
@@ -140,7 +139,7 @@ async fn a_flipped_byte_in_the_store_is_named_and_never_served() {
     file[at + needle.len() / 2] ^= 0x40;
     std::fs::write(&db, &file).expect("write db");
 
-    let problems = a.local().store.check().expect("check runs");
+    let problems = a.local().store().check().expect("check runs");
     assert!(
         problems
             .iter()
@@ -148,10 +147,10 @@ async fn a_flipped_byte_in_the_store_is_named_and_never_served() {
         "the check names the damaged entry: {problems:?}"
     );
 
-    let ra = daemon::start(&a.dir)
+    let ra = custodia_node::start(&a.dir)
         .await
         .expect("the node starts on a damaged store");
-    let rb = daemon::start(&b.dir).await.expect("b");
+    let rb = custodia_node::start(&b.dir).await.expect("b");
     assert!(
         eventually(WAIT, || b.case_count(&case) >= 2).await,
         "the undamaged entries are served"
@@ -165,7 +164,7 @@ async fn a_flipped_byte_in_the_store_is_named_and_never_served() {
             .all(|e| custodia_protocol::Entry::decode(e).is_ok()),
         "nothing corrupt reached bravo"
     );
-    assert!(b.local().store.check().expect("check").is_empty());
+    assert!(b.local().store().check().expect("check").is_empty());
     // The node still serves new work for other cases.
     let other = a
         .local()
@@ -220,7 +219,7 @@ async fn a_truncated_store_is_reported_not_a_crash() {
             "the error names the file: {e}"
         ),
     }
-    match daemon::start(&a.dir).await {
+    match custodia_node::start(&a.dir).await {
         Ok(r) => {
             // If it starts, it serves only what verifies.
             r.shutdown().await;
@@ -268,23 +267,22 @@ async fn a_slow_consumer_does_not_hold_up_others() {
     let case = open_shared(&a, &[(&b, Role::Investigator), (&m, Role::Investigator)]);
     // 12,000 entries of ~4 KiB: 48 MiB the slow peer will never read.
     {
-        let l = a.local();
-        let me = l.identity;
-        let mut store = l.store;
+        let me = a.identity();
+        let mut store = a.store();
         let text = "v".repeat(4000);
         for _ in 0..12 {
             let drafts = (0..1000).map(|_| note(&text)).collect();
             store
-                .author_many(&me, Some(case), drafts, daemon::now_ms())
+                .author_many(&me, Some(case), drafts, custodia_node::now_ms())
                 .expect("append");
         }
     }
-    let ra = daemon::start(&a.dir).await.expect("a");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_kib();
     let endpoint = raw_client(&m, &a);
     let conn = endpoint
-        .connect(a.addr, custodia_node::tls::SERVER_NAME)
+        .connect(a.addr, custodia_node::SERVER_NAME)
         .expect("connect")
         .await
         .expect("handshake");
@@ -312,7 +310,7 @@ async fn a_slow_consumer_does_not_hold_up_others() {
     );
 
     // Bravo connects now and gets everything, then new entries promptly.
-    let rb = daemon::start(&b.dir).await.expect("b");
+    let rb = custodia_node::start(&b.dir).await.expect("b");
     assert!(
         eventually(Duration::from_secs(60), || b.case_count(&case) >= 12_002).await,
         "bravo is served the whole case while the slow peer blocks: {}",
@@ -339,10 +337,9 @@ async fn clock_skew_is_judged_by_the_spec_time_rules() {
     let (a, b) = (Agency::new("alpha", "PH"), Agency::new("bravo", "DE"));
     link(&a, &b);
     let case = open_shared(&a, &[(&b, Role::Investigator)]);
-    let l = a.local();
-    let me = l.identity;
-    let mut store = l.store;
-    let now = daemon::now_ms();
+    let me = a.identity();
+    let mut store = a.store();
+    let now = custodia_node::now_ms();
     // Alpha's clock runs 4 minutes fast: within the allowance.
     let ahead = store
         .author(&me, Some(case), note("4 minutes ahead"), now + 4 * 60_000)
@@ -352,8 +349,8 @@ async fn clock_skew_is_judged_by_the_spec_time_rules() {
         .author(&me, Some(case), note("10 minutes ahead"), now + 10 * 60_000)
         .expect("a");
     drop(store);
-    let ra = daemon::start(&a.dir).await.expect("a");
-    let rb = daemon::start(&b.dir).await.expect("b");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
+    let rb = custodia_node::start(&b.dir).await.expect("b");
     assert!(
         eventually(WAIT, || b
             .case_bytes(&case)
@@ -367,9 +364,8 @@ async fn clock_skew_is_judged_by_the_spec_time_rules() {
     );
     // The same entry, judged by a receiver whose clock has caught up, is
     // accepted (the refusal was transient).
-    let mut lb = b.local();
-    let out = lb
-        .store
+    let out = b
+        .store()
         .receive(
             &case,
             vec![SyncItem::Entry(far.bytes().to_vec())],

@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use custodia_node::daemon;
-use custodia_node::store::Draft;
+use custodia_node::Draft;
 use custodia_protocol::{
     Body, Entry, Identity, MemberAdded, Message, Note, Payload, Role, SyncItem, Tlp,
 };
@@ -22,9 +21,9 @@ async fn three_agencies_receive_the_case_byte_identical() {
     link(&a, &b);
     link(&a, &c);
     let case = open_shared(&a, &[(&b, Role::Investigator), (&c, Role::Liaison)]);
-    let ra = daemon::start(&a.dir).await.expect("a");
-    let rb = daemon::start(&b.dir).await.expect("b");
-    let rc = daemon::start(&c.dir).await.expect("c");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
+    let rb = custodia_node::start(&b.dir).await.expect("b");
+    let rc = custodia_node::start(&c.dir).await.expect("c");
     // A's three entries reach both.
     let want = a.case_bytes(&case);
     assert_eq!(want.len(), 3);
@@ -43,7 +42,7 @@ async fn three_agencies_receive_the_case_byte_identical() {
         for e in &want {
             assert!(got.contains(e));
         }
-        assert!(x.local().store.check().expect("check").is_empty());
+        assert!(x.local().store().check().expect("check").is_empty());
     }
     // B writes; A and C get it.
     let from_b = b
@@ -75,9 +74,9 @@ async fn liaison_relays_between_agencies_with_no_link() {
     link(&b, &c);
     let case = open_shared(&a, &[(&b, Role::Liaison), (&c, Role::Investigator)]);
     let first = a.local().write(&case, note("from alpha")).expect("note");
-    let ra = daemon::start(&a.dir).await.expect("a");
-    let rb = daemon::start(&b.dir).await.expect("b");
-    let rc = daemon::start(&c.dir).await.expect("c");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
+    let rb = custodia_node::start(&b.dir).await.expect("b");
+    let rc = custodia_node::start(&c.dir).await.expect("c");
     assert!(
         eventually(WAIT, || c
             .case_bytes(&case)
@@ -87,9 +86,9 @@ async fn liaison_relays_between_agencies_with_no_link() {
     );
     // C verified them: its store holds the case state with alpha as lead.
     let lc = c.local();
-    let state = lc.store.state(&case).expect("case at charlie");
+    let state = lc.store().state(&case).expect("case at charlie");
     assert_eq!(state.members[&a.id].role, Role::Lead);
-    assert!(lc.store.check().expect("check").is_empty());
+    assert!(lc.store().check().expect("check").is_empty());
     assert!(!rc.connected().contains(&a.id), "no direct link A–C");
     // And back: C's entry reaches A through B.
     let back = c.local().write(&case, note("from charlie")).expect("c");
@@ -116,9 +115,9 @@ async fn a_pinned_non_member_receives_nothing_of_the_case() {
     link(&a, &d);
     let case = open_shared(&a, &[(&b, Role::Investigator)]);
     a.local().write(&case, note("confidential")).expect("note");
-    let ra = daemon::start(&a.dir).await.expect("a");
-    let rb = daemon::start(&b.dir).await.expect("b");
-    let rd = daemon::start(&d.dir).await.expect("d");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
+    let rb = custodia_node::start(&b.dir).await.expect("b");
+    let rd = custodia_node::start(&d.dir).await.expect("d");
     assert!(eventually(WAIT, || b.case_count(&case) >= 4).await);
     // D is connected to A (hello exchanged) but got no case bytes at all.
     assert!(
@@ -150,8 +149,8 @@ async fn red_entries_travel_as_withheld_positions() {
     let secret = l.write(&case, red).expect("red");
     let after = l.write(&case, note("next")).expect("after");
     drop(l);
-    let ra = daemon::start(&a.dir).await.expect("a");
-    let rb = daemon::start(&b.dir).await.expect("b");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
+    let rb = custodia_node::start(&b.dir).await.expect("b");
     assert!(
         eventually(WAIT, || b
             .case_bytes(&case)
@@ -159,11 +158,11 @@ async fn red_entries_travel_as_withheld_positions() {
         .await
     );
     let lb = b.local();
-    let state = lb.store.state(&case).expect("case");
+    let state = lb.store().state(&case).expect("case");
     assert_eq!(state.withheld.len(), 1);
     assert_eq!(state.withheld[0].id, secret.id());
     assert!(!b.case_bytes(&case).contains(&secret.bytes().to_vec()));
-    assert!(lb.store.check().expect("check").is_empty());
+    assert!(lb.store().check().expect("check").is_empty());
     ra.shutdown().await;
     rb.shutdown().await;
 }
@@ -179,9 +178,9 @@ async fn concurrent_appends_at_three_nodes_converge() {
     link(&b, &c);
     link(&a, &c);
     let case = open_shared(&a, &[(&b, Role::Investigator), (&c, Role::Investigator)]);
-    let ra = daemon::start(&a.dir).await.expect("a");
-    let rb = daemon::start(&b.dir).await.expect("b");
-    let rc = daemon::start(&c.dir).await.expect("c");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
+    let rb = custodia_node::start(&b.dir).await.expect("b");
+    let rc = custodia_node::start(&c.dir).await.expect("c");
     assert!(
         eventually(WAIT, || b.case_count(&case) >= 3
             && c.case_count(&case) >= 3)
@@ -208,14 +207,18 @@ async fn concurrent_appends_at_three_nodes_converge() {
     if !converged {
         for x in [&a, &b, &c] {
             let l = x.local();
-            let v = l.store.case(&case).expect("case");
+            let v = l.store().case(&case).expect("case");
             let heads: Vec<String> = v
                 .state()
                 .heads
                 .iter()
                 .map(|(k, (s, _))| format!("{}:{s}", &k.to_hex()[..4]))
                 .collect();
-            eprintln!("{} heads {heads:?} damaged {:?}", x.name, l.store.damaged());
+            eprintln!(
+                "{} heads {heads:?} damaged {:?}",
+                x.name,
+                l.store().damaged()
+            );
             let mine = x.case_bytes(&case);
             let other = a.case_bytes(&case);
             let extra: Vec<String> = mine
@@ -243,7 +246,7 @@ async fn concurrent_appends_at_three_nodes_converge() {
     );
     assert!(a.case_count(&case) >= 93);
     for x in [&a, &b, &c] {
-        assert!(x.local().store.check().expect("check").is_empty());
+        assert!(x.local().store().check().expect("check").is_empty());
     }
     for r in [ra, rb, rc] {
         r.shutdown().await;
@@ -295,7 +298,7 @@ async fn equivocation_is_detected_and_the_proof_reaches_the_third_node() {
                 seq: 0,
                 prev: None,
                 refs: vec![add_m.id()],
-                time: daemon::now_ms(),
+                time: custodia_node::now_ms(),
                 tlp: Tlp::Amber,
                 to: None,
                 body: Body::Note(Note {
@@ -315,23 +318,18 @@ async fn equivocation_is_detected_and_the_proof_reaches_the_third_node() {
         .into_iter()
         .map(SyncItem::Entry)
         .collect();
-    let now = daemon::now_ms();
-    a.local()
-        .store
+    let now = custodia_node::now_ms();
+    a.store()
         .receive(&case, vec![SyncItem::Entry(m1.bytes().to_vec())], now)
         .expect("a gets fork 1");
     let mut items = all;
     items.push(SyncItem::Entry(m2.bytes().to_vec()));
-    let out = b
-        .local()
-        .store
-        .receive(&case, items, now)
-        .expect("b gets fork 2");
+    let out = b.store().receive(&case, items, now).expect("b gets fork 2");
     assert!(out.refused.is_empty(), "{:?}", out.refused);
-    let ra = daemon::start(&a.dir).await.expect("a");
-    let rb = daemon::start(&b.dir).await.expect("b");
-    let rc = daemon::start(&c.dir).await.expect("c");
-    let proofs = |x: &Agency| x.local().store.proofs(&case).expect("proofs");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
+    let rb = custodia_node::start(&b.dir).await.expect("b");
+    let rc = custodia_node::start(&c.dir).await.expect("c");
+    let proofs = |x: &Agency| x.local().store().proofs(&case).expect("proofs");
     assert!(
         eventually(WAIT, || {
             !proofs(&a).is_empty() && !proofs(&b).is_empty() && !proofs(&c).is_empty()
@@ -359,8 +357,8 @@ async fn a_misbehaving_peer_is_disconnected_and_others_are_served() {
     link(&a, &b);
     a.pin(&m, "ZZ");
     let case = open_shared(&a, &[(&b, Role::Investigator)]);
-    let ra = daemon::start(&a.dir).await.expect("a");
-    let rb = daemon::start(&b.dir).await.expect("b");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
+    let rb = custodia_node::start(&b.dir).await.expect("b");
     assert!(eventually(WAIT, || b.case_count(&case) >= 2).await);
 
     let endpoint = raw_client(&m, &a);
@@ -380,7 +378,7 @@ async fn a_misbehaving_peer_is_disconnected_and_others_are_served() {
         ("wrong version", wrong_version, 1),
     ] {
         let conn = endpoint
-            .connect(a.addr, custodia_node::tls::SERVER_NAME)
+            .connect(a.addr, custodia_node::SERVER_NAME)
             .expect("connect")
             .await
             .expect("handshake with a pinned key");
@@ -417,13 +415,13 @@ async fn a_misbehaving_peer_is_disconnected_and_others_are_served() {
 async fn an_unpinned_agency_is_refused_at_the_handshake() {
     let (a, stranger) = (Agency::new("alpha", "PH"), Agency::new("stranger", "ZZ"));
     let _case = open_shared(&a, &[]);
-    let ra = daemon::start(&a.dir).await.expect("a");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
     let endpoint = raw_client(&stranger, &a);
     // With TLS 1.3 the client's side of the handshake may complete before
     // the server's verdict: look at the whole exchange.
     let outcome = async {
         let conn = endpoint
-            .connect(a.addr, custodia_node::tls::SERVER_NAME)
+            .connect(a.addr, custodia_node::SERVER_NAME)
             .ok()?
             .await
             .ok()?;
@@ -456,7 +454,6 @@ async fn an_unpinned_agency_is_refused_at_the_handshake() {
 /// only from an agency that is a member by the time its batch starts.
 #[test]
 fn a_group_of_batches_is_stored_in_order_each_with_its_outcome() {
-    use custodia_node::store;
     use custodia_protocol::{EntryId, WithheldPosition};
     let (a, b, stranger) = (
         Agency::new("alpha", "PH"),
@@ -473,19 +470,19 @@ fn a_group_of_batches_is_stored_in_order_each_with_its_outcome() {
     }
     let all = a.case_bytes(&case);
     let n = all.len();
-    let entries =
-        |bytes: &[Vec<u8>]| store::check(bytes.iter().cloned().map(SyncItem::Entry).collect());
+    let entries = |bytes: &[Vec<u8>]| {
+        custodia_node::check_items(bytes.iter().cloned().map(SyncItem::Entry).collect())
+    };
     let marker = || {
-        store::check(vec![SyncItem::Withheld(WithheldPosition {
+        custodia_node::check_items(vec![SyncItem::Withheld(WithheldPosition {
             author: a.id,
             seq: 1_000,
             id: EntryId([7; 32]),
         })])
     };
-    let now = daemon::now_ms();
-    let mut l = b.local();
-    let outs = l
-        .store
+    let now = custodia_node::now_ms();
+    let mut store = b.store();
+    let outs = store
         .receive_checked(
             vec![
                 (case, entries(&all[..3])),
@@ -506,8 +503,7 @@ fn a_group_of_batches_is_stored_in_order_each_with_its_outcome() {
     );
     assert_eq!(b.case_count(&case), n as u64, "every entry is on disk");
     // From a member the same marker is judged by the rules (a gap: V11).
-    let outs = l
-        .store
+    let outs = store
         .receive_checked(vec![(case, marker())], Some(a.id), now)
         .expect("stored");
     assert_eq!((outs[0].ignored, outs[0].refused.len()), (0, 1));

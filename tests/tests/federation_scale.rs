@@ -7,7 +7,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use custodia_node::daemon;
 use custodia_protocol::EntryId;
 use custodia_tests::{desk_federation, eventually, note};
 
@@ -19,7 +18,7 @@ async fn thirty_real_nodes_converge_through_liaison_desks() {
     let (agencies, case) = desk_federation(NODES, DESKS);
     let mut running = Vec::new();
     for a in &agencies {
-        running.push(daemon::start(&a.dir).await.expect("node starts"));
+        running.push(custodia_node::start(&a.dir).await.expect("node starts"));
     }
     // The case reaches every member through the desks: its genesis and
     // the 29 member-added entries.

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use custodia_node::daemon;
 use custodia_protocol::{
     Body, CaseId, Entry, EntryId, EquivocationNotice, EquivocationProof, Heads, Hello, Identity,
     Message, Note, Payload, Role, Tlp, SYNC_VERSIONS,
@@ -16,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 async fn connect(who: &Agency, to: &Agency) -> quinn::Connection {
     raw_client(who, to)
-        .connect(to.addr, custodia_node::tls::SERVER_NAME)
+        .connect(to.addr, custodia_node::SERVER_NAME)
         .expect("connect")
         .await
         .expect("handshake with a pinned key")
@@ -58,7 +57,7 @@ fn signed_note(
             seq,
             prev,
             refs,
-            time: daemon::now_ms(),
+            time: custodia_node::now_ms(),
             tlp: Tlp::Amber,
             to: None,
             body: Body::Note(Note {
@@ -79,7 +78,7 @@ async fn a_peer_removed_between_handshake_and_stream_gets_nothing() {
     let (a, m) = (Agency::new("alpha", "PH"), Agency::new("mallory", "ZZ"));
     link(&a, &m);
     let case = open_shared(&a, &[(&m, Role::Investigator)]);
-    let ra = daemon::start(&a.dir).await.expect("a");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
     let conn = connect(&m, &a).await;
     a.local().remove_peer("mallory").expect("peer remove");
     let secret = a
@@ -118,7 +117,7 @@ async fn a_removed_peer_receives_nothing_written_after_its_removal() {
     let (a, m) = (Agency::new("alpha", "PH"), Agency::new("mallory", "ZZ"));
     link(&a, &m);
     let case = open_shared(&a, &[(&m, Role::Investigator)]);
-    let ra = daemon::start(&a.dir).await.expect("a");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
     for round in 0..5 {
         let conn = connect(&m, &a).await;
         let mut w = Wire::open(conn.clone()).await.expect("stream");
@@ -132,7 +131,7 @@ async fn a_removed_peer_receives_nothing_written_after_its_removal() {
         );
         // Keep the node busy serving this peer (each `heads` makes it look
         // for new rows) while the operator removes it and writes.
-        let heads = a.local().store.heads(&case);
+        let heads = a.local().store().heads(&case);
         for _ in 0..300 {
             w.send(&Message::Heads(Heads {
                 case,
@@ -184,10 +183,10 @@ async fn proofs_are_taken_only_from_members_about_members_within_bounds() {
     link(&a, &m);
     let case = open_shared(&a, &[(&b, Role::Investigator)]);
     let genesis = case;
-    let ra = daemon::start(&a.dir).await.expect("a");
-    let rb = daemon::start(&b.dir).await.expect("b");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
+    let rb = custodia_node::start(&b.dir).await.expect("b");
     assert!(eventually(WAIT, || b.case_count(&case) >= 2).await);
-    let proofs = |x: &Agency| x.local().store.proofs(&case).expect("proofs").len();
+    let proofs = |x: &Agency| x.local().store().proofs(&case).expect("proofs").len();
 
     // Mallory, pinned but not a member, sends proofs of its own forks in
     // the case, and proofs for a case id nobody holds.
@@ -213,7 +212,7 @@ async fn proofs_are_taken_only_from_members_about_members_within_bounds() {
     let _ = w.drain(Duration::from_secs(2)).await;
     assert_eq!(proofs(&a), 0, "a non-member's proof was stored");
     assert_eq!(
-        a.local().store.proofs(&unknown).expect("proofs").len(),
+        a.local().store().proofs(&unknown).expect("proofs").len(),
         0,
         "a proof for a case the node does not hold was stored"
     );
@@ -274,15 +273,14 @@ async fn proofs_are_taken_only_from_members_about_members_within_bounds() {
 fn a_removed_members_later_entries_are_refused_or_reported() {
     let (a, b) = (Agency::new("alpha", "PH"), Agency::new("bravo", "DE"));
     let case = open_shared(&a, &[(&b, Role::Investigator)]);
-    let now = daemon::now_ms();
+    let now = custodia_node::now_ms();
     // Bravo holds the case as shared (it never hears of its removal).
     let shared: Vec<custodia_protocol::SyncItem> = a
         .case_bytes(&case)
         .into_iter()
         .map(custodia_protocol::SyncItem::Entry)
         .collect();
-    b.local()
-        .store
+    b.store()
         .receive(&case, shared, now)
         .expect("bravo stores the case");
     let removal = a
@@ -305,22 +303,21 @@ fn a_removed_members_later_entries_are_refused_or_reported() {
         "written after seeing the removal",
     );
     let out = a
-        .local()
-        .store
+        .store()
         .receive(
             &case,
             vec![
                 custodia_protocol::SyncItem::Entry(unaware.bytes().to_vec()),
                 custodia_protocol::SyncItem::Entry(knowing.bytes().to_vec()),
             ],
-            daemon::now_ms(),
+            custodia_node::now_ms(),
         )
         .expect("receive");
     assert_eq!(out.stored, vec![unaware.id()], "{:?}", out.refused);
     assert_eq!(out.refused.len(), 1);
     assert_eq!(out.refused[0].rule(), 14, "{}", out.refused[0]);
     let l = a.local();
-    let v = l.store.case(&case).expect("case");
+    let v = l.store().case(&case).expect("case");
     let reported = v.after_removal();
     assert_eq!(reported.len(), 1, "{reported:?}");
     assert_eq!(reported[0].entry, unaware.id());
@@ -408,7 +405,7 @@ fn peer_add_refuses_the_nodes_own_key() {
     let a = Agency::new("alpha", "PH");
     let mut l = a.local();
     let err = l
-        .add_peer(custodia_node::config::Peer {
+        .add_peer(custodia_node::Peer {
             name: "myself".into(),
             addr: a.addr.to_string(),
             key: a.id.to_hex(),
@@ -456,7 +453,7 @@ async fn refused_handshakes_do_not_fill_the_log() {
     for _ in 0..ATTEMPTS {
         let attempt = async {
             let conn = endpoint
-                .connect(a.addr, custodia_node::tls::SERVER_NAME)
+                .connect(a.addr, custodia_node::SERVER_NAME)
                 .ok()?
                 .await
                 .ok()?;
@@ -547,8 +544,10 @@ async fn a_failing_peer_is_not_redialled_at_full_speed() {
         )
         .expect("trigger");
     }
-    let rf = daemon::start(&failing.dir).await.expect("failing node");
-    let rd = daemon::start(&dialer.dir).await.expect("dialer");
+    let rf = custodia_node::start(&failing.dir)
+        .await
+        .expect("failing node");
+    let rd = custodia_node::start(&dialer.dir).await.expect("dialer");
     tokio::time::sleep(Duration::from_secs(7)).await;
     let sessions = rf.peer_stats(&dialer.id).sessions;
     assert!(sessions >= 2, "the dialer retried ({sessions} sessions)");
@@ -572,9 +571,9 @@ async fn a_hostile_members_text_reaches_the_terminal_inert() {
     let (a, m) = (Agency::new("alpha", "PH"), Agency::new("mallory", "ZZ"));
     link(&a, &m);
     let case = open_shared(&a, &[(&m, Role::Investigator)]);
-    let ra = daemon::start(&a.dir).await.expect("a");
+    let ra = custodia_node::start(&a.dir).await.expect("a");
     let mallory = m.identity();
-    let head = a.local().store.heads(&case).last().expect("head").2;
+    let head = a.local().store().heads(&case).last().expect("head").2;
     const EVIL: &str = "\u{1b}[2J\u{1b}[HVERDICT: VALID\u{1b}]52;c;cm0gLXJmIH4=\u{7}\u{9b}31m\u{202e}gnp.exe\u{2066}\r\n\u{7f}";
     let note = signed_note(&mallory, case, 0, None, vec![head], EVIL);
     let item = custodia_protocol::ItemId::new_v4([7; 16]);
@@ -587,7 +586,7 @@ async fn a_hostile_members_text_reaches_the_terminal_inert() {
             seq: 1,
             prev: Some(note.id()),
             refs: Vec::new(),
-            time: daemon::now_ms(),
+            time: custodia_node::now_ms(),
             tlp: Tlp::Amber,
             to: None,
             body: Body::EvidenceRegistered(custodia_protocol::EvidenceRegistered {
@@ -604,7 +603,7 @@ async fn a_hostile_members_text_reaches_the_terminal_inert() {
                 derived_from: None,
                 acquired: custodia_protocol::Acquisition {
                     by: EVIL.into(),
-                    at: daemon::now_ms(),
+                    at: custodia_node::now_ms(),
                     place: Some(EVIL.into()),
                     method: Some(EVIL.into()),
                     tool: Some(EVIL.into()),

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use custodia_node::daemon;
 use custodia_protocol::{CaseId, Role};
 use custodia_tests::{custodia_binary, eventually, link, open_shared, Agency};
 
@@ -75,7 +74,7 @@ fn register(a: &Agency, case: &CaseId) -> String {
 fn assert_no_equivocation(case: &CaseId, who: &Agency, stores: &[&Agency]) {
     for s in stores {
         let l = s.local();
-        let proofs = l.store.proofs(case).expect("proofs");
+        let proofs = l.store().proofs(case).expect("proofs");
         assert!(
             proofs
                 .iter()
@@ -85,13 +84,13 @@ fn assert_no_equivocation(case: &CaseId, who: &Agency, stores: &[&Agency]) {
             who.name
         );
         assert!(
-            l.store.self_equivocation(&who.id, case).is_none(),
+            l.store().self_equivocation(&who.id, case).is_none(),
             "{} records an equivocation by {}",
             s.name,
             who.name
         );
         assert!(
-            l.store.check().expect("check").is_empty(),
+            l.store().check().expect("check").is_empty(),
             "{}'s store checks clean",
             s.name
         );
@@ -109,15 +108,15 @@ async fn restoring_a_stale_backup_then_writing_never_equivocates() {
     link(&m, &b);
     let case = open_shared(&m, &[(&b, Role::Investigator)]);
     let item = register(&m, &case);
-    let rb = daemon::start(&b.dir).await.expect("berlin");
-    let rm = daemon::start(&m.dir).await.expect("manila");
+    let rb = custodia_node::start(&b.dir).await.expect("berlin");
+    let rm = custodia_node::start(&m.dir).await.expect("manila");
     assert!(eventually(WAIT, || b.case_count(&case) == m.case_count(&case)).await);
     rm.shutdown().await;
 
     let backup = m.dir.with_file_name("manila-backup");
     copy_dir(&m.dir, &backup);
 
-    let rm = daemon::start(&m.dir).await.expect("manila again");
+    let rm = custodia_node::start(&m.dir).await.expect("manila again");
     ok(&cli(
         &m,
         &["custody", "record", &item, "--action", "examined"],
@@ -149,17 +148,17 @@ async fn restoring_a_stale_backup_then_writing_never_equivocates() {
     assert_eq!(m.case_count(&case), before, "nothing was written");
 
     // The node recovers its own entry from Berlin, then writes again.
-    let rm = daemon::start(&m.dir).await.expect("manila restored");
+    let rm = custodia_node::start(&m.dir).await.expect("manila restored");
     assert!(
         eventually(WAIT, || m
             .local()
-            .store
+            .store()
             .holds(Some(&case))
             .expect("holds")
             .is_empty())
         .await,
         "the hold is released once Manila holds what Berlin holds: {:?}",
-        m.local().store.hold_log(&case)
+        m.local().store().hold_log(&case)
     );
     assert!(
         m.case_count(&case) >= acked,
@@ -210,7 +209,7 @@ async fn a_lost_or_truncated_wal_is_detected_and_repaired_from_peers() {
         link(&m, &b);
         let case = open_shared(&m, &[(&b, Role::Investigator)]);
         let item = register(&m, &case);
-        let mut rb = daemon::start(&b.dir).await.expect("berlin");
+        let mut rb = custodia_node::start(&b.dir).await.expect("berlin");
         let mut node = m.spawn();
         for action in ["examined", "sealed", "unsealed", "examined"] {
             ok(&cli(&m, &["custody", "record", &item, "--action", action]));
@@ -225,7 +224,7 @@ async fn a_lost_or_truncated_wal_is_detected_and_repaired_from_peers() {
         // node resets it (at Berlin's next keep-alive, up to 5 s);
         // restarting Berlin makes the reconnection immediate.
         rb.shutdown().await;
-        rb = daemon::start(&b.dir).await.expect("berlin again");
+        rb = custodia_node::start(&b.dir).await.expect("berlin again");
         let wal = m.dir.join("store.sqlite-wal");
         let len = std::fs::metadata(&wal).map(|x| x.len()).unwrap_or(0);
         match damage {
@@ -263,14 +262,14 @@ async fn a_lost_or_truncated_wal_is_detected_and_repaired_from_peers() {
             eventually(WAIT, || {
                 m.case_count(&case) >= acked
                     && m.local()
-                        .store
+                        .store()
                         .holds(Some(&case))
                         .expect("holds")
                         .is_empty()
             })
             .await,
             "{damage}: every acknowledged entry is back and the case is writable: {:?}\n{}",
-            m.local().store.hold_log(&case),
+            m.local().store().hold_log(&case),
             std::fs::read_to_string(m.dir.with_file_name("after.log")).unwrap_or_default()
         );
         ok(&cli(
@@ -297,15 +296,15 @@ async fn a_backup_under_write_load_restores_checks_clean_and_catches_up() {
     let (m, b) = (Agency::new("manila", "PH"), Agency::new("berlin", "DE"));
     link(&m, &b);
     let case = open_shared(&m, &[(&b, Role::Investigator)]);
-    let rb = daemon::start(&b.dir).await.expect("berlin");
-    let rm = daemon::start(&m.dir).await.expect("manila");
+    let rb = custodia_node::start(&b.dir).await.expect("berlin");
+    let rm = custodia_node::start(&m.dir).await.expect("manila");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let (dir, stop) = (m.dir.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let mut l = custodia_node::local::open(&dir).expect("open");
+                let mut l = custodia_node::Local::open(&dir).expect("open");
                 l.write(&case, custodia_tests::note(&format!("observation {n}")))
                     .expect("write");
                 n += 1;
@@ -348,25 +347,27 @@ async fn a_backup_under_write_load_restores_checks_clean_and_catches_up() {
     assert!(
         matches!(
             held,
-            Err(custodia_node::local::LocalError::Store(
-                custodia_node::store::StoreError::OnHold(_)
+            Err(custodia_node::LocalError::Store(
+                custodia_node::StoreError::OnHold(_)
             ))
         ),
         "no entry is written in a held case: {held:?}"
     );
-    let rr = daemon::start(&restored).await.expect("restored manila");
+    let rr = custodia_node::start(&restored)
+        .await
+        .expect("restored manila");
     assert!(
         eventually(WAIT, || {
             r.case_count(&case) >= all
                 && r.local()
-                    .store
+                    .store()
                     .holds(Some(&case))
                     .expect("holds")
                     .is_empty()
         })
         .await,
         "the restored node caught up and the hold was released: {:?}",
-        r.local().store.hold_log(&case)
+        r.local().store().hold_log(&case)
     );
     ok(&cli(&r, &["status"]));
     let e = r
@@ -391,8 +392,8 @@ async fn a_cloned_node_folder_never_writes_silently_over_the_original() {
     let (m, b) = (Agency::new("manila", "PH"), Agency::new("berlin", "DE"));
     link(&m, &b);
     let case = open_shared(&m, &[(&b, Role::Investigator)]);
-    let rb = daemon::start(&b.dir).await.expect("berlin");
-    let rm = daemon::start(&m.dir).await.expect("manila");
+    let rb = custodia_node::start(&b.dir).await.expect("berlin");
+    let rm = custodia_node::start(&m.dir).await.expect("manila");
     assert!(eventually(WAIT, || b.case_count(&case) >= m.case_count(&case)).await);
     rm.shutdown().await;
     // The clone: the same folder on "another machine" (its own address).
@@ -409,14 +410,14 @@ async fn a_cloned_node_folder_never_writes_silently_over_the_original() {
     assert!(
         matches!(
             write(&c, "from the clone, at once"),
-            Err(custodia_node::local::LocalError::Store(
-                custodia_node::store::StoreError::OnHold(_)
+            Err(custodia_node::LocalError::Store(
+                custodia_node::StoreError::OnHold(_)
             ))
         ),
         "a copied folder writes nothing before a peer confirms it"
     );
-    let rm = daemon::start(&m.dir).await.expect("manila");
-    let rc = daemon::start(&clone_dir).await.expect("clone");
+    let rm = custodia_node::start(&m.dir).await.expect("manila");
+    let rc = custodia_node::start(&clone_dir).await.expect("clone");
     // Both write. Whatever the clone managed to write (after Berlin
     // confirmed its head) collides with the original's entry.
     let original = write(&m, "from the original").expect("the original writes");
@@ -425,9 +426,9 @@ async fn a_cloned_node_folder_never_writes_silently_over_the_original() {
         Err(e) => assert!(
             matches!(
                 e,
-                custodia_node::local::LocalError::Store(
-                    custodia_node::store::StoreError::OnHold(_)
-                        | custodia_node::store::StoreError::Equivocated { .. }
+                custodia_node::LocalError::Store(
+                    custodia_node::StoreError::OnHold(_)
+                        | custodia_node::StoreError::Equivocated { .. }
                 )
             ),
             "the clone is refused for the guard's reasons: {e}"
@@ -439,7 +440,7 @@ async fn a_cloned_node_folder_never_writes_silently_over_the_original() {
                 eventually(WAIT, || {
                     [&m, &c]
                         .iter()
-                        .all(|x| x.local().store.self_equivocation(&m.id, &case).is_some())
+                        .all(|x| x.local().store().self_equivocation(&m.id, &case).is_some())
                 })
                 .await,
                 "the equivocation is known at both nodes"
@@ -482,7 +483,7 @@ async fn a_restarted_node_is_reconnected_without_waiting_for_the_idle_timeout() 
     let (dialer, acceptor) = if x.id < y.id { (&x, &y) } else { (&y, &x) };
     link(dialer, acceptor);
     let case = open_shared(acceptor, &[(dialer, Role::Investigator)]);
-    let rd = daemon::start(&dialer.dir).await.expect("dialer");
+    let rd = custodia_node::start(&dialer.dir).await.expect("dialer");
     let mut node = acceptor.spawn();
     assert!(
         eventually(WAIT, || dialer.case_count(&case)

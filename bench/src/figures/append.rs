@@ -2,8 +2,7 @@
 //! `author_many`, one transaction per batch, and `author`, one transaction
 //! per entry, as the CLI writes) versus Ed25519 signing alone.
 
-use custodia_node::daemon::now_ms;
-use custodia_node::store::Draft;
+use custodia_node::Draft;
 use custodia_protocol::Tlp;
 use custodia_tests::Agency;
 
@@ -37,8 +36,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
             .collect();
         let (res, secs) = timed(|| -> anyhow::Result<()> {
             for drafts in batches {
-                l.store
-                    .author_many(&l.identity, Some(case), drafts, now_ms())?;
+                l.write_many(&case, drafts)?;
             }
             Ok(())
         });
@@ -53,12 +51,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
             .id();
         let (res, secs) = timed(|| -> anyhow::Result<()> {
             for i in 0..s.append_single {
-                l.store.author(
-                    &l.identity,
-                    Some(case),
-                    Draft::new(Tlp::Amber, note(i)),
-                    now_ms(),
-                )?;
+                l.write(&case, Draft::new(Tlp::Amber, note(i)))?;
             }
             Ok(())
         });

@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use custodia_node::daemon;
 use custodia_protocol::EntryId;
 use custodia_tests::{desk_federation, note, Agency};
 use rusqlite::{params, Connection};
@@ -29,7 +28,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let (agencies, case) = desk_federation(nodes, desks);
     let mut running = Vec::new();
     for a in &agencies {
-        running.push(ctx.rt.block_on(daemon::start(&a.dir))?);
+        running.push(ctx.rt.block_on(custodia_node::start(&a.dir))?);
     }
     let result = measure(ctx, &agencies, case, desks, &running);
     for r in running {
@@ -103,7 +102,7 @@ struct Measured {
     missing: usize,
 }
 
-fn totals(running: &[daemon::Running], agencies: &[Agency]) -> (u64, u64) {
+fn totals(running: &[custodia_node::Running], agencies: &[Agency]) -> (u64, u64) {
     let mut t = (0, 0);
     for r in running {
         for a in agencies {
@@ -129,7 +128,7 @@ fn measure(
     agencies: &[Agency],
     case: EntryId,
     desks: usize,
-    running: &[daemon::Running],
+    running: &[custodia_node::Running],
 ) -> anyhow::Result<Measured> {
     let n = agencies.len() as u64;
     let up = wait_for(Duration::from_secs(120), Duration::from_millis(50), || {

@@ -6,8 +6,8 @@
 use std::process::{Command, Stdio};
 
 use anyhow::Context as _;
-use custodia_node::hashing::Wanted;
-use custodia_node::local::{self, EvidenceInfo};
+use custodia_node::EvidenceInfo;
+use custodia_node::Wanted;
 use custodia_protocol::Tlp;
 use custodia_tests::Agency;
 
@@ -43,7 +43,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
             .id(),
         );
     }
-    let files = local::evidence_files(std::slice::from_ref(&file))?;
+    let files = custodia_node::evidence_files(std::slice::from_ref(&file))?;
     let plain = EvidenceInfo::default();
     let legacy = EvidenceInfo {
         also: Wanted {

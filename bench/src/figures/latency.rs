@@ -8,8 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use custodia_node::daemon::{self, now_ms};
-use custodia_node::store::Draft;
+use custodia_node::Draft;
 use custodia_protocol::{EntryId, Role, Tlp};
 use custodia_tests::{link, Agency};
 use rusqlite::params;
@@ -34,8 +33,8 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         l.share(&case, &b.id.to_hex(), Role::Investigator)?;
         case
     };
-    let ra = ctx.rt.block_on(daemon::start(&a.dir))?;
-    let rb = ctx.rt.block_on(daemon::start(&b.dir))?;
+    let ra = ctx.rt.block_on(custodia_node::start(&a.dir))?;
+    let rb = ctx.rt.block_on(custodia_node::start(&b.dir))?;
     let result = measure(ctx, &a, &b, case);
     ctx.rt.block_on(rb.shutdown());
     ctx.rt.block_on(ra.shutdown());
@@ -116,12 +115,7 @@ fn measure(ctx: &Ctx, a: &Agency, b: &Agency, case: EntryId) -> anyhow::Result<V
                 let r = (|| {
                     for i in 0..s.latency_appends {
                         let t = Instant::now();
-                        let e = l.store.author(
-                            &l.identity,
-                            Some(case),
-                            Draft::new(Tlp::Amber, note(n + i)),
-                            now_ms(),
-                        )?;
+                        let e = l.write(&case, Draft::new(Tlp::Amber, note(n + i)))?;
                         let done = Instant::now();
                         appended.lock().map_err(|_| anyhow::anyhow!("lock"))?.push((
                             e.id(),

@@ -8,7 +8,6 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use custodia_node::daemon;
 
 use super::{fill_store, holds_heads, max_pos, read_only, size_note, store_path, wipe_store, Ctx};
 use crate::measure::{proc_status_kb, timed, Stat};
@@ -106,7 +105,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
                 .context("the node did not start")?;
             let load_secs = t_spawn.elapsed().as_secs_f64();
             let rss_loaded = proc_status_kb(Some(pid), "VmRSS").unwrap_or(0);
-            let rb = ctx.rt.block_on(daemon::start(&b_dir))?;
+            let rb = ctx.rt.block_on(custodia_node::start(&b_dir))?;
             let conn = read_only(&store_path(&b_dir)?)?;
             let t0 = Instant::now();
             let done = super::wait_for(s.memory_cap, Duration::from_millis(100), || {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use custodia_node::config::Config as NodeConfig;
+use custodia_node::Config as NodeConfig;
 use custodia_protocol::{AgencyId, CaseId, Identity, SyncItem};
 use custodia_tests::{link, Agency};
 use ed25519_dalek::{Signer, SigningKey};
@@ -82,13 +82,7 @@ impl<'c> Ctx<'c> {
             link(&a, &b);
             let writers = [Identity::from_seed([11; 32]), Identity::from_seed([12; 32])];
             let (g, secs) = timed(|| {
-                gen::generate_case(
-                    &a.identity(),
-                    &writers,
-                    &[b.id],
-                    n,
-                    custodia_node::daemon::now_ms(),
-                )
+                gen::generate_case(&a.identity(), &writers, &[b.id], n, custodia_node::now_ms())
             });
             self.say(&format!("generated in {secs:.1} s"));
             self.big = Some(BigCase {
@@ -206,15 +200,16 @@ pub fn receive_all(
     entries: &[custodia_protocol::Entry],
     chunk: usize,
 ) -> anyhow::Result<()> {
-    let mut l = custodia_node::local::open(dir)?;
+    // Loaded straight into the store, as sync would (no Local: nothing is
+    // authored here).
+    let (config, _) = custodia_node::open_config(dir)?;
+    let mut store = custodia_node::Store::open(&config.store_path(dir))?;
     for part in entries.chunks(chunk.max(1)) {
         let items = part
             .iter()
             .map(|e| SyncItem::Entry(e.bytes().to_vec()))
             .collect();
-        let out = l
-            .store
-            .receive(case, items, custodia_node::daemon::now_ms())?;
+        let out = store.receive(case, items, custodia_node::now_ms())?;
         if let Some(r) = out.refused.first() {
             anyhow::bail!("the generated case was refused: {r}");
         }

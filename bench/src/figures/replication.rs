@@ -8,8 +8,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use custodia_node::daemon::{self, now_ms};
-use custodia_node::store::Draft;
+use custodia_node::Draft;
 use custodia_protocol::{Role, Tlp, MAX_BATCH};
 use custodia_tests::{link, Agency};
 
@@ -47,16 +46,15 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     }
     ctx.say(&format!("authoring {} entries at the origin", s.replicate));
     let mut i = 0;
-    while (l.store.count()? as usize) < s.replicate {
-        let left = s.replicate - l.store.count()? as usize;
+    while (l.store().count()? as usize) < s.replicate {
+        let left = s.replicate - l.store().count()? as usize;
         let drafts: Vec<Draft> = (0..left.min(1000))
             .map(|k| Draft::new(Tlp::Amber, note(i + k)))
             .collect();
         i += drafts.len();
-        l.store
-            .author_many(&l.identity, Some(case), drafts, now_ms())?;
+        l.write_many(&case, drafts)?;
     }
-    let all = l.store.entries(&case)?;
+    let all = l.store().entries(&case)?;
     let refs = triples(all.iter().take(s.verify_ref.max(1)));
     drop(l);
     let entry_bytes = all.iter().map(|e| e.bytes().len()).sum::<usize>() / all.len().max(1);
@@ -104,13 +102,13 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         // What B must end up holding: A's rows now, and A's chain head.
         let (rows, head) = {
             let l = a.local();
-            let v = l.store.case(&case).context("case at A")?;
+            let v = l.store().case(&case).context("case at A")?;
             let me = l.me();
-            (l.store.count()?, (me, v.next_seq(&me) - 1))
+            (l.store().count()?, (me, v.next_seq(&me) - 1))
         };
-        let ra = ctx.rt.block_on(daemon::start(&a.dir))?;
+        let ra = ctx.rt.block_on(custodia_node::start(&a.dir))?;
         let t0 = Instant::now();
-        let rb = ctx.rt.block_on(daemon::start(&b.dir))?;
+        let rb = ctx.rt.block_on(custodia_node::start(&b.dir))?;
         let b_store = store_path(&b.dir)?;
         let conn = read_only(&b_store)?;
         let timeout = Duration::from_secs(30).max(Duration::from_millis(rows * 5)) * s.wait_scale;

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use custodia_node::daemon::{self, PeerStats};
+use custodia_node::PeerStats;
 use custodia_protocol::{Role, Tlp};
 use custodia_tests::{link, Agency};
 
@@ -79,15 +79,15 @@ fn pair(n: usize) -> anyhow::Result<(Agency, Agency)> {
     Ok((a, b))
 }
 
-fn sum(r: &daemon::Running, peer: &Agency) -> PeerStats {
+fn sum(r: &custodia_node::Running, peer: &Agency) -> PeerStats {
     r.peer_stats(&peer.id)
 }
 
 /// Brings both nodes in step, restarts `b`, and measures the reconnect.
 fn reconnect(ctx: &Ctx, a: &Agency, b: &Agency, n: usize) -> anyhow::Result<(f64, u64)> {
     let rows = 2 * n as u64;
-    let ra = ctx.rt.block_on(daemon::start(&a.dir))?;
-    let rb = ctx.rt.block_on(daemon::start(&b.dir))?;
+    let ra = ctx.rt.block_on(custodia_node::start(&a.dir))?;
+    let rb = ctx.rt.block_on(custodia_node::start(&b.dir))?;
     // In step: the partner holds the cases, and both hold the same rows
     // (the witnesses each writes in answer to the other's entries
     // included) for a second in a row.
@@ -105,7 +105,7 @@ fn reconnect(ctx: &Ctx, a: &Agency, b: &Agency, n: usize) -> anyhow::Result<(f64
     std::thread::sleep(Duration::from_millis(300));
     let before = sum(&ra, b);
     let began = Instant::now();
-    let rb = ctx.rt.block_on(daemon::start(&b.dir))?;
+    let rb = ctx.rt.block_on(custodia_node::start(&b.dir))?;
     let settled = wait_for(Duration::from_secs(30), Duration::from_millis(1), || {
         Ok(sum(&ra, b).frames >= before.frames + 2 && sum(&rb, a).frames >= 2)
     })?;

@@ -179,7 +179,7 @@ pub fn write_bundle_file(n: usize, path: &Path) -> anyhow::Result<u64> {
         custodia_protocol::Identity::from_seed([22; 32]),
         custodia_protocol::Identity::from_seed([23; 32]),
     ];
-    let g = crate::gen::generate_case(&lead, &writers, &[], n, custodia_node::daemon::now_ms());
+    let g = crate::gen::generate_case(&lead, &writers, &[], n, custodia_node::now_ms());
     let elements: Vec<Element<'_>> = g
         .entries
         .iter()

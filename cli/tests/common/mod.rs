@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use custodia_node::store::Store;
+use custodia_node::Store;
 use custodia_protocol::{CaseId, SyncItem, WithheldPosition};
 
 /// What a run of the binary produced.

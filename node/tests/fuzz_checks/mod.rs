@@ -9,8 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use custodia_node::config::{Config, ConfigError};
-use custodia_node::keyfile;
+use custodia_node::{Config, ConfigError};
 
 /// `config`: [`Config::parse`] on arbitrary text (invalid UTF-8 is
 /// replaced, as the node only ever parses a `String`). An accepted
@@ -52,16 +51,16 @@ pub fn scratch_key_path() -> PathBuf {
     std::env::temp_dir().join(format!("custodia-fuzz-key-{}.pem", std::process::id()))
 }
 
-/// `keyfile`: [`keyfile::read`] of a file holding the bytes. A key read
+/// `keyfile`: [`custodia_node::read_key_file`] of a file holding the bytes. A key read
 /// from a file is written back and read again as the same identity.
 pub fn keyfile(data: &[u8], path: &Path) -> Result<(), String> {
     std::fs::write(path, data).expect("write scratch key file");
-    let r = keyfile::read(path);
+    let r = custodia_node::read_key_file(path);
     let _ = std::fs::remove_file(path);
     match r {
         Ok(id) => {
-            keyfile::write(path, &id).expect("write key");
-            let again = keyfile::read(path).expect("read written key");
+            custodia_node::write_key_file(path, &id).expect("write key");
+            let again = custodia_node::read_key_file(path).expect("read written key");
             let _ = std::fs::remove_file(path);
             assert_eq!(again.agency(), id.agency());
             Ok(())
