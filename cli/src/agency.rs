@@ -4,7 +4,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use custodia_node::local;
 
 use crate::output::Out;
 use crate::untrusted::safe;
@@ -20,7 +19,7 @@ pub(crate) enum AgencyCommand {
 }
 
 pub(crate) fn run(dir: &Path, cmd: AgencyCommand, out: &Out) -> anyhow::Result<ExitCode> {
-    let l = local::open(dir)?;
+    let l = crate::passphrase::open(dir)?;
     match cmd {
         AgencyCommand::List => {
             let all = l.agencies();

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use std::collections::HashMap;
 
-use custodia_node::local::{self, Local, LocalError, TimelineRow};
+use custodia_node::local::{Local, LocalError, TimelineRow};
 use custodia_node::store::Quarantined;
 use custodia_protocol::{
     AgencyId, Body, CaseId, CaseState, Conflict, CustodyAction, Entry, EntryId, ItemId, Role, Tlp,
@@ -114,7 +114,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<ExitCode> {
-    let mut l = local::open(dir)?;
+    let mut l = crate::passphrase::open(dir)?;
     match cmd {
         CaseCommand::Open {
             title,

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use custodia_node::local::{self, CustodyInfo, CustodyWritten, Local};
+use custodia_node::local::{CustodyInfo, CustodyWritten, Local};
 use custodia_protocol::{Body, CustodyAction};
 
 use crate::output::Out;
@@ -105,7 +105,7 @@ fn parse_yes_no(s: &str) -> Result<bool, String> {
 }
 
 pub(crate) fn run(dir: &Path, cmd: CustodyCommand, out: &Out) -> anyhow::Result<ExitCode> {
-    let mut l = local::open(dir)?;
+    let mut l = crate::passphrase::open(dir)?;
     crate::quarantine::warn(&l, None, out);
     let (text, w) = match cmd {
         CustodyCommand::Transfer {

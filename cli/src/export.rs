@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use custodia_node::local;
 use custodia_protocol::bundle::{self, Bundle};
 
 use crate::output::{iso_time, Out};
@@ -20,7 +19,7 @@ pub(crate) fn run(
     items: &[String],
     out: &Out,
 ) -> anyhow::Result<ExitCode> {
-    let l = local::open(dir)?;
+    let l = crate::passphrase::open(dir)?;
     let c = l.resolve_case(case)?;
     let quarantined = crate::quarantine::warn(&l, Some(&c), out);
     let bytes = l.export_bundle(&c, items)?;

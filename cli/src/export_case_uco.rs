@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use crate::case_uco;
 use anyhow::Context;
-use custodia_node::local::{self, LocalError};
+use custodia_node::local::LocalError;
 use custodia_node::store::StoreError;
 use serde_json::Value;
 
@@ -25,7 +25,7 @@ pub(crate) fn run(
     items: &[String],
     out: &Out,
 ) -> anyhow::Result<ExitCode> {
-    let l = local::open(dir)?;
+    let l = crate::passphrase::open(dir)?;
     let c = l.resolve_case(case)?;
     crate::quarantine::warn(&l, Some(&c), out);
     let state = l.store.state(&c).ok_or(StoreError::UnknownCase(c))?;
