@@ -615,10 +615,12 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
 
 /// Replaces the key file at `path` by `identity`, encrypted under `pass`
 /// if given: the new text goes to a new file with mode 0600 in the same
-/// folder, is synced, and is renamed over the old one (then the folder is
-/// synced), so a crash leaves the old file or the new one, never half of
-/// either. The old file's blocks are not overwritten: on most file systems
-/// (and on any SSD) they may stay readable on the disk until reused.
+/// folder, is synced, read back (it must give the same agency), and is
+/// renamed over the old one (then the folder is synced), so a crash leaves
+/// the old file or the new one, never half of either. A symbolic link is
+/// followed: the file it names is replaced, the link stays. The old file's
+/// blocks are not overwritten: on most file systems (and on any SSD) they
+/// may stay readable on the disk until reused.
 pub fn replace(
     path: &Path,
     identity: &Identity,
@@ -628,23 +630,40 @@ pub fn replace(
         path: path.to_owned(),
         source,
     };
+    // The file itself, not a link to it: renaming over a link would leave
+    // the old key where the link pointed.
+    let real = std::fs::canonicalize(path).map_err(io)?;
     let text = key_text(path, identity, pass)?;
-    let folder = match path.parent() {
+    let folder = match real.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    let name = path
+    let name = real
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "key".into());
     let mut tag = [0u8; 8];
     random(path, &mut tag)?;
     let temp = folder.join(format!(".{name}.{}.new", hex::encode(tag)));
-    if let Err(e) = write_new(&temp, text.as_bytes()) {
+    let written = write_new(&temp, text.as_bytes()).and_then(|()| {
+        let again = match pass {
+            Some(p) => read_with(&temp, p)?,
+            None => read(&temp)?,
+        };
+        if again.agency() == identity.agency() {
+            Ok(())
+        } else {
+            Err(KeyFileError::Invalid {
+                path: temp.clone(),
+                what: "the new key file does not read back as the same key",
+            })
+        }
+    });
+    if let Err(e) = written {
         let _ = std::fs::remove_file(&temp);
         return Err(e);
     }
-    if let Err(e) = std::fs::rename(&temp, path) {
+    if let Err(e) = std::fs::rename(&temp, &real) {
         let _ = std::fs::remove_file(&temp);
         return Err(io(e));
     }
@@ -1114,6 +1133,22 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, ["identity.key"]);
+        // Through a symbolic link: the file it names is replaced, the link
+        // stays a link (renaming over the link would leave the old key).
+        #[cfg(unix)]
+        {
+            let secure = tempfile::tempdir().expect("tempdir");
+            let real = secure.path().join("real.key");
+            let id = create(&real).expect("create");
+            let link = dir.path().join("link.key");
+            std::os::unix::fs::symlink(&real, &link).expect("symlink");
+            replace(&link, &id, Some(&pass("p"))).expect("replace");
+            assert!(std::fs::symlink_metadata(&link)
+                .expect("meta")
+                .file_type()
+                .is_symlink());
+            assert_eq!(protection(&real).expect("p"), Protection::Encrypted);
+        }
     }
 
     #[test]
