@@ -349,6 +349,13 @@ fn nothing_in_an_encrypted_node_folder_holds_the_key_in_the_clear() {
     .code(0);
     let seed = seed(&dir, SECRET);
     assert_no_plaintext_key(&dir, &seed);
+    // Again while the node runs: the store's write-ahead log and shared
+    // memory exist only while it is open.
+    let (node, log) = start_node(&dir, SECRET);
+    assert!(node.is_some(), "{log:#?}");
+    assert!(dir.join("store.sqlite-wal").exists());
+    assert_no_plaintext_key(&dir, &seed);
+    drop(node);
 
     // Restored from the backup: the key file is copied as it is, still
     // encrypted under the same passphrase; nothing in the clear.
@@ -474,19 +481,26 @@ fn key_passphrase_changes_it_the_old_one_fails_the_new_one_works() {
     assert!(r.stderr.contains("key protect"), "{r:?}");
 }
 
-#[test]
-fn a_node_starts_with_the_passphrase_and_not_without_it() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().join("unit");
-    init_encrypted(&dir, SECRET);
-    let r = run(&dir, &["node", "run"], &with("wrong")).code(2);
-    assert!(r.stderr.contains("wrong passphrase for key file"), "{r:?}");
+/// A running `custodia node run`, killed when dropped.
+struct Node(std::process::Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `custodia node run` with the passphrase in the environment and
+/// waits for it to say it started; the node (None if it did not start
+/// within a minute) and its log lines so far.
+fn start_node(dir: &Path, pass: &str) -> (Option<Node>, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_custodia"))
         .arg("--dir")
-        .arg(&dir)
+        .arg(dir)
         .args(["node", "run"])
         .env_remove("CUSTODIA_DIR")
-        .env("CUSTODIA_PASSPHRASE", SECRET)
+        .env("CUSTODIA_PASSPHRASE", pass)
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -494,6 +508,7 @@ fn a_node_starts_with_the_passphrase_and_not_without_it() {
         .spawn()
         .expect("node runs");
     let stderr = child.stderr.take().expect("stderr");
+    let node = Node(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead as _;
@@ -505,20 +520,26 @@ fn a_node_starts_with_the_passphrase_and_not_without_it() {
         }
     });
     let mut seen = Vec::new();
-    let started = loop {
-        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
-            Ok(l) => {
-                let listening = l.contains("node started");
-                seen.push(l);
-                if listening {
-                    break true;
-                }
-            }
-            Err(_) => break false,
+    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        let started = l.contains("node started");
+        seen.push(l);
+        if started {
+            return (Some(node), seen);
         }
-    };
-    let _ = child.kill();
-    let _ = child.wait();
+    }
+    (None, seen)
+}
+
+#[test]
+fn a_node_starts_with_the_passphrase_and_not_without_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("unit");
+    init_encrypted(&dir, SECRET);
+    let r = run(&dir, &["node", "run"], &with("wrong")).code(2);
+    assert!(r.stderr.contains("wrong passphrase for key file"), "{r:?}");
+    let (node, seen) = start_node(&dir, SECRET);
+    let started = node.is_some();
+    drop(node);
     assert!(started, "{seen:#?}");
     assert!(
         !seen.iter().any(|l| l.contains("not encrypted")),
