@@ -19,7 +19,7 @@ pub(crate) enum AgencyCommand {
 }
 
 pub(crate) fn run(dir: &Path, cmd: AgencyCommand, out: &Out) -> anyhow::Result<ExitCode> {
-    let l = custodia_node::Local::open(dir)?;
+    let l = crate::passphrase::open(dir)?;
     match cmd {
         AgencyCommand::List => {
             let all = l.agencies();

@@ -114,7 +114,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<ExitCode> {
-    let mut l = custodia_node::Local::open(dir)?;
+    let mut l = crate::passphrase::open(dir)?;
     match cmd {
         CaseCommand::Open {
             title,

@@ -105,7 +105,7 @@ fn parse_yes_no(s: &str) -> Result<bool, String> {
 }
 
 pub(crate) fn run(dir: &Path, cmd: CustodyCommand, out: &Out) -> anyhow::Result<ExitCode> {
-    let mut l = custodia_node::Local::open(dir)?;
+    let mut l = crate::passphrase::open(dir)?;
     crate::quarantine::warn(&l, None, out);
     let (text, w) = match cmd {
         CustodyCommand::Transfer {

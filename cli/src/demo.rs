@@ -254,7 +254,7 @@ async fn scenario(
         let d = root.join(dir);
         let addr = format!("127.0.0.1:{}", free_port()?);
         say.command(&format!(
-            "custodia --dir {dir} init --agency \"{name}\" --country {country} --listen {addr}"
+            "custodia --dir {dir} init --agency \"{name}\" --country {country} --listen {addr} --no-passphrase  # demo keys are not encrypted"
         ));
         let l = custodia_node::Local::init(&d, name, country, Some(&addr))?;
         say.detail(&format!(

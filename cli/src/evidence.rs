@@ -80,7 +80,7 @@ pub(crate) enum EvidenceCommand {
 }
 
 pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result<ExitCode> {
-    let mut l = custodia_node::Local::open(dir)?;
+    let mut l = crate::passphrase::open(dir)?;
     crate::quarantine::warn(&l, None, out);
     match cmd {
         EvidenceCommand::Add {

@@ -19,7 +19,7 @@ pub(crate) fn run(
     items: &[String],
     out: &Out,
 ) -> anyhow::Result<ExitCode> {
-    let l = custodia_node::Local::open(dir)?;
+    let l = crate::passphrase::open(dir)?;
     let c = l.resolve_case(case)?;
     let quarantined = crate::quarantine::warn(&l, Some(&c), out);
     let bytes = l.export_bundle(&c, items)?;

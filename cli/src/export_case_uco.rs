@@ -25,7 +25,7 @@ pub(crate) fn run(
     items: &[String],
     out: &Out,
 ) -> anyhow::Result<ExitCode> {
-    let l = custodia_node::Local::open(dir)?;
+    let l = crate::passphrase::open(dir)?;
     let c = l.resolve_case(case)?;
     crate::quarantine::warn(&l, Some(&c), out);
     let state = l.store().state(&c).ok_or(StoreError::UnknownCase(c))?;

@@ -13,6 +13,7 @@ mod export;
 mod export_case_uco;
 mod generate;
 mod output;
+mod passphrase;
 mod progress;
 mod quarantine;
 mod report;
@@ -39,6 +40,8 @@ Exit codes: 0 success; 1 the thing checked is wrong or the rules refuse the requ
 2 usage, configuration or I/O error.
 
 Every command takes --dir DIR (or CUSTODIA_DIR) naming the node directory.
+An encrypted key file's passphrase comes from --passphrase-fd N, CUSTODIA_PASSPHRASE
+or the terminal.
 New here? Run `custodia demo` first.";
 
 /// Custodia: signed, hash-chained chain of custody shared between agencies.
@@ -57,13 +60,22 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Read the identity key file's passphrase from this open file
+    /// descriptor (one line), e.g. `--passphrase-fd 3 3<secret-file`. Without
+    /// it: CUSTODIA_PASSPHRASE, else the terminal.
+    #[arg(long, global = true, value_name = "N")]
+    passphrase_fd: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create a node directory: identity key (mode 0600), configuration, store.
+    /// Create a node directory: identity key (mode 0600, encrypted), configuration, store.
+    ///
+    /// The key file is encrypted under a passphrase from --passphrase-fd N, CUSTODIA_PASSPHRASE
+    /// or the terminal (asked twice). With none of them (a script, a service) init refuses
+    /// unless --no-passphrase says to write the key unencrypted.
     ///
     /// Example: custodia --dir ./nbi init --agency "NBI Cybercrime Division" --country PH --listen 127.0.0.1:7400
     Init {
@@ -76,7 +88,13 @@ enum Command {
         /// UDP address to listen on, HOST:PORT: an IP address or a DNS name (resolved when the node starts).
         #[arg(long, default_value = custodia_node::DEFAULT_LISTEN, value_parser = addr)]
         listen: String,
+        /// Write the identity key unencrypted (anyone who can read the file can sign as the agency); `custodia key protect` encrypts it later.
+        #[arg(long)]
+        no_passphrase: bool,
     },
+    /// Protect the identity key file: encrypt it, change its passphrase.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Print this agency's id (public key) and fingerprint.
     ///
     /// Example: custodia --dir ./nbi id
@@ -210,6 +228,29 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Encrypt the unencrypted identity key file in place, under a passphrase from
+    /// --passphrase-fd N, CUSTODIA_PASSPHRASE or the terminal (asked twice).
+    ///
+    /// The encrypted key goes to a new file (mode 0600) that replaces the old one. The old
+    /// unencrypted blocks may remain on the disk until reused: treat a key that was ever
+    /// stored unencrypted on a disk that leaves your control as exposed.
+    ///
+    /// Example: custodia --dir ./nbi key protect
+    Protect,
+    /// Change the passphrase of the encrypted identity key file. The current one comes from
+    /// --passphrase-fd N, CUSTODIA_PASSPHRASE or the terminal; the new one from
+    /// --new-passphrase-fd N or the terminal (asked twice).
+    ///
+    /// Example: custodia --dir ./nbi key passphrase
+    Passphrase {
+        /// Read the new passphrase from this open file descriptor (one line).
+        #[arg(long, value_name = "N")]
+        new_passphrase_fd: Option<u32>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum PeerCommand {
     /// Pin a peer agency: its address and public key.
     ///
@@ -277,6 +318,9 @@ fn main() -> ExitCode {
         }
     };
     let out = Out::new(cli.json);
+    // `node run` logs an unencrypted key itself; JSON output stays JSON.
+    let is_node = matches!(cli.command, Command::Node(_));
+    passphrase::set(cli.passphrase_fd, !cli.json && !is_node);
     // The demo uses --dir only when it is given on the command line: a
     // CUSTODIA_DIR naming a real node must not receive demo nodes.
     let dir_given = matches.value_source("dir") == Some(ValueSource::CommandLine);
@@ -346,8 +390,16 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
             agency,
             country,
             listen,
+            no_passphrase,
         } => {
-            let l = custodia_node::Local::init(&d, &agency, &country, Some(&listen))?;
+            let pass = new_key_passphrase(&d, no_passphrase)?;
+            let l = custodia_node::Local::init_with(
+                &d,
+                &agency,
+                &country,
+                Some(&listen),
+                pass.as_ref(),
+            )?;
             let me = l.me();
             out.record(
                 &format!(
@@ -361,8 +413,9 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
                 serde_json::json!({"agency": me.to_hex(), "fingerprint": me.fingerprint(), "name": agency, "country": country, "listen": listen, "dir": d}),
             );
         }
+        Command::Key(k) => key(&d, k, out)?,
         Command::Id => {
-            let (config, identity) = custodia_node::open_config(&d)?;
+            let (config, identity) = passphrase::open_config(&d)?;
             let me = identity.agency();
             out.record(
                 &format!(
@@ -383,11 +436,11 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
                 .context("starting the runtime")?;
             rt.block_on(async {
                 let stop = shutdown_signal();
-                custodia_node::run(&d, stop).await
+                custodia_node::run_with(&d, stop, passphrase::source()).await
             })?;
         }
         Command::Store(StoreCommand::Check) => {
-            let l = custodia_node::Local::open(&d)?;
+            let l = passphrase::open(&d)?;
             let problems = l.store().check()?;
             let count = l.store().count()?;
             if problems.is_empty() {
@@ -446,6 +499,92 @@ fn run(cli: Cli, out: &Out) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The passphrase a new key is encrypted under: `None` with
+/// `--no-passphrase`; else from `--passphrase-fd`, `CUSTODIA_PASSPHRASE` or
+/// the terminal; with none of them, a refusal that names them all.
+fn new_key_passphrase(
+    d: &std::path::Path,
+    no_passphrase: bool,
+) -> anyhow::Result<Option<custodia_node::Passphrase>> {
+    let source = passphrase::source();
+    if no_passphrase {
+        if source.given() {
+            return Err(LocalError::Usage(format!(
+                "--no-passphrase, and a passphrase is given too (--passphrase-fd or {}): say which you mean",
+                passphrase::ENV
+            ))
+            .into());
+        }
+        return Ok(None);
+    }
+    if d.join(custodia_node::CONFIG_FILE).exists() {
+        return Err(LocalError::AlreadyInitialised(d.to_owned()).into());
+    }
+    let key = d.join(custodia_node::KEY_FILE);
+    match source.new_passphrase(&key)? {
+        Some(p) => Ok(Some(p)),
+        None => Err(LocalError::Usage(format!(
+            "no passphrase for the new identity key: set {}, pass --passphrase-fd N, or run init on a terminal; or pass --no-passphrase to write the key unencrypted",
+            passphrase::ENV
+        ))
+        .into()),
+    }
+}
+
+fn key(d: &std::path::Path, k: KeyCommand, out: &Out) -> anyhow::Result<()> {
+    match k {
+        KeyCommand::Protect => {
+            let config = custodia_node::load_config(d)?;
+            let path = config.key_path(d);
+            // Check first: no passphrase is asked for a key that cannot
+            // be protected.
+            if custodia_node::key_protection(&path)? == custodia_node::Protection::Encrypted {
+                return Err(LocalError::Usage(format!(
+                    "key file {} is encrypted already; change its passphrase with `custodia key passphrase`",
+                    path.display()
+                ))
+                .into());
+            }
+            let pass = passphrase::source().new_passphrase(&path)?.ok_or_else(|| {
+                LocalError::Usage(format!(
+                    "no passphrase to encrypt key file {} with: set {}, pass --passphrase-fd N, or run the command on a terminal",
+                    path.display(),
+                    passphrase::ENV
+                ))
+            })?;
+            let path = custodia_node::protect_key(d, &pass)?;
+            out.record(
+                &format!(
+                    "Encrypted key file {}. Every command and `custodia node run` now need its passphrase.
+The old unencrypted file's blocks may remain on the disk until reused.",
+                    path.display()
+                ),
+                serde_json::json!({"key_file": path, "encrypted": true}),
+            );
+        }
+        KeyCommand::Passphrase { new_passphrase_fd } => {
+            let config = custodia_node::load_config(d)?;
+            let path = config.key_path(d);
+            if custodia_node::key_protection(&path)? == custodia_node::Protection::Unencrypted {
+                return Err(LocalError::Usage(format!(
+                    "key file {} is not encrypted; encrypt it with `custodia key protect`",
+                    path.display()
+                ))
+                .into());
+            }
+            // Unlock with the current passphrase before asking for a new one.
+            custodia_node::read_key_file_with(&path, passphrase::source())?;
+            let new = passphrase::new_from(new_passphrase_fd, &path)?;
+            let path = custodia_node::change_passphrase(d, passphrase::source(), &new)?;
+            out.record(
+                &format!("Changed the passphrase of key file {}.", path.display()),
+                serde_json::json!({"key_file": path, "encrypted": true}),
+            );
+        }
+    }
+    Ok(())
+}
+
 fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
     match p {
         PeerCommand::Add {
@@ -455,7 +594,7 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
             country,
         } => {
             let agency = key;
-            let (mut config, identity) = custodia_node::open_config(d)?;
+            let (mut config, identity) = passphrase::open_config(d)?;
             // A node never pins itself: its own key as a peer would make it
             // accept connections that claim to be this agency.
             if agency == identity.agency() {
@@ -488,7 +627,7 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
             );
         }
         PeerCommand::List => {
-            let (config, _) = custodia_node::open_config(d)?;
+            let config = custodia_node::load_config(d)?;
             let mut text = String::new();
             if config.peers.is_empty() {
                 text.push_str("No peers pinned. Add one with `custodia peer add NAME --addr HOST:PORT --key HEX`.");
@@ -508,7 +647,7 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
             out.record(text.trim_end(), serde_json::json!(list));
         }
         PeerCommand::Remove { name } => {
-            let (mut config, _) = custodia_node::open_config(d)?;
+            let mut config = custodia_node::load_config(d)?;
             let before = config.peers.len();
             config.peers.retain(|p| p.name != name);
             if config.peers.len() == before {

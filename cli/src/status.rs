@@ -95,7 +95,7 @@ fn case_status(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value, b
 /// `custodia status [CASE]`: exit 0 when every case shown can be written
 /// in, 1 when one is on hold or equivocated.
 pub(crate) fn status(dir: &Path, case: Option<&str>, out: &Out) -> anyhow::Result<ExitCode> {
-    let l = custodia_node::Local::open(dir)?;
+    let l = crate::passphrase::open(dir)?;
     let cases: Vec<CaseId> = match case {
         Some(c) => vec![l.resolve_case(c)?],
         None => l.store().cases().copied().collect(),
@@ -129,7 +129,7 @@ pub(crate) fn status(dir: &Path, case: Option<&str>, out: &Out) -> anyhow::Resul
 
 /// `custodia backup --out FILE`.
 pub(crate) fn backup(dir: &Path, file: &Path, out: &Out) -> anyhow::Result<ExitCode> {
-    let l = custodia_node::Local::open(dir)?;
+    let l = crate::passphrase::open(dir)?;
     let info = l.backup(file, custodia_node::now_ms())?;
     let size = std::fs::metadata(file).map_or(0, |m| m.len());
     out.record(
@@ -146,7 +146,7 @@ pub(crate) fn backup(dir: &Path, file: &Path, out: &Out) -> anyhow::Result<ExitC
 
 /// `custodia restore FILE --dir DIR --key KEYFILE`.
 pub(crate) fn restore(file: &Path, dir: &Path, key: &Path, out: &Out) -> anyhow::Result<ExitCode> {
-    let l = custodia_node::Local::restore(file, dir, key)?;
+    let l = custodia_node::Local::restore_with(file, dir, key, crate::passphrase::source())?;
     let held = l.store().holds(None)?;
     out.record(
         &format!(

@@ -130,7 +130,12 @@ fn malformed_flags_are_exit_2_and_name_the_flag() {
         ("--country", &["--country", "P1"]),
     ] {
         let dir = t.join("new").join("manila");
-        let mut all = vec!["init", "--agency", "Manila Cybercrime Unit"];
+        let mut all = vec![
+            "init",
+            "--no-passphrase",
+            "--agency",
+            "Manila Cybercrime Unit",
+        ];
         all.extend_from_slice(args);
         let r = at(&dir, &all).code(2);
         flag_error(&r, flag);
@@ -143,6 +148,7 @@ fn malformed_flags_are_exit_2_and_name_the_flag() {
         &manila,
         &[
             "init",
+            "--no-passphrase",
             "--agency",
             "Manila Cybercrime Unit",
             "--country",

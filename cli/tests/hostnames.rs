@@ -18,6 +18,7 @@ fn two_nodes_named_by_host_name_replicate_a_case() {
             &[
                 "--json",
                 "init",
+                "--no-passphrase",
                 "--agency",
                 name,
                 "--country",

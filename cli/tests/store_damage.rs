@@ -449,7 +449,7 @@ fn the_node_folder_and_the_store_are_private() {
     let dir = tmp.path().join("node");
     let run = Command::new("sh")
         .arg("-c")
-        .arg("umask 022 && exec \"$0\" --dir \"$1\" init --agency Manila --country PH")
+        .arg("umask 022 && exec \"$0\" --dir \"$1\" init --no-passphrase --agency Manila --country PH")
         .arg(env!("CARGO_BIN_EXE_custodia"))
         .arg(&dir)
         .env_remove("CUSTODIA_DIR")

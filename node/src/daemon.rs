@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, ConfigError, CONFIG_FILE};
-use crate::keyfile::{self, KeyFileError};
+use crate::keyfile::{self, KeyFileError, NoPassphrase, PassphraseSource, Protection};
 use crate::store::{self, Draft, Store, StoreError};
 use crate::tls::{self, PinSet, TlsError};
 
@@ -262,10 +262,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Starts the node in `dir` (which `custodia init` created).
+/// Starts the node in `dir` (which `custodia init` created), whose key
+/// file is unencrypted; see [`start_with`].
 pub async fn start(dir: &Path) -> Result<Running, NodeError> {
+    start_with(dir, &NoPassphrase).await
+}
+
+/// Starts the node in `dir`; if its key file is encrypted, the passphrase
+/// is asked of `source` (once, before anything else starts).
+pub async fn start_with(
+    dir: &Path,
+    source: &(dyn PassphraseSource + Sync),
+) -> Result<Running, NodeError> {
     let config = Config::load(dir)?;
-    let identity = keyfile::read(&config.key_path(dir))?;
+    let key_path = config.key_path(dir);
+    let loaded = keyfile::load(&key_path, source)?;
+    if loaded.protection == Protection::Unencrypted {
+        warn!(key = %key_path.display(), "the identity key file is not encrypted: anyone who can read it can sign as this agency; encrypt it with `custodia key protect` (the node then needs its passphrase to start)");
+    }
+    let identity = loaded.identity;
     let store_path = config.store_path(dir);
     let store = tokio::task::spawn_blocking(move || Store::open(&store_path))
         .await
@@ -357,9 +372,20 @@ pub async fn start(dir: &Path) -> Result<Running, NodeError> {
     })
 }
 
-/// Runs the node until `stop` resolves, then shuts down cleanly.
+/// Runs the node until `stop` resolves, then shuts down cleanly (an
+/// unencrypted key file; see [`run_with`]).
 pub async fn run(dir: &Path, stop: impl std::future::Future<Output = ()>) -> Result<(), NodeError> {
-    let running = start(dir).await?;
+    run_with(dir, stop, &NoPassphrase).await
+}
+
+/// Runs the node until `stop` resolves, then shuts down cleanly; if the
+/// key file is encrypted, its passphrase is asked of `source` at start.
+pub async fn run_with(
+    dir: &Path,
+    stop: impl std::future::Future<Output = ()>,
+    source: &(dyn PassphraseSource + Sync),
+) -> Result<(), NodeError> {
+    let running = start_with(dir, source).await?;
     stop.await;
     info!("shutting down");
     running.shutdown().await;

@@ -29,16 +29,19 @@ pub use config::{
     check_addr, country_code, AgencySection, Config, ConfigError, NodeSection, Peer, CONFIG_FILE,
     MAX_CONFIG_FILE,
 };
-pub use daemon::{now_ms, run, start, NodeError, PeerStats, Running};
+pub use daemon::{now_ms, run, run_with, start, start_with, NodeError, PeerStats, Running};
 pub use guard::{Hold, PeerView};
 pub use hashing::{hash_file, hash_reader, Hashed, Wanted};
 pub use keyfile::{
-    create as create_key_file, read as read_key_file, write as write_key_file, KeyFileError,
-    MAX_KEY_FILE,
+    create as create_key_file, create_with as create_key_file_with, protection as key_protection,
+    read as read_key_file, read_with as read_key_file_with, write as write_key_file,
+    write_with as write_key_file_with, KeyFileError, NoPassphrase, Passphrase, PassphraseSource,
+    Protection, MAX_KDF_WORK, MAX_KEY_FILE, MAX_SCRYPT_MEMORY, SCRYPT_LOG_N, SCRYPT_P, SCRYPT_R,
 };
 pub use local::{
-    evidence_files, open_config, CustodyInfo, CustodyWritten, EvidenceCheck, EvidenceFile,
-    EvidenceInfo, KnownAgency, Local, LocalError, Registered, TimelineRow, DEFAULT_LISTEN,
+    change_passphrase, evidence_files, load_config, open_config, open_config_with, protect_key,
+    CustodyInfo, CustodyWritten, EvidenceCheck, EvidenceFile, EvidenceInfo, KnownAgency, Local,
+    LocalError, Registered, TimelineRow, DEFAULT_LISTEN, KEY_FILE,
 };
 pub use store::{
     check as check_items, BackupInfo, BatchOutcome, Checked, Draft, Problem, Quarantined, Row,

@@ -16,9 +16,12 @@ use custodia_protocol::{
 use crate::config::{AgencySection, Config, ConfigError, NodeSection, Peer, CONFIG_FILE};
 use crate::daemon::now_ms;
 use crate::hashing::{self, Wanted};
-use crate::keyfile::{self, KeyFileError};
+use crate::keyfile::{self, KeyFileError, NoPassphrase, Passphrase, PassphraseSource, Protection};
 use crate::mediatype;
 use crate::store::{Draft, Quarantined, Store, StoreError};
+
+/// The identity key file of a new node, in its directory.
+pub const KEY_FILE: &str = "identity.key";
 
 /// Default listening address of a new node.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
@@ -95,12 +98,25 @@ impl std::fmt::Debug for Local {
 }
 
 impl Local {
-    /// Creates a node directory: key (mode 0600), configuration and store.
+    /// Creates a node directory: key (mode 0600, unencrypted), configuration
+    /// and store. See [`Local::init_with`] for an encrypted key.
     pub fn init(
         dir: &Path,
         name: &str,
         country: &str,
         listen: Option<&str>,
+    ) -> Result<Local, LocalError> {
+        Self::init_with(dir, name, country, listen, None)
+    }
+
+    /// Creates a node directory: key (mode 0600, encrypted under `pass` if
+    /// given), configuration and store.
+    pub fn init_with(
+        dir: &Path,
+        name: &str,
+        country: &str,
+        listen: Option<&str>,
+        pass: Option<&Passphrase>,
     ) -> Result<Local, LocalError> {
         if dir.join(CONFIG_FILE).exists() {
             return Err(LocalError::AlreadyInitialised(dir.to_owned()));
@@ -109,7 +125,7 @@ impl Local {
             agency: AgencySection {
                 name: name.to_owned(),
                 country: country.to_owned(),
-                key: "identity.key".into(),
+                key: KEY_FILE.into(),
             },
             node: NodeSection {
                 listen: listen.unwrap_or(DEFAULT_LISTEN).to_owned(),
@@ -134,7 +150,7 @@ impl Local {
                 path: dir.to_owned(),
                 source,
             })?;
-            let identity = keyfile::create(&config.key_path(dir))?;
+            let identity = keyfile::create_with(&config.key_path(dir), pass)?;
             config.save(dir)?;
             let store = Store::open(&config.store_path(dir))?;
             Ok((identity, store))
@@ -155,13 +171,20 @@ impl Local {
         }
     }
 
-    /// Opens an existing node directory.
+    /// Opens an existing node directory whose key file is unencrypted. See
+    /// [`Local::open_with`] for an encrypted one.
     pub fn open(dir: &Path) -> Result<Local, LocalError> {
+        Self::open_with(dir, &NoPassphrase)
+    }
+
+    /// Opens an existing node directory; if its key file is encrypted, the
+    /// passphrase is asked of `source`.
+    pub fn open_with(dir: &Path, source: &dyn PassphraseSource) -> Result<Local, LocalError> {
         if !dir.join(CONFIG_FILE).exists() {
             return Err(LocalError::NotInitialised(dir.to_owned()));
         }
         let config = Config::load(dir)?;
-        let identity = keyfile::read(&config.key_path(dir))?;
+        let identity = keyfile::read_with(&config.key_path(dir), source)?;
         tighten_dir(dir);
         let store = Store::open(&config.store_path(dir))?;
         Ok(Local {
@@ -172,13 +195,25 @@ impl Local {
         })
     }
 
+    /// `custodia restore` with an unencrypted key file; see [`Local::restore_with`].
+    pub fn restore(file: &Path, dir: &Path, key: &Path) -> Result<Local, LocalError> {
+        Self::restore_with(file, dir, key, &NoPassphrase)
+    }
+
     /// `custodia restore`: makes a node directory from a backup file and the
-    /// agency's key file. The restored store is marked so that the node puts
+    /// agency's key file (its passphrase, if it is encrypted, asked of
+    /// `source`). The key file is copied as it is: an encrypted key stays
+    /// encrypted under the same passphrase. The restored store is marked so that the node puts
     /// every shared case on hold until its peers confirm this agency's heads,
     /// or it has recovered from them what it authored after the backup
     /// (SPEC.md §9.14): restoring an old backup never makes the agency sign
     /// a position twice.
-    pub fn restore(file: &Path, dir: &Path, key: &Path) -> Result<Local, LocalError> {
+    pub fn restore_with(
+        file: &Path,
+        dir: &Path,
+        key: &Path,
+        source: &dyn PassphraseSource,
+    ) -> Result<Local, LocalError> {
         let info = Store::backup_info(file)?;
         if dir.exists()
             && std::fs::read_dir(dir)
@@ -190,7 +225,8 @@ impl Local {
                 dir.display()
             )));
         }
-        let identity = keyfile::read(key)?;
+        let loaded = keyfile::load(key, source)?;
+        let identity = &loaded.identity;
         if identity.agency() != info.agency {
             return Err(LocalError::Refused(format!(
                 "the key file {} is agency {}, the backup is of agency {}",
@@ -204,7 +240,7 @@ impl Local {
             path: dir.to_owned(),
             source,
         })?;
-        keyfile::write(&config.key_path(dir), &identity)?;
+        keyfile::copy_to(&loaded, &config.key_path(dir))?;
         config.save(dir)?;
         let store = config.store_path(dir);
         std::fs::copy(file, &store).map_err(|source| LocalError::Io {
@@ -223,7 +259,15 @@ impl Local {
                 custodia_protocol::utc::iso_seconds(info.made_at)
             ),
         )?;
-        Self::open(dir)
+        let config = Config::load(dir)?;
+        tighten_dir(dir);
+        let store = Store::open(&config.store_path(dir))?;
+        Ok(Local {
+            dir: dir.to_owned(),
+            config,
+            identity: loaded.identity,
+            store,
+        })
     }
 }
 
@@ -267,14 +311,67 @@ fn tighten_dir(dir: &Path) {
 }
 
 /// Reads only the configuration and identity (no store), for commands that
-/// do not need the store.
+/// do not need the store; the key file must be unencrypted (see
+/// [`open_config_with`]).
 pub fn open_config(dir: &Path) -> Result<(Config, Identity), LocalError> {
+    open_config_with(dir, &NoPassphrase)
+}
+
+/// Reads only the configuration and identity (no store); if the key file
+/// is encrypted, the passphrase is asked of `source`.
+pub fn open_config_with(
+    dir: &Path,
+    source: &dyn PassphraseSource,
+) -> Result<(Config, Identity), LocalError> {
+    let config = load_config(dir)?;
+    let identity = keyfile::read_with(&config.key_path(dir), source)?;
+    Ok((config, identity))
+}
+
+/// Reads only the configuration (no key, no store).
+pub fn load_config(dir: &Path) -> Result<Config, LocalError> {
     if !dir.join(CONFIG_FILE).exists() {
         return Err(LocalError::NotInitialised(dir.to_owned()));
     }
-    let config = Config::load(dir)?;
-    let identity = keyfile::read(&config.key_path(dir))?;
-    Ok((config, identity))
+    Ok(Config::load(dir)?)
+}
+
+/// `custodia key protect`: encrypts the node's unencrypted key file under
+/// `pass`, in place (a new file, mode 0600, fsynced and read back, renamed over the
+/// old one). The key file's path.
+pub fn protect_key(dir: &Path, pass: &Passphrase) -> Result<PathBuf, LocalError> {
+    let config = load_config(dir)?;
+    let path = config.key_path(dir);
+    if keyfile::protection(&path)? == Protection::Encrypted {
+        return Err(LocalError::Usage(format!(
+            "key file {} is encrypted already; change its passphrase with `custodia key passphrase`",
+            path.display()
+        )));
+    }
+    let loaded = keyfile::load(&path, &NoPassphrase)?;
+    keyfile::replace(&path, &loaded.identity, Some(pass))?;
+    Ok(path)
+}
+
+/// `custodia key passphrase`: re-encrypts the node's encrypted key file
+/// under `new`, unlocking it with the passphrase `old` gives. The key
+/// file's path.
+pub fn change_passphrase(
+    dir: &Path,
+    old: &dyn PassphraseSource,
+    new: &Passphrase,
+) -> Result<PathBuf, LocalError> {
+    let config = load_config(dir)?;
+    let path = config.key_path(dir);
+    if keyfile::protection(&path)? == Protection::Unencrypted {
+        return Err(LocalError::Usage(format!(
+            "key file {} is not encrypted; encrypt it with `custodia key protect`",
+            path.display()
+        )));
+    }
+    let loaded = keyfile::load(&path, old)?;
+    keyfile::replace(&path, &loaded.identity, Some(new))?;
+    Ok(path)
 }
 
 /// An agency this node knows: from its peers, its own config, and the

@@ -193,4 +193,16 @@ fn write_fuzz_seeds() {
         write_seed("keyfile", "pkcs8-v2", pem.as_bytes());
     }
     write_seed("keyfile", "not-a-key", b"hello\n");
+    let p = dir.path().join("encrypted.pem");
+    custodia_node::write_key_file_with(
+        &p,
+        &Identity::from_seed([9; 32]),
+        Some(&custodia_node::Passphrase::from("fuzz".to_owned())),
+    )
+    .expect("write");
+    write_seed(
+        "keyfile",
+        "pkcs8-encrypted",
+        &std::fs::read(&p).expect("read"),
+    );
 }

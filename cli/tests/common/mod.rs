@@ -60,11 +60,20 @@ pub(crate) fn at(dir: &Path, args: &[&str]) -> Run {
     custodia(&all)
 }
 
-/// An initialised node; its agency id.
+/// An initialised node (its key unencrypted: unlocking an encrypted key
+/// costs a second per command); its agency id.
 pub(crate) fn init(dir: &Path, name: &str, country: &str) -> String {
     let v = at(
         dir,
-        &["--json", "init", "--agency", name, "--country", country],
+        &[
+            "--json",
+            "init",
+            "--no-passphrase",
+            "--agency",
+            name,
+            "--country",
+            country,
+        ],
     )
     .json();
     v["agency"].as_str().expect("an agency id").to_owned()

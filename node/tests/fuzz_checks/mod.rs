@@ -51,10 +51,26 @@ pub fn scratch_key_path() -> PathBuf {
     std::env::temp_dir().join(format!("custodia-fuzz-key-{}.pem", std::process::id()))
 }
 
-/// `keyfile`: [`custodia_node::read_key_file`] of a file holding the bytes. A key read
-/// from a file is written back and read again as the same identity.
+/// `keyfile`: [`custodia_node::read_key_file`] of a file (mode 0600, as a key file must
+/// be) holding the bytes. A key read from a file is written back and read
+/// again as the same identity. An encrypted file's structure is checked
+/// before a passphrase is asked for (none is given here, so no input makes
+/// the check spend seconds deriving keys).
 pub fn keyfile(data: &[u8], path: &Path) -> Result<(), String> {
-    std::fs::write(path, data).expect("write scratch key file");
+    let _ = std::fs::remove_file(path);
+    {
+        use std::io::Write as _;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            opts.mode(0o600);
+        }
+        opts.open(path)
+            .and_then(|mut f| f.write_all(data))
+            .expect("write scratch key file");
+    }
     let r = custodia_node::read_key_file(path);
     let _ = std::fs::remove_file(path);
     match r {
