@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 secs=${1:-240}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(entry_decode validate sync_message session equivocation_proof bundle trust_list config keyfile)
+[ ${#targets[@]} -gt 0 ] || targets=(entry_decode validate sync_message session equivocation_proof bundle trust_list key_log config keyfile)
 export RUSTC_BOOTSTRAP=1
 mkdir -p logs
 for t in "${targets[@]}"; do

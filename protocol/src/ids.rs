@@ -81,6 +81,23 @@ byte_id!(
     32
 );
 byte_id!(
+    /// An Ed25519 public key named in a key statement (SPEC.md §3.4): an
+    /// agency's root, node or officer key. The agency id is its first root.
+    KeyId,
+    32
+);
+byte_id!(
+    /// A key statement's id: SHA-256 of its exact bytes (SPEC.md §3.4).
+    StatementId,
+    32
+);
+byte_id!(
+    /// SHA-256 of a public key: the pre-rotation commitment to the next
+    /// root key (SPEC.md §3.4).
+    KeyDigest,
+    32
+);
+byte_id!(
     /// An evidence item: a UUID (RFC 9562) as 16 raw bytes.
     ItemId,
     16
@@ -103,6 +120,20 @@ impl EntryId {
     /// The id of an entry: SHA-256 of its exact bytes.
     pub fn of(entry_bytes: &[u8]) -> Self {
         EntryId(Sha256::digest(entry_bytes).into())
+    }
+}
+
+impl StatementId {
+    /// The id of a key statement: SHA-256 of its exact bytes.
+    pub fn of(statement_bytes: &[u8]) -> Self {
+        StatementId(Sha256::digest(statement_bytes).into())
+    }
+}
+
+impl KeyDigest {
+    /// The commitment to a public key: SHA-256 of its 32 bytes.
+    pub fn of(key: &KeyId) -> Self {
+        KeyDigest(Sha256::digest(key.0).into())
     }
 }
 

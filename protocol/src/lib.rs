@@ -26,6 +26,7 @@ mod equivocation;
 mod error;
 mod identity;
 mod ids;
+pub mod keylog;
 mod parallel;
 pub mod session;
 pub mod signature;
@@ -49,7 +50,7 @@ pub use equivocation::{
 };
 pub use error::{RejectKind, Rejection};
 pub use identity::{is_valid_agency_key, Identity};
-pub use ids::{AgencyId, CaseId, EntryId, IdParseError, ItemId};
+pub use ids::{AgencyId, CaseId, EntryId, IdParseError, ItemId, KeyDigest, KeyId, StatementId};
 pub use parallel::{map_in_parallel, PARALLEL_MIN};
 pub use signature::{verify, verify_parts};
 pub use state::{CaseState, Conflict, Item, Member, Transfer, WithheldPosition, WitnessRecord};

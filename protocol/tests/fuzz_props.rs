@@ -196,6 +196,11 @@ proptest! {
     fn trust_list_never_panics(data in inputs("trust_list")) {
         let _ = fuzz_checks::trust_list(&data);
     }
+
+    #[test]
+    fn key_log_never_panics(data in inputs("key_log")) {
+        let _ = fuzz_checks::key_log(&data);
+    }
 }
 
 proptest! {
@@ -242,6 +247,13 @@ fn the_valid_seeds_are_accepted() {
     }
     for s in seeds("session") {
         assert_eq!(fuzz_checks::session(&s), Ok(()));
+    }
+    for s in seeds("key_log") {
+        assert_eq!(
+            fuzz_checks::key_log(&s),
+            Ok(()),
+            "every statement of a key_log seed is taken"
+        );
     }
     let ok = seeds("equivocation_proof")
         .iter()

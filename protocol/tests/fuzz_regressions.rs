@@ -24,7 +24,7 @@ const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 type Check = fn(&[u8]);
 
 /// The protocol's fuzz targets and their checks.
-const TARGETS: [(&str, Check); 6] = [
+const TARGETS: [(&str, Check); 7] = [
     ("entry_decode", |d| drop(fuzz_checks::entry_decode(d))),
     ("validate", |d| drop(fuzz_checks::validate(d))),
     ("sync_message", |d| drop(fuzz_checks::sync_message(d))),
@@ -33,6 +33,7 @@ const TARGETS: [(&str, Check); 6] = [
     }),
     ("bundle", |d| drop(fuzz_checks::bundle(d))),
     ("trust_list", |d| drop(fuzz_checks::trust_list(d))),
+    ("key_log", |d| drop(fuzz_checks::key_log(d))),
 ];
 
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -237,6 +238,75 @@ fn write_fuzz_seeds() {
             .iter()
             .all(|e| e.as_str().is_none_or(|h| h.len() <= 8192))
     };
+
+    // key_log: an honest log (inception, profile, officer, revocation),
+    // and the same log whose last statement a recovery rotation supersedes.
+    {
+        use custodia_protocol::keylog::*;
+        let t0 = 1_795_000_000_000;
+        let (root, next, after) = (
+            fuzz_checks::test_key("alpha"),
+            fuzz_checks::test_key("bravo"),
+            fuzz_checks::test_key("charlie"),
+        );
+        let officer = fuzz_checks::test_key("mallory");
+        let inception = KeyStatement::sign(&root, &StatementPayload::inception(&root, &next, t0));
+        let mut log = KeyLog::from_inception(inception).expect("inception");
+        let add = |log: &mut KeyLog, by: &Identity, st| {
+            let s = KeyStatement::sign(by, &StatementPayload::after(log, t0 + 1, st));
+            log.append(s.clone()).expect("append");
+            s
+        };
+        add(
+            &mut log,
+            &root,
+            Statement::Profile(Profile {
+                name: "NBI Cybercrime Division".into(),
+                country: "PH".into(),
+            }),
+        );
+        let certify = Statement::Certify(Certify {
+            key: PublicKey::ed25519(key_of(&officer)),
+            role: KeyRole::Officer,
+            officer: Some(Officer {
+                name: "Insp. R. Santos".into(),
+                number: "PNP-0042".into(),
+            }),
+            not_before: t0,
+            not_after: None,
+        });
+        add(&mut log, &root, certify);
+        let honest = log.clone();
+        add(
+            &mut log,
+            &root,
+            Statement::Revoke(Revoke {
+                key: key_of(&officer),
+                effective: t0,
+                reason: RevokeReason::Compromised,
+            }),
+        );
+        let all: Vec<fuzz_checks::Chunk> = log
+            .statements()
+            .iter()
+            .map(|s| fuzz_checks::Chunk::Raw(s.bytes().to_vec()))
+            .collect();
+        write_seed("key_log", "honest", &fuzz_checks::join(&all));
+        let recovery = KeyStatement::sign(
+            &next,
+            &StatementPayload::after(
+                &honest,
+                t0 + 2,
+                Statement::RotateRoot(Root {
+                    root: PublicKey::ed25519(key_of(&next)),
+                    next: KeyDigest::of(&key_of(&after)),
+                }),
+            ),
+        );
+        let mut chunks = all;
+        chunks.push(fuzz_checks::Chunk::Raw(recovery.bytes().to_vec()));
+        write_seed("key_log", "recovery", &fuzz_checks::join(&chunks));
+    }
 
     // entry_decode: the failing entry of the first vector of each class,
     // and the last entry of each valid vector.

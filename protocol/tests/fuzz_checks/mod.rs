@@ -709,3 +709,70 @@ pub fn session(data: &[u8]) -> Result<(), String> {
     assert!(v.is_member(&bravo));
     result
 }
+
+/// `key_log`: the input is chunks (see [`chunks`]), each the bytes of a
+/// key statement. The first that decodes starts a log (if it is an
+/// inception); every later one that decodes is appended. A statement that
+/// decodes re-encodes to its bytes and decodes to itself; a refused
+/// append leaves the log exactly as it was; the log never holds more
+/// statements than were offered; a recovery changes the root.
+pub fn key_log(data: &[u8]) -> Result<(), String> {
+    use custodia_protocol::keylog::{Appended, KeyLog, KeyStatement};
+    let mut log: Option<KeyLog> = None;
+    let mut offered = 0u64;
+    let mut refused = 0usize;
+    for c in chunks(data) {
+        let bytes = match c {
+            Chunk::Raw(b) | Chunk::Sign(_, b) | Chunk::Link(_, b) => b,
+            Chunk::Withheld(_) => continue,
+        };
+        let s = match KeyStatement::decode(&bytes) {
+            Ok(s) => s,
+            Err(_) => {
+                refused += 1;
+                continue;
+            }
+        };
+        assert_eq!(s.bytes(), bytes.as_slice(), "a statement is its bytes");
+        assert_eq!(
+            KeyStatement::decode(s.bytes()).as_ref(),
+            Ok(&s),
+            "a statement decodes to itself"
+        );
+        offered += 1;
+        match &mut log {
+            None => match KeyLog::from_inception(s) {
+                Ok(l) => log = Some(l),
+                Err(_) => refused += 1,
+            },
+            Some(l) => {
+                let (len, head, root) = (l.len(), l.head(), l.current_root());
+                match l.append(s) {
+                    Ok(Appended::New) => assert_eq!(l.len(), len + 1),
+                    Ok(Appended::Duplicate) => {
+                        assert_eq!((l.len(), l.head()), (len, head))
+                    }
+                    Ok(Appended::Recovered { superseded }) => {
+                        assert!(superseded >= 1);
+                        assert_ne!(l.current_root(), root, "a recovery rotates the root");
+                    }
+                    Err(_) => {
+                        refused += 1;
+                        assert_eq!(
+                            (l.len(), l.head(), l.current_root()),
+                            (len, head, root),
+                            "a refused statement changes nothing"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let held = log.as_ref().map_or(0, KeyLog::len);
+    assert!(held <= offered, "the log holds only what was offered");
+    if refused > 0 {
+        Err(format!("{refused} refused"))
+    } else {
+        Ok(())
+    }
+}

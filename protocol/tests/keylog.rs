@@ -1,0 +1,474 @@
+//! Key logs (SPEC.md §3.4): an honest agency's log, and what a thief of its
+//! root, a stranger, a careless operator and hostile bytes can do to it.
+
+use ciborium::value::Value as Cbor;
+use custodia_protocol::keylog::{
+    key_of, Appended, Certify, KeyLog, KeyLogError, KeyRole, KeyStatement, KeyStatus, Officer,
+    Profile, PublicKey, Revoke, RevokeReason, Root, Statement, StatementPayload,
+};
+use custodia_protocol::{sig_structure, Identity, KeyDigest, KeyId};
+
+const T0: u64 = 1_795_000_000_000;
+
+fn id(n: u8) -> Identity {
+    Identity::from_seed([n; 32])
+}
+
+/// The agency: root 1, next root 2 (kept offline), the one after 3.
+fn incepted() -> KeyLog {
+    let s = KeyStatement::sign(&id(1), &StatementPayload::inception(&id(1), &id(2), T0));
+    KeyLog::from_inception(s).expect("inception")
+}
+
+fn officer(key: &Identity, name: &str) -> Statement {
+    Statement::Certify(Certify {
+        key: PublicKey::ed25519(key_of(key)),
+        role: KeyRole::Officer,
+        officer: Some(Officer {
+            name: name.into(),
+            number: "PNP-0042".into(),
+        }),
+        not_before: T0,
+        not_after: None,
+    })
+}
+
+fn node(key: &Identity) -> Statement {
+    Statement::Certify(Certify {
+        key: PublicKey::ed25519(key_of(key)),
+        role: KeyRole::Node,
+        officer: None,
+        not_before: T0,
+        not_after: None,
+    })
+}
+
+/// Signs the statement that follows the log and appends it.
+fn add(
+    log: &mut KeyLog,
+    signer: &Identity,
+    dt: u64,
+    st: Statement,
+) -> Result<Appended, KeyLogError> {
+    let s = KeyStatement::sign(signer, &StatementPayload::after(log, T0 + dt, st));
+    log.append(s)
+}
+
+fn rotation(to: &Identity, then: &Identity) -> Statement {
+    Statement::RotateRoot(Root {
+        root: PublicKey::ed25519(key_of(to)),
+        next: KeyDigest::of(&key_of(then)),
+    })
+}
+
+#[test]
+fn an_honest_log_answers_what_each_key_was_at_each_position() {
+    let mut log = incepted();
+    add(
+        &mut log,
+        &id(1),
+        1,
+        Statement::Profile(Profile {
+            name: "NBI Cybercrime Division".into(),
+            country: "PH".into(),
+        }),
+    )
+    .expect("profile");
+    add(&mut log, &id(1), 2, node(&id(10))).expect("node key");
+    add(&mut log, &id(1), 3, officer(&id(11), "Insp. R. Santos")).expect("officer");
+    add(
+        &mut log,
+        &id(1),
+        4,
+        Statement::Revoke(Revoke {
+            key: key_of(&id(11)),
+            effective: T0 + 3,
+            reason: RevokeReason::Compromised,
+        }),
+    )
+    .expect("revoke");
+    assert_eq!(log.len(), 5);
+    assert_eq!(
+        log.profile(5).map(|p| p.name.as_str()),
+        Some("NBI Cybercrime Division")
+    );
+    assert_eq!(log.profile(1), None, "no profile in the inception alone");
+    let santos = key_of(&id(11));
+    assert_eq!(
+        log.status(&santos, 3),
+        KeyStatus::Unknown,
+        "not yet certified"
+    );
+    match log.status(&santos, 4) {
+        KeyStatus::Certified { seq: 3, certify } => {
+            assert_eq!(certify.officer.expect("officer").name, "Insp. R. Santos")
+        }
+        other => panic!("certified at 3, got {other:?}"),
+    }
+    match log.status(&santos, 5) {
+        KeyStatus::Revoked {
+            revoked_at: 4,
+            revoke,
+            ..
+        } => assert_eq!(revoke.reason, RevokeReason::Compromised),
+        other => panic!("revoked at 4, got {other:?}"),
+    }
+    assert_eq!(log.status(&key_of(&id(1)), 5), KeyStatus::Root);
+    // Every statement decodes from its bytes to itself.
+    for s in log.statements() {
+        assert_eq!(&KeyStatement::decode(s.bytes()).expect("decodes"), s);
+    }
+    // The same statement again changes nothing.
+    let again = log.statements()[2].clone();
+    assert_eq!(log.append(again), Ok(Appended::Duplicate));
+    assert_eq!(log.len(), 5);
+}
+
+#[test]
+fn a_thief_with_the_root_key_cannot_rotate_to_a_key_of_its_own() {
+    let mut log = incepted();
+    let thief = id(66);
+    let err = add(&mut log, &id(1), 1, rotation(&thief, &id(67))).expect_err("no rotation");
+    assert!(
+        matches!(err, KeyLogError::WrongSigner { seq: 1, .. }),
+        "{err}"
+    );
+    // Nor by signing with its own key.
+    let err = add(&mut log, &thief, 1, rotation(&thief, &id(67))).expect_err("no rotation");
+    assert!(matches!(err, KeyLogError::WrongSigner { .. }), "{err}");
+    assert_eq!(log.len(), 1, "a refused statement leaves the log as it was");
+    assert_eq!(log.current_root(), key_of(&id(1)));
+}
+
+#[test]
+fn the_pre_committed_key_recovers_the_log_and_supersedes_what_the_thief_signed() {
+    let mut log = incepted();
+    add(&mut log, &id(1), 1, node(&id(10))).expect("node key");
+    // The thief of root 1 certifies a key of its own: valid, for now.
+    add(&mut log, &id(1), 2, officer(&id(66), "Nobody")).expect("thief's officer");
+    assert!(matches!(
+        log.status(&key_of(&id(66)), 3),
+        KeyStatus::Certified { .. }
+    ));
+    // The agency rotates with the key it kept offline, from position 2.
+    let recovery = KeyStatement::sign(
+        &id(2),
+        &StatementPayload {
+            v: 1,
+            agency: log.agency(),
+            seq: 2,
+            prev: Some(log.statements()[1].id()),
+            time: T0 + 5,
+            st: rotation(&id(2), &id(3)),
+        },
+    );
+    assert_eq!(
+        log.append(recovery),
+        Ok(Appended::Recovered { superseded: 1 })
+    );
+    assert_eq!(log.current_root(), key_of(&id(2)));
+    assert_eq!(log.status(&key_of(&id(66)), log.len()), KeyStatus::Unknown);
+    assert_eq!(log.superseded().len(), 1);
+    assert!(
+        matches!(
+            log.status(&key_of(&id(10)), log.len()),
+            KeyStatus::Certified { .. }
+        ),
+        "what the agency signed before the theft stands"
+    );
+    // The old root signs nothing any more.
+    let err = add(&mut log, &id(1), 6, officer(&id(67), "Nobody")).expect_err("old root");
+    assert!(matches!(err, KeyLogError::WrongSigner { .. }), "{err}");
+    assert_eq!(
+        log.status(&key_of(&id(1)), log.len()),
+        KeyStatus::FormerRoot
+    );
+    // The new root does, and the next rotation needs key 3.
+    add(&mut log, &id(2), 7, officer(&id(12), "Insp. M. Reyes")).expect("new root certifies");
+    let err = add(&mut log, &id(2), 8, rotation(&id(2), &id(4))).expect_err("reuse");
+    assert!(matches!(err, KeyLogError::WrongSigner { .. }), "{err}");
+    add(&mut log, &id(3), 9, rotation(&id(3), &id(4))).expect("planned rotation");
+}
+
+#[test]
+fn two_statements_by_the_root_at_one_position_are_a_fork() {
+    let mut log = incepted();
+    add(&mut log, &id(1), 1, node(&id(10))).expect("node");
+    let other = KeyStatement::sign(
+        &id(1),
+        &StatementPayload {
+            v: 1,
+            agency: log.agency(),
+            seq: 1,
+            prev: Some(log.statements()[0].id()),
+            time: T0 + 1,
+            st: node(&id(20)),
+        },
+    );
+    let err = log.append(other.clone()).expect_err("fork");
+    assert_eq!(
+        err,
+        KeyLogError::Forked {
+            seq: 1,
+            held: log.statements()[1].id(),
+            other: other.id()
+        }
+    );
+}
+
+/// What a refusal must be.
+type Expect = fn(&KeyLogError) -> bool;
+
+#[test]
+fn the_chain_is_checked_statement_by_statement() {
+    let log0 = incepted();
+    let stmt = |seq: u64, prev, time, signer: &Identity, st| {
+        KeyStatement::sign(
+            signer,
+            &StatementPayload {
+                v: 1,
+                agency: log0.agency(),
+                seq,
+                prev,
+                time,
+                st,
+            },
+        )
+    };
+    let head = Some(log0.head());
+    let cases: Vec<(KeyStatement, Expect)> = vec![
+        (stmt(2, head, T0, &id(1), node(&id(10))), |e| {
+            matches!(e, KeyLogError::Gap { seq: 2, len: 1 })
+        }),
+        (
+            stmt(
+                1,
+                Some(custodia_protocol::StatementId([9; 32])),
+                T0,
+                &id(1),
+                node(&id(10)),
+            ),
+            |e| matches!(e, KeyLogError::BrokenChain { seq: 1 }),
+        ),
+        (stmt(1, head, T0 - 1, &id(1), node(&id(10))), |e| {
+            matches!(e, KeyLogError::TimeReversed { seq: 1 })
+        }),
+        (stmt(1, head, T0, &id(9), node(&id(10))), |e| {
+            matches!(e, KeyLogError::WrongSigner { .. })
+        }),
+        (stmt(1, head, T0, &id(1), node(&id(1))), |e| {
+            matches!(e, KeyLogError::BadKey { .. })
+        }),
+        (
+            stmt(
+                1,
+                head,
+                T0,
+                &id(1),
+                Statement::Revoke(Revoke {
+                    key: key_of(&id(10)),
+                    effective: T0,
+                    reason: RevokeReason::Lost,
+                }),
+            ),
+            |e| matches!(e, KeyLogError::BadKey { .. }),
+        ),
+        (
+            stmt(
+                1,
+                head,
+                T0,
+                &id(1),
+                Statement::Revoke(Revoke {
+                    key: key_of(&id(1)),
+                    effective: T0,
+                    reason: RevokeReason::Compromised,
+                }),
+            ),
+            |e| matches!(e, KeyLogError::BadKey { .. }),
+        ),
+    ];
+    for (s, want) in cases {
+        let mut log = log0.clone();
+        let err = log.append(s).expect_err("refused");
+        assert!(want(&err), "unexpected refusal: {err}");
+        assert_eq!(log.len(), 1);
+    }
+    // Another agency's statement is not this log's.
+    let mut log = log0.clone();
+    let stranger = KeyStatement::sign(&id(5), &StatementPayload::inception(&id(5), &id(6), T0));
+    assert!(matches!(
+        log.append(stranger),
+        Err(KeyLogError::WrongLog(_))
+    ));
+    // A key is certified once, and revoked once.
+    add(&mut log, &id(1), 1, node(&id(10))).expect("node");
+    assert!(matches!(
+        add(&mut log, &id(1), 2, officer(&id(10), "Again")),
+        Err(KeyLogError::BadKey { .. })
+    ));
+    let revoke = Statement::Revoke(Revoke {
+        key: key_of(&id(10)),
+        effective: T0,
+        reason: RevokeReason::Retired,
+    });
+    add(&mut log, &id(1), 3, revoke.clone()).expect("revoke");
+    assert!(matches!(
+        add(&mut log, &id(1), 4, revoke),
+        Err(KeyLogError::BadKey { .. })
+    ));
+}
+
+/// Takes a statement apart: (protected, payload) as CBOR values.
+fn parts(s: &KeyStatement) -> (Vec<u8>, Cbor) {
+    let v: Cbor = ciborium::from_reader(&s.bytes()[1..]).expect("cbor");
+    let Cbor::Array(items) = v else {
+        panic!("array")
+    };
+    let (Cbor::Bytes(protected), Cbor::Bytes(payload)) = (&items[0], &items[2]) else {
+        panic!("items")
+    };
+    (
+        protected.clone(),
+        ciborium::from_reader(payload.as_slice()).expect("payload"),
+    )
+}
+
+fn cbor(v: &Cbor) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(v, &mut out).expect("encode");
+    out
+}
+
+/// A statement made of these bytes, correctly signed by `signer`.
+fn assemble(protected: &[u8], payload: &[u8], signer: &Identity) -> Vec<u8> {
+    let sig = signer.sign(&sig_structure(protected, payload));
+    let mut out = vec![0xD2];
+    ciborium::into_writer(
+        &Cbor::Array(vec![
+            Cbor::Bytes(protected.to_vec()),
+            Cbor::Map(vec![]),
+            Cbor::Bytes(payload.to_vec()),
+            Cbor::Bytes(sig.to_vec()),
+        ]),
+        &mut out,
+    )
+    .expect("encode");
+    out
+}
+
+fn set(map: &Cbor, key: &str, value: Cbor) -> Cbor {
+    let Cbor::Map(m) = map else { panic!("map") };
+    let mut m = m.clone();
+    match m.iter_mut().find(|(k, _)| k.as_text() == Some(key)) {
+        Some(slot) => slot.1 = value,
+        None => m.push((Cbor::Text(key.into()), value)),
+    }
+    // Deterministic order (RFC 8949 §4.2.1): by the keys' encodings.
+    m.sort_by_key(|(k, _)| cbor(k));
+    Cbor::Map(m)
+}
+
+#[test]
+fn hostile_bytes_get_the_rule_they_break() {
+    let log = incepted();
+    let honest = log.statements()[0].clone();
+    let (protected, payload) = parts(&honest);
+    let signer = id(1);
+    // The assembled honest statement is the statement: the helper is sound.
+    assert_eq!(
+        KeyStatement::decode(&assemble(&protected, &cbor(&payload), &signer)).as_ref(),
+        Ok(&honest)
+    );
+    let check = |bytes: Vec<u8>, want: fn(&KeyLogError) -> bool| {
+        let err = KeyStatement::decode(&bytes).expect_err("refused");
+        assert!(want(&err), "unexpected: {err}");
+    };
+    // The polymorphic EdDSA (-8) header of version 1 entries.
+    let mut old = protected.clone();
+    let alg_at = old.iter().position(|b| *b == 0x32).expect("-19 is 0x32");
+    old[alg_at] = 0x27;
+    check(
+        assemble(&old, &cbor(&payload), &signer),
+        |e| matches!(e, KeyLogError::BadHeader(m) if m.contains("-19")),
+    );
+    // Keys out of order in the payload: not the deterministic encoding.
+    let Cbor::Map(m) = &payload else { panic!() };
+    let mut shuffled = m.clone();
+    shuffled.reverse();
+    check(
+        assemble(&protected, &cbor(&Cbor::Map(shuffled)), &signer),
+        |e| matches!(e, KeyLogError::NonCanonical("payload")),
+    );
+    // A member the schema does not have.
+    check(
+        assemble(
+            &protected,
+            &cbor(&set(&payload, "zz", Cbor::Integer(1.into()))),
+            &signer,
+        ),
+        |e| matches!(e, KeyLogError::Schema(_)),
+    );
+    // Another version.
+    check(
+        assemble(
+            &protected,
+            &cbor(&set(&payload, "v", Cbor::Integer(2.into()))),
+            &signer,
+        ),
+        |e| matches!(e, KeyLogError::Schema(_)),
+    );
+    // A signature by another key than the kid.
+    check(assemble(&protected, &cbor(&payload), &id(9)), |e| {
+        matches!(e, KeyLogError::BadSignature)
+    });
+    // Truncated, untagged, oversized.
+    let b = honest.bytes();
+    check(b[..b.len() - 1].to_vec(), |e| {
+        matches!(e, KeyLogError::Malformed(_))
+    });
+    check(b[1..].to_vec(), |e| matches!(e, KeyLogError::Malformed(_)));
+    check(vec![0xD2; 5000], |e| {
+        matches!(e, KeyLogError::Oversize(5000))
+    });
+    // An officer certified without the officer's name.
+    let mut l = log.clone();
+    add(&mut l, &id(1), 1, officer(&id(11), "Insp. R. Santos")).expect("officer");
+    let (p2, body) = parts(&l.statements()[1]);
+    let st = body
+        .as_map()
+        .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("st")))
+        .map(|(_, v)| v.clone())
+        .expect("st");
+    let certify = st.as_map().expect("map")[0].1.clone();
+    let Cbor::Map(c) = certify else { panic!() };
+    let without: Vec<_> = c
+        .into_iter()
+        .filter(|(k, _)| k.as_text() != Some("officer"))
+        .collect();
+    let bad = set(
+        &body,
+        "st",
+        Cbor::Map(vec![(Cbor::Text("certify".into()), Cbor::Map(without))]),
+    );
+    check(
+        assemble(&p2, &cbor(&bad), &signer),
+        |e| matches!(e, KeyLogError::Schema(m) if m.contains("officer")),
+    );
+    // A name with a terminal escape in it.
+    let evil = Statement::Profile(Profile {
+        name: "NBI\u{1b}[2J".into(),
+        country: "PH".into(),
+    });
+    let s = KeyStatement::sign(&signer, &StatementPayload::after(&log, T0, evil));
+    check(
+        s.bytes().to_vec(),
+        |e| matches!(e, KeyLogError::Schema(m) if m.contains("control")),
+    );
+}
+
+#[test]
+fn key_ids_are_the_identities_public_keys() {
+    assert_eq!(KeyId(id(1).agency().0), key_of(&id(1)));
+    assert_eq!(incepted().agency(), id(1).agency());
+}
