@@ -205,15 +205,61 @@ impl RejectKind {
         }
     }
 
+    /// What a receiver does with an entry refused for this rule: its
+    /// class in SPEC.md §8.6.
+    ///
+    /// V12 and V15 are out of order in §8.6 when they are caused by a
+    /// withheld marker (an uncorroborated position, a target held only as
+    /// a marker); the kind alone does not say so, and this implementation
+    /// classes them permanent. It holds no refused entry in any class, and
+    /// a refused position is offered again by sync either way (§9.8).
+    pub fn receiver_class(&self) -> ReceiverClass {
+        match self {
+            RejectKind::Equivocation { .. } => ReceiverClass::Equivocation,
+            RejectKind::SequenceGap { .. } | RejectKind::UnknownReference { .. } => {
+                ReceiverClass::OutOfOrder
+            }
+            RejectKind::FromTheFuture { .. } => ReceiverClass::Transient,
+            _ => ReceiverClass::Permanent,
+        }
+    }
+
     /// Whether the same entry may be accepted later without change
     /// (out of order, or ahead of this node's clock).
     pub fn is_transient(&self) -> bool {
         matches!(
-            self,
-            RejectKind::FromTheFuture { .. }
-                | RejectKind::SequenceGap { .. }
-                | RejectKind::UnknownReference { .. }
+            self.receiver_class(),
+            ReceiverClass::OutOfOrder | ReceiverClass::Transient
         )
+    }
+}
+
+/// What a receiver does with a refused entry (SPEC.md §8.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReceiverClass {
+    /// Refuse and log; never store, never forward; may count against the
+    /// sending peer.
+    Permanent,
+    /// Something it depends on is missing: refuse without penalty and
+    /// obtain it again later.
+    OutOfOrder,
+    /// A second entry at a held position: keep the first, store and
+    /// forward the proof, tell the operator.
+    Equivocation,
+    /// Dated ahead of this node's clock: refuse without penalty and
+    /// obtain it again once its time has come.
+    Transient,
+}
+
+impl ReceiverClass {
+    /// The class's name in SPEC.md §8.6.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiverClass::Permanent => "permanent",
+            ReceiverClass::OutOfOrder => "out of order",
+            ReceiverClass::Equivocation => "equivocation",
+            ReceiverClass::Transient => "transient",
+        }
     }
 }
 

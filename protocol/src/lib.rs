@@ -48,7 +48,7 @@ pub use entry::{
 pub use equivocation::{
     admit_proof, Equivocation, EquivocationProof, ProofError, ProofRefusal, MAX_PROOFS_PER_AUTHOR,
 };
-pub use error::{RejectKind, Rejection};
+pub use error::{ReceiverClass, RejectKind, Rejection};
 pub use identity::{is_valid_agency_key, Identity};
 pub use ids::{AgencyId, CaseId, EntryId, IdParseError, ItemId, KeyDigest, KeyId, StatementId};
 pub use parallel::{map_in_parallel, PARALLEL_MIN};

@@ -44,7 +44,10 @@ fn run(v: &Value, lean: bool) -> Result<(Vec<EntryId>, Vec<EntryId>), (usize, St
         };
         match result {
             Ok(id) => ids.push(id),
-            Err(r) => return Err((i, r.class().to_string(), r.to_string())),
+            Err(r) => {
+                let class = r.kind.receiver_class().as_str();
+                return Err((i, r.class().to_string(), format!("{r} [{class}]")));
+            }
         }
     }
     let late = validator.after_removal().iter().map(|x| x.entry).collect();
@@ -107,6 +110,30 @@ fn every_vector_gives_its_expected_outcome() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn every_refusal_has_its_receiver_class_of_spec_8_6() {
+    // SPEC.md §8.6's table, by the vectors' class names.
+    let class_of = |name: &str| match name {
+        "equivocation" => "equivocation",
+        "sequence-gap" | "unknown-reference" => "out of order",
+        "from-the-future" => "transient",
+        _ => "permanent",
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for v in load() {
+        if let Err((_, name, message)) = run(&v, false) {
+            let want = class_of(&name);
+            assert!(
+                message.ends_with(&format!("[{want}]")),
+                "{}: {name} is {want} in §8.6, got {message}",
+                v["name"]
+            );
+            seen.insert(want);
+        }
+    }
+    assert_eq!(seen.len(), 4, "every class of §8.6 has a vector: {seen:?}");
 }
 
 #[test]
