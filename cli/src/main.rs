@@ -12,6 +12,7 @@ mod evidence;
 mod export;
 mod export_case_uco;
 mod generate;
+mod keylog;
 mod output;
 mod passphrase;
 mod progress;
@@ -92,7 +93,7 @@ enum Command {
         #[arg(long)]
         no_passphrase: bool,
     },
-    /// Protect the identity key file: encrypt it, change its passphrase.
+    /// The agency's keys: protect the key file, and the key log (root, officers, revocations).
     #[command(subcommand)]
     Key(KeyCommand),
     /// Print this agency's id (public key) and fingerprint.
@@ -248,6 +249,53 @@ enum KeyCommand {
         #[arg(long, value_name = "N")]
         new_passphrase_fd: Option<u32>,
     },
+    /// Start this agency's key log (SPEC 3.4): the agency key becomes its first root, and a
+    /// new next root key is written to FILE, to be kept offline. Only that key can rotate
+    /// the root; with it the agency takes its identity back if the agency key is stolen.
+    ///
+    /// Example: custodia --dir ./nbi key start --next-key /media/usb/nbi-next-root.key
+    Start {
+        /// Where to write the next root key (a new file, encrypted like the agency key).
+        #[arg(long, value_name = "FILE")]
+        next_key: PathBuf,
+        /// Write the new key file unencrypted.
+        #[arg(long)]
+        no_passphrase: bool,
+    },
+    /// Certify an officer: a new key for the officer, written to FILE, and a statement in
+    /// the key log naming the officer and service number, signed by the agency key.
+    ///
+    /// Example: custodia --dir ./nbi key certify-officer --name "Insp. R. Santos" --number PNP-0042 --out santos.key
+    CertifyOfficer {
+        /// The officer's name, as the agency's records give it.
+        #[arg(long)]
+        name: String,
+        /// The officer's service number.
+        #[arg(long)]
+        number: String,
+        /// Where to write the officer's new key (a new file, encrypted like the agency key).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Write the new key file unencrypted.
+        #[arg(long)]
+        no_passphrase: bool,
+    },
+    /// Revoke a certified key from now on, with the reason (SPEC 3.4): retired (out of
+    /// service), lost, or compromised.
+    ///
+    /// Example: custodia --dir ./nbi key revoke 5f1c…(64 hex) --reason lost
+    Revoke {
+        /// The key (64 hex characters, as `key log` shows it).
+        #[arg(value_parser = keylog::parse_key)]
+        key: custodia_protocol::KeyId,
+        /// Why.
+        #[arg(long, value_enum)]
+        reason: keylog::Reason,
+    },
+    /// Show this agency's key log: every statement, checked.
+    ///
+    /// Example: custodia --dir ./nbi key log --json
+    Log,
 }
 
 #[derive(Subcommand, Debug)]
@@ -581,6 +629,18 @@ The old unencrypted file's blocks may remain on the disk until reused.",
                 serde_json::json!({"key_file": path, "encrypted": true}),
             );
         }
+        KeyCommand::Start {
+            next_key,
+            no_passphrase,
+        } => keylog::start(d, &next_key, no_passphrase, out)?,
+        KeyCommand::CertifyOfficer {
+            name,
+            number,
+            out: key_out,
+            no_passphrase,
+        } => keylog::certify_officer(d, &name, &number, &key_out, no_passphrase, out)?,
+        KeyCommand::Revoke { key, reason } => keylog::revoke(d, key, reason, out)?,
+        KeyCommand::Log => keylog::show(d, out)?,
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ mod daemon;
 mod guard;
 mod hashing;
 mod keyfile;
+mod keys;
 mod local;
 mod mediatype;
 mod store;

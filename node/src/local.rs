@@ -19,6 +19,9 @@ use crate::hashing::{self, Wanted};
 use crate::keyfile::{self, KeyFileError, NoPassphrase, Passphrase, PassphraseSource, Protection};
 use crate::mediatype;
 use crate::store::{Draft, Quarantined, Store, StoreError};
+use custodia_protocol::keylog::{
+    self, KeyLog, KeyLogError, KeyStatement, Profile, Statement, StatementPayload,
+};
 
 /// The identity key file of a new node, in its directory.
 pub const KEY_FILE: &str = "identity.key";
@@ -374,6 +377,11 @@ pub fn change_passphrase(
     Ok(path)
 }
 
+/// A key statement the rules refuse, as the operator sees it.
+fn refused(e: KeyLogError) -> LocalError {
+    LocalError::Refused(format!("key log: {e}"))
+}
+
 /// An agency this node knows: from its peers, its own config, and the
 /// members of its cases.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -424,6 +432,66 @@ impl Local {
     /// on hold.
     pub fn release_hold(&mut self, case: &CaseId, why: &str) -> Result<bool, LocalError> {
         Ok(self.store.release_hold(case, why)?)
+    }
+
+    /// This agency's key log (SPEC.md §3.4), if it has started one,
+    /// checked in full.
+    pub fn key_log(&self) -> Result<Option<KeyLog>, LocalError> {
+        Ok(self.store.key_log(&self.me())?)
+    }
+
+    /// Starts this agency's key log: the inception, by the agency key as
+    /// the first root, committing to `next` as the next root (kept
+    /// offline: only it can rotate the root, SPEC.md §3.4), then the
+    /// agency's profile, its name and country from the configuration.
+    pub fn start_key_log(&mut self, next: &Identity) -> Result<KeyLog, LocalError> {
+        if self.key_log()?.is_some() {
+            return Err(LocalError::Refused(
+                "this agency's key log is started already (`custodia key log` shows it)".into(),
+            ));
+        }
+        if next.agency() == self.me() {
+            return Err(LocalError::Refused(
+                "the next root key must be another key than the agency key".into(),
+            ));
+        }
+        let now = now_ms();
+        let inception = KeyStatement::sign(
+            &self.identity,
+            &StatementPayload::inception(&self.identity, next, now),
+        );
+        let mut log = KeyLog::from_inception(inception).map_err(refused)?;
+        let profile = Statement::Profile(Profile {
+            name: self.config.agency.name.clone(),
+            country: self.config.agency.country.clone(),
+        });
+        log.append(KeyStatement::sign(
+            &self.identity,
+            &StatementPayload::after(&log, now, profile),
+        ))
+        .map_err(refused)?;
+        self.store.save_key_log(&log)?;
+        Ok(log)
+    }
+
+    /// Signs `st` as the next statement of this agency's key log, with the
+    /// agency key, which must be the root in force.
+    pub fn add_key_statement(&mut self, st: Statement) -> Result<KeyStatement, LocalError> {
+        let mut log = self.key_log()?.ok_or_else(|| {
+            LocalError::Refused(
+                "this agency has no key log yet: start it with `custodia key start`".into(),
+            )
+        })?;
+        if log.current_root() != keylog::key_of(&self.identity) {
+            return Err(LocalError::Refused(format!(
+                "this node's key is not the agency's root in force ({}); statements are signed by the root",
+                log.current_root().short()
+            )));
+        }
+        let s = KeyStatement::sign(&self.identity, &StatementPayload::after(&log, now_ms(), st));
+        log.append(s.clone()).map_err(refused)?;
+        self.store.save_key_log(&log)?;
+        Ok(s)
     }
 
     /// This node's agency id.

@@ -41,7 +41,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// The schema version this code writes; older versions are migrated.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -83,6 +83,8 @@ const MIGRATIONS: &[&str] = &[
     // 2 -> 3: the authoring guard (SPEC.md §9.14): holds, peers' views of
     // this agency's chains, the store file's identity.
     crate::guard::MIGRATION,
+    // 3 -> 4: the agency's key log (SPEC.md §3.4).
+    crate::keys::MIGRATION,
 ];
 
 /// A store failure. Validation refusals are not errors of the store: they
@@ -124,6 +126,16 @@ pub enum StoreError {
         case: CaseId,
         /// The position signed twice.
         seq: u64,
+    },
+    /// The stored key log is not a valid log (a row was changed or lost).
+    #[error("store {path}: the key log of agency {agency} is damaged: {why}")]
+    KeyLog {
+        /// The database file.
+        path: PathBuf,
+        /// Whose log.
+        agency: String,
+        /// What is wrong.
+        why: String,
     },
     /// The entry the caller asked to author was refused by the rules
     /// (SPEC.md §8, the same rules a receiver applies); nothing was stored.
@@ -469,6 +481,30 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(|e| self.sql(e))
+    }
+
+    /// `agency`'s key log as the store holds it, checked in full
+    /// (SPEC.md §3.4); `None` if it holds none.
+    pub fn key_log(
+        &self,
+        agency: &AgencyId,
+    ) -> Result<Option<custodia_protocol::keylog::KeyLog>, StoreError> {
+        crate::keys::load(&self.conn, agency).map_err(|e| match e {
+            crate::keys::LoadError::Sql(e) => self.sql(e),
+            invalid => StoreError::KeyLog {
+                path: self.path.clone(),
+                agency: agency.fingerprint(),
+                why: invalid.to_string(),
+            },
+        })
+    }
+
+    /// Stores `log` as its agency's key log (one transaction).
+    pub(crate) fn save_key_log(
+        &mut self,
+        log: &custodia_protocol::keylog::KeyLog,
+    ) -> Result<(), StoreError> {
+        crate::keys::save(&mut self.conn, log).map_err(|e| self.sql(e))
     }
 
     /// Why the store was found suspect when this process opened it.
@@ -2069,6 +2105,7 @@ mod tests {
         let conn = Connection::open(&path).expect("open");
         conn.execute_batch(
             "DROP TABLE quarantine; DROP TABLE node_meta; DROP TABLE holds;
+             DROP TABLE key_statements; DROP TABLE key_superseded;
              DROP TABLE peer_views; DROP TABLE hold_log; PRAGMA user_version = 1;",
         )
         .expect("downgrade");

@@ -1,0 +1,253 @@
+//! The agency's key log through the real binary (SPEC.md §3.4): started
+//! with a next root key kept apart, officers certified with their own key
+//! files, keys revoked; what an operator gets wrong is refused with a
+//! message, and a row changed on disk is caught, never believed.
+
+mod common;
+
+use std::path::Path;
+
+use common::{at, init};
+use custodia_protocol::keylog::{KeyLog, KeyStatement};
+use custodia_protocol::{AgencyId, Identity, KeyDigest, KeyId};
+
+/// The node's key log, read straight from its store file (as an
+/// independent reader would: statement bytes, checked from scratch).
+fn stored_log(dir: &Path) -> KeyLog {
+    let conn = rusqlite::Connection::open(dir.join("store.sqlite")).expect("store");
+    let mut q = conn
+        .prepare("SELECT bytes FROM key_statements ORDER BY seq")
+        .expect("query");
+    let rows: Vec<Vec<u8>> = q
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .map(|r| r.expect("row"))
+        .collect();
+    let mut it = rows
+        .iter()
+        .map(|b| KeyStatement::decode(b).expect("decodes"));
+    let mut log = KeyLog::from_inception(it.next().expect("an inception")).expect("inception");
+    for s in it {
+        log.append(s).expect("appends");
+    }
+    log
+}
+
+#[test]
+fn an_agency_starts_its_key_log_certifies_an_officer_and_revokes_the_key() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("nbi");
+    let agency = init(&dir, "NBI Cybercrime Division", "PH");
+    // Nothing yet.
+    let v = at(&dir, &["--json", "key", "log"]).json();
+    assert_eq!(v["statements"].as_array().map(Vec::len), Some(0));
+    // Certifying before the log exists is refused, and writes no key file.
+    let santos = tmp.path().join("santos.key");
+    let r = at(
+        &dir,
+        &[
+            "key",
+            "certify-officer",
+            "--name",
+            "Insp. R. Santos",
+            "--number",
+            "PNP-0042",
+            "--out",
+            santos.to_str().expect("utf-8"),
+            "--no-passphrase",
+        ],
+    )
+    .code(1);
+    assert!(r.stderr.contains("key start"), "{}", r.stderr);
+    assert!(
+        !santos.exists(),
+        "a refused certification leaves no key file"
+    );
+
+    let next = tmp.path().join("offline").join("next-root.key");
+    std::fs::create_dir(next.parent().expect("parent")).expect("mkdir");
+    let r = at(
+        &dir,
+        &[
+            "key",
+            "start",
+            "--next-key",
+            next.to_str().expect("utf-8"),
+            "--no-passphrase",
+        ],
+    )
+    .code(0);
+    assert!(r.stdout.contains("offline"), "{}", r.stdout);
+    // The inception commits to the key written to the offline file.
+    let next_key = custodia_node::read_key_file(&next).expect("next root key");
+    let log = stored_log(&dir);
+    assert_eq!(log.agency(), AgencyId::from_hex(&agency).expect("hex"));
+    match &log.statements()[0].payload().st {
+        custodia_protocol::keylog::Statement::Inception(r) => {
+            assert_eq!(r.next, KeyDigest::of(&KeyId(next_key.agency().0)));
+        }
+        other => panic!("inception first, got {other:?}"),
+    }
+    assert_eq!(
+        log.profile(log.len())
+            .map(|p| (p.name.as_str(), p.country.as_str())),
+        Some(("NBI Cybercrime Division", "PH")),
+        "the agency signs its own name"
+    );
+    // Starting twice is refused, and does not overwrite the offline key.
+    let again = tmp.path().join("again.key");
+    at(
+        &dir,
+        &[
+            "key",
+            "start",
+            "--next-key",
+            again.to_str().expect("utf-8"),
+            "--no-passphrase",
+        ],
+    )
+    .code(1);
+    assert!(!again.exists());
+    // An existing file is never overwritten (an operator's error: 2).
+    let r = at(
+        &dir,
+        &[
+            "key",
+            "certify-officer",
+            "--name",
+            "X",
+            "--number",
+            "1",
+            "--out",
+            next.to_str().expect("utf-8"),
+            "--no-passphrase",
+        ],
+    )
+    .code(2);
+    assert!(r.stderr.contains("refusing to overwrite"), "{}", r.stderr);
+    assert_eq!(
+        custodia_node::read_key_file(&next)
+            .expect("still there")
+            .agency(),
+        next_key.agency()
+    );
+
+    // An officer, with a key file of their own.
+    let v = at(
+        &dir,
+        &[
+            "--json",
+            "key",
+            "certify-officer",
+            "--name",
+            "Insp. R. Santos",
+            "--number",
+            "PNP-0042",
+            "--out",
+            santos.to_str().expect("utf-8"),
+            "--no-passphrase",
+        ],
+    )
+    .json();
+    let officer: Identity = custodia_node::read_key_file(&santos).expect("officer key");
+    assert_eq!(
+        v["key"].as_str(),
+        Some(KeyId(officer.agency().0).to_hex().as_str())
+    );
+    assert_eq!(v["officer"]["number"], "PNP-0042");
+    let key_hex = v["key"].as_str().expect("key").to_owned();
+
+    // Revoked as lost; revoking again, or a key never certified, is refused.
+    at(&dir, &["key", "revoke", &key_hex, "--reason", "lost"]).code(0);
+    let r = at(
+        &dir,
+        &["key", "revoke", &key_hex, "--reason", "compromised"],
+    )
+    .code(1);
+    assert!(r.stderr.contains("revoked already"), "{}", r.stderr);
+    let r = at(
+        &dir,
+        &["key", "revoke", &"ab".repeat(32), "--reason", "retired"],
+    )
+    .code(1);
+    assert!(r.stderr.contains("never certified"), "{}", r.stderr);
+    let r = at(&dir, &["key", "revoke", &agency, "--reason", "compromised"]).code(1);
+    assert!(
+        r.stderr.contains("rotation"),
+        "a root is rotated, not revoked: {}",
+        r.stderr
+    );
+    at(&dir, &["key", "revoke", "not-hex", "--reason", "lost"]).code(2);
+
+    // The log as shown, and as stored.
+    let v = at(&dir, &["--json", "key", "log"]).json();
+    let kinds: Vec<&str> = v["statements"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .map(|s| s["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, ["inception", "profile", "certify", "revoke"]);
+    assert_eq!(v["statements"][3]["reason"], "lost");
+    let log = stored_log(&dir);
+    assert!(matches!(
+        log.status(&KeyId(officer.agency().0), log.len()),
+        custodia_protocol::keylog::KeyStatus::Revoked { .. }
+    ));
+    let text = at(&dir, &["key", "log"]).code(0).stdout;
+    assert!(
+        text.contains("certify officer Insp. R. Santos (PNP-0042)"),
+        "{text}"
+    );
+    assert!(text.contains("revoke lost"), "{text}");
+}
+
+#[test]
+fn a_key_log_row_changed_on_disk_is_refused_not_believed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("nbi");
+    init(&dir, "NBI Cybercrime Division", "PH");
+    let next = tmp.path().join("next.key");
+    at(
+        &dir,
+        &[
+            "key",
+            "start",
+            "--next-key",
+            next.to_str().expect("utf-8"),
+            "--no-passphrase",
+        ],
+    )
+    .code(0);
+    // Someone with the store file rewrites the profile: the name changes,
+    // the signature no longer covers it.
+    let conn = rusqlite::Connection::open(dir.join("store.sqlite")).expect("store");
+    let bytes: Vec<u8> = conn
+        .query_row("SELECT bytes FROM key_statements WHERE seq = 1", [], |r| {
+            r.get(0)
+        })
+        .expect("profile row");
+    let at_name = bytes
+        .windows(3)
+        .position(|w| w == b"NBI")
+        .expect("the name is in the bytes");
+    let mut forged = bytes.clone();
+    forged[at_name..at_name + 3].copy_from_slice(b"FBI");
+    conn.execute(
+        "UPDATE key_statements SET bytes = ?1 WHERE seq = 1",
+        rusqlite::params![forged],
+    )
+    .expect("update");
+    drop(conn);
+    let r = at(&dir, &["key", "log"]).code(2);
+    assert!(
+        r.stderr.contains("key log") && r.stderr.contains("damaged") && r.stderr.contains("K5"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stdout.contains("FBI"),
+        "a forged name is never shown: {}",
+        r.stdout
+    );
+}

@@ -1,0 +1,96 @@
+//! The agency's key log in the store (SPEC.md §3.4).
+//!
+//! The log is kept as the statements' exact bytes, one row per position,
+//! and checked in full (K1–K12) every time it is read: a row changed on
+//! disk is a refused log, never a different key believed. Statements a
+//! recovery rotation superseded are kept apart, for reports.
+//!
+//! Only this agency's own log is kept so far; the replication of key logs
+//! between peers is the next step (docs/design/identity-lifecycle.md).
+
+use custodia_protocol::keylog::{KeyLog, KeyLogError, KeyStatement};
+use custodia_protocol::AgencyId;
+use rusqlite::{params, Connection};
+
+/// The schema of the key log's tables (a store migration).
+pub(crate) const MIGRATION: &str = "
+    CREATE TABLE key_statements (
+        agency BLOB NOT NULL,
+        seq    INTEGER NOT NULL,
+        id     BLOB NOT NULL,
+        bytes  BLOB NOT NULL,
+        PRIMARY KEY (agency, seq)
+    );
+    CREATE TABLE key_superseded (
+        agency BLOB NOT NULL,
+        id     BLOB NOT NULL,
+        bytes  BLOB NOT NULL,
+        PRIMARY KEY (agency, id)
+    );";
+
+/// Why a stored key log could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LoadError {
+    /// SQLite failed.
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    /// A stored statement is not a valid part of the log.
+    #[error("statement {seq}: {source}")]
+    Invalid {
+        /// Its position.
+        seq: i64,
+        /// Why.
+        source: KeyLogError,
+    },
+}
+
+/// Reads `agency`'s log; `None` if the store holds none.
+pub(crate) fn load(conn: &Connection, agency: &AgencyId) -> Result<Option<KeyLog>, LoadError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, bytes FROM key_statements WHERE agency = ?1 ORDER BY seq")?;
+    let rows = stmt.query_map(params![agency.0.to_vec()], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    let mut log: Option<KeyLog> = None;
+    for row in rows {
+        let (seq, bytes) = row?;
+        let invalid = |source| LoadError::Invalid { seq, source };
+        let s = KeyStatement::decode(&bytes).map_err(invalid)?;
+        if i64::try_from(s.seq()).ok() != Some(seq) || s.payload().agency != *agency {
+            return Err(invalid(KeyLogError::WrongLog(
+                "the row's position or agency is not the statement's".into(),
+            )));
+        }
+        match &mut log {
+            None => log = Some(KeyLog::from_inception(s).map_err(invalid)?),
+            Some(l) => {
+                l.append(s).map_err(invalid)?;
+            }
+        }
+    }
+    Ok(log)
+}
+
+/// Writes `log` as the store's copy of its agency's log, in one
+/// transaction: its statements, and any it superseded.
+pub(crate) fn save(conn: &mut Connection, log: &KeyLog) -> Result<(), rusqlite::Error> {
+    let agency = log.agency().0.to_vec();
+    let tx = conn.transaction()?;
+    tx.execute(
+        "DELETE FROM key_statements WHERE agency = ?1",
+        params![agency],
+    )?;
+    for s in log.statements() {
+        tx.execute(
+            "INSERT INTO key_statements (agency, seq, id, bytes) VALUES (?1, ?2, ?3, ?4)",
+            params![agency, s.seq() as i64, s.id().0.to_vec(), s.bytes()],
+        )?;
+    }
+    for s in log.superseded() {
+        tx.execute(
+            "INSERT OR IGNORE INTO key_superseded (agency, id, bytes) VALUES (?1, ?2, ?3)",
+            params![agency, s.id().0.to_vec(), s.bytes()],
+        )?;
+    }
+    tx.commit()
+}
