@@ -819,9 +819,14 @@ impl KeyLog {
             if held.id == s.id {
                 return Ok(Appended::Duplicate);
             }
-            // K12, or a recovery: a rotation by the pre-committed key
-            // supersedes whatever the old root signed from here on.
-            if !matches!(p.st, Statement::RotateRoot(_)) || self.check_at(&s, at).is_err() {
+            // Checked against the statements before it first (K8 to K11),
+            // so that a fork is only ever two well-chained statements by
+            // the root in force: a stranger's refused by K9 proves nothing
+            // of the root. Then a recovery (a rotation by the pre-committed
+            // key supersedes whatever the old root signed from here on), or
+            // K12.
+            self.check_at(&s, at)?;
+            if !matches!(p.st, Statement::RotateRoot(_)) {
                 return Err(KeyLogError::Forked {
                     seq: p.seq,
                     held: held.id,

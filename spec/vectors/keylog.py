@@ -432,6 +432,32 @@ def failing_vectors():
     vf("fork-after-recovery-point", "Two certifications at position 2, both by the root in force.", "fork",
        lambda v: (v.add(AGENCY, certify("alpha-node-1")), v.add(AGENCY, certify("alpha-node-2")),
                   v.fail("fork", st=certify("alpha-node-3"), seq=2)))
+
+    # A second statement at a held position that is not a recovery is
+    # checked against the statements before it (K8 to K11) before it is
+    # called a fork: only a root-signed, well-chained one proves that the
+    # root equivocated.
+    vf("stranger-at-held-position", "mallory signs a well-chained profile at position 1, which the log "
+       "holds: refused as the wrong signer, not as a fork (it proves nothing of alpha's root).",
+       "wrong-signer",
+       lambda v: (v.add(AGENCY, profile()),
+                  v.fail("wrong-signer", "mallory", profile("Alpha Cybercrime Group", "PH"), seq=1)))
+    vf("thief-rotates-at-held-position", "A thief's rotate-root to thief-root at position 1, which the "
+       "log holds: not the pre-committed key, so no recovery; refused by K9, not as a fork.",
+       "wrong-signer",
+       lambda v: (v.add(AGENCY, profile()),
+                  v.fail("wrong-signer", "thief-root", root_st("rotate-root", "thief-root", "thief-root-2"),
+                         seq=1)))
+    vf("held-position-prev-wrong", "The root signs a second statement at position 1 whose prev is not "
+       "the inception's id: K8, not a fork.", "broken-chain",
+       lambda v: (v.add(AGENCY, profile()),
+                  v.fail("broken-chain", st=profile("Alpha Cybercrime Group", "PH"), seq=1,
+                         prev=sha256(b"another inception"))))
+    vf("recovery-time-reversed", "A rotate-root by the pre-committed key at position 1 dated before the "
+       "inception: not a recovery, K10.", "time-reversed",
+       lambda v: (v.add(AGENCY, certify("thief-node")),
+                  v.fail("time-reversed", "alpha-root-1", root_st("rotate-root", "alpha-root-1", "alpha-root-2"),
+                         seq=1, time=T0 - 1)))
     return out
 
 
