@@ -267,6 +267,18 @@ def valid_vectors():
     done(v, "alpha-root-1", [
         st_("thief-node", 3, "unknown"),
         st_("alpha-node-1", 3, "certified", certified_by=2, role="node", not_before=T0)])
+
+    v = Vec("recovery-after-rotation", "After a planned rotation to alpha-root-1, a thief of "
+            "alpha-root-1 certifies a node key; alpha-root-2, committed to by the rotation, recovers at "
+            "that position.")
+    v.start()
+    v.add("alpha-root-1", root_st("rotate-root", "alpha-root-1", "alpha-root-2"))  # 1
+    v.add("alpha-root-1", certify("thief-node"))                                   # 2, the thief's
+    v.add("alpha-root-2", root_st("rotate-root", "alpha-root-2", "alpha-root-3"), seq=2)
+    done(v, "alpha-root-2", [
+        st_("thief-node", 3, "unknown"), st_(AGENCY, 3, "former-root"),
+        st_("alpha-root-1", 2, "root"), st_("alpha-root-1", 3, "former-root"),
+        st_("alpha-root-2", 3, "root")])
     return out
 
 
@@ -429,7 +441,7 @@ def failing_vectors():
     vf("root-fork", "The root signs two different statements at position 1.", "fork",
        lambda v: (v.add(AGENCY, profile()),
                   v.fail("fork", st=profile("Alpha Cybercrime Group", "PH"), seq=1)))
-    vf("fork-after-recovery-point", "Two certifications at position 2, both by the root in force.", "fork",
+    vf("fork-at-position-2", "Two certifications at position 2, both by the root in force.", "fork",
        lambda v: (v.add(AGENCY, certify("alpha-node-1")), v.add(AGENCY, certify("alpha-node-2")),
                   v.fail("fork", st=certify("alpha-node-3"), seq=2)))
 
