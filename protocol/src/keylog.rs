@@ -403,6 +403,50 @@ pub enum KeyLogError {
     },
 }
 
+impl KeyLogError {
+    /// The rule of SPEC.md §3.4 that refuses: 1 to 12 for K1 to K12 (both
+    /// `Schema` and `BadSignature` are K5). The conformance vectors
+    /// (`spec/vectors/keylogs.json`) name refusals by it.
+    pub fn rule(&self) -> u8 {
+        match self {
+            KeyLogError::Oversize(_) => 1,
+            KeyLogError::Malformed(_) => 2,
+            KeyLogError::NonCanonical(_) => 3,
+            KeyLogError::BadHeader(_) => 4,
+            KeyLogError::Schema(_) | KeyLogError::BadSignature => 5,
+            KeyLogError::WrongLog(_) => 6,
+            KeyLogError::Gap { .. } => 7,
+            KeyLogError::BrokenChain { .. } => 8,
+            KeyLogError::WrongSigner { .. } => 9,
+            KeyLogError::TimeReversed { .. } => 10,
+            KeyLogError::BadKey { .. } => 11,
+            KeyLogError::Forked { .. } => 12,
+        }
+    }
+
+    /// A short name of the refusal, as the conformance vectors give it next
+    /// to the rule: `oversize`, `malformed`, `non-canonical`, `bad-header`,
+    /// `schema`, `bad-signature`, `wrong-log`, `gap`, `broken-chain`,
+    /// `wrong-signer`, `time-reversed`, `bad-key` or `fork`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            KeyLogError::Oversize(_) => "oversize",
+            KeyLogError::Malformed(_) => "malformed",
+            KeyLogError::NonCanonical(_) => "non-canonical",
+            KeyLogError::BadHeader(_) => "bad-header",
+            KeyLogError::Schema(_) => "schema",
+            KeyLogError::BadSignature => "bad-signature",
+            KeyLogError::WrongLog(_) => "wrong-log",
+            KeyLogError::Gap { .. } => "gap",
+            KeyLogError::BrokenChain { .. } => "broken-chain",
+            KeyLogError::WrongSigner { .. } => "wrong-signer",
+            KeyLogError::TimeReversed { .. } => "time-reversed",
+            KeyLogError::BadKey { .. } => "bad-key",
+            KeyLogError::Forked { .. } => "fork",
+        }
+    }
+}
+
 /// A decoded, signature-checked key statement, holding its exact bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyStatement {
@@ -775,9 +819,14 @@ impl KeyLog {
             if held.id == s.id {
                 return Ok(Appended::Duplicate);
             }
-            // K12, or a recovery: a rotation by the pre-committed key
-            // supersedes whatever the old root signed from here on.
-            if !matches!(p.st, Statement::RotateRoot(_)) || self.check_at(&s, at).is_err() {
+            // Checked against the statements before it first (K8 to K11),
+            // so that a fork is only ever two well-chained statements by
+            // the root in force: a stranger's refused by K9 proves nothing
+            // of the root. Then a recovery (a rotation by the pre-committed
+            // key supersedes whatever the old root signed from here on), or
+            // K12.
+            self.check_at(&s, at)?;
+            if !matches!(p.st, Statement::RotateRoot(_)) {
                 return Err(KeyLogError::Forked {
                     seq: p.seq,
                     held: held.id,

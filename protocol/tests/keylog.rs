@@ -216,6 +216,57 @@ fn two_statements_by_the_root_at_one_position_are_a_fork() {
     );
 }
 
+/// A stranger (or a thief's rotation to a key of its own) at a position the
+/// log holds is refused by the rule it breaks against the statements before
+/// it, never as a fork: a fork accuses the agency's root of equivocating,
+/// and a stranger's signature proves nothing of the root.
+#[test]
+fn a_stranger_at_a_held_position_is_not_a_fork_of_the_root() {
+    let mut log = incepted();
+    add(&mut log, &id(1), 1, node(&id(10))).expect("node");
+    let agency = log.agency();
+    let at_one = |signer: &Identity, prev, time, st| {
+        KeyStatement::sign(
+            signer,
+            &StatementPayload {
+                v: 1,
+                agency,
+                seq: 1,
+                prev: Some(prev),
+                time,
+                st,
+            },
+        )
+    };
+    let inception = log.statements()[0].id();
+    let stranger = at_one(&id(9), inception, T0 + 1, node(&id(20)));
+    assert!(matches!(
+        log.append(stranger),
+        Err(KeyLogError::WrongSigner { seq: 1, .. })
+    ));
+    let thief_rotation = at_one(&id(9), inception, T0 + 1, rotation(&id(9), &id(8)));
+    assert!(matches!(
+        log.append(thief_rotation),
+        Err(KeyLogError::WrongSigner { seq: 1, .. })
+    ));
+    let unchained = at_one(
+        &id(1),
+        custodia_protocol::StatementId([7; 32]),
+        T0 + 1,
+        node(&id(20)),
+    );
+    assert_eq!(
+        log.append(unchained),
+        Err(KeyLogError::BrokenChain { seq: 1 })
+    );
+    let late_recovery = at_one(&id(2), inception, T0 - 1, rotation(&id(2), &id(3)));
+    assert_eq!(
+        log.append(late_recovery),
+        Err(KeyLogError::TimeReversed { seq: 1 })
+    );
+    assert_eq!(log.len(), 2, "refused statements leave the log as it was");
+}
+
 /// What a refusal must be.
 type Expect = fn(&KeyLogError) -> bool;
 
