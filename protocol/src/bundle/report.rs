@@ -667,11 +667,14 @@ fn unreachable_checked(bytes: &[u8]) -> Checked {
     }
 }
 
-/// What the report keeps of an entry it shows: the payload, not the bytes.
+/// What the report keeps of a registration, custody event or genesis: the
+/// payload, not the bytes. The payload is boxed: it is several hundred
+/// bytes inline (its largest body), and a map's free slots would each
+/// cost that much.
 #[derive(Debug)]
 struct Kept {
     id: EntryId,
-    payload: crate::entry::Payload,
+    payload: Box<crate::entry::Payload>,
 }
 
 impl Kept {
@@ -761,10 +764,12 @@ fn merge_runs(older: Vec<(EntryId, usize)>, newer: Vec<(EntryId, usize)>) -> Vec
 pub struct Verifier<'t> {
     v: Validator,
     /// The entries the report shows (genesis, registrations, custody
-    /// events, notes); the validator itself is lean and keeps no entry.
+    /// events); the validator itself is lean and keeps no entry.
     kept: HashMap<EntryId, Kept>,
-    /// The accepted notes, in bundle order.
-    notes: Vec<EntryId>,
+    /// The accepted notes, in bundle order, as the report shows them (the
+    /// index and the retraction are filled in at the end): a bundle may be
+    /// mostly notes, so each is kept once, in its final form.
+    notes: Vec<NoteReport>,
     now: u64,
     case: CaseId,
     exporter: AgencyId,
@@ -968,20 +973,28 @@ impl<'t> Verifier<'t> {
 
     fn accepted(&mut self, entry: &Entry, index: usize) {
         self.place(entry.author(), entry.payload().seq, index);
-        if matches!(
-            entry.payload().body,
-            Body::CaseOpened(_) | Body::EvidenceRegistered(_) | Body::Custody(_) | Body::Note(_)
-        ) {
-            if let Body::Note(_) = entry.payload().body {
-                self.notes.push(entry.id());
+        let p = entry.payload();
+        match &p.body {
+            Body::Note(n) => self.notes.push(NoteReport {
+                entry: entry.id(),
+                index: None,
+                time: p.time,
+                author: p.author,
+                item: n.item,
+                text: n.text.clone(),
+                tlp: p.tlp,
+                retracted: None,
+            }),
+            Body::CaseOpened(_) | Body::EvidenceRegistered(_) | Body::Custody(_) => {
+                self.kept.insert(
+                    entry.id(),
+                    Kept {
+                        id: entry.id(),
+                        payload: Box::new(p.clone()),
+                    },
+                );
             }
-            self.kept.insert(
-                entry.id(),
-                Kept {
-                    id: entry.id(),
-                    payload: entry.payload().clone(),
-                },
-            );
+            _ => {}
         }
         self.disclosed += 1;
         self.per_author.entry(entry.author()).or_default().0 += 1;
@@ -1544,6 +1557,13 @@ impl<'t> Verifier<'t> {
                 copies_of.entry(d).or_default().push(x.id);
             }
         }
+        // Each item's notes, in bundle order.
+        let mut notes_about: HashMap<ItemId, Vec<&NoteReport>> = HashMap::new();
+        for n in &self.notes {
+            if let Some(i) = n.item {
+                notes_about.entry(i).or_default().push(n);
+            }
+        }
         for item in state.items.values() {
             let Some(reg) = self.kept.get(&item.registered) else {
                 continue;
@@ -1566,16 +1586,8 @@ impl<'t> Verifier<'t> {
                 }
             }
             // The notes about the item, in bundle order among its events.
-            for id in &self.notes {
-                if let Some(e) = self.kept.get(id) {
-                    if let Body::Note(n) = &e.payload().body {
-                        if n.item == Some(item.id) {
-                            let mut ev = self.event(e, "note");
-                            ev.note = Some(n.text.clone());
-                            timeline.push(ev);
-                        }
-                    }
-                }
+            for n in notes_about.remove(&item.id).unwrap_or_default() {
+                timeline.push(self.note_event(n));
             }
             timeline.sort_by_key(|e| e.index.unwrap_or(usize::MAX));
             // Pair each transfer with its receipt.
@@ -1624,32 +1636,51 @@ impl<'t> Verifier<'t> {
         out.into_iter().map(|(_, r)| r).collect()
     }
 
-    fn notes_report(&self) -> Vec<NoteReport> {
-        self.notes
-            .iter()
-            .filter_map(|id| self.kept.get(id))
-            .filter_map(|e| {
-                let p = e.payload();
-                let Body::Note(n) = &p.body else {
-                    return None;
-                };
-                Some(NoteReport {
-                    entry: e.id(),
-                    index: self.index_of(&e.id()),
-                    time: p.time,
-                    author: p.author,
-                    item: n.item,
-                    text: n.text.clone(),
-                    tlp: p.tlp,
-                    retracted: self
-                        .v
-                        .state()
-                        .retracted
-                        .get(&e.id())
-                        .map(|(_, why)| why.clone()),
-                })
-            })
-            .collect()
+    /// The notes, taken out of the verifier, with their index and
+    /// retraction.
+    fn notes_report(&mut self) -> Vec<NoteReport> {
+        let mut notes = std::mem::take(&mut self.notes);
+        for n in &mut notes {
+            n.index = self.index_of(&n.entry);
+            n.retracted = self
+                .v
+                .state()
+                .retracted
+                .get(&n.entry)
+                .map(|(_, why)| why.clone());
+        }
+        notes
+    }
+
+    /// A note in its item's timeline.
+    fn note_event(&self, n: &NoteReport) -> EventReport {
+        EventReport {
+            entry: n.entry,
+            index: self.index_of(&n.entry),
+            time: n.time,
+            author: n.author,
+            action: "note".to_owned(),
+            to: None,
+            receipt: None,
+            answers: None,
+            accepted: None,
+            actor: None,
+            place: None,
+            purpose: None,
+            tool: None,
+            reason: None,
+            authority: None,
+            digest_matched: None,
+            copy: None,
+            tlp: n.tlp,
+            retracted: self
+                .v
+                .state()
+                .retracted
+                .get(&n.entry)
+                .map(|(_, why)| why.clone()),
+            note: Some(n.text.clone()),
+        }
     }
 
     fn event(&self, e: &Kept, action: &str) -> EventReport {
