@@ -65,8 +65,8 @@ pub use explain::{explain, explain_bundle_rule};
 pub use export::{disclosure, export, ExportError};
 pub use report::{
     body_line, check_entries, check_entry, verify, BundleRule, Checked, Claimed, ConflictReport,
-    EventReport, ItemReport, KeyTrust, MemberReport, NoteReport, Problem, Receipt, Report, Rule,
-    Unlisted, Verifier, VersionReport, WithheldReport, LISTED,
+    EventReport, ItemReport, KeyTrust, MemberReport, NoteReport, Notes, Problem, Receipt, Report,
+    Rule, Unlisted, Verifier, VersionReport, WithheldReport, LISTED,
 };
 pub use stream::{oversize, StreamDecoder, Streamed, Summary};
 pub use trust::{TrustError, TrustList};

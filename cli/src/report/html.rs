@@ -674,7 +674,7 @@ fn notes(h: &mut Page<'_>, ix: &Index<'_>) {
         return;
     }
     h.push_str("<p>Free text each agency signed about the case or an item, as written.</p>\n<table>\n<thead><tr><th>#</th><th>Time</th><th>Agency</th><th>Item</th><th>Note</th></tr></thead>\n<tbody>\n");
-    for n in &r.notes {
+    for n in r.notes.iter() {
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",

@@ -397,29 +397,29 @@ impl<'r> Conflict<'r> {
 }
 
 #[derive(DeriveSerialize)]
-struct Note<'r> {
+struct Note {
     author: String,
     author_name: String,
     entry: String,
     index: Option<usize>,
     item: Option<String>,
-    retracted: Option<&'r str>,
-    text: &'r str,
+    retracted: Option<String>,
+    text: String,
     time: u64,
     time_iso: String,
     tlp: &'static str,
 }
 
-impl<'r> Note<'r> {
-    fn of(r: &Report, n: &'r NoteReport) -> Self {
+impl Note {
+    fn of(r: &Report, n: NoteReport) -> Self {
         Note {
             author: agency(&n.author),
             author_name: r.name_of(&n.author).to_string(),
             entry: hex(&n.entry),
             index: n.index,
             item: n.item.as_ref().map(uuid),
-            retracted: n.retracted.as_deref(),
-            text: &n.text,
+            retracted: n.retracted,
+            text: n.text,
             time: n.time,
             time_iso: iso_time(n.time),
             tlp: n.tlp.as_str(),

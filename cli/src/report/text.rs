@@ -261,10 +261,10 @@ pub(crate) fn text<W: Write>(r: &Report, file: &Source, last: Option<&str>, out:
     line(String::new());
 
     line(format!("Notes ({})", r.notes.len()));
-    for n in &r.notes {
+    for n in r.notes.iter() {
         line(format!(
             "  {}",
-            wrap(&note_line(&ix, n, &t), 4).trim_start()
+            wrap(&note_line(&ix, &n, &t), 4).trim_start()
         ));
     }
     if r.notes.is_empty() {

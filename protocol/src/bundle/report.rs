@@ -291,6 +291,97 @@ pub struct NoteReport {
     pub retracted: Option<String>,
 }
 
+/// The notes of a report, in bundle order, kept compactly: a bundle may be
+/// mostly notes, and a [`NoteReport`] each (160 bytes, and an allocation
+/// for its text) was most of the memory of verifying one. Each note is a
+/// fixed record here, its text in one buffer shared by all; [`Notes::iter`]
+/// gives them back as [`NoteReport`]s, one at a time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notes {
+    recs: Vec<NoteRec>,
+    /// Every note's text, one after another.
+    text: String,
+    /// The distinct authors, in the order they first wrote a note.
+    authors: Vec<AgencyId>,
+    /// The retracted notes' reasons, by note number.
+    retracted: BTreeMap<usize, String>,
+}
+
+/// One note of [`Notes`] (80 bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NoteRec {
+    entry: EntryId,
+    time: u64,
+    /// Where its text ends in [`Notes::text`] (it starts where the
+    /// previous one ends).
+    text_end: usize,
+    /// Its index in the bundle; `u32::MAX` for none.
+    index: u32,
+    /// Its author, in [`Notes::authors`].
+    author: u32,
+    item: Option<ItemId>,
+    tlp: Tlp,
+}
+
+impl Notes {
+    /// How many notes.
+    pub fn len(&self) -> usize {
+        self.recs.len()
+    }
+
+    /// Whether there is no note.
+    pub fn is_empty(&self) -> bool {
+        self.recs.is_empty()
+    }
+
+    /// The notes, in bundle order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = NoteReport> + '_ {
+        (0..self.recs.len()).map(|k| self.get(k))
+    }
+
+    fn get(&self, k: usize) -> NoteReport {
+        let rec = &self.recs[k];
+        let start = k.checked_sub(1).map_or(0, |p| self.recs[p].text_end);
+        NoteReport {
+            entry: rec.entry,
+            index: (rec.index != u32::MAX).then_some(rec.index as usize),
+            time: rec.time,
+            author: self.authors[rec.author as usize],
+            item: rec.item,
+            text: self.text[start..rec.text_end].to_owned(),
+            tlp: rec.tlp,
+            retracted: self.retracted.get(&k).cloned(),
+        }
+    }
+
+    /// Adds a note (its index and retraction are set later); `author_at`
+    /// finds an author in [`Notes::authors`].
+    fn push(
+        &mut self,
+        author_at: &mut HashMap<AgencyId, usize>,
+        entry: EntryId,
+        p: &crate::entry::Payload,
+        note: &crate::body::Note,
+    ) {
+        let author = *author_at.entry(p.author).or_insert_with(|| {
+            self.authors.push(p.author);
+            self.authors.len() - 1
+        });
+        self.text.push_str(&note.text);
+        self.recs.push(NoteRec {
+            entry,
+            time: p.time,
+            text_end: self.text.len(),
+            index: u32::MAX,
+            // Fewer authors than notes, and notes are fewer than u32::MAX
+            // (the validator's bound on entries).
+            author: u32::try_from(author).unwrap_or(u32::MAX),
+            item: note.item,
+            tlp: p.tlp,
+        });
+    }
+}
+
 /// An evidence item, its digests and its custody timeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemReport {
@@ -459,7 +550,7 @@ pub struct Report {
     /// Conflicts shown by the record.
     pub conflicts: Vec<ConflictReport>,
     /// Every note, in bundle order.
-    pub notes: Vec<NoteReport>,
+    pub notes: Notes,
     /// Positions disclosed as withheld.
     pub withheld: Vec<WithheldReport>,
     /// The problems listed one by one, in the order found: the first
@@ -667,11 +758,14 @@ fn unreachable_checked(bytes: &[u8]) -> Checked {
     }
 }
 
-/// What the report keeps of an entry it shows: the payload, not the bytes.
+/// What the report keeps of a registration, custody event or genesis: the
+/// payload, not the bytes. The payload is boxed: it is several hundred
+/// bytes inline (its largest body), and a map's free slots would each
+/// cost that much.
 #[derive(Debug)]
 struct Kept {
     id: EntryId,
-    payload: crate::entry::Payload,
+    payload: Box<crate::entry::Payload>,
 }
 
 impl Kept {
@@ -761,10 +855,14 @@ fn merge_runs(older: Vec<(EntryId, usize)>, newer: Vec<(EntryId, usize)>) -> Vec
 pub struct Verifier<'t> {
     v: Validator,
     /// The entries the report shows (genesis, registrations, custody
-    /// events, notes); the validator itself is lean and keeps no entry.
+    /// events); the validator itself is lean and keeps no entry.
     kept: HashMap<EntryId, Kept>,
-    /// The accepted notes, in bundle order.
-    notes: Vec<EntryId>,
+    /// The accepted notes, in bundle order, as the report shows them (the
+    /// index and the retraction are filled in at the end): a bundle may be
+    /// mostly notes, so each is kept once, compactly.
+    notes: Notes,
+    /// Each note author's place in the notes' list of authors.
+    note_author_at: HashMap<AgencyId, usize>,
     now: u64,
     case: CaseId,
     exporter: AgencyId,
@@ -845,7 +943,8 @@ impl<'t> Verifier<'t> {
         Verifier {
             v: Validator::lean(),
             kept: HashMap::new(),
-            notes: Vec::new(),
+            notes: Notes::default(),
+            note_author_at: HashMap::new(),
             now: exported_at,
             case,
             exporter,
@@ -968,20 +1067,19 @@ impl<'t> Verifier<'t> {
 
     fn accepted(&mut self, entry: &Entry, index: usize) {
         self.place(entry.author(), entry.payload().seq, index);
-        if matches!(
-            entry.payload().body,
-            Body::CaseOpened(_) | Body::EvidenceRegistered(_) | Body::Custody(_) | Body::Note(_)
-        ) {
-            if let Body::Note(_) = entry.payload().body {
-                self.notes.push(entry.id());
+        let p = entry.payload();
+        match &p.body {
+            Body::Note(n) => self.notes.push(&mut self.note_author_at, entry.id(), p, n),
+            Body::CaseOpened(_) | Body::EvidenceRegistered(_) | Body::Custody(_) => {
+                self.kept.insert(
+                    entry.id(),
+                    Kept {
+                        id: entry.id(),
+                        payload: Box::new(p.clone()),
+                    },
+                );
             }
-            self.kept.insert(
-                entry.id(),
-                Kept {
-                    id: entry.id(),
-                    payload: entry.payload().clone(),
-                },
-            );
+            _ => {}
         }
         self.disclosed += 1;
         self.per_author.entry(entry.author()).or_default().0 += 1;
@@ -1544,6 +1642,13 @@ impl<'t> Verifier<'t> {
                 copies_of.entry(d).or_default().push(x.id);
             }
         }
+        // Each item's notes, in bundle order.
+        let mut notes_about: HashMap<ItemId, Vec<usize>> = HashMap::new();
+        for (k, n) in self.notes.recs.iter().enumerate() {
+            if let Some(i) = n.item {
+                notes_about.entry(i).or_default().push(k);
+            }
+        }
         for item in state.items.values() {
             let Some(reg) = self.kept.get(&item.registered) else {
                 continue;
@@ -1566,16 +1671,8 @@ impl<'t> Verifier<'t> {
                 }
             }
             // The notes about the item, in bundle order among its events.
-            for id in &self.notes {
-                if let Some(e) = self.kept.get(id) {
-                    if let Body::Note(n) = &e.payload().body {
-                        if n.item == Some(item.id) {
-                            let mut ev = self.event(e, "note");
-                            ev.note = Some(n.text.clone());
-                            timeline.push(ev);
-                        }
-                    }
-                }
+            for k in notes_about.remove(&item.id).unwrap_or_default() {
+                timeline.push(self.note_event(self.notes.get(k)));
             }
             timeline.sort_by_key(|e| e.index.unwrap_or(usize::MAX));
             // Pair each transfer with its receipt.
@@ -1624,32 +1721,51 @@ impl<'t> Verifier<'t> {
         out.into_iter().map(|(_, r)| r).collect()
     }
 
-    fn notes_report(&self) -> Vec<NoteReport> {
-        self.notes
-            .iter()
-            .filter_map(|id| self.kept.get(id))
-            .filter_map(|e| {
-                let p = e.payload();
-                let Body::Note(n) = &p.body else {
-                    return None;
-                };
-                Some(NoteReport {
-                    entry: e.id(),
-                    index: self.index_of(&e.id()),
-                    time: p.time,
-                    author: p.author,
-                    item: n.item,
-                    text: n.text.clone(),
-                    tlp: p.tlp,
-                    retracted: self
-                        .v
-                        .state()
-                        .retracted
-                        .get(&e.id())
-                        .map(|(_, why)| why.clone()),
-                })
-            })
-            .collect()
+    /// The notes, taken out of the verifier, with their index and
+    /// retraction.
+    fn notes_report(&mut self) -> Notes {
+        let mut notes = std::mem::take(&mut self.notes);
+        for (k, n) in notes.recs.iter_mut().enumerate() {
+            n.index = self
+                .index_of(&n.entry)
+                .and_then(|i| u32::try_from(i).ok())
+                .unwrap_or(u32::MAX);
+            if let Some((_, why)) = self.v.state().retracted.get(&n.entry) {
+                notes.retracted.insert(k, why.clone());
+            }
+        }
+        notes
+    }
+
+    /// A note in its item's timeline.
+    fn note_event(&self, n: NoteReport) -> EventReport {
+        EventReport {
+            entry: n.entry,
+            index: self.index_of(&n.entry),
+            time: n.time,
+            author: n.author,
+            action: "note".to_owned(),
+            to: None,
+            receipt: None,
+            answers: None,
+            accepted: None,
+            actor: None,
+            place: None,
+            purpose: None,
+            tool: None,
+            reason: None,
+            authority: None,
+            digest_matched: None,
+            copy: None,
+            tlp: n.tlp,
+            retracted: self
+                .v
+                .state()
+                .retracted
+                .get(&n.entry)
+                .map(|(_, why)| why.clone()),
+            note: Some(n.text),
+        }
     }
 
     fn event(&self, e: &Kept, action: &str) -> EventReport {
@@ -1718,9 +1834,62 @@ const VERIFY_CHUNK: usize = 1024;
 
 #[cfg(test)]
 mod tests {
-    use super::RefusedIds;
-    use crate::ids::EntryId;
+    use super::{NoteReport, Notes, RefusedIds};
+    use crate::body::{CaseOpened, Note};
+    use crate::entry::Payload;
+    use crate::ids::{AgencyId, EntryId, ItemId};
+    use crate::tlp::Tlp;
     use std::collections::HashMap;
+
+    #[test]
+    fn compact_notes_give_back_every_note_as_it_was_signed() {
+        let authors = [AgencyId([1; 32]), AgencyId([2; 32])];
+        let texts = ["", "seal intact", "état: scellé — 封印完好", "x", ""];
+        let mut notes = Notes::default();
+        let mut author_at = HashMap::new();
+        let mut want = Vec::new();
+        for (k, text) in texts.iter().enumerate() {
+            let mut p = Payload::genesis(
+                authors[k % 2],
+                1_000 + k as u64,
+                if k == 2 { Tlp::Red } else { Tlp::Amber },
+                CaseOpened {
+                    title: String::new(),
+                    reference: String::new(),
+                    jurisdiction: None,
+                    name: String::new(),
+                    country: String::new(),
+                },
+            );
+            p.seq = k as u64;
+            let note = Note {
+                text: (*text).to_owned(),
+                item: (k == 1).then_some(ItemId([9; 16])),
+            };
+            let id = EntryId::of(&k.to_be_bytes());
+            notes.push(&mut author_at, id, &p, &note);
+            want.push(NoteReport {
+                entry: id,
+                index: None,
+                time: p.time,
+                author: p.author,
+                item: note.item,
+                text: note.text,
+                tlp: p.tlp,
+                retracted: None,
+            });
+        }
+        assert_eq!(notes.len(), texts.len());
+        assert_eq!(notes.authors.len(), 2, "each author once");
+        assert_eq!(notes.iter().collect::<Vec<_>>(), want);
+        // Indexes and retractions, set at the end.
+        notes.recs[3].index = 7;
+        notes.retracted.insert(2, "wrong item".into());
+        want[3].index = Some(7);
+        want[2].retracted = Some("wrong item".into());
+        assert_eq!(notes.iter().collect::<Vec<_>>(), want);
+        assert!(Notes::default().is_empty());
+    }
 
     #[test]
     fn refused_ids_keep_the_first_key_of_each_id_like_a_map() {
