@@ -638,6 +638,10 @@ pub enum Appended {
         /// How many statements it superseded.
         superseded: usize,
     },
+    /// A statement such a rotation superseded, arriving after it (signed
+    /// by the root it replaced, at its position): kept with the superseded
+    /// statements; the log does not change.
+    Superseded,
 }
 
 /// What a key was at a position of its agency's log.
@@ -826,12 +830,30 @@ impl KeyLog {
             // key supersedes whatever the old root signed from here on), or
             // K12.
             self.check_at(&s, at)?;
-            if !matches!(p.st, Statement::RotateRoot(_)) {
-                return Err(KeyLogError::Forked {
-                    seq: p.seq,
-                    held: held.id,
-                    other: s.id,
-                });
+            let rotation = |x: &StatementPayload| matches!(x.st, Statement::RotateRoot(_));
+            match (rotation(&held.payload), rotation(p)) {
+                // The held statement is a rotation by the pre-committed key
+                // and this one was signed by the root it replaced: what a
+                // recovery supersedes, arriving after it. Kept for reports,
+                // as if it had come first; the log does not change, and no
+                // root equivocated.
+                (true, false) => {
+                    if self.superseded.iter().any(|x| x.id == s.id) {
+                        return Ok(Appended::Duplicate);
+                    }
+                    self.superseded.push(s);
+                    return Ok(Appended::Superseded);
+                }
+                // Two statements at one position by the root in force
+                // there (two rotations are both by the committed key).
+                (_, false) | (true, true) => {
+                    return Err(KeyLogError::Forked {
+                        seq: p.seq,
+                        held: held.id,
+                        other: s.id,
+                    });
+                }
+                (false, true) => {}
             }
             let superseded: Vec<KeyStatement> = self.statements.drain(at..).collect();
             let n = superseded.len();

@@ -523,3 +523,55 @@ fn key_ids_are_the_identities_public_keys() {
     assert_eq!(KeyId(id(1).agency().0), key_of(&id(1)));
     assert_eq!(incepted().agency(), id(1).agency());
 }
+
+#[test]
+fn what_a_recovery_supersedes_is_the_same_whatever_order_it_arrives_in() {
+    // The thief of root 1 certifies a key at position 1; the agency
+    // rotates to the pre-committed key 2 at position 1.
+    let base = incepted();
+    let thief = KeyStatement::sign(
+        &id(1),
+        &StatementPayload::after(&base, T0 + 1, node(&id(66))),
+    );
+    let recovery = KeyStatement::sign(
+        &id(2),
+        &StatementPayload::after(&base, T0 + 2, rotation(&id(2), &id(3))),
+    );
+    let mut thief_first = base.clone();
+    assert_eq!(thief_first.append(thief.clone()), Ok(Appended::New));
+    assert_eq!(
+        thief_first.append(recovery.clone()),
+        Ok(Appended::Recovered { superseded: 1 })
+    );
+    let mut rotation_first = base.clone();
+    assert_eq!(rotation_first.append(recovery), Ok(Appended::New));
+    assert_eq!(
+        rotation_first.append(thief.clone()),
+        Ok(Appended::Superseded),
+        "not a fork: the two statements at position 1 are by different roots"
+    );
+    assert_eq!(rotation_first.append(thief), Ok(Appended::Duplicate));
+    for log in [&thief_first, &rotation_first] {
+        assert_eq!(log.head(), thief_first.head());
+        assert_eq!(log.len(), 2);
+        assert_eq!(log.superseded().len(), 1);
+        assert_eq!(log.status(&key_of(&id(66)), 2), KeyStatus::Unknown);
+    }
+    // Two different rotations at one position: the new root equivocated.
+    let mut log = rotation_first.clone();
+    let other = KeyStatement::sign(
+        &id(2),
+        &StatementPayload {
+            v: 1,
+            agency: log.agency(),
+            seq: 1,
+            prev: Some(log.statements()[0].id()),
+            time: T0 + 3,
+            st: rotation(&id(2), &id(4)),
+        },
+    );
+    assert!(matches!(
+        log.append(other),
+        Err(KeyLogError::Forked { seq: 1, .. })
+    ));
+}

@@ -55,6 +55,7 @@ fn run(v: &Value) -> Run {
             Ok(Appended::New) => {}
             Ok(Appended::Duplicate) => out.duplicates += 1,
             Ok(Appended::Recovered { superseded }) => out.superseded += superseded,
+            Ok(Appended::Superseded) => out.superseded += 1,
             Err(e) => {
                 out.refused = Some((i, e));
                 return out;
@@ -259,6 +260,8 @@ fn the_named_key_log_vectors_exist() {
         "rotate-root",
         "lifecycle",
         "recovery-supersedes-thief",
+        "superseded-arrives-after-recovery",
+        "two-rotations-at-one-position",
         "thief-rotates",
         "thief-rotates-with-current-root",
         "rotate-uncommitted",

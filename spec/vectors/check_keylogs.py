@@ -288,7 +288,7 @@ class Log:
                 raise Refused("bad-key", "revokes a key revoked before")
 
     def append(self, data: bytes):
-        """Returns "new", "duplicate" or ("recovered", n); raises Refused."""
+        """Returns "new", "duplicate", ("recovered", n) or ("superseded", 1); raises Refused."""
         s = decode(data)
         if self.agency is None:
             self.agency = s.agency
@@ -313,6 +313,16 @@ class Log:
         # else a fork (K12), signed by the root in force.
         prefix = self.held[:s.seq]
         self._check_against(s, prefix)
+        held = self.held[s.seq]
+        if held.kind == "rotate-root" and s.kind != "rotate-root":
+            # SPEC.md 3.4: signed by the root the held rotation replaced, at
+            # its position: superseded by it, not a fork.
+            if any(x.data == data for x in self.superseded):
+                return "duplicate"
+            self.superseded.append(s)
+            return ("superseded", 1)
+        if held.kind == "rotate-root" and s.kind == "rotate-root":
+            raise Refused("fork", f"two rotations at position {s.seq}")
         if s.kind == "rotate-root":
             gone = self.held[s.seq:]
             self.superseded.extend(gone)

@@ -112,6 +112,13 @@ class Vec:
         self.held.append((sha256(b), p["time"]))
         return b
 
+    def supersede(self, signer, st, **kw):
+        """A statement the held rotation at its position supersedes."""
+        b, _ = self.build(signer, st, **kw)
+        self.statements.append(b)
+        self.superseded += 1
+        return b
+
     def start(self, nxt="alpha-root-1"):
         return self.add(AGENCY, root_st("inception", AGENCY, nxt))
 
@@ -267,6 +274,16 @@ def valid_vectors():
     done(v, "alpha-root-1", [
         st_("thief-node", 3, "unknown"),
         st_("alpha-node-1", 3, "certified", certified_by=2, role="node", not_before=T0)])
+
+    v = Vec("superseded-arrives-after-recovery", "The agency rotates to the pre-committed alpha-root-1 "
+            "at position 2; then a statement the inception key signed at position 2 arrives (a thief's, "
+            "made before the rotation reached this log): superseded by the rotation, kept for reports, "
+            "not a fork (the two statements are by different roots).")
+    v.start()
+    v.add(AGENCY, certify("alpha-node-1"))                                          # 1
+    v.add("alpha-root-1", root_st("rotate-root", "alpha-root-1", "alpha-root-2"))   # 2
+    v.supersede(AGENCY, certify("thief-node"), seq=2, time=T0 + 2 * STEP)
+    done(v, "alpha-root-1", [st_("thief-node", 3, "unknown"), st_(AGENCY, 3, "former-root")])
 
     v = Vec("recovery-after-rotation", "After a planned rotation to alpha-root-1, a thief of "
             "alpha-root-1 certifies a node key; alpha-root-2, committed to by the rotation, recovers at "
@@ -441,6 +458,11 @@ def failing_vectors():
     vf("root-fork", "The root signs two different statements at position 1.", "fork",
        lambda v: (v.add(AGENCY, profile()),
                   v.fail("fork", st=profile("Alpha Cybercrime Group", "PH"), seq=1)))
+    vf("two-rotations-at-one-position", "The pre-committed alpha-root-1 signs two different rotations "
+       "at position 1: the new root equivocated (K12).", "fork",
+       lambda v: (v.add("alpha-root-1", root_st("rotate-root", "alpha-root-1", "alpha-root-2")),
+                  v.fail("fork", "alpha-root-1", root_st("rotate-root", "alpha-root-1", "alpha-root-3"),
+                         seq=1)))
     vf("fork-at-position-2", "Two certifications at position 2, both by the root in force.", "fork",
        lambda v: (v.add(AGENCY, certify("alpha-node-1")), v.add(AGENCY, certify("alpha-node-2")),
                   v.fail("fork", st=certify("alpha-node-3"), seq=2)))

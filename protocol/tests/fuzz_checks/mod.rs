@@ -752,6 +752,13 @@ pub fn key_log(data: &[u8]) -> Result<(), String> {
                     Ok(Appended::Duplicate) => {
                         assert_eq!((l.len(), l.head()), (len, head))
                     }
+                    Ok(Appended::Superseded) => {
+                        assert_eq!(
+                            (l.len(), l.head(), l.current_root()),
+                            (len, head, root),
+                            "a superseded statement changes nothing in the log"
+                        );
+                    }
                     Ok(Appended::Recovered { superseded }) => {
                         assert!(superseded >= 1);
                         assert_ne!(l.current_root(), root, "a recovery rotates the root");
