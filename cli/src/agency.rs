@@ -50,7 +50,7 @@ pub(crate) fn run(dir: &Path, cmd: AgencyCommand, out: &Out) -> anyhow::Result<E
                     "name": a.name, "country": a.country, "peer": a.peer, "me": a.me,
                 }));
             }
-            out.record(text.trim_end(), serde_json::json!(rows));
+            out.record_list(text.trim_end(), "agencies", rows);
         }
     }
     Ok(ExitCode::SUCCESS)

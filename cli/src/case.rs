@@ -165,7 +165,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                 text = "No cases yet. Open one with `custodia case open --title T --reference R`."
                     .into();
             }
-            out.record(text.trim_end(), serde_json::json!(rows));
+            out.record_list(text.trim_end(), "cases", rows);
         }
         CaseCommand::Show { case } => {
             let c = l.resolve_case(&case)?;
@@ -580,7 +580,7 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
     }
     Ok((
         format!("{head}{}", text.trim_end()),
-        serde_json::json!(json),
+        serde_json::json!({"case": case.to_hex(), "entries": json}),
     ))
 }
 

@@ -158,7 +158,7 @@ pub(crate) fn run(dir: &Path, cmd: EvidenceCommand, out: &Out) -> anyhow::Result
                     "note": r.note.as_ref().map(|n| n.id().to_hex()),
                 }));
             }
-            out.record(text.trim_end(), serde_json::json!(rows));
+            out.record_list(text.trim_end(), "registered", rows);
         }
         EvidenceCommand::Check { item, path } => {
             let (_, registered) = l.resolve_item(&item)?;

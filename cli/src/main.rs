@@ -58,7 +58,9 @@ struct Cli {
         value_hint = clap::ValueHint::DirPath
     )]
     dir: Option<PathBuf>,
-    /// Print machine-readable JSON instead of text.
+    /// Print machine-readable JSON instead of text: one object per command, with
+    /// `schema_version` (lists are an object too: {"agencies": [...]}, {"cases": [...]},
+    /// {"peers": [...]}, {"registered": [...]}, `case log` {"case", "entries": [...]}).
     #[arg(long, global = true)]
     json: bool,
     /// Read the identity key file's passphrase from this open file
@@ -704,7 +706,7 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
                 ));
                 list.push(serde_json::json!({"name": p.name, "addr": p.addr, "key": p.key, "fingerprint": fp, "country": p.country}));
             }
-            out.record(text.trim_end(), serde_json::json!(list));
+            out.record_list(text.trim_end(), "peers", list);
         }
         PeerCommand::Remove { name } => {
             let mut config = custodia_node::load_config(d)?;

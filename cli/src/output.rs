@@ -37,9 +37,11 @@ impl Out {
         self.json
     }
 
-    /// Prints one result: the text, or the JSON value (an object gets the
-    /// [`JSON_SCHEMA_VERSION`]).
+    /// Prints one result: the text, or the JSON object with the
+    /// [`JSON_SCHEMA_VERSION`] added. A list is [`Out::record_list`]: every
+    /// document is an object, so every one says its version.
     pub(crate) fn record(&self, text: &str, mut json: serde_json::Value) {
+        debug_assert!(json.is_object(), "a JSON document is an object: {json}");
         if self.json {
             if let serde_json::Value::Object(m) = &mut json {
                 m.insert("schema_version".into(), JSON_SCHEMA_VERSION.into());
@@ -48,6 +50,13 @@ impl Out {
         } else if !text.is_empty() {
             print(text);
         }
+    }
+
+    /// Prints a list: the text, or `{"schema_version": …, key: [rows]}`.
+    pub(crate) fn record_list(&self, text: &str, key: &str, rows: Vec<serde_json::Value>) {
+        let mut doc = serde_json::Map::new();
+        doc.insert(key.into(), serde_json::Value::Array(rows));
+        self.record(text, serde_json::Value::Object(doc));
     }
 
     /// Prints a warning to stderr (with `--json` too: stdout stays one

@@ -68,7 +68,12 @@ fn case() -> Case {
             ],
         )
         .json();
-        items.push(v[0]["item"].as_str().expect("item").to_owned());
+        items.push(
+            v["registered"][0]["item"]
+                .as_str()
+                .expect("item")
+                .to_owned(),
+        );
     }
     let r = at(
         &manila,

@@ -93,7 +93,10 @@ fn three() -> Three {
         ],
     )
     .json();
-    let item = v[0]["item"].as_str().expect("item").to_owned();
+    let item = v["registered"][0]["item"]
+        .as_str()
+        .expect("item")
+        .to_owned();
     sync(&manila, &berlin, &case);
     sync(&manila, &lyon, &case);
     Three {
@@ -212,7 +215,7 @@ fn transfer_and_receipt_move_custody() {
         )
     );
     let v = at(&t.manila, &["--json", "case", "log", &t.case]).json();
-    let rows = v.as_array().expect("an array");
+    let rows = v["entries"].as_array().expect("an array");
     assert_eq!(rows.len(), 8);
     assert_eq!(rows[5]["kind"], "custody");
     assert_eq!(rows[5]["author_name"], "Berlin Partner Unit");
@@ -395,7 +398,7 @@ fn agency_list_names_every_known_agency() {
          Manila Cybercrime Unit  PH  <FP>  (this node)\n"
     );
     let v = at(&t.lyon, &["--json", "agency", "list"]).json();
-    let names: Vec<&str> = v
+    let names: Vec<&str> = v["agencies"]
         .as_array()
         .expect("array")
         .iter()
@@ -409,7 +412,7 @@ fn agency_list_names_every_known_agency() {
             "Manila Cybercrime Unit"
         ]
     );
-    let me: Vec<bool> = v
+    let me: Vec<bool> = v["agencies"]
         .as_array()
         .expect("array")
         .iter()
@@ -417,7 +420,10 @@ fn agency_list_names_every_known_agency() {
         .collect();
     assert_eq!(me, [false, true, false]);
     // Any form of an agency resolves: peer name, agency name, fingerprint, key.
-    let fp = v[0]["fingerprint"].as_str().expect("fp").to_owned();
+    let fp = v["agencies"][0]["fingerprint"]
+        .as_str()
+        .expect("fp")
+        .to_owned();
     for who in [
         "berlin",
         "Berlin Partner Unit",

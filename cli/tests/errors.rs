@@ -310,7 +310,10 @@ fn malformed_flags_are_exit_2_and_name_the_flag() {
         ],
     )
     .json();
-    let item = v[0]["item"].as_str().expect("item").to_owned();
+    let item = v["registered"][0]["item"]
+        .as_str()
+        .expect("item")
+        .to_owned();
     at(&manila, &["custody", "record", &item, "--action", "copied"]).code(2);
     at(
         &manila,

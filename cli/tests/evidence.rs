@@ -149,7 +149,7 @@ fn add_json_is_an_array_and_sha256_only_by_default() {
         ],
     )
     .json();
-    let a = v.as_array().expect("an array");
+    let a = v["registered"].as_array().expect("an array");
     assert_eq!(a.len(), 1);
     assert_eq!(a[0]["exhibit"], "EX-1");
     assert_eq!(a[0]["sha256"], NOTES_SHA256);
@@ -231,7 +231,10 @@ fn register(t: &Setup, path: &Path, extra: &[&str]) -> String {
     let mut args = vec!["--json", "evidence", "add", &t.case, s(path)];
     args.extend_from_slice(extra);
     let v = at(&t.node, &args).json();
-    v[0]["item"].as_str().expect("item").to_owned()
+    v["registered"][0]["item"]
+        .as_str()
+        .expect("item")
+        .to_owned()
 }
 
 #[test]
@@ -398,10 +401,18 @@ fn the_same_file_twice_is_refused_unless_the_reason_is_given() {
         ],
     )
     .json();
-    let second = v[0]["item"].as_str().expect("item").to_owned();
+    let second = v["registered"][0]["item"]
+        .as_str()
+        .expect("item")
+        .to_owned();
     assert_ne!(second, first);
-    assert_eq!(v[0]["duplicate_of"], first.as_str());
-    assert!(v[0]["note"].as_str().is_some_and(|n| n.len() == 64), "{v}");
+    assert_eq!(v["registered"][0]["duplicate_of"], first.as_str());
+    assert!(
+        v["registered"][0]["note"]
+            .as_str()
+            .is_some_and(|n| n.len() == 64),
+        "{v}"
+    );
     let log = at(&t.node, &["case", "log", &t.case]).code(0);
     assert!(
         log.stdout.contains(&format!(

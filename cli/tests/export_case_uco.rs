@@ -56,8 +56,14 @@ fn a_transfer_between_agencies_exports_as_a_custody_chain() {
         ],
     )
     .json();
-    let item = v[0]["item"].as_str().expect("item").to_owned();
-    let registered = v[0]["entry"].as_str().expect("entry").to_owned();
+    let item = v["registered"][0]["item"]
+        .as_str()
+        .expect("item")
+        .to_owned();
+    let registered = v["registered"][0]["entry"]
+        .as_str()
+        .expect("entry")
+        .to_owned();
     let t = at(
         &manila,
         &["--json", "custody", "transfer", &item, "--to", &berlin_key],

@@ -120,7 +120,10 @@ fn hostile_case(tmp: &Path) -> (std::path::PathBuf, String) {
         ],
     )
     .json();
-    let item = v[0]["item"].as_str().expect("item").to_owned();
+    let item = v["registered"][0]["item"]
+        .as_str()
+        .expect("item")
+        .to_owned();
     at(
         &mallory,
         &[

@@ -65,7 +65,7 @@ fn two_nodes_named_by_host_name_replicate_a_case() {
     )
     .code(0);
     let list = at(&manila, &["--json", "peer", "list"]).json();
-    assert_eq!(list[0]["addr"], listen_b.as_str());
+    assert_eq!(list["peers"][0]["addr"], listen_b.as_str());
 
     let case = open_case(&manila, "Operation Lantern", "MCU-2026-0042");
     at(

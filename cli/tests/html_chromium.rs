@@ -216,7 +216,10 @@ fn hostile_bundle(tmp: &Path) -> PathBuf {
         ],
     )
     .json();
-    let item = v[0]["item"].as_str().expect("an item").to_owned();
+    let item = v["registered"][0]["item"]
+        .as_str()
+        .expect("an item")
+        .to_owned();
     at(
         &mallory,
         &[
@@ -405,7 +408,10 @@ fn a_record_with_conflicts_renders_as_such() {
         ],
     )
     .json();
-    let item = v[0]["item"].as_str().expect("an item").to_owned();
+    let item = v["registered"][0]["item"]
+        .as_str()
+        .expect("an item")
+        .to_owned();
     // The examiner found another digest: a conflict the record must show.
     at(
         &dir,

@@ -137,7 +137,11 @@ fn an_entry_over_the_size_limit_is_refused_and_never_stored() {
         r.stderr
     );
     let list = at(&n.dir, &["--json", "case", "list"]).json();
-    assert_eq!(list.as_array().map(Vec::len), Some(1), "no second case");
+    assert_eq!(
+        list["cases"].as_array().map(Vec::len),
+        Some(1),
+        "no second case"
+    );
 
     let f = n.file("phone.img", b"phone");
     let r = at(
@@ -311,9 +315,9 @@ fn a_flipped_byte_in_the_store_file_is_reported_by_every_read_of_the_case() {
         "{show}"
     );
     let list = at(&n.dir, &["--json", "case", "list"]).json();
-    assert_eq!(list[0]["quarantined"], q.len());
+    assert_eq!(list["cases"][0]["quarantined"], q.len());
     let log = at(&n.dir, &["--json", "case", "log", &n.case]).json();
-    let rows = log.as_array().expect("rows");
+    let rows = log["entries"].as_array().expect("rows");
     assert_eq!(
         rows.iter().filter(|r| r["quarantined"] == true).count(),
         q.len(),

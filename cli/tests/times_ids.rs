@@ -234,7 +234,10 @@ fn times_are_rfc3339_utc_and_ids_whole_in_what_people_read() {
         ],
     )
     .json();
-    let item = v[0]["item"].as_str().expect("an item").to_owned();
+    let item = v["registered"][0]["item"]
+        .as_str()
+        .expect("an item")
+        .to_owned();
     let t = at(
         &manila,
         &[
@@ -271,11 +274,15 @@ fn times_are_rfc3339_utc_and_ids_whole_in_what_people_read() {
     known.insert(item.replace('-', ""));
     known.insert(manila_key.clone());
     known.insert(berlin_key.clone());
-    for d in [&v[0]["sha256"], &v[0]["sha1"], &v[0]["md5"]] {
+    for d in [
+        &v["registered"][0]["sha256"],
+        &v["registered"][0]["sha1"],
+        &v["registered"][0]["md5"],
+    ] {
         known.insert(d.as_str().expect("a digest").to_owned());
     }
     let log = at(&berlin, &["--json", "case", "log", &case]).json();
-    for row in log.as_array().expect("rows") {
+    for row in log["entries"].as_array().expect("rows") {
         known.insert(row["entry"].as_str().expect("an entry id").to_owned());
     }
     let _ = t;

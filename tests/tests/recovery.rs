@@ -61,10 +61,8 @@ fn register(a: &Agency, case: &CaseId) -> String {
         ],
     ));
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-    let item = v["items"][0]["item"]
+    let item = v["registered"][0]["item"]
         .as_str()
-        .or(v["item"].as_str())
-        .or(v[0]["item"].as_str())
         .unwrap_or_else(|| panic!("item id in {v}"));
     item.to_string()
 }
