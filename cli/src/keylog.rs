@@ -246,6 +246,7 @@ pub(crate) fn show(dir: &Path, out: &Out) -> anyhow::Result<()> {
         return Ok(());
     };
     let lines: Vec<(String, serde_json::Value)> = log.statements().iter().map(describe).collect();
+    let unconfirmed = l.store().key_log_unconfirmed()?;
     let mut text = format!(
         "Key log of {} ({}): {} statements, root {}\n",
         safe(&l.config().agency.name),
@@ -253,6 +254,12 @@ pub(crate) fn show(dir: &Path, out: &Out) -> anyhow::Result<()> {
         log.len(),
         log.current_root()
     );
+    if let Some(why) = &unconfirmed {
+        text.push_str(&format!(
+            "Waiting for confirmation ({}): this store may be older than the agency's log; compare it with your records, then `custodia key confirm`.\n",
+            safe(why)
+        ));
+    }
     for (t, _) in &lines {
         text.push_str(t);
         text.push('\n');
@@ -262,8 +269,24 @@ pub(crate) fn show(dir: &Path, out: &Out) -> anyhow::Result<()> {
         serde_json::json!({
             "agency": l.me().to_hex(),
             "root": log.current_root().to_hex(),
+            "unconfirmed": unconfirmed,
             "statements": lines.into_iter().map(|(_, j)| j).collect::<Vec<_>>(),
         }),
+    );
+    Ok(())
+}
+
+/// `key confirm`: the operator has compared the log with the records.
+pub(crate) fn confirm(dir: &Path, out: &Out) -> anyhow::Result<()> {
+    let mut l = passphrase::open(dir)?;
+    let was = l.confirm_key_log()?;
+    out.record(
+        if was {
+            "Key log confirmed: this node writes key statements again."
+        } else {
+            "The key log was not waiting for a confirmation."
+        },
+        serde_json::json!({"confirmed": was}),
     );
     Ok(())
 }

@@ -298,6 +298,12 @@ enum KeyCommand {
     ///
     /// Example: custodia --dir ./nbi key log --json
     Log,
+    /// Confirm the key log after a restore or a copy: the store was found possibly older
+    /// than the agency's log, and no statement is written until you have compared `key log`
+    /// with the agency's records.
+    ///
+    /// Example: custodia --dir ./nbi key confirm
+    Confirm,
 }
 
 #[derive(Subcommand, Debug)]
@@ -643,6 +649,7 @@ The old unencrypted file's blocks may remain on the disk until reused.",
         } => keylog::certify_officer(d, &name, &number, &key_out, no_passphrase, out)?,
         KeyCommand::Revoke { key, reason } => keylog::revoke(d, key, reason, out)?,
         KeyCommand::Log => keylog::show(d, out)?,
+        KeyCommand::Confirm => keylog::confirm(d, out)?,
     }
     Ok(())
 }

@@ -251,3 +251,82 @@ fn a_key_log_row_changed_on_disk_is_refused_not_believed() {
         r.stdout
     );
 }
+
+/// Certifies an officer; the run.
+fn certify(dir: &Path, name: &str, out: &Path) -> common::Run {
+    at(
+        dir,
+        &[
+            "key",
+            "certify-officer",
+            "--name",
+            name,
+            "--number",
+            "PNP-1",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--no-passphrase",
+        ],
+    )
+}
+
+#[test]
+fn a_node_restored_from_an_older_backup_writes_no_key_statement_until_the_log_is_confirmed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let t = tmp.path();
+    let dir = t.join("nbi");
+    init(&dir, "NBI Cybercrime Division", "PH");
+    let s = |p: &Path| p.to_str().expect("utf-8").to_owned();
+    at(
+        &dir,
+        &[
+            "key",
+            "start",
+            "--next-key",
+            &s(&t.join("next.key")),
+            "--no-passphrase",
+        ],
+    )
+    .code(0);
+    certify(&dir, "Insp. A", &t.join("a.key")).code(0);
+    let backup = t.join("nbi.custodia-backup");
+    at(&dir, &["backup", "--out", &s(&backup)]).code(0);
+    // After the backup the agency certifies B: statement 3.
+    certify(&dir, "Insp. B", &t.join("b.key")).code(0);
+
+    // The operator restores the older backup.
+    let restored = t.join("nbi-restored");
+    at(
+        &restored,
+        &[
+            "restore",
+            &s(&backup),
+            "--key",
+            &s(&dir.join("identity.key")),
+        ],
+    )
+    .code(0);
+    let v = at(&restored, &["--json", "key", "log"]).json();
+    assert_eq!(
+        v["statements"].as_array().map(Vec::len),
+        Some(3),
+        "the backup's log"
+    );
+    assert!(v["unconfirmed"].is_string(), "{v}");
+    // Statement 3 would be a second statement at B's position: refused,
+    // and no key file is left behind.
+    let r = certify(&restored, "Insp. C", &t.join("c.key")).code(1);
+    assert!(r.stderr.contains("key confirm"), "{}", r.stderr);
+    assert!(!t.join("c.key").exists());
+    let text = at(&restored, &["key", "log"]).code(0).stdout;
+    assert!(text.contains("Waiting for confirmation"), "{text}");
+    // Once the operator has compared the log with the records.
+    let v = at(&restored, &["--json", "key", "confirm"]).json();
+    assert_eq!(v["confirmed"], true);
+    certify(&restored, "Insp. C", &t.join("c.key")).code(0);
+    let v = at(&restored, &["--json", "key", "confirm"]).json();
+    assert_eq!(v["confirmed"], false, "nothing was waiting any more");
+    // The node that was never restored was never held back.
+    let v = at(&dir, &["--json", "key", "log"]).json();
+    assert!(v["unconfirmed"].is_null(), "{v}");
+}

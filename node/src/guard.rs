@@ -170,6 +170,11 @@ pub(crate) fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<Stri
     .optional()
 }
 
+pub(crate) fn clear_meta(conn: &Connection, key: &str) -> rusqlite::Result<bool> {
+    conn.execute("DELETE FROM node_meta WHERE key = ?1", params![key])
+        .map(|n| n > 0)
+}
+
 pub(crate) fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT OR REPLACE INTO node_meta (key, value) VALUES (?1, ?2)",

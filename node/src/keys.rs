@@ -28,6 +28,20 @@ pub(crate) const MIGRATION: &str = "
         PRIMARY KEY (agency, id)
     );";
 
+/// The `node_meta` key of the mark a store gets when it is opened suspect
+/// (SPEC.md §9.14: restored, copied, WAL lost) while it holds a key log:
+/// the log may be older than the one the agency signed since, and its next
+/// statement could take a position already used. No statement is written
+/// until the operator confirms the log.
+pub(crate) const UNCONFIRMED: &str = "key_log_unconfirmed";
+
+/// Whether the store holds any key statement.
+pub(crate) fn holds_any(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT EXISTS (SELECT 1 FROM key_statements)", [], |r| {
+        r.get(0)
+    })
+}
+
 /// Why a stored key log could not be read.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LoadError {

@@ -474,6 +474,12 @@ impl Local {
         Ok(log)
     }
 
+    /// The operator has compared the key log with the agency's records:
+    /// statements may be written again. False if nothing was waiting.
+    pub fn confirm_key_log(&mut self) -> Result<bool, LocalError> {
+        Ok(self.store.confirm_key_log()?)
+    }
+
     /// Signs `st` as the next statement of this agency's key log, with the
     /// agency key, which must be the root in force.
     pub fn add_key_statement(&mut self, st: Statement) -> Result<KeyStatement, LocalError> {
@@ -482,6 +488,11 @@ impl Local {
                 "this agency has no key log yet: start it with `custodia key start`".into(),
             )
         })?;
+        if let Some(why) = self.store.key_log_unconfirmed()? {
+            return Err(LocalError::Refused(format!(
+                "this node's store may be older than the agency's key log ({why}): a statement now could take a position the agency has used; compare `custodia key log` with your records, then run `custodia key confirm`"
+            )));
+        }
         if log.current_root() != keylog::key_of(&self.identity) {
             return Err(LocalError::Refused(format!(
                 "this node's key is not the agency's root in force ({}); statements are signed by the root",

@@ -447,6 +447,10 @@ impl Store {
                 .map_err(|e| self.sql(e))?;
             if let Some(why) = &why {
                 tracing::warn!(reason = %why, "the store may have gone back in time: shared cases are on hold until a peer confirms them");
+                if crate::keys::holds_any(&self.conn).map_err(|e| self.sql(e))? {
+                    crate::guard::set_meta(&self.conn, crate::keys::UNCONFIRMED, why)
+                        .map_err(|e| self.sql(e))?;
+                }
                 let now = now_ms();
                 for (case, v) in &self.cases {
                     if v.state().members.len() >= 2 {
@@ -497,6 +501,17 @@ impl Store {
                 why: invalid.to_string(),
             },
         })
+    }
+
+    /// Why the key log waits for the operator's confirmation: the store
+    /// was found suspect while it held one (restored, copied, WAL lost).
+    pub fn key_log_unconfirmed(&self) -> Result<Option<String>, StoreError> {
+        crate::guard::meta(&self.conn, crate::keys::UNCONFIRMED).map_err(|e| self.sql(e))
+    }
+
+    /// The operator confirms the key log; false if it was not waiting.
+    pub(crate) fn confirm_key_log(&mut self) -> Result<bool, StoreError> {
+        crate::guard::clear_meta(&self.conn, crate::keys::UNCONFIRMED).map_err(|e| self.sql(e))
     }
 
     /// Stores `log` as its agency's key log (one transaction).
