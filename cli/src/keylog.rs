@@ -290,8 +290,3 @@ pub(crate) fn confirm(dir: &Path, out: &Out) -> anyhow::Result<()> {
     );
     Ok(())
 }
-
-/// Parses a key given on the command line (64 hex characters).
-pub(crate) fn parse_key(s: &str) -> Result<KeyId, String> {
-    KeyId::from_hex(s).map_err(|e| format!("{e}"))
-}

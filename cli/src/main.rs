@@ -288,7 +288,6 @@ enum KeyCommand {
     /// Example: custodia --dir ./nbi key revoke 5f1c…(64 hex) --reason lost
     Revoke {
         /// The key (64 hex characters, as `key log` shows it).
-        #[arg(value_parser = keylog::parse_key)]
         key: custodia_protocol::KeyId,
         /// Why.
         #[arg(long, value_enum)]

@@ -43,21 +43,7 @@ fn an_agency_starts_its_key_log_certifies_an_officer_and_revokes_the_key() {
     assert_eq!(v["statements"].as_array().map(Vec::len), Some(0));
     // Certifying before the log exists is refused, and writes no key file.
     let santos = tmp.path().join("santos.key");
-    let r = at(
-        &dir,
-        &[
-            "key",
-            "certify-officer",
-            "--name",
-            "Insp. R. Santos",
-            "--number",
-            "PNP-0042",
-            "--out",
-            santos.to_str().expect("utf-8"),
-            "--no-passphrase",
-        ],
-    )
-    .code(1);
+    let r = certify(&dir, "Insp. R. Santos", &santos).code(1);
     assert!(r.stderr.contains("key start"), "{}", r.stderr);
     assert!(
         !santos.exists(),
@@ -109,21 +95,7 @@ fn an_agency_starts_its_key_log_certifies_an_officer_and_revokes_the_key() {
     .code(1);
     assert!(!again.exists());
     // An existing file is never overwritten (an operator's error: 2).
-    let r = at(
-        &dir,
-        &[
-            "key",
-            "certify-officer",
-            "--name",
-            "X",
-            "--number",
-            "1",
-            "--out",
-            next.to_str().expect("utf-8"),
-            "--no-passphrase",
-        ],
-    )
-    .code(2);
+    let r = certify(&dir, "X", &next).code(2);
     assert!(r.stderr.contains("refusing to overwrite"), "{}", r.stderr);
     assert_eq!(
         custodia_node::read_key_file(&next)

@@ -1737,44 +1737,21 @@ impl<'t> Verifier<'t> {
         notes
     }
 
-    /// A note in its item's timeline.
-    fn note_event(&self, n: NoteReport) -> EventReport {
+    /// An event of `entry` with only what every event has: the fields of
+    /// a custody event are filled in by the caller.
+    fn base_event(
+        &self,
+        entry: EntryId,
+        time: u64,
+        author: AgencyId,
+        action: &str,
+        tlp: Tlp,
+    ) -> EventReport {
         EventReport {
-            entry: n.entry,
-            index: self.index_of(&n.entry),
-            time: n.time,
-            author: n.author,
-            action: "note".to_owned(),
-            to: None,
-            receipt: None,
-            answers: None,
-            accepted: None,
-            actor: None,
-            place: None,
-            purpose: None,
-            tool: None,
-            reason: None,
-            authority: None,
-            digest_matched: None,
-            copy: None,
-            tlp: n.tlp,
-            retracted: self
-                .v
-                .state()
-                .retracted
-                .get(&n.entry)
-                .map(|(_, why)| why.clone()),
-            note: Some(n.text),
-        }
-    }
-
-    fn event(&self, e: &Kept, action: &str) -> EventReport {
-        let p = e.payload();
-        let mut r = EventReport {
-            entry: e.id(),
-            index: self.index_of(&e.id()),
-            time: p.time,
-            author: p.author,
+            entry,
+            index: self.index_of(&entry),
+            time,
+            author,
             action: action.to_owned(),
             to: None,
             receipt: None,
@@ -1788,15 +1765,27 @@ impl<'t> Verifier<'t> {
             authority: None,
             digest_matched: None,
             copy: None,
-            tlp: p.tlp,
+            tlp,
             retracted: self
                 .v
                 .state()
                 .retracted
-                .get(&e.id())
+                .get(&entry)
                 .map(|(_, why)| why.clone()),
             note: None,
-        };
+        }
+    }
+
+    /// A note in its item's timeline.
+    fn note_event(&self, n: NoteReport) -> EventReport {
+        let mut r = self.base_event(n.entry, n.time, n.author, "note", n.tlp);
+        r.note = Some(n.text);
+        r
+    }
+
+    fn event(&self, e: &Kept, action: &str) -> EventReport {
+        let p = e.payload();
+        let mut r = self.base_event(e.id(), p.time, p.author, action, p.tlp);
         if let Body::Custody(ev) = &p.body {
             r.to = ev.to;
             r.answers = ev.transfer;
