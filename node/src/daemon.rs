@@ -889,6 +889,48 @@ impl Replica for NodeReplica<'_> {
         Ok(())
     }
 
+    fn key_log(&self, agency: &AgencyId) -> Option<&custodia_protocol::keylog::KeyLog> {
+        self.store.cached_key_log(agency)
+    }
+
+    fn store_key_log(&mut self, log: &custodia_protocol::keylog::KeyLog) -> Result<(), StoreError> {
+        self.store.save_key_log(log)
+    }
+
+    fn key_log_forked(
+        &mut self,
+        held: &custodia_protocol::keylog::KeyStatement,
+        other: &custodia_protocol::keylog::KeyStatement,
+    ) -> Result<(), StoreError> {
+        warn!(
+            agency = %held.payload().agency.fingerprint(),
+            seq = held.seq(),
+            "key log forked: its root signed two statements at one position (proof kept)"
+        );
+        self.store.save_key_fork(held, other)
+    }
+
+    fn pins(&self, agency: &AgencyId) -> bool {
+        self.inner.pins.contains(&agency.0)
+    }
+
+    fn own_key_head_seen(
+        &mut self,
+        peer: &AgencyId,
+        len: u64,
+        head: &custodia_protocol::StatementId,
+    ) -> Result<(), StoreError> {
+        // A failure here loses a comparison, not data: logged, not fatal.
+        match self.store.own_key_head_seen(&self.inner.me, len, head) {
+            Ok(true) => {
+                info!(peer = %peer.fingerprint(), len, "this agency's key log confirmed by a peer holding it: statements may be written again");
+            }
+            Ok(false) => {}
+            Err(e) => warn!(error = %e, "store failed while checking this agency's key log"),
+        }
+        Ok(())
+    }
+
     fn peer_acknowledged(
         &mut self,
         case: &CaseId,
@@ -1183,6 +1225,32 @@ impl Link {
                 }
                 Event::PeerRemoved => {
                     self.conn.close(quinn::VarInt::from_u32(0), b"peer removed");
+                }
+                Event::KeysStored {
+                    agency,
+                    new,
+                    superseded,
+                } => {
+                    info!(%peer, agency = %agency.fingerprint(), new, superseded, "key statements stored");
+                    if superseded > 0 {
+                        warn!(agency = %agency.fingerprint(), superseded, "a recovery rotation superseded key statements: what the old root signed there is void");
+                    }
+                    stored = true;
+                }
+                Event::KeysRefused {
+                    agency,
+                    error,
+                    unchecked,
+                } => {
+                    // The error's text may quote the peer's strings:
+                    // escaped (Debug), so it cannot forge a log line.
+                    warn!(%peer, agency = %agency.fingerprint(), rule = error.rule(), reason = ?error.to_string(), unchecked, "key statement refused");
+                }
+                Event::KeysIgnored { agency, count } => {
+                    info!(%peer, agency = %agency.fingerprint(), count, "key log of an agency in no case held, not pinned: ignored");
+                }
+                Event::KeyLimit => {
+                    warn!(%peer, limit = custodia_protocol::session::MAX_REFUSED_KEY_MESSAGES, "too many refused key statements; this connection's further key statements are dropped");
                 }
                 _ => {}
             }

@@ -5,8 +5,8 @@
 //! disk is a refused log, never a different key believed. Statements a
 //! recovery rotation superseded are kept apart, for reports.
 //!
-//! Only this agency's own log is kept so far; the replication of key logs
-//! between peers is the next step (docs/design/identity-lifecycle.md).
+//! The store keeps the agency's own log and the logs its peers sent (sync
+//! version 3, SPEC.md §9.15), and the proofs of forked logs (K12).
 
 use custodia_protocol::keylog::{KeyLog, KeyLogError, KeyStatement};
 use custodia_protocol::AgencyId;
@@ -27,6 +27,88 @@ pub(crate) const MIGRATION: &str = "
         bytes  BLOB NOT NULL,
         PRIMARY KEY (agency, id)
     );";
+
+/// The schema of forked key logs (a store migration): two statements at one
+/// position, both signed by the root in force there (K12), kept as the
+/// proof that the agency's root equivocated.
+pub(crate) const FORKS_MIGRATION: &str = "
+    CREATE TABLE key_forks (
+        agency BLOB NOT NULL,
+        seq    INTEGER NOT NULL,
+        held   BLOB NOT NULL,
+        other  BLOB NOT NULL,
+        PRIMARY KEY (agency, seq)
+    );";
+
+/// The `node_meta` key of the key logs' change counter: every save bumps
+/// it, so a node sees the statements another process (the command-line
+/// tool) wrote.
+pub(crate) const REVISION: &str = "key_log_revision";
+
+/// The key logs' change counter.
+pub(crate) fn revision(conn: &Connection) -> rusqlite::Result<i64> {
+    Ok(crate::guard::meta(conn, REVISION)?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// The agencies whose key logs the store holds.
+pub(crate) fn agencies(conn: &Connection) -> rusqlite::Result<Vec<AgencyId>> {
+    let mut stmt = conn.prepare_cached("SELECT DISTINCT agency FROM key_statements")?;
+    let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut out = Vec::new();
+    for r in rows {
+        if let Ok(a) = <[u8; 32]>::try_from(r?) {
+            out.push(AgencyId(a));
+        }
+    }
+    Ok(out)
+}
+
+/// Keeps the proof that `held` and `other` are two statements at one
+/// position of a log, both by its root; the first proof per position.
+pub(crate) fn save_fork(
+    conn: &Connection,
+    held: &KeyStatement,
+    other: &KeyStatement,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO key_forks (agency, seq, held, other) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            held.payload().agency.0.to_vec(),
+            held.seq() as i64,
+            held.bytes(),
+            other.bytes()
+        ],
+    )?;
+    Ok(())
+}
+
+/// The proof that an agency's log forked (K12): two statements at one
+/// position, both signed by its root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFork {
+    /// The position.
+    pub seq: u64,
+    /// The statement the store held there.
+    pub held: Vec<u8>,
+    /// The other one.
+    pub other: Vec<u8>,
+}
+
+/// The proofs of forked logs held for `agency`.
+pub(crate) fn forks(conn: &Connection, agency: &AgencyId) -> rusqlite::Result<Vec<KeyFork>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, held, other FROM key_forks WHERE agency = ?1 ORDER BY seq")?;
+    let rows = stmt.query_map(params![agency.0.to_vec()], |r| {
+        Ok(KeyFork {
+            seq: r.get::<_, i64>(0)? as u64,
+            held: r.get(1)?,
+            other: r.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
 
 /// The `node_meta` key of the mark a store gets when it is opened suspect
 /// (SPEC.md §9.14: restored, copied, WAL lost) while it holds a key log:
@@ -87,7 +169,8 @@ pub(crate) fn load(conn: &Connection, agency: &AgencyId) -> Result<Option<KeyLog
 
 /// Writes `log` as the store's copy of its agency's log, in one
 /// transaction: its statements, and any it superseded.
-pub(crate) fn save(conn: &mut Connection, log: &KeyLog) -> Result<(), rusqlite::Error> {
+/// Returns the key logs' new change counter.
+pub(crate) fn save(conn: &mut Connection, log: &KeyLog) -> Result<i64, rusqlite::Error> {
     let agency = log.agency().0.to_vec();
     let tx = conn.transaction()?;
     tx.execute(
@@ -106,5 +189,8 @@ pub(crate) fn save(conn: &mut Connection, log: &KeyLog) -> Result<(), rusqlite::
             params![agency, s.id().0.to_vec(), s.bytes()],
         )?;
     }
-    tx.commit()
+    let next = revision(&tx)? + 1;
+    crate::guard::set_meta(&tx, REVISION, &next.to_string())?;
+    tx.commit()?;
+    Ok(next)
 }

@@ -39,6 +39,7 @@ pub use keyfile::{
     write_with as write_key_file_with, KeyFileError, NoPassphrase, Passphrase, PassphraseSource,
     Protection, MAX_KDF_WORK, MAX_KEY_FILE, MAX_SCRYPT_MEMORY, SCRYPT_LOG_N, SCRYPT_P, SCRYPT_R,
 };
+pub use keys::KeyFork;
 pub use local::{
     change_passphrase, evidence_files, load_config, open_config, open_config_with, protect_key,
     CustodyInfo, CustodyWritten, EvidenceCheck, EvidenceFile, EvidenceInfo, KnownAgency, Local,

@@ -41,7 +41,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 /// The schema version this code writes; older versions are migrated.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -85,6 +85,8 @@ const MIGRATIONS: &[&str] = &[
     crate::guard::MIGRATION,
     // 3 -> 4: the agency's key log (SPEC.md §3.4).
     crate::keys::MIGRATION,
+    // 4 -> 5: the proofs of forked key logs (sync version 3, SPEC.md §9.15).
+    crate::keys::FORKS_MIGRATION,
 ];
 
 /// A store failure. Validation refusals are not errors of the store: they
@@ -233,6 +235,10 @@ pub struct Store {
     seal: crate::guard::Seal,
     /// Why the store was found suspect when opened, if it was.
     suspicion: Option<String>,
+    /// The key logs held (this agency's and its peers'), as of
+    /// `key_revision` (SPEC.md §3.4, §9.15).
+    key_logs: BTreeMap<AgencyId, custodia_protocol::keylog::KeyLog>,
+    key_revision: i64,
 }
 
 impl std::fmt::Debug for Store {
@@ -427,6 +433,8 @@ impl Store {
             in_place: Vec::new(),
             seal: crate::guard::Seal::beside(path),
             suspicion: None,
+            key_logs: BTreeMap::new(),
+            key_revision: -1,
         };
         store.migrate()?;
         store.refresh()?;
@@ -519,7 +527,34 @@ impl Store {
         &mut self,
         log: &custodia_protocol::keylog::KeyLog,
     ) -> Result<(), StoreError> {
-        crate::keys::save(&mut self.conn, log).map_err(|e| self.sql(e))
+        let rev = crate::keys::save(&mut self.conn, log).map_err(|e| self.sql(e))?;
+        // Nobody else saved since the last load: the cache is current.
+        // Otherwise the next refresh reloads every log.
+        if rev == self.key_revision + 1 {
+            self.key_logs.insert(log.agency(), log.clone());
+            self.key_revision = rev;
+        }
+        Ok(())
+    }
+
+    /// A peer holds this agency's key log up to `len` statements, the last
+    /// being `head` (SPEC.md §9.15). If the log waits for confirmation
+    /// (the store was found suspect) and the peer's log is the store's or
+    /// a prefix of it, nothing of the log is missing that the peer could
+    /// show: the wait ends. Whether it ended now.
+    pub(crate) fn own_key_head_seen(
+        &mut self,
+        me: &AgencyId,
+        len: u64,
+        head: &custodia_protocol::StatementId,
+    ) -> Result<bool, StoreError> {
+        if self.key_log_unconfirmed()?.is_none() {
+            return Ok(false);
+        }
+        if !custodia_protocol::session::key_log_holds(self.key_logs.get(me), len, head) {
+            return Ok(false);
+        }
+        self.confirm_key_log()
     }
 
     /// Why the store was found suspect when this process opened it.
@@ -779,7 +814,59 @@ impl Store {
             bad.extend(self.load_rows(rows));
         }
         self.quarantine(bad)?;
-        Ok(changed)
+        Ok(self.refresh_key_logs()? || changed)
+    }
+
+    /// Reloads the key logs if another process (or this one) saved one
+    /// since the last look; whether they changed. A log that fails its
+    /// checks is left out and logged: it is never believed, and it does not
+    /// stop the node.
+    fn refresh_key_logs(&mut self) -> Result<bool, StoreError> {
+        let rev = crate::keys::revision(&self.conn).map_err(|e| self.sql(e))?;
+        if rev == self.key_revision {
+            return Ok(false);
+        }
+        let mut logs = BTreeMap::new();
+        for agency in crate::keys::agencies(&self.conn).map_err(|e| self.sql(e))? {
+            match self.key_log(&agency) {
+                Ok(Some(log)) => {
+                    logs.insert(agency, log);
+                }
+                Ok(None) => {}
+                Err(e @ StoreError::KeyLog { .. }) => {
+                    tracing::warn!(error = %e, "a stored key log fails its checks: left out");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.key_logs = logs;
+        self.key_revision = rev;
+        Ok(true)
+    }
+
+    /// The key log held of `agency`, as last loaded (the node's view; see
+    /// [`Store::key_log`] for a fresh read).
+    pub fn cached_key_log(&self, agency: &AgencyId) -> Option<&custodia_protocol::keylog::KeyLog> {
+        self.key_logs.get(agency)
+    }
+
+    /// The agencies whose key logs are held, as last loaded.
+    pub fn key_log_agencies(&self) -> impl Iterator<Item = &AgencyId> {
+        self.key_logs.keys()
+    }
+
+    /// Keeps the proof that a log forked (K12).
+    pub(crate) fn save_key_fork(
+        &mut self,
+        held: &custodia_protocol::keylog::KeyStatement,
+        other: &custodia_protocol::keylog::KeyStatement,
+    ) -> Result<(), StoreError> {
+        crate::keys::save_fork(&self.conn, held, other).map_err(|e| self.sql(e))
+    }
+
+    /// The proofs held that `agency`'s log forked.
+    pub fn key_forks(&self, agency: &AgencyId) -> Result<Vec<crate::keys::KeyFork>, StoreError> {
+        crate::keys::forks(&self.conn, agency).map_err(|e| self.sql(e))
     }
 
     fn read_rows(&self, sql: &str, after: i64, limit: i64) -> Result<Vec<RawRow>, StoreError> {
@@ -1061,9 +1148,11 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// The highest `rev` loaded: a cheap change counter.
+    /// A cheap change counter of what is loaded: the highest entry `rev`
+    /// plus the key logs' counter (both only grow, so any change of either
+    /// changes it).
     pub fn revision(&self) -> i64 {
-        self.loaded_rev
+        self.loaded_rev + self.key_revision.max(0)
     }
 
     /// Writes a new entry by this node's agency. `case` is None to open a
@@ -2120,7 +2209,7 @@ mod tests {
         let conn = Connection::open(&path).expect("open");
         conn.execute_batch(
             "DROP TABLE quarantine; DROP TABLE node_meta; DROP TABLE holds;
-             DROP TABLE key_statements; DROP TABLE key_superseded;
+             DROP TABLE key_statements; DROP TABLE key_superseded; DROP TABLE key_forks;
              DROP TABLE peer_views; DROP TABLE hold_log; PRAGMA user_version = 1;",
         )
         .expect("downgrade");

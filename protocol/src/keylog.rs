@@ -949,3 +949,96 @@ impl KeyLog {
         }
     }
 }
+
+/// What [`receive`] did with statements of one agency's log that a peer
+/// sent (SPEC.md §9.15).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Statements newly appended (a recovery rotation counts here).
+    pub new: usize,
+    /// Statements the log held already.
+    pub duplicates: usize,
+    /// Statements a recovery superseded: held before, or arriving after it.
+    pub superseded: usize,
+    /// The first statement refused, if any. The statements after it in the
+    /// message are not checked: each chains to the one before.
+    pub refused: Option<KeyLogError>,
+    /// Statements after the refused one, not checked.
+    pub unchecked: usize,
+    /// The position and id of the last statement taken (new, duplicate or
+    /// superseded): the sender holds the log up to it.
+    pub last: Option<(u64, StatementId)>,
+    /// Where the log went two ways at one position, both statements
+    /// signed by its root (K12): the statement held and the other's bytes,
+    /// the proof that the root equivocated.
+    pub fork: Option<(KeyStatement, KeyStatement)>,
+}
+
+impl Received {
+    /// Whether the log changed (statements appended, or superseded ones
+    /// kept for reports).
+    pub fn changed(&self) -> bool {
+        self.new > 0 || self.superseded > 0
+    }
+}
+
+/// Applies, in order, statements of `agency`'s log that a peer sent, to
+/// `log` (the log held of that agency, `None` if none): each is decoded
+/// and checked (K1–K5) and appended (K6–K12) as [`KeyLog::append`] does.
+/// The first refusal stops the rest. Pure: the caller stores the log if
+/// [`Received::changed`].
+pub fn receive(log: &mut Option<KeyLog>, agency: &AgencyId, items: &[Vec<u8>]) -> Received {
+    let mut out = Received::default();
+    for (i, bytes) in items.iter().enumerate() {
+        let mut taken = None;
+        let step = KeyStatement::decode(bytes).and_then(|s| {
+            taken = Some((s.payload.seq, s.id));
+            if s.payload.agency != *agency {
+                return Err(KeyLogError::WrongLog(format!(
+                    "a statement of agency {} sent as agency {}'s",
+                    s.payload.agency.fingerprint(),
+                    agency.fingerprint()
+                )));
+            }
+            match log {
+                None if s.payload.seq == 0 => {
+                    *log = Some(KeyLog::from_inception(s)?);
+                    Ok(Appended::New)
+                }
+                None => Err(KeyLogError::Gap {
+                    seq: s.payload.seq,
+                    len: 0,
+                }),
+                Some(l) => {
+                    let held = usize::try_from(s.payload.seq)
+                        .ok()
+                        .and_then(|at| l.statements.get(at))
+                        .cloned();
+                    l.append(s.clone()).inspect_err(|e| {
+                        if let (KeyLogError::Forked { .. }, Some(held)) = (e, held) {
+                            out.fork = Some((held, s.clone()));
+                        }
+                    })
+                }
+            }
+        });
+        if step.is_ok() {
+            out.last = taken;
+        }
+        match step {
+            Ok(Appended::New) => out.new += 1,
+            Ok(Appended::Duplicate) => out.duplicates += 1,
+            Ok(Appended::Recovered { superseded }) => {
+                out.new += 1;
+                out.superseded += superseded;
+            }
+            Ok(Appended::Superseded) => out.superseded += 1,
+            Err(e) => {
+                out.refused = Some(e);
+                out.unchecked = items.len() - i - 1;
+                break;
+            }
+        }
+    }
+    out
+}

@@ -56,8 +56,8 @@ pub use signature::{verify, verify_parts};
 pub use state::{CaseState, Conflict, Item, Member, Transfer, WithheldPosition, WitnessRecord};
 pub use sync::{
     Ack, Entries, EquivocationNotice, ErrorCode, ErrorMessage, Heads, Hello, Item as SyncItem,
-    Message, Summary, SyncError, MAX_BATCH, MAX_FRAME, MAX_HEADS, MAX_UNACKED_BATCHES,
-    SYNC_VERSIONS,
+    KeyHead, KeyHeads, KeyStatements, Message, Summary, SyncError, MAX_BATCH, MAX_FRAME, MAX_HEADS,
+    MAX_KEY_BATCH, MAX_KEY_HEADS, MAX_UNACKED_BATCHES, SYNC_VERSIONS,
 };
 pub use tlp::Tlp;
 pub use validate::{AfterRemoval, Applied, EntryMeta, Validator, SKEW_MS};

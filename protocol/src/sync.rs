@@ -11,13 +11,15 @@ use serde::{Deserialize, Serialize};
 use crate::body::Head;
 use crate::codec;
 use crate::equivocation::EquivocationProof;
-use crate::ids::{AgencyId, CaseId};
+use crate::ids::{AgencyId, CaseId, StatementId};
 use crate::state::WithheldPosition;
 
 /// Sync protocol versions this implementation speaks. Version 2 adds the
 /// `summary` message (SPEC.md §9.5.1): a reconnect that finds nothing new
 /// costs one message each way instead of one `heads` per shared case.
-pub const SYNC_VERSIONS: &[u64] = &[1, 2];
+/// Version 3 adds the replication of agencies' key logs (SPEC.md §9.15):
+/// the `key-heads` and `key-statements` messages.
+pub const SYNC_VERSIONS: &[u64] = &[1, 2, 3];
 /// The largest frame accepted, in bytes (excluding the 4-byte length).
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 /// At most this many items in one `entries` message.
@@ -26,6 +28,10 @@ pub const MAX_BATCH: usize = 256;
 pub const MAX_HEADS: usize = 4096;
 /// A sender keeps at most this many unacknowledged batches per connection.
 pub const MAX_UNACKED_BATCHES: usize = 4;
+/// At most this many key logs in one `key-heads` message (version 3).
+pub const MAX_KEY_HEADS: usize = 4096;
+/// At most this many statements in one `key-statements` message (version 3).
+pub const MAX_KEY_BATCH: usize = 256;
 
 /// One sync message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +51,11 @@ pub enum Message {
     /// Version 2: a digest of every case the sender would announce to the
     /// receiver, with its heads.
     Summary(Summary),
+    /// Version 3: the key logs the sender holds and would share with the
+    /// receiver, each as its length and last statement.
+    KeyHeads(KeyHeads),
+    /// Version 3: consecutive statements of one agency's key log.
+    KeyStatements(KeyStatements),
     /// A fatal error; the sender closes the connection after it.
     Error(ErrorMessage),
 }
@@ -79,6 +90,48 @@ pub struct Summary {
     /// ascending by case.
     #[serde(with = "serde_bytes")]
     pub digest: Vec<u8>,
+}
+
+/// What the sender holds of one agency's key log: `[agency, length,
+/// id of the last statement]` (SPEC.md §9.15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct KeyHead(pub AgencyId, pub u64, pub StatementId);
+
+/// Version 3: the key logs the sender would share with the receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyHeads {
+    /// One per agency, ascending by agency, at most [`MAX_KEY_HEADS`].
+    pub logs: Vec<KeyHead>,
+}
+
+/// Version 3: consecutive statements of one agency's key log, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyStatements {
+    /// Whose log.
+    pub agency: AgencyId,
+    /// 1 to [`MAX_KEY_BATCH`] statements: their exact COSE_Sign1 bytes.
+    #[serde(with = "byte_strings")]
+    pub items: Vec<Vec<u8>>,
+}
+
+/// A list of byte strings as a CBOR array of byte strings (not of arrays
+/// of integers, serde's default for `Vec<u8>`).
+mod byte_strings {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(|b| serde_bytes::Bytes::new(b))
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        let v = Vec::<serde_bytes::ByteBuf>::deserialize(d)?;
+        Ok(v.into_iter().map(serde_bytes::ByteBuf::into_vec).collect())
+    }
 }
 
 /// An entry or a withheld position.
@@ -230,6 +283,18 @@ impl Message {
             Message::Hello(h) if h.versions.len() > 16 => {
                 Err(SyncError::Oversize("more than 16 versions".into()))
             }
+            Message::KeyHeads(k) if k.logs.len() > MAX_KEY_HEADS => Err(SyncError::Oversize(
+                format!("{} key logs (limit {MAX_KEY_HEADS})", k.logs.len()),
+            )),
+            Message::KeyHeads(k) if !k.logs.windows(2).all(|w| w[0].0 < w[1].0) => Err(
+                SyncError::Malformed("key-heads not strictly ascending by agency".into()),
+            ),
+            Message::KeyStatements(k) if k.items.len() > MAX_KEY_BATCH => Err(SyncError::Oversize(
+                format!("{} key statements (limit {MAX_KEY_BATCH})", k.items.len()),
+            )),
+            Message::KeyStatements(k) if k.items.is_empty() => Err(SyncError::Malformed(
+                "key-statements with no statement".into(),
+            )),
             Message::Summary(s) if s.digest.len() != 32 => Err(SyncError::Malformed(format!(
                 "a summary digest of {} bytes (SHA-256: 32)",
                 s.digest.len()

@@ -103,9 +103,9 @@ fn two_sessions_converge_frame_for_frame() {
             .collect()
     };
     assert_eq!(bytes(&b), bytes(&a));
-    // The transcript: hello and summary both ways first (version 2; the
-    // digests differ), then alpha's heads, bravo's empty heads, one batch
-    // of four entries, its ack.
+    // The transcript: hello, key heads (none held) and summary both ways
+    // first (version 3; the digests differ), then alpha's heads, bravo's
+    // empty heads, one batch of four entries, its ack.
     let hello = |who: &Node| {
         Message::Hello(Hello {
             versions: SYNC_VERSIONS.to_vec(),
@@ -124,12 +124,21 @@ fn two_sessions_converge_frame_for_frame() {
                 Message::Ack(_) => "ack",
                 Message::Equivocation(_) => "equivocation",
                 Message::Summary(_) => "summary",
+                Message::KeyHeads(_) => "key-heads",
                 _ => "other",
             })
             .collect()
     };
-    assert_eq!(kinds(&ab), ["hello", "summary", "heads", "entries"]);
-    assert_eq!(kinds(&ba), ["hello", "summary", "heads", "ack"]);
+    assert_eq!(
+        kinds(&ab),
+        ["hello", "key-heads", "summary", "heads", "entries"]
+    );
+    // Bravo now holds a case whose members' key logs it lacks: it sends
+    // its key heads again, so alpha sends any it holds (none here).
+    assert_eq!(
+        kinds(&ba),
+        ["hello", "key-heads", "summary", "heads", "ack", "key-heads"]
+    );
     // The same inputs give the same frames.
     let (_, _, _, ab2, ba2) = run();
     // Bravo's side of this exchange is the `session` fuzz target's seed.
@@ -405,12 +414,16 @@ fn wire_bytes(frames: &[Vec<u8>]) -> usize {
 fn a_reconnect_that_finds_nothing_new_costs_one_summary_each_way() {
     const CASES: usize = 1000;
     let (mut a, mut b, _) = synced_pair(CASES);
-    // Version 2: hello and summary each way, nothing else.
+    // Version 3: hello, key heads and summary each way, nothing else.
     let (mut sa, mut sb) = sessions(&a, &b);
     let (ab, ba, e) = exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
     assert_eq!(e, None);
-    assert_eq!((sa.version(), sb.version()), (2, 2));
-    assert_eq!((ab.len(), ba.len()), (2, 2), "hello and summary only");
+    assert_eq!((sa.version(), sb.version()), (3, 3));
+    assert_eq!(
+        (ab.len(), ba.len()),
+        (3, 3),
+        "hello, key heads and summary only"
+    );
     let v2 = wire_bytes(&ab) + wire_bytes(&ba);
     assert!(v2 < 512, "{v2} bytes for a no-op resync of {CASES} cases");
     // Version 1 sends one heads message per shared case each way.
@@ -533,4 +546,438 @@ fn a_note_bravo_wrote_reaches_alpha_and_is_the_second_fuzz_seed() {
         seed,
         "the session seed is stale: run with CUSTODIA_WRITE_FUZZ_SEEDS=1"
     );
+}
+
+// Key logs in sync version 3 (SPEC.md §9.15).
+
+mod keys {
+    use super::*;
+    use custodia_protocol::keylog::{
+        key_of, Certify, KeyLog, KeyRole, KeyStatement, Officer, Profile, PublicKey, Root,
+        Statement, StatementPayload,
+    };
+    use custodia_protocol::session::MAX_REFUSED_KEY_MESSAGES;
+
+    /// The next root of a test agency (kept offline by the agency).
+    fn next_of(label: &str) -> Identity {
+        test_key(&format!("{label} next root"))
+    }
+
+    /// Starts `label`'s key log in its replica: inception and profile.
+    fn start(n: &mut Node, label: &str) -> KeyLog {
+        let root = test_key(label);
+        let next = next_of(label);
+        let inception = KeyStatement::sign(
+            &root,
+            &StatementPayload::inception(&root, &next, NOW - 5_000),
+        );
+        n.r.add_own_statement(inception).expect("inception");
+        let profile = Statement::Profile(Profile {
+            name: format!("{label} cybercrime unit"),
+            country: "PH".into(),
+        });
+        sign_next(n, &root, profile).expect("profile");
+        n.r.key_log_of(&n.me).expect("held").clone()
+    }
+
+    fn officer(n: u8) -> Statement {
+        Statement::Certify(Certify {
+            key: PublicKey::ed25519(key_of(&Identity::from_seed([n; 32]))),
+            role: KeyRole::Officer,
+            officer: Some(Officer {
+                name: format!("Officer {n}"),
+                number: format!("PNP-{n:04}"),
+            }),
+            not_before: NOW - 1_000,
+            not_after: None,
+        })
+    }
+
+    /// Signs the statement after the replica's own log and appends it.
+    fn sign_next(n: &mut Node, signer: &Identity, st: Statement) -> Result<KeyStatement, String> {
+        let log = n.r.key_log_of(&n.me).expect("a log").clone();
+        let s = KeyStatement::sign(
+            signer,
+            &StatementPayload::after(&log, NOW - 4_000 + log.len(), st),
+        );
+        n.r.add_own_statement(s.clone())?;
+        Ok(s)
+    }
+
+    fn ids(log: Option<&KeyLog>) -> Vec<StatementId> {
+        log.map(|l| l.statements().iter().map(|s| s.id()).collect())
+            .unwrap_or_default()
+    }
+
+    fn key_frames(frames: &[Vec<u8>]) -> Vec<KeyStatements> {
+        frames
+            .iter()
+            .filter_map(|f| match Message::decode(&f[4..]) {
+                Ok(Message::KeyStatements(k)) => Some(k),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(s: &mut Session) -> Vec<Event> {
+        std::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    #[test]
+    fn pinned_peers_exchange_their_key_logs_and_then_only_what_is_new() {
+        let (mut a, mut b, _) = synced_pair(1);
+        let la = start(&mut a, "alpha");
+        let lb = start(&mut b, "bravo");
+        let (mut sa, mut sb) = sessions(&a, &b);
+        let (ab, ba, e) = exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+        assert_eq!(e, None);
+        assert_eq!(ids(b.r.key_log_of(&a.me)), ids(Some(&la)));
+        assert_eq!(ids(a.r.key_log_of(&b.me)), ids(Some(&lb)));
+        assert_eq!(key_frames(&ab).len(), 1, "alpha's log in one message");
+        assert_eq!(key_frames(&ba).len(), 1, "bravo's log in one message");
+        // A certification made now goes alone, once.
+        let s = sign_next(&mut a, &test_key("alpha"), officer(7)).expect("certify");
+        sa.changed(&mut a.r).expect("changed");
+        let (ab, ba, e) = exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+        assert_eq!(e, None);
+        assert_eq!(
+            key_frames(&ab),
+            [KeyStatements {
+                agency: a.me,
+                items: vec![s.bytes().to_vec()],
+            }]
+        );
+        assert!(key_frames(&ba).is_empty(), "nothing echoed back");
+        assert_eq!(b.r.key_log_of(&a.me).map(KeyLog::len), Some(3));
+        // A reconnection that finds both logs equal sends no statement.
+        let (mut sa, mut sb) = sessions(&a, &b);
+        let (ab, ba, _) = exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+        assert!(key_frames(&ab).is_empty() && key_frames(&ba).is_empty());
+    }
+
+    #[test]
+    fn a_log_is_relayed_to_the_members_of_shared_cases_and_to_no_one_else() {
+        // Alpha's case has bravo and charlie as members (session_replica);
+        // charlie hears of alpha's log from bravo, delta (pinned by bravo,
+        // in no case with alpha) does not.
+        let (mut a, case) = alpha();
+        let la = start(&mut a, "alpha");
+        let mut b = node("bravo");
+        b.r.pin(a.me);
+        let (mut sa, mut sb) = sessions(&a, &b);
+        exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+        assert!(b.r.ids(&case).len() >= 4, "bravo holds the case");
+        assert_eq!(ids(b.r.key_log_of(&a.me)), ids(Some(&la)));
+        let mut c = node("charlie");
+        c.r.pin(b.me);
+        b.r.pin(c.me);
+        let (mut sb2, mut sc) = sessions(&b, &c);
+        exchange((&mut sb2, &mut b.r), (&mut sc, &mut c.r));
+        assert_eq!(ids(c.r.key_log_of(&a.me)), ids(Some(&la)), "relayed");
+        let mut d = node("delta");
+        d.r.pin(b.me);
+        b.r.pin(d.me);
+        let (mut sb3, mut sd) = sessions(&b, &d);
+        let (bd, ..) = exchange((&mut sb3, &mut b.r), (&mut sd, &mut d.r));
+        assert!(d.r.key_log_of(&a.me).is_none());
+        assert!(
+            key_frames(&bd).is_empty(),
+            "alpha's log never sent to delta"
+        );
+    }
+
+    #[test]
+    fn a_peer_cannot_plant_logs_of_strangers_or_forged_statements() {
+        let (mut a, mut b, _) = synced_pair(1);
+        start(&mut b, "bravo");
+        let (mut sa, _) = sessions(&a, &b);
+        let hello = Message::Hello(Hello {
+            versions: SYNC_VERSIONS.to_vec(),
+            agency: b.me,
+        });
+        sa.handle(hello, &mut a.r, NOW).expect("hello");
+        // A log of an agency alpha has never heard of: ignored.
+        let mut m = node("mallory's puppet");
+        let lm = start(&mut m, "mallory's puppet");
+        let planted = KeyStatements {
+            agency: m.me,
+            items: lm.statements().iter().map(|s| s.bytes().to_vec()).collect(),
+        };
+        sa.handle(Message::KeyStatements(planted.clone()), &mut a.r, NOW)
+            .expect("not a protocol error");
+        assert!(a.r.key_log_of(&m.me).is_none());
+        assert!(events(&mut sa)
+            .iter()
+            .any(|e| matches!(e, Event::KeysIgnored { count: 2, .. })));
+        // Bravo's own log with its profile altered after signing: refused,
+        // and nothing of the message is kept (the inception before it is).
+        let lb = b.r.key_log_of(&b.me).expect("bravo's").clone();
+        let mut forged = lb.statements()[1].bytes().to_vec();
+        let at = forged.len() - 70;
+        forged[at] ^= 1;
+        let items = vec![lb.statements()[0].bytes().to_vec(), forged];
+        sa.handle(
+            Message::KeyStatements(KeyStatements {
+                agency: b.me,
+                items,
+            }),
+            &mut a.r,
+            NOW,
+        )
+        .expect("not a protocol error");
+        assert_eq!(a.r.key_log_of(&b.me).map(KeyLog::len), Some(1));
+        assert!(events(&mut sa)
+            .iter()
+            .any(|e| matches!(e, Event::KeysRefused { unchecked: 0, .. })));
+        // A peer that keeps sending refused statements is cut off: the
+        // rest are dropped unread, bravo's good log included.
+        for _ in 0..MAX_REFUSED_KEY_MESSAGES {
+            sa.handle(Message::KeyStatements(planted.clone()), &mut a.r, NOW)
+                .expect("not a protocol error");
+        }
+        assert!(events(&mut sa).contains(&Event::KeyLimit));
+        let good = KeyStatements {
+            agency: b.me,
+            items: vec![lb.statements()[1].bytes().to_vec()],
+        };
+        sa.handle(Message::KeyStatements(good), &mut a.r, NOW)
+            .expect("dropped");
+        assert_eq!(a.r.key_log_of(&b.me).map(KeyLog::len), Some(1));
+    }
+
+    #[test]
+    fn key_messages_before_version_3_are_violations_and_limits_hold() {
+        let (mut a, _) = alpha();
+        let b = node("bravo");
+        for versions in [vec![1], vec![1, 2]] {
+            let mut s = Session::new(a.me, b.me);
+            s.handle(
+                Message::Hello(Hello {
+                    versions,
+                    agency: b.me,
+                }),
+                &mut a.r,
+                NOW,
+            )
+            .expect("hello");
+            let err = s
+                .handle(Message::KeyHeads(KeyHeads { logs: vec![] }), &mut a.r, NOW)
+                .expect_err("no key heads before version 3");
+            assert_eq!(err.code(), ErrorCode::ProtocolViolation);
+        }
+        let decode = |m: Message| Message::decode(&m.to_frame()[4..]);
+        let empty = KeyStatements {
+            agency: b.me,
+            items: vec![],
+        };
+        assert!(matches!(
+            decode(Message::KeyStatements(empty)),
+            Err(SyncError::Malformed(_))
+        ));
+        let many = KeyStatements {
+            agency: b.me,
+            items: vec![vec![0xD2]; MAX_KEY_BATCH + 1],
+        };
+        assert!(matches!(
+            decode(Message::KeyStatements(many)),
+            Err(SyncError::Oversize(_))
+        ));
+        let head = KeyHead(b.me, 1, StatementId([0; 32]));
+        let unsorted = KeyHeads {
+            logs: vec![head, head],
+        };
+        assert!(matches!(
+            decode(Message::KeyHeads(unsorted)),
+            Err(SyncError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_recovery_reaches_a_peer_that_holds_what_the_thief_signed() {
+        let (mut a, mut b, _) = synced_pair(1);
+        start(&mut a, "alpha");
+        let (mut sa, mut sb) = sessions(&a, &b);
+        exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+        // A thief with alpha's root certifies a key of its own; bravo
+        // takes it from the thief (who spoke as alpha's node).
+        let honest = a.r.clone();
+        let stolen = sign_next(&mut a, &test_key("alpha"), officer(66)).expect("thief");
+        let (mut sa, mut sb) = sessions(&a, &b);
+        exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+        assert_eq!(b.r.key_log_of(&a.me).map(KeyLog::len), Some(3));
+        // Alpha recovers on its honest copy with the pre-committed root, at
+        // the thief's position.
+        a.r = honest;
+        let rotate = Statement::RotateRoot(Root {
+            root: PublicKey::ed25519(key_of(&next_of("alpha"))),
+            next: KeyDigest::of(&key_of(&test_key("alpha after"))),
+        });
+        let recovery = sign_next(&mut a, &next_of("alpha"), rotate).expect("recovery");
+        let (mut sa, mut sb) = sessions(&a, &b);
+        let (_, ba, e) = exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+        assert_eq!(e, None);
+        let held = b.r.key_log_of(&a.me).expect("alpha's log at bravo");
+        assert_eq!(held.head(), recovery.id(), "the recovery took the position");
+        assert_eq!(
+            held.superseded().iter().map(|s| s.id()).collect::<Vec<_>>(),
+            [stolen.id()]
+        );
+        assert!(events(&mut sb)
+            .iter()
+            .any(|e| matches!(e, Event::KeysStored { superseded: 1, .. })));
+        // Bravo's answer (the thief's branch, whole) is kept apart at alpha.
+        assert!(!key_frames(&ba).is_empty());
+        let at_alpha = a.r.key_log_of(&a.me).expect("own");
+        assert_eq!(at_alpha.head(), recovery.id());
+        assert_eq!(at_alpha.superseded().len(), 1);
+    }
+
+    #[test]
+    fn two_statements_by_one_root_at_one_position_are_kept_as_a_fork() {
+        let (mut a, mut b, _) = synced_pair(1);
+        start(&mut a, "alpha");
+        let (mut sa, mut sb) = sessions(&a, &b);
+        exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+        let mut other = a.r.clone();
+        let first = sign_next(&mut a, &test_key("alpha"), officer(1)).expect("one");
+        std::mem::swap(&mut a.r, &mut other);
+        let second = sign_next(&mut a, &test_key("alpha"), officer(2)).expect("two");
+        std::mem::swap(&mut a.r, &mut other);
+        let (mut sa, mut sb) = sessions(&a, &b);
+        exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+        let mut a2 = Node { me: a.me, r: other };
+        let (mut sa, mut sb) = sessions(&a2, &b);
+        exchange((&mut sa, &mut a2.r), (&mut sb, &mut b.r));
+        let forks = b.r.key_forks();
+        assert_eq!(forks.len(), 1);
+        assert_eq!(
+            (forks[0].0.id(), forks[0].1.id()),
+            (first.id(), second.id())
+        );
+        assert_eq!(b.r.key_log_of(&a.me).map(KeyLog::head), Some(first.id()));
+    }
+
+    #[test]
+    fn a_restored_node_writes_no_statement_until_a_peer_shows_its_log() {
+        let (mut a, mut b, _) = synced_pair(1);
+        start(&mut a, "alpha");
+        let backup = a.r.clone();
+        let (mut sa, mut sb) = sessions(&a, &b);
+        sign_next(&mut a, &test_key("alpha"), officer(3)).expect("after the backup");
+        exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+        // The backup comes back: its log lacks the certification, and its
+        // next statement would take a position bravo holds.
+        a.r.restore(backup);
+        assert!(a.r.key_log_unconfirmed());
+        let refused = sign_next(&mut a, &test_key("alpha"), officer(4));
+        assert!(refused.is_err(), "no statement while unconfirmed");
+        let (mut sa, mut sb) = sessions(&a, &b);
+        let (_, ba, e) = exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+        assert_eq!(e, None);
+        assert_eq!(
+            key_frames(&ba).len(),
+            1,
+            "bravo sends alpha its own statement"
+        );
+        assert_eq!(a.r.key_log_of(&a.me).map(KeyLog::len), Some(3));
+        assert!(
+            !a.r.key_log_unconfirmed(),
+            "confirmed once it holds bravo's view"
+        );
+        sign_next(&mut a, &test_key("alpha"), officer(4)).expect("then it writes on");
+    }
+}
+
+#[test]
+fn a_removed_member_that_found_an_equivocation_is_believed() {
+    // Bravo's forked history reached only charlie, since removed from the
+    // case: charlie's proof is the only way alpha learns of it. A proof
+    // proves itself (both entries signed by bravo, in this case); who
+    // carries it matters only to bound the work (SPEC.md §9.11).
+    let (mut a, case) = alpha();
+    let bravo = test_key("bravo");
+    let fork = |a: &Node, text: &str| {
+        let body = Body::Note(Note {
+            text: text.into(),
+            item: None,
+        });
+        let p =
+            a.r.next_payload(bravo.agency(), &case, body, Tlp::Amber, NOW - 500)
+                .expect("payload");
+        Entry::sign(&bravo, &p)
+    };
+    let (x, y) = (fork(&a, "one version"), fork(&a, "another"));
+    let proof = EquivocationProof::new(&x, &y);
+    let charlie = test_key("charlie").agency();
+    let removed = Body::MemberRemoved(MemberRemoved {
+        agency: charlie,
+        reason: Some("left the investigation".into()),
+    });
+    a.r.write(
+        &test_key("alpha"),
+        Some(&case),
+        removed,
+        Tlp::Amber,
+        NOW - 400,
+    )
+    .expect("charlie removed");
+    a.r.pin(charlie);
+    let mut s = Session::new(a.me, charlie);
+    s.handle(
+        Message::Hello(Hello {
+            versions: SYNC_VERSIONS.to_vec(),
+            agency: charlie,
+        }),
+        &mut a.r,
+        NOW,
+    )
+    .expect("hello");
+    s.handle(
+        Message::Equivocation(EquivocationNotice { case, proof }),
+        &mut a.r,
+        NOW,
+    )
+    .expect("not a protocol error");
+    let events: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Proof {
+                from_peer: true,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert_eq!(a.r.proofs_of(&case).len(), 1);
+    // A pinned agency that never was a member is still refused unread.
+    let mallory = test_key("mallory").agency();
+    a.r.pin(mallory);
+    let mut m = Session::new(a.me, mallory);
+    m.handle(
+        Message::Hello(Hello {
+            versions: SYNC_VERSIONS.to_vec(),
+            agency: mallory,
+        }),
+        &mut a.r,
+        NOW,
+    )
+    .expect("hello");
+    let (x2, y2) = (fork(&a, "third"), fork(&a, "fourth"));
+    m.handle(
+        Message::Equivocation(EquivocationNotice {
+            case,
+            proof: EquivocationProof::new(&x2, &y2),
+        }),
+        &mut a.r,
+        NOW,
+    )
+    .expect("not a protocol error");
+    assert!(std::iter::from_fn(|| m.poll_event()).any(|e| matches!(
+        e,
+        Event::ProofRefused {
+            refusal: ProofRefusal::SenderNotMember,
+            ..
+        }
+    )));
 }

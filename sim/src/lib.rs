@@ -325,6 +325,9 @@ struct World {
     unpinned: Vec<(usize, usize)>,
     /// Agencies removed from a case: (case, node).
     removed: BTreeSet<(usize, usize)>,
+    /// The entries a copied node and its original wrote at one position:
+    /// (writer node, entry).
+    forks: Vec<(usize, EntryId)>,
 }
 
 #[derive(Debug, Clone)]
@@ -386,6 +389,7 @@ impl World {
             report: Report::default(),
             written: BTreeMap::new(),
             arrived: BTreeMap::new(),
+            forks: Vec::new(),
             ever: Vec::new(),
             unpinned: Vec::new(),
             removed: BTreeSet::new(),
@@ -718,6 +722,7 @@ impl World {
                 // copy, behind, at a position the original filled).
                 let c = self.cases[0].id;
                 let orig = self.nodes[twin].clone_of.unwrap_or(twin);
+                let mut written = None;
                 for n in [twin, orig] {
                     let node = &mut self.nodes[n];
                     let body = Body::Note(Note {
@@ -725,14 +730,27 @@ impl World {
                         item: None,
                     });
                     if node.up && node.replica.case(&c).is_some() {
-                        let _ = node.replica.write(
-                            &node.identity,
-                            Some(&c),
-                            body,
-                            Tlp::Amber,
-                            self.now,
-                        );
+                        if let Ok(e) =
+                            node.replica
+                                .write(&node.identity, Some(&c), body, Tlp::Amber, self.now)
+                        {
+                            if n == twin {
+                                written = Some(e);
+                            }
+                        }
                         self.changed(n, 0);
+                    }
+                }
+                // The two versions at the copy's position: its entry, and
+                // what the original holds there (its own write now, or an
+                // earlier one when the copy was behind).
+                if let Some(e) = written {
+                    let theirs = self.nodes[orig]
+                        .replica
+                        .case(&c)
+                        .and_then(|v| v.at(&e.author(), e.seq()));
+                    if let Some(other) = theirs.filter(|o| *o != e.id()) {
+                        self.forks = vec![(twin, e.id()), (orig, other)];
                     }
                 }
             }
@@ -1131,12 +1149,34 @@ impl World {
         }
     }
 
+    /// Whether a node other than the copied node and its original holds
+    /// an equivocation proof in a case.
+    fn proof_outside_writers(&self, case: &CaseId) -> bool {
+        let writers: BTreeSet<usize> = self.forks.iter().map(|(w, _)| *w).collect();
+        self.nodes
+            .iter()
+            .enumerate()
+            .any(|(i, n)| !writers.contains(&i) && !n.replica.proofs_of(case).is_empty())
+    }
+
     /// The end-of-run invariants.
     fn check(&mut self) {
         let mut v = std::mem::take(&mut self.report.violations);
         for (ci, case) in self.cases.iter().enumerate() {
-            // The copied node writes its second history in case 0 only.
-            let forked = ci == 0 && self.nodes.iter().any(|n| n.clone_of.is_some());
+            // The copied node writes its second history in case 0 only. The
+            // federation holds an equivocation once both versions left
+            // their writers (stored elsewhere, or a node other than the
+            // two writers holds a proof): one that never did (its writer
+            // restored an older backup first) is no fork anyone can see.
+            let left = |(w, id): &(usize, EntryId)| {
+                self.arrived
+                    .keys()
+                    .any(|(e, at)| e == id && at != w && self.nodes[*at].clone_of != Some(*w))
+            };
+            let forked = ci == 0
+                && self.nodes.iter().any(|n| n.clone_of.is_some())
+                && !self.forks.is_empty()
+                && (self.forks.iter().all(left) || self.proof_outside_writers(&case.id));
             let members: Vec<usize> = case
                 .members
                 .iter()

@@ -4,7 +4,7 @@
 use custodia_sim::{run, Config, Faults, Topology};
 
 /// A few seconds of the test suite: enough seeds to cross every fault.
-const SEEDS: std::ops::Range<u64> = 1..25;
+const SEEDS: std::ops::Range<u64> = 1..60;
 
 #[test]
 fn a_small_federation_keeps_its_invariants_under_every_fault() {

@@ -23,19 +23,21 @@ mod replica;
 use std::collections::{BTreeMap, VecDeque};
 
 pub use replica::{
-    apply_batch, check, heads_of, zip_checked, BatchOutcome, BatchStore, Checked, MemoryReplica,
-    Never, Replica, RowHead,
+    apply_batch, check, heads_of, key_log_holds, zip_checked, BatchOutcome, BatchStore, Checked,
+    MemoryReplica, Never, Replica, RowHead,
 };
 
 use crate::body::Head;
 use crate::entry::Entry;
 use crate::equivocation::{EquivocationProof, ProofRefusal};
 use crate::error::Rejection;
-use crate::ids::{AgencyId, CaseId, EntryId};
+use crate::ids::{AgencyId, CaseId, EntryId, StatementId};
+use crate::keylog::KeyLogError;
 use crate::state::WithheldPosition;
 use crate::sync::{
-    Ack, Entries, EquivocationNotice, ErrorCode, Heads, Hello, Item as SyncItem, Message, Summary,
-    SyncError, MAX_BATCH, MAX_UNACKED_BATCHES, SYNC_VERSIONS,
+    Ack, Entries, EquivocationNotice, ErrorCode, Heads, Hello, Item as SyncItem, KeyHead, KeyHeads,
+    KeyStatements, Message, Summary, SyncError, MAX_BATCH, MAX_KEY_BATCH, MAX_UNACKED_BATCHES,
+    SYNC_VERSIONS,
 };
 use crate::validate::Validator;
 
@@ -50,6 +52,12 @@ pub const MAX_RESYNCS: u32 = 5;
 /// Equivocation proofs refused on one connection before the rest of its
 /// proofs are dropped unchecked (SPEC.md §9.11).
 pub const MAX_REFUSED_PROOFS: usize = 64;
+/// `key-statements` messages refused, or ignored, on one connection before
+/// the rest are dropped unchecked (SPEC.md §9.15).
+pub const MAX_REFUSED_KEY_MESSAGES: usize = 64;
+/// A `key-statements` message is closed once it holds this many bytes
+/// (statements are at most 4,096 bytes each).
+pub const KEY_BATCH_BYTES: usize = 256 * 1024;
 
 /// Why a session ends with an error (SPEC.md §9.12). Each has its wire
 /// code ([`SessionError::code`]); the text is for the peer and the log.
@@ -74,6 +82,9 @@ pub enum SessionError {
     /// A `summary` in sync version 1, or a second one.
     #[error("a summary that was not expected (version 2 sends one, once)")]
     UnexpectedSummary,
+    /// A `key-heads` or `key-statements` message in sync version 1 or 2.
+    #[error("a key log message in sync version {0} (version 3 has them)")]
+    UnexpectedKeys(u64),
     /// More unacknowledged `entries` messages than the window allows.
     #[error("{0} entries messages unacknowledged (limit {MAX_UNACKED_BATCHES})")]
     FlowControl(u64),
@@ -91,7 +102,8 @@ impl SessionError {
             SessionError::BeforeHello
             | SessionError::SecondHello
             | SessionError::WrongAgency
-            | SessionError::UnexpectedSummary => ErrorCode::ProtocolViolation,
+            | SessionError::UnexpectedSummary
+            | SessionError::UnexpectedKeys(_) => ErrorCode::ProtocolViolation,
             SessionError::NoCommonVersion => ErrorCode::UnsupportedVersion,
             SessionError::FlowControl(_) => ErrorCode::FlowControl,
             SessionError::Storage(_) => ErrorCode::Internal,
@@ -169,6 +181,39 @@ pub enum Event {
         /// Its text (untrusted: escape before showing).
         message: String,
     },
+    /// Statements of an agency's key log the peer sent were stored
+    /// (SPEC.md §9.15). The node tells its other sessions, which send them
+    /// on to their peers.
+    KeysStored {
+        /// Whose log.
+        agency: AgencyId,
+        /// Statements appended.
+        new: usize,
+        /// Statements a recovery rotation superseded.
+        superseded: usize,
+    },
+    /// A statement the peer sent was refused; the rest of its message was
+    /// not checked.
+    KeysRefused {
+        /// Whose log.
+        agency: AgencyId,
+        /// Why (untrusted text inside: escape before showing).
+        error: KeyLogError,
+        /// Statements after it, not checked.
+        unchecked: usize,
+    },
+    /// A key log the node does not take from this peer: of an agency that
+    /// is neither this one, the peer, a pinned peer nor a member of a case
+    /// held.
+    KeysIgnored {
+        /// Whose log.
+        agency: AgencyId,
+        /// How many statements.
+        count: usize,
+    },
+    /// The peer reached [`MAX_REFUSED_KEY_MESSAGES`]: its further key
+    /// statements are dropped unread.
+    KeyLimit,
     /// The peer is no longer pinned: the node closes the connection
     /// (code 0, "peer removed") and sends nothing more.
     PeerRemoved,
@@ -229,6 +274,16 @@ pub struct Session {
     /// Version 2: what this side summarised, until the peer's summary
     /// settles whether the heads must be exchanged.
     summary: Summarised,
+    /// Version 3: what the peer holds of each key log (length, last
+    /// statement), once its `key-heads` arrived; extended as statements
+    /// are sent and received.
+    key_view: Option<BTreeMap<AgencyId, (u64, StatementId)>>,
+    /// `key-statements` messages refused or ignored.
+    refused_keys: usize,
+    /// Agencies whose logs this side asked for on this connection, by
+    /// sending its key heads again, when they became members of a case it
+    /// holds (their logs were not taken before: SPEC.md §9.15).
+    asked_keys: std::collections::BTreeSet<AgencyId>,
 }
 
 /// Where a version 2 session is with its summaries (SPEC.md §9.5.1).
@@ -278,6 +333,9 @@ impl Session {
             versions: versions.clone(),
             version: 0,
             summary: Summarised::None,
+            key_view: None,
+            refused_keys: 0,
+            asked_keys: std::collections::BTreeSet::new(),
         };
         s.transmit.push_back(Message::Hello(Hello {
             versions,
@@ -368,6 +426,9 @@ impl Session {
                 };
                 self.hello = true;
                 self.version = version;
+                if version >= 3 {
+                    self.send_key_heads(replica)?;
+                }
                 if version >= 2 {
                     self.send_summary(replica)?;
                 } else {
@@ -391,6 +452,11 @@ impl Session {
             Message::Ack(a) => self.ack(&a)?,
             Message::Equivocation(n) => self.on_proof(n, replica)?,
             Message::Summary(theirs) => self.on_summary(&theirs, replica)?,
+            Message::KeyHeads(_) | Message::KeyStatements(_) if self.version < 3 => {
+                return Err(SessionError::UnexpectedKeys(self.version))
+            }
+            Message::KeyHeads(k) => self.on_key_heads(k, replica)?,
+            Message::KeyStatements(k) => self.on_key_statements(k, replica)?,
         }
         self.pump(replica)
     }
@@ -500,6 +566,9 @@ impl Session {
                     witness_due,
                 });
             }
+            if !outcome.stored.is_empty() && self.version >= 3 {
+                self.ask_for_new_members_keys(&case, replica)?;
+            }
             for proof in outcome.proofs {
                 // Including to this peer: it holds only its own version.
                 self.events.push_back(Event::Proof {
@@ -519,6 +588,7 @@ impl Session {
         if self.closed || !self.hello {
             return Ok(());
         }
+        self.pump_keys(replica)?;
         // Version 2 announces nothing until the summaries are compared.
         if self.version >= 2 && !matches!(self.summary, Summarised::Settled) {
             return self.pump(replica);
@@ -774,6 +844,217 @@ impl Session {
             self.cases.entry(case).or_default().heads_sent = true;
             self.transmit
                 .push_back(Message::Heads(Heads { case, heads }));
+        }
+        Ok(())
+    }
+
+    /// The agencies whose key logs this side shares with the peer
+    /// (SPEC.md §9.15): its own, the peer's, and those of the members
+    /// (active or removed) of every case it would announce to the peer;
+    /// of these, the ones it holds.
+    fn shared_key_logs<R: Replica>(&self, replica: &R) -> Vec<AgencyId> {
+        let mut agencies: std::collections::BTreeSet<AgencyId> = [self.me, self.peer].into();
+        for case in replica.cases() {
+            if let Some(v) = replica.case(&case).filter(|v| self.member(v)) {
+                agencies.extend(v.state().members.keys().copied());
+            }
+        }
+        agencies
+            .into_iter()
+            .filter(|a| replica.key_log(a).is_some())
+            .collect()
+    }
+
+    /// Whether this side takes key statements of `agency` from the peer:
+    /// its own log, the peer's, a pinned agency's, or a member's of a
+    /// case it holds. Anything else would let a peer fill the store with
+    /// logs of made-up agencies.
+    fn takes_key_log<R: Replica>(&self, replica: &R, agency: &AgencyId) -> bool {
+        *agency == self.me
+            || *agency == self.peer
+            || replica.pins(agency)
+            || replica.cases().iter().any(|c| {
+                replica
+                    .case(c)
+                    .is_some_and(|v| v.state().members.contains_key(agency))
+            })
+    }
+
+    /// Version 3: tells the peer which key logs this side holds, right
+    /// after the hello.
+    fn send_key_heads<R: Replica>(&mut self, replica: &mut R) -> Result<(), SessionError> {
+        if !self.serving(replica) {
+            return Ok(());
+        }
+        let logs = self
+            .shared_key_logs(replica)
+            .into_iter()
+            .filter_map(|a| replica.key_log(&a).map(|l| KeyHead(a, l.len(), l.head())))
+            .take(crate::sync::MAX_KEY_HEADS)
+            .collect();
+        self.transmit
+            .push_back(Message::KeyHeads(KeyHeads { logs }));
+        Ok(())
+    }
+
+    fn on_key_heads<R: Replica>(
+        &mut self,
+        k: KeyHeads,
+        replica: &mut R,
+    ) -> Result<(), SessionError> {
+        let view: BTreeMap<AgencyId, (u64, StatementId)> = k
+            .logs
+            .iter()
+            .map(|KeyHead(a, len, head)| (*a, (*len, *head)))
+            .collect();
+        // What the peer holds of this agency's own log confirms the store's
+        // (or shows it behind: the statements then arrive below).
+        if let Some((len, head)) = view.get(&self.me) {
+            replica
+                .own_key_head_seen(&self.peer, *len, head)
+                .map_err(|e| SessionError::Storage(e.to_string()))?;
+        }
+        self.key_view = Some(view);
+        self.pump_keys(replica)
+    }
+
+    fn on_key_statements<R: Replica>(
+        &mut self,
+        k: KeyStatements,
+        replica: &mut R,
+    ) -> Result<(), SessionError> {
+        // Past the bound, a connection's statements are dropped unread: a
+        // peer cannot make the node verify signatures without limit.
+        if self.refused_keys >= MAX_REFUSED_KEY_MESSAGES {
+            return Ok(());
+        }
+        let agency = k.agency;
+        if !self.takes_key_log(replica, &agency) {
+            self.refused_keys += 1;
+            self.events.push_back(Event::KeysIgnored {
+                agency,
+                count: k.items.len(),
+            });
+            return self.key_limit();
+        }
+        let mut log = replica.key_log(&agency).cloned();
+        let got = crate::keylog::receive(&mut log, &agency, &k.items);
+        let storage = |e: R::Error| SessionError::Storage(e.to_string());
+        if let (true, Some(log)) = (got.changed(), &log) {
+            replica.store_key_log(log).map_err(storage)?;
+            self.events.push_back(Event::KeysStored {
+                agency,
+                new: got.new,
+                superseded: got.superseded,
+            });
+        }
+        if let Some((held, other)) = &got.fork {
+            replica.key_log_forked(held, other).map_err(storage)?;
+        }
+        // What the peer sent, it holds: never echo it back. Its view is
+        // its last statement that this side now holds in its log too.
+        if let (Some(log), Some((seq, head))) = (&log, got.last) {
+            let len = seq + 1;
+            if key_log_holds(Some(log), len, &head) {
+                self.key_view
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(agency, (len, head));
+                if agency == self.me {
+                    replica
+                        .own_key_head_seen(&self.peer, len, &head)
+                        .map_err(storage)?;
+                }
+            }
+        }
+        if let Some(error) = got.refused {
+            self.refused_keys += 1;
+            self.events.push_back(Event::KeysRefused {
+                agency,
+                error,
+                unchecked: got.unchecked,
+            });
+            return self.key_limit();
+        }
+        Ok(())
+    }
+
+    /// A stored batch may have made new agencies members of `case`: their
+    /// key logs, refused before as logs of strangers, are taken now. This
+    /// side sends its key heads again (once per agency and connection), so
+    /// the peer sends the logs it holds of them.
+    fn ask_for_new_members_keys<R: Replica>(
+        &mut self,
+        case: &CaseId,
+        replica: &mut R,
+    ) -> Result<(), SessionError> {
+        let Some(v) = replica.case(case) else {
+            return Ok(());
+        };
+        let mut new = false;
+        for a in v.state().members.keys() {
+            if replica.key_log(a).is_none() && self.asked_keys.insert(*a) {
+                new = true;
+            }
+        }
+        if new {
+            self.send_key_heads(replica)?;
+        }
+        Ok(())
+    }
+
+    fn key_limit(&mut self) -> Result<(), SessionError> {
+        if self.refused_keys == MAX_REFUSED_KEY_MESSAGES {
+            self.events.push_back(Event::KeyLimit);
+        }
+        Ok(())
+    }
+
+    /// Version 3: sends the statements of each shared key log that the
+    /// peer lacks. Where the peer's last statement is one this side holds
+    /// at the same position, it lacks what follows; otherwise (a log this
+    /// side recovered, or one the peer forked) the whole log goes, and the
+    /// peer's rules sort it out (duplicates, a recovery, or a fork).
+    fn pump_keys<R: Replica>(&mut self, replica: &mut R) -> Result<(), SessionError> {
+        if self.version < 3 || self.key_view.is_none() || !self.serving(replica) {
+            return Ok(());
+        }
+        for agency in self.shared_key_logs(replica) {
+            let Some(log) = replica.key_log(&agency) else {
+                continue;
+            };
+            let Some(view) = self.key_view.as_mut() else {
+                return Ok(());
+            };
+            let from = match view.get(&agency) {
+                Some((len, head)) if key_log_holds(Some(log), *len, head) => *len,
+                _ => 0,
+            };
+            if from >= log.len() {
+                continue;
+            }
+            view.insert(agency, (log.len(), log.head()));
+            let statements = log
+                .statements()
+                .get(usize::try_from(from).unwrap_or(usize::MAX)..)
+                .unwrap_or_default();
+            let mut items = Vec::new();
+            let mut bytes = 0;
+            for st in statements {
+                if items.len() == MAX_KEY_BATCH || bytes >= KEY_BATCH_BYTES {
+                    self.transmit
+                        .push_back(Message::KeyStatements(KeyStatements {
+                            agency,
+                            items: std::mem::take(&mut items),
+                        }));
+                    bytes = 0;
+                }
+                bytes += st.bytes().len();
+                items.push(st.bytes().to_vec());
+            }
+            if !items.is_empty() {
+                self.transmit
+                    .push_back(Message::KeyStatements(KeyStatements { agency, items }));
+            }
         }
         Ok(())
     }

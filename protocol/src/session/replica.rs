@@ -16,7 +16,8 @@ use crate::entry::{Entry, Payload, FORMAT_VERSION, MAX_REFS};
 use crate::equivocation::{admit_proof, EquivocationProof, ProofRefusal, MAX_PROOFS_PER_AUTHOR};
 use crate::error::{RejectKind, Rejection};
 use crate::identity::Identity;
-use crate::ids::{AgencyId, CaseId, EntryId};
+use crate::ids::{AgencyId, CaseId, EntryId, StatementId};
+use crate::keylog::{KeyLog, KeyStatement};
 use crate::state::WithheldPosition;
 use crate::sync::{Item as SyncItem, MAX_HEADS};
 use crate::tlp::Tlp;
@@ -298,6 +299,50 @@ pub trait Replica {
         Ok(())
     }
 
+    /// The key log held of `agency` (SPEC.md §3.4), if any.
+    fn key_log(&self, agency: &AgencyId) -> Option<&KeyLog> {
+        let _ = agency;
+        None
+    }
+
+    /// Stores `log` as the key log of its agency, replacing the one held
+    /// (the session has checked it: it is the held log, extended).
+    fn store_key_log(&mut self, log: &KeyLog) -> Result<(), Self::Error> {
+        let _ = log;
+        Ok(())
+    }
+
+    /// Keeps the proof that an agency's root signed two statements at one
+    /// position (K12).
+    fn key_log_forked(
+        &mut self,
+        held: &KeyStatement,
+        other: &KeyStatement,
+    ) -> Result<(), Self::Error> {
+        let _ = (held, other);
+        Ok(())
+    }
+
+    /// Whether the node pins `agency` as a peer: besides members of its
+    /// cases, the agencies whose key logs it takes (SPEC.md §9.15).
+    fn pins(&self, agency: &AgencyId) -> bool {
+        let _ = agency;
+        false
+    }
+
+    /// A peer holds this agency's own key log up to `len` statements, the
+    /// last being `head` (SPEC.md §9.15): a node whose key log waits for
+    /// confirmation compares it with its own.
+    fn own_key_head_seen(
+        &mut self,
+        peer: &AgencyId,
+        len: u64,
+        head: &StatementId,
+    ) -> Result<(), Self::Error> {
+        let _ = (peer, len, head);
+        Ok(())
+    }
+
     /// A peer acknowledged holding this agency's chain up to `seq`.
     fn peer_acknowledged(
         &mut self,
@@ -308,6 +353,21 @@ pub trait Replica {
         let _ = (case, peer, seq);
         Ok(())
     }
+}
+
+/// Whether `log` holds a statement `head` at position `len - 1` (the
+/// peer's view of the log is a prefix of it, or all of it); a length of 0
+/// is the empty prefix.
+pub fn key_log_holds(log: Option<&KeyLog>, len: u64, head: &StatementId) -> bool {
+    if len == 0 {
+        return true;
+    }
+    log.and_then(|l| {
+        usize::try_from(len - 1)
+            .ok()
+            .and_then(|i| l.statements().get(i))
+    })
+    .is_some_and(|s| s.id() == *head)
 }
 
 /// The heads of a validator, as sent in a `heads` message.
@@ -342,6 +402,13 @@ pub struct MemoryReplica {
     proofs: BTreeMap<CaseId, Vec<EquivocationProof>>,
     pins: BTreeSet<AgencyId>,
     acknowledged: BTreeMap<(CaseId, AgencyId), u64>,
+    /// Key logs held, this agency's own included (SPEC.md §3.4).
+    key_logs: BTreeMap<AgencyId, KeyLog>,
+    /// Proofs that a root signed two statements at one position.
+    key_forks: Vec<(KeyStatement, KeyStatement)>,
+    /// Restored while holding its own key log: no statement until a peer
+    /// shows that the log is not behind (SPEC.md §9.15).
+    key_unconfirmed: bool,
 }
 
 /// A storage error of a [`MemoryReplica`] (it has none; the type exists
@@ -377,6 +444,42 @@ impl MemoryReplica {
         *self = older;
         self.pins = pins;
         self.held = self.cases.keys().copied().collect();
+        self.key_unconfirmed = self.me.is_some_and(|me| self.key_logs.contains_key(&me));
+    }
+
+    /// The key log held of `agency`.
+    pub fn key_log_of(&self, agency: &AgencyId) -> Option<&KeyLog> {
+        self.key_logs.get(agency)
+    }
+
+    /// Appends a statement this agency signed to its own key log (starting
+    /// it with an inception). Refused while the log waits for a peer's
+    /// confirmation after a restore, like the node's guard.
+    pub fn add_own_statement(&mut self, s: KeyStatement) -> Result<(), String> {
+        if self.key_unconfirmed {
+            return Err("the key log waits for confirmation".into());
+        }
+        let mut log = self.key_logs.get(&s.payload().agency).cloned();
+        let agency = s.payload().agency;
+        let r = crate::keylog::receive(&mut log, &agency, &[s.bytes().to_vec()]);
+        match (r.refused, log) {
+            (Some(e), _) => Err(e.to_string()),
+            (None, Some(log)) => {
+                self.key_logs.insert(agency, log);
+                Ok(())
+            }
+            (None, None) => Err("no log".into()),
+        }
+    }
+
+    /// Whether this agency's own key log waits for confirmation.
+    pub fn key_log_unconfirmed(&self) -> bool {
+        self.key_unconfirmed
+    }
+
+    /// The proofs held that a root signed two statements at one position.
+    pub fn key_forks(&self) -> &[(KeyStatement, KeyStatement)] {
+        &self.key_forks
     }
 
     /// Whether this agency may write in a case now.
@@ -714,6 +817,37 @@ impl Replica for MemoryReplica {
         // safe. If it holds more, the hold stays until those arrive.
         if head.is_none_or(|(seq, _)| seq < v.next_seq(&me)) {
             self.held.remove(case);
+        }
+        Ok(())
+    }
+
+    fn key_log(&self, agency: &AgencyId) -> Option<&KeyLog> {
+        self.key_logs.get(agency)
+    }
+
+    fn store_key_log(&mut self, log: &KeyLog) -> Result<(), Never> {
+        self.key_logs.insert(log.agency(), log.clone());
+        Ok(())
+    }
+
+    fn key_log_forked(&mut self, held: &KeyStatement, other: &KeyStatement) -> Result<(), Never> {
+        self.key_forks.push((held.clone(), other.clone()));
+        Ok(())
+    }
+
+    fn pins(&self, agency: &AgencyId) -> bool {
+        self.pins.contains(agency)
+    }
+
+    fn own_key_head_seen(
+        &mut self,
+        _peer: &AgencyId,
+        len: u64,
+        head: &StatementId,
+    ) -> Result<(), Never> {
+        let Some(me) = self.me else { return Ok(()) };
+        if self.key_unconfirmed && key_log_holds(self.key_logs.get(&me), len, head) {
+            self.key_unconfirmed = false;
         }
         Ok(())
     }

@@ -1,0 +1,145 @@
+//! Key logs between real nodes (sync version 3, SPEC.md §9.15): real QUIC
+//! on 127.0.0.1, real store files, statements written by one process while
+//! the node runs in another place. Every test is bounded in time.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use custodia_protocol::keylog::{key_of, Certify, KeyLog, KeyRole, Officer, PublicKey, Statement};
+use custodia_protocol::{AgencyId, Identity, Role};
+use custodia_tests::{eventually, link, open_shared, Agency};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn officer(n: u8, name: &str) -> Statement {
+    Statement::Certify(Certify {
+        key: PublicKey::ed25519(key_of(&Identity::from_seed([n; 32]))),
+        role: KeyRole::Officer,
+        officer: Some(Officer {
+            name: name.into(),
+            number: format!("SN-{n:04}"),
+        }),
+        not_before: 0,
+        not_after: None,
+    })
+}
+
+/// The key log `at` holds of `of`, read fresh from its store.
+fn log_at(at: &Agency, of: &AgencyId) -> Option<KeyLog> {
+    at.store().key_log(of).expect("a key log that checks")
+}
+
+fn len_at(at: &Agency, of: &AgencyId) -> u64 {
+    log_at(at, of).map_or(0, |l| l.len())
+}
+
+/// Starts `a`'s key log with a next root that is not its key.
+fn start(a: &Agency) {
+    let next = Identity::from_seed([0xEE; 32]);
+    a.local().start_key_log(&next).expect("key log started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_logs_reach_every_member_through_the_liaison_and_no_stranger() {
+    // A—B—C, no A–C link; A, B and C share a case. D is pinned by B only
+    // and in no case with A.
+    let (a, b, c, d) = (
+        Agency::new("alpha", "PH"),
+        Agency::new("liaison", "FR"),
+        Agency::new("charlie", "DE"),
+        Agency::new("delta", "NL"),
+    );
+    link(&a, &b);
+    link(&b, &c);
+    link(&b, &d);
+    open_shared(&a, &[(&b, Role::Liaison), (&c, Role::Investigator)]);
+    start(&a);
+    start(&c);
+    let nodes = [
+        custodia_node::start(&a.dir).await.expect("a"),
+        custodia_node::start(&b.dir).await.expect("b"),
+        custodia_node::start(&c.dir).await.expect("c"),
+        custodia_node::start(&d.dir).await.expect("d"),
+    ];
+    assert!(
+        eventually(WAIT, || len_at(&c, &a.id) == 2 && len_at(&a, &c.id) == 2).await,
+        "alpha's and charlie's logs crossed the liaison"
+    );
+    assert_eq!(len_at(&b, &a.id), 2, "the liaison holds them too");
+    // A certification written while the nodes run (another process's
+    // write to the store) reaches charlie.
+    a.local()
+        .add_key_statement(officer(7, "Insp. R. Santos"))
+        .expect("certify");
+    assert!(
+        eventually(WAIT, || len_at(&c, &a.id) == 3).await,
+        "the new statement reached charlie"
+    );
+    assert_eq!(
+        log_at(&c, &a.id).map(|l| l.head()),
+        log_at(&a, &a.id).map(|l| l.head())
+    );
+    // Delta shares no case with alpha: it never gets alpha's log.
+    assert!(log_at(&d, &a.id).is_none());
+    for n in nodes {
+        n.shutdown().await;
+    }
+    assert!(log_at(&d, &a.id).is_none());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_node_recovers_its_key_log_from_a_peer_before_it_signs_again() {
+    let (m, b) = (Agency::new("manila", "PH"), Agency::new("berlin", "DE"));
+    link(&m, &b);
+    open_shared(&m, &[(&b, Role::Investigator)]);
+    start(&m);
+    let backup = m.dir.with_file_name("manila-backup");
+    copy_dir(&m.dir, &backup);
+    // After the backup: a certification that reaches Berlin.
+    m.local()
+        .add_key_statement(officer(1, "Insp. A. Reyes"))
+        .expect("certify");
+    let rb = custodia_node::start(&b.dir).await.expect("berlin");
+    let rm = custodia_node::start(&m.dir).await.expect("manila");
+    assert!(eventually(WAIT, || len_at(&b, &m.id) == 3).await);
+    rm.shutdown().await;
+    // The backup comes back: its log lacks the certification.
+    std::fs::remove_dir_all(&m.dir).expect("remove");
+    copy_dir(&backup, &m.dir);
+    assert_eq!(len_at(&m, &m.id), 2);
+    let refused = m.local().add_key_statement(officer(2, "Insp. B. Cruz"));
+    assert!(refused.is_err(), "no statement from a suspect store");
+    assert_eq!(len_at(&m, &m.id), 2, "nothing written");
+    // Its node gets the missing statement from Berlin, and Berlin's view
+    // confirms the log: the next statement takes the next position.
+    let rm = custodia_node::start(&m.dir).await.expect("manila restored");
+    assert!(
+        eventually(WAIT, || len_at(&m, &m.id) == 3
+            && m.store().key_log_unconfirmed().expect("meta").is_none())
+        .await,
+        "manila recovered its statement and the log is confirmed"
+    );
+    let next = m
+        .local()
+        .add_key_statement(officer(2, "Insp. B. Cruz"))
+        .expect("writes again");
+    assert_eq!(next.seq(), 3, "a new position, never one Berlin holds");
+    assert!(
+        eventually(WAIT, || len_at(&b, &m.id) == 4).await,
+        "and it reaches Berlin"
+    );
+    assert!(b.store().key_forks(&m.id).expect("forks").is_empty());
+    rm.shutdown().await;
+    rb.shutdown().await;
+}
