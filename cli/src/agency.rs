@@ -12,6 +12,8 @@ use crate::untrusted::safe;
 pub(crate) enum AgencyCommand {
     /// List the agencies this node knows (itself, its peers, the members of its cases): name, country, fingerprint, peer name.
     ///
+    /// The name and country are the ones the agency signed in its key log where its log has reached this node (marked), else the ones a case recorded, else the local peer name.
+    ///
     /// Any of these names, a fingerprint or a full key can be given wherever a command takes an agency.
     ///
     /// Example: custodia --dir ./nbi agency list
@@ -43,11 +45,15 @@ pub(crate) fn run(dir: &Path, cmd: AgencyCommand, out: &Out) -> anyhow::Result<E
                 if a.me {
                     line.push_str("  (this node)");
                 }
+                if a.signed {
+                    line.push_str("  (name signed by the agency)");
+                }
                 text.push_str(line.trim_end());
                 text.push('\n');
                 rows.push(serde_json::json!({
                     "agency": a.agency.to_hex(), "fingerprint": a.agency.fingerprint(),
                     "name": a.name, "country": a.country, "peer": a.peer, "me": a.me,
+                    "signed": a.signed,
                 }));
             }
             out.record_list(text.trim_end(), "agencies", rows);

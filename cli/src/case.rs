@@ -199,16 +199,23 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                 who.country = cc;
             }
             let e = l.share_agency(&c, &who, role)?;
+            let source = if who.signed {
+                "the name the agency signed in its key log"
+            } else {
+                "the agency has not signed its name to this node yet (its key log arrives once the nodes have synced): the name recorded is the one given here"
+            };
             out.record(
                 &format!(
-                    "Shared case {} with {} ({}) as {}\nentry: {}",
+                    "Shared case {} with {} ({}) as {}\nname: {}\nentry: {}",
                     c.short(),
                     safe(&who.name),
                     who.agency.fingerprint(),
                     role.as_str(),
+                    source,
                     e.id()
                 ),
-                serde_json::json!({"case": c.to_hex(), "agency": who.agency.to_hex(), "role": role.as_str(), "entry": e.id().to_hex()}),
+                serde_json::json!({"case": c.to_hex(), "agency": who.agency.to_hex(), "role": role.as_str(), "entry": e.id().to_hex(),
+                    "name": who.name, "country": who.country, "signed": who.signed}),
             );
         }
         CaseCommand::ReleaseHold { case, reason } => {
@@ -279,15 +286,25 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
     t.push_str("\nMembers\n");
     let mut members = Vec::new();
     for m in s.members.values() {
+        // Where the agency's own signed name differs from the one the
+        // record holds, both are shown.
+        let signed = l
+            .signed_profile(&m.agency)
+            .filter(|p| p.name != m.name || p.country != m.country);
         t.push_str(&format!(
-            "  {:<30} {}  {:<12} {}{}\n",
+            "  {:<30} {}  {:<12} {}{}{}\n",
             safe(&m.name),
             safe(&m.country),
             m.role.as_str(),
             m.agency.fingerprint(),
-            if m.is_active() { "" } else { "  (removed)" }
+            if m.is_active() { "" } else { "  (removed)" },
+            signed
+                .as_ref()
+                .map(|p| format!("  (signs as {} ({}))", safe(&p.name), safe(&p.country)))
+                .unwrap_or_default()
         ));
-        members.push(serde_json::json!({"agency": m.agency.to_hex(), "fingerprint": m.agency.fingerprint(), "name": m.name, "country": m.country, "role": m.role.as_str(), "active": m.is_active()}));
+        members.push(serde_json::json!({"agency": m.agency.to_hex(), "fingerprint": m.agency.fingerprint(), "name": m.name, "country": m.country, "role": m.role.as_str(), "active": m.is_active(),
+            "signed_name": signed.as_ref().map(|p| &p.name), "signed_country": signed.as_ref().map(|p| &p.country)}));
     }
     // Entries a removed agency wrote without knowing of its removal
     // (SPEC.md §11.1, §17.2): valid, but never to be read as a member's.

@@ -109,6 +109,7 @@ impl Node {
             country: self.country.to_owned(),
             peer: None,
             me: false,
+            signed: false,
         }
     }
 

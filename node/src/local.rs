@@ -396,6 +396,11 @@ pub struct KnownAgency {
     pub peer: Option<String>,
     /// Whether this is this node's own agency.
     pub me: bool,
+    /// Whether `name` and `country` are the ones the agency signed in its
+    /// key log's latest profile statement (SPEC.md §3.4), replicated to
+    /// this node; otherwise they are what a case recorded or the local
+    /// peer name.
+    pub signed: bool,
 }
 
 impl Local {
@@ -518,6 +523,7 @@ impl Local {
             country: self.config.agency.country.clone(),
             peer: None,
             me: true,
+            signed: false,
         }];
         for p in &self.config.peers {
             if let Some(a) = p.agency() {
@@ -527,6 +533,7 @@ impl Local {
                     country: p.country.clone(),
                     peer: Some(p.name.clone()),
                     me: false,
+                    signed: false,
                 });
             }
         }
@@ -545,13 +552,30 @@ impl Local {
                             country: m.country.clone(),
                             peer: None,
                             me: false,
+                            signed: false,
                         });
                     }
                 }
             }
         }
+        // The agency's own word, where its key log has reached this node.
+        for k in &mut out {
+            if let Some(p) = self.signed_profile(&k.agency) {
+                k.name = p.name;
+                k.country = p.country;
+                k.signed = true;
+            }
+        }
         out.sort_by(|a, b| a.name.cmp(&b.name).then(a.agency.cmp(&b.agency)));
         out
+    }
+
+    /// The name and country `agency` signed in its key log (its latest
+    /// profile statement), if this node holds its log.
+    pub fn signed_profile(&self, agency: &AgencyId) -> Option<Profile> {
+        self.store
+            .cached_key_log(agency)
+            .and_then(|l| l.profile(l.len()).cloned())
     }
 
     /// A display name for an agency: its name, or its fingerprint.
@@ -581,6 +605,7 @@ impl Local {
                     country: "ZZ".into(),
                     peer: None,
                     me: false,
+                    signed: false,
                 }));
         }
         let w = what.trim().to_lowercase();
@@ -693,6 +718,20 @@ impl Local {
             return Err(LocalError::Refused(
                 "this agency is already a member of its own cases".into(),
             ));
+        }
+        // The record names an agency as it names itself: where its signed
+        // profile is known, no other name or country goes in.
+        if let Some(p) = self.signed_profile(&who.agency) {
+            if p.name != who.name || p.country != who.country {
+                return Err(LocalError::Refused(format!(
+                    "agency {} signed its name as {:?} ({}) in its key log; the case records the agency's own name, not {:?} ({}): leave out --name and --country",
+                    who.agency.fingerprint(),
+                    p.name,
+                    p.country,
+                    who.name,
+                    who.country
+                )));
+            }
         }
         let tlp = self.case_tlp(case);
         let body = Body::MemberAdded(MemberAdded {

@@ -339,6 +339,7 @@ pub fn desk_federation(n: usize, desks: usize) -> (Vec<Agency>, CaseId) {
             country: "PH".into(),
             peer: None,
             me: false,
+            signed: false,
         };
         let role = if i < desks {
             Role::Liaison

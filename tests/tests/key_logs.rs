@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use custodia_protocol::keylog::{key_of, Certify, KeyLog, KeyRole, Officer, PublicKey, Statement};
-use custodia_protocol::{AgencyId, Identity, Role};
+use custodia_protocol::{AgencyId, Body, Identity, Role, Tlp};
 use custodia_tests::{eventually, link, open_shared, Agency};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -141,5 +141,108 @@ async fn a_restored_node_recovers_its_key_log_from_a_peer_before_it_signs_again(
     );
     assert!(b.store().key_forks(&m.id).expect("forks").is_empty());
     rm.shutdown().await;
+    rb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_records_the_name_an_agency_signed_not_a_local_nickname() {
+    let (a, b) = (
+        Agency::new("alpha", "PH"),
+        Agency::new("Bundeskriminalamt", "DE"),
+    );
+    // Alpha's operator knows bravo as "berlin".
+    a.local()
+        .add_peer(custodia_node::Peer {
+            name: "berlin".into(),
+            addr: b.addr.to_string(),
+            key: b.id.to_hex(),
+            country: "DE".into(),
+        })
+        .expect("peer");
+    b.pin(&a, "PH");
+    let case = a
+        .local()
+        .open_case("Operation Lantern", "NBI-2026-0042", Some("PH"), Tlp::Amber)
+        .expect("open")
+        .case_id();
+    start(&b);
+    // Before bravo's log reaches alpha, alpha knows only its nickname,
+    // and a case shared now records it.
+    let known = a.local().resolve_agency("berlin").expect("known");
+    assert_eq!((known.name.as_str(), known.signed), ("berlin", false));
+    let early = a
+        .local()
+        .open_case("Operation Ember", "NBI-2026-0043", Some("PH"), Tlp::Amber)
+        .expect("open")
+        .case_id();
+    a.local()
+        .share(&early, "berlin", Role::Investigator)
+        .expect("shared early");
+    let (ra, rb) = (
+        custodia_node::start(&a.dir).await.expect("a"),
+        custodia_node::start(&b.dir).await.expect("b"),
+    );
+    assert!(eventually(WAIT, || log_at(&a, &b.id).is_some()).await);
+    let known = a.local().resolve_agency("berlin").expect("known");
+    assert_eq!(
+        (known.name.as_str(), known.country.as_str(), known.signed),
+        ("Bundeskriminalamt", "DE", true),
+        "the nickname still finds the agency, which is named as it signed"
+    );
+    // Another name for it is refused, and writes nothing.
+    let mut other = known.clone();
+    other.name = "Berlin Police".into();
+    let before = a.case_count(&case);
+    let refused = a.local().share_agency(&case, &other, Role::Investigator);
+    assert!(
+        matches!(refused, Err(custodia_node::LocalError::Refused(ref m)) if m.contains("Bundeskriminalamt")),
+        "{refused:?}"
+    );
+    assert_eq!(a.case_count(&case), before);
+    let e = a
+        .local()
+        .share(&case, "berlin", Role::Investigator)
+        .expect("shared");
+    match &e.payload().body {
+        Body::MemberAdded(m) => assert_eq!(
+            (m.name.as_str(), m.country.as_str()),
+            ("Bundeskriminalamt", "DE")
+        ),
+        other => panic!("not a member-added: {other:?}"),
+    }
+    // The command line shows the signed name, and both where the record
+    // holds another.
+    let cli = |args: &[&str]| {
+        let out = Command::new(custodia_tests::custodia_binary())
+            .arg("--dir")
+            .arg(&a.dir)
+            .args(args)
+            .output()
+            .expect("custodia");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let list: serde_json::Value =
+        serde_json::from_str(&cli(&["--json", "agency", "list"])).expect("json");
+    let row = list["agencies"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["agency"] == b.id.to_hex())
+        .expect("bravo listed");
+    assert_eq!(
+        (&row["name"], &row["signed"], &row["peer"]),
+        (
+            &serde_json::json!("Bundeskriminalamt"),
+            &serde_json::json!(true),
+            &serde_json::json!("berlin")
+        )
+    );
+    let show = cli(&["case", "show", &early.to_hex()]);
+    assert!(
+        show.contains("berlin") && show.contains("signs as Bundeskriminalamt (DE)"),
+        "{show}"
+    );
+    ra.shutdown().await;
     rb.shutdown().await;
 }
