@@ -67,6 +67,9 @@ pub enum LocalError {
     /// (exit 2, like any usage error).
     #[error("{0}")]
     Usage(String),
+    /// A key in a hardware token (PKCS#11).
+    #[error(transparent)]
+    Token(#[from] crate::pkcs11::TokenError),
     /// The operating system gave no randomness.
     #[error("no randomness from the operating system: {0}")]
     Random(String),
