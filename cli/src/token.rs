@@ -112,14 +112,17 @@ impl Tokens {
 
     /// The key `uri` names, logged in.
     pub(crate) fn open(&self, uri: &TokenUri) -> anyhow::Result<TokenKey> {
+        // The module first: no PIN is asked for a token that cannot be had.
+        let module = self.module()?;
         let pin = self.pin(uri)?;
-        Ok(TokenKey::open(self.module()?, uri, &pin).map_err(LocalError::from)?)
+        Ok(TokenKey::open(module, uri, &pin).map_err(LocalError::from)?)
     }
 
     /// A new key pair in the token `uri` names.
     pub(crate) fn generate(&self, uri: &TokenUri) -> anyhow::Result<TokenKey> {
+        let module = self.module()?;
         let pin = self.pin(uri)?;
-        Ok(TokenKey::generate(self.module()?, uri, &pin).map_err(LocalError::from)?)
+        Ok(TokenKey::generate(module, uri, &pin).map_err(LocalError::from)?)
     }
 }
 

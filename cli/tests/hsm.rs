@@ -84,6 +84,38 @@ fn run(dir: &Path, conf: &Path, pin: &str, args: &[&str]) -> Run {
     }
 }
 
+/// Runs `custodia --dir DIR ARGS` with no module nor PIN in the
+/// environment, and `stdin` on standard input.
+fn run_bare(dir: &Path, conf: &Path, stdin: &str, args: &[&str]) -> Run {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custodia"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("CUSTODIA_DIR")
+        .env_remove("CUSTODIA_PKCS11_MODULE")
+        .env_remove("CUSTODIA_PKCS11_PIN")
+        .env("NO_COLOR", "1")
+        .env("SOFTHSM2_CONF", conf)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the custodia binary runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 fn uri(object: &str) -> String {
     format!("pkcs11:token=NBI%20Roots;object={object}")
 }
@@ -295,12 +327,40 @@ fn a_root_generated_in_a_token_rotates_in_certifies_and_never_leaves_the_token()
     let v: serde_json::Value = serde_json::from_str(&v.code(0).stdout).expect("json");
     assert_eq!(v["seq"], 2);
 
-    // An officer, certified by the token's root.
-    let officer = t.join("santos.key");
-    run(
+    // Without a module, a token key cannot be had: said, and nothing made.
+    let r = run_bare(
         &dir,
         &conf,
-        PIN,
+        "",
+        &[
+            "key",
+            "certify-officer",
+            "--name",
+            "X",
+            "--number",
+            "X-1",
+            "--out",
+            t.join("x.key").to_str().expect("utf-8"),
+            "--no-passphrase",
+            "--root",
+            &uri("root-1"),
+        ],
+    )
+    .code(2);
+    assert!(
+        r.stderr.contains("--pkcs11-module") && r.stderr.contains("CUSTODIA_PKCS11_MODULE"),
+        "{}",
+        r.stderr
+    );
+    assert!(!t.join("x.key").exists());
+
+    // An officer, certified by the token's root; the module from the
+    // command line, the PIN from a file descriptor.
+    let officer = t.join("santos.key");
+    run_bare(
+        &dir,
+        &conf,
+        &format!("{PIN}\n"),
         &[
             "key",
             "certify-officer",
@@ -313,6 +373,10 @@ fn a_root_generated_in_a_token_rotates_in_certifies_and_never_leaves_the_token()
             "--no-passphrase",
             "--root",
             &uri("root-1"),
+            "--pkcs11-module",
+            MODULE,
+            "--pin-fd",
+            "0",
         ],
     )
     .code(0);
