@@ -1,6 +1,8 @@
-//! `custodia key start|certify-officer|revoke|log`: this agency's key log
-//! (SPEC.md §3.4). The node signs each statement with the agency key, the
-//! root in force; new keys are written as key files like the agency's.
+//! `custodia key start|rotate-root|certify-officer|revoke|log`: this
+//! agency's key log (SPEC.md §3.4). Each statement is signed by the root
+//! in force: the agency key until the first rotation, then the root given
+//! with `--root` (a key file or a key in a token). New keys are written as
+//! key files like the agency's, or generated in a token.
 
 use std::path::Path;
 
@@ -13,6 +15,7 @@ use custodia_protocol::KeyId;
 
 use crate::output::Out;
 use crate::passphrase;
+use crate::token::{KeyRef, NewKey, Signer, Tokens};
 use crate::untrusted::safe;
 
 /// A revocation reason on the command line.
@@ -37,8 +40,11 @@ impl From<Reason> for RevokeReason {
 }
 
 /// The passphrase for a new key file: from the usual sources, or none
-/// with `--no-passphrase`.
-fn new_key_passphrase(path: &Path, no_passphrase: bool) -> anyhow::Result<Option<Passphrase>> {
+/// with `--no-passphrase` (or for a key in a token, which its PIN guards).
+fn new_key_passphrase(key: &KeyRef, no_passphrase: bool) -> anyhow::Result<Option<Passphrase>> {
+    let KeyRef::File(path) = key else {
+        return Ok(None);
+    };
     if no_passphrase {
         return Ok(None);
     }
@@ -52,11 +58,25 @@ fn new_key_passphrase(path: &Path, no_passphrase: bool) -> anyhow::Result<Option
     Ok(Some(pass))
 }
 
-/// `key start --next-key FILE`.
+/// What to tell about a new next root key: where it is.
+fn next_key_advice(next: &KeyRef) -> String {
+    match next {
+        KeyRef::File(p) => format!(
+            "The next root key is in {}: move it offline now (a USB key in a safe).",
+            p.display()
+        ),
+        KeyRef::Token(u) => format!(
+            "The next root key was generated in the token as {u}; its secret cannot leave the token: keep the token offline."
+        ),
+    }
+}
+
+/// `key start --next-key FILE|URI`.
 pub(crate) fn start(
     dir: &Path,
-    next_key: &Path,
+    next_key: &KeyRef,
     no_passphrase: bool,
+    tokens: &Tokens,
     out: &Out,
 ) -> anyhow::Result<()> {
     let mut l = passphrase::open(dir)?;
@@ -67,48 +87,120 @@ pub(crate) fn start(
         .into());
     }
     let pass = new_key_passphrase(next_key, no_passphrase)?;
-    let next = custodia_node::create_key_file_with(next_key, pass.as_ref())?;
-    let log = match l.start_key_log(&next) {
+    let next = NewKey::create(next_key, pass.as_ref(), tokens)?;
+    let log = match l.start_key_log_committing(next.key()) {
         Ok(log) => log,
         Err(e) => {
-            // Nothing refers to the new file: leave nothing behind.
-            let _ = std::fs::remove_file(next_key);
+            // Nothing refers to the new key: leave nothing behind.
+            next.undo();
             return Err(e.into());
         }
     };
     out.record(
         &format!(
-            "Started the key log of {} ({}): the agency key is its root.\nThe next root key is in {}: move it offline now (a USB key in a safe). Only it can rotate the root, and it is how the agency takes its identity back if the agency key is stolen.",
+            "Started the key log of {} ({}): the agency key is its root.\n{} Only it can rotate the root, and it is how the agency takes its identity back if the agency key is stolen.",
             safe(&l.config().agency.name),
             l.me().fingerprint(),
-            next_key.display()
+            next_key_advice(next_key),
         ),
         serde_json::json!({
             "agency": l.me().to_hex(),
             "statements": log.len(),
-            "next_root_key_file": next_key,
+            "next_root_key": next_key.to_string(),
+            "next_root_key_file": match next_key { KeyRef::File(p) => Some(p), KeyRef::Token(_) => None },
         }),
     );
     Ok(())
 }
 
-/// `key certify-officer --name --number --out FILE`.
+/// `key rotate-root --root NEXT --next-key NEW [--at SEQ]`: the
+/// pre-committed next root signs its own rotation, committing to a new
+/// next root; at an earlier position, a recovery.
+pub(crate) fn rotate_root(
+    dir: &Path,
+    root: &KeyRef,
+    next_key: &KeyRef,
+    at: Option<u64>,
+    no_passphrase: bool,
+    tokens: &Tokens,
+    out: &Out,
+) -> anyhow::Result<()> {
+    let mut l = passphrase::open(dir)?;
+    let new_root = Signer::open(root, tokens)?;
+    // Refused before the new next key exists: a refusal leaves nothing.
+    let (log, at) = l.rotation_ready(new_root.as_signer().key(), at)?;
+    let before = log.len();
+    let pass = new_key_passphrase(next_key, no_passphrase)?;
+    let next = NewKey::create(next_key, pass.as_ref(), tokens)?;
+    let (s, superseded) = match l.rotate_root(new_root.as_signer(), next.key(), Some(at)) {
+        Ok(r) => r,
+        Err(e) => {
+            next.undo();
+            return Err(e.into());
+        }
+    };
+    let mut text = format!(
+        "Rotated the root of {} to {} (statement #{}).",
+        l.me().fingerprint(),
+        s.signer(),
+        s.seq()
+    );
+    match superseded {
+        0 => {}
+        1 => text.push_str(&format!(
+            "\nRecovery: statement #{at} is superseded (void); `custodia key log` lists it."
+        )),
+        n => text.push_str(&format!(
+            "\nRecovery: {n} statements, #{at} to #{}, are superseded (void); `custodia key log` lists them.",
+            before - 1
+        )),
+    }
+    text.push_str(&format!(
+        "\n{} From now on the root is {root}: pass it with --root to certify-officer and revoke.",
+        next_key_advice(next_key)
+    ));
+    out.record(
+        &text,
+        serde_json::json!({
+            "root": s.signer().to_hex(),
+            "seq": s.seq(),
+            "statement": s.id().to_hex(),
+            "superseded": superseded,
+            "next_root_key": next_key.to_string(),
+        }),
+    );
+    Ok(())
+}
+
+/// The root given with `--root`, opened and checked to be the root in
+/// force; `None` (the agency key) if none was given and the agency key is
+/// the root. Refused before anything is made for the statement.
+fn root_signer(
+    l: &custodia_node::Local,
+    root: Option<&KeyRef>,
+    tokens: &Tokens,
+) -> anyhow::Result<Option<Signer>> {
+    let signer = root.map(|r| Signer::open(r, tokens)).transpose()?;
+    l.key_log_ready(signer.as_ref().map(|s| s.as_signer().key()))?;
+    Ok(signer)
+}
+
+/// `key certify-officer --name --number --out FILE [--root KEY]`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn certify_officer(
     dir: &Path,
     name: &str,
     number: &str,
     key_out: &Path,
     no_passphrase: bool,
+    root: Option<&KeyRef>,
+    tokens: &Tokens,
     out: &Out,
 ) -> anyhow::Result<()> {
     let mut l = passphrase::open(dir)?;
-    if l.key_log()?.is_none() {
-        return Err(LocalError::Refused(
-            "this agency has no key log yet: start it with `custodia key start`".into(),
-        )
-        .into());
-    }
-    let pass = new_key_passphrase(key_out, no_passphrase)?;
+    let root = root_signer(&l, root, tokens)?;
+    let key_ref = KeyRef::File(key_out.to_owned());
+    let pass = new_key_passphrase(&key_ref, no_passphrase)?;
     let officer = custodia_node::create_key_file_with(key_out, pass.as_ref())?;
     let st = Statement::Certify(Certify {
         key: PublicKey::ed25519(key_of(&officer)),
@@ -120,7 +212,7 @@ pub(crate) fn certify_officer(
         not_before: custodia_node::now_ms(),
         not_after: None,
     });
-    let s = match l.add_key_statement(st) {
+    let s = match l.add_key_statement_with(root.as_ref().map(Signer::as_signer), st) {
         Ok(s) => s,
         Err(e) => {
             let _ = std::fs::remove_file(key_out);
@@ -148,15 +240,26 @@ pub(crate) fn certify_officer(
     Ok(())
 }
 
-/// `key revoke KEY --reason R`.
-pub(crate) fn revoke(dir: &Path, key: KeyId, reason: Reason, out: &Out) -> anyhow::Result<()> {
+/// `key revoke KEY --reason R [--root KEY]`.
+pub(crate) fn revoke(
+    dir: &Path,
+    key: KeyId,
+    reason: Reason,
+    root: Option<&KeyRef>,
+    tokens: &Tokens,
+    out: &Out,
+) -> anyhow::Result<()> {
     let mut l = passphrase::open(dir)?;
+    let root = root_signer(&l, root, tokens)?;
     let effective = custodia_node::now_ms();
-    let s = l.add_key_statement(Statement::Revoke(Revoke {
-        key,
-        effective,
-        reason: reason.into(),
-    }))?;
+    let s = l.add_key_statement_with(
+        root.as_ref().map(Signer::as_signer),
+        Statement::Revoke(Revoke {
+            key,
+            effective,
+            reason: reason.into(),
+        }),
+    )?;
     let reason = RevokeReason::from(reason).as_str();
     out.record(
         &format!(
@@ -228,6 +331,7 @@ fn describe(s: &KeyStatement) -> (String, serde_json::Value) {
         m.insert("kind".into(), p.st.kind().into());
         m.insert("time".into(), iso_millis(p.time).into());
         m.insert("statement".into(), s.id().to_hex().into());
+        m.insert("signer".into(), s.signer().to_hex().into());
     }
     (
         format!("#{:<3} {}  {text}", p.seq, iso_millis(p.time)),
@@ -264,6 +368,23 @@ pub(crate) fn show(dir: &Path, out: &Out) -> anyhow::Result<()> {
         text.push_str(t);
         text.push('\n');
     }
+    let superseded: Vec<(String, serde_json::Value)> = l
+        .store()
+        .key_superseded(&l.me())?
+        .iter()
+        .map(describe)
+        .collect();
+    if !superseded.is_empty() {
+        text.push_str(&format!(
+            "Superseded by a recovery rotation ({}): void, signed by a root the agency took back:\n",
+            superseded.len()
+        ));
+        for (t, _) in &superseded {
+            text.push_str("  superseded ");
+            text.push_str(t);
+            text.push('\n');
+        }
+    }
     out.record(
         text.trim_end(),
         serde_json::json!({
@@ -271,6 +392,7 @@ pub(crate) fn show(dir: &Path, out: &Out) -> anyhow::Result<()> {
             "root": log.current_root().to_hex(),
             "unconfirmed": unconfirmed,
             "statements": lines.into_iter().map(|(_, j)| j).collect::<Vec<_>>(),
+            "superseded": superseded.into_iter().map(|(_, j)| j).collect::<Vec<_>>(),
         }),
     );
     Ok(())

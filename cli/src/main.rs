@@ -19,6 +19,7 @@ mod progress;
 mod quarantine;
 mod report;
 mod status;
+mod token;
 mod untrusted;
 mod verify;
 
@@ -96,8 +97,7 @@ enum Command {
         no_passphrase: bool,
     },
     /// The agency's keys: protect the key file, and the key log (root, officers, revocations).
-    #[command(subcommand)]
-    Key(KeyCommand),
+    Key(KeyArgs),
     /// Print this agency's id (public key) and fingerprint.
     ///
     /// Example: custodia --dir ./nbi id
@@ -230,6 +230,26 @@ enum Command {
     },
 }
 
+/// `custodia key`: its subcommand, and where keys in a hardware token are.
+#[derive(clap::Args, Debug)]
+struct KeyArgs {
+    /// The PKCS#11 module (the token vendor's library) for keys named
+    /// pkcs11:token=LABEL;object=LABEL, e.g. /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTODIA_PKCS11_MODULE",
+        value_name = "PATH"
+    )]
+    pkcs11_module: Option<PathBuf>,
+    /// Read the token's PIN from this open file descriptor (one line). Without it:
+    /// CUSTODIA_PKCS11_PIN, else the terminal.
+    #[arg(long, global = true, value_name = "N")]
+    pin_fd: Option<u32>,
+    #[command(subcommand)]
+    command: KeyCommand,
+}
+
 #[derive(Subcommand, Debug)]
 enum KeyCommand {
     /// Encrypt the unencrypted identity key file in place, under a passphrase from
@@ -252,20 +272,44 @@ enum KeyCommand {
         new_passphrase_fd: Option<u32>,
     },
     /// Start this agency's key log (SPEC 3.4): the agency key becomes its first root, and a
-    /// new next root key is written to FILE, to be kept offline. Only that key can rotate
-    /// the root; with it the agency takes its identity back if the agency key is stolen.
+    /// new next root key is written to FILE (or generated in a token), to be kept offline.
+    /// Only that key can rotate the root; with it the agency takes its identity back if the
+    /// agency key is stolen.
     ///
     /// Example: custodia --dir ./nbi key start --next-key /media/usb/nbi-next-root.key
     Start {
-        /// Where to write the next root key (a new file, encrypted like the agency key).
-        #[arg(long, value_name = "FILE")]
-        next_key: PathBuf,
+        /// Where the next root key goes: a new key file (encrypted like the agency key), or
+        /// pkcs11:token=LABEL;object=LABEL to generate it in a hardware token.
+        #[arg(long, value_name = "FILE|URI", value_parser = token::KeyRef::parse)]
+        next_key: token::KeyRef,
+        /// Write the new key file unencrypted.
+        #[arg(long)]
+        no_passphrase: bool,
+    },
+    /// Rotate the agency's root (SPEC 3.4) to the next root committed to (the key `key start`
+    /// or the last rotation wrote), which signs the rotation and commits to a new next root.
+    /// With --at SEQ it is a recovery: the agency, whose root was stolen, rotates at the
+    /// position after the last statement it still owns, and every statement from SEQ on is
+    /// superseded (void).
+    ///
+    /// Example: custodia --dir ./nbi key rotate-root --root /media/usb/nbi-next-root.key --next-key /media/usb2/nbi-next-root-2.key
+    RotateRoot {
+        /// The pre-committed next root: its key file, or pkcs11:token=LABEL;object=LABEL.
+        #[arg(long, value_name = "FILE|URI", value_parser = token::KeyRef::parse)]
+        root: token::KeyRef,
+        /// Where the root after it goes: a new key file, or pkcs11:token=LABEL;object=LABEL to
+        /// generate it in a token.
+        #[arg(long, value_name = "FILE|URI", value_parser = token::KeyRef::parse)]
+        next_key: token::KeyRef,
+        /// Recovery: rotate at this position (from 1), superseding the statements from it on.
+        #[arg(long, value_name = "SEQ")]
+        at: Option<u64>,
         /// Write the new key file unencrypted.
         #[arg(long)]
         no_passphrase: bool,
     },
     /// Certify an officer: a new key for the officer, written to FILE, and a statement in
-    /// the key log naming the officer and service number, signed by the agency key.
+    /// the key log naming the officer and service number, signed by the root.
     ///
     /// Example: custodia --dir ./nbi key certify-officer --name "Insp. R. Santos" --number PNP-0042 --out santos.key
     CertifyOfficer {
@@ -281,6 +325,10 @@ enum KeyCommand {
         /// Write the new key file unencrypted.
         #[arg(long)]
         no_passphrase: bool,
+        /// The root in force, if it is no longer the agency key (after `key rotate-root`): its
+        /// key file, or pkcs11:token=LABEL;object=LABEL.
+        #[arg(long, value_name = "FILE|URI", value_parser = token::KeyRef::parse)]
+        root: Option<token::KeyRef>,
     },
     /// Revoke a certified key from now on, with the reason (SPEC 3.4): retired (out of
     /// service), lost, or compromised.
@@ -292,6 +340,10 @@ enum KeyCommand {
         /// Why.
         #[arg(long, value_enum)]
         reason: keylog::Reason,
+        /// The root in force, if it is no longer the agency key (after `key rotate-root`): its
+        /// key file, or pkcs11:token=LABEL;object=LABEL.
+        #[arg(long, value_name = "FILE|URI", value_parser = token::KeyRef::parse)]
+        root: Option<token::KeyRef>,
     },
     /// Show this agency's key log: every statement, checked.
     ///
@@ -586,8 +638,9 @@ fn new_key_passphrase(
     }
 }
 
-fn key(d: &std::path::Path, k: KeyCommand, out: &Out) -> anyhow::Result<()> {
-    match k {
+fn key(d: &std::path::Path, k: KeyArgs, out: &Out) -> anyhow::Result<()> {
+    let tokens = token::Tokens::new(k.pkcs11_module, k.pin_fd);
+    match k.command {
         KeyCommand::Protect => {
             let config = custodia_node::load_config(d)?;
             let path = config.key_path(d);
@@ -639,14 +692,32 @@ The old unencrypted file's blocks may remain on the disk until reused.",
         KeyCommand::Start {
             next_key,
             no_passphrase,
-        } => keylog::start(d, &next_key, no_passphrase, out)?,
+        } => keylog::start(d, &next_key, no_passphrase, &tokens, out)?,
+        KeyCommand::RotateRoot {
+            root,
+            next_key,
+            at,
+            no_passphrase,
+        } => keylog::rotate_root(d, &root, &next_key, at, no_passphrase, &tokens, out)?,
         KeyCommand::CertifyOfficer {
             name,
             number,
             out: key_out,
             no_passphrase,
-        } => keylog::certify_officer(d, &name, &number, &key_out, no_passphrase, out)?,
-        KeyCommand::Revoke { key, reason } => keylog::revoke(d, key, reason, out)?,
+            root,
+        } => keylog::certify_officer(
+            d,
+            &name,
+            &number,
+            &key_out,
+            no_passphrase,
+            root.as_ref(),
+            &tokens,
+            out,
+        )?,
+        KeyCommand::Revoke { key, reason, root } => {
+            keylog::revoke(d, key, reason, root.as_ref(), &tokens, out)?
+        }
         KeyCommand::Log => keylog::show(d, out)?,
         KeyCommand::Confirm => keylog::confirm(d, out)?,
     }

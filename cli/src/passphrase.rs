@@ -82,7 +82,7 @@ impl Source {
     /// of them gives it.
     fn given_passphrase(&self, path: &Path) -> Result<Option<Passphrase>, KeyFileError> {
         if let Some(fd) = self.fd {
-            return read_fd(fd, path).map(Some);
+            return read_fd(fd, "--passphrase-fd", path).map(Some);
         }
         Ok(std::env::var_os(ENV).map(|v| {
             #[cfg(unix)]
@@ -163,7 +163,7 @@ pub(crate) fn ask_new(path: &Path) -> Result<Option<Passphrase>, KeyFileError> {
 
 /// Asks on the controlling terminal with echo off; `Ok(None)` if the
 /// process has no terminal.
-fn ask(prompt: &str, path: &Path) -> Result<Option<Passphrase>, KeyFileError> {
+pub(crate) fn ask(prompt: &str, path: &Path) -> Result<Option<Passphrase>, KeyFileError> {
     // rpassword opens /dev/tty itself; opening it here first tells "no
     // terminal" (ENXIO without a controlling terminal) from a failure.
     if std::fs::OpenOptions::new()
@@ -182,14 +182,14 @@ fn ask(prompt: &str, path: &Path) -> Result<Option<Passphrase>, KeyFileError> {
 }
 
 /// One line (without its `\n` or `\r\n`) read from file descriptor `fd`,
-/// through `/dev/fd/N`.
-fn read_fd(fd: u32, path: &Path) -> Result<Passphrase, KeyFileError> {
+/// through `/dev/fd/N`; `flag` names the option that gave it.
+pub(crate) fn read_fd(fd: u32, flag: &str, path: &Path) -> Result<Passphrase, KeyFileError> {
     let failed = |why: String| KeyFileError::PassphraseInput {
         path: path.to_owned(),
         why,
     };
     let mut file = std::fs::File::open(format!("/dev/fd/{fd}"))
-        .map_err(|e| failed(format!("--passphrase-fd {fd}: {e}")))?;
+        .map_err(|e| failed(format!("{flag} {fd}: {e}")))?;
     // Room for the longest line: growing would leave copies behind.
     let mut line = Zeroizing::new(Vec::with_capacity(MAX_LINE + 1));
     let mut byte = [0u8; 1];
@@ -200,13 +200,13 @@ fn read_fd(fd: u32, path: &Path) -> Result<Passphrase, KeyFileError> {
             Ok(_) => {
                 if line.len() == MAX_LINE {
                     return Err(failed(format!(
-                        "--passphrase-fd {fd}: no end of line in the first {MAX_LINE} bytes"
+                        "{flag} {fd}: no end of line in the first {MAX_LINE} bytes"
                     )));
                 }
                 line.push(byte[0]);
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(failed(format!("--passphrase-fd {fd}: {e}"))),
+            Err(e) => return Err(failed(format!("{flag} {fd}: {e}"))),
         }
     }
     if line.last() == Some(&b'\r') {
@@ -219,7 +219,7 @@ fn read_fd(fd: u32, path: &Path) -> Result<Passphrase, KeyFileError> {
 /// `--new-passphrase-fd N`, else asked twice on the terminal.
 pub(crate) fn new_from(fd: Option<u32>, path: &Path) -> Result<Passphrase, KeyFileError> {
     match fd {
-        Some(fd) => read_fd(fd, path),
+        Some(fd) => read_fd(fd, "--new-passphrase-fd", path),
         None => ask_new(path)?.ok_or_else(|| KeyFileError::PassphraseInput {
             path: path.to_owned(),
             why: "no new passphrase: pass --new-passphrase-fd N or run the command on a terminal"

@@ -290,6 +290,10 @@ fn a_node_restored_from_an_older_backup_writes_no_key_statement_until_the_log_is
     let r = certify(&restored, "Insp. C", &t.join("c.key")).code(1);
     assert!(r.stderr.contains("key confirm"), "{}", r.stderr);
     assert!(!t.join("c.key").exists());
+    // A rotation too: the guard is on every new statement.
+    let r = rotate(&restored, &t.join("next.key"), &t.join("next-2.key"), None).code(1);
+    assert!(r.stderr.contains("key confirm"), "{}", r.stderr);
+    assert!(!t.join("next-2.key").exists());
     let text = at(&restored, &["key", "log"]).code(0).stdout;
     assert!(text.contains("Waiting for confirmation"), "{text}");
     // Once the operator has compared the log with the records.
@@ -301,4 +305,247 @@ fn a_node_restored_from_an_older_backup_writes_no_key_statement_until_the_log_is
     // The node that was never restored was never held back.
     let v = at(&dir, &["--json", "key", "log"]).json();
     assert!(v["unconfirmed"].is_null(), "{v}");
+}
+
+/// `key rotate-root --root ROOT --next-key NEXT [--at SEQ] --json`; the run.
+fn rotate(dir: &Path, root: &Path, next: &Path, at_seq: Option<u64>) -> common::Run {
+    let seq = at_seq.map(|s| s.to_string());
+    let mut args = vec![
+        "--json",
+        "key",
+        "rotate-root",
+        "--root",
+        root.to_str().expect("utf-8"),
+        "--next-key",
+        next.to_str().expect("utf-8"),
+        "--no-passphrase",
+    ];
+    if let Some(s) = &seq {
+        args.extend(["--at", s.as_str()]);
+    }
+    at(dir, &args)
+}
+
+/// Certifies an officer with `--root ROOT`; the run.
+fn certify_with_root(dir: &Path, name: &str, out: &Path, root: &Path) -> common::Run {
+    at(
+        dir,
+        &[
+            "key",
+            "certify-officer",
+            "--name",
+            name,
+            "--number",
+            "PNP-1",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--no-passphrase",
+            "--root",
+            root.to_str().expect("utf-8"),
+        ],
+    )
+}
+
+/// A node with its key log started; the next root key's file.
+fn started(dir: &Path, t: &Path) -> std::path::PathBuf {
+    init(dir, "NBI Cybercrime Division", "PH");
+    let next = t.join("next-root.key");
+    at(
+        dir,
+        &[
+            "key",
+            "start",
+            "--next-key",
+            next.to_str().expect("utf-8"),
+            "--no-passphrase",
+        ],
+    )
+    .code(0);
+    next
+}
+
+fn key_in(path: &Path) -> KeyId {
+    KeyId(
+        custodia_node::read_key_file(path)
+            .expect("a key file")
+            .agency()
+            .0,
+    )
+}
+
+#[test]
+fn the_committed_next_root_rotates_the_root_and_only_the_new_root_signs_after_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let t = tmp.path();
+    let dir = t.join("nbi");
+    let next = started(&dir, t);
+    let next2 = t.join("next-root-2.key");
+
+    // A key the log never committed to cannot rotate: neither a stranger's
+    // nor the agency key itself; and the refusal leaves no new file.
+    let stranger = t.join("stranger.key");
+    custodia_node::create_key_file_with(&stranger, None).expect("stranger");
+    for wrong in [&stranger, &dir.join("identity.key")] {
+        let r = rotate(&dir, wrong, &next2, None).code(1);
+        assert!(r.stderr.contains("not the next root"), "{}", r.stderr);
+        assert!(!next2.exists(), "a refused rotation leaves no key file");
+    }
+    // The new next key's file exists already: never overwritten (2), and
+    // no statement was made.
+    let taken = t.join("taken.key");
+    std::fs::write(&taken, b"the operator's other file").expect("write");
+    let r = rotate(&dir, &next, &taken, None).code(2);
+    assert!(r.stderr.contains("refusing to overwrite"), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read(&taken).expect("still there"),
+        b"the operator's other file"
+    );
+    assert_eq!(stored_log(&dir).len(), 2);
+
+    // The rotation: signed by the committed key, committing to the next.
+    let v = rotate(&dir, &next, &next2, None).json();
+    assert_eq!(v["seq"], 2);
+    assert_eq!(v["superseded"], 0);
+    let log = stored_log(&dir);
+    assert_eq!(log.current_root(), key_in(&next));
+    assert_eq!(
+        log.committed_next(log.len()),
+        Some(KeyDigest::of(&key_in(&next2)))
+    );
+    // The same key cannot rotate twice: it committed to next2.
+    let r = rotate(&dir, &next, &t.join("next-root-3.key"), None).code(1);
+    assert!(r.stderr.contains("not the next root"), "{}", r.stderr);
+    assert!(!t.join("next-root-3.key").exists());
+
+    // The agency key is no longer the root: without --root, refused with
+    // the root's key and how to pass it, and no officer key file is left.
+    let a = t.join("a.key");
+    let r = certify(&dir, "Insp. A", &a).code(1);
+    assert!(
+        r.stderr.contains("--root") && r.stderr.contains(&key_in(&next).to_hex()),
+        "{}",
+        r.stderr
+    );
+    assert!(!a.exists());
+    // Nor with --root naming the old root.
+    let r = certify_with_root(&dir, "Insp. A", &a, &dir.join("identity.key")).code(1);
+    assert!(r.stderr.contains("not the agency's root"), "{}", r.stderr);
+    assert!(!a.exists());
+    // The new root certifies and revokes.
+    certify_with_root(&dir, "Insp. A", &a, &next).code(0);
+    let officer = key_in(&a).to_hex();
+    let r = at(&dir, &["key", "revoke", &officer, "--reason", "retired"]).code(1);
+    assert!(r.stderr.contains("--root"), "{}", r.stderr);
+    at(
+        &dir,
+        &[
+            "key",
+            "revoke",
+            &officer,
+            "--reason",
+            "retired",
+            "--root",
+            next.to_str().expect("utf-8"),
+        ],
+    )
+    .code(0);
+    // The log, read from the store by an independent reader, holds.
+    let log = stored_log(&dir);
+    assert_eq!(log.len(), 5);
+    assert_eq!(log.statements()[3].signer(), key_in(&next));
+    let text = at(&dir, &["key", "log"]).code(0).stdout;
+    assert!(
+        text.contains(&format!("rotate-root: root {}", key_in(&next))),
+        "{text}"
+    );
+    // And the next rotation is the second committed key's.
+    let v = rotate(&dir, &next2, &t.join("next-root-3.key"), None).json();
+    assert_eq!(v["seq"], 5);
+}
+
+#[test]
+fn a_recovery_rotation_supersedes_what_a_thief_signed_with_the_stolen_root() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let t = tmp.path();
+    let dir = t.join("nbi");
+    let next = started(&dir, t);
+    // The agency's own last statement: officer A, #2.
+    let a = t.join("a.key");
+    certify(&dir, "Insp. A", &a).code(0);
+    // A thief copies the agency key file (the root in force) and signs
+    // with it: an officer of its own (#3), and A revoked (#4).
+    let thief = t.join("thief");
+    std::fs::create_dir(&thief).expect("mkdir");
+    let stolen = thief.join("stolen-root.key");
+    std::fs::copy(dir.join("identity.key"), &stolen).expect("copy");
+    let mallory = thief.join("mallory.key");
+    certify_with_root(&dir, "Mallory", &mallory, &stolen).code(0);
+    at(
+        &dir,
+        &[
+            "key",
+            "revoke",
+            &key_in(&a).to_hex(),
+            "--reason",
+            "compromised",
+            "--root",
+            stolen.to_str().expect("utf-8"),
+        ],
+    )
+    .code(0);
+    assert_eq!(stored_log(&dir).len(), 5);
+
+    // A recovery where no statement can go is refused, leaving nothing.
+    let next2 = t.join("next-root-2.key");
+    for bad in [0, 6] {
+        let r = rotate(&dir, &next, &next2, Some(bad)).code(1);
+        assert!(r.stderr.contains("position"), "{}", r.stderr);
+        assert!(!next2.exists());
+    }
+    // The agency rotates with its offline key after #2, the last statement
+    // it owns: the thief's two are superseded.
+    let v = rotate(&dir, &next, &next2, Some(3)).json();
+    assert_eq!(
+        (v["seq"].as_u64(), v["superseded"].as_u64()),
+        (Some(3), Some(2))
+    );
+    let log = stored_log(&dir);
+    assert_eq!(log.len(), 4);
+    assert_eq!(log.current_root(), key_in(&next));
+    assert_eq!(
+        log.status(&key_in(&mallory), log.len()),
+        custodia_protocol::keylog::KeyStatus::Unknown,
+        "the thief's officer was never certified"
+    );
+    assert!(matches!(
+        log.status(&key_in(&a), log.len()),
+        custodia_protocol::keylog::KeyStatus::Certified { .. }
+    ));
+    // The stolen root signs nothing more.
+    let r = certify_with_root(&dir, "Mallory 2", &thief.join("m2.key"), &stolen).code(1);
+    assert!(r.stderr.contains("not the agency's root"), "{}", r.stderr);
+
+    // `key log` shows the superseded statements apart.
+    let v = at(&dir, &["--json", "key", "log"]).json();
+    let kinds = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .expect("a list")
+            .iter()
+            .map(|s| s["kind"].as_str().expect("kind").to_owned())
+            .collect()
+    };
+    assert_eq!(
+        kinds("statements"),
+        ["inception", "profile", "certify", "rotate-root"]
+    );
+    assert_eq!(kinds("superseded"), ["certify", "revoke"]);
+    assert_eq!(v["superseded"][0]["officer"]["name"], "Mallory");
+    assert_eq!(v["superseded"][1]["seq"], 4);
+    let text = at(&dir, &["key", "log"]).code(0).stdout;
+    assert!(
+        text.contains("Superseded by a recovery rotation (2)")
+            && text.contains("superseded #3")
+            && text.contains("Mallory"),
+        "{text}"
+    );
 }

@@ -167,6 +167,31 @@ pub(crate) fn load(conn: &Connection, agency: &AgencyId) -> Result<Option<KeyLog
     Ok(log)
 }
 
+/// The statements a recovery superseded in `agency`'s log, as stored
+/// (each checked on its own, K1–K5; their place was checked when they
+/// were superseded), oldest first.
+pub(crate) fn load_superseded(
+    conn: &Connection,
+    agency: &AgencyId,
+) -> Result<Vec<KeyStatement>, LoadError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT bytes FROM key_superseded WHERE agency = ?1 ORDER BY rowid")?;
+    let rows = stmt.query_map(params![agency.0.to_vec()], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let s =
+            KeyStatement::decode(&row?).map_err(|source| LoadError::Invalid { seq: -1, source })?;
+        if s.payload().agency != *agency {
+            return Err(LoadError::Invalid {
+                seq: -1,
+                source: KeyLogError::WrongLog("a superseded statement of another agency".into()),
+            });
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
 /// Writes `log` as the store's copy of its agency's log, in one
 /// transaction: its statements, and any it superseded.
 /// Returns the key logs' new change counter.

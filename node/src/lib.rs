@@ -22,6 +22,7 @@ mod keyfile;
 mod keys;
 mod local;
 mod mediatype;
+mod pkcs11;
 mod store;
 mod tls;
 mod wake;
@@ -45,6 +46,7 @@ pub use local::{
     CustodyInfo, CustodyWritten, EvidenceCheck, EvidenceFile, EvidenceInfo, KnownAgency, Local,
     LocalError, Registered, TimelineRow, DEFAULT_LISTEN, KEY_FILE,
 };
+pub use pkcs11::{Pkcs11Module, TokenError, TokenKey, TokenUri, PKCS11_SCHEME};
 pub use store::{
     check as check_items, BackupInfo, BatchOutcome, Checked, Draft, Problem, Quarantined, Row,
     RowHead, Store, StoreError, SCHEMA_VERSION,

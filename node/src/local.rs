@@ -20,8 +20,10 @@ use crate::keyfile::{self, KeyFileError, NoPassphrase, Passphrase, PassphraseSou
 use crate::mediatype;
 use crate::store::{Draft, Quarantined, Store, StoreError};
 use custodia_protocol::keylog::{
-    self, KeyLog, KeyLogError, KeyStatement, Profile, Statement, StatementPayload,
+    self, Appended, KeyLog, KeyLogError, KeyStatement, Profile, PublicKey, Root, SignWithError,
+    Statement, StatementPayload, StatementSigner,
 };
+use custodia_protocol::{KeyDigest, KeyId};
 
 /// The identity key file of a new node, in its directory.
 pub const KEY_FILE: &str = "identity.key";
@@ -67,6 +69,12 @@ pub enum LocalError {
     /// (exit 2, like any usage error).
     #[error("{0}")]
     Usage(String),
+    /// A key in a hardware token (PKCS#11).
+    #[error(transparent)]
+    Token(#[from] crate::pkcs11::TokenError),
+    /// A signing key (a token) could not sign, or signed wrongly.
+    #[error(transparent)]
+    Sign(#[from] SignWithError),
     /// The operating system gave no randomness.
     #[error("no randomness from the operating system: {0}")]
     Random(String),
@@ -382,6 +390,20 @@ fn refused(e: KeyLogError) -> LocalError {
     LocalError::Refused(format!("key log: {e}"))
 }
 
+/// The position of the statement that made the root in force.
+fn root_since(log: &KeyLog) -> u64 {
+    log.statements()
+        .iter()
+        .rev()
+        .find(|s| {
+            matches!(
+                s.payload().st,
+                Statement::Inception(_) | Statement::RotateRoot(_)
+            )
+        })
+        .map_or(0, KeyStatement::seq)
+}
+
 /// An agency this node knows: from its peers, its own config, and the
 /// members of its cases.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -450,12 +472,18 @@ impl Local {
     /// offline: only it can rotate the root, SPEC.md §3.4), then the
     /// agency's profile, its name and country from the configuration.
     pub fn start_key_log(&mut self, next: &Identity) -> Result<KeyLog, LocalError> {
+        self.start_key_log_committing(keylog::key_of(next))
+    }
+
+    /// [`Local::start_key_log`] for a next root known by its public key
+    /// only (a key generated in a token).
+    pub fn start_key_log_committing(&mut self, next: KeyId) -> Result<KeyLog, LocalError> {
         if self.key_log()?.is_some() {
             return Err(LocalError::Refused(
                 "this agency's key log is started already (`custodia key log` shows it)".into(),
             ));
         }
-        if next.agency() == self.me() {
+        if next.0 == self.me().0 {
             return Err(LocalError::Refused(
                 "the next root key must be another key than the agency key".into(),
             ));
@@ -463,7 +491,17 @@ impl Local {
         let now = now_ms();
         let inception = KeyStatement::sign(
             &self.identity,
-            &StatementPayload::inception(&self.identity, next, now),
+            &StatementPayload {
+                v: 1,
+                agency: self.me(),
+                seq: 0,
+                prev: None,
+                time: now,
+                st: Statement::Inception(Root {
+                    root: PublicKey::ed25519(keylog::key_of(&self.identity)),
+                    next: KeyDigest::of(&next),
+                }),
+            },
         );
         let mut log = KeyLog::from_inception(inception).map_err(refused)?;
         let profile = Statement::Profile(Profile {
@@ -485,10 +523,12 @@ impl Local {
         Ok(self.store.confirm_key_log()?)
     }
 
-    /// Signs `st` as the next statement of this agency's key log, with the
-    /// agency key, which must be the root in force.
-    pub fn add_key_statement(&mut self, st: Statement) -> Result<KeyStatement, LocalError> {
-        let mut log = self.key_log()?.ok_or_else(|| {
+    /// This agency's key log, if a new statement may be written to it now:
+    /// the log is started, and the store is not waiting for the operator
+    /// to confirm it (SPEC.md §9.14: a store restored from an older backup
+    /// could sign at a position the agency has used).
+    fn key_log_for_writing(&self) -> Result<KeyLog, LocalError> {
+        let log = self.key_log()?.ok_or_else(|| {
             LocalError::Refused(
                 "this agency has no key log yet: start it with `custodia key start`".into(),
             )
@@ -498,16 +538,108 @@ impl Local {
                 "this node's store may be older than the agency's key log ({why}): a statement now could take a position the agency has used; compare `custodia key log` with your records, then run `custodia key confirm`"
             )));
         }
-        if log.current_root() != keylog::key_of(&self.identity) {
-            return Err(LocalError::Refused(format!(
-                "this node's key is not the agency's root in force ({}); statements are signed by the root",
-                log.current_root().short()
-            )));
+        Ok(log)
+    }
+
+    /// This agency's key log, if `root` (with `None`, the agency key) can
+    /// sign its next statement now: the log is started, the store is not
+    /// waiting for a confirmation, and the key is the root in force.
+    /// Checked before anything is created for the statement (a key file, a
+    /// token key), so that a refusal leaves nothing behind.
+    pub fn key_log_ready(&self, root: Option<KeyId>) -> Result<KeyLog, LocalError> {
+        let log = self.key_log_for_writing()?;
+        let current = log.current_root();
+        let since = root_since(&log);
+        match root {
+            Some(k) if k != current => Err(LocalError::Refused(format!(
+                "key {k} is not the agency's root in force: the root is {current} (since statement #{since}); statements are signed by the root"
+            ))),
+            None if current != keylog::key_of(&self.identity) => Err(LocalError::Refused(format!(
+                "the agency key is no longer the agency's root: the root in force is {current} (since statement #{since}); pass the root key with --root FILE, or --root pkcs11:token=LABEL;object=LABEL for a key in a token"
+            ))),
+            _ => Ok(log),
         }
-        let s = KeyStatement::sign(&self.identity, &StatementPayload::after(&log, now_ms(), st));
+    }
+
+    /// Signs `st` as the next statement of this agency's key log, with the
+    /// agency key, which must be the root in force.
+    pub fn add_key_statement(&mut self, st: Statement) -> Result<KeyStatement, LocalError> {
+        self.add_key_statement_with(None, st)
+    }
+
+    /// Signs `st` as the next statement of this agency's key log with
+    /// `root`, the root in force (a key file or a key in a token); with
+    /// `None`, with the agency key if it is the root.
+    pub fn add_key_statement_with(
+        &mut self,
+        root: Option<&dyn StatementSigner>,
+        st: Statement,
+    ) -> Result<KeyStatement, LocalError> {
+        let mut log = self.key_log_ready(root.map(StatementSigner::key))?;
+        let signer: &dyn StatementSigner = root.unwrap_or(&self.identity);
+        let s = KeyStatement::sign_with(signer, &StatementPayload::after(&log, now_ms(), st))?;
         log.append(s.clone()).map_err(refused)?;
         self.store.save_key_log(&log)?;
         Ok(s)
+    }
+
+    /// This agency's key log and the position a rotation to `new_root`
+    /// goes at, if it may: `at`, or the next position; `new_root` must be
+    /// the key the root in force before that position committed to (the
+    /// next root, SPEC.md §3.4). Checked before the new next key is made.
+    pub fn rotation_ready(
+        &self,
+        new_root: KeyId,
+        at: Option<u64>,
+    ) -> Result<(KeyLog, u64), LocalError> {
+        let log = self.key_log_for_writing()?;
+        let at = at.unwrap_or(log.len());
+        if at == 0 || at > log.len() {
+            return Err(LocalError::Refused(format!(
+                "a rotation goes at a position from 1 to {} (the next one): position 0 is the inception, and a log has no gaps",
+                log.len()
+            )));
+        }
+        if log.committed_next(at) != Some(KeyDigest::of(&new_root)) {
+            return Err(LocalError::Refused(format!(
+                "key {new_root} is not the next root this log committed to before position {at}: only the key written by `custodia key start --next-key` (or by the last rotation's --next-key) can rotate the root"
+            )));
+        }
+        Ok((log, at))
+    }
+
+    /// Rotates this agency's root to `new_root`, the pre-committed next
+    /// root, which signs the rotation and commits to `next` as the root
+    /// after it. At the next position by default; at an earlier position
+    /// `at`, it is a recovery (SPEC.md §3.4): the statements from `at` on,
+    /// which a thief of the old root may have signed, are superseded.
+    /// Returns the rotation and how many statements it superseded.
+    pub fn rotate_root(
+        &mut self,
+        new_root: &dyn StatementSigner,
+        next: KeyId,
+        at: Option<u64>,
+    ) -> Result<(KeyStatement, usize), LocalError> {
+        let (mut log, at) = self.rotation_ready(new_root.key(), at)?;
+        if next == new_root.key() {
+            return Err(LocalError::Refused(
+                "the next root must be another key than the new root".into(),
+            ));
+        }
+        let st = Statement::RotateRoot(Root {
+            root: PublicKey::ed25519(new_root.key()),
+            next: KeyDigest::of(&next),
+        });
+        let payload = StatementPayload::at(&log, at, now_ms(), st).ok_or_else(|| {
+            LocalError::Refused(format!("no position {at} in this agency's key log"))
+        })?;
+        let s = KeyStatement::sign_with(new_root, &payload)?;
+        let superseded = match log.append(s.clone()).map_err(refused)? {
+            Appended::Recovered { superseded } => superseded,
+            _ => 0,
+        };
+        self.store.save_key_log(&log)?;
+        Ok((s, superseded))
     }
 
     /// This node's agency id.

@@ -511,6 +511,23 @@ impl Store {
         })
     }
 
+    /// The statements a recovery rotation superseded in `agency`'s key
+    /// log (SPEC.md §3.4), oldest first: what a thief of an old root
+    /// signed, for reports.
+    pub fn key_superseded(
+        &self,
+        agency: &AgencyId,
+    ) -> Result<Vec<custodia_protocol::keylog::KeyStatement>, StoreError> {
+        crate::keys::load_superseded(&self.conn, agency).map_err(|e| match e {
+            crate::keys::LoadError::Sql(e) => self.sql(e),
+            invalid => StoreError::KeyLog {
+                path: self.path.clone(),
+                agency: agency.fingerprint(),
+                why: format!("superseded {invalid}"),
+            },
+        })
+    }
+
     /// Why the key log waits for the operator's confirmation: the store
     /// was found suspect while it held one (restored, copied, WAL lost).
     pub fn key_log_unconfirmed(&self) -> Result<Option<String>, StoreError> {

@@ -251,6 +251,24 @@ impl StatementPayload {
         }
     }
 
+    /// The statement at position `seq` of `log`, following its first `seq`
+    /// statements: the next one when `seq` is the log's length, or a
+    /// recovery rotation at an earlier position (SPEC.md §3.4), whose
+    /// `prev` is statement `seq - 1`. `None` for 0 (only the inception is
+    /// there) or past the end of the log.
+    pub fn at(log: &KeyLog, seq: u64, time: u64, st: Statement) -> Option<Self> {
+        let before = usize::try_from(seq.checked_sub(1)?).ok()?;
+        let prev = log.statements().get(before)?;
+        Some(StatementPayload {
+            v: 1,
+            agency: log.agency(),
+            seq,
+            prev: Some(prev.id()),
+            time,
+            st,
+        })
+    }
+
     /// K5: what the types alone do not say.
     fn check_schema(&self) -> Result<(), String> {
         if self.v != 1 {
@@ -478,6 +496,48 @@ fn encode(protected: Vec<u8>, payload: Vec<u8>, signature: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
+/// Why a [`StatementSigner`] could not sign: a token that is gone, a
+/// session that was closed, a PIN that expired. The signer says what, for
+/// the operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SignerError(pub String);
+
+/// Why [`KeyStatement::sign_with`] made no statement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignWithError {
+    /// The signer failed.
+    #[error("the signing key could not sign: {0}")]
+    Signer(#[from] SignerError),
+    /// The signer returned a signature that does not verify with the key it
+    /// names (a token answering with another key's signature, or garbage).
+    #[error("the signing key returned a signature that does not verify with its public key {0}")]
+    BadSignature(KeyId),
+}
+
+/// A key that signs key statements without this crate holding its secret:
+/// an [`Identity`] in memory, or a key in a hardware token, where the
+/// secret never leaves the device (the node's PKCS#11 signer). The signer
+/// is handed the exact COSE `Sig_structure` bytes (RFC 9052 §4.4) and
+/// signs them with pure Ed25519 (RFC 8032, no pre-hash, no context).
+pub trait StatementSigner {
+    /// The public key, which becomes the statement's kid.
+    fn key(&self) -> KeyId;
+    /// An Ed25519 signature of `message`: 64 bytes, R then S.
+    fn sign_message(&self, message: &[u8]) -> Result<[u8; 64], SignerError>;
+}
+
+impl StatementSigner for Identity {
+    fn key(&self) -> KeyId {
+        key_of(self)
+    }
+
+    fn sign_message(&self, message: &[u8]) -> Result<[u8; 64], SignerError> {
+        Ok(self.sign(message))
+    }
+}
+
 impl KeyStatement {
     /// Signs a statement with `signer` (the root, or for a rotation the new
     /// root). Checking it against a log is [`KeyLog::append`]'s.
@@ -493,6 +553,31 @@ impl KeyStatement {
             signer: kid,
             payload: payload.clone(),
         }
+    }
+
+    /// Signs a statement with any [`StatementSigner`] (a key in a token).
+    /// The signature is checked with the signer's public key before the
+    /// statement is made: a device that signs with another key, or returns
+    /// garbage, yields an error here, never a statement K5 refuses later.
+    pub fn sign_with(
+        signer: &dyn StatementSigner,
+        payload: &StatementPayload,
+    ) -> Result<KeyStatement, SignWithError> {
+        let kid = signer.key();
+        let protected = protected_header(&kid);
+        let payload_bytes = codec::to_vec(payload);
+        let message = sig_structure_with_aad(&protected, &[], &payload_bytes);
+        let signature = signer.sign_message(&message)?;
+        if !signature::verify(&AgencyId(kid.0), &message, &signature) {
+            return Err(SignWithError::BadSignature(kid));
+        }
+        let bytes = encode(protected, payload_bytes, signature.to_vec());
+        Ok(KeyStatement {
+            id: StatementId::of(&bytes),
+            bytes: bytes.into(),
+            signer: kid,
+            payload: payload.clone(),
+        })
     }
 
     /// Decodes and checks a statement from its bytes alone (K1–K5).
@@ -737,6 +822,20 @@ impl KeyLog {
                 Statement::Inception(r) | Statement::RotateRoot(r) => Some(r),
                 _ => None,
             })
+    }
+
+    /// The digest of the next root committed to by the root in force after
+    /// the first `prefix` statements: what a rotation at position `prefix`
+    /// must name (K9).
+    pub fn committed_next(&self, prefix: u64) -> Option<KeyDigest> {
+        let n = usize::try_from(prefix).unwrap_or(usize::MAX);
+        self.root_after(n).map(|r| r.next)
+    }
+
+    /// The root in force after the first `prefix` statements.
+    pub fn root_at(&self, prefix: u64) -> Option<KeyId> {
+        let n = usize::try_from(prefix).unwrap_or(usize::MAX);
+        self.root_after(n).map(|r| r.root.key)
     }
 
     /// The root in force at the end of the log.

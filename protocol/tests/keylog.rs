@@ -4,7 +4,8 @@
 use ciborium::value::Value as Cbor;
 use custodia_protocol::keylog::{
     key_of, Appended, Certify, KeyLog, KeyLogError, KeyRole, KeyStatement, KeyStatus, Officer,
-    Profile, PublicKey, Revoke, RevokeReason, Root, Statement, StatementPayload,
+    Profile, PublicKey, Revoke, RevokeReason, Root, SignWithError, SignerError, Statement,
+    StatementPayload, StatementSigner,
 };
 use custodia_protocol::{sig_structure, Identity, KeyDigest, KeyId};
 
@@ -574,4 +575,83 @@ fn what_a_recovery_supersedes_is_the_same_whatever_order_it_arrives_in() {
         log.append(other),
         Err(KeyLogError::Forked { seq: 1, .. })
     ));
+}
+
+/// A signer that is not an in-memory identity: a token in the node. Here a
+/// device that lies about its key, or fails.
+struct Device {
+    claims: KeyId,
+    signs_with: Option<Identity>,
+}
+
+impl StatementSigner for Device {
+    fn key(&self) -> KeyId {
+        self.claims
+    }
+    fn sign_message(&self, message: &[u8]) -> Result<[u8; 64], SignerError> {
+        self.signs_with
+            .as_ref()
+            .map(|k| k.sign(message))
+            .ok_or_else(|| SignerError("the token was removed".into()))
+    }
+}
+
+#[test]
+fn a_statement_signed_through_the_signer_trait_is_the_one_sign_makes() {
+    let log = incepted();
+    let payload = StatementPayload::after(&log, T0 + 1, officer(&id(7), "Insp. R. Santos"));
+    let direct = KeyStatement::sign(&id(1), &payload);
+    let through = KeyStatement::sign_with(&id(1), &payload).expect("signs");
+    assert_eq!(direct.bytes(), through.bytes(), "Ed25519 is deterministic");
+    let device = Device {
+        claims: key_of(&id(1)),
+        signs_with: Some(id(1)),
+    };
+    let s = KeyStatement::sign_with(&device, &payload).expect("signs");
+    assert_eq!(s.bytes(), direct.bytes());
+    let mut log = log;
+    assert_eq!(log.append(s), Ok(Appended::New));
+}
+
+#[test]
+fn a_device_that_signs_with_another_key_or_fails_makes_no_statement() {
+    let log = incepted();
+    let payload = StatementPayload::after(&log, T0 + 1, node(&id(7)));
+    let liar = Device {
+        claims: key_of(&id(1)),
+        signs_with: Some(id(9)),
+    };
+    assert_eq!(
+        KeyStatement::sign_with(&liar, &payload),
+        Err(SignWithError::BadSignature(key_of(&id(1))))
+    );
+    let gone = Device {
+        claims: key_of(&id(1)),
+        signs_with: None,
+    };
+    assert!(matches!(
+        KeyStatement::sign_with(&gone, &payload),
+        Err(SignWithError::Signer(SignerError(m))) if m.contains("removed")
+    ));
+}
+
+#[test]
+fn a_payload_at_an_earlier_position_chains_to_the_statement_before_it() {
+    let mut log = incepted();
+    add(&mut log, &id(1), 1, node(&id(7))).expect("node");
+    add(&mut log, &id(1), 2, officer(&id(8), "Thief's officer")).expect("officer");
+    // Neither the inception's place nor a position past the end.
+    assert!(StatementPayload::at(&log, 0, T0 + 3, rotation(&id(2), &id(3))).is_none());
+    assert!(StatementPayload::at(&log, 4, T0 + 3, rotation(&id(2), &id(3))).is_none());
+    assert_eq!(log.committed_next(2), Some(KeyDigest::of(&key_of(&id(2)))));
+    assert_eq!(log.root_at(3), Some(key_of(&id(1))));
+    let p = StatementPayload::at(&log, 2, T0 + 3, rotation(&id(2), &id(3))).expect("at 2");
+    assert_eq!(p.prev, Some(log.statements()[1].id()));
+    let s = KeyStatement::sign_with(&id(2), &p).expect("signs");
+    assert_eq!(log.append(s), Ok(Appended::Recovered { superseded: 1 }));
+    assert_eq!(log.root_at(log.len()), Some(key_of(&id(2))));
+    assert_eq!(
+        log.committed_next(log.len()),
+        Some(KeyDigest::of(&key_of(&id(3))))
+    );
 }
