@@ -340,21 +340,47 @@ fn describe(s: &KeyStatement) -> (String, serde_json::Value) {
 }
 
 /// `key log`: every statement of this agency's key log, checked.
-pub(crate) fn show(dir: &Path, out: &Out) -> anyhow::Result<()> {
+pub(crate) fn show(dir: &Path, agency: Option<&str>, out: &Out) -> anyhow::Result<()> {
     let l = passphrase::open(dir)?;
-    let Some(log) = l.key_log()? else {
+    let who = match agency {
+        Some(a) => l.resolve_agency(a)?,
+        None => l
+            .resolve_agency(&l.me().to_hex())
+            .map_err(anyhow::Error::from)?,
+    };
+    let me = who.agency == l.me();
+    let name = if me {
+        l.config().agency.name.clone()
+    } else {
+        who.name.clone()
+    };
+    let Some(log) = l.store().key_log(&who.agency)? else {
+        let text = if me {
+            "This agency has no key log yet: start it with `custodia key start --next-key FILE`."
+                .to_string()
+        } else {
+            format!(
+                "No key log of {} ({}) has reached this node: it arrives from the agency's node, or a partner's, once they have synced (sync version 3), if the agency started one.",
+                safe(&name),
+                who.agency.fingerprint()
+            )
+        };
         out.record(
-            "This agency has no key log yet: start it with `custodia key start --next-key FILE`.",
-            serde_json::json!({"agency": l.me().to_hex(), "statements": []}),
+            &text,
+            serde_json::json!({"agency": who.agency.to_hex(), "statements": []}),
         );
         return Ok(());
     };
     let lines: Vec<(String, serde_json::Value)> = log.statements().iter().map(describe).collect();
-    let unconfirmed = l.store().key_log_unconfirmed()?;
+    let unconfirmed = if me {
+        l.store().key_log_unconfirmed()?
+    } else {
+        None
+    };
     let mut text = format!(
         "Key log of {} ({}): {} statements, root {}\n",
-        safe(&l.config().agency.name),
-        l.me().fingerprint(),
+        safe(&name),
+        who.agency.fingerprint(),
         log.len(),
         log.current_root()
     );
@@ -364,13 +390,23 @@ pub(crate) fn show(dir: &Path, out: &Out) -> anyhow::Result<()> {
             safe(why)
         ));
     }
+    // Proofs that the agency's root signed two statements at one position
+    // (K12): first, since no statement of that log can be taken at face
+    // value after it.
+    let forks = l.store().key_forks(&who.agency)?;
+    for f in &forks {
+        text.push_str(&format!(
+            "!! FORKED at position {}: the agency's root signed two different statements there (both kept as the proof); statements from there on cannot be relied on until the agency explains it.\n",
+            f.seq
+        ));
+    }
     for (t, _) in &lines {
         text.push_str(t);
         text.push('\n');
     }
     let superseded: Vec<(String, serde_json::Value)> = l
         .store()
-        .key_superseded(&l.me())?
+        .key_superseded(&who.agency)?
         .iter()
         .map(describe)
         .collect();
@@ -388,11 +424,15 @@ pub(crate) fn show(dir: &Path, out: &Out) -> anyhow::Result<()> {
     out.record(
         text.trim_end(),
         serde_json::json!({
-            "agency": l.me().to_hex(),
+            "agency": who.agency.to_hex(),
+            "name": name,
             "root": log.current_root().to_hex(),
             "unconfirmed": unconfirmed,
             "statements": lines.into_iter().map(|(_, j)| j).collect::<Vec<_>>(),
             "superseded": superseded.into_iter().map(|(_, j)| j).collect::<Vec<_>>(),
+            "forks": forks.iter().map(|f| serde_json::json!({
+                "seq": f.seq, "held": hex::encode(&f.held), "other": hex::encode(&f.other),
+            })).collect::<Vec<_>>(),
         }),
     );
     Ok(())

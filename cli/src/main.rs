@@ -345,10 +345,17 @@ enum KeyCommand {
         #[arg(long, value_name = "FILE|URI", value_parser = token::KeyRef::parse)]
         root: Option<token::KeyRef>,
     },
-    /// Show this agency's key log: every statement, checked.
+    /// Show a key log: every statement, checked; this agency's, or a partner's as it
+    /// reached this node (its key history: certifications, revocations, rotations,
+    /// recoveries, and any fork of its root).
     ///
     /// Example: custodia --dir ./nbi key log --json
-    Log,
+    /// Example: custodia --dir ./nbi key log berlin
+    Log {
+        /// Whose log: a peer name, an agency name, a fingerprint or a key (default: this
+        /// agency).
+        agency: Option<String>,
+    },
     /// Confirm the key log after a restore or a copy: the store was found possibly older
     /// than the agency's log, and no statement is written until you have compared `key log`
     /// with the agency's records.
@@ -718,7 +725,7 @@ The old unencrypted file's blocks may remain on the disk until reused.",
         KeyCommand::Revoke { key, reason, root } => {
             keylog::revoke(d, key, reason, root.as_ref(), &tokens, out)?
         }
-        KeyCommand::Log => keylog::show(d, out)?,
+        KeyCommand::Log { agency } => keylog::show(d, agency.as_deref(), out)?,
         KeyCommand::Confirm => keylog::confirm(d, out)?,
     }
     Ok(())

@@ -80,8 +80,38 @@ async fn key_logs_reach_every_member_through_the_liaison_and_no_stranger() {
         log_at(&c, &a.id).map(|l| l.head()),
         log_at(&a, &a.id).map(|l| l.head())
     );
-    // Delta shares no case with alpha: it never gets alpha's log.
+    // Charlie's operator reads alpha's key history from its own node.
+    let out = Command::new(custodia_tests::custodia_binary())
+        .arg("--dir")
+        .arg(&c.dir)
+        .args(["--json", "key", "log", "alpha"])
+        .output()
+        .expect("custodia");
+    assert!(out.status.success(), "{out:?}");
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(log["agency"], a.id.to_hex());
+    assert_eq!(log["name"], "alpha");
+    let kinds: Vec<&str> = log["statements"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .filter_map(|s| s["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["inception", "profile", "certify"], "{log}");
+    assert_eq!(log["forks"], serde_json::json!([]));
+    // Delta shares no case with alpha: it never gets alpha's log, and
+    // says so.
     assert!(log_at(&d, &a.id).is_none());
+    let out = Command::new(custodia_tests::custodia_binary())
+        .arg("--dir")
+        .arg(&d.dir)
+        .args(["key", "log", &a.id.to_hex()])
+        .output()
+        .expect("custodia");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("No key log of"),
+        "{out:?}"
+    );
     for n in nodes {
         n.shutdown().await;
     }
