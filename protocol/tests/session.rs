@@ -981,3 +981,45 @@ fn a_removed_member_that_found_an_equivocation_is_believed() {
         }
     )));
 }
+
+#[test]
+fn bravo_sends_its_key_log_and_is_the_third_fuzz_seed() {
+    use custodia_protocol::keylog::{KeyStatement, Profile, Statement, StatementPayload};
+    let (mut a, _) = alpha();
+    let mut b = node("bravo");
+    b.r.pin(a.me);
+    let root = test_key("bravo");
+    let next = test_key("bravo next root");
+    let inception = KeyStatement::sign(
+        &root,
+        &StatementPayload::inception(&root, &next, NOW - 5_000),
+    );
+    b.r.add_own_statement(inception).expect("inception");
+    let log = b.r.key_log_of(&b.me).expect("log").clone();
+    let profile = Statement::Profile(Profile {
+        name: "Bundeskriminalamt".into(),
+        country: "DE".into(),
+    });
+    b.r.add_own_statement(KeyStatement::sign(
+        &root,
+        &StatementPayload::after(&log, NOW - 4_000, profile),
+    ))
+    .expect("profile");
+    let (mut sa, mut sb) = sessions(&a, &b);
+    let (_, ba, e) = exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+    assert_eq!(e, None);
+    assert_eq!(a.r.key_log_of(&b.me).map(|l| l.len()), Some(2));
+    // Bravo's side carries its key-heads and key-statements: the `session`
+    // fuzz target's third seed, so mutations reach the key-log path.
+    let seed = ba_after_hello(&ba);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus/session/bravo-sends-its-key-log");
+    if std::env::var_os("CUSTODIA_WRITE_FUZZ_SEEDS").is_some() {
+        std::fs::write(&path, &seed).expect("seed written");
+    }
+    assert_eq!(
+        std::fs::read(&path).expect("the seed exists"),
+        seed,
+        "the session seed is stale: run with CUSTODIA_WRITE_FUZZ_SEEDS=1"
+    );
+}

@@ -452,6 +452,11 @@ impl MemoryReplica {
         self.key_logs.get(agency)
     }
 
+    /// Every key log held.
+    pub fn key_logs(&self) -> impl Iterator<Item = &KeyLog> {
+        self.key_logs.values()
+    }
+
     /// Appends a statement this agency signed to its own key log (starting
     /// it with an inception). Refused while the log waits for a peer's
     /// confirmation after a restore, like the node's guard.

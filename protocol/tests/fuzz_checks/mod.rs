@@ -654,7 +654,8 @@ pub fn session_replica() -> (
 /// body). Each frame that decodes is handled; a frame that does not, or
 /// an error, ends the session as a node would. Whatever the frames: no
 /// panic, the session's send queue stays within its window, entries go
-/// only to a member, and the replica only grows by valid entries.
+/// only to a member, the replica only grows by valid entries, and key logs
+/// are held only of agencies alpha knows.
 pub fn session(data: &[u8]) -> Result<(), String> {
     use custodia_protocol::session::{Replica, Session};
     use custodia_protocol::{Hello, SYNC_VERSIONS};
@@ -707,6 +708,17 @@ pub fn session(data: &[u8]) -> Result<(), String> {
     assert!(replica.len() >= before, "the replica lost rows");
     let v = replica.case(&case).expect("the case is still held");
     assert!(v.is_member(&bravo));
+    // Key logs are taken only of agencies the node knows (SPEC.md §9.15):
+    // a peer cannot plant the log of a made-up agency, and every log held
+    // checks.
+    for log in replica.key_logs() {
+        let a = log.agency();
+        assert!(
+            v.state().members.contains_key(&a) || replica.pinned(&a),
+            "a key log of an agency alpha does not know: {}",
+            a.fingerprint()
+        );
+    }
     result
 }
 
