@@ -13,12 +13,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{init, Run};
+use common::{init, stored_log, Run};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
-use custodia_protocol::keylog::{KeyLog, KeyStatement, Statement};
+use custodia_protocol::keylog::Statement;
 use custodia_protocol::{KeyDigest, KeyId};
 
 /// Where Debian's softhsm2 package puts the module.
@@ -118,27 +118,6 @@ fn run_bare(dir: &Path, conf: &Path, stdin: &str, args: &[&str]) -> Run {
 
 fn uri(object: &str) -> String {
     format!("pkcs11:token=NBI%20Roots;object={object}")
-}
-
-/// The node's key log, read from its store file and checked from scratch.
-fn stored_log(dir: &Path) -> KeyLog {
-    let conn = rusqlite::Connection::open(dir.join("store.sqlite")).expect("store");
-    let mut q = conn
-        .prepare("SELECT bytes FROM key_statements ORDER BY seq")
-        .expect("query");
-    let rows: Vec<Vec<u8>> = q
-        .query_map([], |r| r.get(0))
-        .expect("rows")
-        .map(|r| r.expect("row"))
-        .collect();
-    let mut it = rows
-        .iter()
-        .map(|b| KeyStatement::decode(b).expect("decodes"));
-    let mut log = KeyLog::from_inception(it.next().expect("an inception")).expect("inception");
-    for s in it {
-        log.append(s).expect("appends");
-    }
-    log
 }
 
 /// What the token itself says of the key pair labelled `object`, asked

@@ -7,31 +7,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{at, init};
-use custodia_protocol::keylog::{KeyLog, KeyStatement};
+use common::{at, init, stored_log};
 use custodia_protocol::{AgencyId, Identity, KeyDigest, KeyId};
-
-/// The node's key log, read straight from its store file (as an
-/// independent reader would: statement bytes, checked from scratch).
-fn stored_log(dir: &Path) -> KeyLog {
-    let conn = rusqlite::Connection::open(dir.join("store.sqlite")).expect("store");
-    let mut q = conn
-        .prepare("SELECT bytes FROM key_statements ORDER BY seq")
-        .expect("query");
-    let rows: Vec<Vec<u8>> = q
-        .query_map([], |r| r.get(0))
-        .expect("rows")
-        .map(|r| r.expect("row"))
-        .collect();
-    let mut it = rows
-        .iter()
-        .map(|b| KeyStatement::decode(b).expect("decodes"));
-    let mut log = KeyLog::from_inception(it.next().expect("an inception")).expect("inception");
-    for s in it {
-        log.append(s).expect("appends");
-    }
-    log
-}
 
 #[test]
 fn an_agency_starts_its_key_log_certifies_an_officer_and_revokes_the_key() {
@@ -226,20 +203,7 @@ fn a_key_log_row_changed_on_disk_is_refused_not_believed() {
 
 /// Certifies an officer; the run.
 fn certify(dir: &Path, name: &str, out: &Path) -> common::Run {
-    at(
-        dir,
-        &[
-            "key",
-            "certify-officer",
-            "--name",
-            name,
-            "--number",
-            "PNP-1",
-            "--out",
-            out.to_str().expect("utf-8"),
-            "--no-passphrase",
-        ],
-    )
+    certify_as(dir, name, out, None)
 }
 
 #[test]
@@ -328,22 +292,26 @@ fn rotate(dir: &Path, root: &Path, next: &Path, at_seq: Option<u64>) -> common::
 
 /// Certifies an officer with `--root ROOT`; the run.
 fn certify_with_root(dir: &Path, name: &str, out: &Path, root: &Path) -> common::Run {
-    at(
-        dir,
-        &[
-            "key",
-            "certify-officer",
-            "--name",
-            name,
-            "--number",
-            "PNP-1",
-            "--out",
-            out.to_str().expect("utf-8"),
-            "--no-passphrase",
-            "--root",
-            root.to_str().expect("utf-8"),
-        ],
-    )
+    certify_as(dir, name, out, Some(root))
+}
+
+/// Certifies an officer, signed by the agency key or by `root`; the run.
+fn certify_as(dir: &Path, name: &str, out: &Path, root: Option<&Path>) -> common::Run {
+    let mut args = vec![
+        "key",
+        "certify-officer",
+        "--name",
+        name,
+        "--number",
+        "PNP-1",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--no-passphrase",
+    ];
+    if let Some(root) = root {
+        args.extend(["--root", root.to_str().expect("utf-8")]);
+    }
+    at(dir, &args)
 }
 
 /// A node with its key log started; the next root key's file.

@@ -144,15 +144,22 @@ fn two_sessions_converge_frame_for_frame() {
     // Bravo's side of this exchange is the `session` fuzz target's seed.
     let seed: Vec<u8> = ba_after_hello(&ba);
     assert_eq!((ab, ba), (ab2, ba2));
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/session/honest-bravo");
+    check_seed("honest-bravo", &seed);
+}
+
+/// Checks a committed seed of the `session` fuzz target against what the
+/// test produced (written anew with `CUSTODIA_WRITE_FUZZ_SEEDS=1`).
+fn check_seed(name: &str, seed: &[u8]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus/session")
+        .join(name);
     if std::env::var_os("CUSTODIA_WRITE_FUZZ_SEEDS").is_some() {
-        std::fs::write(&path, &seed).expect("seed written");
+        std::fs::write(&path, seed).expect("seed written");
     }
     assert_eq!(
         std::fs::read(&path).expect("the seed exists"),
         seed,
-        "the session seed is stale: run with CUSTODIA_WRITE_FUZZ_SEEDS=1"
+        "the session seed {name} is stale: run with CUSTODIA_WRITE_FUZZ_SEEDS=1"
     );
 }
 
@@ -536,16 +543,7 @@ fn a_note_bravo_wrote_reaches_alpha_and_is_the_second_fuzz_seed() {
     // Bravo's side carries a batch with an entry: the `session` fuzz
     // target's second seed, so mutations reach the receiving path.
     let seed = ba_after_hello(&ba);
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus/session/bravo-sends-a-note");
-    if std::env::var_os("CUSTODIA_WRITE_FUZZ_SEEDS").is_some() {
-        std::fs::write(&path, &seed).expect("seed written");
-    }
-    assert_eq!(
-        std::fs::read(&path).expect("the seed exists"),
-        seed,
-        "the session seed is stale: run with CUSTODIA_WRITE_FUZZ_SEEDS=1"
-    );
+    check_seed("bravo-sends-a-note", &seed);
 }
 
 // Key logs in sync version 3 (SPEC.md §9.15).
@@ -1012,14 +1010,5 @@ fn bravo_sends_its_key_log_and_is_the_third_fuzz_seed() {
     // Bravo's side carries its key-heads and key-statements: the `session`
     // fuzz target's third seed, so mutations reach the key-log path.
     let seed = ba_after_hello(&ba);
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus/session/bravo-sends-its-key-log");
-    if std::env::var_os("CUSTODIA_WRITE_FUZZ_SEEDS").is_some() {
-        std::fs::write(&path, &seed).expect("seed written");
-    }
-    assert_eq!(
-        std::fs::read(&path).expect("the seed exists"),
-        seed,
-        "the session seed is stale: run with CUSTODIA_WRITE_FUZZ_SEEDS=1"
-    );
+    check_seed("bravo-sends-its-key-log", &seed);
 }

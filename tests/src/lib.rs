@@ -169,6 +169,17 @@ impl Agency {
     }
 }
 
+/// Copies a folder with `cp -a` (what an operator's backup does).
+pub fn copy_dir(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
+
 /// Pins two agencies to each other.
 pub fn link(a: &Agency, b: &Agency) {
     a.pin(b, "ZZ");

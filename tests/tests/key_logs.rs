@@ -2,13 +2,12 @@
 //! on 127.0.0.1, real store files, statements written by one process while
 //! the node runs in another place. Every test is bounded in time.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use custodia_protocol::keylog::{key_of, Certify, KeyLog, KeyRole, Officer, PublicKey, Statement};
 use custodia_protocol::{AgencyId, Body, Identity, Role, Tlp};
-use custodia_tests::{eventually, link, open_shared, Agency};
+use custodia_tests::{copy_dir, eventually, link, open_shared, Agency};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -116,16 +115,6 @@ async fn key_logs_reach_every_member_through_the_liaison_and_no_stranger() {
         n.shutdown().await;
     }
     assert!(log_at(&d, &a.id).is_none());
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,12 +4,11 @@
 //! signs two entries at one position, that what its peers acknowledged
 //! comes back, and that its store checks clean afterwards.
 
-use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use custodia_protocol::{CaseId, Role};
-use custodia_tests::{custodia_binary, eventually, link, open_shared, Agency};
+use custodia_tests::{copy_dir, custodia_binary, eventually, link, open_shared, Agency};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -31,17 +30,6 @@ fn ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Copies a folder with `cp -a` (what an operator's backup does).
-fn copy_dir(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success());
 }
 
 /// Registers an evidence file with the CLI; returns the item id.

@@ -237,3 +237,27 @@ pub(crate) fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 pub(crate) mod hostile;
+
+/// The node's key log, read straight from its store file (as an
+/// independent reader would: statement bytes, checked from scratch). For a
+/// store that holds only its own agency's log (no partner's has synced).
+pub(crate) fn stored_log(dir: &Path) -> custodia_protocol::keylog::KeyLog {
+    use custodia_protocol::keylog::{KeyLog, KeyStatement};
+    let conn = rusqlite::Connection::open(dir.join("store.sqlite")).expect("store");
+    let mut q = conn
+        .prepare("SELECT bytes FROM key_statements ORDER BY seq")
+        .expect("query");
+    let rows: Vec<Vec<u8>> = q
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .map(|r| r.expect("row"))
+        .collect();
+    let mut it = rows
+        .iter()
+        .map(|b| KeyStatement::decode(b).expect("decodes"));
+    let mut log = KeyLog::from_inception(it.next().expect("an inception")).expect("inception");
+    for s in it {
+        log.append(s).expect("appends");
+    }
+    log
+}
