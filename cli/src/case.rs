@@ -508,7 +508,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         "tlp": s.tlp.map(|t| t.as_str()), "entries": s.entries, "members": members, "items": items,
         "open_transfers": transfers, "conflicts": conflicts, "withheld": withheld,
         "after_removal": after_removal,
-        "own_equivocation_at": equivocated,
+        "equivocated_at": equivocated,
         "hold": hold.map(|h| serde_json::json!({"reason": h.reason, "since": iso_time(h.since), "behind": h.behind, "peer": h.peer.map(|p| p.to_hex())})),
         "equivocation_proofs": proofs, "quarantined": crate::quarantine::json(&quarantined),
     });

@@ -30,7 +30,8 @@ pub(crate) const JSON_SCHEMA_VERSION: u64 = 1;
 /// exact milliseconds beside them in `…_ms` (`key log`, `key revoke`, and
 /// `export`'s and a quarantined row's were epoch milliseconds); a case's
 /// quarantined rows the list of rows (`case list`, `status` gave a count);
-/// `case show`'s conflicts objects; `export`'s withheld positions a list,
+/// `case show`'s conflicts objects and its own equivocation
+/// `equivocated_at` as in `status`; `export`'s withheld positions a list,
 /// its CASE/UCO path `file` and selection `items`; `demo` holds `case
 /// show`s.
 pub(crate) const JSON_SCHEMA_VERSION_2: u64 = 2;

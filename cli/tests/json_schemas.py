@@ -14,7 +14,9 @@ protect and key passphrase (Lyon), export (bundle, selective, CASE/UCO),
 store check, backup and restore (the restored node is on hold: status and
 case show show the hold, case release-hold releases it), peer remove,
 man --dir, demo, verify of the bundle, and errors: a missing case, a
-mistyped option, a missing --dir, each a JSON document on stderr.
+missing option, a release-hold of a case not on hold, a missing --dir, a
+refused duplicate, a file that is no bundle, each a JSON document on
+stderr.
 
 Each document on stdout is validated against the schema of its command
 (docs/schemas/COMMAND-WORDS.schema.json; verify: verify-report), each
@@ -352,6 +354,7 @@ def scenario(c, work):
     c.run("manila", "case", "release-hold", case, "--reason", "not on hold", code=2)
     c.run(None, "case", "list", code=2)
     c.run("manila", "evidence", "add", case, p("phone.img"), code=1)
+    c.run(None, "verify", p("phone.img"), code=2)
 
 
 def main():
