@@ -12,7 +12,7 @@ use custodia_protocol::{
     AgencyId, Body, CaseId, CaseState, Conflict, CustodyAction, Entry, EntryId, ItemId, Role, Tlp,
 };
 
-use crate::output::{iso_time, Out};
+use crate::output::{iso_time, Out, JSON_SCHEMA_VERSION_2};
 use crate::untrusted::safe;
 
 #[derive(Subcommand, Debug)]
@@ -130,7 +130,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                     safe(&reference),
                     e.id()
                 ),
-                serde_json::json!({"case": e.id().to_hex(), "title": title, "reference": reference, "tlp": tlp.as_str()}),
+                serde_json::json!({"case": e.id().to_hex(), "title": title, "reference": reference, "jurisdiction": jurisdiction, "tlp": tlp.as_str()}),
             );
         }
         CaseCommand::List => {
@@ -142,10 +142,11 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                     continue;
                 };
                 let members = s.members.values().filter(|m| m.is_active()).count();
-                let held = quarantined
+                let held: Vec<Quarantined> = quarantined
                     .iter()
                     .filter(|q| q.case.is_none_or(|qc| qc == c))
-                    .count();
+                    .cloned()
+                    .collect();
                 text.push_str(&format!(
                     "{}  {:<28} {:<18} {} members, {} items, {} entries\n",
                     c.short(),
@@ -155,17 +156,20 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                     s.items.len(),
                     s.entries
                 ));
-                if held > 0 {
+                if !held.is_empty() {
                     text.truncate(text.trim_end().len());
-                    text.push_str(&format!(", {held} quarantined\n"));
+                    text.push_str(&format!(", {} quarantined\n", held.len()));
                 }
-                rows.push(serde_json::json!({"case": c.to_hex(), "title": s.title, "reference": s.reference, "members": members, "items": s.items.len(), "entries": s.entries, "quarantined": held}));
+                // `quarantined`: the rows themselves, as `case show` gives them.
+                rows.push(serde_json::json!({"case": c.to_hex(), "title": s.title, "reference": s.reference, "members": members, "items": s.items.len(), "entries": s.entries, "quarantined": crate::quarantine::json(&held)}));
             }
             if rows.is_empty() {
                 text = "No cases yet. Open one with `custodia case open --title T --reference R`."
                     .into();
             }
-            out.record_list(text.trim_end(), "cases", rows);
+            let mut doc = serde_json::Map::new();
+            doc.insert("cases".into(), rows.into());
+            out.record_version(JSON_SCHEMA_VERSION_2, text.trim_end(), doc.into());
         }
         CaseCommand::Show { case } => {
             let c = l.resolve_case(&case)?;
@@ -174,7 +178,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
                 return Err(LocalError::NotFound(format!("no case {case:?}")).into());
             };
             let (text, json) = show(&l, &s);
-            out.record(&text, json);
+            out.record_version(JSON_SCHEMA_VERSION_2, &text, json);
         }
         CaseCommand::Log { case } => {
             let c = l.resolve_case(&case)?;
@@ -386,35 +390,69 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
     if !s.conflicts.is_empty() {
         t.push_str("\nConflicts\n");
         for c in &s.conflicts {
-            let line = match c {
-                Conflict::Equivocation { author, seq, .. } => format!(
-                    "equivocation: {} signed two different entries at sequence {seq}",
-                    safe(&l.name_of(author))
+            // Each conflict as the verification report gives it: its kind,
+            // who and what it is about, and the sentence.
+            let (kind, author, item, entry, line) = match c {
+                Conflict::Equivocation { author, seq, .. } => (
+                    "equivocation",
+                    Some(author),
+                    None,
+                    None,
+                    format!(
+                        "equivocation: {} signed two different entries at sequence {seq}",
+                        safe(&l.name_of(author))
+                    ),
                 ),
                 Conflict::DigestMismatch {
                     entry,
                     item,
                     author,
-                } => format!(
-                    "digest mismatch: {} observed a different digest for item {} (entry {})",
-                    safe(&l.name_of(author)),
-                    item.to_uuid_string(),
-                    entry.short()
+                } => (
+                    "digest-mismatch",
+                    Some(author),
+                    Some(item),
+                    Some(entry),
+                    format!(
+                        "digest mismatch: {} observed a different digest for item {} (entry {})",
+                        safe(&l.name_of(author)),
+                        item.to_uuid_string(),
+                        entry.short()
+                    ),
                 ),
-                Conflict::DuplicateDigest { first, second, .. } => format!(
-                    "same SHA-256 registered as two items: {} and {}",
-                    first.to_uuid_string(),
-                    second.to_uuid_string()
+                Conflict::DuplicateDigest {
+                    first,
+                    second,
+                    entry,
+                } => (
+                    "duplicate-digest",
+                    None,
+                    Some(second),
+                    Some(entry),
+                    format!(
+                        "same SHA-256 registered as two items: {} and {}",
+                        first.to_uuid_string(),
+                        second.to_uuid_string()
+                    ),
                 ),
-                Conflict::DuplicateRegistration { item, entry } => format!(
-                    "item {} registered twice concurrently (entry {})",
-                    item.to_uuid_string(),
-                    entry.short()
+                Conflict::DuplicateRegistration { item, entry } => (
+                    "duplicate-registration",
+                    None,
+                    Some(item),
+                    Some(entry),
+                    format!(
+                        "item {} registered twice concurrently (entry {})",
+                        item.to_uuid_string(),
+                        entry.short()
+                    ),
                 ),
-                _ => format!("{c:?}"),
+                _ => ("other", None, None, None, format!("{c:?}")),
             };
             t.push_str(&format!("  {line}\n"));
-            conflicts.push(serde_json::json!(line));
+            conflicts.push(serde_json::json!({
+                "kind": kind, "author": author.map(|a| a.to_hex()),
+                "item": item.map(|i| i.to_uuid_string()), "entry": entry.map(|e| e.to_hex()),
+                "sentence": line,
+            }));
         }
     }
     let mut withheld = Vec::new();
@@ -470,7 +508,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         "tlp": s.tlp.map(|t| t.as_str()), "entries": s.entries, "members": members, "items": items,
         "open_transfers": transfers, "conflicts": conflicts, "withheld": withheld,
         "after_removal": after_removal,
-        "own_equivocation_at": equivocated,
+        "equivocated_at": equivocated,
         "hold": hold.map(|h| serde_json::json!({"reason": h.reason, "since": iso_time(h.since), "behind": h.behind, "peer": h.peer.map(|p| p.to_hex())})),
         "equivocation_proofs": proofs, "quarantined": crate::quarantine::json(&quarantined),
     });
@@ -549,7 +587,7 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                     "seq": p.seq, "time": iso_time(p.time), "time_ms": p.time, "kind": kind,
                     "summary": summary, "tlp": tlp.as_str(), "retracted": retracted, "withheld": false,
                     "after_removal": after_removal,
-                    "quarantined": false,
+                    "quarantined": false, "position": null, "reason": null,
                 }));
             }
             TimelineRow::Withheld(w) => {
@@ -565,7 +603,7 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                     "entry": w.id.to_hex(), "author": w.author.to_hex(), "author_name": who,
                     "seq": w.seq, "time": null, "time_ms": null, "kind": null,
                     "summary": summary, "tlp": "RED", "retracted": null, "withheld": true,
-                    "quarantined": false,
+                    "after_removal": false, "quarantined": false, "position": null, "reason": null,
                 }));
             }
             TimelineRow::Quarantined(q) => {
@@ -575,7 +613,8 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                     "entry": q.id.map(|i| i.to_hex()), "author": q.author.map(|a| a.to_hex()),
                     "author_name": q.author.as_ref().map(&name), "seq": q.seq, "time": null,
                     "time_ms": null, "kind": null, "summary": line, "tlp": null, "retracted": null,
-                    "withheld": false, "quarantined": true, "position": q.pos, "reason": q.reason,
+                    "withheld": false, "after_removal": false, "quarantined": true,
+                    "position": q.pos, "reason": q.reason,
                 }));
             }
         }

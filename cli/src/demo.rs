@@ -163,7 +163,9 @@ pub(crate) fn run(chosen: Option<PathBuf>, keep: bool, out: &Out) -> anyhow::Res
         ),
         None => "\nThe temporary folder was removed (run `custodia demo --keep` to keep it and look around).".into(),
     };
-    out.record(
+    // The views are `case show` documents: the demo's version follows theirs.
+    out.record_version(
+        crate::output::JSON_SCHEMA_VERSION_2,
         &text,
         serde_json::json!({"case": case.to_hex(), "steps": say.steps, "views": views, "kept": kept}),
     );

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use custodia_protocol::bundle::{self, Bundle};
 
-use crate::output::{iso_time, Out};
+use crate::output::{iso_time, json_time, Out, JSON_SCHEMA_VERSION_2};
 use crate::untrusted::safe;
 
 /// Writes the bundle of a case (or of some of its items) to `file`.
@@ -37,21 +37,43 @@ pub(crate) fn run(
     tmp.persist(file)
         .with_context(|| format!("writing {}", file.display()))?;
     let b = Bundle::decode(&bytes).context("reading back the bundle just written")?;
-    let withheld = b
+    // The positions the bundle discloses as [author, seq, id] only, listed
+    // like `case show` lists those withheld from this agency.
+    let withheld: Vec<serde_json::Value> = b
         .elements()
-        .filter(|e| matches!(e, bundle::Element::Withheld(_)))
-        .count();
+        .filter_map(|e| match e {
+            bundle::Element::Withheld(w) => Some(
+                serde_json::json!({"author": w.author.to_hex(), "seq": w.seq, "id": w.id.to_hex()}),
+            ),
+            bundle::Element::Entry(_) => None,
+        })
+        .collect();
     let s = l.store().state(&c);
     let title = s.map(|s| s.title.clone()).unwrap_or_default();
     let selective = b.items().map(|i| i.len());
-    out.record(
+    let mut doc = serde_json::json!({
+        "case": c.to_hex(),
+        "format": "custodia",
+        "file": file,
+        "bytes": bytes.len(),
+        "positions": b.len(),
+        "withheld": withheld,
+        "proofs": b.proof_count(),
+        "items": b.items().map(|i| i.iter().map(|x| x.to_uuid_string()).collect::<Vec<_>>()),
+        "exporter": b.exporter().to_hex(),
+        "quarantined": crate::quarantine::json(&quarantined),
+    });
+    json_time(&mut doc, "exported_at", Some(b.exported_at()));
+    out.record_version(
+        JSON_SCHEMA_VERSION_2,
         &format!(
-            "Exported case {} ({}) to {}\n{} positions ({} disclosed, {withheld} withheld){}, {} equivocation proof(s), {} bytes, signed by {} at {}\nVerify it anywhere with: custodia verify {}",
+            "Exported case {} ({}) to {}\n{} positions ({} disclosed, {} withheld){}, {} equivocation proof(s), {} bytes, signed by {} at {}\nVerify it anywhere with: custodia verify {}",
             safe(&title),
             c.short(),
             file.display(),
             b.len(),
-            b.len() - withheld,
+            b.len() - withheld.len(),
+            withheld.len(),
             selective.map_or_else(String::new, |n| format!(" for {n} item(s)")),
             b.proof_count(),
             bytes.len(),
@@ -59,18 +81,7 @@ pub(crate) fn run(
             iso_time(b.exported_at()),
             file.display()
         ),
-        serde_json::json!({
-            "case": c.to_hex(),
-            "file": file,
-            "bytes": bytes.len(),
-            "positions": b.len(),
-            "withheld": withheld,
-            "proofs": b.proof_count(),
-            "items": b.items().map(|i| i.iter().map(|x| x.to_uuid_string()).collect::<Vec<_>>()),
-            "exported_at": b.exported_at(),
-            "exporter": b.exporter().to_hex(),
-            "quarantined": crate::quarantine::json(&quarantined),
-        }),
+        doc,
     );
     Ok(ExitCode::SUCCESS)
 }

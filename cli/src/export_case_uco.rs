@@ -14,7 +14,7 @@ use custodia_node::LocalError;
 use custodia_node::StoreError;
 use serde_json::Value;
 
-use crate::output::Out;
+use crate::output::{Out, JSON_SCHEMA_VERSION_2};
 
 /// Exports case `case` of the node in `dir` to `path`; with `items`, only
 /// those items (UUIDs or unique prefixes) and what happened to them.
@@ -65,7 +65,17 @@ pub(crate) fn run(
         count("case-investigation:InvestigativeAction"),
         count("uco-identity:Organization"),
     );
-    out.record(
+    // The same members as a bundle's export where they mean the same:
+    // `file` the path written, `items` the selection (null: the whole
+    // case); the counts of what the graph holds apart.
+    let selection = (!selected.is_empty()).then(|| {
+        selected
+            .iter()
+            .map(|i| i.to_uuid_string())
+            .collect::<Vec<_>>()
+    });
+    out.record_version(
+        JSON_SCHEMA_VERSION_2,
         &format!(
             "Wrote case {} in CASE/UCO (JSON-LD) to {}: {files} item(s), {actions} investigative action(s), {agencies} agencies.\nCheck it with the ontology's validator: case_validate {}",
             c.short(),
@@ -75,10 +85,9 @@ pub(crate) fn run(
         serde_json::json!({
             "case": c.to_hex(),
             "format": "case-uco",
-            "out": path,
-            "items": files,
-            "actions": actions,
-            "agencies": agencies,
+            "file": path,
+            "items": selection,
+            "counts": {"items": files, "actions": actions, "agencies": agencies},
         }),
     );
     Ok(ExitCode::SUCCESS)

@@ -13,7 +13,7 @@ use custodia_protocol::keylog::{
 use custodia_protocol::utc::iso_millis;
 use custodia_protocol::KeyId;
 
-use crate::output::Out;
+use crate::output::{json_time, Out, JSON_SCHEMA_VERSION_2};
 use crate::passphrase;
 use crate::token::{KeyRef, NewKey, Signer, Tokens};
 use crate::untrusted::safe;
@@ -261,19 +261,21 @@ pub(crate) fn revoke(
         }),
     )?;
     let reason = RevokeReason::from(reason).as_str();
-    out.record(
+    let mut doc = serde_json::json!({
+        "key": key.to_hex(),
+        "reason": reason,
+        "seq": s.seq(),
+        "statement": s.id().to_hex(),
+    });
+    json_time(&mut doc, "effective", Some(effective));
+    out.record_version(
+        JSON_SCHEMA_VERSION_2,
         &format!(
             "Revoked key {key} ({reason}) from {} (statement #{}).",
             iso_millis(effective),
             s.seq()
         ),
-        serde_json::json!({
-            "key": key.to_hex(),
-            "reason": reason,
-            "effective": iso_millis(effective),
-            "seq": s.seq(),
-            "statement": s.id().to_hex(),
-        }),
+        doc,
     );
     Ok(())
 }
@@ -296,30 +298,34 @@ fn describe(s: &KeyStatement) -> (String, serde_json::Value) {
                 .as_ref()
                 .map(|o| format!(" {} ({})", safe(&o.name), safe(&o.number)))
                 .unwrap_or_default();
+            let mut json = serde_json::json!({
+                "key": c.key.key.to_hex(),
+                "role": c.role.as_str(),
+                "officer": c.officer.as_ref().map(|o| serde_json::json!({"name": o.name, "number": o.number})),
+            });
+            json_time(&mut json, "not_before", Some(c.not_before));
+            json_time(&mut json, "not_after", c.not_after);
             (
                 format!("certify {}{who}: key {}", c.role.as_str(), c.key.key),
-                serde_json::json!({
-                    "key": c.key.key.to_hex(),
-                    "role": c.role.as_str(),
-                    "officer": c.officer.as_ref().map(|o| serde_json::json!({"name": o.name, "number": o.number})),
-                    "not_before": iso_millis(c.not_before),
-                    "not_after": c.not_after.map(iso_millis),
-                }),
+                json,
             )
         }
-        Statement::Revoke(r) => (
-            format!(
-                "revoke {}: key {} from {}",
-                r.reason.as_str(),
-                r.key,
-                iso_millis(r.effective)
-            ),
-            serde_json::json!({
+        Statement::Revoke(r) => {
+            let mut json = serde_json::json!({
                 "key": r.key.to_hex(),
                 "reason": r.reason.as_str(),
-                "effective": iso_millis(r.effective),
-            }),
-        ),
+            });
+            json_time(&mut json, "effective", Some(r.effective));
+            (
+                format!(
+                    "revoke {}: key {} from {}",
+                    r.reason.as_str(),
+                    r.key,
+                    iso_millis(r.effective)
+                ),
+                json,
+            )
+        }
         Statement::Profile(pr) => (
             format!("profile: {} ({})", safe(&pr.name), safe(&pr.country)),
             serde_json::json!({"name": pr.name, "country": pr.country}),
@@ -329,10 +335,10 @@ fn describe(s: &KeyStatement) -> (String, serde_json::Value) {
     if let serde_json::Value::Object(m) = &mut json {
         m.insert("seq".into(), p.seq.into());
         m.insert("kind".into(), p.st.kind().into());
-        m.insert("time".into(), iso_millis(p.time).into());
         m.insert("statement".into(), s.id().to_hex().into());
         m.insert("signer".into(), s.signer().to_hex().into());
     }
+    json_time(&mut json, "time", Some(p.time));
     (
         format!("#{:<3} {}  {text}", p.seq, iso_millis(p.time)),
         json,
@@ -365,9 +371,11 @@ pub(crate) fn show(dir: &Path, agency: Option<&str>, out: &Out) -> anyhow::Resul
                 who.agency.fingerprint()
             )
         };
-        out.record(
+        out.record_version(
+            JSON_SCHEMA_VERSION_2,
             &text,
-            serde_json::json!({"agency": who.agency.to_hex(), "statements": []}),
+            serde_json::json!({"agency": who.agency.to_hex(), "name": name, "root": null, "unconfirmed": null,
+                "statements": [], "superseded": [], "forks": []}),
         );
         return Ok(());
     };
@@ -421,7 +429,8 @@ pub(crate) fn show(dir: &Path, agency: Option<&str>, out: &Out) -> anyhow::Resul
             text.push('\n');
         }
     }
-    out.record(
+    out.record_version(
+        JSON_SCHEMA_VERSION_2,
         text.trim_end(),
         serde_json::json!({
             "agency": who.agency.to_hex(),

@@ -23,7 +23,6 @@ mod token;
 mod untrusted;
 mod verify;
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -62,6 +61,8 @@ struct Cli {
     /// Print machine-readable JSON instead of text: one object per command, with
     /// `schema_version` (lists are an object too: {"agencies": [...]}, {"cases": [...]},
     /// {"peers": [...]}, {"registered": [...]}, `case log` {"case", "entries": [...]}).
+    /// Each command's shape is a JSON Schema in docs/schemas/ (docs/json.md). An error is
+    /// {"error": "...", "schema_version": 1} on stderr.
     #[arg(long, global = true)]
     json: bool,
     /// Read the identity key file's passphrase from this open file
@@ -423,6 +424,13 @@ fn main() -> ExitCode {
     let (cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
+            // A script that asked for --json gets the error as the JSON
+            // error document on stderr, a mistyped option included.
+            if e.use_stderr() && json_asked() {
+                let text = e.render().to_string();
+                Out::new(true).error(text.trim().trim_start_matches("error: "));
+                return ExitCode::from(EXIT_USAGE);
+            }
             let _ = e.print();
             return if e.use_stderr() {
                 ExitCode::from(EXIT_USAGE)
@@ -468,11 +476,20 @@ fn main() -> ExitCode {
     // closed pipe is not: the reader had what it wanted).
     match output::write_failure() {
         Some(why) => {
-            let _ = writeln!(std::io::stderr(), "error: {why}");
+            out.error(why);
             ExitCode::from(EXIT_USAGE)
         }
         None => code,
     }
+}
+
+/// Whether `--json` is on the command line (before a `--`): for an error
+/// found while parsing it, when the parsed flag is not there yet.
+fn json_asked() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
 }
 
 /// The error and its causes, each cause once: errors that already show

@@ -16,11 +16,25 @@ pub(crate) const EXIT_REFUSED: u8 = 1;
 /// Exit code: usage, configuration or I/O error.
 pub(crate) const EXIT_USAGE: u8 = 2;
 
-/// The version of the shape of the JSON documents the CLI writes: the
+/// The version of the shape of a JSON document the CLI writes: the
 /// `"schema_version"` member of every document that is an object (a
-/// verification report, a command's result, an error). It goes up when a
-/// member changes meaning or goes away; adding a member does not change it.
+/// verification report, a command's result, an error). Each kind of
+/// document has its own (docs/json.md lists them with their JSON Schemas
+/// in docs/schemas/); this is the first, which most still have. A
+/// document's version goes up when one of its members changes type or
+/// meaning or goes away; adding a member does not change it.
 pub(crate) const JSON_SCHEMA_VERSION: u64 = 1;
+
+/// The version of the documents that changed when every command's JSON got
+/// a schema (docs/json.md): times RFC 3339 strings to the second with the
+/// exact milliseconds beside them in `…_ms` (`key log`, `key revoke`, and
+/// `export`'s and a quarantined row's were epoch milliseconds); a case's
+/// quarantined rows the list of rows (`case list`, `status` gave a count);
+/// `case show`'s conflicts objects and its own equivocation
+/// `equivocated_at` as in `status`; `export`'s withheld positions a list,
+/// its CASE/UCO path `file` and selection `items`; `demo` holds `case
+/// show`s.
+pub(crate) const JSON_SCHEMA_VERSION_2: u64 = 2;
 
 /// Where results go.
 pub(crate) struct Out {
@@ -40,11 +54,16 @@ impl Out {
     /// Prints one result: the text, or the JSON object with the
     /// [`JSON_SCHEMA_VERSION`] added. A list is [`Out::record_list`]: every
     /// document is an object, so every one says its version.
-    pub(crate) fn record(&self, text: &str, mut json: serde_json::Value) {
+    pub(crate) fn record(&self, text: &str, json: serde_json::Value) {
+        self.record_version(JSON_SCHEMA_VERSION, text, json);
+    }
+
+    /// [`Out::record`] of a document whose shape is at `version`.
+    pub(crate) fn record_version(&self, version: u64, text: &str, mut json: serde_json::Value) {
         debug_assert!(json.is_object(), "a JSON document is an object: {json}");
         if self.json {
             if let serde_json::Value::Object(m) = &mut json {
-                m.insert("schema_version".into(), JSON_SCHEMA_VERSION.into());
+                m.insert("schema_version".into(), version.into());
             }
             print_data(&serde_json::to_string_pretty(&json).unwrap_or_default());
         } else if !text.is_empty() {
@@ -123,6 +142,17 @@ pub(crate) fn write_failure() -> Option<&'static str> {
 /// second, e.g. `2026-11-20T09:41:07Z`.
 pub(crate) fn iso_time(ms: u64) -> String {
     custodia_protocol::utc::iso_seconds(ms)
+}
+
+/// A time as a command's JSON gives it where the millisecond matters (a
+/// revocation's effective time, a bundle's export): `name` the RFC 3339
+/// UTC string to the second, like every time, and `name_ms` the exact
+/// milliseconds since the Unix epoch. Inserted into `doc` (an object).
+pub(crate) fn json_time(doc: &mut serde_json::Value, name: &str, ms: Option<u64>) {
+    if let serde_json::Value::Object(m) = doc {
+        m.insert(name.into(), ms.map(iso_time).into());
+        m.insert(format!("{name}_ms"), ms.into());
+    }
 }
 
 #[cfg(test)]

@@ -32,17 +32,22 @@ pub(crate) fn warn(l: &Local, case: Option<&CaseId>, out: &Out) -> Vec<Quarantin
 }
 
 /// The rows as JSON: what each recorded and why it failed, never content.
+/// `quarantined_at` is a time like every other (RFC 3339 UTC, with
+/// `quarantined_at_ms`); null when the row could not be moved.
 pub(crate) fn json(rows: &[Quarantined]) -> serde_json::Value {
     serde_json::json!(rows
         .iter()
-        .map(|q| serde_json::json!({
-            "position": q.pos,
-            "entry": q.id.map(|i| i.to_hex()),
-            "case": q.case.map(|c| c.to_hex()),
-            "author": q.author.map(|a| a.to_hex()),
-            "seq": q.seq,
-            "reason": q.reason,
-            "quarantined_at": q.quarantined_at,
-        }))
+        .map(|q| {
+            let mut row = serde_json::json!({
+                "position": q.pos,
+                "entry": q.id.map(|i| i.to_hex()),
+                "case": q.case.map(|c| c.to_hex()),
+                "author": q.author.map(|a| a.to_hex()),
+                "seq": q.seq,
+                "reason": q.reason,
+            });
+            crate::output::json_time(&mut row, "quarantined_at", q.quarantined_at);
+            row
+        })
         .collect::<Vec<_>>())
 }

@@ -22,7 +22,14 @@ fn case_status(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value, b
     let hold = l.store().holds(Some(case))?.pop();
     let equivocated = l.store().self_equivocation(&me, case);
     let views = l.store().peer_views(case)?;
-    let quarantined = l.store().quarantined(Some(case))?.len();
+    // Rows repaired since (a peer sent the genuine entry again) are not
+    // counted, as every other command counts them.
+    let quarantined: Vec<_> = l
+        .store()
+        .quarantined(Some(case))?
+        .into_iter()
+        .filter(|q| !q.recovered)
+        .collect();
     let awaiting: Vec<_> = s.open_transfers.values().filter(|t| t.from == me).collect();
     let ready = hold.is_none() && equivocated.is_none();
     let mut t = format!(
@@ -58,8 +65,8 @@ fn case_status(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value, b
             iso_time(pv.at)
         ));
     }
-    if quarantined > 0 {
-        t.push_str(&format!("  quarantined rows: {quarantined}\n"));
+    if !quarantined.is_empty() {
+        t.push_str(&format!("  quarantined rows: {}\n", quarantined.len()));
     }
     for tr in &awaiting {
         t.push_str(&format!(
@@ -83,7 +90,7 @@ fn case_status(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value, b
             "agency": pv.peer.to_hex(), "name": l.name_of(&pv.peer),
             "holds_up_to": pv.seq, "as_of": iso_time(pv.at),
         })).collect::<Vec<_>>(),
-        "quarantined": quarantined,
+        "quarantined": crate::quarantine::json(&quarantined),
         "awaiting_receipt": awaiting.iter().map(|tr| serde_json::json!({
             "entry": tr.entry.to_hex(), "item": tr.item.to_uuid_string(),
             "to": tr.to.to_hex(), "sent": iso_time(tr.time),
@@ -116,7 +123,8 @@ pub(crate) fn status(dir: &Path, case: Option<&str>, out: &Out) -> anyhow::Resul
         rows.push(j);
         all_ready &= ready;
     }
-    out.record(
+    out.record_version(
+        crate::output::JSON_SCHEMA_VERSION_2,
         text.trim_end(),
         serde_json::json!({"agency": l.me().to_hex(), "cases": rows, "ready": all_ready}),
     );

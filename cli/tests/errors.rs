@@ -37,6 +37,40 @@ fn a_store_directory_that_does_not_exist_is_exit_2() {
 }
 
 #[test]
+fn a_mistyped_command_line_with_json_is_a_json_error_on_stderr() {
+    // A script that asked for --json parses standard error as JSON: a
+    // usage error found while parsing the command line is one too.
+    for args in [
+        &["--json", "case", "open", "--title", "T"][..],
+        &["case", "list", "--json", "--no-such-option"],
+        &[
+            "--json",
+            "custody",
+            "record",
+            "abc",
+            "--action",
+            "misplaced",
+        ],
+    ] {
+        let r = custodia(args).code(2);
+        assert_eq!(r.stdout, "", "{args:?}");
+        let v: serde_json::Value = serde_json::from_str(&r.stderr)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON on stderr ({e}): {}", r.stderr));
+        assert_eq!(v["schema_version"], 1, "{v}");
+        let error = v["error"].as_str().expect("the error");
+        assert!(!error.starts_with("error:"), "{error}");
+        assert!(error.contains("try '--help'"), "{error}");
+    }
+    // Without --json it stays clap's text, and --help is no error.
+    let r = custodia(&["case", "open", "--title", "T"]).code(2);
+    assert!(r.stderr.starts_with("error: "), "{}", r.stderr);
+    custodia(&["--json", "case", "open", "--help"]).code(0);
+    // A value "--json" after `--` is an argument, not the flag.
+    let r = custodia(&["case", "show", "--", "--json"]).code(2);
+    assert!(r.stderr.starts_with("error: "), "{}", r.stderr);
+}
+
+#[test]
 fn no_directory_at_all_is_exit_2() {
     let r = custodia(&["case", "list"]).code(2);
     assert_eq!(

@@ -83,9 +83,11 @@ fn a_transfer_between_agencies_exports_as_a_custody_chain() {
         ],
     )
     .json();
-    assert_eq!(r["items"], 1);
-    assert_eq!(r["actions"], 3);
-    assert_eq!(r["agencies"], 2);
+    assert_eq!(r["items"], Value::Null, "the whole case: no selection");
+    assert_eq!(r["file"], path);
+    assert_eq!(r["counts"]["items"], 1);
+    assert_eq!(r["counts"]["actions"], 3);
+    assert_eq!(r["counts"]["agencies"], 2);
     let text = std::fs::read_to_string(&out).expect("the export");
     let doc: Value = serde_json::from_str(&text).expect("JSON");
 

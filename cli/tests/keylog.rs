@@ -138,6 +138,20 @@ fn an_agency_starts_its_key_log_certifies_an_officer_and_revokes_the_key() {
         .collect();
     assert_eq!(kinds, ["inception", "profile", "certify", "revoke"]);
     assert_eq!(v["statements"][3]["reason"], "lost");
+    // Times as in every command's JSON: RFC 3339 UTC to the second, the
+    // exact milliseconds beside them (a revocation is effective to the
+    // millisecond).
+    let revoke = &v["statements"][3];
+    for name in ["time", "effective"] {
+        let t = revoke[name].as_str().expect("a time string");
+        assert!(t.len() == 20 && t.ends_with('Z'), "{name}: {t}");
+        let ms = revoke[format!("{name}_ms")].as_u64().expect("milliseconds");
+        assert!(
+            t.starts_with(&custodia_protocol::utc::iso_seconds(ms)[..19]),
+            "{t} {ms}"
+        );
+    }
+    assert_eq!(v["schema_version"], 2);
     let log = stored_log(&dir);
     assert!(matches!(
         log.status(&KeyId(officer.agency().0), log.len()),

@@ -136,6 +136,7 @@ struct Case<'r> {
     id: String,
     jurisdiction: Option<&'r str>,
     opened_at: Option<u64>,
+    opened_at_iso: Option<String>,
     opened_by: Option<String>,
     reference: &'r str,
     title: &'r str,
@@ -220,6 +221,7 @@ impl<'r> Member<'r> {
 #[derive(DeriveSerialize)]
 struct Acquired<'r> {
     at: u64,
+    at_iso: String,
     by: &'r str,
     method: Option<&'r str>,
     place: Option<&'r str>,
@@ -255,6 +257,7 @@ fn item(
     Item {
         acquired: Acquired {
             at: a.at,
+            at_iso: iso_time(a.at),
             by: &a.by,
             method: a.method.as_deref(),
             place: a.place.as_deref(),
@@ -286,6 +289,7 @@ struct ReceiptJson {
     entry: String,
     index: Option<usize>,
     time: u64,
+    time_iso: String,
 }
 
 #[derive(DeriveSerialize)]
@@ -336,6 +340,7 @@ impl<'r> Event<'r> {
                 entry: hex(&r.entry),
                 index: r.index,
                 time: r.time,
+                time_iso: iso_time(r.time),
             }),
             retracted: e.retracted.as_deref(),
             time: e.time,
@@ -503,6 +508,7 @@ pub(crate) fn write(r: &Report, file: &Source, w: &mut impl Write) -> std::io::R
             id: hex(&r.case),
             jurisdiction: r.jurisdiction.as_deref(),
             opened_at: r.opened.map(|o| o.0),
+            opened_at_iso: r.opened.map(|o| iso_time(o.0)),
             opened_by: r.opened.map(|o| agency(&o.1)),
             reference: &r.reference,
             title: &r.title,
