@@ -893,21 +893,20 @@ impl Replica for NodeReplica<'_> {
         self.store.cached_key_log(agency)
     }
 
-    fn store_key_log(&mut self, log: &custodia_protocol::keylog::KeyLog) -> Result<(), StoreError> {
-        self.store.save_key_log(log)
-    }
-
-    fn key_log_forked(
+    fn receive_key_statements(
         &mut self,
-        held: &custodia_protocol::keylog::KeyStatement,
-        other: &custodia_protocol::keylog::KeyStatement,
-    ) -> Result<(), StoreError> {
-        warn!(
-            agency = %held.payload().agency.fingerprint(),
-            seq = held.seq(),
-            "key log forked: its root signed two statements at one position (proof kept)"
-        );
-        self.store.save_key_fork(held, other)
+        agency: &AgencyId,
+        items: &[Vec<u8>],
+    ) -> Result<custodia_protocol::keylog::Received, StoreError> {
+        let got = self.store.receive_key_statements(agency, items)?;
+        if let Some((held, _)) = &got.fork {
+            warn!(
+                agency = %agency.fingerprint(),
+                seq = held.seq(),
+                "key log forked: its root signed two statements at one position (proof kept)"
+            );
+        }
+        Ok(got)
     }
 
     fn pins(&self, agency: &AgencyId) -> bool {

@@ -9,8 +9,8 @@
 //! version 3, SPEC.md §9.15), and the proofs of forked logs (K12).
 
 use custodia_protocol::keylog::{KeyLog, KeyLogError, KeyStatement};
-use custodia_protocol::AgencyId;
-use rusqlite::{params, Connection};
+use custodia_protocol::{AgencyId, StatementId};
+use rusqlite::{params, Connection, OptionalExtension};
 
 /// The schema of the key log's tables (a store migration).
 pub(crate) const MIGRATION: &str = "
@@ -192,30 +192,52 @@ pub(crate) fn load_superseded(
     Ok(out)
 }
 
-/// Writes `log` as the store's copy of its agency's log, in one
-/// transaction: its statements, and any it superseded.
-/// Returns the key logs' new change counter.
-pub(crate) fn save(conn: &mut Connection, log: &KeyLog) -> Result<i64, rusqlite::Error> {
+/// The stored log's length and the id of its last statement; `None` if the
+/// store holds no log of `agency`.
+pub(crate) fn stored_head(
+    conn: &Connection,
+    agency: &AgencyId,
+) -> rusqlite::Result<Option<(u64, StatementId)>> {
+    conn.query_row(
+        "SELECT seq, id FROM key_statements WHERE agency = ?1 ORDER BY seq DESC LIMIT 1",
+        params![agency.0.to_vec()],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+    )
+    .optional()
+    .map(|row| {
+        row.and_then(|(seq, id)| {
+            <[u8; 32]>::try_from(id)
+                .ok()
+                .map(|id| (seq as u64 + 1, StatementId(id)))
+        })
+    })
+}
+
+/// Writes `log`'s statements from position `from` on (those before are
+/// stored already, unchanged) and the statements it superseded, in the
+/// caller's transaction, and bumps the change counter; returns it. Only
+/// what changed is written: a long log costs one row per new statement,
+/// not the whole log again.
+pub(crate) fn save_from(conn: &Connection, log: &KeyLog, from: u64) -> rusqlite::Result<i64> {
     let agency = log.agency().0.to_vec();
-    let tx = conn.transaction()?;
-    tx.execute(
-        "DELETE FROM key_statements WHERE agency = ?1",
-        params![agency],
+    conn.execute(
+        "DELETE FROM key_statements WHERE agency = ?1 AND seq >= ?2",
+        params![agency, from as i64],
     )?;
-    for s in log.statements() {
-        tx.execute(
+    let start = usize::try_from(from).unwrap_or(usize::MAX);
+    for s in log.statements().get(start..).unwrap_or_default() {
+        conn.execute(
             "INSERT INTO key_statements (agency, seq, id, bytes) VALUES (?1, ?2, ?3, ?4)",
             params![agency, s.seq() as i64, s.id().0.to_vec(), s.bytes()],
         )?;
     }
     for s in log.superseded() {
-        tx.execute(
+        conn.execute(
             "INSERT OR IGNORE INTO key_superseded (agency, id, bytes) VALUES (?1, ?2, ?3)",
             params![agency, s.id().0.to_vec(), s.bytes()],
         )?;
     }
-    let next = revision(&tx)? + 1;
-    crate::guard::set_meta(&tx, REVISION, &next.to_string())?;
-    tx.commit()?;
+    let next = revision(conn)? + 1;
+    crate::guard::set_meta(conn, REVISION, &next.to_string())?;
     Ok(next)
 }

@@ -513,7 +513,7 @@ impl Local {
             &StatementPayload::after(&log, now, profile),
         ))
         .map_err(refused)?;
-        self.store.save_key_log(&log)?;
+        self.store.save_key_log_over(&log, None, 0)?;
         Ok(log)
     }
 
@@ -576,10 +576,11 @@ impl Local {
         st: Statement,
     ) -> Result<KeyStatement, LocalError> {
         let mut log = self.key_log_ready(root.map(StatementSigner::key))?;
+        let base = (log.len(), log.head());
         let signer: &dyn StatementSigner = root.unwrap_or(&self.identity);
         let s = KeyStatement::sign_with(signer, &StatementPayload::after(&log, now_ms(), st))?;
         log.append(s.clone()).map_err(refused)?;
-        self.store.save_key_log(&log)?;
+        self.store.save_key_log_over(&log, Some(base), base.0)?;
         Ok(s)
     }
 
@@ -634,11 +635,12 @@ impl Local {
             LocalError::Refused(format!("no position {at} in this agency's key log"))
         })?;
         let s = KeyStatement::sign_with(new_root, &payload)?;
+        let base = (log.len(), log.head());
         let superseded = match log.append(s.clone()).map_err(refused)? {
             Appended::Recovered { superseded } => superseded,
             _ => 0,
         };
-        self.store.save_key_log(&log)?;
+        self.store.save_key_log_over(&log, Some(base), at)?;
         Ok((s, superseded))
     }
 

@@ -129,6 +129,13 @@ pub enum StoreError {
         /// The position signed twice.
         seq: u64,
     },
+    /// The key log changed between reading it and writing a statement
+    /// over it; nothing was written.
+    #[error("store {path}: the key log changed while this statement was being made (a partner's statements arrived, or another command wrote one); nothing was written: run the command again")]
+    KeyLogChanged {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The stored key log is not a valid log (a row was changed or lost).
     #[error("store {path}: the key log of agency {agency} is damaged: {why}")]
     KeyLog {
@@ -539,19 +546,116 @@ impl Store {
         crate::guard::clear_meta(&self.conn, crate::keys::UNCONFIRMED).map_err(|e| self.sql(e))
     }
 
-    /// Stores `log` as its agency's key log (one transaction).
-    pub(crate) fn save_key_log(
+    /// Stores `log`, this agency's key log as the caller extended (or
+    /// recovered) it from the log it read, whose length and last statement
+    /// were `base` (`None`: no log). In one write transaction, refused if
+    /// the stored log is no longer `base` (statements from a partner, or
+    /// another command, were stored since it was read: a statement signed
+    /// over them would take a used position). Only the statements from
+    /// `from` on are written.
+    pub(crate) fn save_key_log_over(
         &mut self,
         log: &custodia_protocol::keylog::KeyLog,
+        base: Option<(u64, custodia_protocol::StatementId)>,
+        from: u64,
     ) -> Result<(), StoreError> {
-        let rev = crate::keys::save(&mut self.conn, log).map_err(|e| self.sql(e))?;
-        // Nobody else saved since the last load: the cache is current.
-        // Otherwise the next refresh reloads every log.
+        let agency = log.agency();
+        let rev = self.key_write(|conn| {
+            let now = crate::keys::stored_head(conn, &agency)?;
+            if now != base {
+                return Ok(None);
+            }
+            crate::keys::save_from(conn, log, from).map(Some)
+        })?;
+        let Some(rev) = rev else {
+            return Err(StoreError::KeyLogChanged {
+                path: self.path.clone(),
+            });
+        };
+        self.cache_key_log(log, rev);
+        Ok(())
+    }
+
+    /// Applies statements of `agency`'s key log that a peer sent
+    /// (SPEC.md §9.15) to the log the store holds, in one write
+    /// transaction: the log is read under the write lock, so statements
+    /// another process wrote meanwhile are never overwritten; only what
+    /// changed is written; a fork's two statements are kept as its proof.
+    pub fn receive_key_statements(
+        &mut self,
+        agency: &AgencyId,
+        items: &[Vec<u8>],
+    ) -> Result<custodia_protocol::keylog::Received, StoreError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.sql(e))?;
+        let result = (|| {
+            self.refresh_key_logs()?;
+            let mut log = self.key_logs.remove(agency);
+            let got = custodia_protocol::keylog::receive(&mut log, agency, items);
+            let mut rev = None;
+            if let (true, Some(l)) = (got.changed(), &log) {
+                let from = got.changed_from.unwrap_or(l.len());
+                rev = Some(crate::keys::save_from(&self.conn, l, from).map_err(|e| self.sql(e))?);
+            }
+            if let Some((held, other)) = &got.fork {
+                crate::keys::save_fork(&self.conn, held, other).map_err(|e| self.sql(e))?;
+            }
+            Ok::<_, StoreError>((got, log, rev))
+        })();
+        match result {
+            Ok((got, log, rev)) => {
+                self.conn.execute_batch("COMMIT").map_err(|e| self.sql(e))?;
+                if let Some(log) = log {
+                    match rev {
+                        Some(rev) => self.cache_key_log(&log, rev),
+                        None => {
+                            self.key_logs.insert(*agency, log);
+                        }
+                    }
+                }
+                Ok(got)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                // The cache may hold a log taken out above: reload it all.
+                self.key_revision = -1;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `f` in one write transaction (BEGIN IMMEDIATE).
+    fn key_write<T>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| StoreError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        let out = f(&tx).map_err(|e| StoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        tx.commit().map_err(|e| StoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        Ok(out)
+    }
+
+    /// Keeps `log` in the cache after a save that set the change counter
+    /// to `rev`: if nobody else saved since the last load, the cache is
+    /// current; otherwise the next refresh reloads every log.
+    fn cache_key_log(&mut self, log: &custodia_protocol::keylog::KeyLog, rev: i64) {
         if rev == self.key_revision + 1 {
             self.key_logs.insert(log.agency(), log.clone());
             self.key_revision = rev;
         }
-        Ok(())
     }
 
     /// A peer holds this agency's key log up to `len` statements, the last
@@ -870,15 +974,6 @@ impl Store {
     /// The agencies whose key logs are held, as last loaded.
     pub fn key_log_agencies(&self) -> impl Iterator<Item = &AgencyId> {
         self.key_logs.keys()
-    }
-
-    /// Keeps the proof that a log forked (K12).
-    pub(crate) fn save_key_fork(
-        &mut self,
-        held: &custodia_protocol::keylog::KeyStatement,
-        other: &custodia_protocol::keylog::KeyStatement,
-    ) -> Result<(), StoreError> {
-        crate::keys::save_fork(&self.conn, held, other).map_err(|e| self.sql(e))
     }
 
     /// The proofs held that `agency`'s log forked.
@@ -2245,6 +2340,124 @@ mod tests {
             .expect("version");
         assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(store.quarantined(None).expect("list").len(), 1);
+    }
+
+    /// An agency's log: inception and profile by root 1 (next root 2).
+    fn key_log_of_one() -> custodia_protocol::keylog::KeyLog {
+        use custodia_protocol::keylog::{
+            KeyLog, KeyStatement, Profile, Statement, StatementPayload,
+        };
+        let root = Identity::from_seed([1; 32]);
+        let next = Identity::from_seed([2; 32]);
+        let t = 1_795_000_000_000;
+        let mut log = KeyLog::from_inception(KeyStatement::sign(
+            &root,
+            &StatementPayload::inception(&root, &next, t),
+        ))
+        .expect("inception");
+        let profile = Statement::Profile(Profile {
+            name: "NBI".into(),
+            country: "PH".into(),
+        });
+        log.append(KeyStatement::sign(
+            &root,
+            &StatementPayload::after(&log, t + 1, profile),
+        ))
+        .expect("profile");
+        log
+    }
+
+    fn officer_statement(
+        log: &custodia_protocol::keylog::KeyLog,
+        n: u8,
+    ) -> custodia_protocol::keylog::KeyStatement {
+        use custodia_protocol::keylog::{
+            key_of, Certify, KeyRole, KeyStatement, Officer, PublicKey, Statement, StatementPayload,
+        };
+        let st = Statement::Certify(Certify {
+            key: PublicKey::ed25519(key_of(&Identity::from_seed([n; 32]))),
+            role: KeyRole::Officer,
+            officer: Some(Officer {
+                name: format!("Officer {n}"),
+                number: format!("PNP-{n}"),
+            }),
+            not_before: 0,
+            not_after: None,
+        });
+        KeyStatement::sign(
+            &Identity::from_seed([1; 32]),
+            &StatementPayload::after(log, 1_795_000_000_100 + u64::from(n), st),
+        )
+    }
+
+    #[test]
+    fn a_statement_signed_over_a_key_log_that_changed_meanwhile_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("store.sqlite");
+        let mut store = Store::open(&path).expect("open");
+        let log = key_log_of_one();
+        let agency = log.agency();
+        store.save_key_log_over(&log, None, 0).expect("started");
+        assert!(matches!(
+            store.save_key_log_over(&log, None, 0),
+            Err(StoreError::KeyLogChanged { .. })
+        ));
+        // Two writers read the same log; each signs the next statement.
+        let base = Some((log.len(), log.head()));
+        let (mut first, mut second) = (log.clone(), log.clone());
+        first.append(officer_statement(&log, 7)).expect("one");
+        second.append(officer_statement(&log, 8)).expect("other");
+        let mut other = Store::open(&path).expect("a second process");
+        other
+            .save_key_log_over(&first, base, 2)
+            .expect("first writer");
+        let late = store.save_key_log_over(&second, base, 2);
+        assert!(
+            matches!(late, Err(StoreError::KeyLogChanged { .. })),
+            "{late:?}"
+        );
+        let held = Store::open(&path)
+            .expect("open")
+            .key_log(&agency)
+            .expect("reads")
+            .expect("held");
+        assert_eq!(held.head(), first.head(), "the first statement stands");
+        assert_eq!(held.len(), 3);
+    }
+
+    #[test]
+    fn received_key_statements_are_applied_to_the_stored_log_not_a_stale_copy() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("store.sqlite");
+        let mut node = Store::open(&path).expect("the node's store");
+        let log = key_log_of_one();
+        let agency = log.agency();
+        let bytes = |l: &custodia_protocol::keylog::KeyLog| -> Vec<Vec<u8>> {
+            l.statements().iter().map(|s| s.bytes().to_vec()).collect()
+        };
+        let got = node
+            .receive_key_statements(&agency, &bytes(&log))
+            .expect("received");
+        assert_eq!((got.new, got.changed_from), (2, Some(0)));
+        // Another process (the command line) appends while the node's
+        // cache still holds two statements; then a peer's statements
+        // arrive: the node applies them to the stored log, not its copy.
+        let mut cli = Store::open(&path).expect("the tool's store");
+        let mut longer = log.clone();
+        longer.append(officer_statement(&log, 7)).expect("appended");
+        cli.save_key_log_over(&longer, Some((log.len(), log.head())), 2)
+            .expect("the tool writes");
+        let got = node
+            .receive_key_statements(&agency, &bytes(&log))
+            .expect("received again");
+        assert_eq!((got.new, got.duplicates), (0, 2));
+        let held = Store::open(&path)
+            .expect("open")
+            .key_log(&agency)
+            .expect("reads")
+            .expect("held");
+        assert_eq!(held.head(), longer.head(), "the tool's statement stands");
+        assert_eq!(node.cached_key_log(&agency).map(|l| l.len()), Some(3));
     }
 
     #[cfg(unix)]

@@ -1067,6 +1067,9 @@ pub struct Received {
     /// The position and id of the last statement taken (new, duplicate or
     /// superseded): the sender holds the log up to it.
     pub last: Option<(u64, StatementId)>,
+    /// The lowest position whose statement is new or replaced (by a
+    /// recovery): a store rewrites the log from there on only.
+    pub changed_from: Option<u64>,
     /// Where the log went two ways at one position, both statements
     /// signed by its root (K12): the statement held and the other's bytes,
     /// the proof that the root equivocated.
@@ -1123,6 +1126,9 @@ pub fn receive(log: &mut Option<KeyLog>, agency: &AgencyId, items: &[Vec<u8>]) -
         });
         if step.is_ok() {
             out.last = taken;
+        }
+        if let (Ok(Appended::New | Appended::Recovered { .. }), Some((seq, _))) = (&step, taken) {
+            out.changed_from = Some(out.changed_from.map_or(seq, |c| c.min(seq)));
         }
         match step {
             Ok(Appended::New) => out.new += 1,

@@ -937,23 +937,19 @@ impl Session {
             });
             return self.key_limit();
         }
-        let mut log = replica.key_log(&agency).cloned();
-        let got = crate::keylog::receive(&mut log, &agency, &k.items);
         let storage = |e: R::Error| SessionError::Storage(e.to_string());
-        if let (true, Some(log)) = (got.changed(), &log) {
-            replica.store_key_log(log).map_err(storage)?;
+        let got = replica
+            .receive_key_statements(&agency, &k.items)
+            .map_err(storage)?;
+        if got.changed() {
             self.events.push_back(Event::KeysStored {
                 agency,
                 new: got.new,
                 superseded: got.superseded,
             });
         }
-        if let Some((held, other)) = &got.fork {
-            replica.key_log_forked(held, other).map_err(storage)?;
-        }
-        // What the peer sent, it holds: never echo it back. Its view is
-        // its last statement that this side now holds in its log too.
-        if let (Some(log), Some((seq, head))) = (&log, got.last) {
+        let log = replica.key_log(&agency);
+        if let (Some(log), Some((seq, head))) = (log, got.last) {
             let len = seq + 1;
             if key_log_holds(Some(log), len, &head) {
                 self.key_view

@@ -305,22 +305,16 @@ pub trait Replica {
         None
     }
 
-    /// Stores `log` as the key log of its agency, replacing the one held
-    /// (the session has checked it: it is the held log, extended).
-    fn store_key_log(&mut self, log: &KeyLog) -> Result<(), Self::Error> {
-        let _ = log;
-        Ok(())
-    }
-
-    /// Keeps the proof that an agency's root signed two statements at one
-    /// position (K12).
-    fn key_log_forked(
+    /// Applies statements of `agency`'s key log that a peer sent, in order,
+    /// to the log held (as [`crate::keylog::receive`] does), and stores
+    /// what changed, with a fork's proof: atomically, like a batch.
+    fn receive_key_statements(
         &mut self,
-        held: &KeyStatement,
-        other: &KeyStatement,
-    ) -> Result<(), Self::Error> {
-        let _ = (held, other);
-        Ok(())
+        agency: &AgencyId,
+        items: &[Vec<u8>],
+    ) -> Result<crate::keylog::Received, Self::Error> {
+        let _ = (agency, items);
+        Ok(crate::keylog::Received::default())
     }
 
     /// Whether the node pins `agency` as a peer: besides members of its
@@ -830,14 +824,20 @@ impl Replica for MemoryReplica {
         self.key_logs.get(agency)
     }
 
-    fn store_key_log(&mut self, log: &KeyLog) -> Result<(), Never> {
-        self.key_logs.insert(log.agency(), log.clone());
-        Ok(())
-    }
-
-    fn key_log_forked(&mut self, held: &KeyStatement, other: &KeyStatement) -> Result<(), Never> {
-        self.key_forks.push((held.clone(), other.clone()));
-        Ok(())
+    fn receive_key_statements(
+        &mut self,
+        agency: &AgencyId,
+        items: &[Vec<u8>],
+    ) -> Result<crate::keylog::Received, Never> {
+        let mut log = self.key_logs.remove(agency);
+        let got = crate::keylog::receive(&mut log, agency, items);
+        if let Some(log) = log {
+            self.key_logs.insert(*agency, log);
+        }
+        if let Some(fork) = &got.fork {
+            self.key_forks.push(fork.clone());
+        }
+        Ok(got)
     }
 
     fn pins(&self, agency: &AgencyId) -> bool {
