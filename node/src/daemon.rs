@@ -1248,6 +1248,9 @@ impl Link {
                 Event::KeysIgnored { agency, count } => {
                     info!(%peer, agency = %agency.fingerprint(), count, "key log of an agency in no case held, not pinned: ignored");
                 }
+                Event::KeysOverLimit { agency, held } => {
+                    warn!(%peer, agency = %agency.fingerprint(), held, limit = custodia_protocol::session::MAX_KEPT_KEY_LOG, "another agency's key log is at the limit this node keeps: its further statements are not taken");
+                }
                 Event::KeyLimit => {
                     warn!(%peer, limit = custodia_protocol::session::MAX_REFUSED_KEY_MESSAGES, "too many refused key statements; this connection's further key statements are dropped");
                 }

@@ -744,6 +744,39 @@ mod keys {
     }
 
     #[test]
+    fn a_member_that_signs_without_end_is_kept_to_the_bound() {
+        let (mut a, mut b, _) = synced_pair(1);
+        start(&mut b, "bravo");
+        for n in 1..=6 {
+            sign_next(&mut b, &test_key("bravo"), officer(n)).expect("certify");
+        }
+        let (mut sa, mut sb) = sessions(&a, &b);
+        sa.limit_key_logs(3);
+        // Bravo's eight statements come in one message, taken whole: the
+        // bound is checked per message, so a log passes it by at most one
+        // message (256 statements).
+        let (_, _, e) = exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+        assert_eq!(e, None);
+        assert_eq!(a.r.key_log_of(&b.me).map(KeyLog::len), Some(8));
+        // Past the bound, bravo's next statement is not taken.
+        sign_next(&mut b, &test_key("bravo"), officer(9)).expect("certify");
+        sb.changed(&mut b.r).expect("changed");
+        exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+        assert_eq!(a.r.key_log_of(&b.me).map(KeyLog::len), Some(8));
+        assert!(events(&mut sa)
+            .iter()
+            .any(|e| matches!(e, Event::KeysOverLimit { held: 8, .. })));
+        // An agency's own log is never bounded: bravo takes back its own
+        // eight from alpha after a restore to nothing.
+        let mut fresh = node("bravo");
+        fresh.r.pin(a.me);
+        let (mut sa2, mut sf) = sessions(&a, &fresh);
+        sf.limit_key_logs(3);
+        exchange((&mut sa2, &mut a.r), (&mut sf, &mut fresh.r));
+        assert_eq!(fresh.r.key_log_of(&fresh.me).map(KeyLog::len), Some(8));
+    }
+
+    #[test]
     fn key_messages_before_version_3_are_violations_and_limits_hold() {
         let (mut a, _) = alpha();
         let b = node("bravo");

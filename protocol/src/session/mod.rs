@@ -55,6 +55,12 @@ pub const MAX_REFUSED_PROOFS: usize = 64;
 /// `key-statements` messages refused, or ignored, on one connection before
 /// the rest are dropped unchecked (SPEC.md §9.15).
 pub const MAX_REFUSED_KEY_MESSAGES: usize = 64;
+/// At most this many statements of another agency's key log are kept
+/// (SPEC.md §9.15): every node verifies the logs it holds when it opens its
+/// store, so a member that signs statements without end must not make its
+/// partners' nodes slower without end. Decades of an agency's officers
+/// fit far below it.
+pub const MAX_KEPT_KEY_LOG: u64 = 16_384;
 /// A `key-statements` message is closed once it holds this many bytes
 /// (statements are at most 4,096 bytes each).
 pub const KEY_BATCH_BYTES: usize = 256 * 1024;
@@ -214,6 +220,15 @@ pub enum Event {
     /// The peer reached [`MAX_REFUSED_KEY_MESSAGES`]: its further key
     /// statements are dropped unread.
     KeyLimit,
+    /// Another agency's log reached the bound this node keeps
+    /// ([`MAX_KEPT_KEY_LOG`] unless [`Session::limit_key_logs`] set another):
+    /// further statements of it are not taken.
+    KeysOverLimit {
+        /// Whose log.
+        agency: AgencyId,
+        /// Statements held of it.
+        held: u64,
+    },
     /// The peer is no longer pinned: the node closes the connection
     /// (code 0, "peer removed") and sends nothing more.
     PeerRemoved,
@@ -284,6 +299,8 @@ pub struct Session {
     /// sending its key heads again, when they became members of a case it
     /// holds (their logs were not taken before: SPEC.md §9.15).
     asked_keys: std::collections::BTreeSet<AgencyId>,
+    /// Statements of another agency's log this node keeps at most.
+    max_kept_key_log: u64,
 }
 
 /// Where a version 2 session is with its summaries (SPEC.md §9.5.1).
@@ -336,12 +353,19 @@ impl Session {
             key_view: None,
             refused_keys: 0,
             asked_keys: std::collections::BTreeSet::new(),
+            max_kept_key_log: MAX_KEPT_KEY_LOG,
         };
         s.transmit.push_back(Message::Hello(Hello {
             versions,
             agency: me,
         }));
         s
+    }
+
+    /// Keeps at most `n` statements of another agency's key log instead of
+    /// [`MAX_KEPT_KEY_LOG`] (SPEC.md §9.15 lets each node choose its bound).
+    pub fn limit_key_logs(&mut self, n: u64) {
+        self.max_kept_key_log = n;
     }
 
     /// The sync version in use (0 before the peer's hello).
@@ -935,6 +959,12 @@ impl Session {
                 agency,
                 count: k.items.len(),
             });
+            return self.key_limit();
+        }
+        let held = replica.key_log(&agency).map_or(0, |l| l.len());
+        if agency != self.me && held >= self.max_kept_key_log {
+            self.refused_keys += 1;
+            self.events.push_back(Event::KeysOverLimit { agency, held });
             return self.key_limit();
         }
         let storage = |e: R::Error| SessionError::Storage(e.to_string());
