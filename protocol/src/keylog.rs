@@ -764,6 +764,21 @@ pub struct KeyLog {
     agency: AgencyId,
     statements: Vec<KeyStatement>,
     superseded: Vec<KeyStatement>,
+    /// Where each root statement is (inception, rotations), ascending.
+    roots: Vec<usize>,
+    /// Per key named in the log: where it was named (as a root or a
+    /// certified key), whether certified, and where revoked. With `roots`,
+    /// each append is checked in logarithmic time, not by a scan of the
+    /// log (which made a long log quadratic to load).
+    keys: std::collections::BTreeMap<KeyId, Named>,
+}
+
+/// Where a key is named in a log.
+#[derive(Debug, Clone, Copy)]
+struct Named {
+    at: usize,
+    certified: bool,
+    revoked_at: Option<usize>,
 }
 
 impl KeyLog {
@@ -774,6 +789,8 @@ impl KeyLog {
             agency: inception.payload.agency,
             statements: Vec::new(),
             superseded: Vec::new(),
+            roots: Vec::new(),
+            keys: std::collections::BTreeMap::new(),
         };
         log.append(inception)?;
         Ok(log)
@@ -815,13 +832,62 @@ impl KeyLog {
     /// The root in force after the first `prefix` statements, and its
     /// commitment to the next root.
     fn root_after(&self, prefix: usize) -> Option<&Root> {
-        self.statements[..prefix.min(self.statements.len())]
-            .iter()
-            .rev()
-            .find_map(|s| match &s.payload.st {
-                Statement::Inception(r) | Statement::RotateRoot(r) => Some(r),
-                _ => None,
-            })
+        let i = self.roots.partition_point(|&at| at < prefix);
+        let at = *self.roots.get(i.checked_sub(1)?)?;
+        match &self.statements.get(at)?.payload.st {
+            Statement::Inception(r) | Statement::RotateRoot(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Adds the statement at the end of the log, indexing what it names.
+    fn push(&mut self, s: KeyStatement) {
+        let at = self.statements.len();
+        match &s.payload.st {
+            Statement::Inception(r) | Statement::RotateRoot(r) => {
+                self.roots.push(at);
+                self.keys.entry(r.root.key).or_insert(Named {
+                    at,
+                    certified: false,
+                    revoked_at: None,
+                });
+            }
+            Statement::Certify(c) => {
+                self.keys.entry(c.key.key).or_insert(Named {
+                    at,
+                    certified: true,
+                    revoked_at: None,
+                });
+            }
+            Statement::Revoke(r) => {
+                if let Some(k) = self.keys.get_mut(&r.key) {
+                    k.revoked_at.get_or_insert(at);
+                }
+            }
+            Statement::Profile(_) => {}
+        }
+        self.statements.push(s);
+    }
+
+    /// Cuts the log to its first `at` statements; returns the rest.
+    fn cut(&mut self, at: usize) -> Vec<KeyStatement> {
+        let rest: Vec<KeyStatement> = self.statements.drain(at..).collect();
+        self.roots.retain(|&r| r < at);
+        self.keys.retain(|_, k| k.at < at);
+        for k in self.keys.values_mut() {
+            if k.revoked_at.is_some_and(|r| r >= at) {
+                k.revoked_at = None;
+            }
+        }
+        rest
+    }
+
+    /// The key's record as of the first `at` statements.
+    fn named_before(&self, key: &KeyId, at: usize) -> Option<Named> {
+        self.keys.get(key).filter(|k| k.at < at).map(|k| Named {
+            revoked_at: k.revoked_at.filter(|&r| r < at),
+            ..*k
+        })
     }
 
     /// The digest of the next root committed to by the root in force after
@@ -954,14 +1020,14 @@ impl KeyLog {
                 }
                 (false, true) => {}
             }
-            let superseded: Vec<KeyStatement> = self.statements.drain(at..).collect();
+            let superseded = self.cut(at);
             let n = superseded.len();
             self.superseded.extend(superseded);
-            self.statements.push(s);
+            self.push(s);
             return Ok(Appended::Recovered { superseded: n });
         }
         self.check_at(&s, at)?;
-        self.statements.push(s);
+        self.push(s);
         Ok(Appended::New)
     }
 
@@ -1008,13 +1074,7 @@ impl KeyLog {
                 }
             }
         }
-        let named_before = |key: &KeyId| {
-            before.iter().any(|b| match &b.payload.st {
-                Statement::Inception(r) | Statement::RotateRoot(r) => r.root.key == *key,
-                Statement::Certify(c) => c.key.key == *key,
-                _ => false,
-            })
-        };
+        let named_before = |key: &KeyId| self.named_before(key, at).is_some();
         let bad = |what: String| KeyLogError::BadKey { seq: p.seq, what };
         match &p.st {
             Statement::RotateRoot(r) if named_before(&r.root.key) => {
@@ -1027,12 +1087,9 @@ impl KeyLog {
                 )))
             }
             Statement::Revoke(r) => {
-                let certified = before
-                    .iter()
-                    .any(|b| matches!(&b.payload.st, Statement::Certify(c) if c.key.key == r.key));
-                let revoked = before
-                    .iter()
-                    .any(|b| matches!(&b.payload.st, Statement::Revoke(x) if x.key == r.key));
+                let named = self.named_before(&r.key, at);
+                let certified = named.is_some_and(|k| k.certified);
+                let revoked = named.is_some_and(|k| k.revoked_at.is_some());
                 if !certified {
                     Err(bad(format!(
                         "key {} was never certified in this log (a root is replaced by rotation, not revoked)",
