@@ -468,6 +468,7 @@ fn write_fuzz_seeds() {
         &v,
         &[Element::Entry(g.bytes())],
         &[],
+        &[],
         g.payload().time + 60_000,
         None,
     )

@@ -40,8 +40,8 @@ use crate::signature::Streaming;
 use crate::state::WithheldPosition;
 
 use super::{
-    check_protected, describe_start, read_agencies, read_element, read_items, BundleAgency,
-    BundleError, Checked, Element, BUNDLE_VERSION, KEYS,
+    check_protected, describe_start, read_agencies, read_element, read_items, read_keys,
+    BundleAgency, BundleError, Checked, Element, BUNDLE_VERSION, BUNDLE_VERSION_1, KEYS,
 };
 use crate::codec::{ReadError, Reader, BYTES};
 use crate::cose::sig_structure_prefix;
@@ -56,7 +56,11 @@ const MAX_PROTECTED: u64 = 4096;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     kid: AgencyId,
+    /// 1 or 2 (a byte: the summary travels in [`Streamed::End`]).
+    version: u8,
     case: CaseId,
+    /// Boxed: the summary stays small, and most of it is read once.
+    keys: Option<Box<[Vec<Vec<u8>>]>>,
     items: Option<Vec<ItemId>>,
     proofs: Vec<EquivocationProof>,
     entry_count: usize,
@@ -101,6 +105,17 @@ impl Summary {
     /// Number of elements in `entries`.
     pub fn len(&self) -> usize {
         self.entry_count
+    }
+
+    /// The bundle format version (1 or 2).
+    pub fn version(&self) -> u64 {
+        u64::from(self.version)
+    }
+
+    /// The key logs of a version 2 bundle, in order, each as its
+    /// statements' exact bytes; None for version 1.
+    pub fn key_logs(&self) -> Option<&[Vec<Vec<u8>>]> {
+        self.keys.as_deref()
     }
 
     /// Whether `entries` is empty (never, for a bundle read to its end).
@@ -215,8 +230,9 @@ enum AfterSkip {
 
 /// A payload member, read.
 enum Member {
-    Version,
+    Version(u64),
     Case(CaseId),
+    Keys(Vec<Vec<Vec<u8>>>),
     Items(Vec<ItemId>),
     Proofs(u64),
     Entries(u64),
@@ -285,7 +301,10 @@ pub struct StreamDecoder {
     entries_at: Range<usize>,
     protected: Vec<u8>,
     kid: AgencyId,
+    /// The format version read (0 until `"v"` is).
+    version: u64,
     case: CaseId,
+    keys: Option<Vec<Vec<Vec<u8>>>>,
     items: Option<Vec<ItemId>>,
     proofs: Vec<EquivocationProof>,
     entry_count: usize,
@@ -295,7 +314,7 @@ pub struct StreamDecoder {
     signature: Option<[u8; 64]>,
     members_left: u64,
     last_key: Option<usize>,
-    seen: [bool; 8],
+    seen: [bool; 9],
     /// An error in the payload, reported once the envelope is read.
     deferred: Option<BundleError>,
     trailing: u64,
@@ -328,7 +347,9 @@ impl StreamDecoder {
             entries_at: 0..0,
             protected: Vec::new(),
             kid: AgencyId([0; 32]),
+            version: 0,
             case: EntryId([0; 32]),
+            keys: None,
             items: None,
             proofs: Vec::new(),
             entry_count: 0,
@@ -338,7 +359,7 @@ impl StreamDecoder {
             signature: None,
             members_left: 0,
             last_key: None,
-            seen: [false; 8],
+            seen: [false; 9],
             deferred: None,
             trailing: 0,
             first: None,
@@ -776,9 +797,13 @@ impl StreamDecoder {
             let missing = if !self.seen[0] {
                 Some("the payload has no format version \"v\"".to_string())
             } else {
+                // "items" is optional; "keys" is required in version 2
+                // (and refused in version 1 when met).
                 KEYS.iter()
                     .zip(&self.seen)
-                    .find(|(k, s)| !**s && **k != "items")
+                    .find(|(k, s)| {
+                        !**s && **k != "items" && (**k != "keys" || self.version == BUNDLE_VERSION)
+                    })
                     .map(|(k, _)| format!("the payload has no {k:?}"))
             };
             let at = self.offset();
@@ -797,17 +822,26 @@ impl StreamDecoder {
             return Ok(Step::Again);
         }
         let last = self.last_key;
+        let version = self.version;
         let read = self.payload_unit(|r| {
+            let at = r.offset();
             let k = r.member_key(&KEYS, "the payload", last)?;
             let m = match KEYS[k] {
                 "v" => {
                     let v = r.uint("\"v\"")?;
-                    if v != BUNDLE_VERSION {
+                    if v != BUNDLE_VERSION && v != BUNDLE_VERSION_1 {
                         return Err(BundleError::UnsupportedVersion(v));
                     }
-                    Member::Version
+                    Member::Version(v)
                 }
                 "case" => Member::Case(EntryId(r.fixed::<32>("\"case\"")?)),
+                "keys" if version != BUNDLE_VERSION => {
+                    return Err(BundleError::Schema {
+                        at,
+                        reason: "\"keys\" is a member of version 2 bundles only".into(),
+                    })
+                }
+                "keys" => Member::Keys(read_keys(r)?),
                 "items" => Member::Items(read_items(r)?),
                 "proofs" => Member::Proofs(r.array("\"proofs\"")?),
                 "entries" => {
@@ -836,8 +870,9 @@ impl StreamDecoder {
         self.seen[k] = true;
         self.phase = Phase::Members;
         match m {
-            Member::Version => {}
+            Member::Version(v) => self.version = v,
             Member::Case(c) => self.case = c,
+            Member::Keys(k) => self.keys = Some(k),
             Member::Items(i) => self.items = Some(i),
             Member::Proofs(n) => self.phase = Phase::Proofs { left: n },
             Member::Entries(n) => {
@@ -909,7 +944,9 @@ impl StreamDecoder {
     fn end(&mut self) -> Result<Step, BundleError> {
         let mut summary = Summary {
             kid: self.kid,
+            version: u8::try_from(self.version).unwrap_or(0),
             case: self.case,
+            keys: self.keys.take().map(Vec::into_boxed_slice),
             items: self.items.take(),
             proofs: std::mem::take(&mut self.proofs),
             entry_count: self.entry_count,
