@@ -467,29 +467,6 @@ fn read_items(r: &mut Reader<'_>) -> Result<Vec<ItemId>, BundleError> {
     Ok(out)
 }
 
-/// `"keys"` (version 2): an array of key logs, each a non-empty array of
-/// byte strings (the statements, checked by B8 and B9, not here).
-fn read_keys(r: &mut Reader<'_>) -> Result<Vec<Vec<Vec<u8>>>, BundleError> {
-    let n = r.array("\"keys\"")?;
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let at = r.offset();
-        let m = r.array("a key log")?;
-        if m == 0 {
-            return Err(BundleError::Schema {
-                at,
-                reason: "a key log in \"keys\" is empty (it starts with its inception)".into(),
-            });
-        }
-        let mut log = Vec::new();
-        for _ in 0..m {
-            log.push(r.bytes("a key statement")?.to_vec());
-        }
-        out.push(log);
-    }
-    Ok(out)
-}
-
 fn read_agencies(r: &mut Reader<'_>) -> Result<Vec<BundleAgency>, BundleError> {
     let n = r.array("\"agencies\"")?;
     let mut out: Vec<BundleAgency> = Vec::new();

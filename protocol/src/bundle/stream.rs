@@ -40,8 +40,8 @@ use crate::signature::Streaming;
 use crate::state::WithheldPosition;
 
 use super::{
-    check_protected, describe_start, read_agencies, read_element, read_items, read_keys,
-    BundleAgency, BundleError, Checked, Element, BUNDLE_VERSION, BUNDLE_VERSION_1, KEYS,
+    check_protected, describe_start, read_agencies, read_element, read_items, BundleAgency,
+    BundleError, Checked, Element, BUNDLE_VERSION, BUNDLE_VERSION_1, KEYS,
 };
 use crate::codec::{ReadError, Reader, BYTES};
 use crate::cose::sig_structure_prefix;
@@ -200,6 +200,13 @@ enum Phase {
     Members,
     /// Inside `proofs`, `left` proofs to go.
     Proofs { left: u64 },
+    /// Inside `keys` (version 2), `left` key logs to go after the current
+    /// one.
+    Keys { left: u64 },
+    /// Inside a key log of `keys`: `left` statements to go, then `logs`
+    /// logs. Statements are read one at a time, never the member whole, so
+    /// a long log costs its length once whatever the chunks.
+    KeyLog { left: u64, logs: u64 },
     /// Inside `entries`, `left` elements to go.
     Elements { left: u64 },
     /// Inside an element too large to be an entry.
@@ -232,7 +239,7 @@ enum AfterSkip {
 enum Member {
     Version(u64),
     Case(CaseId),
-    Keys(Vec<Vec<Vec<u8>>>),
+    Keys(u64),
     Items(Vec<ItemId>),
     Proofs(u64),
     Entries(u64),
@@ -607,6 +614,55 @@ impl StreamDecoder {
                     None => self.pending(Phase::Proofs { left }),
                 }
             }
+            Phase::Keys { left } => {
+                if left == 0 {
+                    self.phase = Phase::Members;
+                    return Ok(Step::Again);
+                }
+                match self.payload_unit(|r| {
+                    let at = r.offset();
+                    let n = r.array("a key log")?;
+                    if n == 0 {
+                        return Err(BundleError::Schema {
+                            at,
+                            reason: "a key log in \"keys\" is empty (it starts with its inception)"
+                                .into(),
+                        });
+                    }
+                    Ok(n)
+                })? {
+                    Some(n) => {
+                        if let Some(k) = &mut self.keys {
+                            k.push(Vec::new());
+                        }
+                        self.phase = Phase::KeyLog {
+                            left: n,
+                            logs: left - 1,
+                        };
+                        Ok(Step::Again)
+                    }
+                    None => self.pending(Phase::Keys { left }),
+                }
+            }
+            Phase::KeyLog { left, logs } => {
+                if left == 0 {
+                    self.phase = Phase::Keys { left: logs };
+                    return Ok(Step::Again);
+                }
+                match self.payload_unit(|r| Ok(r.bytes("a key statement")?.to_vec()))? {
+                    Some(b) => {
+                        if let Some(log) = self.keys.as_mut().and_then(|k| k.last_mut()) {
+                            log.push(b);
+                        }
+                        self.phase = Phase::KeyLog {
+                            left: left - 1,
+                            logs,
+                        };
+                        Ok(Step::Again)
+                    }
+                    None => self.pending(Phase::KeyLog { left, logs }),
+                }
+            }
             Phase::Elements { left } => {
                 if left == 0 {
                     self.entries_at.end = self.offset();
@@ -841,7 +897,7 @@ impl StreamDecoder {
                         reason: "\"keys\" is a member of version 2 bundles only".into(),
                     })
                 }
-                "keys" => Member::Keys(read_keys(r)?),
+                "keys" => Member::Keys(r.array("\"keys\"")?),
                 "items" => Member::Items(read_items(r)?),
                 "proofs" => Member::Proofs(r.array("\"proofs\"")?),
                 "entries" => {
@@ -872,7 +928,10 @@ impl StreamDecoder {
         match m {
             Member::Version(v) => self.version = v,
             Member::Case(c) => self.case = c,
-            Member::Keys(k) => self.keys = Some(k),
+            Member::Keys(n) => {
+                self.keys = Some(Vec::new());
+                self.phase = Phase::Keys { left: n };
+            }
             Member::Items(i) => self.items = Some(i),
             Member::Proofs(n) => self.phase = Phase::Proofs { left: n },
             Member::Entries(n) => {
