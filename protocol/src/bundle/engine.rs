@@ -14,7 +14,9 @@
 //!    waits for the other.
 //!
 //! Memory holds one read buffer, one chunk being checked, one waiting and
-//! what the report keeps, never the file. The report does not depend on
+//! what the report keeps, never the file; and, for a version 2 bundle, its
+//! key logs (each pass's summary holds them: they are replayed whole at the
+//! end, SPEC.md §10.5 B8). The report does not depend on
 //! the number of threads or on how the source cuts its reads.
 //!
 //! The engine reads through [`std::io::Read`] and starts threads; it opens

@@ -962,9 +962,9 @@ pub struct Verifier<'t> {
     exported_at: u64,
     items: Option<Vec<ItemId>>,
     agencies: Vec<BundleAgency>,
-    /// The bundle format version, and its key logs (version 2).
+    /// The bundle format version (its key logs are read at the end, from
+    /// the bundle or the second pass's summary, never copied here).
     version: u64,
-    key_logs: Vec<Vec<Vec<u8>>>,
     /// Each agency's place in `agencies` (the first, if listed twice).
     agency_at: HashMap<AgencyId, usize>,
     trust: Option<&'t TrustList>,
@@ -1008,7 +1008,7 @@ impl<'t> Verifier<'t> {
             bundle.exported_at(),
             bundle.items(),
             bundle.agencies(),
-            (bundle.version(), bundle.key_logs()),
+            bundle.version(),
             trust,
         )
     }
@@ -1021,7 +1021,7 @@ impl<'t> Verifier<'t> {
             summary.exported_at(),
             summary.items(),
             summary.agencies(),
-            (summary.version(), summary.key_logs()),
+            summary.version(),
             trust,
         )
     }
@@ -1031,7 +1031,7 @@ impl<'t> Verifier<'t> {
         exported_at: u64,
         items: Option<&[ItemId]>,
         agencies: &[BundleAgency],
-        (version, key_logs): (u64, Option<&[Vec<Vec<u8>>]>),
+        version: u64,
         trust: Option<&'t TrustList>,
     ) -> Self {
         let mut agency_at = HashMap::with_capacity(agencies.len());
@@ -1051,7 +1051,6 @@ impl<'t> Verifier<'t> {
             items: items.map(<[ItemId]>::to_vec),
             agencies: agencies.to_vec(),
             version,
-            key_logs: key_logs.map(<[_]>::to_vec).unwrap_or_default(),
             agency_at,
             trust,
             next: 0,
@@ -1411,7 +1410,12 @@ impl<'t> Verifier<'t> {
     /// (B1–B7), the equivocation proofs, and builds the report.
     pub fn finish(self, bundle: &Bundle<'_>) -> Report {
         let signature_valid = bundle.signature_valid();
-        self.conclude(signature_valid, bundle.len(), &bundle.proofs())
+        self.conclude(
+            signature_valid,
+            bundle.len(),
+            &bundle.proofs(),
+            bundle.key_logs().unwrap_or_default(),
+        )
     }
 
     /// Finishes a bundle read from a stream: `summary` is the second
@@ -1419,7 +1423,12 @@ impl<'t> Verifier<'t> {
     /// the exporter's signature verifies (a first pass's counts as not).
     pub fn finish_streamed(self, summary: &Summary) -> Report {
         let signature_valid = summary.signature_valid().unwrap_or(false);
-        self.conclude(signature_valid, summary.len(), summary.proofs())
+        self.conclude(
+            signature_valid,
+            summary.len(),
+            summary.proofs(),
+            summary.key_logs().unwrap_or_default(),
+        )
     }
 
     fn conclude(
@@ -1427,6 +1436,7 @@ impl<'t> Verifier<'t> {
         signature_valid: bool,
         elements: usize,
         proofs: &[EquivocationProof],
+        key_logs: &[Vec<Vec<u8>>],
     ) -> Report {
         let elements_ok = self.found == 0;
         if !signature_valid {
@@ -1539,7 +1549,7 @@ impl<'t> Verifier<'t> {
                 }
             }
         }
-        let key_logs = self.check_key_logs();
+        let key_logs = self.check_key_logs(key_logs);
         let after_removal = self.v.after_removal();
         let members = state
             .members
@@ -1615,8 +1625,7 @@ impl<'t> Verifier<'t> {
     /// after those of the logs before it. B8 problems, then B9 problems,
     /// each in the order of `keys`. Returns the report of each log that
     /// replays.
-    fn check_key_logs(&mut self) -> Vec<KeyLogReport> {
-        let logs = std::mem::take(&mut self.key_logs);
+    fn check_key_logs(&mut self, logs: &[Vec<Vec<u8>>]) -> Vec<KeyLogReport> {
         let mut replayed = Vec::new();
         let mut order = Vec::new();
         for (k, log) in logs.iter().enumerate() {
