@@ -163,13 +163,16 @@ struct OfficerJson<'r> {
 struct KeyStatementJson<'r> {
     country: Option<&'r str>,
     effective: Option<u64>,
+    effective_iso: Option<String>,
     id: String,
     key: Option<String>,
     kind: &'static str,
     name: Option<&'r str>,
     next: Option<String>,
     not_after: Option<u64>,
+    not_after_iso: Option<String>,
     not_before: Option<u64>,
+    not_before_iso: Option<String>,
     officer: Option<OfficerJson<'r>>,
     reason: Option<&'static str>,
     role: Option<&'static str>,
@@ -200,13 +203,16 @@ impl<'r> KeyStatementJson<'r> {
         let mut j = KeyStatementJson {
             country: None,
             effective: None,
+            effective_iso: None,
             id: s.id.to_hex(),
             key: None,
             kind: s.statement.kind(),
             name: None,
             next: None,
             not_after: None,
+            not_after_iso: None,
             not_before: None,
+            not_before_iso: None,
             officer: None,
             reason: None,
             role: None,
@@ -228,12 +234,15 @@ impl<'r> KeyStatementJson<'r> {
                     number: &o.number,
                 });
                 j.not_before = Some(c.not_before);
+                j.not_before_iso = Some(iso_time(c.not_before));
                 j.not_after = c.not_after;
+                j.not_after_iso = c.not_after.map(iso_time);
             }
             Statement::Revoke(r) => {
                 j.key = Some(r.key.to_hex());
                 j.reason = Some(r.reason.as_str());
                 j.effective = Some(r.effective);
+                j.effective_iso = Some(iso_time(r.effective));
             }
             Statement::Profile(p) => {
                 j.name = Some(&p.name);
