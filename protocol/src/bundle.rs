@@ -202,6 +202,61 @@ impl BundleError {
     }
 }
 
+/// The key logs of a version 2 bundle (`"keys"`, SPEC.md §10.1), as read:
+/// every statement's exact bytes in one buffer, with where each statement
+/// and each log ends. Flat, so that a file of many tiny (invalid) logs
+/// costs memory of the order of its size, not one allocation per log and
+/// per statement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyLogs {
+    bytes: Vec<u8>,
+    /// The end of each statement in `bytes`.
+    statements: Vec<usize>,
+    /// The end of each log in `statements`.
+    logs: Vec<usize>,
+}
+
+impl KeyLogs {
+    /// Starts the next log.
+    pub(crate) fn start_log(&mut self) {
+        self.logs.push(self.statements.len());
+    }
+
+    /// Adds a statement to the log started last.
+    pub(crate) fn push_statement(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+        self.statements.push(self.bytes.len());
+        if let Some(end) = self.logs.last_mut() {
+            *end = self.statements.len();
+        }
+    }
+
+    /// How many logs.
+    pub fn len(&self) -> usize {
+        self.logs.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.logs.is_empty()
+    }
+
+    /// The statements of log `k`, in order.
+    pub fn log(&self, k: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        let from = k.checked_sub(1).map_or(0, |p| self.logs[p]);
+        let to = self.logs.get(k).copied().unwrap_or(from);
+        (from..to).map(move |i| {
+            let start = i.checked_sub(1).map_or(0, |p| self.statements[p]);
+            &self.bytes[start..self.statements[i]]
+        })
+    }
+
+    /// Every log, in order, each as its statements.
+    pub fn iter(&self) -> impl Iterator<Item = Vec<&[u8]>> + '_ {
+        (0..self.len()).map(|k| self.log(k).collect())
+    }
+}
+
 /// An agency as the bundle lists it: key, name and country.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BundleAgency {
@@ -337,7 +392,7 @@ impl<'a> Bundle<'a> {
 
     /// The key logs a version 2 bundle carries, in order, each as its
     /// statements' exact bytes; None for a version 1 bundle.
-    pub fn key_logs(&self) -> Option<&[Vec<Vec<u8>>]> {
+    pub fn key_logs(&self) -> Option<&KeyLogs> {
         self.summary.key_logs()
     }
 

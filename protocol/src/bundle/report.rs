@@ -30,7 +30,7 @@ use crate::tlp::Tlp;
 use crate::validate::{Applied, Validator};
 
 use super::explain::{explain, explain_bundle_rule, explain_consequence};
-use super::{Bundle, BundleAgency, Element, Summary, TrustList};
+use super::{Bundle, BundleAgency, Element, KeyLogs, Summary, TrustList};
 use crate::equivocation::EquivocationProof;
 
 /// How many problems at the source, and how many consequences, a report
@@ -915,7 +915,7 @@ fn merge_runs(older: Vec<(EntryId, usize)>, newer: Vec<(EntryId, usize)>) -> Vec
 
 /// Replays one key log of a bundle from its inception (B8): every
 /// statement must be appended as the log's next one. Why not, otherwise.
-fn replay_key_log(log: &[Vec<u8>]) -> Result<KeyLog, String> {
+fn replay_key_log(log: &[&[u8]]) -> Result<KeyLog, String> {
     let mut statements = log.iter().enumerate();
     let Some((_, first)) = statements.next() else {
         return Err("the log is empty".into());
@@ -1414,7 +1414,7 @@ impl<'t> Verifier<'t> {
             signature_valid,
             bundle.len(),
             &bundle.proofs(),
-            bundle.key_logs().unwrap_or_default(),
+            bundle.key_logs(),
         )
     }
 
@@ -1427,7 +1427,7 @@ impl<'t> Verifier<'t> {
             signature_valid,
             summary.len(),
             summary.proofs(),
-            summary.key_logs().unwrap_or_default(),
+            summary.key_logs(),
         )
     }
 
@@ -1436,7 +1436,7 @@ impl<'t> Verifier<'t> {
         signature_valid: bool,
         elements: usize,
         proofs: &[EquivocationProof],
-        key_logs: &[Vec<Vec<u8>>],
+        key_logs: Option<&KeyLogs>,
     ) -> Report {
         let elements_ok = self.found == 0;
         if !signature_valid {
@@ -1625,10 +1625,10 @@ impl<'t> Verifier<'t> {
     /// after those of the logs before it. B8 problems, then B9 problems,
     /// each in the order of `keys`. Returns the report of each log that
     /// replays.
-    fn check_key_logs(&mut self, logs: &[Vec<Vec<u8>>]) -> Vec<KeyLogReport> {
+    fn check_key_logs(&mut self, logs: Option<&KeyLogs>) -> Vec<KeyLogReport> {
         let mut replayed = Vec::new();
         let mut order = Vec::new();
-        for (k, log) in logs.iter().enumerate() {
+        for (k, log) in logs.into_iter().flat_map(KeyLogs::iter).enumerate() {
             // B9 judges the agency of a log whose first statement passes
             // K1–K5, whatever B8 finds after it.
             let agency = log
@@ -1638,7 +1638,7 @@ impl<'t> Verifier<'t> {
             if let Some(a) = agency {
                 order.push((k, a));
             }
-            match replay_key_log(log) {
+            match replay_key_log(&log) {
                 Ok(l) => replayed.push(l),
                 Err(detail) => self.bundle_problem(
                     BundleRule::KeyLog,

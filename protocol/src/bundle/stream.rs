@@ -41,7 +41,7 @@ use crate::state::WithheldPosition;
 
 use super::{
     check_protected, describe_start, read_agencies, read_element, read_items, BundleAgency,
-    BundleError, Checked, Element, BUNDLE_VERSION, BUNDLE_VERSION_1, KEYS,
+    BundleError, Checked, Element, KeyLogs, BUNDLE_VERSION, BUNDLE_VERSION_1, KEYS,
 };
 use crate::codec::{ReadError, Reader, BYTES};
 use crate::cose::sig_structure_prefix;
@@ -59,8 +59,9 @@ pub struct Summary {
     /// 1 or 2 (a byte: the summary travels in [`Streamed::End`]).
     version: u8,
     case: CaseId,
-    /// Boxed: the summary stays small, and most of it is read once.
-    keys: Option<Box<[Vec<Vec<u8>>]>>,
+    /// The key logs of a version 2 bundle (None for version 1); boxed,
+    /// so the summary stays small.
+    keys: Option<Box<KeysRead>>,
     items: Option<Vec<ItemId>>,
     proofs: Vec<EquivocationProof>,
     entry_count: usize,
@@ -113,9 +114,10 @@ impl Summary {
     }
 
     /// The key logs of a version 2 bundle, in order, each as its
-    /// statements' exact bytes; None for version 1.
-    pub fn key_logs(&self) -> Option<&[Vec<Vec<u8>>]> {
-        self.keys.as_deref()
+    /// statements' exact bytes; None for version 1, and after a
+    /// [`StreamDecoder::first_pass`] (which checks their structure only).
+    pub fn key_logs(&self) -> Option<&KeyLogs> {
+        self.keys.as_ref().and_then(|k| k.logs.as_ref())
     }
 
     /// Whether `entries` is empty (never, for a bundle read to its end).
@@ -159,7 +161,7 @@ impl Summary {
         *kid == other.kid
             && *version == other.version
             && *case == other.case
-            && *keys == other.keys
+            && keys.as_ref().map(|k| k.digest) == other.keys.as_ref().map(|k| k.digest)
             && *items == other.items
             && *proofs == other.proofs
             && *entry_count == other.entry_count
@@ -168,6 +170,18 @@ impl Summary {
             && *exported_at == other.exported_at
             && *signature == other.signature
     }
+}
+
+/// The key logs of a version 2 bundle, as a pass read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeysRead {
+    /// The logs; None after a pass that does not keep them
+    /// ([`StreamDecoder::first_pass`]).
+    logs: Option<KeyLogs>,
+    /// SHA-256 over the logs as read (each statement's log number, length
+    /// and bytes): what tells two passes apart without keeping the logs
+    /// twice.
+    digest: [u8; 32],
 }
 
 /// What [`StreamDecoder::next_item`] yields.
@@ -330,7 +344,11 @@ pub struct StreamDecoder {
     /// The format version read (0 until `"v"` is).
     version: u64,
     case: CaseId,
-    keys: Option<Vec<Vec<Vec<u8>>>>,
+    keys: Option<KeyLogs>,
+    /// Whether to keep the key logs, and the digest over them.
+    keep_keys: bool,
+    keys_digest: Sha256,
+    key_log_index: u64,
     items: Option<Vec<ItemId>>,
     proofs: Vec<EquivocationProof>,
     entry_count: usize,
@@ -376,6 +394,9 @@ impl StreamDecoder {
             version: 0,
             case: EntryId([0; 32]),
             keys: None,
+            keep_keys: true,
+            keys_digest: Sha256::new(),
+            key_log_index: 0,
             items: None,
             proofs: Vec::new(),
             entry_count: 0,
@@ -390,6 +411,17 @@ impl StreamDecoder {
             trailing: 0,
             first: None,
             check: None,
+        }
+    }
+
+    /// A first pass that checks the structure of the key logs of a
+    /// version 2 bundle but keeps only a digest of them: the second pass
+    /// keeps them for the replay, so a verifier that reads a file twice
+    /// holds them once.
+    pub fn first_pass() -> Self {
+        StreamDecoder {
+            keep_keys: false,
+            ..Self::new()
         }
     }
 
@@ -651,8 +683,9 @@ impl StreamDecoder {
                     Ok(n)
                 })? {
                     Some(n) => {
-                        if let Some(k) = &mut self.keys {
-                            k.push(Vec::new());
+                        self.key_log_index += 1;
+                        if let Some(k) = self.keys.as_mut().filter(|_| self.keep_keys) {
+                            k.start_log();
                         }
                         self.phase = Phase::KeyLog {
                             left: n,
@@ -670,8 +703,11 @@ impl StreamDecoder {
                 }
                 match self.payload_unit(|r| Ok(r.bytes("a key statement")?.to_vec()))? {
                     Some(b) => {
-                        if let Some(log) = self.keys.as_mut().and_then(|k| k.last_mut()) {
-                            log.push(b);
+                        self.keys_digest.update(self.key_log_index.to_be_bytes());
+                        self.keys_digest.update((b.len() as u64).to_be_bytes());
+                        self.keys_digest.update(&b);
+                        if let Some(k) = self.keys.as_mut().filter(|_| self.keep_keys) {
+                            k.push_statement(&b);
                         }
                         self.phase = Phase::KeyLog {
                             left: left - 1,
@@ -948,7 +984,7 @@ impl StreamDecoder {
             Member::Version(v) => self.version = v,
             Member::Case(c) => self.case = c,
             Member::Keys(n) => {
-                self.keys = Some(Vec::new());
+                self.keys = Some(KeyLogs::default());
                 self.phase = Phase::Keys { left: n };
             }
             Member::Items(i) => self.items = Some(i),
@@ -1024,7 +1060,12 @@ impl StreamDecoder {
             kid: self.kid,
             version: u8::try_from(self.version).unwrap_or(0),
             case: self.case,
-            keys: self.keys.take().map(Vec::into_boxed_slice),
+            keys: self.keys.take().map(|logs| {
+                Box::new(KeysRead {
+                    logs: self.keep_keys.then_some(logs),
+                    digest: std::mem::take(&mut self.keys_digest).finalize().into(),
+                })
+            }),
             items: self.items.take(),
             proofs: std::mem::take(&mut self.proofs),
             entry_count: self.entry_count,
