@@ -295,6 +295,7 @@ mod tests {
                 country: "PH".into(),
             }],
             exported_at: T0 + 1_000,
+            keys: None,
         };
         bundle::write(&alpha, &header, &elements)
     }

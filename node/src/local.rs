@@ -1785,11 +1785,21 @@ impl Local {
             })
             .collect();
         let proofs = self.store.proofs(case)?;
+        // The key log of every agency of the case this node holds (its
+        // own, and partners' that reached it, SPEC.md §9.15): the bundle
+        // carries them (§10.1 "keys"), checked in full as they are read.
+        let mut key_logs = Vec::new();
+        for agency in v.state().members.keys() {
+            if let Some(log) = self.store.key_log(agency)? {
+                key_logs.push(log);
+            }
+        }
         bundle::export(
             &self.identity,
             v,
             &elements,
             &proofs,
+            &key_logs,
             now_ms(),
             (!chosen.is_empty()).then_some(chosen.as_slice()),
         )

@@ -140,7 +140,8 @@ fn main() {
         }
     }
     let elements: Vec<Element<'_>> = rows.iter().map(|e| Element::Entry(e.bytes())).collect();
-    let bytes = bundle::export(&ids[0], &v, &elements, &[], time + 60_000, None).expect("export");
+    let bytes =
+        bundle::export(&ids[0], &v, &elements, &[], &[], time + 60_000, None).expect("export");
     if let Some(path) = out {
         std::fs::write(&path, &bytes).expect("write the bundle");
         println!("wrote {path}");

@@ -7,11 +7,17 @@
 //! map:
 //!
 //! ```text
-//! {"v": 1, "case": case-id, ? "items": [item-id...], "proofs": [proof...],
+//! {"v": 2, "case": case-id, "keys": [[key statement bytes...]...],
+//!  ? "items": [item-id...], "proofs": [proof...],
 //!  "entries": [entry bytes / withheld [author, seq, id] ...],
 //!  "agencies": [{"name", "agency", "country"}...], "exporter": agency-id,
 //!  "exported-at": millis}
 //! ```
+//!
+//! Version 2 carries the key log (SPEC.md §3.4) of each listed agency the
+//! exporter holds, so a court sees every agency's key history, the names
+//! it signed for itself and the officers it certified; version 1 (no
+//! `"keys"`) is still read and verified as before.
 //!
 //! (keys shown in their deterministic order). The entries are the exact
 //! bytes their authors signed, in dependency order; an entry the exporter
@@ -38,7 +44,7 @@
 //! let mut v = Validator::new();
 //! v.apply(&genesis, 1_795_000_000_000).unwrap();
 //! let rows = [bundle::Element::Entry(genesis.bytes())];
-//! let bytes = bundle::export(&alpha, &v, &rows, &[], 1_795_000_060_000, None).unwrap();
+//! let bytes = bundle::export(&alpha, &v, &rows, &[], &[], 1_795_000_060_000, None).unwrap();
 //! let b = bundle::Bundle::decode(&bytes).unwrap();
 //! let report = bundle::verify(&b, None);
 //! assert!(report.is_valid());
@@ -65,8 +71,9 @@ pub use explain::{explain, explain_bundle_rule};
 pub use export::{disclosure, export, ExportError};
 pub use report::{
     body_line, check_entries, check_entry, verify, BundleRule, Checked, Claimed, ConflictReport,
-    EventReport, ItemReport, KeyTrust, MemberReport, NoteReport, Notes, Problem, Receipt, Report,
-    Rule, Unlisted, Verifier, VersionReport, WithheldReport, LISTED,
+    EventReport, ItemReport, KeyLogReport, KeyStatementReport, KeyTrust, MemberReport, NoteReport,
+    Notes, Problem, Receipt, Report, Rule, Unlisted, Verifier, VersionReport, WithheldReport,
+    LISTED,
 };
 pub use stream::{oversize, StreamDecoder, Streamed, Summary};
 pub use trust::{TrustError, TrustList};
@@ -76,13 +83,20 @@ const SKEW_MINUTES: u64 = crate::validate::SKEW_MS / 60_000;
 
 /// Content type of a bundle's protected header (COSE label 3).
 pub const BUNDLE_CONTENT_TYPE: &str = "application/custodia-bundle+cbor";
-/// The bundle format version this implementation writes and reads.
-pub const BUNDLE_VERSION: u64 = 1;
+/// The bundle format version this implementation writes (SPEC.md §10.8):
+/// version 2, which carries the agencies' key logs (`"keys"`). It reads
+/// versions 1 and 2.
+pub const BUNDLE_VERSION: u64 = 2;
+/// The first bundle format version, without key logs: still read and
+/// verified as before.
+pub const BUNDLE_VERSION_1: u64 = 1;
 
 /// The payload's keys in deterministic order (shorter first, then bytewise).
-const KEYS: [&str; 8] = [
+/// `"keys"` is a member of version 2 only.
+const KEYS: [&str; 9] = [
     "v",
     "case",
+    "keys",
     "items",
     "proofs",
     "entries",
@@ -148,7 +162,7 @@ pub enum BundleError {
         extra: usize,
     },
     /// A bundle format version this implementation does not know.
-    #[error("bundle format version {0} is not supported (this verifier reads version 1)")]
+    #[error("bundle format version {0} is not supported (this verifier reads versions 1 and 2)")]
     UnsupportedVersion(u64),
     /// Read twice ([`StreamDecoder`]), the file was not the same the
     /// second time: it changed while it was being verified.
@@ -185,6 +199,61 @@ impl BundleError {
             BundleError::UnsupportedVersion(_) => "unsupported-version",
             BundleError::Changed => "changed",
         }
+    }
+}
+
+/// The key logs of a version 2 bundle (`"keys"`, SPEC.md §10.1), as read:
+/// every statement's exact bytes in one buffer, with where each statement
+/// and each log ends. Flat, so that a file of many tiny (invalid) logs
+/// costs memory of the order of its size, not one allocation per log and
+/// per statement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyLogs {
+    bytes: Vec<u8>,
+    /// The end of each statement in `bytes`.
+    statements: Vec<usize>,
+    /// The end of each log in `statements`.
+    logs: Vec<usize>,
+}
+
+impl KeyLogs {
+    /// Starts the next log.
+    pub(crate) fn start_log(&mut self) {
+        self.logs.push(self.statements.len());
+    }
+
+    /// Adds a statement to the log started last.
+    pub(crate) fn push_statement(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+        self.statements.push(self.bytes.len());
+        if let Some(end) = self.logs.last_mut() {
+            *end = self.statements.len();
+        }
+    }
+
+    /// How many logs.
+    pub fn len(&self) -> usize {
+        self.logs.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.logs.is_empty()
+    }
+
+    /// The statements of log `k`, in order.
+    pub fn log(&self, k: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        let from = k.checked_sub(1).map_or(0, |p| self.logs[p]);
+        let to = self.logs.get(k).copied().unwrap_or(from);
+        (from..to).map(move |i| {
+            let start = i.checked_sub(1).map_or(0, |p| self.statements[p]);
+            &self.bytes[start..self.statements[i]]
+        })
+    }
+
+    /// Every log, in order, each as its statements.
+    pub fn iter(&self) -> impl Iterator<Item = Vec<&[u8]>> + '_ {
+        (0..self.len()).map(|k| self.log(k).collect())
     }
 }
 
@@ -314,6 +383,17 @@ impl<'a> Bundle<'a> {
     /// Number of elements in `entries`.
     pub fn len(&self) -> usize {
         self.summary.len()
+    }
+
+    /// The bundle format version (1 or 2).
+    pub fn version(&self) -> u64 {
+        self.summary.version()
+    }
+
+    /// The key logs a version 2 bundle carries, in order, each as its
+    /// statements' exact bytes; None for a version 1 bundle.
+    pub fn key_logs(&self) -> Option<&KeyLogs> {
+        self.summary.key_logs()
     }
 
     /// Whether `entries` is empty (never, for a decoded bundle).
@@ -555,6 +635,10 @@ pub struct Header {
     pub agencies: Vec<BundleAgency>,
     /// Export time, ms since the Unix epoch.
     pub exported_at: u64,
+    /// The key logs to carry, each as its statements' exact bytes in log
+    /// order, strictly ascending by agency (SPEC.md §10.1): `Some` writes
+    /// a version 2 bundle, `None` a version 1 bundle (without `"keys"`).
+    pub keys: Option<Vec<Vec<Vec<u8>>>>,
 }
 
 /// Writes and signs a bundle. `elements` must be in dependency order; the
@@ -571,16 +655,41 @@ pub fn write(signer: &Identity, header: &Header, elements: &[Element<'_>]) -> Ve
             Element::Entry(b) => b.len() + 5,
             Element::Withheld(_) => 80,
         })
-        .sum();
+        .sum::<usize>()
+        + header
+            .keys
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|s| s.len() + 5)
+            .sum::<usize>();
     let mut buf = Vec::with_capacity(ROOM + size + 1024 + 66);
     buf.resize(ROOM, 0);
     // The payload, keys in deterministic order.
-    let has_items = header.items.is_some();
-    write_head(&mut buf, MAP, if has_items { 8 } else { 7 });
+    let members = 7 + u64::from(header.items.is_some()) + u64::from(header.keys.is_some());
+    write_head(&mut buf, MAP, members);
     write_text(&mut buf, "v");
-    write_head(&mut buf, 0, BUNDLE_VERSION);
+    write_head(
+        &mut buf,
+        0,
+        if header.keys.is_some() {
+            BUNDLE_VERSION
+        } else {
+            BUNDLE_VERSION_1
+        },
+    );
     write_text(&mut buf, "case");
     write_bytes(&mut buf, &header.case.0);
+    if let Some(keys) = &header.keys {
+        write_text(&mut buf, "keys");
+        write_head(&mut buf, ARRAY, keys.len() as u64);
+        for log in keys {
+            write_head(&mut buf, ARRAY, log.len() as u64);
+            for s in log {
+                write_bytes(&mut buf, s);
+            }
+        }
+    }
     if let Some(items) = &header.items {
         write_text(&mut buf, "items");
         write_head(&mut buf, ARRAY, items.len() as u64);

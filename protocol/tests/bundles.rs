@@ -35,6 +35,7 @@ fn header(sim: &Sim, items: Option<Vec<ItemId>>, proofs: Vec<EquivocationProof>)
             })
             .collect(),
         exported_at: sim.export_time(),
+        keys: None,
     }
 }
 
@@ -505,6 +506,18 @@ const VECTOR_NAMES: &[&str] = &[
     "protected-header-not-a-byte-string",
     "derived-from-outside-causal-past",
     "reveal-after-later-events",
+    "valid-key-logs",
+    "valid-no-key-logs",
+    "key-log-edited-after-export",
+    "key-log-broken-statement",
+    "key-log-not-from-inception",
+    "key-log-of-a-non-agency",
+    "key-log-duplicate-agency",
+    "key-logs-not-ascending",
+    "key-log-bad-inception-unknown-agency",
+    "keys-in-version-1",
+    "version-2-without-keys",
+    "key-log-empty",
 ];
 
 fn problems_json(r: &Report) -> Value {
@@ -526,13 +539,28 @@ fn outcome(bytes: &[u8]) -> Value {
         Err(e) => json!({"expect": "unreadable", "error": e.class()}),
         Ok(b) => {
             let r = bundle::verify(&b, None);
-            json!({
+            let mut out = json!({
                 "expect": if r.is_valid() { "valid" } else { "invalid" },
                 "problems": problems_json(&r),
                 "conflicts": r.conflicts.len(),
                 "withheld": r.withheld.len(),
                 "disclosed": r.disclosed,
-            })
+            });
+            if b.version() == 2 {
+                // Each key log that replays (B8): agency, length, root.
+                out["key_logs"] = r
+                    .key_logs
+                    .iter()
+                    .map(|l| {
+                        json!({
+                            "agency": hex::encode(l.agency.0),
+                            "length": l.statements.len(),
+                            "root": hex::encode(l.root.0),
+                        })
+                    })
+                    .collect();
+            }
+            out
         }
     }
 }
@@ -560,6 +588,7 @@ fn bundle_vectors() {
             "conflicts",
             "withheld",
             "disclosed",
+            "key_logs",
         ] {
             if let Some(x) = v.get(k) {
                 want.insert(k.to_owned(), x.clone());

@@ -82,3 +82,44 @@ fn a_case_checked_on_many_threads_gives_the_one_thread_report() {
         .expect("no I/O");
     assert!(got.is_err(), "{got:?}");
 }
+
+/// The bytes of the bundle vector `name`.
+fn vector(name: &str) -> Vec<u8> {
+    let text = std::fs::read_to_string(VECTORS).expect("spec/vectors/bundles.json");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let v = doc["vectors"]
+        .as_array()
+        .expect("vectors")
+        .iter()
+        .find(|v| v["name"] == name)
+        .expect("the vector");
+    hex::decode(v["bundle"].as_str().expect("hex")).expect("hex")
+}
+
+#[test]
+fn a_key_statement_changed_between_the_two_readings_is_caught() {
+    // The file is swapped between the passes for one whose only change is
+    // a letter of an officer's name in a key log (same signature bytes):
+    // the second reading is not the bundle the first one read.
+    let bytes = vector("valid-key-logs");
+    let at = bytes
+        .windows(12)
+        .position(|w| w == b"Maria Santos")
+        .expect("the officer's name");
+    let mut other = bytes.clone();
+    other[at + 9] = b'd';
+    let first = engine::first_pass(&mut Cursor::new(&bytes))
+        .expect("no I/O")
+        .expect("readable");
+    assert_eq!(first.version(), 2);
+    assert_eq!(first.key_logs(), None, "the first pass keeps a digest only");
+    let got = engine::second_pass(&mut Cursor::new(&other), &first, None, 2, &mut |_| {})
+        .expect("no I/O");
+    assert_eq!(got, Err(BundleError::Changed));
+    // Read twice as it is, it verifies, with both agencies' histories.
+    let report = engine::second_pass(&mut Cursor::new(&bytes), &first, None, 2, &mut |_| {})
+        .expect("no I/O")
+        .expect("readable");
+    assert!(report.is_valid());
+    assert_eq!(report.key_logs.len(), 2);
+}

@@ -448,6 +448,8 @@ fn write_fuzz_seeds() {
             "equivocating-author-proof",
             "missing-entry",
             "not-a-bundle-single-entry",
+            "valid-key-logs",
+            "key-log-broken-statement",
         ]
         .contains(&name.as_str())
         {
@@ -467,6 +469,7 @@ fn write_fuzz_seeds() {
         &alpha,
         &v,
         &[Element::Entry(g.bytes())],
+        &[],
         &[],
         g.payload().time + 60_000,
         None,

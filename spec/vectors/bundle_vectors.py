@@ -23,6 +23,7 @@ import os
 import generate as g
 from cbor_det import Raw, Tag, enc, head
 import check_bundles
+import keylog
 
 FORMAT = "custodia-bundle-vectors/1"
 T0 = g.T0
@@ -121,14 +122,62 @@ def element(r):
     return r[1] if r[0] == "entry" else list(r[1])
 
 
-def payload_map(case, rows, exporter, *, items=None, proofs=(), agencies=None, exported_at=None, case_id=None):
+def payload_map(case, rows, exporter, *, items=None, proofs=(), agencies=None, exported_at=None, case_id=None,
+                keys=None):
     p = {"v": 1, "case": case_id if case_id is not None else case.case, "proofs": [list(x) for x in proofs],
          "entries": [element(r) for r in rows],
          "agencies": agency_list(members_of(case.rows)) if agencies is None else agencies,
          "exporter": g.pub(exporter), "exported-at": exported_at or case.clock + STEP}
     if items is not None:
         p["items"] = sorted(items)
+    if keys is not None:  # format version 2 (SPEC.md 10.1): the key logs, as given
+        p["v"] = 2
+        p["keys"] = keys
     return p
+
+
+# ---------------------------------------------------------------------------
+# Key logs (SPEC.md 3.4), built with keylog.py's statement builders
+
+KT0 = T0 - 30 * 86_400_000  # the key logs start a month before the case
+
+
+def key_log(agency, statements):
+    """A log of `agency`: [(signer label, st)], each at the next position, a
+    minute apart, chained to the one before."""
+    out = []
+    for seq, (signer, st) in enumerate(statements):
+        p = {"v": 1, "agency": g.pub(agency), "seq": seq, "time": KT0 + seq * STEP, "st": st}
+        if seq > 0:
+            p["prev"] = g.sha256(out[-1])
+        out.append(g.build_entry(signer, p, protected=keylog.key_header(g.pub(signer))))
+    return out
+
+
+def alpha_log():
+    """Alpha: its inception, a profile under a longer name than the case
+    gives it, an officer certified and then revoked (retired)."""
+    return key_log("alpha", [
+        ("alpha", keylog.root_st("inception", "alpha", "alpha-root-1")),
+        ("alpha", keylog.profile("Alpha National Cybercrime Division", "PH")),
+        ("alpha", keylog.officer("alpha-officer-1", "Maria Santos", "PNP-ACG-0412", not_before=KT0)),
+        ("alpha", keylog.revoke("alpha-officer-1", "retired", effective=KT0 + 86_400_000)),
+    ])
+
+
+def bravo_log():
+    """Bravo: its inception, a root rotation to the key it committed to, and
+    a node key certified by the new root."""
+    return key_log("bravo", [
+        ("bravo", keylog.root_st("inception", "bravo", "bravo-root-1")),
+        ("bravo-root-1", keylog.root_st("rotate-root", "bravo-root-1", "bravo-root-2")),
+        ("bravo-root-1", keylog.certify("bravo-node-1", not_before=KT0)),
+    ])
+
+
+def by_agency(*logs):
+    """Logs (with their agency label) in ascending order of agency."""
+    return [log for _, log in sorted(logs, key=lambda x: g.pub(x[0]))]
 
 
 def sign_bundle(signer, payload_bytes, kid=None):
@@ -385,7 +434,7 @@ def build():
             "items", sorted([g.item_id("phone"), g.item_id("laptop")], reverse=True)))),
         ("proof-of-three", "A proof of three entries: unreadable (schema); SPEC.md 14.2 step 1 never fails "
          "inside a readable bundle.", tweak(lambda p: p.__setitem__("proofs", [proof + [proof[0]]]))),
-        ("unsupported-version", "A bundle of format version 2: unreadable.", tweak(lambda p: p.__setitem__("v", 2))),
+        ("unsupported-version", "A bundle of format version 3: unreadable.", tweak(lambda p: p.__setitem__("v", 3))),
         ("unknown-payload-key", "A payload with a key the format does not define.",
          tweak(lambda p: p.__setitem__("note", "x"))),
     ]:
@@ -422,6 +471,49 @@ def build():
     V("reveal-after-later-events", "Bravo's transfer is a marker at its position and its entry is appended at "
       "the end. The reveal is checked against the item's current record, where charlie already holds the "
       "phone: V16 (SPEC.md 10.5 step 2).", export(L, rows), [(11, "V16")])
+
+    # -- version 2: key logs (SPEC.md 10.1 "keys", B8, B9) -----------------------
+    A, Bv = alpha_log(), bravo_log()
+    logs = by_agency(("alpha", A), ("bravo", Bv))
+    v2 = export(L, keys=logs)
+    V("valid-key-logs", "Format version 2: the whole case with the key logs of alpha (a profile under another "
+      "name, an officer certified and then revoked) and bravo (a root rotation, a node key), ascending by "
+      "agency; charlie's log is not held. Valid; each log replays from its inception.", v2, [])
+    V("valid-no-key-logs", "Format version 2 with \"keys\" empty (the exporter holds no log): valid.",
+      export(L, keys=[]), [])
+    V("key-log-edited-after-export", "One letter of the officer's name in alpha's log changed after export: "
+      "the statement's signature fails (K5), so alpha's log does not replay (B8), and the exporter's "
+      "signature fails (B1).", edit(v2, b"Maria Santos", b"Maria Sandos"), [(None, "B1"), (None, "B8")])
+    broken = list(A)
+    broken[2] = edit(broken[2], b"Maria Santos", b"Maria Sandos")
+    V("key-log-broken-statement", "Alpha's log carries a certification whose signature does not verify (K5), "
+      "in a bundle the exporter signed as it is: B8 for alpha's log.",
+      export(L, keys=by_agency(("alpha", broken), ("bravo", Bv))), [(None, "B8")])
+    V("key-log-not-from-inception", "Bravo's log without its inception: its first statement is at position 1 "
+      "(K7), so it does not replay from an inception (B8); its agency is still known and in order.",
+      export(L, keys=by_agency(("alpha", A), ("bravo", Bv[1:]))), [(None, "B8")])
+    mallory = key_log("mallory", [("mallory", keylog.root_st("inception", "mallory", "mallory-root-1"))])
+    V("key-log-of-a-non-agency", "The key log of mallory, which the agencies list does not name, beside "
+      "alpha's and bravo's: B9 (the log itself replays).",
+      export(L, keys=by_agency(("alpha", A), ("bravo", Bv), ("mallory", mallory))), [(None, "B9")])
+    V("key-log-duplicate-agency", "Alpha's log twice: the second is not after the first, B9.",
+      export(L, keys=by_agency(("alpha", A), ("alpha", A), ("bravo", Bv))), [(None, "B9")])
+    V("key-logs-not-ascending", "The two logs in descending order of agency: the second is B9.",
+      export(L, keys=list(reversed(logs))), [(None, "B9")])
+    V("key-log-bad-inception-unknown-agency", "Mallory's log without a valid first statement (its "
+      "inception's signature broken): B8, and no B9, since a log whose first statement fails K1 to K5 has no "
+      "known agency.", export(L, keys=by_agency(("alpha", A), ("bravo", Bv))
+                              + [[mallory[0][:-1] + bytes([mallory[0][-1] ^ 1])]]), [(None, "B8")])
+    keyed = payload_map(L, L.rows, "alpha", keys=logs)
+    for name, desc, p in [
+        ("keys-in-version-1", "A version 1 payload with \"keys\": unreadable (schema; \"keys\" is a member of "
+         "version 2 only).", dict(keyed, v=1)),
+        ("version-2-without-keys", "A version 2 payload without \"keys\": unreadable (schema).",
+         {k: x for k, x in keyed.items() if k != "keys"}),
+        ("key-log-empty", "A version 2 payload whose \"keys\" holds an empty log: unreadable (schema).",
+         dict(keyed, keys=logs + [[]])),
+    ]:
+        V(name, desc, wrap(enc(p)), error="schema")
 
     return out
 

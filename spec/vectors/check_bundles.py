@@ -6,7 +6,9 @@ the Rust crates. It reuses validate.py for the entry rules V1..V18 (its CBOR
 decoder, its strict Ed25519 and its case validator), and adds what a bundle
 needs on top: the reader of step 1 with its kinds of error, markers (8.3),
 reveals, V16's checks on the item's current record, the consequence rules of
-step 3, the bundle rules B1..B7 and the conflicts of 11.7.
+step 3, the bundle rules B1..B9 and the conflicts of 11.7. For the key logs
+of a version 2 bundle (B8, B9) it reuses check_keylogs.py, the independent
+checker of the key log rules K1..K12.
 
     python3 check_bundles.py [bundles.json]
 
@@ -26,12 +28,16 @@ sys.dont_write_bytecode = True
 import validate
 from validate import Invalid, NotWellFormed, decode_one, strict_verify, Tagged
 from cbor_det import enc
+import check_keylogs
 
 BUNDLE_CONTENT_TYPE = "application/custodia-bundle+cbor"
 RULE_NUMBER = {c: i + 1 for i, c in enumerate(validate.RULE_ORDER)}
 BUNDLE_CLASS = {1: "bundle-signature", 2: "exporter-mismatch", 3: "case-mismatch",
-                4: "exporter-not-member", 5: "agency-list", 6: "bad-proof", 7: "selection"}
-KEYS = ["v", "case", "items", "proofs", "entries", "agencies", "exporter", "exported-at"]
+                4: "exporter-not-member", 5: "agency-list", 6: "bad-proof", 7: "selection",
+                8: "key-log", 9: "key-log-agency"}
+# Deterministic order: shorter keys first, then bytewise ("case" < "keys").
+KEYS = ["v", "case", "keys", "items", "proofs", "entries", "agencies", "exporter", "exported-at"]
+VERSIONS = (1, 2)
 AGENCY_KEYS = ["name", "agency", "country"]
 
 
@@ -177,6 +183,8 @@ def read(data):
 
 def read_payload(b, c):
     b.items = None
+    b.version = None
+    b.keys = None  # version 2: a list of key logs, each a list of statement bytes
     b.proofs, b.elements, b.agencies = [], [], []
 
     def element():
@@ -211,10 +219,23 @@ def read_payload(b, c):
     def each(k):
         if k == "v":
             v = c.uint("v")
-            if v != 1:
+            if v not in VERSIONS:
                 raise ReadError("unsupported-version", str(v))
+            b.version = v
         elif k == "case":
             b.case = c.fixed(32, "case")
+        elif k == "keys":
+            # Choice (SPEC.md 10.5 step 1): "keys" is known only once "v"
+            # said 2; in a version 1 payload (or one without "v") it is an
+            # unknown key.
+            if b.version != 2:
+                raise ReadError("schema", "keys in a version 1 bundle")
+            b.keys = []
+            for _ in range(c.array("keys")):
+                n = c.array("key log")
+                if n == 0:
+                    raise ReadError("schema", "an empty key log")
+                b.keys.append([c.bstr("key statement") for _ in range(n)])
         elif k == "items":
             n = c.array("items")
             if n == 0:
@@ -245,7 +266,8 @@ def read_payload(b, c):
 
     seen = c.members(c.map("payload"), KEYS, "payload", each)
     for k in KEYS:
-        if k != "items" and k not in seen:
+        optional = k == "items" or (k == "keys" and b.version != 2)
+        if not optional and k not in seen:
             raise ReadError("schema", f"payload has no {k}")
     if c.left():
         raise ReadError("trailing-bytes", "after the payload map")
@@ -537,7 +559,46 @@ def verify(b):
         elif (got[1], got[2]) not in equivocations:
             equivocations.add((got[1], got[2]))
             conflicts += 1
-    return {"problems": problems, "conflicts": conflicts, "withheld": withheld, "disclosed": disclosed}
+    logs = check_key_logs(b, bundle_problem)
+    return {"problems": problems, "conflicts": conflicts, "withheld": withheld, "disclosed": disclosed,
+            "key_logs": logs}
+
+
+def check_key_logs(b, bundle_problem):
+    """B8 then B9 (SPEC.md 10.5 step 4), each in the order of "keys".
+
+    B8: a log replays from its first statement, an inception, by K1..K12,
+    each statement taken as the log's next (a duplicate, a recovery or a
+    superseded statement is not its next). B9: the agency of a log whose
+    first statement passes K1..K5 is listed in "agencies" and greater than
+    that of every earlier log whose agency is known. Returns, for each log
+    that replays, (agency, length, root in force).
+    """
+    agencies, replayed = [], []
+    for log in b.keys or []:
+        try:
+            agencies.append(check_keylogs.decode(log[0]).agency)
+        except check_keylogs.Refused:
+            agencies.append(None)
+        kl = check_keylogs.Log()
+        try:
+            for i, data in enumerate(log):
+                got = kl.append(data)
+                if got != "new" or len(kl.held) != i + 1:
+                    raise check_keylogs.Refused("gap", f"statement {i} is not the log's next")
+        except check_keylogs.Refused:
+            bundle_problem(8)
+            continue
+        replayed.append((kl.agency, len(kl.held), check_keylogs.Log.root_in_force(kl.held)["root"]["pub"]))
+    listed = {a["agency"] for a in b.agencies}
+    last = None
+    for a in agencies:
+        if a is None:
+            continue
+        if a not in listed or (last is not None and a <= last):
+            bundle_problem(9)
+        last = a if last is None else max(last, a)
+    return replayed
 
 
 def outcome(data):
@@ -547,13 +608,18 @@ def outcome(data):
     except ReadError as e:
         return {"expect": "unreadable", "error": e.kind}
     r = verify(b)
-    return {"expect": "invalid" if r["problems"] else "valid",
-            "problems": [{"index": i, "rule": rule, "class": cls, "caused_by": by}
-                         for i, rule, cls, by in r["problems"]],
-            "conflicts": r["conflicts"], "withheld": r["withheld"], "disclosed": r["disclosed"]}
+    out = {"expect": "invalid" if r["problems"] else "valid",
+           "problems": [{"index": i, "rule": rule, "class": cls, "caused_by": by}
+                        for i, rule, cls, by in r["problems"]],
+           "conflicts": r["conflicts"], "withheld": r["withheld"], "disclosed": r["disclosed"]}
+    if b.version == 2:
+        # Version 2 vectors also record each log that replays (B8).
+        out["key_logs"] = [{"agency": a.hex(), "length": n, "root": root.hex()}
+                           for a, n, root in r["key_logs"]]
+    return out
 
 
-FIELDS = ("expect", "error", "problems", "conflicts", "withheld", "disclosed")
+FIELDS = ("expect", "error", "problems", "conflicts", "withheld", "disclosed", "key_logs")
 
 
 def check_document(doc):

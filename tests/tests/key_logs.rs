@@ -265,3 +265,137 @@ async fn a_case_records_the_name_an_agency_signed_not_a_local_nickname() {
     ra.shutdown().await;
     rb.shutdown().await;
 }
+
+/// `custodia [--json] verify FILE`: its exit code and standard output.
+fn verify_file(file: &std::path::Path, json: bool) -> (i32, String) {
+    let mut cmd = Command::new(custodia_tests::custodia_binary());
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.arg("verify").arg(file).output().expect("custodia");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).expect("utf-8"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_court_bundle_carries_the_partners_key_logs_and_a_forged_statement_is_caught() {
+    // Alpha and bravo share a case; each certifies or names itself in its
+    // key log, and the logs cross. Alpha's export carries both (SPEC.md
+    // §10.1 "keys"), and the court's report shows the officer alpha
+    // certified and the name bravo signed for itself beside the one the
+    // case records.
+    let (a, b) = (Agency::new("alpha", "PH"), Agency::new("bravo", "DE"));
+    link(&a, &b);
+    let case = open_shared(&a, &[(&b, Role::Investigator)]);
+    start(&a);
+    start(&b);
+    a.local()
+        .add_key_statement(officer(7, "Insp. R. Santos"))
+        .expect("certify");
+    b.local()
+        .add_key_statement(Statement::Profile(custodia_protocol::keylog::Profile {
+            name: "Bundeskriminalamt <b>".into(),
+            country: "DE".into(),
+        }))
+        .expect("profile");
+    let (ra, rb) = (
+        custodia_node::start(&a.dir).await.expect("a"),
+        custodia_node::start(&b.dir).await.expect("b"),
+    );
+    assert!(
+        eventually(WAIT, || len_at(&a, &b.id) == 3).await,
+        "bravo's log reached alpha"
+    );
+    ra.shutdown().await;
+    rb.shutdown().await;
+    let bytes = a.local().export_bundle(&case, &[]).expect("export");
+    let file = a.dir.with_file_name("case.custodia");
+    std::fs::write(&file, &bytes).expect("write the bundle");
+
+    let (code, json) = verify_file(&file, true);
+    assert_eq!(code, 0, "{json}");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(report["verdict"], "valid", "{json}");
+    assert_eq!(report["bundle"]["format_version"], 2);
+    let logs = report["key_logs"].as_array().expect("key logs");
+    let of = |id: &AgencyId| {
+        logs.iter()
+            .find(|l| l["agency"] == id.to_hex())
+            .unwrap_or_else(|| panic!("the log of {id} in {json}"))
+    };
+    let alpha = of(&a.id);
+    let certified = alpha["statements"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .find(|s| s["kind"] == "certify")
+        .expect("a certification");
+    assert_eq!(certified["officer"]["name"], "Insp. R. Santos");
+    assert_eq!(certified["officer"]["number"], "SN-0007");
+    assert_eq!(of(&b.id)["profile"]["name"], "Bundeskriminalamt <b>");
+    assert_eq!(of(&b.id)["listed_name"], "bravo");
+    let (code, text) = verify_file(&file, false);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("Insp. R. Santos (service number SN-0007)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("signed name: Bundeskriminalamt <b> (DE; listed in the bundle as bravo)"),
+        "{text}"
+    );
+    // The HTML report escapes the name bravo signed.
+    let html = a.dir.with_file_name("case.html");
+    let out = Command::new(custodia_tests::custodia_binary())
+        .arg("verify")
+        .arg(&file)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .expect("custodia");
+    assert!(out.status.success(), "{out:?}");
+    let page = std::fs::read_to_string(&html).expect("html");
+    assert!(page.contains("Bundeskriminalamt &lt;b&gt;"), "escaped");
+    assert!(!page.contains("Bundeskriminalamt <b>"), "never raw");
+
+    // Someone edits the officer's name in the bundle: the statement's
+    // signature fails, so alpha's log does not replay (B8), and the
+    // exporter's signature fails (B1).
+    let at = bytes
+        .windows(15)
+        .position(|w| w == b"Insp. R. Santos")
+        .expect("the name is in the bundle");
+    let mut forged = bytes.clone();
+    forged[at + 12] = b'd';
+    std::fs::write(&file, &forged).expect("write");
+    let (code, json) = verify_file(&file, true);
+    assert_eq!(code, 1, "{json}");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(report["verdict"], "invalid");
+    let rules: Vec<(&str, &str)> = report["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| {
+            (
+                p["rule"].as_str().expect("rule"),
+                p["class"].as_str().expect("class"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [("B1", "bundle-signature"), ("B8", "key-log")],
+        "{json}"
+    );
+    assert!(
+        report["key_logs"]
+            .as_array()
+            .expect("key logs")
+            .iter()
+            .all(|l| l["agency"] != a.id.to_hex()),
+        "a log that does not replay is not shown as a history"
+    );
+}

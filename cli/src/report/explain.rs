@@ -6,7 +6,8 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use custodia_protocol::bundle::{EventReport, ItemReport, KeyTrust, Problem, Report};
+use custodia_protocol::bundle::{EventReport, ItemReport, KeyLogReport, KeyTrust, Problem, Report};
+use custodia_protocol::keylog::Statement;
 use custodia_protocol::{AgencyId, EntryId, ItemId};
 
 use crate::output::iso_time;
@@ -232,4 +233,64 @@ pub(crate) fn describe_event(
         parts.push(format!("RETRACTED by its author: {}", text(why)));
     }
     parts.join("; ")
+}
+
+/// A key statement of an agency's key log in words, kind first (as
+/// `custodia key log` shows it). Every text from the bundle (officers'
+/// names and numbers, profile names, countries) goes through `text`.
+pub(crate) fn describe_key_statement(st: &Statement, text: &dyn Fn(&str) -> String) -> String {
+    match st {
+        Statement::Inception(r) => format!("inception: root {}", r.root.key),
+        Statement::RotateRoot(r) => format!("rotate-root: root {}", r.root.key),
+        Statement::Certify(c) => {
+            let who = c
+                .officer
+                .as_ref()
+                .map(|o| format!(" {} (service number {})", text(&o.name), text(&o.number)))
+                .unwrap_or_default();
+            let until = c
+                .not_after
+                .map(|t| format!(" until {}", iso_time(t)))
+                .unwrap_or_default();
+            format!(
+                "certify {}{who}: key {}, valid from {}{until}",
+                c.role.as_str(),
+                c.key.key,
+                iso_time(c.not_before)
+            )
+        }
+        Statement::Revoke(r) => format!(
+            "revoke ({}): key {} from {}",
+            r.reason.as_str(),
+            r.key,
+            iso_time(r.effective)
+        ),
+        Statement::Profile(p) => format!("profile: {} ({})", text(&p.name), text(&p.country)),
+        other => other.kind().to_owned(),
+    }
+}
+
+/// The name an agency signed for itself in its key log, and the one the
+/// bundle's agencies list gives it where they differ: `Signed` or
+/// `Signed (listed as Listed)`. None when the log holds no profile.
+pub(crate) fn signed_name(log: &KeyLogReport, text: &dyn Fn(&str) -> String) -> Option<String> {
+    let p = log.profile.as_ref()?;
+    Some(match &log.listed_name {
+        Some(l) if *l != p.name => format!(
+            "{} ({}; listed in the bundle as {})",
+            text(&p.name),
+            text(&p.country),
+            text(l)
+        ),
+        _ => format!("{} ({})", text(&p.name), text(&p.country)),
+    })
+}
+
+/// What the report says about the key logs, once.
+pub(crate) fn key_logs_statement(r: &Report) -> &'static str {
+    if r.version < 2 {
+        "This bundle (format version 1) carries no key logs."
+    } else {
+        "Each agency's key log, as the exporter held it, replayed from its inception: who certified which keys and officers, rotations and revocations. Statements superseded by a recovery are not carried, a log may be older than the agency's latest, and the logs do not change the verdict on any entry (entries are signed by the agency keys above)."
+    }
 }

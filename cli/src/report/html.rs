@@ -13,7 +13,10 @@ use std::fmt::Write as _;
 use custodia_protocol::bundle::{ItemReport, KeyTrust, Problem, Report, LISTED};
 use custodia_protocol::AgencyId;
 
-use super::explain::{at, describe_event, grouped, keys_statement, refused, trust_word, Index};
+use super::explain::{
+    at, describe_event, describe_key_statement, grouped, key_logs_statement, keys_statement,
+    refused, signed_name, trust_word, Index,
+};
 use super::Source;
 use crate::output::iso_time;
 use crate::untrusted::safe_lines;
@@ -157,6 +160,7 @@ fn render(r: &Report, file: &Source, h: &mut Page<'_>) {
     conflicts(h, r);
     notes(h, &ix);
     withheld(h, &ix);
+    key_histories(h, &ix);
     problems(h, r);
     let _ = writeln!(
         h,
@@ -717,6 +721,41 @@ fn withheld(h: &mut Page<'_>, ix: &Index<'_>) {
         );
     }
     h.push_str("</tbody>\n</table>\n");
+}
+
+/// Each agency's key history (a version 2 bundle's key logs). Every text
+/// from a log (officers' names and numbers, profile names) is escaped:
+/// sentences are built from the raw strings and escaped whole.
+fn key_histories(h: &mut Page<'_>, ix: &Index<'_>) {
+    let r = ix.report();
+    let _ = writeln!(h, "<h2>Key histories ({})</h2>", r.key_logs.len());
+    let _ = writeln!(h, "<p>{}</p>", esc(key_logs_statement(r)));
+    for log in &r.key_logs {
+        let _ = writeln!(
+            h,
+            "<h3>{} <span class=\"mono\">{}</span></h3>",
+            esc(&ix.name(&log.agency)),
+            log.agency.fingerprint()
+        );
+        if let Some(n) = signed_name(log, &raw) {
+            let _ = writeln!(h, "<p>Signed name: {}</p>", esc(&n));
+        }
+        let _ = writeln!(
+            h,
+            "<p>Root key in force: <span class=\"mono\">{}</span></p>\n<table>\n<thead><tr><th>Position</th><th>Time</th><th>Statement</th></tr></thead>\n<tbody>",
+            log.root
+        );
+        for s in &log.statements {
+            let _ = writeln!(
+                h,
+                "<tr><td>#{}</td><td>{}</td><td>{}</td></tr>",
+                s.seq,
+                esc(&iso_time(s.time)),
+                esc(&describe_key_statement(&s.statement, &raw))
+            );
+        }
+        h.push_str("</tbody>\n</table>\n");
+    }
 }
 
 fn problems(h: &mut Page<'_>, r: &Report) {

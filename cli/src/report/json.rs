@@ -22,14 +22,15 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use custodia_protocol::bundle::{
-    ConflictReport, EventReport, ItemReport, KeyTrust, MemberReport, NoteReport, Problem, Report,
-    Unlisted, WithheldReport,
+    ConflictReport, EventReport, ItemReport, KeyLogReport, KeyStatementReport, KeyTrust,
+    MemberReport, NoteReport, Problem, Report, Unlisted, WithheldReport,
 };
+use custodia_protocol::keylog::Statement;
 use custodia_protocol::{AgencyId, EntryId, ItemId};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde::Serialize as DeriveSerialize;
 
-use super::explain::keys_statement;
+use super::explain::{key_logs_statement, keys_statement};
 use super::Source;
 use crate::output::{iso_time, JSON_SCHEMA_VERSION};
 
@@ -105,6 +106,8 @@ struct Document<'r, M, I, C, N, W, P> {
     exported_at_iso: String,
     exporter: Exporter<'r>,
     items: Each<I>,
+    key_logs: Vec<KeyLogJson<'r>>,
+    key_logs_note: &'static str,
     keys: String,
     keys_confirmed: bool,
     members: Each<M>,
@@ -127,8 +130,128 @@ struct Document<'r, M, I, C, N, W, P> {
 #[derive(DeriveSerialize)]
 struct BundleFile<'r> {
     file: &'r str,
+    format_version: u64,
     sha256: String,
     size: u64,
+}
+
+/// An agency's key history (a version 2 bundle's key log that replays).
+#[derive(DeriveSerialize)]
+struct KeyLogJson<'r> {
+    agency: String,
+    fingerprint: String,
+    listed_name: Option<&'r str>,
+    profile: Option<ProfileJson<'r>>,
+    root: String,
+    statements: Vec<KeyStatementJson<'r>>,
+}
+
+#[derive(DeriveSerialize)]
+struct ProfileJson<'r> {
+    country: &'r str,
+    name: &'r str,
+}
+
+#[derive(DeriveSerialize)]
+struct OfficerJson<'r> {
+    name: &'r str,
+    number: &'r str,
+}
+
+/// One statement: every member present, null where the kind has none.
+#[derive(DeriveSerialize)]
+struct KeyStatementJson<'r> {
+    country: Option<&'r str>,
+    effective: Option<u64>,
+    effective_iso: Option<String>,
+    id: String,
+    key: Option<String>,
+    kind: &'static str,
+    name: Option<&'r str>,
+    next: Option<String>,
+    not_after: Option<u64>,
+    not_after_iso: Option<String>,
+    not_before: Option<u64>,
+    not_before_iso: Option<String>,
+    officer: Option<OfficerJson<'r>>,
+    reason: Option<&'static str>,
+    role: Option<&'static str>,
+    seq: u64,
+    signer: String,
+    time: u64,
+    time_iso: String,
+}
+
+impl<'r> KeyLogJson<'r> {
+    fn of(l: &'r KeyLogReport) -> Self {
+        KeyLogJson {
+            agency: agency(&l.agency),
+            fingerprint: l.agency.fingerprint(),
+            listed_name: l.listed_name.as_deref(),
+            profile: l.profile.as_ref().map(|p| ProfileJson {
+                country: &p.country,
+                name: &p.name,
+            }),
+            root: l.root.to_hex(),
+            statements: l.statements.iter().map(KeyStatementJson::of).collect(),
+        }
+    }
+}
+
+impl<'r> KeyStatementJson<'r> {
+    fn of(s: &'r KeyStatementReport) -> Self {
+        let mut j = KeyStatementJson {
+            country: None,
+            effective: None,
+            effective_iso: None,
+            id: s.id.to_hex(),
+            key: None,
+            kind: s.statement.kind(),
+            name: None,
+            next: None,
+            not_after: None,
+            not_after_iso: None,
+            not_before: None,
+            not_before_iso: None,
+            officer: None,
+            reason: None,
+            role: None,
+            seq: s.seq,
+            signer: s.signer.to_hex(),
+            time: s.time,
+            time_iso: iso_time(s.time),
+        };
+        match &s.statement {
+            Statement::Inception(r) | Statement::RotateRoot(r) => {
+                j.key = Some(r.root.key.to_hex());
+                j.next = Some(r.next.to_hex());
+            }
+            Statement::Certify(c) => {
+                j.key = Some(c.key.key.to_hex());
+                j.role = Some(c.role.as_str());
+                j.officer = c.officer.as_ref().map(|o| OfficerJson {
+                    name: &o.name,
+                    number: &o.number,
+                });
+                j.not_before = Some(c.not_before);
+                j.not_before_iso = Some(iso_time(c.not_before));
+                j.not_after = c.not_after;
+                j.not_after_iso = c.not_after.map(iso_time);
+            }
+            Statement::Revoke(r) => {
+                j.key = Some(r.key.to_hex());
+                j.reason = Some(r.reason.as_str());
+                j.effective = Some(r.effective);
+                j.effective_iso = Some(iso_time(r.effective));
+            }
+            Statement::Profile(p) => {
+                j.name = Some(&p.name);
+                j.country = Some(&p.country);
+            }
+            _ => {}
+        }
+        j
+    }
 }
 
 #[derive(DeriveSerialize)]
@@ -501,6 +624,7 @@ pub(crate) fn write(r: &Report, file: &Source, w: &mut impl Write) -> std::io::R
     let doc = Document {
         bundle: BundleFile {
             file: &file.name,
+            format_version: r.version,
             sha256: hex::encode(file.sha256),
             size: file.size,
         },
@@ -527,6 +651,8 @@ pub(crate) fn write(r: &Report, file: &Source, w: &mut impl Write) -> std::io::R
             trust: Trust::of(&r.exporter_trust),
         },
         items: Each::of(r.items.iter().map(item)),
+        key_logs: r.key_logs.iter().map(KeyLogJson::of).collect(),
+        key_logs_note: key_logs_statement(r),
         keys: keys_statement(r, &|s: &str| s.to_owned()),
         keys_confirmed: r.trust_checked,
         members: Each::of(r.members.iter().map(Member::of)),

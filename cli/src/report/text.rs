@@ -20,7 +20,10 @@ use std::io::Write;
 use custodia_protocol::bundle::{ItemReport, Problem, Report};
 use custodia_protocol::AgencyId;
 
-use super::explain::{at, describe_event, grouped, keys_statement, refused, trust_word, Index};
+use super::explain::{
+    at, describe_event, describe_key_statement, grouped, key_logs_statement, keys_statement,
+    refused, signed_name, trust_word, Index,
+};
 use super::Source;
 use crate::output::iso_time;
 use crate::untrusted::{safe, safe_lines};
@@ -292,6 +295,29 @@ pub(crate) fn text<W: Write>(r: &Report, file: &Source, last: Option<&str>, out:
     }
     if r.withheld.is_empty() {
         line("  none".into());
+    }
+    line(String::new());
+
+    line(format!("Key histories ({})", r.key_logs.len()));
+    line(wrap(key_logs_statement(r), 2));
+    for log in &r.key_logs {
+        line(format!(
+            "  {}  {}",
+            name(&log.agency),
+            log.agency.fingerprint()
+        ));
+        if let Some(n) = signed_name(log, &t) {
+            line(wrap(&format!("signed name: {n}"), 4));
+        }
+        line(format!("    root in force: {}", log.root));
+        for s in &log.statements {
+            line(format!(
+                "    #{:<3} {}  {}",
+                s.seq,
+                iso_time(s.time),
+                wrap(&describe_key_statement(&s.statement, &t), 8).trim_start()
+            ));
+        }
     }
     line(String::new());
 

@@ -90,6 +90,7 @@ pub(crate) fn bundle(shape: &str, n: usize) -> Option<Vec<u8>> {
             country: "PH".into(),
         }],
         exported_at: T0 + 1_000,
+        keys: None,
     };
     Some(bundle::write(&alpha, &header, &elements))
 }

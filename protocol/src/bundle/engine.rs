@@ -14,7 +14,9 @@
 //!    waits for the other.
 //!
 //! Memory holds one read buffer, one chunk being checked, one waiting and
-//! what the report keeps, never the file. The report does not depend on
+//! what the report keeps, never the file; and, for a version 2 bundle, its
+//! key logs once (the second pass keeps them, to replay them whole at the
+//! end, SPEC.md §10.5 B8; the first keeps a digest). The report does not depend on
 //! the number of threads or on how the source cuts its reads.
 //!
 //! The engine reads through [`std::io::Read`] and starts threads; it opens
@@ -78,7 +80,7 @@ pub fn read_pass<R: Read + ?Sized>(
 
 /// The first pass: the structure, checked to the end of the source.
 pub fn first_pass<R: Read + ?Sized>(src: &mut R) -> std::io::Result<Result<Summary, BundleError>> {
-    read_pass(src, StreamDecoder::new(), |_| {})
+    read_pass(src, StreamDecoder::first_pass(), |_| {})
 }
 
 /// The second pass over the same bytes, from the source's current

@@ -88,7 +88,7 @@ pub fn explain(kind: &RejectKind, seq: Option<u64>) -> String {
     }
 }
 
-/// Explains a problem with the bundle itself (rules B1 to B7 of SPEC.md
+/// Explains a problem with the bundle itself (rules B1 to B9 of SPEC.md
 /// §10.5), given the detail the verifier found.
 pub fn explain_bundle_rule(rule: Rule, detail: &str) -> String {
     match rule {
@@ -99,6 +99,8 @@ pub fn explain_bundle_rule(rule: Rule, detail: &str) -> String {
         Rule::Bundle(BundleRule::AgencyList) => format!("The bundle's list of agencies does not match the case's signed membership entries ({detail})."),
         Rule::Bundle(BundleRule::BadProof) => format!("The bundle presents evidence that an agency signed two conflicting entries, but that evidence does not hold up ({detail})."),
         Rule::Bundle(BundleRule::Selection) => format!("The bundle says it covers an item whose registration it does not contain ({detail})."),
+        Rule::Bundle(BundleRule::KeyLog) => format!("The bundle carries an agency's history of keys that does not check: a statement in it was altered, is missing, or was not signed by the key that had to sign it ({detail})."),
+        Rule::Bundle(BundleRule::KeyLogAgency) => format!("The bundle carries a history of keys that is out of place: of an agency it does not list, or twice, or out of order ({detail})."),
         _ => detail.to_owned(),
     }
 }

@@ -8,6 +8,7 @@ use crate::entry::Entry;
 use crate::equivocation::EquivocationProof;
 use crate::identity::Identity;
 use crate::ids::{EntryId, ItemId};
+use crate::keylog::KeyLog;
 use crate::state::WithheldPosition;
 use crate::validate::Validator;
 
@@ -99,7 +100,11 @@ pub fn disclosure(entries: &[&Entry], items: &[ItemId]) -> HashSet<EntryId> {
 ///
 /// `case` is the validated case; `rows` are its positions in the node's
 /// storage order (entry bytes, or markers for positions the node holds
-/// only as markers); `proofs` the equivocation proofs the node holds. With
+/// only as markers); `proofs` the equivocation proofs the node holds;
+/// `key_logs` the key logs the node holds of the case's agencies (SPEC.md
+/// §3.4): the bundle (format version 2) carries each one whose agency is
+/// in the case's agencies list, ascending by agency, once (any other log is
+/// left out, not an error). With
 /// `items`, only what establishes those items' custody is disclosed and
 /// everything else becomes a withheld marker; the result is then verified
 /// before it is returned.
@@ -108,6 +113,7 @@ pub fn export(
     case: &Validator,
     rows: &[Element<'_>],
     proofs: &[EquivocationProof],
+    key_logs: &[KeyLog],
     exported_at: u64,
     items: Option<&[ItemId]>,
 ) -> Result<Vec<u8>, ExportError> {
@@ -192,6 +198,7 @@ pub fn export(
             })
             .collect(),
         exported_at,
+        keys: Some(carried_logs(state, key_logs)),
     };
     let bytes = write(signer, &header, &elements);
     if items.is_some() {
@@ -208,6 +215,21 @@ pub fn export(
         }
     }
     Ok(bytes)
+}
+
+/// The key logs a bundle carries (SPEC.md §10.1 `"keys"`): those of the
+/// agencies in the case's agencies list, ascending by agency, one per
+/// agency, each as its statements' exact bytes in log order.
+fn carried_logs(state: &crate::state::CaseState, key_logs: &[KeyLog]) -> Vec<Vec<Vec<u8>>> {
+    let mut logs: Vec<&KeyLog> = key_logs
+        .iter()
+        .filter(|l| state.members.contains_key(&l.agency()))
+        .collect();
+    logs.sort_by_key(|l| l.agency());
+    logs.dedup_by_key(|l| l.agency());
+    logs.iter()
+        .map(|l| l.statements().iter().map(|s| s.bytes().to_vec()).collect())
+        .collect()
 }
 
 /// Puts elements in a dependency order: each after everything it names

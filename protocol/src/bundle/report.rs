@@ -23,13 +23,14 @@ use std::fmt;
 use crate::body::{Acquisition, Body, CustodyAction, Digests, Role};
 use crate::entry::Entry;
 use crate::error::{RejectKind, Rejection};
-use crate::ids::{AgencyId, CaseId, EntryId, ItemId};
+use crate::ids::{AgencyId, CaseId, EntryId, ItemId, KeyId, StatementId};
+use crate::keylog::{Appended, KeyLog, KeyStatement, Officer, Profile, Statement};
 use crate::state::{Conflict, WithheldPosition};
 use crate::tlp::Tlp;
 use crate::validate::{Applied, Validator};
 
 use super::explain::{explain, explain_bundle_rule, explain_consequence};
-use super::{Bundle, BundleAgency, Element, Summary, TrustList};
+use super::{Bundle, BundleAgency, Element, KeyLogs, Summary, TrustList};
 use crate::equivocation::EquivocationProof;
 
 /// How many problems at the source, and how many consequences, a report
@@ -52,7 +53,7 @@ pub struct Unlisted {
 }
 
 /// The rule a problem breaks: an entry rule of SPEC.md §8 (V1–V18) or a
-/// bundle rule of §10.5 (B1–B7).
+/// bundle rule of §10.5 (B1–B9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Rule {
     /// Entry rule Vn.
@@ -71,8 +72,8 @@ impl fmt::Display for Rule {
 }
 
 /// The bundle rules of SPEC.md §10.5 step 4, numbered as there. Problems
-/// are listed in the order B1, B2, B3, B4, B5, B7, B6 (§10.5, "The problem
-/// list").
+/// are listed in the order B1, B2, B3, B4, B5, B7, B6, B8, B9 (§10.5, "The
+/// problem list").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum BundleRule {
@@ -93,11 +94,18 @@ pub enum BundleRule {
     /// B7 `selection`: an item of `items` is registered (one problem per
     /// item that is not).
     Selection = 7,
+    /// B8 `key-log`: a key log of `keys` (version 2) replays from its
+    /// inception by the key log rules K1–K12, each statement at its
+    /// position (one problem per log that does not).
+    KeyLog = 8,
+    /// B9 `key-log-agency`: a key log's agency is in `agencies`, after the
+    /// agency of every log before it (one problem per log that is not).
+    KeyLogAgency = 9,
 }
 
 impl BundleRule {
-    /// Every bundle rule, B1 to B7.
-    pub const ALL: [BundleRule; 7] = [
+    /// Every bundle rule, B1 to B9.
+    pub const ALL: [BundleRule; 9] = [
         BundleRule::Signature,
         BundleRule::ExporterMismatch,
         BundleRule::CaseMismatch,
@@ -105,6 +113,8 @@ impl BundleRule {
         BundleRule::AgencyList,
         BundleRule::BadProof,
         BundleRule::Selection,
+        BundleRule::KeyLog,
+        BundleRule::KeyLogAgency,
     ];
 
     /// n in Bn.
@@ -122,6 +132,8 @@ impl BundleRule {
             BundleRule::AgencyList => "agency-list",
             BundleRule::BadProof => "bad-proof",
             BundleRule::Selection => "selection",
+            BundleRule::KeyLog => "key-log",
+            BundleRule::KeyLogAgency => "key-log-agency",
         }
     }
 }
@@ -508,6 +520,52 @@ pub struct WithheldReport {
     pub corroborated: bool,
 }
 
+/// One statement of an agency's key log, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatementReport {
+    /// Its position in the log (0: the inception).
+    pub seq: u64,
+    /// The time its signer asserted (ms since the Unix epoch).
+    pub time: u64,
+    /// Its statement id (SHA-256 of its bytes).
+    pub id: StatementId,
+    /// The key that signed it.
+    pub signer: KeyId,
+    /// What it states: a root, a certification (with the officer's name
+    /// and service number), a revocation (with its reason), a profile.
+    pub statement: Statement,
+}
+
+/// An agency's key log carried by a version 2 bundle, replayed from its
+/// inception (SPEC.md §3.4, §10.5 B8): its key history as the report
+/// shows it. Statements superseded by a recovery are not carried, so a
+/// rotation here may have been a recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLogReport {
+    /// The agency (its inception key).
+    pub agency: AgencyId,
+    /// Its name in the bundle's `agencies` list, if listed.
+    pub listed_name: Option<String>,
+    /// The name and country it signed for itself: its last `profile`
+    /// statement, if any.
+    pub profile: Option<Profile>,
+    /// The root key in force at the end of the log.
+    pub root: KeyId,
+    /// Every statement, in log order.
+    pub statements: Vec<KeyStatementReport>,
+}
+
+impl KeyLogReport {
+    /// The officer a key was certified for in this log (the last
+    /// certification of it), if any.
+    pub fn officer_of(&self, key: &KeyId) -> Option<&Officer> {
+        self.statements.iter().find_map(|s| match &s.statement {
+            Statement::Certify(c) if c.key.key == *key => c.officer.as_ref(),
+            _ => None,
+        })
+    }
+}
+
 /// Everything a verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -553,6 +611,11 @@ pub struct Report {
     pub notes: Notes,
     /// Positions disclosed as withheld.
     pub withheld: Vec<WithheldReport>,
+    /// The bundle format version (1 or 2).
+    pub version: u64,
+    /// The key logs of a version 2 bundle that replay (B8), in the
+    /// bundle's order: each agency's key history. Empty for version 1.
+    pub key_logs: Vec<KeyLogReport>,
     /// The problems listed one by one, in the order found: the first
     /// [`LISTED`] at the source and the first [`LISTED`] consequences
     /// (and B1 to B4 always).
@@ -850,6 +913,35 @@ fn merge_runs(older: Vec<(EntryId, usize)>, newer: Vec<(EntryId, usize)>) -> Vec
     out
 }
 
+/// Replays one key log of a bundle from its inception (B8): every
+/// statement must be appended as the log's next one. Why not, otherwise.
+fn replay_key_log(log: &[&[u8]]) -> Result<KeyLog, String> {
+    let mut statements = log.iter().enumerate();
+    let Some((_, first)) = statements.next() else {
+        return Err("the log is empty".into());
+    };
+    let mut kl = KeyStatement::decode(first)
+        .and_then(KeyLog::from_inception)
+        .map_err(|e| format!("statement 0: {e}"))?;
+    for (i, bytes) in statements {
+        match KeyStatement::decode(bytes).and_then(|s| kl.append(s)) {
+            Ok(Appended::New) => {}
+            Ok(other) => {
+                return Err(format!(
+                    "statement {i} is not the log's next statement ({})",
+                    match other {
+                        Appended::Duplicate => "a duplicate",
+                        Appended::Recovered { .. } => "a rotation at an earlier position",
+                        _ => "a superseded statement",
+                    }
+                ))
+            }
+            Err(e) => return Err(format!("statement {i}: {e}")),
+        }
+    }
+    Ok(kl)
+}
+
 /// Replays a bundle's elements, one at a time, and collects the report.
 #[derive(Debug)]
 pub struct Verifier<'t> {
@@ -870,6 +962,9 @@ pub struct Verifier<'t> {
     exported_at: u64,
     items: Option<Vec<ItemId>>,
     agencies: Vec<BundleAgency>,
+    /// The bundle format version (its key logs are read at the end, from
+    /// the bundle or the second pass's summary, never copied here).
+    version: u64,
     /// Each agency's place in `agencies` (the first, if listed twice).
     agency_at: HashMap<AgencyId, usize>,
     trust: Option<&'t TrustList>,
@@ -913,6 +1008,7 @@ impl<'t> Verifier<'t> {
             bundle.exported_at(),
             bundle.items(),
             bundle.agencies(),
+            bundle.version(),
             trust,
         )
     }
@@ -925,6 +1021,7 @@ impl<'t> Verifier<'t> {
             summary.exported_at(),
             summary.items(),
             summary.agencies(),
+            summary.version(),
             trust,
         )
     }
@@ -934,6 +1031,7 @@ impl<'t> Verifier<'t> {
         exported_at: u64,
         items: Option<&[ItemId]>,
         agencies: &[BundleAgency],
+        version: u64,
         trust: Option<&'t TrustList>,
     ) -> Self {
         let mut agency_at = HashMap::with_capacity(agencies.len());
@@ -952,6 +1050,7 @@ impl<'t> Verifier<'t> {
             exported_at,
             items: items.map(<[ItemId]>::to_vec),
             agencies: agencies.to_vec(),
+            version,
             agency_at,
             trust,
             next: 0,
@@ -1311,7 +1410,12 @@ impl<'t> Verifier<'t> {
     /// (B1–B7), the equivocation proofs, and builds the report.
     pub fn finish(self, bundle: &Bundle<'_>) -> Report {
         let signature_valid = bundle.signature_valid();
-        self.conclude(signature_valid, bundle.len(), &bundle.proofs())
+        self.conclude(
+            signature_valid,
+            bundle.len(),
+            &bundle.proofs(),
+            bundle.key_logs(),
+        )
     }
 
     /// Finishes a bundle read from a stream: `summary` is the second
@@ -1319,7 +1423,12 @@ impl<'t> Verifier<'t> {
     /// the exporter's signature verifies (a first pass's counts as not).
     pub fn finish_streamed(self, summary: &Summary) -> Report {
         let signature_valid = summary.signature_valid().unwrap_or(false);
-        self.conclude(signature_valid, summary.len(), summary.proofs())
+        self.conclude(
+            signature_valid,
+            summary.len(),
+            summary.proofs(),
+            summary.key_logs(),
+        )
     }
 
     fn conclude(
@@ -1327,6 +1436,7 @@ impl<'t> Verifier<'t> {
         signature_valid: bool,
         elements: usize,
         proofs: &[EquivocationProof],
+        key_logs: Option<&KeyLogs>,
     ) -> Report {
         let elements_ok = self.found == 0;
         if !signature_valid {
@@ -1439,6 +1549,7 @@ impl<'t> Verifier<'t> {
                 }
             }
         }
+        let key_logs = self.check_key_logs(key_logs);
         let after_removal = self.v.after_removal();
         let members = state
             .members
@@ -1495,6 +1606,8 @@ impl<'t> Verifier<'t> {
             conflicts,
             notes,
             withheld: std::mem::take(&mut self.withheld),
+            version: self.version,
+            key_logs,
             problems: std::mem::take(&mut self.problems),
             problem_count: self.found,
             root_count: self.roots,
@@ -1503,6 +1616,82 @@ impl<'t> Verifier<'t> {
                 .map(|((rule, class), count)| Unlisted { rule, class, count })
                 .collect(),
         }
+    }
+
+    /// B8 and B9 (SPEC.md 10.5 step 4): each key log of `keys` replays
+    /// from its inception by K1–K12 ([`KeyLog::from_inception`],
+    /// [`KeyLog::append`]: the one checker of key logs), each statement
+    /// appended at its own position; and each log's agency is listed and
+    /// after those of the logs before it. B8 problems, then B9 problems,
+    /// each in the order of `keys`. Returns the report of each log that
+    /// replays.
+    fn check_key_logs(&mut self, logs: Option<&KeyLogs>) -> Vec<KeyLogReport> {
+        let mut replayed = Vec::new();
+        let mut order = Vec::new();
+        for (k, log) in logs.into_iter().flat_map(KeyLogs::iter).enumerate() {
+            // B9 judges the agency of a log whose first statement passes
+            // K1–K5, whatever B8 finds after it.
+            let agency = log
+                .first()
+                .and_then(|b| KeyStatement::decode(b).ok())
+                .map(|s| s.payload().agency);
+            if let Some(a) = agency {
+                order.push((k, a));
+            }
+            match replay_key_log(&log) {
+                Ok(l) => replayed.push(l),
+                Err(detail) => self.bundle_problem(
+                    BundleRule::KeyLog,
+                    format!(
+                        "key log {k}{}: {detail}",
+                        agency
+                            .map_or_else(String::new, |a| format!(" (agency {})", a.fingerprint()))
+                    ),
+                    None,
+                    None,
+                ),
+            }
+        }
+        let mut last: Option<AgencyId> = None;
+        for (k, a) in order {
+            let detail = if self.listed_agency(&a).is_none() {
+                Some(format!(
+                    "key log {k} is of agency {}, which the bundle's agencies list does not name",
+                    a.fingerprint()
+                ))
+            } else if last.is_some_and(|l| l >= a) {
+                Some(format!(
+                    "key log {k} (agency {}) is not after the log before it: one log per agency, in ascending order of agency",
+                    a.fingerprint()
+                ))
+            } else {
+                None
+            };
+            last = Some(last.map_or(a, |l| l.max(a)));
+            if let Some(d) = detail {
+                self.bundle_problem(BundleRule::KeyLogAgency, d, None, None);
+            }
+        }
+        replayed
+            .into_iter()
+            .map(|l| KeyLogReport {
+                agency: l.agency(),
+                listed_name: self.listed_agency(&l.agency()).map(|a| a.name.clone()),
+                profile: l.profile(l.len()).cloned(),
+                root: l.current_root(),
+                statements: l
+                    .statements()
+                    .iter()
+                    .map(|s| KeyStatementReport {
+                        seq: s.seq(),
+                        time: s.payload().time,
+                        id: s.id(),
+                        signer: s.signer(),
+                        statement: s.payload().st.clone(),
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 
     /// B5: one problem per agency that differs, in ascending order of

@@ -41,7 +41,7 @@ use crate::state::WithheldPosition;
 
 use super::{
     check_protected, describe_start, read_agencies, read_element, read_items, BundleAgency,
-    BundleError, Checked, Element, BUNDLE_VERSION, KEYS,
+    BundleError, Checked, Element, KeyLogs, BUNDLE_VERSION, BUNDLE_VERSION_1, KEYS,
 };
 use crate::codec::{ReadError, Reader, BYTES};
 use crate::cose::sig_structure_prefix;
@@ -56,7 +56,12 @@ const MAX_PROTECTED: u64 = 4096;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     kid: AgencyId,
+    /// 1 or 2 (a byte: the summary travels in [`Streamed::End`]).
+    version: u8,
     case: CaseId,
+    /// The key logs of a version 2 bundle (None for version 1); boxed,
+    /// so the summary stays small.
+    keys: Option<Box<KeysRead>>,
     items: Option<Vec<ItemId>>,
     proofs: Vec<EquivocationProof>,
     entry_count: usize,
@@ -103,6 +108,18 @@ impl Summary {
         self.entry_count
     }
 
+    /// The bundle format version (1 or 2).
+    pub fn version(&self) -> u64 {
+        u64::from(self.version)
+    }
+
+    /// The key logs of a version 2 bundle, in order, each as its
+    /// statements' exact bytes; None for version 1, and after a
+    /// [`StreamDecoder::first_pass`] (which checks their structure only).
+    pub fn key_logs(&self) -> Option<&KeyLogs> {
+        self.keys.as_ref().and_then(|k| k.logs.as_ref())
+    }
+
     /// Whether `entries` is empty (never, for a bundle read to its end).
     pub fn is_empty(&self) -> bool {
         self.entry_count == 0
@@ -125,15 +142,46 @@ impl Summary {
     }
 
     /// Equal but for what only the second pass knows.
+    /// Field by field, without copying (the key logs may be large).
     fn same_bundle(&self, other: &Summary) -> bool {
-        Summary {
-            signature_valid: None,
-            ..self.clone()
-        } == Summary {
-            signature_valid: None,
-            ..other.clone()
-        }
+        let Summary {
+            kid,
+            version,
+            case,
+            keys,
+            items,
+            proofs,
+            entry_count,
+            agencies,
+            exporter,
+            exported_at,
+            signature,
+            signature_valid: _,
+        } = self;
+        *kid == other.kid
+            && *version == other.version
+            && *case == other.case
+            && keys.as_ref().map(|k| k.digest) == other.keys.as_ref().map(|k| k.digest)
+            && *items == other.items
+            && *proofs == other.proofs
+            && *entry_count == other.entry_count
+            && *agencies == other.agencies
+            && *exporter == other.exporter
+            && *exported_at == other.exported_at
+            && *signature == other.signature
     }
+}
+
+/// The key logs of a version 2 bundle, as a pass read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeysRead {
+    /// The logs; None after a pass that does not keep them
+    /// ([`StreamDecoder::first_pass`]).
+    logs: Option<KeyLogs>,
+    /// SHA-256 over the logs as read (each statement's log number, length
+    /// and bytes): what tells two passes apart without keeping the logs
+    /// twice.
+    digest: [u8; 32],
 }
 
 /// What [`StreamDecoder::next_item`] yields.
@@ -185,6 +233,13 @@ enum Phase {
     Members,
     /// Inside `proofs`, `left` proofs to go.
     Proofs { left: u64 },
+    /// Inside `keys` (version 2), `left` key logs to go after the current
+    /// one.
+    Keys { left: u64 },
+    /// Inside a key log of `keys`: `left` statements to go, then `logs`
+    /// logs. Statements are read one at a time, never the member whole, so
+    /// a long log costs its length once whatever the chunks.
+    KeyLog { left: u64, logs: u64 },
     /// Inside `entries`, `left` elements to go.
     Elements { left: u64 },
     /// Inside an element too large to be an entry.
@@ -215,8 +270,9 @@ enum AfterSkip {
 
 /// A payload member, read.
 enum Member {
-    Version,
+    Version(u64),
     Case(CaseId),
+    Keys(u64),
     Items(Vec<ItemId>),
     Proofs(u64),
     Entries(u64),
@@ -285,7 +341,14 @@ pub struct StreamDecoder {
     entries_at: Range<usize>,
     protected: Vec<u8>,
     kid: AgencyId,
+    /// The format version read (0 until `"v"` is).
+    version: u64,
     case: CaseId,
+    keys: Option<KeyLogs>,
+    /// Whether to keep the key logs, and the digest over them.
+    keep_keys: bool,
+    keys_digest: Sha256,
+    key_log_index: u64,
     items: Option<Vec<ItemId>>,
     proofs: Vec<EquivocationProof>,
     entry_count: usize,
@@ -295,7 +358,7 @@ pub struct StreamDecoder {
     signature: Option<[u8; 64]>,
     members_left: u64,
     last_key: Option<usize>,
-    seen: [bool; 8],
+    seen: [bool; 9],
     /// An error in the payload, reported once the envelope is read.
     deferred: Option<BundleError>,
     trailing: u64,
@@ -328,7 +391,12 @@ impl StreamDecoder {
             entries_at: 0..0,
             protected: Vec::new(),
             kid: AgencyId([0; 32]),
+            version: 0,
             case: EntryId([0; 32]),
+            keys: None,
+            keep_keys: true,
+            keys_digest: Sha256::new(),
+            key_log_index: 0,
             items: None,
             proofs: Vec::new(),
             entry_count: 0,
@@ -338,11 +406,22 @@ impl StreamDecoder {
             signature: None,
             members_left: 0,
             last_key: None,
-            seen: [false; 8],
+            seen: [false; 9],
             deferred: None,
             trailing: 0,
             first: None,
             check: None,
+        }
+    }
+
+    /// A first pass that checks the structure of the key logs of a
+    /// version 2 bundle but keeps only a digest of them: the second pass
+    /// keeps them for the replay, so a verifier that reads a file twice
+    /// holds them once.
+    pub fn first_pass() -> Self {
+        StreamDecoder {
+            keep_keys: false,
+            ..Self::new()
         }
     }
 
@@ -586,6 +665,59 @@ impl StreamDecoder {
                     None => self.pending(Phase::Proofs { left }),
                 }
             }
+            Phase::Keys { left } => {
+                if left == 0 {
+                    self.phase = Phase::Members;
+                    return Ok(Step::Again);
+                }
+                match self.payload_unit(|r| {
+                    let at = r.offset();
+                    let n = r.array("a key log")?;
+                    if n == 0 {
+                        return Err(BundleError::Schema {
+                            at,
+                            reason: "a key log in \"keys\" is empty (it starts with its inception)"
+                                .into(),
+                        });
+                    }
+                    Ok(n)
+                })? {
+                    Some(n) => {
+                        self.key_log_index += 1;
+                        if let Some(k) = self.keys.as_mut().filter(|_| self.keep_keys) {
+                            k.start_log();
+                        }
+                        self.phase = Phase::KeyLog {
+                            left: n,
+                            logs: left - 1,
+                        };
+                        Ok(Step::Again)
+                    }
+                    None => self.pending(Phase::Keys { left }),
+                }
+            }
+            Phase::KeyLog { left, logs } => {
+                if left == 0 {
+                    self.phase = Phase::Keys { left: logs };
+                    return Ok(Step::Again);
+                }
+                match self.payload_unit(|r| Ok(r.bytes("a key statement")?.to_vec()))? {
+                    Some(b) => {
+                        self.keys_digest.update(self.key_log_index.to_be_bytes());
+                        self.keys_digest.update((b.len() as u64).to_be_bytes());
+                        self.keys_digest.update(&b);
+                        if let Some(k) = self.keys.as_mut().filter(|_| self.keep_keys) {
+                            k.push_statement(&b);
+                        }
+                        self.phase = Phase::KeyLog {
+                            left: left - 1,
+                            logs,
+                        };
+                        Ok(Step::Again)
+                    }
+                    None => self.pending(Phase::KeyLog { left, logs }),
+                }
+            }
             Phase::Elements { left } => {
                 if left == 0 {
                     self.entries_at.end = self.offset();
@@ -776,9 +908,13 @@ impl StreamDecoder {
             let missing = if !self.seen[0] {
                 Some("the payload has no format version \"v\"".to_string())
             } else {
+                // "items" is optional; "keys" is required in version 2
+                // (and refused in version 1 when met).
                 KEYS.iter()
                     .zip(&self.seen)
-                    .find(|(k, s)| !**s && **k != "items")
+                    .find(|(k, s)| {
+                        !**s && **k != "items" && (**k != "keys" || self.version == BUNDLE_VERSION)
+                    })
                     .map(|(k, _)| format!("the payload has no {k:?}"))
             };
             let at = self.offset();
@@ -797,17 +933,26 @@ impl StreamDecoder {
             return Ok(Step::Again);
         }
         let last = self.last_key;
+        let version = self.version;
         let read = self.payload_unit(|r| {
+            let at = r.offset();
             let k = r.member_key(&KEYS, "the payload", last)?;
             let m = match KEYS[k] {
                 "v" => {
                     let v = r.uint("\"v\"")?;
-                    if v != BUNDLE_VERSION {
+                    if v != BUNDLE_VERSION && v != BUNDLE_VERSION_1 {
                         return Err(BundleError::UnsupportedVersion(v));
                     }
-                    Member::Version
+                    Member::Version(v)
                 }
                 "case" => Member::Case(EntryId(r.fixed::<32>("\"case\"")?)),
+                "keys" if version != BUNDLE_VERSION => {
+                    return Err(BundleError::Schema {
+                        at,
+                        reason: "\"keys\" is a member of version 2 bundles only".into(),
+                    })
+                }
+                "keys" => Member::Keys(r.array("\"keys\"")?),
                 "items" => Member::Items(read_items(r)?),
                 "proofs" => Member::Proofs(r.array("\"proofs\"")?),
                 "entries" => {
@@ -836,8 +981,12 @@ impl StreamDecoder {
         self.seen[k] = true;
         self.phase = Phase::Members;
         match m {
-            Member::Version => {}
+            Member::Version(v) => self.version = v,
             Member::Case(c) => self.case = c,
+            Member::Keys(n) => {
+                self.keys = Some(KeyLogs::default());
+                self.phase = Phase::Keys { left: n };
+            }
             Member::Items(i) => self.items = Some(i),
             Member::Proofs(n) => self.phase = Phase::Proofs { left: n },
             Member::Entries(n) => {
@@ -909,7 +1058,14 @@ impl StreamDecoder {
     fn end(&mut self) -> Result<Step, BundleError> {
         let mut summary = Summary {
             kid: self.kid,
+            version: u8::try_from(self.version).unwrap_or(0),
             case: self.case,
+            keys: self.keys.take().map(|logs| {
+                Box::new(KeysRead {
+                    logs: self.keep_keys.then_some(logs),
+                    digest: std::mem::take(&mut self.keys_digest).finalize().into(),
+                })
+            }),
             items: self.items.take(),
             proofs: std::mem::take(&mut self.proofs),
             entry_count: self.entry_count,

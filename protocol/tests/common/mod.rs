@@ -226,6 +226,7 @@ impl Sim {
             &self.v,
             &self.elements(),
             &self.proofs,
+            &[],
             self.export_time(),
             items,
         )

@@ -1,0 +1,165 @@
+//! `custodia verify` on a bundle of format version 2 (SPEC.md §10.1
+//! "keys"): the key histories of its agencies are shown, and the texts an
+//! agency wrote into its key log (its signed name, its officers' names and
+//! service numbers) are hostile input like any other: inert on a terminal,
+//! escaped in HTML, data in JSON (which still follows its schema's shape).
+//! A version 1 bundle still verifies, and says it carries no key logs.
+
+mod common;
+
+use custodia_protocol::bundle::{self, BundleAgency, Element, Header};
+use custodia_protocol::keylog::{
+    key_of, Certify, KeyLog, KeyRole, KeyStatement, Officer, Profile, PublicKey, Statement,
+    StatementPayload,
+};
+use custodia_protocol::{CaseOpened, Entry, Identity, Payload, Tlp};
+
+use common::custodia;
+
+const T0: u64 = 1_795_000_000_000;
+/// A right-to-left override and markup in the name the agency signs.
+const SIGNED: &str = "Alpha \u{202e}tinU<img src=x>";
+/// Markup and an isolate in the officer's name and number.
+const OFFICER: &str = "<script>alert(1)</script>\u{2067}";
+const NUMBER: &str = "SN\u{200f}-1";
+
+fn hostile_v2(keys: bool) -> Vec<u8> {
+    let alpha = Identity::from_seed([0x51; 32]);
+    let genesis = Entry::sign(
+        &alpha,
+        &Payload::genesis(
+            alpha.agency(),
+            T0,
+            Tlp::Amber,
+            CaseOpened {
+                title: "Keys".into(),
+                reference: "K-1".into(),
+                jurisdiction: None,
+                name: "Alpha".into(),
+                country: "PH".into(),
+            },
+        ),
+    );
+    let next = Identity::from_seed([0x52; 32]);
+    let mut log = KeyLog::from_inception(KeyStatement::sign(
+        &alpha,
+        &StatementPayload::inception(&alpha, &next, T0 - 10_000),
+    ))
+    .expect("inception");
+    for (i, st) in [
+        Statement::Profile(Profile {
+            name: SIGNED.into(),
+            country: "PH".into(),
+        }),
+        Statement::Certify(Certify {
+            key: PublicKey::ed25519(key_of(&Identity::from_seed([0x53; 32]))),
+            role: KeyRole::Officer,
+            officer: Some(Officer {
+                name: OFFICER.into(),
+                number: NUMBER.into(),
+            }),
+            not_before: T0 - 10_000,
+            not_after: None,
+        }),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let p = StatementPayload::after(&log, T0 - 9_000 + i as u64, st);
+        log.append(KeyStatement::sign(&alpha, &p))
+            .expect("appended");
+    }
+    let header = Header {
+        case: genesis.id(),
+        items: None,
+        proofs: Vec::new(),
+        agencies: vec![BundleAgency {
+            agency: alpha.agency(),
+            name: "Alpha".into(),
+            country: "PH".into(),
+        }],
+        exported_at: T0 + 1_000,
+        keys: keys.then(|| {
+            vec![log
+                .statements()
+                .iter()
+                .map(|s| s.bytes().to_vec())
+                .collect()]
+        }),
+    };
+    bundle::write(&alpha, &header, &[Element::Entry(genesis.bytes())])
+}
+
+#[test]
+fn key_histories_are_shown_and_their_texts_are_inert() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("keys.custodia");
+    std::fs::write(&file, hostile_v2(true)).expect("write");
+    let f = file.to_str().expect("utf-8");
+
+    let text = custodia(&["verify", f]).code(0).stdout;
+    assert!(text.contains("Key histories (1)"), "{text}");
+    for c in ['\u{202e}', '\u{2067}', '\u{200f}'] {
+        assert!(!text.contains(c), "raw {c:?} on the terminal: {text}");
+    }
+    assert!(
+        text.contains(
+            "signed name: Alpha \\u{202e}tinU<img src=x> (PH; listed in the bundle as Alpha)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "certify officer <script>alert(1)</script>\\u{2067} (service number SN\\u{200f}-1)"
+        ),
+        "{text}"
+    );
+
+    let html = dir.path().join("keys.html");
+    custodia(&["verify", f, "--html", html.to_str().expect("utf-8")]).code(0);
+    let page = std::fs::read_to_string(&html).expect("html");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "escaped"
+    );
+    assert!(page.contains("&lt;img src=x&gt;"), "escaped");
+    assert!(
+        !page.contains("<script>") && !page.contains("<img"),
+        "never raw"
+    );
+    for c in ['\u{202e}', '\u{2067}', '\u{200f}'] {
+        assert!(!page.contains(c), "raw {c:?} in the page");
+    }
+
+    let json = custodia(&["--json", "verify", f]).code(0).json();
+    assert_eq!(json["bundle"]["format_version"], 2);
+    let log = &json["key_logs"][0];
+    assert_eq!(log["profile"]["name"], SIGNED, "JSON is data, as signed");
+    assert_eq!(log["listed_name"], "Alpha");
+    let kinds: Vec<&str> = log["statements"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .map(|s| s["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, ["inception", "profile", "certify"]);
+    assert_eq!(log["statements"][2]["officer"]["name"], OFFICER);
+    assert_eq!(log["statements"][2]["officer"]["number"], NUMBER);
+    assert_eq!(log["statements"][2]["role"], "officer");
+    assert_eq!(log["statements"][1]["officer"], serde_json::Value::Null);
+}
+
+#[test]
+fn a_version_1_bundle_verifies_as_before_and_says_it_has_no_key_logs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("v1.custodia");
+    std::fs::write(&file, hostile_v2(false)).expect("write");
+    let f = file.to_str().expect("utf-8");
+    let text = custodia(&["verify", f]).code(0).stdout;
+    assert!(text.contains("Key histories (0)"), "{text}");
+    assert!(text.contains("carries no key logs"), "{text}");
+    let json = custodia(&["--json", "verify", f]).code(0).json();
+    assert_eq!(json["bundle"]["format_version"], 1);
+    assert_eq!(json["key_logs"], serde_json::json!([]));
+    assert_eq!(json["verdict"], "valid");
+}
