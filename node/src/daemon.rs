@@ -239,6 +239,15 @@ impl Running {
             .unwrap_or_default()
     }
 
+    /// The store's revision as this node last published it: it changes
+    /// right after each commit of rows (received from a peer, loaded from
+    /// the store file after another process wrote them, or written by the
+    /// node itself), so a caller that waits for [`watch::Receiver::changed`]
+    /// learns of a commit without polling the store file.
+    pub fn revision(&self) -> watch::Receiver<i64> {
+        self.inner.revision.subscribe()
+    }
+
     /// Agencies with an open session right now.
     pub fn connected(&self) -> Vec<AgencyId> {
         lock(&self.inner.sessions).keys().copied().collect()

@@ -16,6 +16,10 @@ use crate::measure::{proc_status_kb, run_measured, Stat};
 use crate::report::{Quantity, Row};
 use crate::TARGET_SIZES;
 
+/// DESIGN.md: a bundle verifies at ≥ 90 % of raw Ed25519 batch
+/// verification on all cores (the first wave's target was 60 %).
+const TARGET_RATIO: f64 = 0.9;
+
 /// The flag that makes this benchmark's binary verify a bundle itself.
 pub const CHILD_FLAG: &str = "--child-verify";
 
@@ -151,8 +155,8 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
             reference_label: format!("Ed25519 verify_batch, {threads} threads"),
             reference: Some(Quantity::of(&reference, "/s")),
             ratio: Some(ratio),
-            target: "≥ 0.6× batch verification on all cores".into(),
-            met: Some(ratio.median >= 0.6),
+            target: format!("≥ {TARGET_RATIO}× batch verification on all cores"),
+            met: Some(ratio.median >= TARGET_RATIO),
             notes,
         },
         Row {
