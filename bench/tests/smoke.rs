@@ -101,10 +101,18 @@ fn catchup_runs_tiny_when_asked() {
             "the smoke test does not install Node.js packages".into(),
         ),
     };
+    // Twice: the second run reuses the serving folder the first left in
+    // the cache (the first may too, from an earlier test run).
+    let _ = run(&cfg).expect("the first run");
     let report = run(&cfg).expect("the run");
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["catchup_time", "catchup_rss", "catchup_resume"]);
+    assert!(
+        report.rows[0].notes.iter().any(|n| n.contains("reused")),
+        "{:?}",
+        report.rows[0].notes
+    );
     for r in &report.rows {
         let q = r.reference.as_ref().expect("a reference");
         for x in [r.custodia.stat.median, q.stat.median] {

@@ -294,7 +294,7 @@ fn serve(ctx: &Ctx, n: usize) -> anyhow::Result<Served> {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .filter(|m: &Marker| m.entries == n);
     let (marker, reused) = match marker {
-        Some(m) if a_dir.join("config.toml").exists() && b_dir.join("config.toml").exists() => {
+        Some(m) if NodeConfig::load(&a_dir).is_ok() && NodeConfig::load(&b_dir).is_ok() => {
             ctx.say(&format!(
                 "reusing the serving store of {} rows in {}",
                 m.rows,
