@@ -6,8 +6,11 @@
 //! Opt-in (`--only catchup`): at the target size it takes many minutes.
 //! The serving node's folder is cached under the target directory
 //! (`custodia-bench-cache/catchup-N/`), because signing and storing ten
-//! million entries takes longer than the catch-up itself; the receiving
-//! node's store is wiped before every catch-up.
+//! million entries takes longer than the catch-up itself. The case is
+//! made with 32 reader agencies, members since its genesis, and every
+//! catch-up takes one never used before: a reader that caught up once has
+//! written witnesses the lead holds, and with a wiped store it would sign
+//! different entries at the same positions (an equivocation).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -38,6 +41,8 @@ const TARGET_SECS: f64 = 300.0;
 const TARGET_MB: f64 = 150.0;
 /// Written in a cached folder once the serving store is completely filled.
 const MARKER: &str = "filled.json";
+/// Readers made with a cached case (each catch-up takes a fresh one).
+const READERS: usize = 32;
 /// Entries per transaction while filling the serving store.
 const FILL_CHUNK: usize = 10_000;
 /// How often progress is printed while waiting.
@@ -60,12 +65,16 @@ struct Marker {
     case: String,
     /// Every author's last sequence number, (agency hex, seq).
     heads: Vec<(String, u64)>,
+    /// Reader folders made with the case, each a member since the genesis
+    /// (`readers/NN`).
+    readers: usize,
 }
 
-/// A serving node's folder holding a case, and its reader's folder.
+/// A serving node's folder holding a case, and its readers' folders.
 struct Served {
+    root: PathBuf,
     a_dir: PathBuf,
-    b_dir: PathBuf,
+    readers: usize,
     case: CaseId,
     heads: Vec<(AgencyId, u64)>,
     rows: u64,
@@ -83,12 +92,12 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         .context("the `custodia` binary was not found (build it with `cargo build --release -p custodia-cli`)")?;
     let n = s.catchup.max(1);
     let small_n = (n / 100).max(300);
-    let big = serve(ctx, n)?;
-    let small = if small_n == n {
-        None
-    } else {
-        Some(serve(ctx, small_n)?)
-    };
+    // Readers each catch-up of a repetition takes: the small case one,
+    // the large one two (uninterrupted, then killed and resumed).
+    let small = (small_n != n)
+        .then(|| serve(ctx, small_n, s.reps))
+        .transpose()?;
+    let big = serve(ctx, n, s.reps * if small.is_some() { 2 } else { 3 })?;
     let small_ref = small.as_ref().unwrap_or(&big);
 
     // The reference: one core checking the same entries' signatures.
@@ -219,7 +228,7 @@ fn rows(
         s.reps
     );
     let setup = format!(
-        "a serving node holding {} rows of one case (a lead and 2 more writers taking turns, stored through Store::receive) runs in-process; a fresh `custodia node run` (a child process, a member of the case, dialling the server over QUIC on 127.0.0.1) is timed from its spawn until its store holds every writer's chain head (read-only SQLite polling every 100 ms); its start-up takes {} of that",
+        "a serving node holding {} rows of one case (a lead and 2 more writers taking turns, stored through Store::receive) runs in-process; a fresh `custodia node run` (a child process with an empty store, a member of the case since its genesis and never used by an earlier catch-up, dialling the server over QUIC on 127.0.0.1) is timed from its spawn until its store holds every writer's chain head (read-only SQLite polling every 100 ms); its start-up takes {} of that",
         big.rows,
         Quantity::of(&m.b_load, "s").show()
     );
@@ -284,32 +293,40 @@ fn rows(
 }
 
 /// The serving folder for `n` entries: reused from the cache when its
-/// marker says it is complete, else made and filled. Both nodes get fresh
-/// listening ports (a cached port may be taken by now).
-fn serve(ctx: &Ctx, n: usize) -> anyhow::Result<Served> {
+/// marker says it is complete and `need` of its readers are still unused,
+/// else made and filled. The serving node gets a fresh listening port (a
+/// cached port may be taken by now).
+fn serve(ctx: &Ctx, n: usize, need: usize) -> anyhow::Result<Served> {
     let root = cache_root(ctx.cfg.bench_bin.as_deref()).join(format!("catchup-{n}"));
-    let (a_dir, b_dir) = (root.join("lead"), root.join("reader"));
+    let a_dir = root.join("lead");
     let marker: Option<Marker> = std::fs::read(root.join(MARKER))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .filter(|m: &Marker| m.entries == n);
+    let left = marker
+        .as_ref()
+        .map_or(0, |m| m.readers.saturating_sub(readers_used(&root)));
     let (marker, reused) = match marker {
-        Some(m) if NodeConfig::load(&a_dir).is_ok() && NodeConfig::load(&b_dir).is_ok() => {
+        Some(m) if NodeConfig::load(&a_dir).is_ok() && left >= need => {
             ctx.say(&format!(
-                "reusing the serving store of {} rows in {}",
+                "reusing the serving store of {} rows in {} ({left} fresh readers left)",
                 m.rows,
                 root.display()
             ));
             (m, true)
         }
-        _ => (fill(ctx, &root, &a_dir, &b_dir, n)?, false),
+        Some(_) if left < need => {
+            ctx.say(&format!(
+                "the cached case in {} has {left} fresh readers left, {need} are needed: making it again",
+                root.display()
+            ));
+            (fill(ctx, &root, &a_dir, n, need)?, false)
+        }
+        _ => (fill(ctx, &root, &a_dir, n, need)?, false),
     };
-    readdress(&a_dir, &b_dir).with_context(|| {
-        format!(
-            "giving the cached nodes fresh ports (delete {} to start over)",
-            root.display()
-        )
-    })?;
+    let mut a = NodeConfig::load(&a_dir)?;
+    a.node.listen = format!("127.0.0.1:{}", custodia_tests::free_port());
+    a.save(&a_dir)?;
     let bad = || {
         format!(
             "{} is damaged; delete the folder {}",
@@ -328,8 +345,9 @@ fn serve(ctx: &Ctx, n: usize) -> anyhow::Result<Served> {
     // so it may hold a few rows more than when it was filled.
     let rows = max_pos(&read_only(&store_path(&a_dir)?)?)? as u64;
     Ok(Served {
+        readers: marker.readers,
+        root,
         a_dir,
-        b_dir,
         case,
         heads,
         rows,
@@ -337,35 +355,55 @@ fn serve(ctx: &Ctx, n: usize) -> anyhow::Result<Served> {
     })
 }
 
-/// Makes the two node folders and fills the lead's store with `n`
-/// generated entries, chunk by chunk; writes the marker last.
-fn fill(ctx: &Ctx, root: &Path, a_dir: &Path, b_dir: &Path, n: usize) -> anyhow::Result<Marker> {
+/// Makes the lead's folder and its readers' (each reader is used for one
+/// catch-up only: a reader whose store is wiped and who writes again in
+/// the case, as a node writes a witness of what it received, would sign a
+/// second entry at a position the lead already holds from it), and fills
+/// the lead's store with `n` generated entries, chunk by chunk; writes the
+/// marker last.
+fn fill(ctx: &Ctx, root: &Path, a_dir: &Path, n: usize, need: usize) -> anyhow::Result<Marker> {
     if root.exists() {
         std::fs::remove_dir_all(root)
-            .with_context(|| format!("removing the incomplete cache {}", root.display()))?;
+            .with_context(|| format!("removing the cache {}", root.display()))?;
     }
     std::fs::create_dir_all(root)?;
     let port = || format!("127.0.0.1:{}", custodia_tests::free_port());
     let a = custodia_node::Local::init(a_dir, "lead", "PH", Some(&port()))?;
     let lead = custodia_node::open_config(a_dir)?.1;
-    // The reader's key sorts below the lead's, so the reader dials.
-    let b_id = loop {
-        let b = custodia_node::Local::init(b_dir, "reader", "DE", Some(&port()))?;
-        if b.me() < a.me() {
-            break b.me();
-        }
-        drop(b);
-        std::fs::remove_dir_all(b_dir)?;
-    };
+    let count = need.max(READERS);
+    let mut reader_ids = Vec::with_capacity(count);
+    for i in 0..count {
+        let dir = reader_dir(root, i);
+        // Each reader's key sorts below the lead's, so the reader dials.
+        let id = loop {
+            let b =
+                custodia_node::Local::init(&dir, &format!("reader-{i:02}"), "DE", Some(&port()))?;
+            if b.me() < a.me() {
+                break b.me();
+            }
+            drop(b);
+            std::fs::remove_dir_all(&dir)?;
+        };
+        reader_ids.push(id);
+    }
     drop(a);
+    let mut config = NodeConfig::load(a_dir)?;
+    for (i, id) in reader_ids.iter().enumerate() {
+        config.peers.push(Peer {
+            name: format!("reader-{i:02}"),
+            addr: NodeConfig::load(&reader_dir(root, i))?.node.listen,
+            key: id.to_hex(),
+            country: "ZZ".into(),
+        });
+    }
+    config.save(a_dir)?;
     let writers = [Identity::from_seed([11; 32]), Identity::from_seed([12; 32])];
-    let mut g = CaseGen::new(&lead, &writers, &[b_id], n, custodia_node::now_ms());
+    let mut g = CaseGen::new(&lead, &writers, &reader_ids, n, custodia_node::now_ms());
     ctx.say(&format!(
         "generating and storing {} signed entries in {} (cached for later runs)",
         g.total(),
         root.display()
     ));
-    let config = NodeConfig::load(a_dir)?;
     let mut store = Store::open(&config.store_path(a_dir))?;
     let case = g.case();
     let (t0, mut last) = (Instant::now(), Instant::now());
@@ -407,36 +445,49 @@ fn fill(ctx: &Ctx, root: &Path, a_dir: &Path, b_dir: &Path, n: usize) -> anyhow:
             .into_iter()
             .map(|(a, s)| (a.to_hex(), s))
             .collect(),
+        readers: count,
     };
     std::fs::write(root.join(MARKER), serde_json::to_vec_pretty(&marker)?)?;
     Ok(marker)
 }
 
-/// Gives both nodes fresh listening ports and pins each to the other at
-/// its new address.
-fn readdress(a_dir: &Path, b_dir: &Path) -> anyhow::Result<()> {
-    let mut a = NodeConfig::load(a_dir)?;
-    let mut b = NodeConfig::load(b_dir)?;
-    a.node.listen = format!("127.0.0.1:{}", custodia_tests::free_port());
+/// The folder of reader `i`.
+fn reader_dir(root: &Path, i: usize) -> PathBuf {
+    root.join("readers").join(format!("{i:02}"))
+}
+
+/// How many readers earlier catch-ups used (`readers/used`).
+fn readers_used(root: &Path) -> usize {
+    std::fs::read_to_string(root.join("readers").join("used"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The next unused reader's folder, with a fresh listening port and the
+/// lead pinned at its current address; counted as used from now on.
+fn take_reader(sv: &Served) -> anyhow::Result<PathBuf> {
+    let i = readers_used(&sv.root);
+    anyhow::ensure!(
+        i < sv.readers,
+        "every reader of {} has been used; delete the folder",
+        sv.root.display()
+    );
+    std::fs::write(sv.root.join("readers").join("used"), format!("{}\n", i + 1))?;
+    let dir = reader_dir(&sv.root, i);
+    let lead = NodeConfig::load(&sv.a_dir)?;
+    let lead_id = custodia_node::open_config(&sv.a_dir)?.1.agency();
+    let mut b = NodeConfig::load(&dir)?;
     b.node.listen = format!("127.0.0.1:{}", custodia_tests::free_port());
-    let a_id = custodia_node::open_config(a_dir)?.1.agency();
-    let b_id = custodia_node::open_config(b_dir)?.1.agency();
-    let (a_addr, b_addr) = (a.node.listen.clone(), b.node.listen.clone());
-    for (me, other, other_id, name) in [
-        (&mut a, b_addr, b_id, "reader"),
-        (&mut b, a_addr, a_id, "lead"),
-    ] {
-        me.peers.retain(|p| p.name != name);
-        me.peers.push(Peer {
-            name: name.into(),
-            addr: other,
-            key: other_id.to_hex(),
-            country: "ZZ".into(),
-        });
-    }
-    a.save(a_dir)?;
-    b.save(b_dir)?;
-    Ok(())
+    b.peers.retain(|p| p.name != "lead");
+    b.peers.push(Peer {
+        name: "lead".into(),
+        addr: lead.node.listen,
+        key: lead_id.to_hex(),
+        country: "ZZ".into(),
+    });
+    b.save(&dir)?;
+    Ok(dir)
 }
 
 /// A `custodia node run` child whose resident memory is sampled every
@@ -562,10 +613,11 @@ fn catch_up(
     let s = &ctx.cfg.sizes;
     let timeout = Duration::from_secs(60).max(Duration::from_millis(sv.rows)) * s.wait_scale;
     let start_timeout = Duration::from_secs(120) * s.wait_scale;
-    let store = store_path(&sv.b_dir)?;
-    wipe_store(&sv.b_dir)?;
+    let b_dir = take_reader(sv)?;
+    let store = store_path(&b_dir)?;
+    wipe_store(&b_dir)?;
     let t0 = Instant::now();
-    let mut node = Node::spawn(custodia, &sv.b_dir)?;
+    let mut node = Node::spawn(custodia, &b_dir)?;
     let with_log = |node: Node, e: anyhow::Error| {
         let (_, tail) = node.kill();
         e.context(format!("node log: {}", tail.join(" / ")))
@@ -593,7 +645,7 @@ fn catch_up(
         drop(conn);
         let rows_at_kill = max_pos(&read_only(&store)?)? as u64;
         let t1 = Instant::now();
-        node = Node::spawn(custodia, &sv.b_dir)?;
+        node = Node::spawn(custodia, &b_dir)?;
         if let Err(e) = node.wait_started(start_timeout) {
             return Err(with_log(node, e.context("the restarted node")));
         }
