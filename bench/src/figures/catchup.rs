@@ -610,14 +610,32 @@ fn catch_up(
     sv: &Served,
     kill_at: Option<u64>,
 ) -> anyhow::Result<CatchUp> {
-    let s = &ctx.cfg.sizes;
-    let timeout = Duration::from_secs(60).max(Duration::from_millis(sv.rows)) * s.wait_scale;
-    let start_timeout = Duration::from_secs(120) * s.wait_scale;
     let b_dir = take_reader(sv)?;
-    let store = store_path(&b_dir)?;
-    wipe_store(&b_dir)?;
+    let result = catch_up_into(ctx, custodia, sv, &b_dir, kill_at);
+    // A used reader's store is of no more use, and at the target size it
+    // is gigabytes.
+    let wiped = wipe_store(&b_dir);
+    let out = result?;
+    wiped?;
+    Ok(out)
+}
+
+/// [`catch_up`] into the reader `b_dir`.
+fn catch_up_into(
+    ctx: &Ctx,
+    custodia: &Path,
+    sv: &Served,
+    b_dir: &Path,
+    kill_at: Option<u64>,
+) -> anyhow::Result<CatchUp> {
+    let s = &ctx.cfg.sizes;
+    // Loading a store (the restarted reader's) takes time with its size.
+    let timeout = Duration::from_secs(60).max(Duration::from_millis(sv.rows)) * s.wait_scale;
+    let start_timeout = Duration::from_secs(120).max(timeout);
+    let store = store_path(b_dir)?;
+    wipe_store(b_dir)?;
     let t0 = Instant::now();
-    let mut node = Node::spawn(custodia, &b_dir)?;
+    let mut node = Node::spawn(custodia, b_dir)?;
     let with_log = |node: Node, e: anyhow::Error| {
         let (_, tail) = node.kill();
         e.context(format!("node log: {}", tail.join(" / ")))
@@ -645,7 +663,7 @@ fn catch_up(
         drop(conn);
         let rows_at_kill = max_pos(&read_only(&store)?)? as u64;
         let t1 = Instant::now();
-        node = Node::spawn(custodia, &b_dir)?;
+        node = Node::spawn(custodia, b_dir)?;
         if let Err(e) = node.wait_started(start_timeout) {
             return Err(with_log(node, e.context("the restarted node")));
         }
