@@ -82,7 +82,8 @@ pub struct Generated {
 /// Generates a case of `n` entries (at least the genesis and the member
 /// additions): `lead` opens it and adds every writer and reader, then the
 /// lead and the writers take turns writing notes, each naming the others'
-/// heads in its refs, as a node does.
+/// heads in its refs, as a node does. All in memory: for a case too large
+/// for that, use [`CaseGen`] (the same entries, chunk by chunk).
 pub fn generate_case(
     lead: &Identity,
     writers: &[Identity],
@@ -90,39 +91,147 @@ pub fn generate_case(
     n: usize,
     time: u64,
 ) -> Generated {
-    let genesis = Entry::sign(
-        lead,
-        &Payload::genesis(
-            lead.agency(),
+    let mut g = CaseGen::new(lead, writers, readers, n, time);
+    let mut entries = Vec::with_capacity(g.total());
+    entries.extend(&mut g);
+    Generated {
+        case: g.case(),
+        entries,
+        heads: g.heads(),
+        agencies: g.agencies(),
+        time,
+    }
+}
+
+/// The entries of [`generate_case`], produced one at a time (it is an
+/// [`Iterator`]), so that a case of millions of entries is written to a
+/// store in chunks without ever being held whole.
+pub struct CaseGen<'a> {
+    /// The lead first, then the writers.
+    authors: Vec<&'a Identity>,
+    /// Each author's last (sequence number, entry id).
+    heads: Vec<Option<(u64, EntryId)>>,
+    case: CaseId,
+    time: u64,
+    /// The genesis, until it is yielded.
+    genesis: Option<Entry>,
+    /// Member additions still to write, in order.
+    members: std::collections::VecDeque<(AgencyId, String)>,
+    /// The members as a bundle lists them (in the order added).
+    agencies: Vec<BundleAgency>,
+    /// Entries yielded so far.
+    produced: usize,
+    /// Entries to yield in all.
+    total: usize,
+    /// The next note's number.
+    note: usize,
+}
+
+impl<'a> CaseGen<'a> {
+    /// A generator of the case [`generate_case`] returns for the same
+    /// arguments. Signs the genesis at once (its id is the case id).
+    pub fn new(
+        lead: &'a Identity,
+        writers: &'a [Identity],
+        readers: &[AgencyId],
+        n: usize,
+        time: u64,
+    ) -> CaseGen<'a> {
+        let genesis = Entry::sign(
+            lead,
+            &Payload::genesis(
+                lead.agency(),
+                time,
+                Tlp::Amber,
+                CaseOpened {
+                    title: "Operation Benchmark".into(),
+                    reference: "BENCH-0001".into(),
+                    jurisdiction: Some("PH".into()),
+                    name: "Lead agency".into(),
+                    country: "PH".into(),
+                },
+            ),
+        );
+        let case = genesis.id();
+        let authors: Vec<&Identity> = std::iter::once(lead).chain(writers).collect();
+        let mut heads = vec![None; authors.len()];
+        heads[0] = Some((0, case));
+        let members: std::collections::VecDeque<(AgencyId, String)> = writers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.agency(), format!("Writer agency {i}")))
+            .chain(
+                readers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (*r, format!("Reader agency {i}"))),
+            )
+            .collect();
+        let mut agencies = vec![BundleAgency {
+            agency: lead.agency(),
+            name: "Lead agency".into(),
+            country: "PH".into(),
+        }];
+        agencies.extend(members.iter().map(|(agency, name)| BundleAgency {
+            agency: *agency,
+            name: name.clone(),
+            country: "DE".into(),
+        }));
+        CaseGen {
+            authors,
+            heads,
+            case,
             time,
-            Tlp::Amber,
-            CaseOpened {
-                title: "Operation Benchmark".into(),
-                reference: "BENCH-0001".into(),
-                jurisdiction: Some("PH".into()),
-                name: "Lead agency".into(),
-                country: "PH".into(),
-            },
-        ),
-    );
-    let case = genesis.id();
-    let authors: Vec<&Identity> = std::iter::once(lead).chain(writers).collect();
-    let mut heads: Vec<Option<(u64, EntryId)>> = vec![None; authors.len()];
-    heads[0] = Some((0, case));
-    let mut entries = Vec::with_capacity(n.max(1 + writers.len() + readers.len()));
-    entries.push(genesis);
-    let mut agencies = vec![BundleAgency {
-        agency: lead.agency(),
-        name: "Lead agency".into(),
-        country: "PH".into(),
-    }];
-    let mut write = |who: usize, body: Body, entries: &mut Vec<Entry>| {
-        let me = authors[who];
-        let (seq, prev) = match heads[who] {
+            genesis: Some(genesis),
+            total: n.max(1 + members.len()),
+            members,
+            agencies,
+            produced: 0,
+            note: 0,
+        }
+    }
+
+    /// The case id.
+    pub fn case(&self) -> CaseId {
+        self.case
+    }
+
+    /// How many entries the generator yields in all.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Every author's last sequence number so far (the case's heads once
+    /// every entry has been yielded).
+    pub fn heads(&self) -> Vec<(AgencyId, u64)> {
+        self.authors
+            .iter()
+            .zip(&self.heads)
+            .filter_map(|(a, h)| h.map(|(s, _)| (a.agency(), s)))
+            .collect()
+    }
+
+    /// The members as a bundle lists them (ascending by key).
+    pub fn agencies(&self) -> Vec<BundleAgency> {
+        let mut a = self.agencies.clone();
+        a.sort_by_key(|a| a.agency);
+        a
+    }
+
+    /// Up to `max` more entries (none once every entry was yielded).
+    pub fn chunk(&mut self, max: usize) -> Vec<Entry> {
+        self.by_ref().take(max).collect()
+    }
+
+    /// Author `who`'s next entry, naming the others' heads in its refs.
+    fn write(&mut self, who: usize, body: Body) -> Entry {
+        let me = self.authors[who];
+        let (seq, prev) = match self.heads[who] {
             Some((s, id)) => (s + 1, Some(id)),
             None => (0, None),
         };
-        let mut refs: Vec<EntryId> = heads
+        let mut refs: Vec<EntryId> = self
+            .heads
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != who)
@@ -132,65 +241,54 @@ pub fn generate_case(
         refs.truncate(MAX_REFS);
         let payload = Payload {
             v: FORMAT_VERSION,
-            case: Some(case),
+            case: Some(self.case),
             author: me.agency(),
             seq,
             prev,
             refs,
-            time,
+            time: self.time,
             tlp: Tlp::Amber,
             to: None,
             body,
         };
         let e = Entry::sign(me, &payload);
-        heads[who] = Some((seq, e.id()));
-        entries.push(e);
-    };
-    let members: Vec<(AgencyId, String)> = writers
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (w.agency(), format!("Writer agency {i}")))
-        .chain(
-            readers
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (*r, format!("Reader agency {i}"))),
-        )
-        .collect();
-    for (agency, name) in members {
-        agencies.push(BundleAgency {
-            agency,
-            name: name.clone(),
-            country: "DE".into(),
-        });
-        write(
-            0,
-            Body::MemberAdded(MemberAdded {
-                agency,
-                name,
-                country: "DE".into(),
-                role: Role::Investigator,
-            }),
-            &mut entries,
-        );
+        self.heads[who] = Some((seq, e.id()));
+        e
     }
-    let mut i = 0;
-    while entries.len() < n {
-        write(i % authors.len(), note(i), &mut entries);
-        i += 1;
+}
+
+impl Iterator for CaseGen<'_> {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        if let Some(g) = self.genesis.take() {
+            self.produced += 1;
+            return Some(g);
+        }
+        if let Some((agency, name)) = self.members.pop_front() {
+            self.produced += 1;
+            return Some(self.write(
+                0,
+                Body::MemberAdded(MemberAdded {
+                    agency,
+                    name,
+                    country: "DE".into(),
+                    role: Role::Investigator,
+                }),
+            ));
+        }
+        if self.produced >= self.total {
+            return None;
+        }
+        let i = self.note;
+        self.note += 1;
+        self.produced += 1;
+        Some(self.write(i % self.authors.len(), note(i)))
     }
-    agencies.sort_by_key(|a| a.agency);
-    let heads = authors
-        .iter()
-        .zip(&heads)
-        .filter_map(|(a, h)| h.map(|(s, _)| (a.agency(), s)))
-        .collect();
-    Generated {
-        case,
-        entries,
-        heads,
-        agencies,
-        time,
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.total - self.produced;
+        (left, Some(left))
     }
 }
 
@@ -234,6 +332,55 @@ mod tests {
         assert!(v.is_member(&reader));
         assert_eq!(g.agencies.len(), 4);
         assert_eq!(triples(&g.entries).len(), 50);
+    }
+
+    #[test]
+    fn generated_cases_are_the_same_as_before_streaming() {
+        // The last entry's id names, through prev and refs, every entry
+        // before it: these are the ids the all-in-memory generator gave
+        // before CaseGen existed, so the other figures' cases are unchanged.
+        let lead = Identity::from_seed([1; 32]);
+        let writers = [Identity::from_seed([2; 32]), Identity::from_seed([3; 32])];
+        let reader = Identity::from_seed([4; 32]).agency();
+        let last = |g: &Generated| g.entries.last().map(|e| e.id().to_hex());
+        let g = generate_case(&lead, &writers, &[reader], 1000, 1_795_000_000_000);
+        assert_eq!(g.entries.len(), 1000);
+        assert_eq!(
+            last(&g).as_deref(),
+            Some("a5883deb01799956b8ecffe915ecc750c3e4c4e3ca6ae29368dd1dbd00b18baa")
+        );
+        let g = generate_case(&lead, &[], &[], 2, 1_795_000_000_000);
+        assert_eq!(
+            last(&g).as_deref(),
+            Some("cd1d7b504a5bcc3b25bbf49bb59d268f41c83f0fa3e7c9dac7769c20dce0b785")
+        );
+    }
+
+    #[test]
+    fn chunks_are_the_whole_case_in_order() {
+        let lead = Identity::from_seed([1; 32]);
+        let writers = [Identity::from_seed([2; 32]), Identity::from_seed([3; 32])];
+        let reader = Identity::from_seed([4; 32]).agency();
+        let whole = generate_case(&lead, &writers, &[reader], 101, 1_795_000_000_000);
+        let mut g = CaseGen::new(&lead, &writers, &[reader], 101, 1_795_000_000_000);
+        assert_eq!(g.total(), 101);
+        let mut bytes = Vec::new();
+        loop {
+            let part = g.chunk(7);
+            if part.is_empty() {
+                break;
+            }
+            assert!(part.len() <= 7);
+            bytes.extend(part.iter().map(|e| e.bytes().to_vec()));
+        }
+        let want: Vec<Vec<u8>> = whole.entries.iter().map(|e| e.bytes().to_vec()).collect();
+        assert_eq!(bytes, want);
+        assert_eq!(g.case(), whole.case);
+        assert_eq!(g.heads(), whole.heads);
+        assert_eq!(g.agencies().len(), whole.agencies.len());
+        // Fewer entries asked than members: the genesis and the additions.
+        let small = CaseGen::new(&lead, &writers, &[reader], 1, 1_795_000_000_000);
+        assert_eq!(small.count(), 4);
     }
 
     #[test]

@@ -63,11 +63,16 @@ fn version_of(program: &str) -> Option<String> {
 }
 
 /// Where the reference is installed: `hypercore-reference/` in the target
-/// directory the benchmark was built in (`CARGO_TARGET_DIR`, else the
-/// directory above the one holding `bench_bin`, else `target/` of the
-/// workspace).
+/// directory the benchmark was built in ([`target_dir`]).
 pub fn install_dir(bench_bin: Option<&Path>) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    target_dir(bench_bin).join("hypercore-reference")
+}
+
+/// The target directory the benchmark was built in (`CARGO_TARGET_DIR`,
+/// else the directory above the one holding `bench_bin`, else `target/` of
+/// the workspace): where the benchmark keeps what it installs or caches.
+pub fn target_dir(bench_bin: Option<&Path>) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .or_else(|| {
             bench_bin
@@ -75,8 +80,7 @@ pub fn install_dir(bench_bin: Option<&Path>) -> PathBuf {
                 .and_then(Path::parent)
                 .map(Path::to_path_buf)
         })
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
-    target.join("hypercore-reference")
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")))
 }
 
 impl Hypercore {

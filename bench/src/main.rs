@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use custodia_bench::figures::verify::{child_verify, write_bundle_file, CHILD_FLAG};
 use custodia_bench::measure::sibling_binary;
-use custodia_bench::{Config, Sizes, FIGURES};
+use custodia_bench::{Config, Sizes, FIGURES, OPT_IN};
 
 const USAGE: &str = "\
 usage: custodia-bench [--quick] [--json PATH] [--only NAME[,NAME...]] [--reps N] [--quiet] [--no-hypercore]
@@ -23,10 +23,18 @@ usage: custodia-bench [--quick] [--json PATH] [--only NAME[,NAME...]] [--reps N]
                  keys: hash_mib, append_batched, append_batch, append_single,
                  sign_ref, verify_ref, batch_ref, replicate, verify_small,
                  verify_large, memory_entries, memory_cap_secs,
-                 latency_appends, latency_spacing_ms, wait_scale
+                 latency_appends, latency_spacing_ms, wait_scale, catchup
   --quiet        no progress on standard error
   --no-hypercore do not run the Hypercore reference of the replication figure
                  (it runs when node and npm are on the PATH; bench/hypercore/)
+
+Opt-in figures run only when named in --only (they take minutes):
+  catchup        a fresh `custodia node run` catches up with a case of
+                 10,000,000 entries (--set catchup=N for another size; 300
+                 with --quick). The serving node's folder is cached in
+                 target/custodia-bench-cache/catchup-N/ (signing and storing
+                 the case takes longer than the catch-up); delete that folder
+                 to make it again.
 
 custodia-bench --write-bundle N FILE   writes a valid generated bundle (profiling)
 
@@ -113,6 +121,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
                     FIGURES
                         .iter()
                         .map(|(n, _)| *n)
+                        .map(|n| if OPT_IN.contains(&n) {
+                            format!("{n} (opt-in)")
+                        } else {
+                            n.to_string()
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
@@ -184,6 +197,7 @@ fn set_size(s: &mut Sizes, kv: &str) -> anyhow::Result<()> {
         "latency_appends" => s.latency_appends = u.max(1),
         "latency_spacing_ms" => s.latency_spacing = std::time::Duration::from_millis(n),
         "wait_scale" => s.wait_scale = (n as u32).max(1),
+        "catchup" => s.catchup = u.max(1),
         other => anyhow::bail!("--set: no size called {other:?} (see --help)"),
     }
     Ok(())

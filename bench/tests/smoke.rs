@@ -31,6 +31,10 @@ fn every_figure_runs_tiny() {
         );
     }
     let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("catchup")),
+        "the opt-in catch-up figure ran in a full run: {names:?}"
+    );
     for want in [
         "hashing",
         "hashing_md5_sha1",
@@ -74,6 +78,47 @@ fn every_figure_runs_tiny() {
         json["rows"].as_array().map(Vec::len),
         Some(report.rows.len())
     );
+}
+
+#[test]
+fn catchup_runs_tiny_when_asked() {
+    // Opt-in: a full run leaves it out (see every_figure_runs_tiny's
+    // names), so it is asked for by name.
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_custodia-bench"));
+    let custodia = sibling_binary(&bench, "custodia");
+    assert!(
+        custodia.is_some(),
+        "build the CLI first: cargo build -p custodia-cli"
+    );
+    let cfg = Config {
+        sizes: Sizes::quick(),
+        mode: "quick".into(),
+        only: Some(vec!["catchup".into()]),
+        custodia_bin: custodia,
+        bench_bin: Some(bench),
+        progress: false,
+        hypercore: custodia_bench::hypercore::Use::Skip(
+            "the smoke test does not install Node.js packages".into(),
+        ),
+    };
+    // Twice: the second run reuses the serving folder the first left in
+    // the cache (the first may too, from an earlier test run).
+    let _ = run(&cfg).expect("the first run");
+    let report = run(&cfg).expect("the run");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["catchup_time", "catchup_rss", "catchup_resume"]);
+    assert!(
+        report.rows[0].notes.iter().any(|n| n.contains("reused")),
+        "{:?}",
+        report.rows[0].notes
+    );
+    for r in &report.rows {
+        let q = r.reference.as_ref().expect("a reference");
+        for x in [r.custodia.stat.median, q.stat.median] {
+            assert!(x.is_finite() && x > 0.0, "{}: {x}", r.name);
+        }
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! read-only looks into a store file, and the Ed25519 references.
 
 pub mod append;
+pub mod catchup;
 pub mod federation;
 pub mod hashing;
 pub mod latency;
