@@ -494,3 +494,72 @@ async fn a_restarted_node_is_reconnected_without_waiting_for_the_idle_timeout() 
     kill9(&mut node);
     rd.shutdown().await;
 }
+
+/// The operator loses a node's store (a disk replaced, the file deleted)
+/// but keeps its key, and starts the node again on an empty store. Its
+/// partner sends the case back, the agency's own entries last (they
+/// arrived at the partner after the partner's own). The node must not
+/// sign anything in the case before its own chain is back: a witness
+/// written after the first batch would take a position the agency
+/// already signed, and the agency would be an equivocator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_store_was_lost_recovers_its_chain_before_it_signs() {
+    let (m, b) = (Agency::new("manila", "PH"), Agency::new("berlin", "DE"));
+    link(&m, &b);
+    let case = open_shared(&m, &[(&b, Role::Investigator)]);
+    {
+        let mut l = m.local();
+        for chunk in 0..6 {
+            let drafts = (0..500)
+                .map(|i| custodia_tests::note(&format!("observation {}", chunk * 500 + i)))
+                .collect();
+            l.write_many(&case, drafts).expect("notes");
+        }
+    }
+    let rm = custodia_node::start(&m.dir).await.expect("manila");
+    let rb = custodia_node::start(&b.dir).await.expect("berlin");
+    // Berlin receives the case and witnesses it: its chain exists at
+    // Manila.
+    let berlin_at_manila = || {
+        m.local()
+            .store()
+            .case(&case)
+            .map_or(0, |v| v.next_seq(&b.id))
+    };
+    assert!(
+        eventually(WAIT, || berlin_at_manila() >= 1).await,
+        "Berlin's witness reached Manila"
+    );
+    rb.shutdown().await;
+    let signed = berlin_at_manila();
+
+    // The store is lost; the key and configuration remain.
+    for suffix in ["", "-wal", "-shm", ".seal", ".wake"] {
+        let _ = std::fs::remove_file(b.dir.join(format!("store.sqlite{suffix}")));
+    }
+    let rb = custodia_node::start(&b.dir)
+        .await
+        .expect("berlin, empty store");
+    assert!(
+        eventually(WAIT, || b.case_count(&case) >= m.case_count(&case)
+            && b.local()
+                .store()
+                .holds(Some(&case))
+                .is_ok_and(|h| h.is_empty()))
+        .await,
+        "Berlin holds the case again and may write: {} of {} rows, holds {:?}",
+        b.case_count(&case),
+        m.case_count(&case),
+        b.local().store().hold_log(&case)
+    );
+    assert!(
+        b.local()
+            .store()
+            .case(&case)
+            .is_some_and(|v| v.next_seq(&b.id) >= signed),
+        "Berlin's own chain is back"
+    );
+    rb.shutdown().await;
+    rm.shutdown().await;
+    assert_no_equivocation(&case, &b, &[&m, &b]);
+}

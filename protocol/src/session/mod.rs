@@ -250,6 +250,13 @@ struct Cursor {
     resyncs: u32,
     /// The proofs held for this case were sent on this connection.
     proofs_sent: bool,
+    /// What the peer said it holds of this agency's own chain in a case
+    /// the replica did not hold yet (a node whose store was lost, or new
+    /// to the case): given to the replica once the case's first entries
+    /// are stored and the peer is seen to be a member, before anything
+    /// else happens, so the node is on hold before it could sign at a
+    /// position it already used (SPEC.md §9.14).
+    own_claim: Option<(u64, EntryId)>,
 }
 
 /// One sync session with one authenticated peer.
@@ -538,6 +545,7 @@ impl Session {
             .receive(batches, &self.peer, now_ms)
             .map_err(|e| SessionError::Storage(e.to_string()))?;
         for (outcome, (case, batch, n)) in outcomes.into_iter().zip(labels) {
+            self.settle_own_claim(&case, replica)?;
             if outcome.ignored > 0 {
                 self.events.push_back(Event::MarkersIgnored {
                     case,
@@ -733,15 +741,47 @@ impl Session {
                 .own_head_seen(&case, &self.peer, mine)
                 .map_err(|e| SessionError::Storage(e.to_string()))?;
         }
+        let unknown = replica.case(&case).is_none();
         let cursor = self.cases.entry(case).or_default();
         cursor.peer_next = Some(peer_next);
         cursor.pos = 0;
+        if unknown {
+            cursor.own_claim = h
+                .heads
+                .iter()
+                .find(|h| h.0 == self.me)
+                .map(|Head(_, seq, id)| (*seq, *id));
+        }
         if !cursor.heads_sent {
             cursor.heads_sent = true;
             self.transmit
                 .push_back(Message::Heads(Heads { case, heads: ours }));
         }
         Ok(())
+    }
+
+    /// Gives the replica what the peer said it holds of this agency's own
+    /// chain in a case that was unknown when the peer's heads arrived,
+    /// once the case is known and the peer a member of it.
+    fn settle_own_claim<R: Replica>(
+        &mut self,
+        case: &CaseId,
+        replica: &mut R,
+    ) -> Result<(), SessionError> {
+        let Some(cursor) = self.cases.get(case) else {
+            return Ok(());
+        };
+        if cursor.own_claim.is_none() {
+            return Ok(());
+        }
+        let member = replica.case(case).is_some_and(|v| self.member(v));
+        if !member {
+            return Ok(());
+        }
+        let claim = self.cases.get_mut(case).and_then(|c| c.own_claim.take());
+        replica
+            .own_head_seen(case, &self.peer, claim)
+            .map_err(|e| SessionError::Storage(e.to_string()))
     }
 
     fn on_proof<R: Replica>(
