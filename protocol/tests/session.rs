@@ -1045,3 +1045,60 @@ fn bravo_sends_its_key_log_and_is_the_third_fuzz_seed() {
     let seed = ba_after_hello(&ba);
     check_seed("bravo-sends-its-key-log", &seed);
 }
+
+/// A node whose store was lost starts again empty, with its key and pins.
+/// Its partner sends the case back in its own order, the node's own note
+/// last. From the first batch on, the node holds the case but not its own
+/// chain: it must be on hold until that arrives (SPEC.md §9.14), or its
+/// next entry would take a position it already signed.
+#[test]
+fn a_node_that_lost_its_store_is_on_hold_until_its_own_chain_is_back() {
+    let (mut a, mut b, cases) = synced_pair(1);
+    let case = cases[0];
+    for i in 0..600 {
+        note(&mut a, "alpha", &case, &format!("observation {i}"));
+    }
+    note(&mut b, "bravo", &case, "the phone was sealed in bag A-1");
+    let (mut sa, mut sb) = sessions(&a, &b);
+    let (_, _, err) = exchange((&mut sa, &mut a.r), (&mut sb, &mut b.r));
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(a.r.case(&case).map(|v| v.next_seq(&b.me)), Some(1));
+
+    b.r.lose();
+    assert!(b.r.case(&case).is_none());
+    let (mut sa, mut sb) = sessions(&a, &b);
+    // One message at a time, to look at bravo after each.
+    let mut window = 0;
+    for _ in 0..10_000 {
+        let mut moved = false;
+        if let Some(m) = sa.poll_transmit() {
+            let m = Message::decode(&m.to_frame()[4..]).expect("a frame decodes");
+            sb.handle(m, &mut b.r, NOW).expect("bravo takes it");
+            moved = true;
+            if b.r.case(&case).is_some_and(|v| v.next_seq(&b.me) == 0) {
+                window += 1;
+                assert!(
+                    !b.r.may_write(&case),
+                    "bravo holds the case without its own note and may write"
+                );
+            }
+        }
+        if let Some(m) = sb.poll_transmit() {
+            let m = Message::decode(&m.to_frame()[4..]).expect("a frame decodes");
+            sa.handle(m, &mut a.r, NOW).expect("alpha takes it");
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert!(
+        window > 0,
+        "the case arrived in several batches, bravo's note not in the first"
+    );
+    assert_eq!(b.r.case(&case).map(|v| v.next_seq(&b.me)), Some(1));
+    assert!(
+        b.r.may_write(&case),
+        "the hold ends once bravo's own note is back"
+    );
+}

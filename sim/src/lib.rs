@@ -96,6 +96,10 @@ pub struct Faults {
     /// A crashed node restarts from its last backup (an older state), not
     /// from where it stopped.
     pub rollback: bool,
+    /// Node crashes after which the node starts again on an empty store
+    /// (the store file lost; its key and pins kept): it must get its own
+    /// chain back from its partners before it signs anything.
+    pub lost_stores: usize,
     /// Per frame, the probability that a link delivers it twice or after
     /// the next one (a broken or hostile peer's stream).
     pub garble: f64,
@@ -159,6 +163,7 @@ impl Config {
                 partitions: 1,
                 crashes: 2,
                 rollback: true,
+                lost_stores: 1,
                 garble: 0.002,
                 equivocators: 1,
                 intruders: 1,
@@ -260,6 +265,8 @@ enum Ev {
     Drop(usize, usize),
     Crash(usize),
     Restart(usize),
+    /// A restart on an empty store.
+    RestartLost(usize),
     Backup(usize),
     Partition,
     Heal,
@@ -597,6 +604,13 @@ impl World {
             let d = self.rng.range(500, 8_000);
             self.at(t + d, Ev::Restart(a));
         }
+        for _ in 0..f.lost_stores {
+            let a = self.rng.range(0, self.cfg.agencies as u64 - 1) as usize;
+            let t = self.now + self.rng.range(5_000, ACTIVE_MS - 10_000);
+            self.at(t, Ev::Crash(a));
+            let d = self.rng.range(500, 8_000);
+            self.at(t + d, Ev::RestartLost(a));
+        }
         for ci in 0..self.cases.len() {
             let t =
                 self.now + self.cfg.warmup_ms + self.rng.range(100, self.cfg.write_interval_ms * 2);
@@ -675,10 +689,18 @@ impl World {
                         self.saw("restore of an older backup");
                     }
                 }
-                self.nodes[a].up = true;
-                for b in self.nodes[a].pins.clone() {
-                    let t = self.now + self.rng.range(10, 300);
-                    self.at(t, Ev::Dial(a.min(b), a.max(b)));
+                self.restart(a);
+            }
+            Ev::RestartLost(a) => {
+                // Already up (two crashes overlapped): the loss waits for
+                // a crash of its own.
+                if !self.nodes[a].up {
+                    self.nodes[a].replica.lose();
+                    self.nodes[a].backup = None;
+                    self.nodes[a].rolled_back = true;
+                    self.rollbacks.push((a, self.now));
+                    self.saw("store lost");
+                    self.restart(a);
                 }
             }
             Ev::Backup(a) => self.nodes[a].backup = Some(self.nodes[a].replica.clone()),
@@ -1146,6 +1168,15 @@ impl World {
             self.saw("member removed");
             let _ = e;
             self.changed(lead, 0);
+        }
+    }
+
+    /// A crashed node is up again and dials its peers.
+    fn restart(&mut self, a: usize) {
+        self.nodes[a].up = true;
+        for b in self.nodes[a].pins.clone() {
+            let t = self.now + self.rng.range(10, 300);
+            self.at(t, Ev::Dial(a.min(b), a.max(b)));
         }
     }
 

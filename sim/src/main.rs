@@ -52,6 +52,7 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
             partitions: 2,
             crashes: 6,
             rollback: true,
+            lost_stores: 2,
             garble: 0.0005,
             equivocators: 1,
             intruders: 2,

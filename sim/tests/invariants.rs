@@ -28,6 +28,7 @@ fn a_small_federation_keeps_its_invariants_under_every_fault() {
     for fault in [
         "crash",
         "restore of an older backup",
+        "store lost",
         "partition",
         "dropped connection",
         "peer unpinned",

@@ -389,6 +389,10 @@ pub struct MemoryReplica {
     /// and no member peer has yet shown that nothing of its own chain is
     /// missing (SPEC.md §9.14).
     held: BTreeSet<CaseId>,
+    /// Of the held cases, those a member peer showed ahead on this
+    /// agency's own chain: the position it holds. The hold ends once the
+    /// replica holds that position too (SPEC.md §9.14).
+    behind: BTreeMap<CaseId, u64>,
     cases: BTreeMap<CaseId, Validator>,
     rows: Vec<(CaseId, RowHead)>,
     /// Each case's rows, as indices into `rows`.
@@ -479,6 +483,33 @@ impl MemoryReplica {
     /// The proofs held that a root signed two statements at one position.
     pub fn key_forks(&self) -> &[(KeyStatement, KeyStatement)] {
         &self.key_forks
+    }
+
+    /// Ends the holds whose missing entries of this agency's own chain
+    /// have all arrived.
+    fn settle_holds(&mut self) {
+        let Some(me) = self.me else { return };
+        let done: Vec<CaseId> = self
+            .behind
+            .iter()
+            .filter(|(case, b)| self.cases.get(case).is_some_and(|v| v.next_seq(&me) > **b))
+            .map(|(case, _)| *case)
+            .collect();
+        for case in done {
+            self.behind.remove(&case);
+            self.held.remove(&case);
+        }
+    }
+
+    /// Models a store lost and started again empty with the same key and
+    /// pins (the operator kept the folder's keys and configuration): no
+    /// case, no proof, no key log of its own to confirm.
+    pub fn lose(&mut self) {
+        *self = MemoryReplica {
+            me: self.me,
+            pins: std::mem::take(&mut self.pins),
+            ..Self::default()
+        };
     }
 
     /// Whether this agency may write in a case now.
@@ -768,13 +799,15 @@ impl Replica for MemoryReplica {
         from: &AgencyId,
         now_ms: u64,
     ) -> Result<Vec<BatchOutcome>, Never> {
-        Ok(batches
+        let out = batches
             .into_iter()
             .map(|(case, items)| {
                 let Ok(out) = apply_batch(self, &case, items, Some(from), now_ms);
                 out
             })
-            .collect())
+            .collect();
+        self.settle_holds();
+        Ok(out)
     }
 
     fn receive_proof(
@@ -812,10 +845,23 @@ impl Replica for MemoryReplica {
         let (Some(me), Some(v)) = (self.me, self.cases.get(case)) else {
             return Ok(());
         };
-        // The peer holds nothing of ours this replica lacks: writing on is
-        // safe. If it holds more, the hold stays until those arrive.
-        if head.is_none_or(|(seq, _)| seq < v.next_seq(&me)) {
-            self.held.remove(case);
+        let next = v.next_seq(&me);
+        match head {
+            // The peer holds more of ours than this replica: hold until
+            // those entries arrive, as a node does.
+            Some((seq, _)) if seq >= next => {
+                self.held.insert(*case);
+                let b = self.behind.entry(*case).or_insert(seq);
+                *b = (*b).max(seq);
+            }
+            // The peer holds nothing of ours this replica lacks: writing
+            // on is safe, unless another peer showed it behind.
+            _ => {
+                if self.behind.get(case).is_none_or(|b| *b < next) {
+                    self.held.remove(case);
+                    self.behind.remove(case);
+                }
+            }
         }
         Ok(())
     }
