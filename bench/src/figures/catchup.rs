@@ -9,15 +9,11 @@
 //! million entries takes longer than the catch-up itself. The case is
 //! made with 32 reader agencies, members since its genesis, and every
 //! catch-up takes one never used before: a reader that caught up once has
-//! written witnesses the lead holds, and with a wiped store it would sign
-//! different entries at the same positions (an equivocation).
+//! written witnesses the lead holds, and with a wiped store it is a node
+//! whose store was lost, which holds the case until its own entries are
+//! back (SPEC.md §9.14), not a fresh node.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -26,12 +22,13 @@ use custodia_protocol::{AgencyId, CaseId, Entry, Identity, SyncItem};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
+use super::process::NodeProcess;
 use super::{
     holds_heads, max_pos, read_only, size_note, store_path, verify_strict_rate, wipe_store, Ctx,
 };
 use crate::gen::{triples, CaseGen};
 use crate::hypercore::target_dir;
-use crate::measure::{proc_status_kb, Stat};
+use crate::measure::Stat;
 use crate::report::{Quantity, Row};
 use crate::TARGET_SIZES;
 
@@ -490,97 +487,6 @@ fn take_reader(sv: &Served) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// A `custodia node run` child whose resident memory is sampled every
-/// 100 ms and whose log is read for "node started".
-struct Node {
-    child: Child,
-    pid: u32,
-    started: mpsc::Receiver<()>,
-    log: JoinHandle<Vec<String>>,
-    stop: Arc<AtomicBool>,
-    peak_kb: Arc<AtomicU64>,
-    sampler: JoinHandle<()>,
-}
-
-impl Node {
-    fn spawn(custodia: &Path, dir: &Path) -> anyhow::Result<Node> {
-        let mut child = Command::new(custodia)
-            .arg("--dir")
-            .arg(dir)
-            .args(["node", "run"])
-            .env("CUSTODIA_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("spawning custodia node run")?;
-        let pid = child.id();
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak_kb = Arc::new(AtomicU64::new(0));
-        let sampler = {
-            let (stop, peak) = (stop.clone(), peak_kb.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    match proc_status_kb(Some(pid), "VmRSS") {
-                        Some(kb) => {
-                            peak.fetch_max(kb, Ordering::SeqCst);
-                        }
-                        None => break, // exited
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            })
-        };
-        let (tx, started) = mpsc::channel();
-        let stderr = child.stderr.take();
-        let log = std::thread::spawn(move || {
-            let mut tail = Vec::new();
-            if let Some(e) = stderr {
-                for line in BufReader::new(e).lines().map_while(Result::ok) {
-                    if line.contains("node started") {
-                        let _ = tx.send(());
-                    }
-                    tail.push(line);
-                    if tail.len() > 20 {
-                        tail.remove(0);
-                    }
-                }
-            }
-            tail
-        });
-        Ok(Node {
-            child,
-            pid,
-            started,
-            log,
-            stop,
-            peak_kb,
-            sampler,
-        })
-    }
-
-    /// Waits for the log line that says the store is open and the node
-    /// listens.
-    fn wait_started(&self, timeout: Duration) -> anyhow::Result<()> {
-        self.started
-            .recv_timeout(timeout)
-            .map_err(|_| anyhow::anyhow!("the node did not start within {timeout:?}"))
-    }
-
-    /// Kills the node (SIGKILL) and returns its peak resident size in MB
-    /// and the end of its log.
-    fn kill(mut self) -> (f64, Vec<String>) {
-        let hwm = proc_status_kb(Some(self.pid), "VmHWM").unwrap_or(0);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.sampler.join();
-        let tail = self.log.join().unwrap_or_default();
-        let peak = self.peak_kb.load(Ordering::SeqCst).max(hwm);
-        (peak as f64 / 1024.0, tail)
-    }
-}
-
 /// What a killed and restarted catch-up saw.
 struct Kill {
     killed_after_secs: f64,
@@ -635,8 +541,8 @@ fn catch_up_into(
     let store = store_path(b_dir)?;
     wipe_store(b_dir)?;
     let t0 = Instant::now();
-    let mut node = Node::spawn(custodia, b_dir)?;
-    let with_log = |node: Node, e: anyhow::Error| {
+    let mut node = NodeProcess::spawn(custodia, b_dir)?;
+    let with_log = |node: NodeProcess, e: anyhow::Error| {
         let (_, tail) = node.kill();
         e.context(format!("node log: {}", tail.join(" / ")))
     };
@@ -663,7 +569,7 @@ fn catch_up_into(
         drop(conn);
         let rows_at_kill = max_pos(&read_only(&store)?)? as u64;
         let t1 = Instant::now();
-        node = Node::spawn(custodia, b_dir)?;
+        node = NodeProcess::spawn(custodia, b_dir)?;
         if let Err(e) = node.wait_started(start_timeout) {
             return Err(with_log(node, e.context("the restarted node")));
         }

@@ -1,14 +1,11 @@
 //! Memory: the resident size of a node (`custodia node run`, a child
 //! process) that holds a large case while it serves a sync to a fresh peer.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use super::process::NodeProcess;
 use super::{fill_store, holds_heads, max_pos, read_only, size_note, store_path, wipe_store, Ctx};
 use crate::measure::{proc_status_kb, timed, Stat};
 use crate::report::{Quantity, Row};
@@ -55,55 +52,11 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let mut progress_notes = Vec::new();
     for rep in 0..s.reps {
         wipe_store(&b_dir)?;
-        let mut child = Command::new(&custodia)
-            .arg("--dir")
-            .arg(&a_dir)
-            .args(["node", "run"])
-            .env("CUSTODIA_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("spawning custodia node run")?;
-        let pid = child.id();
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak = Arc::new(AtomicU64::new(0));
-        let sampler = {
-            let (stop, peak) = (stop.clone(), peak.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    match proc_status_kb(Some(pid), "VmRSS") {
-                        Some(kb) => {
-                            peak.fetch_max(kb, Ordering::SeqCst);
-                        }
-                        None => break, // exited
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            })
-        };
-        let (started_tx, started_rx) = mpsc::channel();
-        let stderr = child.stderr.take();
-        let log = std::thread::spawn(move || {
-            let mut tail = Vec::new();
-            if let Some(e) = stderr {
-                for line in BufReader::new(e).lines().map_while(Result::ok) {
-                    if line.contains("node started") {
-                        let _ = started_tx.send(());
-                    }
-                    tail.push(line);
-                    if tail.len() > 20 {
-                        tail.remove(0);
-                    }
-                }
-            }
-            tail
-        });
+        let node = NodeProcess::spawn(&custodia, &a_dir)?;
+        let pid = node.pid();
         let t_spawn = Instant::now();
         let result = (|| -> anyhow::Result<(f64, u64, bool, f64)> {
-            started_rx
-                .recv_timeout(Duration::from_secs(900) * s.wait_scale)
-                .context("the node did not start")?;
+            node.wait_started(Duration::from_secs(900) * s.wait_scale)?;
             let load_secs = t_spawn.elapsed().as_secs_f64();
             let rss_loaded = proc_status_kb(Some(pid), "VmRSS").unwrap_or(0);
             let rb = ctx.rt.block_on(custodia_node::start(&b_dir))?;
@@ -128,14 +81,10 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
                 t0.elapsed().as_secs_f64(),
             ))
         })();
-        let _ = child.kill();
-        let _ = child.wait();
-        stop.store(true, Ordering::SeqCst);
-        let _ = sampler.join();
-        let tail = log.join().unwrap_or_default();
+        let (peak_mb, tail) = node.kill();
         let (rss_loaded, got, done, secs) =
             result.with_context(|| format!("node log: {}", tail.join(" / ")))?;
-        peaks.push(peak.load(Ordering::SeqCst) as f64 / 1024.0);
+        peaks.push(peak_mb);
         loaded.push(rss_loaded);
         reference.push(data_mb);
         if !done {
@@ -147,7 +96,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
     let q = Quantity::of(&peaks, "MB");
     let mut notes = vec![
         format!(
-            "`custodia node run` holding {n} entries (3 writers, stored through Store::receive), VmRSS sampled every 100 ms from spawn (loading included) while a fresh in-process peer syncs the case; resident right after loading: {}",
+            "`custodia node run` holding {n} entries (3 writers, stored through Store::receive), VmRSS sampled every 100 ms from spawn (loading included) and VmHWM read before it is stopped, the larger shown, while a fresh in-process peer syncs the case; resident right after loading: {}",
             Quantity::of(&loaded, "MB").show()
         ),
         "reference: the entries' own bytes (sum of their sizes)".into(),

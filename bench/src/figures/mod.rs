@@ -7,6 +7,7 @@ pub mod federation;
 pub mod hashing;
 pub mod latency;
 pub mod memory;
+pub mod process;
 pub mod replication;
 pub mod resync;
 pub mod verify;

@@ -768,14 +768,8 @@ impl Session {
         case: &CaseId,
         replica: &mut R,
     ) -> Result<(), SessionError> {
-        let Some(cursor) = self.cases.get(case) else {
-            return Ok(());
-        };
-        if cursor.own_claim.is_none() {
-            return Ok(());
-        }
-        let member = replica.case(case).is_some_and(|v| self.member(v));
-        if !member {
+        let claimed = self.cases.get(case).is_some_and(|c| c.own_claim.is_some());
+        if !claimed || !replica.case(case).is_some_and(|v| self.member(v)) {
             return Ok(());
         }
         let claim = self.cases.get_mut(case).and_then(|c| c.own_claim.take());
