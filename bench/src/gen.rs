@@ -241,6 +241,7 @@ impl<'a> CaseGen<'a> {
         refs.truncate(MAX_REFS);
         let payload = Payload {
             v: FORMAT_VERSION,
+            keys: None,
             case: Some(self.case),
             author: me.agency(),
             seq,

@@ -807,6 +807,7 @@ mod tests {
         fn say(&mut self, case: CaseId, refs: Vec<EntryId>, body: Body) -> Entry {
             let p = Payload {
                 v: 1,
+                keys: None,
                 case: Some(case),
                 author: self.key(),
                 seq: self.seq,

@@ -79,6 +79,7 @@ impl Node {
             &me,
             &Payload {
                 v: FORMAT_VERSION,
+                keys: None,
                 case: Some(self.case_id()),
                 author: me.agency(),
                 seq,

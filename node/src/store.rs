@@ -898,7 +898,9 @@ impl Store {
         // 1,024 (bench/examples/store_memory.rs). Still large enough for
         // each thread's share to be one efficient signature batch.
         const CHUNK: i64 = 1024;
-        let mut changed = false;
+        // Key logs first: entries of format version 2 are checked against
+        // them (V20 to V24).
+        let mut changed = self.refresh_key_logs()?;
         let mut bad = Vec::new();
         if self.loaded_rev == 0 {
             // First load: the whole table in dependency order, a chunk at a
@@ -935,7 +937,7 @@ impl Store {
             bad.extend(self.load_rows(rows));
         }
         self.quarantine(bad)?;
-        Ok(self.refresh_key_logs()? || changed)
+        Ok(changed)
     }
 
     /// Reloads the key logs if another process (or this one) saved one
@@ -1056,6 +1058,7 @@ impl Store {
             || "its bytes do not hash to its id (they were altered after they were stored)".into();
         let rule = |r: Rejection| format!("rule V{} ({}): {}", r.rule(), r.class(), r.kind);
         let validator = self.cases.entry(p.case).or_insert_with(Validator::lean);
+        let keys = &self.key_logs;
         let result = match verdict {
             None => validator
                 .apply_withheld(WithheldPosition {
@@ -1070,7 +1073,7 @@ impl Store {
             Some(Ok(e)) if e.case_id() != p.case || e.author() != p.author || e.seq() != p.seq => {
                 Err("the row's case, author or sequence columns disagree with the entry".into())
             }
-            Some(Ok(e)) => validator.apply(&e, u64::MAX).map_err(rule),
+            Some(Ok(e)) => validator.apply_keyed(&e, u64::MAX, keys).map_err(rule),
         };
         if validator.case().is_none() {
             self.cases.remove(&p.case);
@@ -1353,6 +1356,7 @@ impl Store {
                     None => {
                         let mut p = Payload {
                             v: FORMAT_VERSION,
+                            keys: None,
                             case: None,
                             author: me.agency(),
                             seq: 0,
@@ -1394,6 +1398,7 @@ impl Store {
                         refs.truncate(MAX_REFS);
                         Payload {
                             v: FORMAT_VERSION,
+                            keys: None,
                             case: Some(c),
                             author: me_id,
                             seq,
@@ -2070,6 +2075,7 @@ mod tests {
             me,
             &Payload {
                 v: FORMAT_VERSION,
+                keys: None,
                 case: Some(case),
                 author: me.agency(),
                 seq,
@@ -2492,6 +2498,19 @@ impl BatchStore for Store {
         } else {
             self.cases.get_mut(case)
         }
+    }
+
+    fn keyed_validator(
+        &mut self,
+        case: &CaseId,
+        open: bool,
+    ) -> Option<(&mut Validator, &dyn custodia_protocol::keylog::KeyLogs)> {
+        let v = if open {
+            self.cases.entry(*case).or_insert_with(Validator::lean)
+        } else {
+            self.cases.get_mut(case)?
+        };
+        Some((v, &self.key_logs))
     }
 
     fn forget_unopened(&mut self, case: &CaseId) {

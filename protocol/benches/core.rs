@@ -47,6 +47,7 @@ fn case(n: usize) -> (Identity, Identity, Vec<Entry>) {
         let refs = heads[1 - who].map(|(_, id)| vec![id]).unwrap_or_default();
         let p = Payload {
             v: FORMAT_VERSION,
+            keys: None,
             case: Some(case),
             author: ids[who].agency(),
             seq,

@@ -36,6 +36,7 @@ fn main() {
         refs.sort();
         let p = Payload {
             v: 1,
+            keys: None,
             case: v.case(),
             author: me,
             seq,

@@ -35,8 +35,15 @@ use crate::tlp::Tlp;
 pub const CONTENT_TYPE: &str = "application/custodia-entry+cbor";
 /// The largest entry accepted, in bytes (V1).
 pub const MAX_ENTRY_SIZE: usize = 65_536;
-/// The payload format version this implementation writes and reads.
+/// Format version 1: entries signed by the author's agency key (alg -8,
+/// the kid is the agency id).
 pub const FORMAT_VERSION: u64 = 1;
+/// Format version 2: entries signed by the key that acted, an officer or
+/// node key certified in the author's key log (alg -19, the kid is that
+/// key; the payload cites the log's prefix in `keys`, SPEC.md §5.7).
+pub const FORMAT_VERSION_2: u64 = 2;
+/// The COSE algorithm of a version 2 entry: Ed25519 (RFC 9864).
+pub(crate) const ALG_ED25519: i128 = -19;
 /// At most this many references per entry.
 pub const MAX_REFS: usize = 64;
 /// At most this many recipients of a RED entry.
@@ -48,13 +55,18 @@ pub const MAX_WITNESS_HEADS: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Payload {
-    /// Format version, 1.
+    /// Format version: 1 or 2 ([`FORMAT_VERSION_2`]).
     pub v: u64,
     /// The case; absent only in the genesis entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub case: Option<CaseId>,
-    /// The author (equals the COSE kid).
+    /// The author: its agency id. In version 1 it is the COSE kid; in
+    /// version 2 the kid is a key certified in this agency's key log.
     pub author: AgencyId,
+    /// Version 2 only: how many statements of the author's key log the
+    /// entry was made under (at least 1); the kid's status is read there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<u64>,
     /// The author's sequence number in this case, from 0.
     pub seq: u64,
     /// The author's previous entry in this case; absent iff seq = 0.
@@ -78,6 +90,7 @@ impl Payload {
     pub fn genesis(author: AgencyId, time: u64, tlp: Tlp, opened: CaseOpened) -> Self {
         Payload {
             v: FORMAT_VERSION,
+            keys: None,
             case: None,
             author,
             seq: 0,
@@ -95,8 +108,36 @@ impl Payload {
         self.case.is_none()
     }
 
+    /// A genesis payload of format version 2, made under the first
+    /// `keys` statements of the author's key log.
+    pub fn genesis_v2(
+        author: AgencyId,
+        keys: u64,
+        time: u64,
+        tlp: Tlp,
+        opened: CaseOpened,
+    ) -> Self {
+        Payload {
+            v: FORMAT_VERSION_2,
+            keys: Some(keys),
+            ..Payload::genesis(author, time, tlp, opened)
+        }
+    }
+
     /// Context-free schema checks beyond what the CDDL types give (V6).
     fn check_schema(&self) -> Result<(), String> {
+        match (self.v, self.keys) {
+            (FORMAT_VERSION, Some(_)) => {
+                return Err("\"keys\" is only allowed in format version 2".into())
+            }
+            (FORMAT_VERSION_2, None) => {
+                return Err("\"keys\" is required in format version 2".into())
+            }
+            (FORMAT_VERSION_2, Some(0)) => {
+                return Err("\"keys\" is at least 1 (the inception)".into())
+            }
+            _ => {}
+        }
         let genesis = self.case.is_none();
         let opens = matches!(self.body, Body::CaseOpened(_));
         if genesis != opens {
@@ -255,18 +296,20 @@ impl Unverified {
         &self.signature
     }
 
-    /// The author's key.
+    /// The author's agency id.
     pub fn author(&self) -> AgencyId {
         self.entry.payload.author
     }
 
+    /// The key the signature is checked with: the kid (the author's agency
+    /// id in version 1, a certified key in version 2).
+    pub fn signer(&self) -> AgencyId {
+        self.entry.signer()
+    }
+
     /// Checks the signature (V8).
     pub fn verify(self) -> Result<Entry, Rejection> {
-        if signature::verify_parts(
-            &self.entry.payload.author,
-            &self.signed_parts(),
-            &self.signature,
-        ) {
+        if signature::verify_parts(&self.entry.signer(), &self.signed_parts(), &self.signature) {
             Ok(self.entry)
         } else {
             Err(Rejection::new(
@@ -283,12 +326,25 @@ impl Unverified {
 }
 
 impl Entry {
-    /// Signs a payload as a new entry.
+    /// Signs a payload as a new entry: of version 1 with the author's
+    /// agency key (`author` is the payload's author), of version 2 with
+    /// the certified key that acts (its public key becomes the kid).
     pub fn sign(author: &Identity, payload: &Payload) -> Entry {
-        let protected = protected_header(&author.agency());
+        Self::sign_with(payload, &author.agency(), |m| author.sign(m))
+    }
+
+    /// Signs a payload with a signer that is not an [`Identity`] in memory
+    /// (a key in a token): `kid` is its public key, `sign` signs the
+    /// Sig_structure with pure Ed25519.
+    pub fn sign_with(
+        payload: &Payload,
+        kid: &AgencyId,
+        sign: impl FnOnce(&[u8]) -> [u8; 64],
+    ) -> Entry {
+        let protected = protected_header_of(payload.v, kid);
         let payload_bytes = codec::to_vec(payload);
         let message = sig_structure(&protected, &payload_bytes);
-        let signature = author.sign(&message);
+        let signature = sign(&message);
         let outer = Value::Array(vec![
             Value::Bytes(protected),
             Value::Map(BTreeMap::new()),
@@ -334,7 +390,7 @@ impl Entry {
             .collect();
         let mut batch = signature::Batch::with_capacity(decoded.len());
         for u in decoded.iter().flatten() {
-            batch.push_parts(&u.author(), &u.signed_parts(), &u.signature);
+            batch.push_parts(&u.signer(), &u.signed_parts(), &u.signature);
         }
         let mut verdicts = batch.verify().into_iter();
         decoded
@@ -432,9 +488,9 @@ impl Entry {
                 "the protected header or the payload is not a map".into(),
             )));
         };
-        let kid = check_header(&header).map_err(|e| fail(RejectKind::BadHeader(e)))?;
-        match payload_map.get(&Value::Text("v".into())) {
-            Some(Value::Integer(1)) => {}
+        let (alg, kid) = check_header(&header).map_err(|e| fail(RejectKind::BadHeader(e)))?;
+        let version = match payload_map.get(&Value::Text("v".into())) {
+            Some(Value::Integer(v)) if *v == 1 || *v == 2 => *v as u64,
             Some(Value::Integer(v)) if *v >= 0 => {
                 return Err(fail(RejectKind::UnsupportedVersion(
                     u64::try_from(*v).unwrap_or(u64::MAX),
@@ -442,9 +498,16 @@ impl Entry {
             }
             _ => {
                 return Err(fail(RejectKind::Schema(
-                    "\"v\" must be the integer 1".into(),
+                    "\"v\" must be the integer 1 or 2".into(),
                 )))
             }
+        };
+        // V4, the part that needs the version: each version has one alg.
+        let want = alg_of(version);
+        if alg != want {
+            return Err(fail(RejectKind::BadHeader(format!(
+                "alg is {alg}, but an entry of format version {version} has alg {want}"
+            ))));
         }
         if contains_null(&payload_value) {
             return Err(fail(RejectKind::Schema(
@@ -456,7 +519,7 @@ impl Entry {
         payload
             .check_schema()
             .map_err(|e| fail(RejectKind::Schema(e)))?;
-        if payload.author != kid {
+        if payload.v == FORMAT_VERSION && payload.author != kid {
             return Err(fail(RejectKind::AuthorMismatch {
                 payload: payload.author,
                 kid,
@@ -500,6 +563,24 @@ impl Entry {
         self.payload.author
     }
 
+    /// The key that signed the entry: the protected header's kid. The
+    /// author's agency id in format version 1; in version 2 a key the
+    /// author's key log certifies.
+    pub fn signer(&self) -> AgencyId {
+        // Every entry's protected header is the 72 bytes of SPEC.md §5.2,
+        // its byte string at offset 2 with a 2-byte head, the kid last.
+        let mut kid = [0; 32];
+        if let Some(b) = self.bytes.get(44..76) {
+            kid.copy_from_slice(b);
+        }
+        AgencyId(kid)
+    }
+
+    /// The format version (1 or 2).
+    pub fn version(&self) -> u64 {
+        self.payload.v
+    }
+
     /// The author's sequence number.
     pub fn seq(&self) -> u64 {
         self.payload.seq
@@ -532,14 +613,28 @@ fn bstr_len(n: usize) -> usize {
     }
 }
 
-/// The protected header every entry has, up to its kid's 32 bytes.
-fn protected_header_start() -> &'static [u8] {
-    static START: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    START.get_or_init(|| {
-        let mut h = protected_header(&AgencyId([0; 32]));
-        h.truncate(h.len() - 32);
-        h
-    })
+/// The protected header every entry of a version has, up to its kid's 32
+/// bytes.
+fn protected_header_start(version: u64) -> &'static [u8] {
+    static START: std::sync::OnceLock<[Vec<u8>; 2]> = std::sync::OnceLock::new();
+    let starts = START.get_or_init(|| {
+        [FORMAT_VERSION, FORMAT_VERSION_2].map(|v| {
+            let mut h = protected_header_of(v, &AgencyId([0; 32]));
+            h.truncate(h.len() - 32);
+            h
+        })
+    });
+    &starts[usize::from(version == FORMAT_VERSION_2)]
+}
+
+/// The COSE algorithm of a format version: EdDSA (-8) in version 1,
+/// Ed25519 (-19, RFC 9864) in version 2.
+fn alg_of(version: u64) -> i128 {
+    if version == FORMAT_VERSION_2 {
+        ALG_ED25519
+    } else {
+        COSE_ALG_EDDSA
+    }
 }
 
 /// A byte string's content at `*at`, advancing past it (None unless its
@@ -584,8 +679,13 @@ fn decode_plain(bytes: &[u8], id: EntryId) -> Option<Unverified> {
         return None;
     }
     let signature: [u8; 64] = bytes[sig].try_into().ok()?;
-    let start = protected_header_start();
-    let kid = bytes[protected].strip_prefix(start)?;
+    let header = &bytes[protected];
+    let version = match header.get(2) {
+        Some(0x27) => FORMAT_VERSION,
+        Some(0x32) => FORMAT_VERSION_2,
+        _ => return None,
+    };
+    let kid = header.strip_prefix(protected_header_start(version))?;
     let kid = AgencyId(kid.try_into().ok()?);
     let payload_bytes = &bytes[payload];
     if payload_bytes.first()? >> 5 != 5 || !codec::is_plain_deterministic(payload_bytes) {
@@ -594,8 +694,8 @@ fn decode_plain(bytes: &[u8], id: EntryId) -> Option<Unverified> {
     let payload: Payload = codec::from_plain_slice(payload_bytes)?;
     // The typed value must encode back to these bytes: serde alone would
     // take a byte string for a text string (see `codec::from_value`).
-    if payload.v != FORMAT_VERSION
-        || payload.author != kid
+    if payload.v != version
+        || (version == FORMAT_VERSION && payload.author != kid)
         || codec::to_vec(&payload) != payload_bytes
         || payload.check_schema().is_err()
     {
@@ -664,27 +764,36 @@ fn codec_kind(e: CodecError, part: &'static str) -> RejectKind {
     }
 }
 
-/// The deterministic protected header {1: -8, 3: CONTENT_TYPE, 4: kid}.
+/// The deterministic protected header of a version 1 entry,
+/// {1: -8, 3: CONTENT_TYPE, 4: kid}.
 pub fn protected_header(kid: &AgencyId) -> Vec<u8> {
+    protected_header_of(FORMAT_VERSION, kid)
+}
+
+/// The deterministic protected header of an entry of a format version:
+/// {1: -8 or -19, 3: CONTENT_TYPE, 4: kid}.
+pub fn protected_header_of(version: u64, kid: &AgencyId) -> Vec<u8> {
     let mut m = BTreeMap::new();
-    m.insert(Value::Integer(1), Value::Integer(COSE_ALG_EDDSA));
+    m.insert(Value::Integer(1), Value::Integer(alg_of(version)));
     m.insert(Value::Integer(3), Value::Text(CONTENT_TYPE.into()));
     m.insert(Value::Integer(4), Value::Bytes(kid.0.to_vec()));
     codec::to_vec(&Value::Map(m))
 }
 
-fn check_header(h: &BTreeMap<Value, Value>) -> Result<AgencyId, String> {
+/// V4 on the header alone: its alg (-8 or -19; which one the version
+/// needs is checked once the version is read) and its kid.
+fn check_header(h: &BTreeMap<Value, Value>) -> Result<(i128, AgencyId), String> {
     if h.len() != 3 {
         return Err(format!(
             "{} parameters; exactly alg, content type and kid are required",
             h.len()
         ));
     }
-    match h.get(&Value::Integer(1)) {
-        Some(Value::Integer(COSE_ALG_EDDSA)) => {}
-        Some(other) => return Err(format!("alg is {other:?}, not EdDSA (-8)")),
+    let alg = match h.get(&Value::Integer(1)) {
+        Some(Value::Integer(a)) if *a == COSE_ALG_EDDSA || *a == ALG_ED25519 => *a,
+        Some(other) => return Err(format!("alg is {other:?}, not EdDSA (-8) or Ed25519 (-19)")),
         None => return Err("alg (1) is missing".into()),
-    }
+    };
     match h.get(&Value::Integer(3)) {
         Some(Value::Text(t)) if t == CONTENT_TYPE => {}
         _ => return Err(format!("content type (3) must be \"{CONTENT_TYPE}\"")),
@@ -693,7 +802,7 @@ fn check_header(h: &BTreeMap<Value, Value>) -> Result<AgencyId, String> {
         Some(Value::Bytes(k)) if k.len() == 32 => {
             let mut a = [0u8; 32];
             a.copy_from_slice(k);
-            Ok(AgencyId(a))
+            Ok((alg, AgencyId(a)))
         }
         Some(Value::Bytes(k)) => Err(format!("kid is {} bytes, not 32", k.len())),
         _ => Err("kid (4) must be a 32-byte string".into()),

@@ -20,7 +20,7 @@ impl Rejection {
         Rejection { entry, kind }
     }
 
-    /// The spec's rule number (V1..V18).
+    /// The spec's rule number (V1..V24).
     pub fn rule(&self) -> u8 {
         self.kind.rule()
     }
@@ -63,7 +63,7 @@ pub enum RejectKind {
     #[error("protected header: {0}")]
     BadHeader(String),
     /// V5: a payload format version this implementation does not know.
-    #[error("payload format version {0} is not supported (this implementation knows 1)")]
+    #[error("payload format version {0} is not supported (this implementation knows 1 and 2)")]
     UnsupportedVersion(u64),
     /// V6: the payload does not match the schema.
     #[error("payload schema: {0}")]
@@ -76,8 +76,8 @@ pub enum RejectKind {
         /// kid in the protected header.
         kid: AgencyId,
     },
-    /// V8: the signature does not verify under the author's key.
-    #[error("the Ed25519 signature does not verify under the author's key")]
+    /// V8: the signature does not verify under the kid.
+    #[error("the Ed25519 signature does not verify under the key in the header")]
     BadSignature,
     /// V9: the entry belongs to another case, or is a genesis where none fits.
     #[error("wrong case: {0}")]
@@ -144,6 +144,68 @@ pub enum RejectKind {
         /// The receiver's clock.
         now: u64,
     },
+    /// V19: the entry's format version is not its case's (the genesis's).
+    #[error("format version {entry} in a case of format version {case} (every entry of a case has its genesis's version)")]
+    VersionMismatch {
+        /// The case's version.
+        case: u64,
+        /// The entry's.
+        entry: u64,
+    },
+    /// V20: the entry was made under more of its author's key log than
+    /// this node holds. Out of order: the statements come by sync.
+    #[error("made under the first {need} statements of the key log of agency {agency}, of which {held} are held here")]
+    KeyLogPending {
+        /// The author.
+        agency: AgencyId,
+        /// The prefix the entry cites.
+        need: u64,
+        /// How many statements are held.
+        held: u64,
+    },
+    /// V21: the kid is not a key the author's log certified in the
+    /// prefix the entry cites.
+    #[error("signed by key {key}, which the first {keys} statements of its agency's key log do not certify ({why})")]
+    UncertifiedKey {
+        /// The signing key.
+        key: AgencyId,
+        /// The cited prefix.
+        keys: u64,
+        /// What the key is there (unknown, a root).
+        why: &'static str,
+    },
+    /// V22: the kid was revoked in the cited prefix, or the receiver's log
+    /// revokes it with an effective time at or before the entry's time.
+    #[error("signed by a key revoked ({reason}) by statement #{revoked_at} of its agency's key log, effective {effective} ms; the entry is dated {time} ms")]
+    RevokedKey {
+        /// The revoking statement's position.
+        revoked_at: u64,
+        /// Its reason.
+        reason: &'static str,
+        /// Its effective time.
+        effective: u64,
+        /// The entry's time.
+        time: u64,
+    },
+    /// V23: the key's role does not sign this kind of body (witnesses are
+    /// signed by node keys, everything else by officer keys).
+    #[error("a {role} key cannot sign a {body} entry ({want} keys do)")]
+    KeyRole {
+        /// The key's role.
+        role: &'static str,
+        /// The body's kind.
+        body: &'static str,
+        /// The role that signs it.
+        want: &'static str,
+    },
+    /// V24: the entry's time is outside the key's validity.
+    #[error("dated {time} ms, outside its key's validity ({valid})")]
+    KeyValidity {
+        /// The entry's time.
+        time: u64,
+        /// The validity, as text.
+        valid: String,
+    },
     /// Not a rule of the spec (reported as V0): this implementation holds
     /// at most 2^32 − 2 entries of one case (it keeps positions as 32-bit
     /// numbers to stay small); the entry itself may be valid.
@@ -176,6 +238,12 @@ impl RejectKind {
             RejectKind::CustodyViolation(_) => 16,
             RejectKind::TimeViolation { .. } => 17,
             RejectKind::FromTheFuture { .. } => 18,
+            RejectKind::VersionMismatch { .. } => 19,
+            RejectKind::KeyLogPending { .. } => 20,
+            RejectKind::UncertifiedKey { .. } => 21,
+            RejectKind::RevokedKey { .. } => 22,
+            RejectKind::KeyRole { .. } => 23,
+            RejectKind::KeyValidity { .. } => 24,
             RejectKind::TooManyEntries { .. } => 0,
         }
     }
@@ -201,6 +269,12 @@ impl RejectKind {
             RejectKind::CustodyViolation(_) => "custody-violation",
             RejectKind::TimeViolation { .. } => "time-violation",
             RejectKind::FromTheFuture { .. } => "from-the-future",
+            RejectKind::VersionMismatch { .. } => "version-mismatch",
+            RejectKind::KeyLogPending { .. } => "key-log-pending",
+            RejectKind::UncertifiedKey { .. } => "uncertified-key",
+            RejectKind::RevokedKey { .. } => "revoked-key",
+            RejectKind::KeyRole { .. } => "key-role",
+            RejectKind::KeyValidity { .. } => "key-validity",
             RejectKind::TooManyEntries { .. } => "too-many-entries",
         }
     }
@@ -216,9 +290,9 @@ impl RejectKind {
     pub fn receiver_class(&self) -> ReceiverClass {
         match self {
             RejectKind::Equivocation { .. } => ReceiverClass::Equivocation,
-            RejectKind::SequenceGap { .. } | RejectKind::UnknownReference { .. } => {
-                ReceiverClass::OutOfOrder
-            }
+            RejectKind::SequenceGap { .. }
+            | RejectKind::UnknownReference { .. }
+            | RejectKind::KeyLogPending { .. } => ReceiverClass::OutOfOrder,
             RejectKind::FromTheFuture { .. } => ReceiverClass::Transient,
             _ => ReceiverClass::Permanent,
         }

@@ -758,6 +758,17 @@ pub enum KeyStatus {
     },
 }
 
+/// A key's certification as of a prefix of its log ([`KeyLog::certification`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Certification<'a> {
+    /// The position of the `certify` statement.
+    pub seq: u64,
+    /// What it certified.
+    pub certify: &'a Certify,
+    /// The revocation within the prefix, with its position, if any.
+    pub revoked: Option<(u64, &'a Revoke)>,
+}
+
 /// One agency's key log: its statements in order, checked as they came.
 #[derive(Debug, Clone)]
 pub struct KeyLog {
@@ -925,6 +936,34 @@ impl KeyLog {
     fn prefix(&self, prefix: u64) -> &[KeyStatement] {
         let n = usize::try_from(prefix).unwrap_or(usize::MAX);
         &self.statements[..n.min(self.statements.len())]
+    }
+
+    /// The certification of `key` as of the first `prefix` statements, if
+    /// it was certified there: where, what, and the revocation among those
+    /// statements, if any. Looked up in the log's index, not by a scan:
+    /// a validator asks this once per entry of format version 2.
+    pub fn certification(&self, key: &KeyId, prefix: u64) -> Option<Certification<'_>> {
+        let n = usize::try_from(prefix)
+            .unwrap_or(usize::MAX)
+            .min(self.statements.len());
+        let named = self.named_before(key, n)?;
+        if !named.certified {
+            return None;
+        }
+        let Statement::Certify(certify) = &self.statements.get(named.at)?.payload.st else {
+            return None;
+        };
+        let revoked = named
+            .revoked_at
+            .and_then(|r| match &self.statements.get(r)?.payload.st {
+                Statement::Revoke(v) => Some((r as u64, v)),
+                _ => None,
+            });
+        Some(Certification {
+            seq: named.at as u64,
+            certify,
+            revoked,
+        })
     }
 
     /// What `key` was as of the first `prefix` statements.
@@ -1203,4 +1242,40 @@ pub fn receive(log: &mut Option<KeyLog>, agency: &AgencyId, items: &[Vec<u8>]) -
         }
     }
     out
+}
+
+/// The key logs a validator reads entries of format version 2 against
+/// (SPEC.md §8.2, V20 to V24): whatever holds them (a node's store, a
+/// bundle's `keys`, a test's map) answers by agency.
+pub trait KeyLogs {
+    /// The log of an agency, as held.
+    fn key_log(&self, agency: &AgencyId) -> Option<&KeyLog>;
+}
+
+/// No key logs: entries of format version 2 wait (V20).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoKeyLogs;
+
+impl KeyLogs for NoKeyLogs {
+    fn key_log(&self, _: &AgencyId) -> Option<&KeyLog> {
+        None
+    }
+}
+
+impl KeyLogs for std::collections::BTreeMap<AgencyId, KeyLog> {
+    fn key_log(&self, agency: &AgencyId) -> Option<&KeyLog> {
+        self.get(agency)
+    }
+}
+
+impl<S: std::hash::BuildHasher> KeyLogs for std::collections::HashMap<AgencyId, KeyLog, S> {
+    fn key_log(&self, agency: &AgencyId) -> Option<&KeyLog> {
+        self.get(agency)
+    }
+}
+
+impl KeyLogs for [KeyLog] {
+    fn key_log(&self, agency: &AgencyId) -> Option<&KeyLog> {
+        self.iter().find(|l| l.agency() == *agency)
+    }
 }

@@ -42,8 +42,8 @@ pub use body::{
 pub use codec::{CodecError, MAX_DEPTH};
 pub use cose::{CoseError, CoseSign1};
 pub use entry::{
-    protected_header, sig_structure, Entry, Payload, Unverified, CONTENT_TYPE, FORMAT_VERSION,
-    MAX_ENTRY_SIZE, MAX_RECIPIENTS, MAX_REFS, MAX_WITNESS_HEADS,
+    protected_header, protected_header_of, sig_structure, Entry, Payload, Unverified, CONTENT_TYPE,
+    FORMAT_VERSION, FORMAT_VERSION_2, MAX_ENTRY_SIZE, MAX_RECIPIENTS, MAX_REFS, MAX_WITNESS_HEADS,
 };
 pub use equivocation::{
     admit_proof, Equivocation, EquivocationProof, ProofError, ProofRefusal, MAX_PROOFS_PER_AUTHOR,
@@ -60,7 +60,7 @@ pub use sync::{
     MAX_KEY_BATCH, MAX_KEY_HEADS, MAX_UNACKED_BATCHES, SYNC_VERSIONS,
 };
 pub use tlp::Tlp;
-pub use validate::{AfterRemoval, Applied, EntryMeta, Validator, SKEW_MS};
+pub use validate::{refuse_revoked, AfterRemoval, Applied, EntryMeta, Validator, SKEW_MS};
 
 pub mod utc;
 

@@ -15,7 +15,8 @@ use crate::body::{Body, CustodyAction, Role};
 use crate::entry::Entry;
 use crate::equivocation::EquivocationProof;
 use crate::error::{wrong_case, RejectKind, Rejection};
-use crate::ids::{AgencyId, CaseId, EntryId, ItemId};
+use crate::ids::{AgencyId, CaseId, EntryId, ItemId, KeyId};
+use crate::keylog::{KeyLogs, KeyRole, NoKeyLogs};
 use crate::state::{CaseState, Conflict, WithheldPosition};
 use crate::tlp::Tlp;
 
@@ -247,6 +248,8 @@ pub struct Validator {
     chains: Vec<Vec<u32>>,
     membership: HashMap<AgencyId, Vec<MembershipEvent>>,
     lean: bool,
+    /// The case's format version: its genesis's (0 before the genesis).
+    version: u64,
     /// The accepted entries by record number (only when not lean).
     entries: Vec<Option<Entry>>,
 }
@@ -471,6 +474,18 @@ impl Validator {
     /// as an error carrying the proof: the second entry is never silently
     /// kept or dropped.
     pub fn apply(&mut self, entry: &Entry, now_ms: u64) -> Result<Applied, Rejection> {
+        self.apply_keyed(entry, now_ms, &NoKeyLogs)
+    }
+
+    /// [`Validator::apply`] with the key logs that entries of format
+    /// version 2 are checked against (V20 to V24). Entries of version 1 do
+    /// not read them.
+    pub fn apply_keyed(
+        &mut self,
+        entry: &Entry,
+        now_ms: u64,
+        keys: &dyn KeyLogs,
+    ) -> Result<Applied, Rejection> {
         let id = entry.id();
         let fail = |kind| Rejection::new(Some(id), kind);
         let p = entry.payload();
@@ -490,6 +505,13 @@ impl Validator {
                 return Err(fail(wrong_case(&c, found.as_ref())));
             }
             _ => {}
+        }
+        // V19: one format version per case, the genesis's.
+        if self.state.case.is_some() && p.v != self.version {
+            return Err(fail(RejectKind::VersionMismatch {
+                case: self.version,
+                entry: p.v,
+            }));
         }
 
         // V10: one entry per (author, seq); an id already known at another
@@ -580,6 +602,11 @@ impl Validator {
                     }));
                 }
             }
+        }
+
+        // V20 to V24: the key that signed a version 2 entry.
+        if let Some(cited) = p.keys {
+            check_key(entry, cited, keys).map_err(fail)?;
         }
 
         // The causal past, as a vector clock over the parents.
@@ -698,6 +725,9 @@ impl Validator {
                 self.entries.resize(at + 1, None);
             }
             self.entries[at] = Some(entry.clone());
+        }
+        if p.is_genesis() {
+            self.version = p.v;
         }
         self.state.apply(entry, incomplete);
         if revealing {
@@ -988,6 +1018,105 @@ impl Validator {
             }
             _ => Ok(false),
         }
+    }
+}
+
+/// V20 to V24 for an entry of format version 2 made under the first
+/// `cited` statements of its author's key log (SPEC.md §8.2).
+fn check_key(entry: &Entry, cited: u64, keys: &dyn KeyLogs) -> Result<(), RejectKind> {
+    let p = entry.payload();
+    let kid = entry.signer();
+    let key = KeyId(kid.0);
+    // V20: the cited prefix is held.
+    let held = keys.key_log(&p.author).map_or(0, |l| l.len());
+    let log = match keys.key_log(&p.author) {
+        Some(log) if held >= cited => log,
+        _ => {
+            return Err(RejectKind::KeyLogPending {
+                agency: p.author,
+                need: cited,
+                held,
+            })
+        }
+    };
+    // V21: certified there.
+    let Some(cert) = log.certification(&key, cited) else {
+        let why = match log.status(&key, cited) {
+            crate::keylog::KeyStatus::Root => {
+                "it is the agency's root, which signs key statements only"
+            }
+            crate::keylog::KeyStatus::FormerRoot => "it is a former root of the agency",
+            _ => "it is not named there",
+        };
+        return Err(RejectKind::UncertifiedKey {
+            key: kid,
+            keys: cited,
+            why,
+        });
+    };
+    // V22: not revoked in the cited prefix.
+    if let Some((at, r)) = cert.revoked {
+        return Err(RejectKind::RevokedKey {
+            revoked_at: at,
+            reason: r.reason.as_str(),
+            effective: r.effective,
+            time: p.time,
+        });
+    }
+    // V23: witnesses by node keys, everything else by officer keys.
+    let want = if matches!(p.body, Body::Witness(_)) {
+        KeyRole::Node
+    } else {
+        KeyRole::Officer
+    };
+    if cert.certify.role != want {
+        return Err(RejectKind::KeyRole {
+            role: cert.certify.role.as_str(),
+            body: p.body.kind(),
+            want: want.as_str(),
+        });
+    }
+    // V24: dated within the key's validity.
+    let c = cert.certify;
+    if p.time < c.not_before || c.not_after.is_some_and(|na| p.time > na) {
+        return Err(RejectKind::KeyValidity {
+            time: p.time,
+            valid: match c.not_after {
+                Some(na) => format!("from {} to {na} ms", c.not_before),
+                None => format!("from {} ms", c.not_before),
+            },
+        });
+    }
+    Ok(())
+}
+
+/// The receiver's refusal of a *new* entry of format version 2 whose key
+/// the author's log, as this node holds it, revokes with an effective time
+/// at or before the entry's (SPEC.md §8.6): a node that has learnt of a
+/// revocation stores no new entry its key signed since. Not a rule of
+/// validity: a store reloading what it accepted and a verifier of a bundle
+/// judge by the prefix each entry cites (V22), and reports class entries
+/// signed by keys revoked later (§10.6).
+pub fn refuse_revoked(entry: &Entry, keys: &dyn KeyLogs) -> Result<(), Rejection> {
+    let p = entry.payload();
+    if p.keys.is_none() {
+        return Ok(());
+    }
+    let key = KeyId(entry.signer().0);
+    let Some(log) = keys.key_log(&p.author) else {
+        return Ok(());
+    };
+    match log.certification(&key, log.len()).and_then(|c| c.revoked) {
+        Some((at, r)) if r.effective <= p.time => Err(Rejection::new(
+            Some(entry.id()),
+            RejectKind::RevokedKey {
+                revoked_at: at,
+                reason: r.reason.as_str(),
+                effective: r.effective,
+                time: p.time,
+            },
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -44,6 +44,7 @@ impl Agency {
         refs.sort();
         Payload {
             v: 1,
+            keys: None,
             case: Some(case),
             author: self.key(),
             seq: self.seq,
@@ -616,6 +617,7 @@ proptest! {
         let a = Identity::from_seed([1; 32]);
         let p = Payload {
             v: 1, case: Some(EntryId([3; 32])), author: a.agency(), seq, prev: Some(EntryId([4; 32])),
+            keys: None,
             refs: refs.into_iter().map(EntryId).collect(), time, tlp: Tlp::Green, to: None,
             body: Body::Note(Note { text: title, item: None }),
         };

@@ -735,15 +735,15 @@ def failing_vectors():
 
     # -- V5 unsupported-version ------------------------------------------
     @F("unsupported-version", "unsupported-version",
-       "payload v = 2, otherwise a valid v1 note, correctly signed.")
+       "payload v = 3 (format versions 1 and 2 are defined), otherwise a valid v1 note, correctly signed.")
     def _(v):
         genesis_plus(v)
-        v.fail("alpha", note("from the future format"), mutate=lambda p: p.update(v=2))
+        v.fail("alpha", note("from the future format"), mutate=lambda p: p.update(v=3))
 
     @F("unsupported-version-genesis", "unsupported-version",
-       "a genesis entry with v = 2, correctly signed.")
+       "a genesis entry with v = 3, correctly signed.")
     def _(v):
-        v.fail("alpha", case_opened(), mutate=lambda p: p.update(v=2))
+        v.fail("alpha", case_opened(), mutate=lambda p: p.update(v=3))
 
     # -- V6 schema --------------------------------------------------------
     def sch(name, desc, members=(), **kw):

@@ -293,6 +293,7 @@ async fn equivocation_is_detected_and_the_proof_reaches_the_third_node() {
             &mallory,
             &Payload {
                 v: 1,
+                keys: None,
                 case: Some(case),
                 author: mallory.agency(),
                 seq: 0,

@@ -52,6 +52,7 @@ fn signed_note(
         who,
         &Payload {
             v: 1,
+            keys: None,
             case: Some(case),
             author: who.agency(),
             seq,
@@ -580,6 +581,7 @@ async fn a_hostile_members_text_reaches_the_terminal_inert() {
         &mallory,
         &Payload {
             v: 1,
+            keys: None,
             case: Some(case),
             author: mallory.agency(),
             seq: 1,

@@ -82,6 +82,26 @@ pub fn explain(kind: &RejectKind, seq: Option<u64>) -> String {
             iso_time(*time),
             iso_time(*now)
         ),
+        RejectKind::VersionMismatch { case, entry } => format!(
+            "This entry is written in format version {entry}, but the case was opened in format version {case}, and every entry of a case keeps the version it was opened in."
+        ),
+        RejectKind::KeyLogPending { need, held, .. } => format!(
+            "This entry was signed under the first {need} statements of its agency's history of keys, but only {held} of them are in the bundle: who was entitled to sign it cannot be checked."
+        ),
+        RejectKind::UncertifiedKey { why, .. } => format!(
+            "This entry was signed with a key its agency had not issued to an officer or a node when the entry was written ({why}): it does not show who acted for the agency."
+        ),
+        RejectKind::RevokedKey { reason, effective, time, .. } => format!(
+            "This entry was signed with a key its agency had withdrawn (reason: {reason}, from {}), and it is dated {}: the key was no longer the agency's to use.",
+            iso_time(*effective),
+            iso_time(*time)
+        ),
+        RejectKind::KeyRole { role, body, want, .. } => format!(
+            "This {body} entry was signed with a {role} key; the agency's history of keys gives that kind of entry to {want} keys only."
+        ),
+        RejectKind::KeyValidity { valid, .. } => format!(
+            "This entry is dated outside the period its signing key was issued for ({valid})."
+        ),
         RejectKind::TooManyEntries { held } => format!(
             "This verifier already holds {held} entries of this case, the most it can keep, so it could not check this one; the entry itself may be sound."
         ),

@@ -962,9 +962,13 @@ pub struct Verifier<'t> {
     exported_at: u64,
     items: Option<Vec<ItemId>>,
     agencies: Vec<BundleAgency>,
-    /// The bundle format version (its key logs are read at the end, from
-    /// the bundle or the second pass's summary, never copied here).
+    /// The bundle format version.
     version: u64,
+    /// The key logs of `keys` that replay (B8), by agency: entries of
+    /// format version 2 are checked against them (V20 to V24). B8 and B9
+    /// are judged at the end, from the bundle or the second pass's
+    /// summary.
+    logs: BTreeMap<AgencyId, KeyLog>,
     /// Each agency's place in `agencies` (the first, if listed twice).
     agency_at: HashMap<AgencyId, usize>,
     trust: Option<&'t TrustList>,
@@ -1009,6 +1013,7 @@ impl<'t> Verifier<'t> {
             bundle.items(),
             bundle.agencies(),
             bundle.version(),
+            bundle.key_logs(),
             trust,
         )
     }
@@ -1022,6 +1027,7 @@ impl<'t> Verifier<'t> {
             summary.items(),
             summary.agencies(),
             summary.version(),
+            summary.key_logs(),
             trust,
         )
     }
@@ -1032,8 +1038,16 @@ impl<'t> Verifier<'t> {
         items: Option<&[ItemId]>,
         agencies: &[BundleAgency],
         version: u64,
+        key_logs: Option<&KeyLogs>,
         trust: Option<&'t TrustList>,
     ) -> Self {
+        let mut logs = BTreeMap::new();
+        for log in key_logs.into_iter().flat_map(KeyLogs::iter) {
+            if let Ok(l) = replay_key_log(&log) {
+                // Two logs of one agency break B9; the first is used.
+                logs.entry(l.agency()).or_insert(l);
+            }
+        }
         let mut agency_at = HashMap::with_capacity(agencies.len());
         for (k, a) in agencies.iter().enumerate() {
             agency_at.entry(a.agency).or_insert(k);
@@ -1051,6 +1065,7 @@ impl<'t> Verifier<'t> {
             items: items.map(<[ItemId]>::to_vec),
             agencies: agencies.to_vec(),
             version,
+            logs,
             agency_at,
             trust,
             next: 0,
@@ -1121,7 +1136,7 @@ impl<'t> Verifier<'t> {
             };
         }
         match checked {
-            Checked::Valid(entry) => match self.v.apply(&entry, self.now) {
+            Checked::Valid(entry) => match self.v.apply_keyed(&entry, self.now, &self.logs) {
                 Ok(Applied::New | Applied::Revealed) => self.accepted(&entry, index),
                 Ok(Applied::Duplicate) => {}
                 Err(r) => {

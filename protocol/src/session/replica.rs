@@ -17,11 +17,11 @@ use crate::equivocation::{admit_proof, EquivocationProof, ProofRefusal, MAX_PROO
 use crate::error::{RejectKind, Rejection};
 use crate::identity::Identity;
 use crate::ids::{AgencyId, CaseId, EntryId, StatementId};
-use crate::keylog::{KeyLog, KeyStatement};
+use crate::keylog::{KeyLog, KeyLogs, KeyStatement, NoKeyLogs};
 use crate::state::WithheldPosition;
 use crate::sync::{Item as SyncItem, MAX_HEADS};
 use crate::tlp::Tlp;
-use crate::validate::{Applied, Validator};
+use crate::validate::{refuse_revoked, Applied, Validator};
 
 /// A received item after the stateless checks (decoding and signature,
 /// V1–V8), ready for [`Replica::receive`].
@@ -96,6 +96,18 @@ pub trait BatchStore {
     /// yet when `open` is set (the batch may carry its genesis).
     fn validator(&mut self, case: &CaseId, open: bool) -> Option<&mut Validator>;
 
+    /// [`BatchStore::validator`] with the key logs entries of format
+    /// version 2 are checked against (SPEC.md §8.2, V20 to V24). Without
+    /// key logs (the default), such entries wait (V20).
+    fn keyed_validator(
+        &mut self,
+        case: &CaseId,
+        open: bool,
+    ) -> Option<(&mut Validator, &dyn KeyLogs)> {
+        self.validator(case, open)
+            .map(|v| (v, &NoKeyLogs as &dyn KeyLogs))
+    }
+
     /// Forgets a validator made for a case that the batch did not open.
     fn forget_unopened(&mut self, case: &CaseId);
 
@@ -152,10 +164,16 @@ pub fn apply_batch<S: BatchStore>(
                     });
                     continue;
                 }
-                let Some(v) = store.validator(case, true) else {
+                let Some((v, keys)) = store.keyed_validator(case, true) else {
                     continue;
                 };
-                match v.apply(&entry, now_ms) {
+                if !v.knows(&entry.id()) {
+                    if let Err(r) = refuse_revoked(&entry, keys) {
+                        out.refused.push(r);
+                        continue;
+                    }
+                }
+                match v.apply_keyed(&entry, now_ms, keys) {
                     Ok(Applied::Duplicate) => {
                         out.duplicates += 1;
                         out.positions.push((entry.author(), entry.seq()));
@@ -543,6 +561,7 @@ impl MemoryReplica {
             .collect();
         Some(Payload {
             v: FORMAT_VERSION,
+            keys: None,
             case: Some(*case),
             author,
             seq,
@@ -686,6 +705,19 @@ impl BatchStore for MemoryReplica {
         } else {
             self.cases.get_mut(case)
         }
+    }
+
+    fn keyed_validator(
+        &mut self,
+        case: &CaseId,
+        open: bool,
+    ) -> Option<(&mut Validator, &dyn KeyLogs)> {
+        let v = if open {
+            self.cases.entry(*case).or_default()
+        } else {
+            self.cases.get_mut(case)?
+        };
+        Some((v, &self.key_logs))
     }
 
     fn forget_unopened(&mut self, case: &CaseId) {

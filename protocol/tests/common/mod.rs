@@ -91,6 +91,7 @@ impl Sim {
         refs.dedup();
         Payload {
             v: 1,
+            keys: None,
             case: Some(self.case()),
             author: me,
             seq,

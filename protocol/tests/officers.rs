@@ -1,0 +1,569 @@
+//! Entries of format version 2 (SPEC.md §5, §8.2 V19 to V24): signed by
+//! the officer or node key that acted, checked against the prefix of the
+//! author's key log each entry cites. Most tests are what a thief of a
+//! key, a careless operator or a hostile peer tries.
+
+use std::collections::BTreeMap;
+
+use custodia_protocol::bundle::{self, Bundle, Element};
+use custodia_protocol::keylog::{
+    key_of, Certify, KeyLog, KeyRole, KeyStatement, Officer, PublicKey, Revoke, RevokeReason,
+    Statement, StatementPayload,
+};
+use custodia_protocol::*;
+
+const T0: u64 = 1_795_000_000_000;
+const MINUTE: u64 = 60_000;
+
+fn id(n: u8) -> Identity {
+    Identity::from_seed([n; 32])
+}
+
+/// One agency: its root (the agency id), its key log, and the keys it
+/// certified.
+struct Agency {
+    root: Identity,
+    log: KeyLog,
+}
+
+impl Agency {
+    /// Root `n`, next root `n + 100`.
+    fn new(n: u8) -> Agency {
+        let root = id(n);
+        let s = KeyStatement::sign(&root, &StatementPayload::inception(&root, &id(n + 100), T0));
+        Agency {
+            log: KeyLog::from_inception(s).expect("inception"),
+            root,
+        }
+    }
+
+    fn agency(&self) -> AgencyId {
+        self.root.agency()
+    }
+
+    fn state(&mut self, dt: u64, st: Statement) {
+        let s = KeyStatement::sign(&self.root, &StatementPayload::after(&self.log, T0 + dt, st));
+        self.log.append(s).expect("statement");
+    }
+
+    fn certify(&mut self, key: &Identity, role: KeyRole, not_after: Option<u64>) -> u64 {
+        self.state(
+            0,
+            Statement::Certify(Certify {
+                key: PublicKey::ed25519(key_of(key)),
+                role,
+                officer: (role == KeyRole::Officer).then(|| Officer {
+                    name: "Insp. R. Santos".into(),
+                    number: "PNP-0042".into(),
+                }),
+                not_before: T0,
+                not_after,
+            }),
+        );
+        self.log.len()
+    }
+
+    fn revoke(&mut self, key: &Identity, reason: RevokeReason, effective: u64) -> u64 {
+        self.state(
+            0,
+            Statement::Revoke(Revoke {
+                key: key_of(key),
+                effective,
+                reason,
+            }),
+        );
+        self.log.len()
+    }
+}
+
+fn logs(agencies: &[&Agency]) -> BTreeMap<AgencyId, KeyLog> {
+    agencies
+        .iter()
+        .map(|a| (a.agency(), a.log.clone()))
+        .collect()
+}
+
+fn opened() -> CaseOpened {
+    CaseOpened {
+        title: "Operation Lantern".into(),
+        reference: "NBI-2026-0042".into(),
+        jurisdiction: Some("PH".into()),
+        name: "NBI Cybercrime Division".into(),
+        country: "PH".into(),
+    }
+}
+
+fn genesis(author: &Agency, officer: &Identity, keys: u64) -> Entry {
+    let p = Payload::genesis_v2(author.agency(), keys, T0, Tlp::Amber, opened());
+    Entry::sign(officer, &p)
+}
+
+/// The payload of `author`'s next entry in the case of `v`, made under
+/// `keys` statements of its log, dated `dt` after T0.
+fn next(v: &Validator, author: AgencyId, keys: u64, dt: u64, body: Body) -> Payload {
+    let seq = v.next_seq(&author);
+    let mut refs: Vec<EntryId> = v
+        .state()
+        .heads
+        .iter()
+        .filter(|(a, _)| **a != author)
+        .map(|(_, (_, id))| *id)
+        .collect();
+    refs.sort();
+    Payload {
+        v: FORMAT_VERSION_2,
+        keys: Some(keys),
+        case: v.case(),
+        author,
+        seq,
+        prev: seq.checked_sub(1).and_then(|s| v.at(&author, s)),
+        refs,
+        time: T0 + dt,
+        tlp: Tlp::Amber,
+        to: None,
+        body,
+    }
+}
+
+fn note(text: &str) -> Body {
+    Body::Note(Note {
+        text: text.into(),
+        item: None,
+    })
+}
+
+/// Alpha with officer 11 and node 12 certified, a case opened by the
+/// officer, bravo (officer 21, node 22) added.
+struct Case {
+    alpha: Agency,
+    bravo: Agency,
+    v: Validator,
+    officer: Identity,
+    node: Identity,
+    bravo_officer: Identity,
+}
+
+fn case() -> Case {
+    let mut alpha = Agency::new(1);
+    let mut bravo = Agency::new(2);
+    let (officer, node, bravo_officer) = (id(11), id(12), id(21));
+    alpha.certify(&officer, KeyRole::Officer, None);
+    alpha.certify(&node, KeyRole::Node, None);
+    bravo.certify(&bravo_officer, KeyRole::Officer, None);
+    bravo.certify(&id(22), KeyRole::Node, None);
+    let keys = logs(&[&alpha, &bravo]);
+    let mut v = Validator::new();
+    let g = genesis(&alpha, &officer, alpha.log.len());
+    v.apply_keyed(&g, T0, &keys)
+        .expect("genesis by a certified officer");
+    let add = next(
+        &v,
+        alpha.agency(),
+        alpha.log.len(),
+        MINUTE,
+        Body::MemberAdded(MemberAdded {
+            agency: bravo.agency(),
+            name: "BKA Cybercrime Unit".into(),
+            country: "DE".into(),
+            role: Role::Investigator,
+        }),
+    );
+    v.apply_keyed(&Entry::sign(&officer, &add), T0 + MINUTE, &keys)
+        .expect("member added");
+    Case {
+        alpha,
+        bravo,
+        v,
+        officer,
+        node,
+        bravo_officer,
+    }
+}
+
+fn refused(v: &mut Validator, e: &Entry, keys: &BTreeMap<AgencyId, KeyLog>) -> Rejection {
+    v.apply_keyed(e, T0 + 3_600_000, keys).expect_err("refused")
+}
+
+#[test]
+fn an_officer_signs_entries_a_node_signs_witnesses_and_each_names_its_key() {
+    let mut c = case();
+    let keys = logs(&[&c.alpha, &c.bravo]);
+    let p = next(
+        &c.v,
+        c.bravo.agency(),
+        c.bravo.log.len(),
+        2 * MINUTE,
+        note("seized"),
+    );
+    let e = Entry::sign(&c.bravo_officer, &p);
+    let again = Entry::decode(e.bytes()).expect("decodes, the signature checked by the kid");
+    assert_eq!(again.signer(), c.bravo_officer.agency());
+    assert_eq!(again.author(), c.bravo.agency());
+    assert_eq!(again.version(), 2);
+    c.v.apply_keyed(&again, T0 + 3 * MINUTE, &keys)
+        .expect("valid");
+    let heads = vec![Head(c.bravo.agency(), 0, again.id())];
+    let w = next(
+        &c.v,
+        c.alpha.agency(),
+        c.alpha.log.len(),
+        3 * MINUTE,
+        Body::Witness(Witness { heads }),
+    );
+    c.v.apply_keyed(&Entry::sign(&c.node, &w), T0 + 4 * MINUTE, &keys)
+        .expect("a witness by the node key");
+}
+
+#[test]
+fn a_key_the_log_does_not_certify_signs_nothing() {
+    let mut c = case();
+    let keys = logs(&[&c.alpha, &c.bravo]);
+    let stranger = id(99);
+    let p = next(
+        &c.v,
+        c.alpha.agency(),
+        c.alpha.log.len(),
+        2 * MINUTE,
+        note("x"),
+    );
+    let r = refused(&mut c.v, &Entry::sign(&stranger, &p), &keys);
+    assert_eq!((r.rule(), r.class()), (21, "uncertified-key"), "{r}");
+    // The root signs key statements only, never entries.
+    let r = refused(&mut c.v, &Entry::sign(&c.alpha.root, &p), &keys);
+    assert_eq!(r.class(), "uncertified-key", "{r}");
+    assert!(r.to_string().contains("root"), "{r}");
+    // Another agency's officer cannot sign as alpha.
+    let r = refused(&mut c.v, &Entry::sign(&c.bravo_officer, &p), &keys);
+    assert_eq!(r.class(), "uncertified-key", "{r}");
+}
+
+#[test]
+fn a_key_certified_after_the_cited_prefix_is_not_certified_there() {
+    let mut c = case();
+    let later = id(13);
+    let before = c.alpha.log.len();
+    c.alpha.certify(&later, KeyRole::Officer, None);
+    let keys = logs(&[&c.alpha, &c.bravo]);
+    let p = next(&c.v, c.alpha.agency(), before, 2 * MINUTE, note("x"));
+    let r = refused(&mut c.v, &Entry::sign(&later, &p), &keys);
+    assert_eq!(r.class(), "uncertified-key", "{r}");
+    let p = next(
+        &c.v,
+        c.alpha.agency(),
+        c.alpha.log.len(),
+        2 * MINUTE,
+        note("x"),
+    );
+    c.v.apply_keyed(&Entry::sign(&later, &p), T0 + 3 * MINUTE, &keys)
+        .expect("under the prefix that certifies it");
+}
+
+#[test]
+fn each_role_signs_its_own_kind_of_entry() {
+    let mut c = case();
+    let keys = logs(&[&c.alpha, &c.bravo]);
+    let p = next(
+        &c.v,
+        c.alpha.agency(),
+        c.alpha.log.len(),
+        2 * MINUTE,
+        note("x"),
+    );
+    let r = refused(&mut c.v, &Entry::sign(&c.node, &p), &keys);
+    assert_eq!((r.rule(), r.class()), (23, "key-role"), "{r}");
+    let heads = vec![Head(
+        c.alpha.agency(),
+        1,
+        c.v.at(&c.alpha.agency(), 1).expect("held"),
+    )];
+    let w = next(
+        &c.v,
+        c.bravo.agency(),
+        c.bravo.log.len(),
+        2 * MINUTE,
+        Body::Witness(Witness { heads }),
+    );
+    let r = refused(&mut c.v, &Entry::sign(&c.bravo_officer, &w), &keys);
+    assert_eq!(r.class(), "key-role", "{r}");
+}
+
+#[test]
+fn a_key_revoked_in_the_cited_prefix_signs_nothing_whatever_the_reason() {
+    for reason in [
+        RevokeReason::Retired,
+        RevokeReason::Lost,
+        RevokeReason::Compromised,
+    ] {
+        let mut c = case();
+        // Effective in the future: the cited prefix holds the revocation,
+        // which is enough.
+        c.alpha.revoke(&c.officer, reason, T0 + 3_600_000);
+        let keys = logs(&[&c.alpha, &c.bravo]);
+        let p = next(
+            &c.v,
+            c.alpha.agency(),
+            c.alpha.log.len(),
+            2 * MINUTE,
+            note("x"),
+        );
+        let r = refused(&mut c.v, &Entry::sign(&c.officer, &p), &keys);
+        assert_eq!(
+            (r.rule(), r.class()),
+            (22, "revoked-key"),
+            "{reason:?}: {r}"
+        );
+    }
+}
+
+#[test]
+fn an_entry_dated_outside_its_keys_validity_is_refused() {
+    let mut c = case();
+    let brief = id(14);
+    c.alpha
+        .certify(&brief, KeyRole::Officer, Some(T0 + 10 * MINUTE));
+    let keys = logs(&[&c.alpha, &c.bravo]);
+    let p = next(
+        &c.v,
+        c.alpha.agency(),
+        c.alpha.log.len(),
+        11 * MINUTE,
+        note("x"),
+    );
+    let r = refused(&mut c.v, &Entry::sign(&brief, &p), &keys);
+    assert_eq!((r.rule(), r.class()), (24, "key-validity"), "{r}");
+    let mut early = next(&c.v, c.alpha.agency(), c.alpha.log.len(), 0, note("x"));
+    early.time = T0 - MINUTE;
+    let r = refused(&mut c.v, &Entry::sign(&brief, &early), &keys);
+    assert_eq!(r.class(), "key-validity", "{r}");
+}
+
+#[test]
+fn an_entry_made_under_statements_not_held_waits_for_them() {
+    let mut c = case();
+    let fresh = id(15);
+    let held = logs(&[&c.alpha, &c.bravo]);
+    c.alpha.certify(&fresh, KeyRole::Officer, None);
+    let p = next(
+        &c.v,
+        c.alpha.agency(),
+        c.alpha.log.len(),
+        2 * MINUTE,
+        note("x"),
+    );
+    let e = Entry::sign(&fresh, &p);
+    let r = refused(&mut c.v, &e, &held);
+    assert_eq!((r.rule(), r.class()), (20, "key-log-pending"), "{r}");
+    assert_eq!(r.kind.receiver_class(), ReceiverClass::OutOfOrder);
+    assert!(r.kind.is_transient());
+    // Without any key log, too.
+    let r = c.v.apply(&e, T0 + 3 * MINUTE).expect_err("no key logs");
+    assert_eq!(r.class(), "key-log-pending", "{r}");
+    // Once the statement arrives, the same entry is accepted.
+    let now = logs(&[&c.alpha, &c.bravo]);
+    c.v.apply_keyed(&e, T0 + 3 * MINUTE, &now)
+        .expect("accepted once the statement is held");
+}
+
+#[test]
+fn a_case_keeps_the_format_version_of_its_genesis() {
+    let mut c = case();
+    let keys = logs(&[&c.alpha, &c.bravo]);
+    let mut p = next(
+        &c.v,
+        c.alpha.agency(),
+        c.alpha.log.len(),
+        2 * MINUTE,
+        note("x"),
+    );
+    p.v = FORMAT_VERSION;
+    p.keys = None;
+    // A version 1 entry, signed by the agency key, in a version 2 case.
+    let r = refused(&mut c.v, &Entry::sign(&c.alpha.root, &p), &keys);
+    assert_eq!((r.rule(), r.class()), (19, "version-mismatch"), "{r}");
+
+    // A version 2 entry in a version 1 case.
+    let alpha = Agency::new(1);
+    let mut v1 = Validator::new();
+    let g = Entry::sign(
+        &alpha.root,
+        &Payload::genesis(alpha.agency(), T0, Tlp::Amber, opened()),
+    );
+    v1.apply(&g, T0).expect("genesis");
+    let mut a = alpha;
+    let officer = id(11);
+    a.certify(&officer, KeyRole::Officer, None);
+    let keys = logs(&[&a]);
+    let p = next(&v1, a.agency(), a.log.len(), MINUTE, note("x"));
+    let r = refused(&mut v1, &Entry::sign(&officer, &p), &keys);
+    assert_eq!(r.class(), "version-mismatch", "{r}");
+}
+
+/// Replaces the protected header's alg byte (offset 6: tag, array, bstr
+/// head of two bytes, map head, label 1) and re-signs with `signer`.
+fn with_alg(e: &Entry, alg: u8, signer: &Identity) -> Vec<u8> {
+    let mut b = e.bytes().to_vec();
+    assert_eq!(&b[4..6], &[0xa3, 0x01]);
+    b[6] = alg;
+    let protected = &b[2..76];
+    let payload_start = 77;
+    let payload_end = b.len() - 66;
+    let msg = [
+        &b"\x84\x6aSignature1"[..],
+        protected,
+        &[0x40],
+        &b[payload_start..payload_end],
+    ]
+    .concat();
+    let sig = signer.sign(&msg);
+    let n = b.len();
+    b[n - 64..].copy_from_slice(&sig);
+    b
+}
+
+#[test]
+fn the_bytes_of_a_version_2_entry_are_checked_like_any_other() {
+    let c = case();
+    let p = next(
+        &c.v,
+        c.alpha.agency(),
+        c.alpha.log.len(),
+        2 * MINUTE,
+        note("x"),
+    );
+    let e = Entry::sign(&c.officer, &p);
+    // alg -8 with version 2, and -19 with version 1: V4.
+    let r = Entry::decode(&with_alg(&e, 0x27, &c.officer)).expect_err("alg -8");
+    assert_eq!(r.class(), "bad-header", "{r}");
+    let v1 = Entry::sign(&c.alpha.root, &{
+        let mut p = p.clone();
+        p.v = 1;
+        p.keys = None;
+        p
+    });
+    let r = Entry::decode(&with_alg(&v1, 0x32, &c.alpha.root)).expect_err("alg -19");
+    assert_eq!(r.class(), "bad-header", "{r}");
+    // "keys" belongs to version 2 only, and counts at least the inception.
+    for (v, keys) in [
+        (FORMAT_VERSION_2, None),
+        (FORMAT_VERSION_2, Some(0)),
+        (1, Some(3)),
+    ] {
+        let mut q = p.clone();
+        q.v = v;
+        q.keys = keys;
+        let signer = if v == 1 { &c.alpha.root } else { &c.officer };
+        let r = Entry::decode(Entry::sign(signer, &q).bytes()).expect_err("schema");
+        assert_eq!(r.class(), "schema", "v {v} keys {keys:?}: {r}");
+    }
+    // The signature is the kid's: signed by another key, it fails V8.
+    let mut forged = e.bytes().to_vec();
+    let n = forged.len();
+    forged[n - 64..].copy_from_slice(&id(99).sign(b"anything"));
+    let r = Entry::decode(&forged).expect_err("bad signature");
+    assert_eq!(r.class(), "bad-signature", "{r}");
+    // A batch gives the single verdicts.
+    let batch = Entry::decode_many(&[e.bytes(), &forged]);
+    assert!(batch[0].is_ok());
+    assert_eq!(
+        batch[1].as_ref().expect_err("forged").class(),
+        "bad-signature"
+    );
+    // The strict decoder and the fast path agree.
+    let strict = Entry::decode_unverified_strict(e.bytes()).expect("strict");
+    assert_eq!(strict.signer(), c.officer.agency());
+}
+
+#[test]
+fn a_node_that_learnt_of_a_revocation_refuses_new_entries_dated_after_it() {
+    let mut c = case();
+    // The officer writes, then the key is reported compromised.
+    let p = next(
+        &c.v,
+        c.alpha.agency(),
+        c.alpha.log.len(),
+        2 * MINUTE,
+        note("before"),
+    );
+    let before = Entry::sign(&c.officer, &p);
+    let cited = c.alpha.log.len();
+    c.alpha
+        .revoke(&c.officer, RevokeReason::Compromised, T0 + 5 * MINUTE);
+    let keys = logs(&[&c.alpha, &c.bravo]);
+    // Dated before the effective time, under a prefix without the
+    // revocation: valid by the rules, and taken.
+    assert_eq!(refuse_revoked(&before, &keys), Ok(()));
+    c.v.apply_keyed(&before, T0 + 3 * MINUTE, &keys)
+        .expect("valid");
+    // A thief writes after the effective time under the old prefix: valid
+    // by the rules of the prefix it cites, refused by a node that holds
+    // the revocation.
+    let p = next(&c.v, c.alpha.agency(), cited, 6 * MINUTE, note("after"));
+    let after = Entry::sign(&c.officer, &p);
+    let r = refuse_revoked(&after, &keys).expect_err("refused as new");
+    assert_eq!((r.rule(), r.class()), (22, "revoked-key"), "{r}");
+    // A store reloading what it accepted, or a verifier, judges by the
+    // cited prefix: the same entry is not refused there.
+    let mut reload = c.v.clone();
+    reload
+        .apply_keyed(&after, T0 + 7 * MINUTE, &keys)
+        .expect("valid under the prefix it cites");
+}
+
+#[test]
+fn a_bundle_of_a_version_2_case_verifies_with_its_key_logs_and_not_without() {
+    let mut c = case();
+    let keys = logs(&[&c.alpha, &c.bravo]);
+    let mut rows = Vec::new();
+    for (who, body) in [(1, note("seized")), (0, note("examined"))] {
+        let (agency, log_len, signer) = if who == 1 {
+            (c.bravo.agency(), c.bravo.log.len(), &c.bravo_officer)
+        } else {
+            (c.alpha.agency(), c.alpha.log.len(), &c.officer)
+        };
+        let p = next(&c.v, agency, log_len, (2 + who) * MINUTE, body);
+        let e = Entry::sign(signer, &p);
+        c.v.apply_keyed(&e, T0 + 5 * MINUTE, &keys).expect("valid");
+        rows.push(e);
+    }
+    let all: Vec<Entry> = {
+        let mut ids = Vec::new();
+        for a in [c.alpha.agency(), c.bravo.agency()] {
+            for s in 0..c.v.next_seq(&a) {
+                ids.push(c.v.at(&a, s).expect("held"));
+            }
+        }
+        let mut es: Vec<Entry> = ids
+            .iter()
+            .map(|i| c.v.entry(i).expect("kept").clone())
+            .collect();
+        // Genesis first, then in the order written (by time).
+        es.sort_by_key(|e| e.payload().time);
+        es
+    };
+    let elements: Vec<Element<'_>> = all.iter().map(|e| Element::Entry(e.bytes())).collect();
+    let export = |with: &[KeyLog]| {
+        bundle::export(
+            &c.alpha.root,
+            &c.v,
+            &elements,
+            &[],
+            with,
+            T0 + 10 * MINUTE,
+            None,
+        )
+        .expect("exports")
+    };
+    let good = export(&[c.alpha.log.clone(), c.bravo.log.clone()]);
+    let report = bundle::verify(&Bundle::decode(&good).expect("decodes"), None);
+    assert!(report.is_valid(), "{}", report.verdict());
+    // Without bravo's log, its entries cannot be checked: the bundle is
+    // not valid, and says which rule.
+    let partial = export(&[c.alpha.log.clone()]);
+    let report = bundle::verify(&Bundle::decode(&partial).expect("decodes"), None);
+    assert!(!report.is_valid());
+    assert!(
+        report.problems.iter().any(|p| p.class == "key-log-pending"),
+        "{:?}",
+        report.problems.iter().map(|p| p.class).collect::<Vec<_>>()
+    );
+}
