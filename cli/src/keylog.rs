@@ -185,6 +185,81 @@ fn root_signer(
     Ok(signer)
 }
 
+/// Writes a new key file at `key_out` and certifies its key in the key
+/// log: an officer's when `officer` is given, else the node's. The file is
+/// removed again if the statement is refused.
+fn certify(
+    dir: &Path,
+    officer: Option<Officer>,
+    key_out: &Path,
+    no_passphrase: bool,
+    root: Option<&KeyRef>,
+    tokens: &Tokens,
+) -> anyhow::Result<(custodia_protocol::Identity, KeyStatement)> {
+    let mut l = passphrase::open(dir)?;
+    let root = root_signer(&l, root, tokens)?;
+    let key_ref = KeyRef::File(key_out.to_owned());
+    let pass = new_key_passphrase(&key_ref, no_passphrase)?;
+    let key = custodia_node::create_key_file_with(key_out, pass.as_ref())?;
+    let st = Statement::Certify(Certify {
+        key: PublicKey::ed25519(key_of(&key)),
+        role: if officer.is_some() {
+            KeyRole::Officer
+        } else {
+            KeyRole::Node
+        },
+        officer,
+        not_before: custodia_node::now_ms(),
+        not_after: None,
+    });
+    match l.add_key_statement_with(root.as_ref().map(Signer::as_signer), st) {
+        Ok(s) => Ok((key, s)),
+        Err(e) => {
+            let _ = std::fs::remove_file(key_out);
+            Err(e.into())
+        }
+    }
+}
+
+/// `key certify-node [--out FILE] [--root KEY]`: the key that signs the
+/// witnesses of cases of format version 2 (SPEC.md §5.7), written where
+/// the node reads it (`node.key` in its directory) unless `--out` says
+/// otherwise.
+pub(crate) fn certify_node(
+    dir: &Path,
+    key_out: Option<&Path>,
+    no_passphrase: bool,
+    root: Option<&KeyRef>,
+    tokens: &Tokens,
+    out: &Out,
+) -> anyhow::Result<()> {
+    let path = key_out.map_or_else(|| dir.join(custodia_node::NODE_KEY_FILE), Path::to_owned);
+    if path.exists() {
+        return Err(LocalError::Usage(format!(
+            "{} exists: a node has one node key. To replace it (lost, stolen or due), revoke the old key with `custodia key revoke KEY --reason ...`, move the file away, and run certify-node again",
+            path.display()
+        ))
+        .into());
+    }
+    let (key, s) = certify(dir, None, &path, no_passphrase, root, tokens)?;
+    out.record(
+        &format!(
+            "Certified node key {} (statement #{}), written to {}.\nThe node signs the witnesses of cases of format version 2 with it from its next start.",
+            key_of(&key),
+            s.seq(),
+            path.display()
+        ),
+        serde_json::json!({
+            "key": key_of(&key).to_hex(),
+            "role": "node",
+            "seq": s.seq(),
+            "statement": s.id().to_hex(),
+            "key_file": path,
+        }),
+    );
+    Ok(())
+}
+
 /// `key certify-officer --name --number --out FILE [--root KEY]`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn certify_officer(
@@ -197,28 +272,11 @@ pub(crate) fn certify_officer(
     tokens: &Tokens,
     out: &Out,
 ) -> anyhow::Result<()> {
-    let mut l = passphrase::open(dir)?;
-    let root = root_signer(&l, root, tokens)?;
-    let key_ref = KeyRef::File(key_out.to_owned());
-    let pass = new_key_passphrase(&key_ref, no_passphrase)?;
-    let officer = custodia_node::create_key_file_with(key_out, pass.as_ref())?;
-    let st = Statement::Certify(Certify {
-        key: PublicKey::ed25519(key_of(&officer)),
-        role: KeyRole::Officer,
-        officer: Some(Officer {
-            name: name.to_owned(),
-            number: number.to_owned(),
-        }),
-        not_before: custodia_node::now_ms(),
-        not_after: None,
-    });
-    let s = match l.add_key_statement_with(root.as_ref().map(Signer::as_signer), st) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = std::fs::remove_file(key_out);
-            return Err(e.into());
-        }
+    let officer = Officer {
+        name: name.to_owned(),
+        number: number.to_owned(),
     };
+    let (officer, s) = certify(dir, Some(officer), key_out, no_passphrase, root, tokens)?;
     out.record(
         &format!(
             "Certified officer {} ({}) with key {} (statement #{}).\nThe officer's key file is {}: hand it to the officer.",

@@ -70,6 +70,19 @@ struct Cli {
     /// it: CUSTODIA_PASSPHRASE, else the terminal.
     #[arg(long, global = true, value_name = "N")]
     passphrase_fd: Option<u32>,
+    /// Act as this officer: the officer's key file, certified by `custodia key
+    /// certify-officer`. What the command writes is signed by the officer's key
+    /// (entries of format version 2, which name the officer in every report);
+    /// `case open --as` opens a case whose every entry is signed by an officer.
+    /// An encrypted key file is unlocked with the same passphrase sources.
+    #[arg(
+        long = "as",
+        global = true,
+        env = "CUSTODIA_OFFICER_KEY",
+        value_name = "FILE",
+        value_hint = clap::ValueHint::FilePath
+    )]
+    officer: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -309,6 +322,24 @@ enum KeyCommand {
         #[arg(long)]
         no_passphrase: bool,
     },
+    /// Certify the node's key: a new key, written to node.key in the node directory (or
+    /// --out), and a statement in the key log giving it the role node. The node signs the
+    /// witnesses of cases of format version 2 (cases opened with --as) with it.
+    ///
+    /// Example: custodia --dir ./nbi key certify-node
+    CertifyNode {
+        /// Where to write the node's new key (default: node.key in the node directory,
+        /// where the node reads it).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Write the new key file unencrypted.
+        #[arg(long)]
+        no_passphrase: bool,
+        /// The root in force, if it is no longer the agency key (after `key rotate-root`): its
+        /// key file, or pkcs11:token=LABEL;object=LABEL.
+        #[arg(long, value_name = "FILE|URI", value_parser = token::KeyRef::parse)]
+        root: Option<token::KeyRef>,
+    },
     /// Certify an officer: a new key for the officer, written to FILE, and a statement in
     /// the key log naming the officer and service number, signed by the root.
     ///
@@ -443,6 +474,7 @@ fn main() -> ExitCode {
     // `node run` logs an unencrypted key itself; JSON output stays JSON.
     let is_node = matches!(cli.command, Command::Node(_));
     passphrase::set(cli.passphrase_fd, !cli.json && !is_node);
+    passphrase::set_officer(cli.officer.clone());
     // The demo uses --dir only when it is given on the command line: a
     // CUSTODIA_DIR naming a real node must not receive demo nodes.
     let dir_given = matches.value_source("dir") == Some(ValueSource::CommandLine);
@@ -734,6 +766,18 @@ The old unencrypted file's blocks may remain on the disk until reused.",
             &name,
             &number,
             &key_out,
+            no_passphrase,
+            root.as_ref(),
+            &tokens,
+            out,
+        )?,
+        KeyCommand::CertifyNode {
+            out: key_out,
+            no_passphrase,
+            root,
+        } => keylog::certify_node(
+            d,
+            key_out.as_deref(),
             no_passphrase,
             root.as_ref(),
             &tokens,

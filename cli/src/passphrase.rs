@@ -34,9 +34,23 @@ pub(crate) fn source() -> &'static Source {
     SOURCE.get_or_init(|| Source::new(None, false))
 }
 
-/// Opens the node directory, unlocking its key with this run's sources.
+/// The officer's key file of this run (`--as`), set once by `main`.
+static OFFICER: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+
+/// Sets this run's officer key file (the first call wins).
+pub(crate) fn set_officer(path: Option<std::path::PathBuf>) {
+    let _ = OFFICER.set(path);
+}
+
+/// Opens the node directory, unlocking its key with this run's sources;
+/// with `--as FILE`, the officer's key too, and acts as that officer.
 pub(crate) fn open(dir: &Path) -> Result<custodia_node::Local, custodia_node::LocalError> {
-    custodia_node::Local::open_with(dir, source())
+    let mut l = custodia_node::Local::open_with(dir, source())?;
+    if let Some(path) = OFFICER.get().and_then(Option::as_ref) {
+        let officer = custodia_node::read_key_file_with(path, source())?;
+        l.act_as(officer)?;
+    }
+    Ok(l)
 }
 
 /// Reads the node's configuration and identity, unlocking its key with

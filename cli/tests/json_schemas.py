@@ -313,6 +313,15 @@ def scenario(c, work):
     c.run("manila", "key", "start", "--next-key", p("manila-next-root.key"), "--no-passphrase")
     officer = c.run("manila", "key", "certify-officer", "--name", "Insp. R. Santos", "--number", "PNP-0042",
                     "--out", p("santos.key"), "--no-passphrase")["key"]
+    c.run("manila", "key", "certify-node", "--no-passphrase")
+    # A case of format version 2: opened and written by the officer (--as,
+    # here through CUSTODIA_OFFICER_KEY); without it the agency key may not
+    # write in it (exit 2).
+    santos = {"CUSTODIA_OFFICER_KEY": p("santos.key")}
+    v2 = c.run("manila", "case", "open", "--title", "Operation Lantern II", "--reference",
+               "MCU-2026-0043", "--tlp", "amber", env=santos)["case"]
+    c.run("manila", "case", "show", v2, env=santos)
+    c.run("manila", "case", "share", v2, "--with", "berlin", "--role", "examiner", code=2)
     c.run("manila", "key", "revoke", officer, "--reason", "lost")
     c.run("manila", "key", "rotate-root", "--root", p("manila-next-root.key"),
           "--next-key", p("manila-next-root-2.key"), "--no-passphrase")

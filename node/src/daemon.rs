@@ -93,6 +93,10 @@ struct Inner {
     dir: PathBuf,
     me: AgencyId,
     identity: Identity,
+    /// The node key (`node.key`, certified with role node in the agency's
+    /// key log): it signs the witnesses of cases of format version 2
+    /// (SPEC.md §5.7). Without it, such cases get no witness from here.
+    node_key: Option<Identity>,
     store: Mutex<Store>,
     pins: PinSet,
     peers: Mutex<Vec<crate::config::Peer>>,
@@ -290,6 +294,12 @@ pub async fn start_with(
         warn!(key = %key_path.display(), "the identity key file is not encrypted: anyone who can read it can sign as this agency; encrypt it with `custodia key protect` (the node then needs its passphrase to start)");
     }
     let identity = loaded.identity;
+    let node_key_path = dir.join(crate::local::NODE_KEY_FILE);
+    let node_key = if node_key_path.exists() {
+        Some(keyfile::read_with(&node_key_path, source)?)
+    } else {
+        None
+    };
     let store_path = config.store_path(dir);
     let store = tokio::task::spawn_blocking(move || Store::open(&store_path))
         .await
@@ -357,6 +367,7 @@ pub async fn start_with(
         dir: dir.to_owned(),
         me,
         identity,
+        node_key,
         store: Mutex::new(store),
         pins,
         peers: Mutex::new(Vec::new()),
@@ -710,7 +721,18 @@ async fn write_due_witnesses(inner: &Arc<Inner>) {
             let tlp = if tlp == Tlp::Red { Tlp::Amber } else { tlp };
             let mut draft = Draft::new(tlp, Body::Witness(Witness { heads }));
             draft.refs.clear();
-            Some(store.author(&i.identity, Some(case), draft, now_ms()))
+            // A case of format version 2 is witnessed with the node key.
+            let signer = match (v.version(), &i.node_key) {
+                (Some(custodia_protocol::FORMAT_VERSION_2), Some(k)) => {
+                    crate::Signer::certified(i.me, k)
+                }
+                (Some(custodia_protocol::FORMAT_VERSION_2), None) => {
+                    debug!(case = %case, "no node key (node.key): a case of format version 2 is not witnessed");
+                    return None;
+                }
+                _ => crate::Signer::from(&i.identity),
+            };
+            Some(store.author(signer, Some(case), draft, now_ms()))
         })
         .await;
         match result {

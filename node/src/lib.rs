@@ -44,11 +44,11 @@ pub use keys::KeyFork;
 pub use local::{
     change_passphrase, evidence_files, load_config, open_config, open_config_with, protect_key,
     CustodyInfo, CustodyWritten, EvidenceCheck, EvidenceFile, EvidenceInfo, KnownAgency, Local,
-    LocalError, Registered, TimelineRow, DEFAULT_LISTEN, KEY_FILE,
+    LocalError, Registered, TimelineRow, DEFAULT_LISTEN, KEY_FILE, NODE_KEY_FILE,
 };
 pub use pkcs11::{Pkcs11Module, TokenError, TokenKey, TokenUri, PKCS11_SCHEME};
 pub use store::{
     check as check_items, BackupInfo, BatchOutcome, Checked, Draft, Problem, Quarantined, Row,
-    RowHead, Store, StoreError, SCHEMA_VERSION,
+    RowHead, Signer, Store, StoreError, SCHEMA_VERSION,
 };
 pub use tls::{client_config, PinSet, TlsError, ALPN, SERVER_NAME};

@@ -27,6 +27,10 @@ use custodia_protocol::{KeyDigest, KeyId};
 
 /// The identity key file of a new node, in its directory.
 pub const KEY_FILE: &str = "identity.key";
+/// The node key file, in the node's directory: a key the agency's key log
+/// certifies with role node (`custodia key certify-node`), which signs the
+/// witnesses of cases of format version 2. Optional.
+pub const NODE_KEY_FILE: &str = "node.key";
 
 /// Default listening address of a new node.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
@@ -99,6 +103,9 @@ pub struct Local {
     dir: PathBuf,
     config: Config,
     identity: Identity,
+    /// The officer who acts (`--as`): entries are then of format version 2,
+    /// signed by the officer's key (SPEC.md §5.7).
+    officer: Option<Identity>,
     store: Store,
 }
 
@@ -171,6 +178,7 @@ impl Local {
                 dir: dir.to_owned(),
                 config,
                 identity,
+                officer: None,
                 store,
             }),
             Err(e) => {
@@ -202,6 +210,7 @@ impl Local {
             dir: dir.to_owned(),
             config,
             identity,
+            officer: None,
             store,
         })
     }
@@ -277,8 +286,18 @@ impl Local {
             dir: dir.to_owned(),
             config,
             identity: loaded.identity,
+            officer: None,
             store,
         })
+    }
+}
+
+/// The signer of an agency key and the officer acting, if any (a free
+/// function so that callers can borrow the store mutably beside it).
+fn signer_of<'k>(agency: &'k Identity, officer: Option<&'k Identity>) -> crate::Signer<'k> {
+    match officer {
+        Some(o) => crate::Signer::certified(agency.agency(), o),
+        None => crate::Signer::from(agency),
     }
 }
 
@@ -449,9 +468,12 @@ impl Local {
         case: &CaseId,
         drafts: Vec<Draft>,
     ) -> Result<Vec<Entry>, LocalError> {
-        Ok(self
-            .store
-            .author_many(&self.identity, Some(*case), drafts, now_ms())?)
+        Ok(self.store.author_many(
+            signer_of(&self.identity, self.officer.as_ref()),
+            Some(*case),
+            drafts,
+            now_ms(),
+        )?)
     }
 
     /// Releases this node's hold on a case (SPEC.md §9.14), with the
@@ -644,6 +666,44 @@ impl Local {
         Ok((s, superseded))
     }
 
+    /// Acts as an officer from now on: what this directory writes is
+    /// signed by the officer's key, certified in the agency's key log, in
+    /// entries of format version 2 (SPEC.md §5.7). Refused if the agency's
+    /// log, as held, does not certify the key as an officer's now.
+    pub fn act_as(&mut self, officer: Identity) -> Result<(), LocalError> {
+        let key = keylog::key_of(&officer);
+        let log = self.key_log()?.ok_or_else(|| {
+            LocalError::Refused(
+                "this agency has no key log, so no officer of it is certified: start one with `custodia key start`, then `custodia key certify-officer`".into(),
+            )
+        })?;
+        match log.status(&key, log.len()) {
+            keylog::KeyStatus::Certified { certify, .. }
+                if certify.role == keylog::KeyRole::Officer =>
+            {
+                self.officer = Some(officer);
+                Ok(())
+            }
+            keylog::KeyStatus::Certified { .. } => Err(LocalError::Refused(format!(
+                "key {key} is certified as this agency's node key, not an officer's: pass an officer's key file with --as"
+            ))),
+            keylog::KeyStatus::Revoked { revoke, .. } => Err(LocalError::Refused(format!(
+                "the officer key {key} was revoked ({}, effective {}): it signs nothing more",
+                revoke.reason.as_str(),
+                custodia_protocol::utc::iso_seconds(revoke.effective)
+            ))),
+            _ => Err(LocalError::Refused(format!(
+                "key {key} is not an officer key of this agency: `custodia key log` lists the certified keys"
+            ))),
+        }
+    }
+
+    /// Who signs what this directory writes: the officer acting, or the
+    /// agency's own key.
+    pub fn signer(&self) -> crate::Signer<'_> {
+        signer_of(&self.identity, self.officer.as_ref())
+    }
+
     /// This node's agency id.
     pub fn me(&self) -> AgencyId {
         self.identity.agency()
@@ -814,9 +874,12 @@ impl Local {
             name: self.config.agency.name.clone(),
             country: self.config.agency.country.clone(),
         });
-        Ok(self
-            .store
-            .author(&self.identity, None, Draft::new(tlp, body), now_ms())?)
+        Ok(self.store.author(
+            signer_of(&self.identity, self.officer.as_ref()),
+            None,
+            Draft::new(tlp, body),
+            now_ms(),
+        )?)
     }
 
     /// The case's handling label, for entries written into it.
@@ -829,9 +892,12 @@ impl Local {
 
     /// Writes an entry into a case.
     pub fn write(&mut self, case: &CaseId, draft: Draft) -> Result<Entry, LocalError> {
-        Ok(self
-            .store
-            .author(&self.identity, Some(*case), draft, now_ms())?)
+        Ok(self.store.author(
+            signer_of(&self.identity, self.officer.as_ref()),
+            Some(*case),
+            draft,
+            now_ms(),
+        )?)
     }
 
     /// Shares a case with an agency.
@@ -1276,7 +1342,12 @@ impl Local {
         }
         let mut entries = self
             .store
-            .author_many(&self.identity, Some(*case), drafts, now_ms())?
+            .author_many(
+                signer_of(&self.identity, self.officer.as_ref()),
+                Some(*case),
+                drafts,
+                now_ms(),
+            )?
             .into_iter();
         let mut out = Vec::with_capacity(regs.len());
         for (path, item) in regs {
@@ -1470,7 +1541,12 @@ impl Local {
         }
         let mut entries = self
             .store
-            .author_many(&self.identity, Some(case), drafts, now_ms())?
+            .author_many(
+                signer_of(&self.identity, self.officer.as_ref()),
+                Some(case),
+                drafts,
+                now_ms(),
+            )?
             .into_iter();
         let entry = entries
             .next()

@@ -89,6 +89,52 @@ const MIGRATIONS: &[&str] = &[
     crate::keys::FORKS_MIGRATION,
 ];
 
+/// Who signs what this node's agency writes: the agency's own key, which
+/// writes entries of format version 1, or a key the agency's key log
+/// certifies (an officer's), which writes entries of format version 2 in
+/// the agency's name (SPEC.md §5.7).
+#[derive(Clone, Copy)]
+pub struct Signer<'k> {
+    /// The author: the agency id.
+    pub agency: AgencyId,
+    /// The key that signs.
+    pub key: &'k Identity,
+}
+
+impl<'k> Signer<'k> {
+    /// A key the agency's log certifies, acting for `agency`.
+    pub fn certified(agency: AgencyId, key: &'k Identity) -> Self {
+        Signer { agency, key }
+    }
+
+    /// The format version this signer writes.
+    pub fn version(&self) -> u64 {
+        if self.key.agency() == self.agency {
+            FORMAT_VERSION
+        } else {
+            custodia_protocol::FORMAT_VERSION_2
+        }
+    }
+}
+
+impl<'k> From<&'k Identity> for Signer<'k> {
+    fn from(key: &'k Identity) -> Self {
+        Signer {
+            agency: key.agency(),
+            key,
+        }
+    }
+}
+
+impl std::fmt::Debug for Signer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("agency", &self.agency)
+            .field("key", &self.key.agency())
+            .finish()
+    }
+}
+
 /// A store failure. Validation refusals are not errors of the store: they
 /// are reported in [`BatchOutcome`].
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +175,11 @@ pub enum StoreError {
         /// The position signed twice.
         seq: u64,
     },
+    /// The key offered to sign does not fit the case: a certified key in a
+    /// case of format version 1, the agency's key in one of version 2, or
+    /// no key log to certify it.
+    #[error("{0}")]
+    Signer(String),
     /// The key log changed between reading it and writing a statement
     /// over it; nothing was written.
     #[error("store {path}: the key log changed while this statement was being made (a partner's statements arrived, or another command wrote one); nothing was written: run the command again")]
@@ -949,6 +1000,16 @@ impl Store {
         if rev == self.key_revision {
             return Ok(false);
         }
+        self.key_logs = self.read_key_logs()?;
+        self.key_revision = rev;
+        Ok(true)
+    }
+
+    /// Every key log in the store, read and checked afresh; a log that
+    /// fails its checks is left out and logged.
+    fn read_key_logs(
+        &self,
+    ) -> Result<BTreeMap<AgencyId, custodia_protocol::keylog::KeyLog>, StoreError> {
         let mut logs = BTreeMap::new();
         for agency in crate::keys::agencies(&self.conn).map_err(|e| self.sql(e))? {
             match self.key_log(&agency) {
@@ -962,9 +1023,7 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        self.key_logs = logs;
-        self.key_revision = rev;
-        Ok(true)
+        Ok(logs)
     }
 
     /// The key log held of `agency`, as last loaded (the node's view; see
@@ -1271,31 +1330,34 @@ impl Store {
     }
 
     /// Writes a new entry by this node's agency. `case` is None to open a
-    /// new case (the draft's body must then be case-opened).
-    pub fn author(
+    /// new case (the draft's body must then be case-opened). `signer` is
+    /// the agency's key ([`Signer::from`] an [`Identity`]: format version
+    /// 1) or a key its log certifies ([`Signer::certified`]: version 2).
+    pub fn author<'k>(
         &mut self,
-        me: &Identity,
+        signer: impl Into<Signer<'k>>,
         case: Option<CaseId>,
         draft: Draft,
         now_ms: u64,
     ) -> Result<Entry, StoreError> {
-        let mut out = self.author_many(me, case, vec![draft], now_ms)?;
+        let mut out = self.author_many(signer, case, vec![draft], now_ms)?;
         out.pop()
             .ok_or(StoreError::UnknownCase(case.unwrap_or(EntryId([0; 32]))))
     }
 
     /// Writes several entries by this node's agency in one transaction.
-    pub fn author_many(
+    pub fn author_many<'k>(
         &mut self,
-        me: &Identity,
+        signer: impl Into<Signer<'k>>,
         case: Option<CaseId>,
         drafts: Vec<Draft>,
         now_ms: u64,
     ) -> Result<Vec<Entry>, StoreError> {
+        let signer = signer.into();
         if let Some(c) = &case {
-            self.hold_for_quarantined_own(&me.agency(), c)?;
+            self.hold_for_quarantined_own(&signer.agency, c)?;
         }
-        let result = self.author_tx(me, case, drafts, now_ms);
+        let result = self.author_tx(&signer, case, drafts, now_ms);
         if result.is_err() {
             self.reload()?;
         }
@@ -1335,11 +1397,12 @@ impl Store {
 
     fn author_tx(
         &mut self,
-        me: &Identity,
+        signer: &Signer<'_>,
         mut case: Option<CaseId>,
         drafts: Vec<Draft>,
         now_ms: u64,
     ) -> Result<Vec<Entry>, StoreError> {
+        let me_id = signer.agency;
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self.sql(e))?;
@@ -1354,11 +1417,12 @@ impl Store {
             for draft in drafts {
                 let payload = match case {
                     None => {
+                        let (v, keys) = self.version_for(signer, None)?;
                         let mut p = Payload {
-                            v: FORMAT_VERSION,
-                            keys: None,
+                            v,
+                            keys,
                             case: None,
-                            author: me.agency(),
+                            author: me_id,
                             seq: 0,
                             prev: None,
                             refs: Vec::new(),
@@ -1371,8 +1435,8 @@ impl Store {
                         p
                     }
                     Some(c) => {
+                        let (version, keys) = self.version_for(signer, Some(&c))?;
                         let v = self.cases.get(&c).ok_or(StoreError::UnknownCase(c))?;
-                        let me_id = me.agency();
                         // SPEC.md §9.14: never at a position the node
                         // cannot show is its next one, never on after an
                         // equivocation of its own.
@@ -1397,8 +1461,8 @@ impl Store {
                         refs.dedup();
                         refs.truncate(MAX_REFS);
                         Payload {
-                            v: FORMAT_VERSION,
-                            keys: None,
+                            v: version,
+                            keys,
                             case: Some(c),
                             author: me_id,
                             seq,
@@ -1411,18 +1475,24 @@ impl Store {
                         }
                     }
                 };
-                let signed = Entry::sign(me, &payload);
+                let signed = Entry::sign(signer.key, &payload);
                 let decoded =
                     Entry::decode_unverified(signed.bytes()).map_err(StoreError::Refused)?;
                 signatures.push_parts(
-                    &decoded.author(),
+                    &decoded.signer(),
                     &decoded.signed_parts(),
                     decoded.signature(),
                 );
                 let entry = decoded.assume_verified();
                 let c = entry.case_id();
+                // A key revoked since (SPEC.md §8.6), uncertified, of the
+                // wrong role or out of its validity writes nothing.
+                custodia_protocol::refuse_revoked(&entry, &self.key_logs)
+                    .map_err(StoreError::Refused)?;
                 let v = self.cases.entry(c).or_insert_with(Validator::lean);
-                let how = v.apply(&entry, now_ms).map_err(StoreError::Refused)?;
+                let how = v
+                    .apply_keyed(&entry, now_ms, &self.key_logs)
+                    .map_err(StoreError::Refused)?;
                 self.insert_row(&entry, how, now_ms)?;
                 case = Some(c);
                 out.push(entry);
@@ -1449,6 +1519,48 @@ impl Store {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 Err(e)
             }
+        }
+    }
+
+    /// The format version of an entry `signer` writes in `case` (None: a
+    /// new case), and for version 2 the length of the agency's key log it
+    /// is made under: a case keeps its genesis's version (V19); the
+    /// agency's key writes version 1, a certified key version 2.
+    fn version_for(
+        &self,
+        signer: &Signer<'_>,
+        case: Option<&CaseId>,
+    ) -> Result<(u64, Option<u64>), StoreError> {
+        let version = match case {
+            None => signer.version(),
+            Some(c) => self
+                .cases
+                .get(c)
+                .and_then(Validator::version)
+                .ok_or(StoreError::UnknownCase(*c))?,
+        };
+        if version != signer.version() {
+            return Err(StoreError::Signer(if version == FORMAT_VERSION {
+                format!(
+                    "case {} was opened in format version 1, whose entries are signed by the agency's own key; write in it without --as",
+                    case.map_or_else(String::new, ToString::to_string)
+                )
+            } else {
+                format!(
+                    "case {} was opened in format version 2, whose entries are signed by the officer who acts: pass the officer's key file with --as FILE (or set CUSTODIA_OFFICER_KEY)",
+                    case.map_or_else(String::new, ToString::to_string)
+                )
+            }));
+        }
+        if version == FORMAT_VERSION {
+            return Ok((version, None));
+        }
+        let held = self.key_logs.get(&signer.agency).map(|l| l.len());
+        match held {
+            Some(n) => Ok((version, Some(n))),
+            None => Err(StoreError::Signer(
+                "this agency has no key log, so no key of it is certified: start one with `custodia key start` and certify the officer with `custodia key certify-officer`".into(),
+            )),
         }
     }
 
@@ -1921,6 +2033,9 @@ impl Store {
             })
             .map_err(|e| self.sql(e))?;
         let mut fresh: BTreeMap<CaseId, Validator> = BTreeMap::new();
+        // Entries of format version 2 are checked against the key logs as
+        // stored (V20 to V24), read afresh like the entries.
+        let logs = self.read_key_logs()?;
         for row in rows {
             let (pos, id, case, author, seq, bytes) = match row {
                 Ok(r) => r,
@@ -1979,7 +2094,7 @@ impl Store {
                         problem(Some(id), "the index columns disagree with the entry".into());
                         continue;
                     }
-                    if let Err(r) = v.apply(&entry, u64::MAX) {
+                    if let Err(r) = v.apply_keyed(&entry, u64::MAX, &logs) {
                         problem(Some(id), r.to_string());
                     }
                 }

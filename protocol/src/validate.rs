@@ -366,6 +366,12 @@ impl Validator {
             .is_none_or(|t| self.may_see_depth(t, agency, depth + 1))
     }
 
+    /// The case's format version (its genesis's), once the genesis is
+    /// accepted.
+    pub fn version(&self) -> Option<u64> {
+        self.state.case.map(|_| self.version)
+    }
+
     /// The case id, once the genesis is accepted.
     pub fn case(&self) -> Option<CaseId> {
         self.state.case

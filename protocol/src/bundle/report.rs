@@ -915,6 +915,63 @@ fn merge_runs(older: Vec<(EntryId, usize)>, newer: Vec<(EntryId, usize)>) -> Vec
 
 /// Replays one key log of a bundle from its inception (B8): every
 /// statement must be appended as the log's next one. Why not, otherwise.
+/// B8 and B9 (SPEC.md 10.5 step 4): each key log of `keys` replays from
+/// its inception by K1–K12 ([`KeyLog::from_inception`], [`KeyLog::append`]:
+/// the one checker of key logs), each statement appended at its own
+/// position; and each log's agency is listed (`listed`) and after those of
+/// the logs before it. Returns the logs that replay, in order, and the
+/// problems: B8's, then B9's, each in the order of `keys`.
+fn judge_key_logs(
+    logs: Option<&KeyLogs>,
+    listed: impl Fn(&AgencyId) -> bool,
+) -> (Vec<KeyLog>, Vec<(BundleRule, String)>) {
+    let mut replayed = Vec::new();
+    let mut problems = Vec::new();
+    let mut order = Vec::new();
+    for (k, log) in logs.into_iter().flat_map(KeyLogs::iter).enumerate() {
+        // B9 judges the agency of a log whose first statement passes
+        // K1–K5, whatever B8 finds after it.
+        let agency = log
+            .first()
+            .and_then(|b| KeyStatement::decode(b).ok())
+            .map(|s| s.payload().agency);
+        if let Some(a) = agency {
+            order.push((k, a));
+        }
+        match replay_key_log(&log) {
+            Ok(l) => replayed.push(l),
+            Err(detail) => problems.push((
+                BundleRule::KeyLog,
+                format!(
+                    "key log {k}{}: {detail}",
+                    agency.map_or_else(String::new, |a| format!(" (agency {})", a.fingerprint()))
+                ),
+            )),
+        }
+    }
+    let mut last: Option<AgencyId> = None;
+    for (k, a) in order {
+        let detail = if !listed(&a) {
+            Some(format!(
+                "key log {k} is of agency {}, which the bundle's agencies list does not name",
+                a.fingerprint()
+            ))
+        } else if last.is_some_and(|l| l >= a) {
+            Some(format!(
+                "key log {k} (agency {}) is not after the log before it: one log per agency, in ascending order of agency",
+                a.fingerprint()
+            ))
+        } else {
+            None
+        };
+        last = Some(last.map_or(a, |l| l.max(a)));
+        if let Some(d) = detail {
+            problems.push((BundleRule::KeyLogAgency, d));
+        }
+    }
+    (replayed, problems)
+}
+
 fn replay_key_log(log: &[&[u8]]) -> Result<KeyLog, String> {
     let mut statements = log.iter().enumerate();
     let Some((_, first)) = statements.next() else {
@@ -965,10 +1022,14 @@ pub struct Verifier<'t> {
     /// The bundle format version.
     version: u64,
     /// The key logs of `keys` that replay (B8), by agency: entries of
-    /// format version 2 are checked against them (V20 to V24). B8 and B9
-    /// are judged at the end, from the bundle or the second pass's
-    /// summary.
+    /// format version 2 are checked against them (V20 to V24), so they
+    /// are judged before the first element; their problems (B8, B9) are
+    /// listed at the end, where the spec puts them.
     logs: BTreeMap<AgencyId, KeyLog>,
+    /// The logs that replay, in the order of `keys`, for the report.
+    replayed: Vec<KeyLog>,
+    /// B8 and B9 problems found in `keys`, in the order they are listed.
+    key_problems: Vec<(BundleRule, String)>,
     /// Each agency's place in `agencies` (the first, if listed twice).
     agency_at: HashMap<AgencyId, usize>,
     trust: Option<&'t TrustList>,
@@ -1041,16 +1102,15 @@ impl<'t> Verifier<'t> {
         key_logs: Option<&KeyLogs>,
         trust: Option<&'t TrustList>,
     ) -> Self {
-        let mut logs = BTreeMap::new();
-        for log in key_logs.into_iter().flat_map(KeyLogs::iter) {
-            if let Ok(l) = replay_key_log(&log) {
-                // Two logs of one agency break B9; the first is used.
-                logs.entry(l.agency()).or_insert(l);
-            }
-        }
         let mut agency_at = HashMap::with_capacity(agencies.len());
         for (k, a) in agencies.iter().enumerate() {
             agency_at.entry(a.agency).or_insert(k);
+        }
+        let (replayed, key_problems) = judge_key_logs(key_logs, |a| agency_at.contains_key(a));
+        let mut logs = BTreeMap::new();
+        for l in &replayed {
+            // Two logs of one agency break B9; the first is used.
+            logs.entry(l.agency()).or_insert_with(|| l.clone());
         }
         Verifier {
             v: Validator::lean(),
@@ -1066,6 +1126,8 @@ impl<'t> Verifier<'t> {
             agencies: agencies.to_vec(),
             version,
             logs,
+            replayed,
+            key_problems,
             agency_at,
             trust,
             next: 0,
@@ -1425,12 +1487,7 @@ impl<'t> Verifier<'t> {
     /// (B1–B7), the equivocation proofs, and builds the report.
     pub fn finish(self, bundle: &Bundle<'_>) -> Report {
         let signature_valid = bundle.signature_valid();
-        self.conclude(
-            signature_valid,
-            bundle.len(),
-            &bundle.proofs(),
-            bundle.key_logs(),
-        )
+        self.conclude(signature_valid, bundle.len(), &bundle.proofs())
     }
 
     /// Finishes a bundle read from a stream: `summary` is the second
@@ -1438,12 +1495,7 @@ impl<'t> Verifier<'t> {
     /// the exporter's signature verifies (a first pass's counts as not).
     pub fn finish_streamed(self, summary: &Summary) -> Report {
         let signature_valid = summary.signature_valid().unwrap_or(false);
-        self.conclude(
-            signature_valid,
-            summary.len(),
-            summary.proofs(),
-            summary.key_logs(),
-        )
+        self.conclude(signature_valid, summary.len(), summary.proofs())
     }
 
     fn conclude(
@@ -1451,7 +1503,6 @@ impl<'t> Verifier<'t> {
         signature_valid: bool,
         elements: usize,
         proofs: &[EquivocationProof],
-        key_logs: Option<&KeyLogs>,
     ) -> Report {
         let elements_ok = self.found == 0;
         if !signature_valid {
@@ -1564,7 +1615,7 @@ impl<'t> Verifier<'t> {
                 }
             }
         }
-        let key_logs = self.check_key_logs(key_logs);
+        let key_logs = self.key_log_reports();
         let after_removal = self.v.after_removal();
         let members = state
             .members
@@ -1633,61 +1684,13 @@ impl<'t> Verifier<'t> {
         }
     }
 
-    /// B8 and B9 (SPEC.md 10.5 step 4): each key log of `keys` replays
-    /// from its inception by K1–K12 ([`KeyLog::from_inception`],
-    /// [`KeyLog::append`]: the one checker of key logs), each statement
-    /// appended at its own position; and each log's agency is listed and
-    /// after those of the logs before it. B8 problems, then B9 problems,
-    /// each in the order of `keys`. Returns the report of each log that
-    /// replays.
-    fn check_key_logs(&mut self, logs: Option<&KeyLogs>) -> Vec<KeyLogReport> {
-        let mut replayed = Vec::new();
-        let mut order = Vec::new();
-        for (k, log) in logs.into_iter().flat_map(KeyLogs::iter).enumerate() {
-            // B9 judges the agency of a log whose first statement passes
-            // K1–K5, whatever B8 finds after it.
-            let agency = log
-                .first()
-                .and_then(|b| KeyStatement::decode(b).ok())
-                .map(|s| s.payload().agency);
-            if let Some(a) = agency {
-                order.push((k, a));
-            }
-            match replay_key_log(&log) {
-                Ok(l) => replayed.push(l),
-                Err(detail) => self.bundle_problem(
-                    BundleRule::KeyLog,
-                    format!(
-                        "key log {k}{}: {detail}",
-                        agency
-                            .map_or_else(String::new, |a| format!(" (agency {})", a.fingerprint()))
-                    ),
-                    None,
-                    None,
-                ),
-            }
+    /// Lists the B8 and B9 problems found in `keys` ([`judge_key_logs`])
+    /// and returns the report of each log that replays.
+    fn key_log_reports(&mut self) -> Vec<KeyLogReport> {
+        for (rule, detail) in std::mem::take(&mut self.key_problems) {
+            self.bundle_problem(rule, detail, None, None);
         }
-        let mut last: Option<AgencyId> = None;
-        for (k, a) in order {
-            let detail = if self.listed_agency(&a).is_none() {
-                Some(format!(
-                    "key log {k} is of agency {}, which the bundle's agencies list does not name",
-                    a.fingerprint()
-                ))
-            } else if last.is_some_and(|l| l >= a) {
-                Some(format!(
-                    "key log {k} (agency {}) is not after the log before it: one log per agency, in ascending order of agency",
-                    a.fingerprint()
-                ))
-            } else {
-                None
-            };
-            last = Some(last.map_or(a, |l| l.max(a)));
-            if let Some(d) = detail {
-                self.bundle_problem(BundleRule::KeyLogAgency, d, None, None);
-            }
-        }
-        replayed
+        std::mem::take(&mut self.replayed)
             .into_iter()
             .map(|l| KeyLogReport {
                 agency: l.agency(),

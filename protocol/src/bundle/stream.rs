@@ -73,6 +73,23 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// A copy without the key logs themselves (their digest kept): what a
+    /// second pass compares its reading with.
+    fn clone_without_key_logs(&self) -> Summary {
+        Summary {
+            keys: self.keys.as_ref().map(|k| {
+                Box::new(KeysRead {
+                    logs: None,
+                    digest: k.digest,
+                })
+            }),
+            items: self.items.clone(),
+            proofs: self.proofs.clone(),
+            agencies: self.agencies.clone(),
+            ..*self
+        }
+    }
+
     /// The case id the bundle says it holds.
     pub fn case(&self) -> CaseId {
         self.case
@@ -414,22 +431,22 @@ impl StreamDecoder {
         }
     }
 
-    /// A first pass that checks the structure of the key logs of a
-    /// version 2 bundle but keeps only a digest of them: the second pass
-    /// keeps them for the replay, so a verifier that reads a file twice
-    /// holds them once.
+    /// A first pass: the structure, and the key logs of a version 2
+    /// bundle, which the replay needs before the first entry (entries of
+    /// format version 2 are checked against them).
     pub fn first_pass() -> Self {
-        StreamDecoder {
-            keep_keys: false,
-            ..Self::new()
-        }
+        Self::new()
     }
 
     /// A second pass over the same bytes: also checks the exporter's
     /// signature (B1), and that the bytes are those the first pass read.
+    /// It keeps only a digest of the key logs (the first pass's are the
+    /// ones the replay uses), so a verifier that reads a file twice holds
+    /// them once.
     pub fn second_pass(first: &Summary) -> Self {
         StreamDecoder {
-            first: Some(Box::new(first.clone())),
+            first: Some(Box::new(first.clone_without_key_logs())),
+            keep_keys: false,
             ..Self::new()
         }
     }

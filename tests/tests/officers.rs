@@ -1,0 +1,333 @@
+//! Officers, node keys and a revocation between three real nodes (entries
+//! of format version 2, SPEC.md §5.7): every operator step is the
+//! `custodia` binary, the nodes run on QUIC on 127.0.0.1 with real store
+//! files, and the thief speaks the wire protocol by hand. Every test is
+//! bounded in time.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use custodia_protocol::{
+    AgencyId, Body, CaseId, Entry, Hello, Message, Note, Payload, SyncItem, Tlp, SYNC_VERSIONS,
+};
+use custodia_tests::{eventually, link, raw_client, Agency, Wire};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn custodia(dir: &Path, args: &[&str]) -> Output {
+    Command::new(custodia_tests::custodia_binary())
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("CUSTODIA_PASSPHRASE")
+        .env_remove("CUSTODIA_OFFICER_KEY")
+        .output()
+        .expect("custodia runs")
+}
+
+/// Runs a command that must succeed; returns its JSON document.
+fn ok(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = custodia(dir, &all);
+    assert!(
+        out.status.success(),
+        "custodia {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
+}
+
+fn path(dir: &Path, name: &str) -> String {
+    dir.join(name).to_str().expect("utf-8 path").to_owned()
+}
+
+/// The agency starts its key log, certifies an officer (key file
+/// `officer.key`) and its node key (`node.key`, where the node reads it).
+fn equip(a: &Agency, officer: &str, number: &str) -> String {
+    ok(
+        &a.dir,
+        &[
+            "key",
+            "start",
+            "--next-key",
+            &path(&a.dir, "next-root.key"),
+            "--no-passphrase",
+        ],
+    );
+    let key = ok(
+        &a.dir,
+        &[
+            "key",
+            "certify-officer",
+            "--name",
+            officer,
+            "--number",
+            number,
+            "--out",
+            &path(&a.dir, "officer.key"),
+            "--no-passphrase",
+        ],
+    )["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    ok(&a.dir, &["key", "certify-node", "--no-passphrase"]);
+    key
+}
+
+fn log_len(at: &Agency, of: &AgencyId) -> u64 {
+    at.store()
+        .key_log(of)
+        .expect("a key log that checks")
+        .map_or(0, |l| l.len())
+}
+
+/// Every entry `at` holds of the case, decoded.
+fn entries(at: &Agency, case: &CaseId) -> Vec<Entry> {
+    at.case_bytes(case)
+        .iter()
+        .filter_map(|b| Entry::decode(b).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_agencies_accept_officers_entries_witness_with_node_keys_and_refuse_a_revoked_key() {
+    let (a, b, c) = (
+        Agency::new("alpha", "PH"),
+        Agency::new("bravo", "DE"),
+        Agency::new("charlie", "FR"),
+    );
+    link(&a, &b);
+    link(&b, &c);
+    link(&a, &c);
+    let santos = equip(&a, "Insp. R. Santos", "PNP-0042");
+    equip(&b, "KHK M. Weber", "BKA-7781");
+    equip(&c, "Lt. A. Moreau", "IP-0311");
+    let nodes = [
+        custodia_node::start(&a.dir).await.expect("a"),
+        custodia_node::start(&b.dir).await.expect("b"),
+        custodia_node::start(&c.dir).await.expect("c"),
+    ];
+    assert!(
+        eventually(WAIT, || [&a, &b, &c]
+            .iter()
+            .all(|x| [&a, &b, &c].iter().all(|y| log_len(x, &y.id) == 4)))
+        .await,
+        "every agency holds every key log (inception, profile, officer, node)"
+    );
+
+    // The officer opens the case and shares it: entries of format
+    // version 2, signed by the officer's key in the agency's name.
+    let as_santos = path(&a.dir, "officer.key");
+    let opened = ok(
+        &a.dir,
+        &[
+            "--as",
+            &as_santos,
+            "case",
+            "open",
+            "--title",
+            "Operation Lantern",
+            "--reference",
+            "NBI-2026-0042",
+        ],
+    );
+    let case_hex = opened["case"].as_str().expect("case").to_owned();
+    let case = CaseId::from_hex(&case_hex).expect("case id");
+    for (who, role) in [(&b, "investigator"), (&c, "examiner")] {
+        ok(
+            &a.dir,
+            &[
+                "--as",
+                &as_santos,
+                "case",
+                "share",
+                &case_hex,
+                "--with",
+                &who.id.to_hex(),
+                "--role",
+                role,
+            ],
+        );
+    }
+    // Without an officer, the agency's own key writes nothing in it.
+    let refused = custodia(
+        &a.dir,
+        &["case", "share", &case_hex, "--with", &c.id.to_hex()],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--as"));
+
+    // Bravo's officer registers an item once the case has arrived.
+    assert!(
+        eventually(WAIT, || b.case_count(&case) >= 3).await,
+        "bravo received the case"
+    );
+    let file = b.dir.join("phone.img");
+    std::fs::write(&file, b"a seized phone's image").expect("evidence file");
+    ok(
+        &b.dir,
+        &[
+            "--as",
+            &path(&b.dir, "officer.key"),
+            "evidence",
+            "add",
+            &case_hex,
+            file.to_str().expect("path"),
+            "--exhibit",
+            "BKA-EX-1",
+        ],
+    );
+
+    // Everyone holds bravo's entry, and every node witnesses with its
+    // node key (the witness entries' kid is not the agency id).
+    let witnessed_by_node_key = |at: &Agency, of: &Agency| {
+        entries(at, &case).iter().any(|e| {
+            e.author() == of.id
+                && matches!(e.payload().body, Body::Witness(_))
+                && e.signer() != of.id
+                && e.version() == 2
+        })
+    };
+    assert!(
+        eventually(WAIT, || {
+            [&a, &b, &c].iter().all(|x| {
+                entries(x, &case).iter().any(|e| {
+                    e.author() == b.id && matches!(e.payload().body, Body::EvidenceRegistered(_))
+                })
+            }) && witnessed_by_node_key(&c, &a)
+                && witnessed_by_node_key(&a, &b)
+        })
+        .await,
+        "the officer's entries reached everyone and the nodes witnessed with their node keys"
+    );
+    let held_a = entries(&a, &case);
+    assert!(held_a.iter().all(|e| e.version() == 2));
+    assert!(
+        held_a
+            .iter()
+            .filter(|e| !matches!(e.payload().body, Body::Witness(_)))
+            .all(|e| e.signer() != e.author()),
+        "no entry of the case is signed by an agency key"
+    );
+
+    // The officer's key is reported compromised; the statement reaches
+    // every agency.
+    let before_revocation = log_len(&a, &a.id);
+    ok(
+        &a.dir,
+        &["key", "revoke", &santos, "--reason", "compromised"],
+    );
+    assert!(
+        eventually(WAIT, || log_len(&b, &a.id) == before_revocation + 1
+            && log_len(&c, &a.id) == before_revocation + 1)
+        .await,
+        "the revocation reached bravo and charlie"
+    );
+    // Alpha's operator cannot act as the officer any more.
+    let refused = custodia(
+        &a.dir,
+        &[
+            "--as",
+            &as_santos,
+            "case",
+            "share",
+            &case_hex,
+            "--with",
+            &c.id.to_hex(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("revoked"));
+
+    // The thief holds the key and writes after the revocation, citing the
+    // log as it was before it; a member relays the entry to each node.
+    let thief = custodia_node::read_key_file(Path::new(&as_santos)).expect("the stolen key");
+    let v = a
+        .store()
+        .case(&case)
+        .cloned()
+        .expect("alpha holds the case");
+    let seq = v.next_seq(&a.id);
+    let mut refs: Vec<_> = v
+        .state()
+        .heads
+        .iter()
+        .filter(|(x, _)| **x != a.id)
+        .map(|(_, (_, id))| *id)
+        .collect();
+    refs.sort();
+    let forged = Entry::sign(
+        &thief,
+        &Payload {
+            v: 2,
+            keys: Some(before_revocation),
+            case: Some(case),
+            author: a.id,
+            seq,
+            prev: v.at(&a.id, seq - 1),
+            refs,
+            time: custodia_node::now_ms(),
+            tlp: Tlp::Amber,
+            to: None,
+            body: Body::Note(Note {
+                text: "the phone was returned to its owner".into(),
+                item: None,
+            }),
+        },
+    );
+    for (relay, to) in [(&c, &b), (&b, &c)] {
+        let conn = raw_client(relay, to)
+            .connect(to.addr, custodia_node::SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let mut w = Wire::open(conn).await.expect("stream");
+        assert!(
+            w.send(&Message::Hello(Hello {
+                versions: SYNC_VERSIONS.to_vec(),
+                agency: relay.id,
+            }))
+            .await
+        );
+        let _ = w.drain(Duration::from_millis(300)).await;
+        w.send(&Message::Entries(custodia_protocol::Entries {
+            case,
+            batch: 1,
+            items: vec![SyncItem::Entry(forged.bytes().to_vec())],
+        }))
+        .await;
+        let _ = w.drain(Duration::from_millis(800)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for x in [&a, &b, &c] {
+        assert!(
+            !x.case_bytes(&case).contains(&forged.bytes().to_vec()),
+            "{} refused the entry by the revoked key",
+            x.name
+        );
+    }
+
+    // The case exports to a bundle that verifies and names the officers.
+    for n in nodes {
+        n.shutdown().await;
+    }
+    let bundle = c.dir.join("lantern.custodia");
+    ok(
+        &c.dir,
+        &["export", &case_hex, "--out", bundle.to_str().expect("path")],
+    );
+    let out = Command::new(custodia_tests::custodia_binary())
+        .args(["verify", "--json", bundle.to_str().expect("path")])
+        .output()
+        .expect("verify");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report");
+    assert_eq!(report["verdict"], "valid", "{report:#}");
+    let text = report.to_string();
+    for name in ["Insp. R. Santos", "KHK M. Weber", "Lt. A. Moreau"] {
+        assert!(text.contains(name), "the report names {name}");
+    }
+}
