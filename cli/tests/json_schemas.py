@@ -321,6 +321,12 @@ def scenario(c, work):
     v2 = c.run("manila", "case", "open", "--title", "Operation Lantern II", "--reference",
                "MCU-2026-0043", "--tlp", "amber", env=santos)["case"]
     c.run("manila", "case", "show", v2, env=santos)
+    c.run("manila", "evidence", "add", v2, p("phone.img"), "--exhibit", "MCU-EX-2", env=santos)
+    c.run("manila", "export", v2, "--out", p("v2.custodia"))
+    report = c.run(None, "verify", p("v2.custodia"))
+    signer = report["items"][0]["timeline"][0]["signer"]
+    if signer is None or signer["officer"]["name"] != "Insp. R. Santos":
+        fail(f"the officer's registration does not name the officer: {signer!r}")
     c.run("manila", "case", "share", v2, "--with", "berlin", "--role", "examiner", code=2)
     c.run("manila", "key", "revoke", officer, "--reason", "lost")
     c.run("manila", "key", "rotate-root", "--root", p("manila-next-root.key"),

@@ -71,9 +71,9 @@ pub use explain::{explain, explain_bundle_rule};
 pub use export::{disclosure, export, ExportError};
 pub use report::{
     body_line, check_entries, check_entry, verify, BundleRule, Checked, Claimed, ConflictReport,
-    EventReport, ItemReport, KeyLogReport, KeyStatementReport, KeyTrust, MemberReport, NoteReport,
-    Notes, Problem, Receipt, Report, Rule, Unlisted, Verifier, VersionReport, WithheldReport,
-    LISTED,
+    EntrySigner, EventReport, ItemReport, KeyLogReport, KeyStatementReport, KeyTrust, MemberReport,
+    NoteReport, Notes, Problem, Receipt, Report, Rule, Unlisted, Verifier, VersionReport,
+    WithheldReport, LISTED,
 };
 pub use stream::{oversize, StreamDecoder, Streamed, Summary};
 pub use trust::{TrustError, TrustList};

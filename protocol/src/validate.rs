@@ -416,6 +416,25 @@ impl Validator {
         self.chains.iter().map(|c| c.len() as u64).collect()
     }
 
+    /// How far into `author`'s chain the witnesses of other agencies dated
+    /// before `before` reach: 1 + the highest sequence number of `author`
+    /// in the causal past of any of them (0: none). An entry of `author`
+    /// at a lower sequence number was seen by another agency before then
+    /// (SPEC.md §10.6).
+    pub fn witness_reach(&self, author: &AgencyId, before: u64) -> u64 {
+        let Some(&a) = self.author_index.get(author) else {
+            return 0;
+        };
+        self.recs
+            .iter()
+            .filter(|r| {
+                r.flags & WITNESS != 0 && !r.withheld() && r.author as usize != a && r.time < before
+            })
+            .map(|r| self.clock_at(r.author as usize, r.seq(), r.base, a))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Whether the agency is a current member (on everything accepted).
     pub fn is_member(&self, agency: &AgencyId) -> bool {
         self.role_in(agency, &self.all_clock()).is_some()

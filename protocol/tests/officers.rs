@@ -567,3 +567,91 @@ fn a_bundle_of_a_version_2_case_verifies_with_its_key_logs_and_not_without() {
         report.problems.iter().map(|p| p.class).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_report_tells_entries_by_keys_revoked_later_apart_from_the_witnessed_ones() {
+    let mut c = case();
+    let retiring = id(16);
+    c.alpha.certify(&retiring, KeyRole::Officer, None);
+    let mut keys = logs(&[&c.alpha, &c.bravo]);
+    let cited = c.alpha.log.len();
+    // Alpha's entries, made under the log before the revocations.
+    let write = |c: &mut Case, signer: &Identity, dt: u64, body: Body, keys: &BTreeMap<_, _>| {
+        let e = Entry::sign(signer, &next(&c.v, c.alpha.agency(), cited, dt, body));
+        c.v.apply_keyed(&e, T0 + 3_600_000, keys).expect("valid");
+        e
+    };
+    // Written by the officer and witnessed by bravo's node before the
+    // compromise is effective.
+    let seen = write(&mut c, &id(11), 2 * MINUTE, note("seen"), &keys);
+    let heads = vec![Head(c.alpha.agency(), seen.seq(), seen.id())];
+    let bravo_node = id(22);
+    let w = Entry::sign(
+        &bravo_node,
+        &next(
+            &c.v,
+            c.bravo.agency(),
+            c.bravo.log.len(),
+            3 * MINUTE,
+            Body::Witness(Witness { heads }),
+        ),
+    );
+    c.v.apply_keyed(&w, T0 + 3_600_000, &keys).expect("witness");
+    // Written by the officer, never witnessed: dated before the effective
+    // time, which a thief could have chosen.
+    let unseen = write(&mut c, &id(11), 4 * MINUTE, note("unseen"), &keys);
+    // By a key retired from 5 minutes: one entry before, one after.
+    let before = write(&mut c, &retiring, 5 * MINUTE - 1, note("before"), &keys);
+    let after = write(&mut c, &retiring, 6 * MINUTE, note("after"), &keys);
+    c.alpha.revoke(
+        &c.officer,
+        RevokeReason::Compromised,
+        T0 + 3 * MINUTE + 30_000,
+    );
+    c.alpha
+        .revoke(&retiring, RevokeReason::Retired, T0 + 5 * MINUTE);
+    keys = logs(&[&c.alpha, &c.bravo]);
+    let _ = &keys;
+    let mut all: Vec<Entry> = Vec::new();
+    for a in [c.alpha.agency(), c.bravo.agency()] {
+        for s in 0..c.v.next_seq(&a) {
+            all.push(
+                c.v.entry(&c.v.at(&a, s).expect("held"))
+                    .expect("kept")
+                    .clone(),
+            );
+        }
+    }
+    all.sort_by_key(|e| e.payload().time);
+    let elements: Vec<Element<'_>> = all.iter().map(|e| Element::Entry(e.bytes())).collect();
+    let bytes = bundle::export(
+        &c.alpha.root,
+        &c.v,
+        &elements,
+        &[],
+        &[c.alpha.log.clone(), c.bravo.log.clone()],
+        T0 + 10 * MINUTE,
+        None,
+    )
+    .expect("exports");
+    let report = bundle::verify(&Bundle::decode(&bytes).expect("decodes"), None);
+    assert!(report.is_valid(), "{}", report.verdict());
+    let found: Vec<(&str, EntryId)> = report
+        .conflicts
+        .iter()
+        .map(|k| (k.kind, k.entries[0].0))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("key-reported-compromised", unseen.id()),
+            ("key-retired", after.id())
+        ],
+        "the witnessed entry and the one dated before the retirement are not findings"
+    );
+    assert_eq!(report.verdict_kind(), "valid-with-conflicts");
+    assert!(report.conflicts[0].sentence.contains("Insp. R. Santos"));
+    assert!(!found
+        .iter()
+        .any(|(_, id)| *id == seen.id() || *id == before.id()));
+}

@@ -330,4 +330,19 @@ async fn three_agencies_accept_officers_entries_witness_with_node_keys_and_refus
     for name in ["Insp. R. Santos", "KHK M. Weber", "Lt. A. Moreau"] {
         assert!(text.contains(name), "the report names {name}");
     }
+    // Each entry names the officer who signed it: the registration is
+    // bravo's officer's.
+    let registered = &report["items"][0]["timeline"][0];
+    assert_eq!(registered["action"], "registered", "{registered:#}");
+    assert_eq!(registered["signer"]["role"], "officer");
+    assert_eq!(registered["signer"]["officer"]["name"], "KHK M. Weber");
+    assert_eq!(registered["signer"]["officer"]["number"], "BKA-7781");
+    let text_report = Command::new(custodia_tests::custodia_binary())
+        .args(["verify", bundle.to_str().expect("path")])
+        .output()
+        .expect("verify");
+    assert!(
+        String::from_utf8_lossy(&text_report.stdout).contains("officer KHK M. Weber (BKA-7781)"),
+        "the text report names the officer on the entry"
+    );
 }

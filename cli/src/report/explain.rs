@@ -72,6 +72,20 @@ impl<'r> Index<'r> {
         }
     }
 
+    /// Who signed an entry (raw): the agency's name, and for an entry of
+    /// format version 2 the officer (name and service number) or the
+    /// node key that signed it, from the agency's key log.
+    pub(crate) fn who(&self, agency: &AgencyId, entry: &EntryId) -> Cow<'r, str> {
+        let name = self.name(agency);
+        match self.r.signer_of(entry) {
+            Some(s) => Cow::Owned(match &s.officer {
+                Some(o) => format!("{name}, officer {} ({})", o.name, o.number),
+                None => format!("{name}, node key {}", &s.key.to_hex()[..16]),
+            }),
+            None => name,
+        }
+    }
+
     /// An item's label (raw): exhibit and UUID.
     pub(crate) fn item_label(&self, id: &ItemId) -> String {
         match self.items.get(id).and_then(|i| i.exhibit.as_deref()) {
@@ -291,6 +305,6 @@ pub(crate) fn key_logs_statement(r: &Report) -> &'static str {
     if r.version < 2 {
         "This bundle (format version 1) carries no key logs."
     } else {
-        "Each agency's key log, as the exporter held it, replayed from its inception: who certified which keys and officers, rotations and revocations. Statements superseded by a recovery are not carried, a log may be older than the agency's latest, and the logs do not change the verdict on any entry (entries are signed by the agency keys above)."
+        "Each agency's key log, as the exporter held it, replayed from its inception: who certified which keys and officers, rotations and revocations. Statements superseded by a recovery are not carried, and a log may be older than the agency's latest. Entries signed by an officer or node key (format version 2) are checked against these logs; entries signed by an agency key (format version 1) are not."
     }
 }

@@ -373,9 +373,10 @@ struct Item<'r, C, T> {
     timeline: Each<T>,
 }
 
-fn item(
-    i: &ItemReport,
-) -> Item<'_, impl Iterator<Item = String> + '_, impl Iterator<Item = Event<'_>> + '_> {
+fn item<'r>(
+    r: &'r Report,
+    i: &'r ItemReport,
+) -> Item<'r, impl Iterator<Item = String> + 'r, impl Iterator<Item = Event<'r>> + 'r> {
     let a = &i.acquired;
     Item {
         acquired: Acquired {
@@ -401,7 +402,7 @@ fn item(
         sha1: i.digests.sha1.map(hex::encode),
         sha256: hex::encode(i.digests.sha256),
         size: i.size,
-        timeline: Each::of(i.timeline.iter().map(Event::of)),
+        timeline: Each::of(i.timeline.iter().map(move |e| Event::of(r, e))),
     }
 }
 
@@ -433,6 +434,7 @@ struct Event<'r> {
     reason: Option<&'r str>,
     receipt: Option<ReceiptJson>,
     retracted: Option<&'r str>,
+    signer: Option<SignerJson<'r>>,
     time: u64,
     time_iso: String,
     tlp: &'static str,
@@ -440,8 +442,29 @@ struct Event<'r> {
     tool: Option<&'r str>,
 }
 
+/// The officer or node key that signed an entry of format version 2.
+#[derive(DeriveSerialize)]
+struct SignerJson<'r> {
+    key: String,
+    officer: Option<OfficerJson<'r>>,
+    role: &'static str,
+}
+
+impl<'r> SignerJson<'r> {
+    fn of(r: &'r Report, entry: &EntryId) -> Option<Self> {
+        r.signer_of(entry).map(|s| SignerJson {
+            key: s.key.to_hex(),
+            officer: s.officer.as_ref().map(|o| OfficerJson {
+                name: &o.name,
+                number: &o.number,
+            }),
+            role: s.role.as_str(),
+        })
+    }
+}
+
 impl<'r> Event<'r> {
-    fn of(e: &'r EventReport) -> Self {
+    fn of(r: &'r Report, e: &'r EventReport) -> Self {
         Event {
             accepted: e.accepted,
             action: &e.action,
@@ -466,6 +489,7 @@ impl<'r> Event<'r> {
                 time_iso: iso_time(r.time),
             }),
             retracted: e.retracted.as_deref(),
+            signer: SignerJson::of(r, &e.entry),
             time: e.time,
             time_iso: iso_time(e.time),
             tlp: e.tlp.as_str(),
@@ -525,22 +549,24 @@ impl<'r> Conflict<'r> {
 }
 
 #[derive(DeriveSerialize)]
-struct Note {
+struct Note<'r> {
     author: String,
     author_name: String,
     entry: String,
     index: Option<usize>,
     item: Option<String>,
     retracted: Option<String>,
+    signer: Option<SignerJson<'r>>,
     text: String,
     time: u64,
     time_iso: String,
     tlp: &'static str,
 }
 
-impl Note {
-    fn of(r: &Report, n: NoteReport) -> Self {
+impl<'r> Note<'r> {
+    fn of(r: &'r Report, n: NoteReport) -> Self {
         Note {
+            signer: SignerJson::of(r, &n.entry),
             author: agency(&n.author),
             author_name: r.name_of(&n.author).to_string(),
             entry: hex(&n.entry),
@@ -650,7 +676,7 @@ pub(crate) fn write(r: &Report, file: &Source, w: &mut impl Write) -> std::io::R
             signer: agency(&r.signer),
             trust: Trust::of(&r.exporter_trust),
         },
-        items: Each::of(r.items.iter().map(item)),
+        items: Each::of(r.items.iter().map(|i| item(r, i))),
         key_logs: r.key_logs.iter().map(KeyLogJson::of).collect(),
         key_logs_note: key_logs_statement(r),
         keys: keys_statement(r, &|s: &str| s.to_owned()),

@@ -24,7 +24,7 @@ use crate::body::{Acquisition, Body, CustodyAction, Digests, Role};
 use crate::entry::Entry;
 use crate::error::{RejectKind, Rejection};
 use crate::ids::{AgencyId, CaseId, EntryId, ItemId, KeyId, StatementId};
-use crate::keylog::{Appended, KeyLog, KeyStatement, Officer, Profile, Statement};
+use crate::keylog::{Appended, KeyLog, KeyStatement, Officer, Profile, RevokeReason, Statement};
 use crate::state::{Conflict, WithheldPosition};
 use crate::tlp::Tlp;
 use crate::validate::{Applied, Validator};
@@ -616,6 +616,13 @@ pub struct Report {
     /// The key logs of a version 2 bundle that replay (B8), in the
     /// bundle's order: each agency's key history. Empty for version 1.
     pub key_logs: Vec<KeyLogReport>,
+    /// The key that signed each accepted entry of format version 2 shown
+    /// in the report (registrations, custody events, notes, the opening,
+    /// membership changes); entries of version 1 are signed by their
+    /// author's agency key and are not listed. See [`Report::signer_of`].
+    pub signed_with: HashMap<EntryId, KeyId>,
+    /// What each of those keys is, from its agency's key log.
+    pub signers: BTreeMap<KeyId, EntrySigner>,
     /// The problems listed one by one, in the order found: the first
     /// [`LISTED`] at the source and the first [`LISTED`] consequences
     /// (and B1 to B4 always).
@@ -629,7 +636,24 @@ pub struct Report {
     pub unlisted: Vec<Unlisted>,
 }
 
+/// The key that signed an entry of format version 2, as its author's key
+/// log certifies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntrySigner {
+    /// The key.
+    pub key: KeyId,
+    /// Its role: `officer` or `node`.
+    pub role: crate::keylog::KeyRole,
+    /// The officer it was certified for.
+    pub officer: Option<Officer>,
+}
+
 impl Report {
+    /// The officer or node key that signed an entry of format version 2.
+    pub fn signer_of(&self, entry: &EntryId) -> Option<&EntrySigner> {
+        self.signers.get(self.signed_with.get(entry)?)
+    }
+
     /// Whether the bundle verifies: no problem at all.
     pub fn is_valid(&self) -> bool {
         self.problem_count == 0
@@ -825,6 +849,19 @@ fn unreachable_checked(bytes: &[u8]) -> Checked {
 /// payload, not the bytes. The payload is boxed: it is several hundred
 /// bytes inline (its largest body), and a map's free slots would each
 /// cost that much.
+/// An accepted entry signed by a key revoked after the prefix it cites.
+#[derive(Debug, Clone)]
+struct Suspect {
+    entry: EntryId,
+    index: usize,
+    author: AgencyId,
+    seq: u64,
+    time: u64,
+    key: KeyId,
+    reason: RevokeReason,
+    effective: u64,
+}
+
 #[derive(Debug)]
 struct Kept {
     id: EntryId,
@@ -1030,6 +1067,13 @@ pub struct Verifier<'t> {
     replayed: Vec<KeyLog>,
     /// B8 and B9 problems found in `keys`, in the order they are listed.
     key_problems: Vec<(BundleRule, String)>,
+    /// Accepted entries of format version 2 whose key the author's log
+    /// revokes after the prefix they cite: classed at the end (SPEC.md
+    /// §10.6), once every witness is known.
+    suspects: Vec<Suspect>,
+    /// The key that signed each accepted entry of format version 2 the
+    /// report shows (not witnesses).
+    signed_with: HashMap<EntryId, KeyId>,
     /// Each agency's place in `agencies` (the first, if listed twice).
     agency_at: HashMap<AgencyId, usize>,
     trust: Option<&'t TrustList>,
@@ -1128,6 +1172,8 @@ impl<'t> Verifier<'t> {
             logs,
             replayed,
             key_problems,
+            suspects: Vec::new(),
+            signed_with: HashMap::new(),
             agency_at,
             trust,
             next: 0,
@@ -1244,6 +1290,30 @@ impl<'t> Verifier<'t> {
     fn accepted(&mut self, entry: &Entry, index: usize) {
         self.place(entry.author(), entry.payload().seq, index);
         let p = entry.payload();
+        if let Some(cited) = p.keys {
+            let kid = KeyId(entry.signer().0);
+            if !matches!(p.body, Body::Witness(_)) {
+                self.signed_with.insert(entry.id(), kid);
+            }
+            let revoked = self
+                .logs
+                .get(&p.author)
+                .and_then(|l| l.certification(&kid, l.len()))
+                .and_then(|c| c.revoked)
+                .filter(|(at, _)| *at >= cited);
+            if let Some((_, r)) = revoked {
+                self.suspects.push(Suspect {
+                    entry: entry.id(),
+                    index,
+                    author: p.author,
+                    seq: p.seq,
+                    time: p.time,
+                    key: kid,
+                    reason: r.reason,
+                    effective: r.effective,
+                });
+            }
+        }
         match &p.body {
             Body::Note(n) => self.notes.push(&mut self.note_author_at, entry.id(), p, n),
             Body::CaseOpened(_) | Body::EvidenceRegistered(_) | Body::Custody(_) => {
@@ -1615,6 +1685,23 @@ impl<'t> Verifier<'t> {
                 }
             }
         }
+        conflicts.extend(self.key_conflicts());
+        let signers = self
+            .signed_with
+            .iter()
+            .filter_map(|(id, key)| {
+                let author = self.v.meta(id)?.author;
+                let c = self.logs.get(&author)?.certification(key, u64::MAX)?;
+                Some((
+                    *key,
+                    EntrySigner {
+                        key: *key,
+                        role: c.certify.role,
+                        officer: c.certify.officer.clone(),
+                    },
+                ))
+            })
+            .collect();
         let key_logs = self.key_log_reports();
         let after_removal = self.v.after_removal();
         let members = state
@@ -1674,6 +1761,8 @@ impl<'t> Verifier<'t> {
             withheld: std::mem::take(&mut self.withheld),
             version: self.version,
             key_logs,
+            signed_with: std::mem::take(&mut self.signed_with),
+            signers,
             problems: std::mem::take(&mut self.problems),
             problem_count: self.found,
             root_count: self.roots,
@@ -1681,6 +1770,78 @@ impl<'t> Verifier<'t> {
                 .into_iter()
                 .map(|((rule, class), count)| Unlisted { rule, class, count })
                 .collect(),
+        }
+    }
+
+    /// The entries signed by keys revoked after the prefix they cite, in
+    /// the classes of SPEC.md §10.6: a key retired, for entries dated at
+    /// or after its effective time; a key lost or compromised, for entries
+    /// no other agency witnessed before its effective time.
+    fn key_conflicts(&mut self) -> Vec<ConflictReport> {
+        let mut out = Vec::new();
+        let mut reach: HashMap<(AgencyId, u64), u64> = HashMap::new();
+        for s in std::mem::take(&mut self.suspects) {
+            let who = self.signer_words(&s.author, &s.key);
+            let (kind, sentence) = match s.reason {
+                RevokeReason::Retired if s.time >= s.effective => (
+                    "key-retired",
+                    format!(
+                        "Entry #{} of {} is signed by {who} and dated {}, at or after the agency retired that key (from {}). The record is intact; the entry was made with a key the agency no longer stood behind.",
+                        s.seq,
+                        self.name(&s.author).unwrap_or_else(|| s.author.fingerprint()),
+                        crate::utc::iso_seconds(s.time),
+                        crate::utc::iso_seconds(s.effective)
+                    ),
+                ),
+                RevokeReason::Retired => continue,
+                reason => {
+                    let v = &self.v;
+                    let seen = *reach
+                        .entry((s.author, s.effective))
+                        .or_insert_with(|| v.witness_reach(&s.author, s.effective));
+                    if seen > s.seq {
+                        continue;
+                    }
+                    (
+                        "key-reported-compromised",
+                        format!(
+                            "Entry #{} of {} is signed by {who}, a key the agency reported {} from {}. The entry is dated {}, but no other agency witnessed it before then, so its date cannot be relied on: whoever held the key may have made it. The record is intact; weigh this entry knowing that.",
+                            s.seq,
+                            self.name(&s.author).unwrap_or_else(|| s.author.fingerprint()),
+                            reason.as_str(),
+                            crate::utc::iso_seconds(s.effective),
+                            crate::utc::iso_seconds(s.time)
+                        ),
+                    )
+                }
+            };
+            out.push(ConflictReport {
+                kind,
+                author: Some(s.author),
+                item: None,
+                entries: vec![(s.entry, Some(s.index))],
+                sentence,
+                versions: Vec::new(),
+            });
+        }
+        out
+    }
+
+    /// "officer NAME (NUMBER), key K" or "key K", from the author's log.
+    fn signer_words(&self, agency: &AgencyId, key: &KeyId) -> String {
+        let officer = self
+            .logs
+            .get(agency)
+            .and_then(|l| l.certification(key, l.len()))
+            .and_then(|c| c.certify.officer.clone());
+        match officer {
+            Some(o) => format!(
+                "officer {} ({}), key {}",
+                o.name,
+                o.number,
+                &key.to_hex()[..16]
+            ),
+            None => format!("key {}", &key.to_hex()[..16]),
         }
     }
 
