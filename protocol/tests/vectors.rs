@@ -290,6 +290,12 @@ fn format_version_2_vectors_are_all_there() {
         ("v2-schema-keys-zero", "schema"),
         ("v2-schema-keys-in-v1", "schema"),
         ("v2-bad-signature-root-signs-for-officer", "bad-signature"),
+        ("v2-bad-header-before-schema", "bad-header"),
+        (
+            "v2-version-mismatch-before-equivocation",
+            "version-mismatch",
+        ),
+        ("v2-uncertified-before-not-a-member", "uncertified-key"),
     ];
     for (name, expect) in want {
         let v = vectors

@@ -1665,6 +1665,29 @@ def v2_vectors():
         v.add("alpha", case_opened())
         v.fail("alpha", note("A prefix in version 1."), mutate=lambda p: p.update(keys=3))
 
+    # -- the order of SPEC.md 8.1, where an entry breaks two rules on purpose --
+    @V("v2-bad-header-before-schema", "bad-header",
+       "an entry with v 2, alg -8 and no \"keys\" (kid alpha-officer-1, signed by the kid): it breaks V4 and V6; "
+       "the alg of the version is read right after V5, so V4 is reported.")
+    def _(v):
+        v2_case(v)
+        fail2(v, "alpha", "alpha-officer-1", note("Two faults."), mutate=lambda p: p.pop("keys"),
+              entry_kw={"protected": protected_header(pub("alpha-officer-1"), ALG_EDDSA)})
+
+    @V("v2-version-mismatch-before-equivocation", "version-mismatch",
+       "in a case of format version 2, alpha's note of format version 1 at seq 1, which the member-added "
+       "holds: it breaks V19 and V10; V19 is checked right after V9, so it is reported.")
+    def _(v):
+        v2_case(v)
+        v.fail("alpha", note("Same position, old format."), seq=1, prev=v.case)
+
+    @V("v2-uncertified-before-not-a-member", "uncertified-key",
+       "bravo, never added to the case, writes a note signed by a key no log certifies: it breaks V21 and "
+       "V14; V20 to V24 come before V14, so V21 is reported.")
+    def _(v):
+        v2_case(v, bravo=False)
+        fail2(v, "bravo", "stranger", note("Not a member, not certified."), refs=[v.last["alpha"]])
+
     # -- V8 bad-signature ---------------------------------------------------
     @V("v2-bad-signature-root-signs-for-officer", "bad-signature",
        "an entry of format version 2 whose kid is alpha-officer-1, signed by alpha's root: V8 verifies with "
