@@ -1019,7 +1019,8 @@ impl<'t> Verifier<'t> {
     }
 
     /// A verifier for a bundle read from a stream ([`super::StreamDecoder`]),
-    /// from the first pass's summary.
+    /// from the first pass's summary, which holds the key logs that entries
+    /// of format version 2 are checked against (V20 to V24).
     pub fn streamed(summary: &Summary, trust: Option<&'t TrustList>) -> Self {
         Self::start(
             (summary.case(), summary.exporter(), summary.signer()),
@@ -1433,16 +1434,17 @@ impl<'t> Verifier<'t> {
         )
     }
 
-    /// Finishes a bundle read from a stream: `summary` is the second
-    /// pass's ([`super::StreamDecoder::second_pass`]), which knows whether
-    /// the exporter's signature verifies (a first pass's counts as not).
-    pub fn finish_streamed(self, summary: &Summary) -> Report {
-        let signature_valid = summary.signature_valid().unwrap_or(false);
+    /// Finishes a bundle read from a stream: `second` is the second pass's
+    /// summary ([`super::StreamDecoder::second_pass`]), which knows whether
+    /// the exporter's signature verifies (a first pass's counts as not);
+    /// `first` the first pass's, which holds the key logs (B8, B9).
+    pub fn finish_streamed(self, first: &Summary, second: &Summary) -> Report {
+        let signature_valid = second.signature_valid().unwrap_or(false);
         self.conclude(
             signature_valid,
-            summary.len(),
-            summary.proofs(),
-            summary.key_logs(),
+            second.len(),
+            second.proofs(),
+            first.key_logs().or(second.key_logs()),
         )
     }
 

@@ -115,7 +115,7 @@ impl Summary {
 
     /// The key logs of a version 2 bundle, in order, each as its
     /// statements' exact bytes; None for version 1, and after a
-    /// [`StreamDecoder::first_pass`] (which checks their structure only).
+    /// [`StreamDecoder::second_pass`] (which keeps their digest only).
     pub fn key_logs(&self) -> Option<&KeyLogs> {
         self.keys.as_ref().and_then(|k| k.logs.as_ref())
     }
@@ -176,7 +176,7 @@ impl Summary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct KeysRead {
     /// The logs; None after a pass that does not keep them
-    /// ([`StreamDecoder::first_pass`]).
+    /// ([`StreamDecoder::second_pass`]).
     logs: Option<KeyLogs>,
     /// SHA-256 over the logs as read (each statement's log number, length
     /// and bytes): what tells two passes apart without keeping the logs
@@ -414,22 +414,24 @@ impl StreamDecoder {
         }
     }
 
-    /// A first pass that checks the structure of the key logs of a
-    /// version 2 bundle but keeps only a digest of them: the second pass
-    /// keeps them for the replay, so a verifier that reads a file twice
-    /// holds them once.
+    /// A first pass for a verifier that reads the file twice: it keeps the
+    /// key logs of a version 2 bundle, which the replay of the second pass
+    /// needs before the first entry (entries of format version 2 are
+    /// checked against them, V20 to V24, SPEC.md §10.5 step 2), and which
+    /// are replayed whole at the end (B8). The same as [`StreamDecoder::new`];
+    /// named for the engine's two passes.
     pub fn first_pass() -> Self {
-        StreamDecoder {
-            keep_keys: false,
-            ..Self::new()
-        }
+        Self::new()
     }
 
     /// A second pass over the same bytes: also checks the exporter's
     /// signature (B1), and that the bytes are those the first pass read.
+    /// It keeps only a digest of the key logs (the first pass's summary
+    /// holds them), so a verifier that reads a file twice holds them once.
     pub fn second_pass(first: &Summary) -> Self {
         StreamDecoder {
             first: Some(Box::new(first.clone())),
+            keep_keys: false,
             ..Self::new()
         }
     }
