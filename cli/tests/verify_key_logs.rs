@@ -191,6 +191,12 @@ fn entries_signed_by_officer_and_node_keys_are_checked_against_the_key_logs() {
     std::fs::write(&file, bundle_vector("v2-entries-with-key-logs")).expect("write");
     let json = custodia(&["--json", "verify", f]).code(0).json();
     assert_eq!(json["verdict"], "valid", "{json}");
+    // The report does not tell a court that the logs cannot change a verdict.
+    let note = json["key_logs_note"].as_str().expect("note");
+    assert!(
+        note.contains("entries of format version 2 are signed by the officer and node keys"),
+        "{note}"
+    );
     std::fs::write(&file, bundle_vector("v2-entries-without-a-key-log")).expect("write");
     let run = custodia(&["--json", "verify", f]).code(1);
     let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");

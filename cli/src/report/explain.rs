@@ -291,6 +291,6 @@ pub(crate) fn key_logs_statement(r: &Report) -> &'static str {
     if r.version < 2 {
         "This bundle (format version 1) carries no key logs."
     } else {
-        "Each agency's key log, as the exporter held it, replayed from its inception: who certified which keys and officers, rotations and revocations. Statements superseded by a recovery are not carried, a log may be older than the agency's latest, and the logs do not change the verdict on any entry (entries are signed by the agency keys above)."
+        "Each agency's key log, as the exporter held it, replayed from its inception: who certified which keys and officers, rotations and revocations. Statements superseded by a recovery are not carried, and a log may be older than the agency's latest. Entries of format version 1 are signed by the agency keys above, and the logs do not change the verdict on them; entries of format version 2 are signed by the officer and node keys these logs certify, and are checked against them."
     }
 }
