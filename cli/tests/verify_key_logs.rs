@@ -163,3 +163,45 @@ fn a_version_1_bundle_verifies_as_before_and_says_it_has_no_key_logs() {
     assert_eq!(json["key_logs"], serde_json::json!([]));
     assert_eq!(json["verdict"], "valid");
 }
+
+/// The bytes of a bundle vector of `spec/vectors/bundles.json`.
+fn bundle_vector(name: &str) -> Vec<u8> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors/bundles.json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("bundles.json")).expect("JSON");
+    let v = doc["vectors"]
+        .as_array()
+        .expect("vectors")
+        .iter()
+        .find(|v| v["name"] == name)
+        .expect("the vector");
+    hex::decode(v["bundle"].as_str().expect("hex")).expect("hex")
+}
+
+/// `custodia verify` reads a file in two passes; entries of format version
+/// 2 are checked against the bundle's key logs from the first entry on
+/// (SPEC.md §10.5 step 2), so a case whose entries officer and node keys
+/// signed verifies, and one whose signing agency's log is missing says
+/// which entry cannot be checked (V20).
+#[test]
+fn entries_signed_by_officer_and_node_keys_are_checked_against_the_key_logs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("v2.custodia");
+    let f = file.to_str().expect("utf-8");
+    std::fs::write(&file, bundle_vector("v2-entries-with-key-logs")).expect("write");
+    let json = custodia(&["--json", "verify", f]).code(0).json();
+    assert_eq!(json["verdict"], "valid", "{json}");
+    // The report does not tell a court that the logs cannot change a verdict.
+    let note = json["key_logs_note"].as_str().expect("note");
+    assert!(
+        note.contains("Entries signed by an officer or node key (format version 2) are checked against these logs"),
+        "{note}"
+    );
+    std::fs::write(&file, bundle_vector("v2-entries-without-a-key-log")).expect("write");
+    let run = custodia(&["--json", "verify", f]).code(1);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(json["verdict"], "invalid");
+    assert_eq!(json["problems"][0]["index"], 2);
+    assert_eq!(json["problems"][0]["rule"], "V20");
+    assert_eq!(json["problems"][0]["class"], "key-log-pending");
+}

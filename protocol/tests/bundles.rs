@@ -518,6 +518,8 @@ const VECTOR_NAMES: &[&str] = &[
     "keys-in-version-1",
     "version-2-without-keys",
     "key-log-empty",
+    "v2-entries-with-key-logs",
+    "v2-entries-without-a-key-log",
 ];
 
 fn problems_json(r: &Report) -> Value {

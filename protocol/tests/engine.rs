@@ -126,3 +126,29 @@ fn a_key_statement_changed_between_the_two_readings_is_caught() {
     assert!(report.is_valid());
     assert_eq!(report.key_logs.len(), 2);
 }
+
+/// Entries of format version 2 are checked against the bundle's key logs
+/// (SPEC.md §10.5 step 2) from the first entry on, in the two passes of
+/// `custodia verify` as in memory: the replay of the second pass starts
+/// from the first pass's summary, which must hold the logs.
+#[test]
+fn the_engine_checks_version_2_entries_against_the_bundles_key_logs() {
+    let bytes = vector("v2-entries-with-key-logs");
+    let report = engine::verify_seekable(Cursor::new(&bytes), None, 2)
+        .expect("no I/O")
+        .expect("readable");
+    assert!(report.is_valid(), "{:?}", report.problems);
+    assert_eq!(report.disclosed, 4);
+    let bytes = vector("v2-entries-without-a-key-log");
+    let report = engine::verify_seekable(Cursor::new(&bytes), None, 2)
+        .expect("no I/O")
+        .expect("readable");
+    let classes: Vec<_> = report.problems.iter().map(|p| (p.index, p.class)).collect();
+    assert_eq!(
+        classes,
+        [
+            (Some(2), "key-log-pending"),
+            (Some(3), "depends-on-invalid")
+        ]
+    );
+}

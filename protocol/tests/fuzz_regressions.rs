@@ -324,9 +324,15 @@ fn write_fuzz_seeds() {
     }
 
     // validate: valid vectors as linking chunks, one of each failing
-    // class as signing chunks, and a few as raw entries.
+    // class as signing chunks, and a few as raw entries. The target holds
+    // no key logs, so the vectors that carry them (entries of format
+    // version 2) are left out here; their entries seed entry_decode.
     let mut classes = std::collections::HashSet::new();
-    for v in vectors.iter().filter(small) {
+    for v in vectors
+        .iter()
+        .filter(small)
+        .filter(|v| v.get("keylogs").is_none())
+    {
         let expect = v["expect"].as_str().expect("expect");
         if expect != "valid" && !classes.insert(expect) {
             continue;

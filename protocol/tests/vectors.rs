@@ -1,8 +1,13 @@
 //! Runs the spec's test vectors (`spec/vectors/entries.json`) by name.
 //!
 //! The vectors are produced from the spec by an independent Python program
-//! (`spec/vectors/generate.py`); this test only reads them.
+//! (`spec/vectors/generate.py`); this test only reads them. A vector of
+//! format version 2 carries the key logs (`keylogs`) its validator holds
+//! before it replays the entries (SPEC.md Appendix A.1).
 
+use std::collections::BTreeMap;
+
+use custodia_protocol::keylog::{KeyLog, KeyStatement};
 use custodia_protocol::{AgencyId, Applied, Entry, EntryId, Validator, WithheldPosition};
 use serde_json::Value;
 
@@ -13,12 +18,46 @@ fn load() -> Vec<Value> {
     doc["vectors"].as_array().expect("a vectors array").clone()
 }
 
+/// The key logs a vector's validator holds, by agency: each log's
+/// statements decoded (K1 to K5) and fed in order from its inception.
+fn key_logs(v: &Value) -> BTreeMap<AgencyId, KeyLog> {
+    let name = v["name"].as_str().expect("name");
+    let mut logs = BTreeMap::new();
+    for statements in v["keylogs"].as_array().into_iter().flatten() {
+        let mut log: Option<KeyLog> = None;
+        for (i, s) in statements.as_array().expect("a key log").iter().enumerate() {
+            let bytes = hex::decode(s.as_str().expect("hex statement")).expect("hex");
+            let s = KeyStatement::decode(&bytes)
+                .unwrap_or_else(|e| panic!("{name}: key statement {i}: {e}"));
+            match log.as_mut() {
+                None => {
+                    log = Some(
+                        KeyLog::from_inception(s)
+                            .unwrap_or_else(|e| panic!("{name}: inception: {e}")),
+                    )
+                }
+                Some(l) => {
+                    l.append(s)
+                        .unwrap_or_else(|e| panic!("{name}: key statement {i}: {e}"));
+                }
+            }
+        }
+        let log = log.unwrap_or_else(|| panic!("{name}: an empty key log"));
+        assert!(
+            logs.insert(log.agency(), log).is_none(),
+            "{name}: two key logs of one agency"
+        );
+    }
+    logs
+}
+
 /// Feeds one vector's entries to a fresh validator. Returns the ids of the
 /// accepted entries and those the state reports as concurrent with a
 /// removal, or the index and class of the first failure.
 #[allow(clippy::type_complexity)]
 fn run(v: &Value, lean: bool) -> Result<(Vec<EntryId>, Vec<EntryId>), (usize, String, String)> {
     let now = v["now"].as_u64().expect("now");
+    let keys = key_logs(v);
     let mut validator = if lean {
         Validator::lean()
     } else {
@@ -36,7 +75,7 @@ fn run(v: &Value, lean: bool) -> Result<(Vec<EntryId>, Vec<EntryId>), (usize, St
         } else {
             let bytes = hex::decode(e.as_str().expect("hex entry")).expect("hex");
             Entry::decode(&bytes).and_then(|entry| {
-                validator.apply(&entry, now).map(|a| {
+                validator.apply_keyed(&entry, now, &keys).map(|a| {
                     assert_ne!(a, Applied::Revealed);
                     entry.id()
                 })
@@ -117,7 +156,7 @@ fn every_refusal_has_its_receiver_class_of_spec_8_6() {
     // SPEC.md §8.6's table, by the vectors' class names.
     let class_of = |name: &str| match name {
         "equivocation" => "equivocation",
-        "sequence-gap" | "unknown-reference" => "out of order",
+        "sequence-gap" | "unknown-reference" | "key-log-pending" => "out of order",
         "from-the-future" => "transient",
         _ => "permanent",
     };
@@ -158,6 +197,12 @@ fn every_rule_has_a_failing_vector() {
         "custody-violation",
         "time-violation",
         "from-the-future",
+        "version-mismatch",
+        "key-log-pending",
+        "uncertified-key",
+        "revoked-key",
+        "key-role",
+        "key-validity",
     ];
     for class in classes {
         assert!(
@@ -206,4 +251,89 @@ fn ciborium_decodes_every_valid_entry() {
             assert_eq!(author.as_slice(), entry.author().as_bytes());
         }
     }
+}
+
+/// The vectors of format version 2 (SPEC.md §5.7, V19 to V24), by name and
+/// expected outcome: none may go missing from the file unnoticed.
+#[test]
+fn format_version_2_vectors_are_all_there() {
+    let vectors = load();
+    let want = [
+        ("v2-officer-and-node-keys", "valid"),
+        ("v2-after-root-rotation", "valid"),
+        ("v2-revoked-after-cited-prefix", "valid"),
+        ("v2-key-validity-at-limits", "valid"),
+        ("v2-prefix-read-in-recovered-log", "valid"),
+        ("v2-uncertified-stranger-key", "uncertified-key"),
+        ("v2-uncertified-root-as-kid", "uncertified-key"),
+        ("v2-uncertified-former-root", "uncertified-key"),
+        ("v2-uncertified-other-agencys-officer", "uncertified-key"),
+        ("v2-uncertified-certified-after-prefix", "uncertified-key"),
+        ("v2-uncertified-superseded-certification", "uncertified-key"),
+        ("v2-revoked-retired", "revoked-key"),
+        ("v2-revoked-lost", "revoked-key"),
+        ("v2-revoked-compromised", "revoked-key"),
+        ("v2-key-role-note-by-node-key", "key-role"),
+        ("v2-key-role-genesis-by-node-key", "key-role"),
+        ("v2-key-role-witness-by-officer-key", "key-role"),
+        ("v2-key-validity-before-not-before", "key-validity"),
+        ("v2-key-validity-after-not-after", "key-validity"),
+        ("v2-key-log-pending", "key-log-pending"),
+        ("v2-key-log-pending-no-log", "key-log-pending"),
+        ("v2-key-log-pending-after-recovery", "key-log-pending"),
+        ("v2-version-mismatch-v1-in-v2-case", "version-mismatch"),
+        ("v2-version-mismatch-v2-in-v1-case", "version-mismatch"),
+        ("v2-bad-header-v2-alg-eddsa", "bad-header"),
+        ("v2-bad-header-v1-alg-ed25519", "bad-header"),
+        ("v2-unsupported-version-alg-ed25519", "unsupported-version"),
+        ("v2-schema-keys-missing", "schema"),
+        ("v2-schema-keys-zero", "schema"),
+        ("v2-schema-keys-in-v1", "schema"),
+        ("v2-bad-signature-root-signs-for-officer", "bad-signature"),
+        ("v2-bad-header-before-schema", "bad-header"),
+        (
+            "v2-version-mismatch-before-equivocation",
+            "version-mismatch",
+        ),
+        ("v2-uncertified-before-not-a-member", "uncertified-key"),
+    ];
+    for (name, expect) in want {
+        let v = vectors
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no vector {name}"));
+        assert_eq!(v["expect"], expect, "{name}");
+    }
+    let in_file = vectors
+        .iter()
+        .filter(|v| v["name"].as_str().is_some_and(|n| n.starts_with("v2-")))
+        .count();
+    assert_eq!(in_file, want.len(), "a v2- vector not listed here");
+}
+
+/// SPEC.md §8.6: the entry of `v2-revoked-after-cited-prefix` is valid by
+/// the rules (its cited prefix does not hold the revocation), and a
+/// receiver that holds the revocation refuses it as a new entry, since it
+/// is dated at or after the revocation's effective time; the entries before
+/// it are not refused.
+#[test]
+fn a_receiver_refuses_the_entry_signed_after_a_later_revocation_as_new() {
+    let vectors = load();
+    let v = vectors
+        .iter()
+        .find(|v| v["name"] == "v2-revoked-after-cited-prefix")
+        .expect("the vector");
+    let keys = key_logs(v);
+    let entries: Vec<Entry> = v["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| Entry::decode(&hex::decode(e.as_str().expect("hex")).expect("hex")).expect("v"))
+        .collect();
+    let (last, before) = entries.split_last().expect("entries");
+    for e in before {
+        assert_eq!(custodia_protocol::refuse_revoked(e, &keys), Ok(()));
+    }
+    let r = custodia_protocol::refuse_revoked(last, &keys).expect_err("refused as new");
+    assert_eq!((r.rule(), r.class()), (22, "revoked-key"), "{r}");
 }

@@ -41,7 +41,7 @@ class Case:
         self.clock = T0 - STEP
         self.case = None
 
-    def payload(self, label, body, refs=None, seq=None, prev=None, time=None):
+    def payload(self, label, body, refs=None, seq=None, prev=None, time=None, keys=None):
         if seq is None:
             seq = self.last[label][0] + 1 if label in self.last else 0
         if refs is None:  # the other authors' current heads, as the reference implementation writes
@@ -53,11 +53,15 @@ class Case:
             p["case"] = self.case
         if seq > 0:
             p["prev"] = prev if prev is not None else self.last[label][1]
+        if keys is not None:  # format version 2 (SPEC.md 5.7), citing `keys` statements
+            p["v"] = 2
+            p["keys"] = keys
         return p
 
-    def add(self, label, body, **kw):
+    def add(self, label, body, signer=None, **kw):
+        """signer: the key that signs (an officer or node key, format version 2)."""
         p = self.payload(label, body, **kw)
-        b = g.build_entry(label, p)
+        b = g.build_entry(signer or label, p)
         eid = g.sha256(b)
         self.rows.append(("entry", b, p))
         self.last[label] = (p["seq"], eid)
@@ -514,6 +518,29 @@ def build():
          dict(keyed, keys=logs + [[]])),
     ]:
         V(name, desc, wrap(enc(p)), error="schema")
+
+    # -- entries of format version 2 (SPEC.md 5.7), checked against "keys" -----
+    alpha2 = key_log("alpha", [
+        ("alpha", keylog.root_st("inception", "alpha", "alpha-root-1")),
+        ("alpha", keylog.officer("alpha-officer-1", "Maria Santos", "PNP-ACG-0412", not_before=KT0)),
+        ("alpha", keylog.certify("alpha-node-1", not_before=KT0)),
+    ])
+    bravo2 = key_log("bravo", [
+        ("bravo", keylog.root_st("inception", "bravo", "bravo-root-1")),
+        ("bravo", keylog.officer("bravo-officer-1", "Jan de Vries", "NHT-DF-0193", not_before=KT0)),
+    ])
+    K = Case()
+    K.add("alpha", g.case_opened(), signer="alpha-officer-1", keys=3)  # 0
+    K.add("alpha", g.member_added("bravo", "investigator"), signer="alpha-officer-1", keys=3)  # 1
+    bn = K.add("bravo", g.note("phone imaged"), signer="bravo-officer-1", keys=2)  # 2
+    K.add("alpha", g.witness([(g.pub("bravo"), 0, bn)]), signer="alpha-node-1", keys=3)  # 3
+    V("v2-entries-with-key-logs", "A case of format version 2 (alpha's officer opens it and adds bravo, "
+      "bravo's officer writes a note, alpha's node key witnesses it), exported by alpha with both agencies' "
+      "key logs: every entry is checked against its author's log (V20 to V24, SPEC.md 10.5 step 2). Valid.",
+      export(K, keys=by_agency(("alpha", alpha2), ("bravo", bravo2))), [])
+    V("v2-entries-without-a-key-log", "The same case exported with alpha's key log only: bravo's note cannot "
+      "be checked (V20 key-log-pending), and alpha's witness of it is a consequence.",
+      export(K, keys=[alpha2]), [(2, "V20")])
 
     return out
 

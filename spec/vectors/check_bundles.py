@@ -2,13 +2,14 @@
 """An independent Python verifier of Custodia court bundles (SPEC.md 10.5).
 
 Written from SPEC.md sections 10, 11 and 14 and the CDDL, sharing no code with
-the Rust crates. It reuses validate.py for the entry rules V1..V18 (its CBOR
+the Rust crates. It reuses validate.py for the entry rules V1..V24 (its CBOR
 decoder, its strict Ed25519 and its case validator), and adds what a bundle
 needs on top: the reader of step 1 with its kinds of error, markers (8.3),
 reveals, V16's checks on the item's current record, the consequence rules of
 step 3, the bundle rules B1..B9 and the conflicts of 11.7. For the key logs
 of a version 2 bundle (B8, B9) it reuses check_keylogs.py, the independent
-checker of the key log rules K1..K12.
+checker of the key log rules K1..K12; entries of format version 2 are checked
+(V20..V24) against the logs of "keys" that replay (SPEC.md 10.5 step 2).
 
     python3 check_bundles.py [bundles.json]
 
@@ -279,8 +280,10 @@ def read_payload(b, c):
 
 
 class Replay(validate.Case):
-    def __init__(self, now):
-        super().__init__(now)
+    def __init__(self, now, keylogs=None):
+        # keylogs: the logs of "keys" that replay (B8), which entries of
+        # format version 2 are checked against (V20 to V24, SPEC.md 10.5 step 2)
+        super().__init__(now, keylogs=keylogs)
         self.items = {}  # current state: item id -> record
         self.members = {}  # agency -> (name, country): the agencies list (11.1)
         self.conflicts = []  # ("equivocation", author, seq) or (kind,)
@@ -470,7 +473,7 @@ def check_proof(a, b):
 
 def verify(b):
     """Returns the report: problems [(index, rule, class, caused_by)], conflicts, withheld, disclosed."""
-    case = Replay(b.exported_at)
+    case = Replay(b.exported_at, replayed_logs(b))
     problems = []
     refused_ids, refused_at = {}, {}
     first_unplaced = first_refused = None
@@ -564,6 +567,32 @@ def verify(b):
             "key_logs": logs}
 
 
+def replay_log(log):
+    """B8: the log replays from its first statement, an inception, by K1..K12,
+    each statement taken as the log's next (a duplicate, a recovery or a
+    superseded statement is not its next). The Log, or None."""
+    kl = check_keylogs.Log()
+    try:
+        for i, data in enumerate(log):
+            got = kl.append(data)
+            if got != "new" or len(kl.held) != i + 1:
+                raise check_keylogs.Refused("gap", f"statement {i} is not the log's next")
+    except check_keylogs.Refused:
+        return None
+    return kl
+
+
+def replayed_logs(b):
+    """The logs of "keys" that replay (B8), by agency; of an agency with two
+    (B9), the first (SPEC.md 10.5 step 2)."""
+    out = {}
+    for log in b.keys or []:
+        kl = replay_log(log)
+        if kl is not None and kl.agency not in out:
+            out[kl.agency] = kl
+    return out
+
+
 def check_key_logs(b, bundle_problem):
     """B8 then B9 (SPEC.md 10.5 step 4), each in the order of "keys".
 
@@ -580,13 +609,8 @@ def check_key_logs(b, bundle_problem):
             agencies.append(check_keylogs.decode(log[0]).agency)
         except check_keylogs.Refused:
             agencies.append(None)
-        kl = check_keylogs.Log()
-        try:
-            for i, data in enumerate(log):
-                got = kl.append(data)
-                if got != "new" or len(kl.held) != i + 1:
-                    raise check_keylogs.Refused("gap", f"statement {i} is not the log's next")
-        except check_keylogs.Refused:
+        kl = replay_log(log)
+        if kl is None:
             bundle_problem(8)
             continue
         replayed.append((kl.agency, len(kl.held), check_keylogs.Log.root_in_force(kl.held)["root"]["pub"]))

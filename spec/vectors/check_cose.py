@@ -6,11 +6,16 @@ For every entry of every vector whose expect is "valid":
       [bstr, {}, bstr, bstr(64)], and re-encoding the entry, its protected
       header and its payload with cbor2's canonical mode gives the same bytes;
   (b) pycose (Sign1Message.decode, OKPKey crv Ed25519, x = the protected kid)
-      verifies the COSE_Sign1 signature, and the payload author equals the kid;
+      verifies the COSE_Sign1 signature, and the payload author equals the kid
+      (format version 1). pycose 1.1.0 does not know alg -19 (Ed25519, RFC
+      9864), which entries of format version 2 (SPEC.md 5.7) use: their
+      signature is verified with the `cryptography` package's Ed25519 and the
+      kid over the Sig_structure built by cbor2, and they are counted apart;
+      their kid is a key of the author's key log, not the author;
   (c) SHA-256 of the entry bytes equals the vector's "ids" entry (a withheld
       marker's id must equal its "ids" entry too).
-For the failing entry of every "bad-signature" vector, pycose must NOT verify
-it, except where strict Ed25519 verification is what rejects it (small-order
+For the failing entry of every "bad-signature" vector, pycose (or, for alg
+-19, cryptography) must NOT verify it, except where strict Ed25519 verification is what rejects it (small-order
 R or public key: RFC 8032 verifiers such as OpenSSL, and so pycose, accept
 those); such entries must then fail validate.strict_verify, and are counted
 separately. A valid entry that pycose refuses must pass validate.strict_verify
@@ -34,6 +39,8 @@ import json
 import os
 
 import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 try:  # pycose >= 1.0 installs as `pycose`; its predecessor on PyPI, `cose`, as `cose`.
     from pycose.headers import KID
@@ -57,6 +64,7 @@ class Check:
         self.failed = 0
         self.strict_only = 0
         self.cofactored_only = 0
+        self.ed25519_v2 = 0  # entries of alg -19 verified with cryptography (pycose does not know -19)
 
     def ok(self, cond, what):
         if cond:
@@ -74,6 +82,27 @@ def cbor2_one(data: bytes):
     if fp.tell() != len(data):
         raise ValueError("trailing bytes")
     return v
+
+
+ALG_ED25519 = -19  # RFC 9864; the alg of entries of format version 2 (SPEC.md 5.7)
+
+
+def alg_of(data: bytes):
+    """The protected header's alg, read with cbor2."""
+    return cbor2.loads(cbor2_one(data).value[0]).get(1)
+
+
+def ed25519_verify(data: bytes) -> bool:
+    """For alg -19, which pycose 1.1.0 does not know: the `cryptography`
+    package's Ed25519 verifies the signature with the kid over the
+    Sig_structure ["Signature1", protected, h'', payload] built by cbor2."""
+    prot_b, _, pl_b, sig = cbor2_one(data).value
+    tbs = cbor2.dumps(["Signature1", prot_b, b"", pl_b], canonical=True)
+    try:
+        Ed25519PublicKey.from_public_bytes(cbor2.loads(prot_b)[4]).verify(sig, tbs)
+        return True
+    except InvalidSignature:
+        return False
 
 
 def pycose_verify(data: bytes, x: bytes = None) -> bool:
@@ -103,9 +132,18 @@ def check_valid_entry(c: Check, where: str, data: bytes, want_id: str):
              and cbor2.dumps(prot, canonical=True) == prot_b
              and cbor2.dumps(payload, canonical=True) == pl_b,
              f"{where}: cbor2 canonical re-encoding differs")
-        c.ok(prot.get(4) == payload.get("author"), f"{where}: payload author != kid")
+        if payload.get("v") == 2:
+            c.ok(prot.get(1) == ALG_ED25519 and isinstance(payload.get("keys"), int),
+                 f"{where}: format version 2 without alg -19 or keys")
+        else:
+            c.ok(prot.get(4) == payload.get("author"), f"{where}: payload author != kid")
     except Exception as e:
         c.ok(False, f"{where}: cbor2 decode failed: {e!r}")
+        return
+    if prot.get(1) == ALG_ED25519:
+        if c.ok(ed25519_verify(data), f"{where}: cryptography's Ed25519 does not verify the alg -19 signature"):
+            c.ed25519_v2 += 1
+        c.ok(hashlib.sha256(data).hexdigest() == want_id, f"{where}: id != sha256(entry)")
         return
     # (b) pycose signature. pycose (OpenSSL) evaluates the cofactorless
     # equation; an entry it refuses is valid only if SPEC.md 3.3's cofactored
@@ -128,6 +166,9 @@ def check_valid_entry(c: Check, where: str, data: bytes, want_id: str):
 
 
 def check_bad_signature(c: Check, where: str, data: bytes):
+    if alg_of(data) == ALG_ED25519:
+        c.ok(not ed25519_verify(data), f"{where}: cryptography's Ed25519 verifies an alg -19 bad-signature entry")
+        return
     try:
         verified = pycose_verify(data)
     except Exception:
@@ -196,7 +237,9 @@ def main():
         check_cose_wg(c, args.cose_wg)
     print(f"checked {len(doc['vectors'])} vectors ({n_valid} valid, {n_badsig} bad-signature); "
           f"{c.strict_only} bad-signature entries are accepted by pycose and rejected only by strict checks; "
-          f"{c.cofactored_only} valid entries are refused by pycose and accepted by the cofactored equation")
+          f"{c.cofactored_only} valid entries are refused by pycose and accepted by the cofactored equation; "
+          f"{c.ed25519_v2} valid entries of alg -19 (format version 2) verified with cryptography's Ed25519, "
+          f"since pycose does not know alg -19")
     print(f"{c.passed} passed, {c.failed} failed")
     sys.exit(1 if c.failed else 0)
 

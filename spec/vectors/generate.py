@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Generate the Custodia entry conformance vectors (entries.json).
 
-Written from spec/custodia.cddl and the validation rules V1..V18, independently
-of the Rust implementation. Output is deterministic: Ed25519 signatures are
+Written from spec/custodia.cddl and the validation rules V1..V24, independently
+of the Rust implementation. Entries of format version 2 (SPEC.md 5.7) are
+signed by officer and node keys certified in their author's key log (SPEC.md
+3.4); those vectors carry the key logs, built with keylog.py's statement
+builders. Output is deterministic: Ed25519 signatures are
 deterministic, every time and key is fixed, and the JSON is written with sorted
 keys. Before writing, every vector is replayed through validate.py (an
-independent Python validator of V1..V18) and must give exactly the expected
+independent Python validator of V1..V24) and must give exactly the expected
 result, so a mistake in building a vector fails the run.
 
 Also writes bundles.json with bundle_vectors.py (court bundles, SPEC.md 10).
@@ -37,6 +40,7 @@ CONTENT_TYPE = "application/custodia-entry+cbor"
 T0 = 1_795_000_000_000  # 2026-11-18T11:06:40Z: the first entry of every vector
 STEP = 60_000  # one minute between consecutive entries
 SKEW = 300_000
+KT0 = T0 - 30 * 86_400_000  # the key logs of the version 2 vectors start a month before the case
 MAX_ENTRY = 65_536
 L = 2**252 + 27742317777372353535851937790883648493  # Ed25519 group order
 APPENDIX_B_ID = "7ce308290883f5db2f3bab3d5fb42414d5017ebe2e209e6efb7c08efe032e6b8"  # SPEC.md Appendix B
@@ -207,8 +211,18 @@ def sig_structure(protected: bytes, payload: bytes) -> bytes:
     return det(["Signature1", protected, b"", payload])
 
 
-def protected_header(kid: bytes) -> dict:
-    return {1: -8, 3: CONTENT_TYPE, 4: kid}
+ALG_EDDSA = -8  # format version 1 (SPEC.md 5.2)
+ALG_ED25519 = -19  # format version 2 (SPEC.md 5.7, RFC 9864)
+
+
+def protected_header(kid: bytes, alg: int = ALG_EDDSA) -> dict:
+    return {1: alg, 3: CONTENT_TYPE, 4: kid}
+
+
+def alg_of(payload) -> int:
+    """The alg of an entry's payload: -19 when its "v" is 2 (SPEC.md 5.7), else -8."""
+    v = payload.get("v") if isinstance(payload, dict) else None
+    return ALG_ED25519 if type(v) is int and v == 2 else ALG_EDDSA
 
 
 def build_entry(signer, payload, *, kid=None, protected=None, protected_bytes=None,
@@ -216,14 +230,16 @@ def build_entry(signer, payload, *, kid=None, protected=None, protected_bytes=No
     """Build the COSE_Sign1 bytes of an entry.
 
     signer: key label whose seed signs; payload: the payload map (ignored if
-    payload_bytes is given); protected / protected_bytes: header override;
+    payload_bytes is given); the header is that of the payload's format
+    version (alg -19 when "v" is 2), with kid = the signer's key unless kid
+    is given; protected / protected_bytes: header override;
     sign(tbs, default_sig) -> signature override; outer(p, u, pl, sig) -> bytes
     override of the whole entry encoding.
     """
     if kid is None:
         kid = pub(signer)
     if protected_bytes is None:
-        hdr = protected if protected is not None else protected_header(kid)
+        hdr = protected if protected is not None else protected_header(kid, alg_of(payload))
         protected_bytes = det(hdr)
     if payload_bytes is None:
         payload_bytes = det(payload)
@@ -257,9 +273,44 @@ class Vector:
         # ids a valid vector's state reports as concurrent with a removal
         # (SPEC.md 11.1), in author order, then sequence order
         self.after_removal = []
+        # Key logs (SPEC.md 3.4), by agency label: every statement in the
+        # order fed, and the ids of the statements the log holds (a
+        # superseding recovery replaces some); `held` caps how many of an
+        # agency's fed statements the validator is given.
+        self.logs = {}
+        self.chain = {}
+        self.held = {}
+
+    # -- key logs -----------------------------------------------------------
+    def state(self, agency, signer, st, seq=None):
+        """A key statement of `agency`'s log, signed by `signer`, at the next
+        position (or at `seq`, for a recovery), a minute after the one before
+        it. Returns its position."""
+        import keylog  # lazily: keylog.py imports this module
+        log = self.logs.setdefault(agency, [])
+        chain = self.chain.setdefault(agency, [])
+        seq = len(chain) if seq is None else seq
+        p = {"v": 1, "agency": pub(agency), "seq": seq, "time": KT0 + len(log) * STEP, "st": st}
+        if seq > 0:
+            p["prev"] = chain[seq - 1]
+        b = build_entry(signer, p, protected=keylog.key_header(pub(signer)))
+        log.append(b)
+        del chain[seq:]
+        chain.append(sha256(b))
+        self.labels.add(signer)
+        (kind, body), = st.items()
+        named = body.get("root", body.get("key"))
+        if named is not None:  # the key the statement names, listed in the vector's keys
+            self.labels.add(KEY_LABELS[named["pub"] if isinstance(named, dict) else named])
+        return seq
+
+    def log_len(self, agency):
+        return len(self.chain.get(agency, []))
 
     # -- payloads ---------------------------------------------------------
-    def payload(self, label, body, refs=(), tlp="GREEN", to=None, time=None, seq=None, prev=None):
+    def payload(self, label, body, refs=(), tlp="GREEN", to=None, time=None, seq=None, prev=None, keys=None):
+        """keys: None for format version 1; else format version 2, citing the
+        first `keys` statements of the author's key log (SPEC.md 5.7)."""
         self.labels.add(label)
         genesis = "case-opened" in body and self.case is None
         if seq is None:
@@ -274,6 +325,9 @@ class Vector:
             p["prev"] = prev if prev is not None else self.last[label]
         if to is not None:
             p["to"] = to
+        if keys is not None:
+            p["v"] = 2
+            p["keys"] = keys
         return p
 
     def _advance(self, label, payload, eid):
@@ -288,6 +342,7 @@ class Vector:
         """A valid entry: fed, and the author's chain advances. Returns its id."""
         bkw = {k: kw.pop(k) for k in list(kw) if k in ("sign_as", "sign")}
         p = self.payload(label, body, **kw)
+        self.labels.add(bkw.get("sign_as", label))
         b = build_entry(bkw.get("sign_as", label), p, sign=bkw.get("sign"))
         eid = sha256(b)
         self.feed.append(b.hex())
@@ -336,6 +391,10 @@ class Vector:
         keys.update(self.extra_keys)
         v = {"name": self.name, "description": self.description, "keys": keys,
              "now": now, "entries": self.feed, "expect": expect}
+        logs = [[b.hex() for b in log[:self.held.get(agency, len(log))]]
+                for agency, log in sorted(self.logs.items(), key=lambda x: pub(x[0]))]
+        if any(logs):
+            v["keylogs"] = [log for log in logs if log]
         if expect == "valid":
             assert self.failing is None
             v["ids"] = self.ids
@@ -1284,9 +1343,366 @@ def witness_unsorted(v):
                    reverse=True)
     return {"witness": {"heads": heads}}
 
+# ---------------------------------------------------------------------------
+# Format version 2 (SPEC.md 5.7; V4, V5, V6, V19 to V24): entries signed by the
+# officer or node key that acted, citing in "keys" the prefix of the author's
+# key log (SPEC.md 3.4) they were made under. The key logs are built with the
+# statement builders of keylog.py and carried by the vector ("keylogs").
+
+OFFICERS = {"alpha": ("Maria Santos", "PNP-ACG-0412"), "bravo": ("Jan de Vries", "NHT-DF-0193")}
+# The labels of the keys the key logs of the version 2 vectors name, by public key.
+KEY_LABELS = {pub(x): x for x in ("alpha", "bravo", "alpha-root-1", "alpha-officer-1", "alpha-officer-2",
+                                  "alpha-node-1", "bravo-officer-1", "bravo-node-1", "thief-officer")}
+
+
+def officer_st(label, agency=None, **kw):
+    """A certify statement of an officer key (keylog.py's builder), valid from KT0 unless told."""
+    import keylog
+    kw.setdefault("not_before", KT0)
+    name, number = OFFICERS[agency or label.split("-")[0]]
+    return keylog.officer(label, name, number, **kw)
+
+
+def node_st(label, **kw):
+    import keylog
+    kw.setdefault("not_before", KT0)
+    return keylog.certify(label, "node", **kw)
+
+
+def start_log(v, agency, officer=True, node=True):
+    """The agency's inception (committing to <agency>-root-1), then its officer
+    <agency>-officer-1 and its node <agency>-node-1, certified by the root."""
+    import keylog
+    v.state(agency, agency, keylog.root_st("inception", agency, agency + "-root-1"))
+    if officer:
+        v.state(agency, agency, officer_st(agency + "-officer-1"))
+    if node:
+        v.state(agency, agency, node_st(agency + "-node-1"))
+
+
+def add2(v, label, signer, body, **kw):
+    """A valid entry of format version 2 by `label`, signed by `signer`, citing
+    the whole log of `label` the vector has built so far unless keys is given."""
+    kw.setdefault("keys", v.log_len(label))
+    return v.add(label, body, sign_as=signer, **kw)
+
+
+def fail2(v, label, signer, body, **kw):
+    kw.setdefault("keys", v.log_len(label))
+    return v.fail(label, body, signer=signer, **kw)
+
+
+def v2_case(v, bravo=True):
+    """alpha and bravo start their logs (officer and node each); alpha's
+    officer opens a case of format version 2 and adds bravo (investigator)."""
+    start_log(v, "alpha")
+    start_log(v, "bravo")
+    add2(v, "alpha", "alpha-officer-1", case_opened())
+    if bravo:
+        add2(v, "alpha", "alpha-officer-1", member_added("bravo", "investigator"))
+
+
+def v2_vectors():
+    import keylog
+    out = []
+
+    def V(name, expect, desc):
+        def deco(fn):
+            v = Vector(name, desc)
+            now = fn(v)
+            out.append(v.to_json(expect, now=now))
+            return fn
+        return deco
+
+    # -- valid ----------------------------------------------------------------
+    @V("v2-officer-and-node-keys", "valid",
+       "format version 2: alpha's officer key opens the case and adds bravo; bravo's officer writes a note; "
+       "alpha's node key witnesses bravo's head. Each entry has alg -19, its signing key as kid and cites "
+       "its author's whole key log (keys 3: inception, officer, node).")
+    def _(v):
+        v2_case(v)
+        bn = add2(v, "bravo", "bravo-officer-1", note("Phone imaged; report follows."), refs=[v.last["alpha"]])
+        add2(v, "alpha", "alpha-node-1", witness([(pub("bravo"), 0, bn)]), refs=[bn])
+
+    @V("v2-after-root-rotation", "valid",
+       "alpha certifies alpha-officer-1, rotates its root to alpha-root-1, which certifies alpha-officer-2. "
+       "Officer 1 opens the case citing the 2 statements before the rotation, then writes a note citing all 4 "
+       "(certified by the former root, still certified); officer 2 writes a note citing all 4.")
+    def _(v):
+        v.state("alpha", "alpha", keylog.root_st("inception", "alpha", "alpha-root-1"))
+        v.state("alpha", "alpha", officer_st("alpha-officer-1"))
+        v.state("alpha", "alpha-root-1", keylog.root_st("rotate-root", "alpha-root-1", "alpha-root-2"))
+        v.state("alpha", "alpha-root-1", officer_st("alpha-officer-2"))
+        add2(v, "alpha", "alpha-officer-1", case_opened(), keys=2)
+        add2(v, "alpha", "alpha-officer-1", note("Warrant served."))
+        add2(v, "alpha", "alpha-officer-2", note("Devices bagged."))
+
+    @V("v2-revoked-after-cited-prefix", "valid",
+       "alpha's log revokes alpha-officer-1 (compromised, effective 30 s after the member-added) in statement "
+       "3, after the 3 statements the officer's note cites; the note is dated after the effective time. Valid by "
+       "the rules (V22 reads the cited prefix); a receiver holding the revocation refuses it as a new entry "
+       "(SPEC.md 8.6), which is a receiver's policy, not a rule, and not what this vector tests.")
+    def _(v):
+        v2_case(v)
+        v.state("alpha", "alpha", keylog.revoke("alpha-officer-1", "compromised", effective=T0 + STEP + 30_000))
+        add2(v, "alpha", "alpha-officer-1", note("Written under the old prefix."), keys=3)
+
+    @V("v2-key-validity-at-limits", "valid",
+       "alpha-officer-2 is certified from T0 + 2 min to T0 + 3 min; its notes dated exactly at not-before and "
+       "exactly at not-after are valid (V24 is inclusive at both ends).")
+    def _(v):
+        start_log(v, "alpha", node=False)
+        v.state("alpha", "alpha", officer_st("alpha-officer-2", not_before=T0 + 2 * STEP,
+                                            not_after=T0 + 3 * STEP))
+        add2(v, "alpha", "alpha-officer-1", case_opened())
+        add2(v, "alpha", "alpha-officer-1", note("Shift handover."))
+        add2(v, "alpha", "alpha-officer-2", note("At not-before."), time=T0 + 2 * STEP)
+        add2(v, "alpha", "alpha-officer-2", note("At not-after."), time=T0 + 3 * STEP)
+
+    @V("v2-prefix-read-in-recovered-log", "valid",
+       "a thief of alpha's root certifies thief-officer (statement 2); alpha recovers with a rotate-root by "
+       "alpha-root-1 at position 2. alpha-officer-1 (certified in statement 1, before the theft) writes a note "
+       "citing keys 3: its prefix is read in the log as held after the recovery (inception, officer, "
+       "rotation), where the officer is certified (SPEC.md 5.7).")
+    def _(v):
+        v.state("alpha", "alpha", keylog.root_st("inception", "alpha", "alpha-root-1"))
+        v.state("alpha", "alpha", officer_st("alpha-officer-1"))
+        v.state("alpha", "alpha", officer_st("thief-officer", agency="alpha"))
+        add2(v, "alpha", "alpha-officer-1", case_opened(), keys=2)
+        v.state("alpha", "alpha-root-1", keylog.root_st("rotate-root", "alpha-root-1", "alpha-root-2"), seq=2)
+        add2(v, "alpha", "alpha-officer-1", note("Under a prefix the recovery reached into."), keys=3)
+
+    # -- V21 uncertified-key ----------------------------------------------
+    @V("v2-uncertified-stranger-key", "uncertified-key",
+       "alpha's note signed by a key no log certifies (label stranger), as its kid.")
+    def _(v):
+        v2_case(v)
+        fail2(v, "alpha", "stranger", note("Who am I?"))
+
+    @V("v2-uncertified-root-as-kid", "uncertified-key",
+       "alpha's note of format version 2 signed by alpha's root in force (the agency id) as kid: a root signs "
+       "key statements only.")
+    def _(v):
+        v2_case(v)
+        fail2(v, "alpha", "alpha", note("Signed by the root."))
+
+    @V("v2-uncertified-former-root", "uncertified-key",
+       "after alpha rotated its root to alpha-root-1, a note signed by the former root alpha (kid alpha).")
+    def _(v):
+        v.state("alpha", "alpha", keylog.root_st("inception", "alpha", "alpha-root-1"))
+        v.state("alpha", "alpha", officer_st("alpha-officer-1"))
+        v.state("alpha", "alpha-root-1", keylog.root_st("rotate-root", "alpha-root-1", "alpha-root-2"))
+        add2(v, "alpha", "alpha-officer-1", case_opened())
+        fail2(v, "alpha", "alpha", note("Signed by the former root."))
+
+    @V("v2-uncertified-other-agencys-officer", "uncertified-key",
+       "a note whose author is alpha, signed by bravo's officer (certified in bravo's log, not alpha's).")
+    def _(v):
+        v2_case(v)
+        fail2(v, "alpha", "bravo-officer-1", note("Posing as alpha."))
+
+    @V("v2-uncertified-certified-after-prefix", "uncertified-key",
+       "alpha certifies alpha-officer-2 in statement 3; its note cites keys 3 (statements 0 to 2), where the "
+       "key is not yet certified.")
+    def _(v):
+        v2_case(v)
+        v.state("alpha", "alpha", officer_st("alpha-officer-2"))
+        fail2(v, "alpha", "alpha-officer-2", note("Too early a prefix."), keys=3)
+
+    @V("v2-uncertified-superseded-certification", "uncertified-key",
+       "a thief of alpha's root certifies thief-officer in statement 2; alpha recovers with a rotate-root by "
+       "the pre-committed alpha-root-1 at position 2, superseding it (SPEC.md 3.4). The thief's note cites "
+       "keys 3: in the log as held after the recovery, statement 2 is the rotation, and thief-officer is not "
+       "certified (SPEC.md 5.7).")
+    def _(v):
+        v.state("alpha", "alpha", keylog.root_st("inception", "alpha", "alpha-root-1"))
+        v.state("alpha", "alpha", officer_st("alpha-officer-1"))
+        v.state("alpha", "alpha", officer_st("thief-officer", agency="alpha"))
+        add2(v, "alpha", "alpha-officer-1", case_opened(), keys=2)
+        v.state("alpha", "alpha-root-1", keylog.root_st("rotate-root", "alpha-root-1", "alpha-root-2"), seq=2)
+        fail2(v, "alpha", "thief-officer", note("Written with a superseded certification."), keys=3)
+
+    # -- V22 revoked-key ----------------------------------------------------
+    for reason, effective, when in (("retired", T0 + 86_400_000, "a day after the note"),
+                                    ("lost", KT0 + 86_400_000, "before the case"),
+                                    ("compromised", T0 + STEP, "at the member-added's time")):
+        @V(f"v2-revoked-{reason}", "revoked-key",
+           f"alpha's log revokes alpha-officer-1 as {reason}, effective {when}, in statement 3; the officer's "
+           f"note cites keys 4, so the revocation is in its cited prefix (V22, whatever the effective time).")
+        def _(v, reason=reason, effective=effective):
+            v2_case(v)
+            v.state("alpha", "alpha", keylog.revoke("alpha-officer-1", reason, effective=effective))
+            fail2(v, "alpha", "alpha-officer-1", note("Still writing."))
+
+    # -- V23 key-role -------------------------------------------------------
+    @V("v2-key-role-note-by-node-key", "key-role",
+       "alpha's note signed by alpha-node-1 (role node): only witnesses are signed by node keys.")
+    def _(v):
+        v2_case(v)
+        fail2(v, "alpha", "alpha-node-1", note("Node speaking."))
+
+    @V("v2-key-role-genesis-by-node-key", "key-role",
+       "alpha's genesis of format version 2 signed by alpha-node-1: a genesis, like every body but a witness, "
+       "is signed by an officer key.")
+    def _(v):
+        start_log(v, "alpha")
+        fail2(v, "alpha", "alpha-node-1", case_opened())
+
+    @V("v2-key-role-witness-by-officer-key", "key-role",
+       "bravo's witness of alpha's head signed by bravo-officer-1 (role officer): witnesses are signed by "
+       "node keys.")
+    def _(v):
+        v2_case(v)
+        a = v.last["alpha"]
+        fail2(v, "bravo", "bravo-officer-1", witness([(pub("alpha"), 1, a)]), refs=[a])
+
+    # -- V24 key-validity ---------------------------------------------------
+    @V("v2-key-validity-before-not-before", "key-validity",
+       "alpha-officer-2 is certified from T0 + 10 min; its note is dated T0 + 2 min.")
+    def _(v):
+        v2_case(v)
+        v.state("alpha", "alpha", officer_st("alpha-officer-2", not_before=T0 + 10 * STEP))
+        fail2(v, "alpha", "alpha-officer-2", note("Before my time."))
+
+    @V("v2-key-validity-after-not-after", "key-validity",
+       "alpha-officer-2 is certified until T0 + 1 min; its note is dated T0 + 2 min.")
+    def _(v):
+        v2_case(v)
+        v.state("alpha", "alpha", officer_st("alpha-officer-2", not_after=T0 + STEP))
+        fail2(v, "alpha", "alpha-officer-2", note("After my time."))
+
+    # -- V20 key-log-pending ------------------------------------------------
+    @V("v2-key-log-pending", "key-log-pending",
+       "alpha's note by alpha-officer-1 cites keys 4 (statement 3 certifies alpha-officer-2); the validator "
+       "holds alpha's first 3 statements only, which certify alpha-officer-1: V20 asks for the whole cited "
+       "prefix.")
+    def _(v):
+        v2_case(v)
+        v.state("alpha", "alpha", officer_st("alpha-officer-2"))
+        v.held["alpha"] = 3
+        fail2(v, "alpha", "alpha-officer-1", note("Ahead of the receiver's log."))
+
+    @V("v2-key-log-pending-after-recovery", "key-log-pending",
+       "a thief of alpha's root certifies thief-officer (statement 2) and a profile (3); alpha recovers with a "
+       "rotate-root by alpha-root-1 at position 2, so the log it holds has 3 statements. The thief's note "
+       "cites keys 4: fewer are held, so it waits (V20) before V21 is read; it would fail V21 once the "
+       "recovered log has 4 statements (SPEC.md 5.7).")
+    def _(v):
+        v.state("alpha", "alpha", keylog.root_st("inception", "alpha", "alpha-root-1"))
+        v.state("alpha", "alpha", officer_st("alpha-officer-1"))
+        v.state("alpha", "alpha", officer_st("thief-officer", agency="alpha"))
+        v.state("alpha", "alpha", keylog.profile("Alpha Cybercrime Division", "PH"))
+        add2(v, "alpha", "alpha-officer-1", case_opened(), keys=2)
+        v.state("alpha", "alpha-root-1", keylog.root_st("rotate-root", "alpha-root-1", "alpha-root-2"), seq=2)
+        fail2(v, "alpha", "thief-officer", note("Written with a superseded certification."), keys=4)
+
+    @V("v2-key-log-pending-no-log", "key-log-pending",
+       "bravo's first note cites keys 3 of bravo's log; the validator holds alpha's log only.")
+    def _(v):
+        v2_case(v)
+        v.held["bravo"] = 0
+        fail2(v, "bravo", "bravo-officer-1", note("Ready."), refs=[v.last["alpha"]])
+
+    # -- V19 version-mismatch -----------------------------------------------
+    @V("v2-version-mismatch-v1-in-v2-case", "version-mismatch",
+       "in a case of format version 2, alpha's note of format version 1 (alg -8, kid = author = alpha, "
+       "signed by alpha's root).")
+    def _(v):
+        v2_case(v)
+        v.fail("alpha", note("Old habits."))
+
+    @V("v2-version-mismatch-v2-in-v1-case", "version-mismatch",
+       "in a case of format version 1 (alpha's genesis signed by its agency key), alpha's note of format "
+       "version 2 by alpha-officer-1, citing alpha's log, which the validator holds.")
+    def _(v):
+        start_log(v, "alpha")
+        v.add("alpha", case_opened())
+        fail2(v, "alpha", "alpha-officer-1", note("New habits."))
+
+    # -- V4 bad-header ------------------------------------------------------
+    @V("v2-bad-header-v2-alg-eddsa", "bad-header",
+       "an entry of format version 2 (v 2, keys 3, kid alpha-officer-1) with alg -8 instead of -19, signed by "
+       "the kid.")
+    def _(v):
+        v2_case(v)
+        fail2(v, "alpha", "alpha-officer-1", note("Polymorphic alg."),
+              entry_kw={"protected": protected_header(pub("alpha-officer-1"), ALG_EDDSA)})
+
+    @V("v2-bad-header-v1-alg-ed25519", "bad-header",
+       "in a case of format version 1, alpha's note of format version 1 with alg -19 instead of -8, signed by "
+       "alpha (kid = author).")
+    def _(v):
+        v.add("alpha", case_opened())
+        v.fail("alpha", note("Fully specified alg."),
+               entry_kw={"protected": protected_header(pub("alpha"), ALG_ED25519)})
+
+    # -- V5 unsupported-version --------------------------------------------
+    @V("v2-unsupported-version-alg-ed25519", "unsupported-version",
+       "in a case of format version 2, a note with v 3 and alg -19 (kid alpha-officer-1, keys 3), signed by the "
+       "kid: V5 is read before the part of V4 that needs the version, so an unknown version is V5 whatever "
+       "the alg (-8 or -19).")
+    def _(v):
+        v2_case(v)
+        fail2(v, "alpha", "alpha-officer-1", note("From a later format."), mutate=lambda p: p.update(v=3),
+              entry_kw={"protected": protected_header(pub("alpha-officer-1"), ALG_ED25519)})
+
+    # -- V6 schema ----------------------------------------------------------
+    @V("v2-schema-keys-missing", "schema",
+       "an entry of format version 2 (alg -19, kid alpha-officer-1) without \"keys\".")
+    def _(v):
+        v2_case(v)
+        fail2(v, "alpha", "alpha-officer-1", note("No prefix."), mutate=lambda p: p.pop("keys"))
+
+    @V("v2-schema-keys-zero", "schema",
+       "an entry of format version 2 with \"keys\" 0 (at least 1: the inception).")
+    def _(v):
+        v2_case(v)
+        fail2(v, "alpha", "alpha-officer-1", note("Empty prefix."), keys=0)
+
+    @V("v2-schema-keys-in-v1", "schema",
+       "in a case of format version 1, alpha's note of format version 1 (alg -8, kid alpha) with \"keys\" 3.")
+    def _(v):
+        v.add("alpha", case_opened())
+        v.fail("alpha", note("A prefix in version 1."), mutate=lambda p: p.update(keys=3))
+
+    # -- the order of SPEC.md 8.1, where an entry breaks two rules on purpose --
+    @V("v2-bad-header-before-schema", "bad-header",
+       "an entry with v 2, alg -8 and no \"keys\" (kid alpha-officer-1, signed by the kid): it breaks V4 and V6; "
+       "the alg of the version is read right after V5, so V4 is reported.")
+    def _(v):
+        v2_case(v)
+        fail2(v, "alpha", "alpha-officer-1", note("Two faults."), mutate=lambda p: p.pop("keys"),
+              entry_kw={"protected": protected_header(pub("alpha-officer-1"), ALG_EDDSA)})
+
+    @V("v2-version-mismatch-before-equivocation", "version-mismatch",
+       "in a case of format version 2, alpha's note of format version 1 at seq 1, which the member-added "
+       "holds: it breaks V19 and V10; V19 is checked right after V9, so it is reported.")
+    def _(v):
+        v2_case(v)
+        v.fail("alpha", note("Same position, old format."), seq=1, prev=v.case)
+
+    @V("v2-uncertified-before-not-a-member", "uncertified-key",
+       "bravo, never added to the case, writes a note signed by a key no log certifies: it breaks V21 and "
+       "V14; V20 to V24 come before V14, so V21 is reported.")
+    def _(v):
+        v2_case(v, bravo=False)
+        fail2(v, "bravo", "stranger", note("Not a member, not certified."), refs=[v.last["alpha"]])
+
+    # -- V8 bad-signature ---------------------------------------------------
+    @V("v2-bad-signature-root-signs-for-officer", "bad-signature",
+       "an entry of format version 2 whose kid is alpha-officer-1, signed by alpha's root: V8 verifies with "
+       "the kid.")
+    def _(v):
+        v2_case(v)
+        fail2(v, "alpha", "alpha", note("The root signs for its officer."),
+              entry_kw={"kid": pub("alpha-officer-1")})
+        v.labels.add("alpha-officer-1")
+
+    return out
+
 
 def build_all():
-    vectors = valid_vectors() + failing_vectors()
+    vectors = valid_vectors() + failing_vectors() + v2_vectors()
     names = [v["name"] for v in vectors]
     assert len(names) == len(set(names)), "duplicate vector names"
     return {"format": FORMAT, "vectors": vectors}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A small, independent Python validator of the Custodia entry rules V1..V18.
+"""A small, independent Python validator of the Custodia entry rules V1..V24.
 
 Used by generate.py to replay every vector before writing entries.json (a
 vector whose outcome differs from its "expect" / "failing_index" / "ids" stops
@@ -8,7 +8,9 @@ the generation), and runnable on its own:
     python3 validate.py [entries.json]
 
 It follows spec/custodia.cddl and the numbered rules; where they leave a point
-open the choice is written next to the code (and in README.md). It has its own
+open the choice is written next to the code (and in README.md). Entries of
+format version 2 (SPEC.md 5.7) are checked against the key logs a vector
+carries ("keylogs"), replayed by check_keylogs.py's checker of K1..K12. It has its own
 CBOR decoder (so V2/V3 do not depend on cbor2) and its own Ed25519 point code
 for the checks of SPEC.md 3.3 (canonical A and R, small-order A and R, S < L,
 and the cofactored equation); the `cryptography` package's cofactorless check
@@ -35,7 +37,12 @@ CONTENT_TYPE = "application/custodia-entry+cbor"
 RULE_ORDER = ["oversize", "malformed", "non-canonical", "bad-header", "unsupported-version", "schema",
               "author-mismatch", "bad-signature", "wrong-case", "equivocation", "sequence-gap",
               "prev-mismatch", "unknown-reference", "not-a-member", "not-authorized", "custody-violation",
-              "time-violation", "from-the-future"]
+              "time-violation", "from-the-future",
+              # V19 to V24, added with format version 2 (SPEC.md 8.2); the list is
+              # in rule-number order, the evaluation order is SPEC.md 8.1's.
+              "version-mismatch", "key-log-pending", "uncertified-key", "revoked-key", "key-role",
+              "key-validity"]
+ALG = {1: -8, 2: -19}  # the alg of each format version (SPEC.md 5.2, 5.7)
 
 
 class Invalid(Exception):
@@ -435,10 +442,15 @@ def check_body(kind, b):
 
 
 def check_payload_schema(p):
-    _map(p, {"v": lambda x: x == 1 and type(x) is int, "author": _bstr(32), "seq": _uint,
+    _map(p, {"v": lambda x: type(x) is int and x in ALG, "author": _bstr(32), "seq": _uint,
              "refs": lambda r: type(r) is list and len(r) <= 64 and all(_bstr(32)(x) for x in r),
              "time": _uint, "tlp": _one_of(TLPS), "body": lambda b: type(b) is dict},
-         {"case": _bstr(32), "prev": _bstr(32), "to": lambda x: type(x) is list}, "payload")
+         {"case": _bstr(32), "prev": _bstr(32), "to": lambda x: type(x) is list, "keys": _uint}, "payload")
+    # SPEC.md 5.4: "keys" iff v = 2, at least 1
+    if ("keys" in p) != (p["v"] == 2):
+        raise Invalid("schema", "keys present iff v = 2")
+    if p.get("keys") == 0:
+        raise Invalid("schema", "keys is at least 1")
     if not _ascending(p["refs"]):
         raise Invalid("schema", "refs not strictly ascending")
     body = p["body"]
@@ -479,9 +491,13 @@ class Entry:
 
 
 class Case:
-    def __init__(self, now, skip=()):
+    def __init__(self, now, skip=(), keylogs=None):
         self.now = now
         self.skip = set(skip)  # diagnostics only: rule classes not enforced
+        # agency id -> its key log as held (check_keylogs.Log: .held is the
+        # list of statements the log holds, after any superseding recovery)
+        self.keylogs = dict(keylogs or {})
+        self.version = None  # the case's format version: its genesis's "v"
         self.case_id = None
         self.genesis_author = None
         self.accepted = {}  # id -> Entry
@@ -608,19 +624,22 @@ class Case:
                 self._fail("non-canonical", f"{name}: tag or float")
             if enc(val) != raw:  # belt and braces: re-encoding must give the same bytes
                 self._fail("non-canonical", f"{name}: re-encoding differs")
-        # V4
-        if not (set(prot) == {1, 3, 4} and type(prot[1]) is int and prot[1] == -8
+        # V4, on the header alone: its alg is one of the versions' (-8 or -19)
+        if not (set(prot) == {1, 3, 4} and type(prot[1]) is int and prot[1] in ALG.values()
                 and prot[3] == CONTENT_TYPE and _bstr(32)(prot[4])):
             self._fail("bad-header", repr(prot))
         kid = prot[4]
         # V5 -- a missing "v", or one that is not a uint, is left to V6 (SPEC.md 8.2 V5 details)
-        if "v" in payload and _uint(payload["v"]) and payload["v"] != 1:
+        if "v" in payload and _uint(payload["v"]) and payload["v"] not in ALG:
             self._fail("unsupported-version", repr(payload["v"]))
+        # V4, the part that needs the version, once it is read (SPEC.md 8.2 V4 details)
+        if "v" in payload and _uint(payload["v"]) and prot[1] != ALG[payload["v"]]:
+            self._fail("bad-header", f"alg {prot[1]} in format version {payload['v']}")
         # V6
         kind, body = check_payload_schema(payload)
         genesis = kind == "case-opened"
-        # V7
-        if payload["author"] != kid:
+        # V7 (format version 1 only: in version 2 the kid is a key of the author's log, SPEC.md 5.7)
+        if payload["v"] == 1 and payload["author"] != kid:
             self._fail("author-mismatch", "author != kid")
         # V8
         why = strict_verify(kid, sig, enc(["Signature1", pb, b"", plb]))
@@ -634,6 +653,9 @@ class Case:
         else:
             if self.case_id is None or payload["case"] != self.case_id:
                 self._fail("wrong-case", "case id differs")
+        # V19 (SPEC.md 8.1 checks it after V9, before V10)
+        if not genesis and payload["v"] != self.version:
+            self._fail("version-mismatch", f"v {payload['v']} in a case of format version {self.version}")
         # V10
         author, seq = payload["author"], payload["seq"]
         if eid in self.accepted:
@@ -665,6 +687,9 @@ class Case:
             for a, s, hid in body["heads"]:
                 if self.pos.get((a, s)) != hid:
                     self._fail("unknown-reference", "witness head is not a known entry")
+        # V20 to V24 (format version 2; SPEC.md 8.1 checks them after V13, before V14)
+        if payload["v"] == 2:
+            self._check_key(kid, payload, kind)
         # V14
         past = self.past(payload.get("prev"), payload["refs"])
         if genesis:
@@ -702,7 +727,41 @@ class Case:
         if genesis:
             self.case_id = eid
             self.genesis_author = author
+            self.version = payload["v"]
         return "accepted"
+
+    def _check_key(self, kid, p, kind):
+        """V20 to V24 for an entry of format version 2 (SPEC.md 8.2, 5.7): the
+        kid's status in the cited prefix, the first "keys" statements of the
+        author's key log as held."""
+        log = self.keylogs.get(p["author"])
+        held = log.held if log is not None else []
+        n = p["keys"]
+        # V20
+        if len(held) < n:
+            self._fail("key-log-pending", f"keys {n}, {len(held)} statements of the author's log held")
+        cert = revoked = None
+        for s in held[:n]:
+            if s.kind == "certify" and s.body["key"]["pub"] == kid:
+                cert = s
+            elif s.kind == "revoke" and s.body["key"] == kid:
+                revoked = s
+        # V21: a root (in force or former) is named by inception / rotate-root,
+        # never by a certify, so it is not certified
+        if cert is None:
+            self._fail("uncertified-key", f"no certify statement names the kid in the first {n} statements")
+            return
+        # V22: whatever the reason and the effective time
+        if revoked is not None:
+            self._fail("revoked-key", f"revoked ({revoked.body['reason']}) by statement {revoked.seq}")
+        # V23
+        want = "node" if kind == "witness" else "officer"
+        if cert.body["role"] != want:
+            self._fail("key-role", f"a {cert.body['role']} key signs a {kind}")
+        # V24
+        c, t = cert.body, p["time"]
+        if t < c["not-before"] or ("not-after" in c and t > c["not-after"]):
+            self._fail("key-validity", f"time {t} outside the key's validity")
 
     def custody_state(self, past):
         """Items and transfers derived from the accepted entries in `past` (SPEC.md 8.2 V16 details)."""
@@ -782,9 +841,25 @@ def _apply_custody(st, e):
 # Replaying vectors
 
 
+def key_logs(v):
+    """The vector's key logs ("keylogs": each a list of statement hex strings,
+    fed in order), replayed by check_keylogs.py's checker of K1..K12, by agency
+    id. A statement the checker refuses is a broken vector, not an outcome."""
+    import check_keylogs  # lazily: it imports this module
+    logs = {}
+    for statements in v.get("keylogs", []):
+        log = check_keylogs.Log()
+        for h in statements:
+            log.append(bytes.fromhex(h))
+        if log.agency in logs:
+            raise ValueError("two key logs of one agency in a vector")
+        logs[log.agency] = log
+    return logs
+
+
 def run_vector(v, skip=()):
     """Returns (result, index, ids, why): result 'valid' or an error class; index of the failing entry."""
-    case = Case(v["now"], skip)
+    case = Case(v["now"], skip, key_logs(v))
     run_vector.last_case = case
     ids = []
     for i, x in enumerate(v["entries"]):

@@ -15,9 +15,10 @@
 //!
 //! Memory holds one read buffer, one chunk being checked, one waiting and
 //! what the report keeps, never the file; and, for a version 2 bundle, its
-//! key logs once (the second pass keeps them, to replay them whole at the
-//! end, SPEC.md §10.5 B8; the first keeps a digest). The report does not depend on
-//! the number of threads or on how the source cuts its reads.
+//! key logs once (the first pass keeps them: the replay checks entries of
+//! format version 2 against them from its first entry, V20 to V24, and
+//! judges them, B8 and B9; the second keeps a digest). The report does not
+//! depend on the number of threads or on how the source cuts its reads.
 //!
 //! The engine reads through [`std::io::Read`] and starts threads; it opens
 //! nothing, and has no clock: the replay's time is the bundle's own.
