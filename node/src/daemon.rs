@@ -96,7 +96,9 @@ struct Inner {
     /// The node key (`node.key`, certified with role node in the agency's
     /// key log): it signs the witnesses of cases of format version 2
     /// (SPEC.md §5.7). Without it, such cases get no witness from here.
-    node_key: Option<Identity>,
+    /// Read again when the file changes, so a node key is replaced
+    /// without a restart (and without dropping a session).
+    node_key: Mutex<NodeKey>,
     store: Mutex<Store>,
     pins: PinSet,
     peers: Mutex<Vec<crate::config::Peer>>,
@@ -116,6 +118,92 @@ struct Inner {
     shutdown: watch::Receiver<bool>,
     /// Refused handshakes, by remote address, for rate-limited logging.
     refused: Mutex<LogLimiter>,
+}
+
+/// The node key as last read, with the file's stamp then.
+struct NodeKey {
+    key: Option<Identity>,
+    stamp: Option<FileStamp>,
+    /// The passphrase the node was started with, if its key files are
+    /// encrypted: a replaced node key is read with it.
+    passphrase: Option<crate::keyfile::Passphrase>,
+}
+
+impl NodeKey {
+    /// Reads `node.key` in `dir` again if it changed since the last look.
+    fn refresh(&mut self, dir: &Path) {
+        let path = dir.join(crate::local::NODE_KEY_FILE);
+        let stamp = FileStamp::of(&path);
+        if stamp == self.stamp {
+            return;
+        }
+        self.stamp = stamp;
+        if self.stamp.is_none() {
+            if self.key.take().is_some() {
+                info!(
+                    "node.key was removed: cases of format version 2 are not witnessed from here"
+                );
+            }
+            return;
+        }
+        let source = Remembered::with(self.passphrase.clone());
+        match keyfile::read_with(&path, &source) {
+            Ok(k) => {
+                info!(key = %custodia_protocol::keylog::key_of(&k), "node key read");
+                self.key = Some(k);
+            }
+            Err(e) => {
+                warn!(error = %e, "node.key could not be read; the node key stays as it was");
+            }
+        }
+    }
+}
+
+/// A passphrase source that remembers the passphrase it handed out, so the
+/// node can read a replaced node key later with the one it started with.
+struct Remembered<'a> {
+    inner: Option<&'a (dyn PassphraseSource + Sync)>,
+    got: Mutex<Option<crate::keyfile::Passphrase>>,
+}
+
+impl<'a> Remembered<'a> {
+    fn new(inner: &'a (dyn PassphraseSource + Sync)) -> Self {
+        Remembered {
+            inner: Some(inner),
+            got: Mutex::new(None),
+        }
+    }
+
+    fn with(p: Option<crate::keyfile::Passphrase>) -> Self {
+        Remembered {
+            inner: None,
+            got: Mutex::new(p),
+        }
+    }
+
+    fn into_passphrase(self) -> Option<crate::keyfile::Passphrase> {
+        self.got.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl PassphraseSource for Remembered<'_> {
+    fn passphrase(&self, path: &Path) -> Result<crate::keyfile::Passphrase, crate::KeyFileError> {
+        if let Some(p) = lock(&self.got).clone() {
+            return Ok(p);
+        }
+        let Some(inner) = self.inner else {
+            return Err(crate::KeyFileError::NoPassphrase(path.to_owned()));
+        };
+        let p = inner.passphrase(path)?;
+        *lock(&self.got) = Some(p.clone());
+        Ok(p)
+    }
+
+    fn unencrypted(&self, path: &Path) {
+        if let Some(inner) = self.inner {
+            inner.unencrypted(path);
+        }
+    }
 }
 
 /// Enough of a file's metadata to notice that it was replaced or changed
@@ -289,16 +377,23 @@ pub async fn start_with(
 ) -> Result<Running, NodeError> {
     let config = Config::load(dir)?;
     let key_path = config.key_path(dir);
-    let loaded = keyfile::load(&key_path, source)?;
+    let source = Remembered::new(source);
+    let loaded = keyfile::load(&key_path, &source)?;
     if loaded.protection == Protection::Unencrypted {
         warn!(key = %key_path.display(), "the identity key file is not encrypted: anyone who can read it can sign as this agency; encrypt it with `custodia key protect` (the node then needs its passphrase to start)");
     }
     let identity = loaded.identity;
     let node_key_path = dir.join(crate::local::NODE_KEY_FILE);
-    let node_key = if node_key_path.exists() {
-        Some(keyfile::read_with(&node_key_path, source)?)
+    let node_key_stamp = FileStamp::of(&node_key_path);
+    let node_key = if node_key_stamp.is_some() {
+        Some(keyfile::read_with(&node_key_path, &source)?)
     } else {
         None
+    };
+    let node_key = NodeKey {
+        key: node_key,
+        stamp: node_key_stamp,
+        passphrase: source.into_passphrase(),
     };
     let store_path = config.store_path(dir);
     let store = tokio::task::spawn_blocking(move || Store::open(&store_path))
@@ -367,7 +462,7 @@ pub async fn start_with(
         dir: dir.to_owned(),
         me,
         identity,
-        node_key,
+        node_key: Mutex::new(node_key),
         store: Mutex::new(store),
         pins,
         peers: Mutex::new(Vec::new()),
@@ -706,6 +801,11 @@ async fn write_due_witnesses(inner: &Arc<Inner>) {
         }
         let i = inner.clone();
         let result = tokio::task::spawn_blocking(move || {
+            // The node key first (it may be read again, which for an
+            // encrypted file takes a key derivation), outside the store
+            // lock; the store lock is never held when this one is taken.
+            let mut nk = lock(&i.node_key);
+            nk.refresh(&i.dir);
             let mut store = lock(&i.store);
             let heads: Vec<Head> = store
                 .heads(&case)
@@ -721,18 +821,16 @@ async fn write_due_witnesses(inner: &Arc<Inner>) {
             let tlp = if tlp == Tlp::Red { Tlp::Amber } else { tlp };
             let mut draft = Draft::new(tlp, Body::Witness(Witness { heads }));
             draft.refs.clear();
-            // A case of format version 2 is witnessed with the node key.
-            let signer = match (v.version(), &i.node_key) {
-                (Some(custodia_protocol::FORMAT_VERSION_2), Some(k)) => {
-                    crate::Signer::certified(i.me, k)
-                }
-                (Some(custodia_protocol::FORMAT_VERSION_2), None) => {
-                    debug!(case = %case, "no node key (node.key): a case of format version 2 is not witnessed");
-                    return None;
-                }
-                _ => crate::Signer::from(&i.identity),
+            // A case of format version 2 is witnessed with the node key,
+            // read again if node.key was replaced.
+            if v.version() != Some(custodia_protocol::FORMAT_VERSION_2) {
+                return Some(store.author(&i.identity, Some(case), draft, now_ms()));
+            }
+            let Some(k) = nk.key.as_ref() else {
+                debug!(case = %case, "no node key (node.key): a case of format version 2 is not witnessed");
+                return None;
             };
-            Some(store.author(signer, Some(case), draft, now_ms()))
+            Some(store.author(crate::Signer::certified(i.me, k), Some(case), draft, now_ms()))
         })
         .await;
         match result {

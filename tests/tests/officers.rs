@@ -311,6 +311,102 @@ async fn three_agencies_accept_officers_entries_witness_with_node_keys_and_refus
         );
     }
 
+    // Bravo replaces its node key while every node runs: the old key is
+    // retired, a new one certified and written where the node reads it.
+    let old_node = custodia_node::read_key_file(&b.dir.join(custodia_node::NODE_KEY_FILE))
+        .expect("bravo's node key")
+        .agency();
+    let connected = nodes[1].connected();
+    assert!(
+        connected.contains(&a.id) && connected.contains(&c.id),
+        "{connected:?}"
+    );
+    ok(
+        &b.dir,
+        &["key", "revoke", &old_node.to_hex(), "--reason", "retired"],
+    );
+    std::fs::rename(
+        b.dir.join(custodia_node::NODE_KEY_FILE),
+        b.dir.join("node.key.retired"),
+    )
+    .expect("move the old key away");
+    let new_node = ok(&b.dir, &["key", "certify-node", "--no-passphrase"])["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    // Alpha roots its log in its pre-committed next key and certifies a
+    // new officer with it; the partners follow without a new pin.
+    ok(
+        &a.dir,
+        &[
+            "key",
+            "rotate-root",
+            "--root",
+            &path(&a.dir, "next-root.key"),
+            "--next-key",
+            &path(&a.dir, "next-root-2.key"),
+            "--no-passphrase",
+        ],
+    );
+    ok(
+        &a.dir,
+        &[
+            "key",
+            "certify-officer",
+            "--name",
+            "Insp. L. Cruz",
+            "--number",
+            "PNP-0107",
+            "--out",
+            &path(&a.dir, "cruz.key"),
+            "--no-passphrase",
+            "--root",
+            &path(&a.dir, "next-root.key"),
+        ],
+    );
+    let file = a.dir.join("laptop.img");
+    std::fs::write(&file, b"a seized laptop's image").expect("evidence file");
+    ok(
+        &a.dir,
+        &[
+            "--as",
+            &path(&a.dir, "cruz.key"),
+            "evidence",
+            "add",
+            &case_hex,
+            file.to_str().expect("path"),
+            "--exhibit",
+            "NBI-EX-2",
+        ],
+    );
+    let cruz_entry = |at: &Agency| {
+        entries(at, &case).iter().any(|e| {
+            e.author() == a.id
+                && matches!(e.payload().body, Body::EvidenceRegistered(_))
+                && e.payload().keys.is_some_and(|k| k > before_revocation + 1)
+        })
+    };
+    let by_new_node_key = |at: &Agency| {
+        entries(at, &case).iter().any(|e| {
+            e.author() == b.id
+                && matches!(e.payload().body, Body::Witness(_))
+                && e.signer().to_hex() == new_node
+        })
+    };
+    assert!(
+        eventually(WAIT, || cruz_entry(&b) && cruz_entry(&c)).await,
+        "the officer certified by the rotated root is accepted by bravo and charlie"
+    );
+    assert!(
+        eventually(WAIT, || by_new_node_key(&a) && by_new_node_key(&c)).await,
+        "bravo witnesses with its new node key, without a restart, and the others accept it"
+    );
+    let connected = nodes[1].connected();
+    assert!(
+        connected.contains(&a.id) && connected.contains(&c.id),
+        "bravo's sessions outlived the replacement: {connected:?}"
+    );
+
     // The case exports to a bundle that verifies and names the officers.
     for n in nodes {
         n.shutdown().await;
@@ -327,7 +423,12 @@ async fn three_agencies_accept_officers_entries_witness_with_node_keys_and_refus
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a report");
     assert_eq!(report["verdict"], "valid", "{report:#}");
     let text = report.to_string();
-    for name in ["Insp. R. Santos", "KHK M. Weber", "Lt. A. Moreau"] {
+    for name in [
+        "Insp. R. Santos",
+        "KHK M. Weber",
+        "Lt. A. Moreau",
+        "Insp. L. Cruz",
+    ] {
         assert!(text.contains(name), "the report names {name}");
     }
     // Each entry names the officer who signed it: the registration is
