@@ -539,10 +539,32 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
             .or_else(|| known.get(a).cloned())
             .unwrap_or_else(|| a.fingerprint())
     };
+    // Who signed: the agency, and for an entry of format version 2 the
+    // officer (or node key) its key log certifies.
+    let who_signed = |e: &custodia_protocol::Entry| -> (String, serde_json::Value) {
+        let agency = name(&e.author());
+        match l.signer_of(e) {
+            Some((key, c)) => {
+                let who = match &c.officer {
+                    Some(o) => format!("{agency}, officer {} ({})", o.name, o.number),
+                    None => format!("{agency}, node key {}", &key.to_hex()[..16]),
+                };
+                let officer = c
+                    .officer
+                    .as_ref()
+                    .map(|o| serde_json::json!({"name": o.name, "number": o.number}));
+                (
+                    who,
+                    serde_json::json!({"key": key.to_hex(), "role": c.role.as_str(), "officer": officer}),
+                )
+            }
+            None => (agency, serde_json::Value::Null),
+        }
+    };
     let width = rows
         .iter()
         .map(|r| match r {
-            TimelineRow::Entry(e) => safe(&name(&e.author())).chars().count(),
+            TimelineRow::Entry(e) => safe(&who_signed(e).0).chars().count(),
             TimelineRow::Withheld(_) | TimelineRow::Quarantined(_) => 0,
         })
         .max()
@@ -555,6 +577,7 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
             TimelineRow::Entry(e) => {
                 let p = e.payload();
                 let who = name(&p.author);
+                let (signed_by, signer) = who_signed(&e);
                 let kind = p.body.kind();
                 let mut summary = summarize(&e, s, &name);
                 let (tlp, to) = s.effective_tlp(&e);
@@ -579,11 +602,12 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                 text.push_str(&format!(
                     "{}  {:<width$}  {kind:<19}  {}\n",
                     iso_time(p.time),
-                    safe(&who),
+                    safe(&signed_by),
                     safe(&summary)
                 ));
                 json.push(serde_json::json!({
                     "entry": e.id().to_hex(), "author": p.author.to_hex(), "author_name": who,
+                    "signer": signer,
                     "seq": p.seq, "time": iso_time(p.time), "time_ms": p.time, "kind": kind,
                     "summary": summary, "tlp": tlp.as_str(), "retracted": retracted, "withheld": false,
                     "after_removal": after_removal,
@@ -601,6 +625,7 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                 ));
                 json.push(serde_json::json!({
                     "entry": w.id.to_hex(), "author": w.author.to_hex(), "author_name": who,
+                    "signer": null,
                     "seq": w.seq, "time": null, "time_ms": null, "kind": null,
                     "summary": summary, "tlp": "RED", "retracted": null, "withheld": true,
                     "after_removal": false, "quarantined": false, "position": null, "reason": null,
@@ -611,7 +636,7 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
                 text.push_str(&format!("{:<20}  {line}\n", "(quarantined)"));
                 json.push(serde_json::json!({
                     "entry": q.id.map(|i| i.to_hex()), "author": q.author.map(|a| a.to_hex()),
-                    "author_name": q.author.as_ref().map(&name), "seq": q.seq, "time": null,
+                    "author_name": q.author.as_ref().map(&name), "signer": null, "seq": q.seq, "time": null,
                     "time_ms": null, "kind": null, "summary": line, "tlp": null, "retracted": null,
                     "withheld": false, "after_removal": false, "quarantined": true,
                     "position": q.pos, "reason": q.reason,

@@ -322,6 +322,9 @@ def scenario(c, work):
                "MCU-2026-0043", "--tlp", "amber", env=santos)["case"]
     c.run("manila", "case", "show", v2, env=santos)
     c.run("manila", "evidence", "add", v2, p("phone.img"), "--exhibit", "MCU-EX-2", env=santos)
+    rows = c.run("manila", "case", "log", v2)["entries"]
+    if not any(r["signer"] and r["signer"]["officer"]["name"] == "Insp. R. Santos" for r in rows):
+        fail(f"case log names no officer: {rows!r}")
     c.run("manila", "export", v2, "--out", p("v2.custodia"))
     report = c.run(None, "verify", p("v2.custodia"))
     signer = report["items"][0]["timeline"][0]["signer"]

@@ -704,6 +704,21 @@ impl Local {
         signer_of(&self.identity, self.officer.as_ref())
     }
 
+    /// For an entry of format version 2: the key that signed it and what
+    /// the author's key log, as this node holds it, certifies it as (its
+    /// role, and the officer for an officer's key). None for an entry of
+    /// format version 1 (signed by its author's agency key) or a key the
+    /// held log does not certify.
+    pub fn signer_of(&self, e: &Entry) -> Option<(KeyId, keylog::Certify)> {
+        e.payload().keys?;
+        let key = KeyId(e.signer().0);
+        let c = self
+            .store
+            .cached_key_log(&e.author())?
+            .certification(&key, u64::MAX)?;
+        Some((key, c.certify.clone()))
+    }
+
     /// This node's agency id.
     pub fn me(&self) -> AgencyId {
         self.identity.agency()

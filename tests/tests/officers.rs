@@ -407,6 +407,18 @@ async fn three_agencies_accept_officers_entries_witness_with_node_keys_and_refus
         "bravo's sessions outlived the replacement: {connected:?}"
     );
 
+    // The case's log at charlie names the officer behind each entry.
+    let log = ok(&c.dir, &["case", "log", &case_hex]);
+    let rows = log["entries"].as_array().expect("rows");
+    let registration = rows
+        .iter()
+        .find(|r| r["kind"] == "evidence-registered" && r["author"] == b.id.to_hex())
+        .expect("bravo's registration");
+    assert_eq!(registration["signer"]["officer"]["name"], "KHK M. Weber");
+    assert!(rows
+        .iter()
+        .any(|r| r["kind"] == "witness" && r["signer"]["role"] == "node"));
+
     // The case exports to a bundle that verifies and names the officers.
     for n in nodes {
         n.shutdown().await;
