@@ -416,23 +416,31 @@ impl Validator {
         self.chains.iter().map(|c| c.len() as u64).collect()
     }
 
-    /// How far into `author`'s chain the witnesses of other agencies dated
-    /// before `before` reach: 1 + the highest sequence number of `author`
-    /// in the causal past of any of them (0: none). An entry of `author`
-    /// at a lower sequence number was seen by another agency before then
-    /// (SPEC.md §10.6).
-    pub fn witness_reach(&self, author: &AgencyId, before: u64) -> u64 {
+    /// The witnesses of agencies other than `author`, as (time, reach):
+    /// each witness's asserted time and how far into `author`'s chain its
+    /// causal past goes (1 + the highest sequence number of `author` in
+    /// it; 0: none), sorted by time, each reach the most of any witness
+    /// dated up to it. An entry of `author` at sequence number `s` was
+    /// seen by another agency before time `t` iff some pair with time
+    /// below `t` has reach above `s` (SPEC.md §10.6): one binary search per
+    /// question, after one pass over the records per author.
+    pub fn witness_reaches(&self, author: &AgencyId) -> Vec<(u64, u64)> {
         let Some(&a) = self.author_index.get(author) else {
-            return 0;
+            return Vec::new();
         };
-        self.recs
+        let mut out: Vec<(u64, u64)> = self
+            .recs
             .iter()
-            .filter(|r| {
-                r.flags & WITNESS != 0 && !r.withheld() && r.author as usize != a && r.time < before
-            })
-            .map(|r| self.clock_at(r.author as usize, r.seq(), r.base, a))
-            .max()
-            .unwrap_or(0)
+            .filter(|r| r.flags & WITNESS != 0 && !r.withheld() && r.author as usize != a)
+            .map(|r| (r.time, self.clock_at(r.author as usize, r.seq(), r.base, a)))
+            .collect();
+        out.sort_unstable();
+        let mut most = 0;
+        for (_, reach) in &mut out {
+            most = most.max(*reach);
+            *reach = most;
+        }
+        out
     }
 
     /// Whether the agency is a current member (on everything accepted).

@@ -1779,7 +1779,11 @@ impl<'t> Verifier<'t> {
     /// no other agency witnessed before its effective time.
     fn key_conflicts(&mut self) -> Vec<ConflictReport> {
         let mut out = Vec::new();
-        let mut reach: HashMap<(AgencyId, u64), u64> = HashMap::new();
+        // Per author, its witnesses by others as (time, reach so far):
+        // built once per author with a suspect entry, asked by binary
+        // search, so a bundle with many revoked keys costs no more than
+        // one pass over its records per author.
+        let mut reaches: HashMap<AgencyId, Vec<(u64, u64)>> = HashMap::new();
         for s in std::mem::take(&mut self.suspects) {
             let who = self.signer_words(&s.author, &s.key);
             let (kind, sentence) = match s.reason {
@@ -1796,9 +1800,11 @@ impl<'t> Verifier<'t> {
                 RevokeReason::Retired => continue,
                 reason => {
                     let v = &self.v;
-                    let seen = *reach
-                        .entry((s.author, s.effective))
-                        .or_insert_with(|| v.witness_reach(&s.author, s.effective));
+                    let r = reaches
+                        .entry(s.author)
+                        .or_insert_with(|| v.witness_reaches(&s.author));
+                    let before = r.partition_point(|(t, _)| *t < s.effective);
+                    let seen = before.checked_sub(1).map_or(0, |i| r[i].1);
                     if seen > s.seq {
                         continue;
                     }
