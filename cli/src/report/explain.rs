@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use custodia_protocol::bundle::{EventReport, ItemReport, KeyLogReport, KeyTrust, Problem, Report};
 use custodia_protocol::keylog::Statement;
-use custodia_protocol::{AgencyId, EntryId, ItemId};
+use custodia_protocol::{AgencyId, EntryId, ItemId, KeyId};
 
 use crate::output::iso_time;
 
@@ -75,9 +75,9 @@ impl<'r> Index<'r> {
     /// Who signed an entry (raw): the agency's name, and for an entry of
     /// format version 2 the officer (name and service number) or the
     /// node key that signed it, from the agency's key log.
-    pub(crate) fn who(&self, agency: &AgencyId, entry: &EntryId) -> Cow<'r, str> {
+    pub(crate) fn who(&self, agency: &AgencyId, key: Option<KeyId>) -> Cow<'r, str> {
         let name = self.name(agency);
-        match self.r.signer_of(entry) {
+        match self.r.signer(key) {
             Some(s) => Cow::Owned(match &s.officer {
                 Some(o) => format!("{name}, officer {} ({})", o.name, o.number),
                 None => format!("{name}, node key {}", &s.key.to_hex()[..16]),

@@ -398,7 +398,7 @@ fn item(h: &mut Page<'_>, ix: &Index<'_>, i: &ItemReport) {
             "<tr><td>{}</td><td class=\"nowrap\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&at(e.index)),
             iso_time(e.time).replace('T', " "),
-            esc(&ix.who(&e.author, &e.entry)),
+            esc(&ix.who(&e.author, e.signer)),
             esc(&e.action),
             esc(&describe_event(ix, e, &raw))
         );
@@ -684,7 +684,7 @@ fn notes(h: &mut Page<'_>, ix: &Index<'_>) {
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
             esc(&at(n.index)),
             esc(&iso_time(n.time)),
-            esc(&ix.who(&n.author, &n.entry)),
+            esc(&ix.who(&n.author, n.signer)),
             n.item
                 .map_or_else(|| "the case".to_owned(), |i| esc(&ix.item_label(&i))),
             esc(&n.text),

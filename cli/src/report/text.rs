@@ -364,7 +364,7 @@ pub(crate) fn note_line(
         "{} {}  {}{}: {}{}",
         at(n.index),
         iso_time(n.time),
-        text(&ix.who(&n.author, &n.entry)),
+        text(&ix.who(&n.author, n.signer)),
         n.item.map_or_else(String::new, |i| format!(
             " on item {}",
             text(&ix.item_label(&i))
@@ -435,7 +435,7 @@ fn item_text(ix: &Index<'_>, i: &ItemReport, line: &mut impl FnMut(String)) {
     let w = i
         .timeline
         .iter()
-        .map(|e| safe(&ix.who(&e.author, &e.entry)).chars().count())
+        .map(|e| safe(&ix.who(&e.author, e.signer)).chars().count())
         .max()
         .unwrap_or(0);
     for e in &i.timeline {
@@ -443,7 +443,7 @@ fn item_text(ix: &Index<'_>, i: &ItemReport, line: &mut impl FnMut(String)) {
             "      {:<6} {}  {:<w$}  {:<11}  {}",
             at(e.index),
             iso_time(e.time),
-            t(&ix.who(&e.author, &e.entry)),
+            t(&ix.who(&e.author, e.signer)),
             t(&e.action),
             describe_event(ix, e, &t)
         ));

@@ -279,6 +279,9 @@ pub struct EventReport {
     pub retracted: Option<String>,
     /// For a note about the item (action `note`): its text.
     pub note: Option<String>,
+    /// For an entry of format version 2: the key that signed it
+    /// ([`Report::signer`] says whose).
+    pub signer: Option<KeyId>,
 }
 
 /// A note: free text an agency signed about the case or one item (e.g.
@@ -301,6 +304,9 @@ pub struct NoteReport {
     pub tlp: Tlp,
     /// If the author retracted the note: the reason.
     pub retracted: Option<String>,
+    /// For a note of format version 2: the key that signed it
+    /// ([`Report::signer`] says whose).
+    pub signer: Option<KeyId>,
 }
 
 /// The notes of a report, in bundle order, kept compactly: a bundle may be
@@ -317,6 +323,8 @@ pub struct Notes {
     authors: Vec<AgencyId>,
     /// The retracted notes' reasons, by note number.
     retracted: BTreeMap<usize, String>,
+    /// The distinct keys that signed notes of format version 2.
+    keys: Vec<KeyId>,
 }
 
 /// One note of [`Notes`] (80 bytes).
@@ -333,6 +341,9 @@ struct NoteRec {
     author: u32,
     item: Option<ItemId>,
     tlp: Tlp,
+    /// The key that signed it, in [`Notes::keys`]; `u32::MAX` for a note
+    /// of format version 1 (the record stays 80 bytes).
+    key: u32,
 }
 
 impl Notes {
@@ -363,6 +374,7 @@ impl Notes {
             text: self.text[start..rec.text_end].to_owned(),
             tlp: rec.tlp,
             retracted: self.retracted.get(&k).cloned(),
+            signer: self.keys.get(rec.key as usize).copied(),
         }
     }
 
@@ -370,14 +382,23 @@ impl Notes {
     /// finds an author in [`Notes::authors`].
     fn push(
         &mut self,
-        author_at: &mut HashMap<AgencyId, usize>,
+        (author_at, key_at): (&mut HashMap<AgencyId, usize>, &mut HashMap<KeyId, usize>),
         entry: EntryId,
         p: &crate::entry::Payload,
         note: &crate::body::Note,
+        key: Option<KeyId>,
     ) {
         let author = *author_at.entry(p.author).or_insert_with(|| {
             self.authors.push(p.author);
             self.authors.len() - 1
+        });
+        let key = key.map_or(u32::MAX, |k| {
+            let at = *key_at.entry(k).or_insert_with(|| {
+                self.keys.push(k);
+                self.keys.len() - 1
+            });
+            // Fewer keys than notes.
+            u32::try_from(at).unwrap_or(u32::MAX)
         });
         self.text.push_str(&note.text);
         self.recs.push(NoteRec {
@@ -390,6 +411,7 @@ impl Notes {
             author: u32::try_from(author).unwrap_or(u32::MAX),
             item: note.item,
             tlp: p.tlp,
+            key,
         });
     }
 }
@@ -616,12 +638,9 @@ pub struct Report {
     /// The key logs of a version 2 bundle that replay (B8), in the
     /// bundle's order: each agency's key history. Empty for version 1.
     pub key_logs: Vec<KeyLogReport>,
-    /// The key that signed each accepted entry of format version 2 shown
-    /// in the report (registrations, custody events, notes, the opening,
-    /// membership changes); entries of version 1 are signed by their
-    /// author's agency key and are not listed. See [`Report::signer_of`].
-    pub signed_with: HashMap<EntryId, KeyId>,
-    /// What each of those keys is, from its agency's key log.
+    /// What each key that signed an entry of format version 2 shown in
+    /// the report is, from its agency's key log (the events' and notes'
+    /// `signer`).
     pub signers: BTreeMap<KeyId, EntrySigner>,
     /// The problems listed one by one, in the order found: the first
     /// [`LISTED`] at the source and the first [`LISTED`] consequences
@@ -649,9 +668,10 @@ pub struct EntrySigner {
 }
 
 impl Report {
-    /// The officer or node key that signed an entry of format version 2.
-    pub fn signer_of(&self, entry: &EntryId) -> Option<&EntrySigner> {
-        self.signers.get(self.signed_with.get(entry)?)
+    /// What the key that signed an entry of format version 2 is (an
+    /// event's or a note's `signer`).
+    pub fn signer(&self, key: Option<KeyId>) -> Option<&EntrySigner> {
+        self.signers.get(&key?)
     }
 
     /// Whether the bundle verifies: no problem at all.
@@ -866,6 +886,8 @@ struct Suspect {
 struct Kept {
     id: EntryId,
     payload: Box<crate::entry::Payload>,
+    /// The key that signed it, for format version 2.
+    key: Option<KeyId>,
 }
 
 impl Kept {
@@ -1071,9 +1093,11 @@ pub struct Verifier<'t> {
     /// revokes after the prefix they cite: classed at the end (SPEC.md
     /// §10.6), once every witness is known.
     suspects: Vec<Suspect>,
-    /// The key that signed each accepted entry of format version 2 the
-    /// report shows (not witnesses).
-    signed_with: HashMap<EntryId, KeyId>,
+    /// The distinct keys that signed accepted entries of format version 2
+    /// (not witnesses), with their agency: what the report says of each.
+    signing_keys: BTreeMap<KeyId, AgencyId>,
+    /// Each key's place in the notes' key table.
+    note_key_at: HashMap<KeyId, usize>,
     /// Each agency's place in `agencies` (the first, if listed twice).
     agency_at: HashMap<AgencyId, usize>,
     trust: Option<&'t TrustList>,
@@ -1173,7 +1197,8 @@ impl<'t> Verifier<'t> {
             replayed,
             key_problems,
             suspects: Vec::new(),
-            signed_with: HashMap::new(),
+            signing_keys: BTreeMap::new(),
+            note_key_at: HashMap::new(),
             agency_at,
             trust,
             next: 0,
@@ -1290,10 +1315,11 @@ impl<'t> Verifier<'t> {
     fn accepted(&mut self, entry: &Entry, index: usize) {
         self.place(entry.author(), entry.payload().seq, index);
         let p = entry.payload();
+        let signed_by = p.keys.map(|_| KeyId(entry.signer().0));
         if let Some(cited) = p.keys {
             let kid = KeyId(entry.signer().0);
             if !matches!(p.body, Body::Witness(_)) {
-                self.signed_with.insert(entry.id(), kid);
+                self.signing_keys.entry(kid).or_insert(p.author);
             }
             let revoked = self
                 .logs
@@ -1315,13 +1341,20 @@ impl<'t> Verifier<'t> {
             }
         }
         match &p.body {
-            Body::Note(n) => self.notes.push(&mut self.note_author_at, entry.id(), p, n),
+            Body::Note(n) => self.notes.push(
+                (&mut self.note_author_at, &mut self.note_key_at),
+                entry.id(),
+                p,
+                n,
+                signed_by,
+            ),
             Body::CaseOpened(_) | Body::EvidenceRegistered(_) | Body::Custody(_) => {
                 self.kept.insert(
                     entry.id(),
                     Kept {
                         id: entry.id(),
                         payload: Box::new(p.clone()),
+                        key: signed_by,
                     },
                 );
             }
@@ -1687,11 +1720,10 @@ impl<'t> Verifier<'t> {
         }
         conflicts.extend(self.key_conflicts());
         let signers = self
-            .signed_with
+            .signing_keys
             .iter()
-            .filter_map(|(id, key)| {
-                let author = self.v.meta(id)?.author;
-                let c = self.logs.get(&author)?.certification(key, u64::MAX)?;
+            .filter_map(|(key, author)| {
+                let c = self.logs.get(author)?.certification(key, u64::MAX)?;
                 Some((
                     *key,
                     EntrySigner {
@@ -1761,7 +1793,6 @@ impl<'t> Verifier<'t> {
             withheld: std::mem::take(&mut self.withheld),
             version: self.version,
             key_logs,
-            signed_with: std::mem::take(&mut self.signed_with),
             signers,
             problems: std::mem::take(&mut self.problems),
             problem_count: self.found,
@@ -2147,6 +2178,7 @@ impl<'t> Verifier<'t> {
                 .get(&entry)
                 .map(|(_, why)| why.clone()),
             note: None,
+            signer: None,
         }
     }
 
@@ -2154,12 +2186,14 @@ impl<'t> Verifier<'t> {
     fn note_event(&self, n: NoteReport) -> EventReport {
         let mut r = self.base_event(n.entry, n.time, n.author, "note", n.tlp);
         r.note = Some(n.text);
+        r.signer = n.signer;
         r
     }
 
     fn event(&self, e: &Kept, action: &str) -> EventReport {
         let p = e.payload();
         let mut r = self.base_event(e.id(), p.time, p.author, action, p.tlp);
+        r.signer = e.key;
         if let Body::Custody(ev) = &p.body {
             r.to = ev.to;
             r.answers = ev.transfer;
@@ -2200,7 +2234,7 @@ mod tests {
     use super::{NoteReport, Notes, RefusedIds};
     use crate::body::{CaseOpened, Note};
     use crate::entry::Payload;
-    use crate::ids::{AgencyId, EntryId, ItemId};
+    use crate::ids::{AgencyId, EntryId, ItemId, KeyId};
     use crate::tlp::Tlp;
     use std::collections::HashMap;
 
@@ -2210,6 +2244,7 @@ mod tests {
         let texts = ["", "seal intact", "état: scellé — 封印完好", "x", ""];
         let mut notes = Notes::default();
         let mut author_at = HashMap::new();
+        let mut key_at = HashMap::new();
         let mut want = Vec::new();
         for (k, text) in texts.iter().enumerate() {
             let mut p = Payload::genesis(
@@ -2230,8 +2265,12 @@ mod tests {
                 item: (k == 1).then_some(ItemId([9; 16])),
             };
             let id = EntryId::of(&k.to_be_bytes());
-            notes.push(&mut author_at, id, &p, &note);
+            // Notes 1 and 3 signed by one officer's key, the others by
+            // agency keys (format version 1).
+            let key = (k % 2 == 1).then_some(KeyId([7; 32]));
+            notes.push((&mut author_at, &mut key_at), id, &p, &note, key);
             want.push(NoteReport {
+                signer: key,
                 entry: id,
                 index: None,
                 time: p.time,
@@ -2244,6 +2283,8 @@ mod tests {
         }
         assert_eq!(notes.len(), texts.len());
         assert_eq!(notes.authors.len(), 2, "each author once");
+        assert_eq!(notes.keys.len(), 1, "each key once");
+        assert_eq!(std::mem::size_of::<super::NoteRec>(), 80);
         assert_eq!(notes.iter().collect::<Vec<_>>(), want);
         // Indexes and retractions, set at the end.
         notes.recs[3].index = 7;
