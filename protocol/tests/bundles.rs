@@ -520,6 +520,17 @@ const VECTOR_NAMES: &[&str] = &[
     "key-log-empty",
     "v2-entries-with-key-logs",
     "v2-entries-without-a-key-log",
+    "revoked-key-witnessed-before-effective",
+    "revoked-key-witnessed-after-effective",
+    "revoked-key-witnessed-at-effective",
+    "revoked-key-lost",
+    "revoked-key-witnessed-only-by-own-agency",
+    "revoked-key-witness-withheld",
+    "revoked-key-witness-head-only",
+    "revoked-key-retired-before-effective",
+    "revoked-key-retired-at-effective",
+    "revoked-key-in-cited-prefix",
+    "revoked-keys-conflict-order",
 ];
 
 fn problems_json(r: &Report) -> Value {
