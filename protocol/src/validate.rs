@@ -420,7 +420,9 @@ impl Validator {
     /// before `before` reach: 1 + the highest sequence number of `author`
     /// in the causal past of any of them (0: none). An entry of `author`
     /// at a lower sequence number was seen by another agency before then
-    /// (SPEC.md §10.6).
+    /// (SPEC.md §10.6). Each witness's causal past is its clock, the one
+    /// computed when it was accepted: the refs of an entry revealed after
+    /// it are not followed, as §10.6 says.
     pub fn witness_reach(&self, author: &AgencyId, before: u64) -> u64 {
         let Some(&a) = self.author_index.get(author) else {
             return 0;

@@ -527,6 +527,7 @@ const VECTOR_NAMES: &[&str] = &[
     "revoked-key-witnessed-only-by-own-agency",
     "revoked-key-witness-withheld",
     "revoked-key-witness-head-only",
+    "revoked-key-witness-through-reveal",
     "revoked-key-retired-before-effective",
     "revoked-key-retired-at-effective",
     "revoked-key-in-cited-prefix",

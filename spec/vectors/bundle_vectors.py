@@ -616,6 +616,20 @@ def build():
       "a head but refers only to alpha's member-added: heads do not enter the causal past (SPEC.md 13), so the "
       "registration is not in the witness's causal past and is a conflict key-reported-compromised.",
       revoked(revoked_case(heads_only=True), alpha_revoking("compromised", W_T + 1)), [])
+    X = Case()
+    X.add("alpha", g.case_opened(), signer="alpha-officer-2", keys=4)  # 0
+    X.add("alpha", g.member_added("bravo", "investigator"), signer="alpha-officer-2", keys=4)  # 1
+    X.add("alpha", g.evidence("phone", exhibit="Exhibit number 1"), signer="alpha-officer-1", keys=4)  # 2
+    X.add("bravo", g.note("phone seen at alpha's lab"), signer="bravo-officer-1", keys=3)  # 3: refs element 2
+    X.add("bravo", g.witness([(g.pub("alpha"), 1, X.id(1))]), signer="bravo-node-1", keys=3,
+          refs=[X.id(1)])  # 4: prev element 3, refs alpha #1 only
+    V("revoked-key-witness-through-reveal", "Bravo's note (bravo #0) refers to the registration by "
+      "alpha-officer-1, and bravo's witness, dated before the compromise, reaches the registration only through "
+      "that note. The note is a marker at its position and its entry is revealed at the end: when the replay "
+      "accepted the witness, the note's refs were unknown, so the registration was not in the witness's causal "
+      "past, and it is a conflict key-reported-compromised (SPEC.md 10.6).",
+      revoked(X, alpha_revoking("compromised", T0 + 4 * STEP + 1, at=T0 + 5 * STEP),
+              rows=X.rows[:3] + [marker(X, 3)] + X.rows[4:] + [X.rows[3]]), [])
     V("revoked-key-retired-before-effective", "Alpha's log retires alpha-officer-1's key from one millisecond "
       "after the registration it signed: a retired key's holder's dates are believed, so no conflict.",
       revoked(R, alpha_revoking("retired", E_T + 1)), [])

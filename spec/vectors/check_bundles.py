@@ -291,6 +291,7 @@ class Replay(validate.Case):
         self.conflicts = []  # ("equivocation", author, seq) or (kind,)
         self.first_accepted_pos = {}
         self.signed_by = {}  # accepted entry of format version 2: id -> (kid, "keys")
+        self.witness_past = {}  # accepted witness: id -> its causal past when it was accepted
 
     # 8.3, for a validator that may already be bound or not (8.1)
     def add_withheld(self, author, seq, eid):
@@ -325,6 +326,12 @@ class Replay(validate.Case):
             p = payload_of(data)
             if p["v"] == 2:
                 self.signed_by[eid] = (kid_of(data), p["keys"])
+            e = self.accepted[eid]
+            if e.kind == "witness":
+                # SPEC.md 10.6: CP(W) as the replay computed it when it
+                # accepted W (a position then held only as a marker adds its
+                # chain link, not the refs of an entry revealed later)
+                self.witness_past[eid] = self.past(e.prev, e.refs)
             self.apply_state(self.accepted[eid])
         return result
 
@@ -437,7 +444,9 @@ def key_conflicts(case):
     entry of another agency, accepted, dated strictly before "effective", has
     the entry in its causal past (8.4: through its prev and refs, so a
     witness held only as a marker, whose time and refs are unknown, does not
-    count, and neither do heads that its prev and refs do not reach).
+    count, and neither do heads that its prev and refs do not reach). The
+    causal past is the one the replay computed when it accepted the witness:
+    the refs of an entry revealed after it are not followed.
     """
     out = []
     for eid in case.order:
@@ -457,7 +466,7 @@ def key_conflicts(case):
                 out.append(("key-retired", eid))
             continue
         witnessed = any(
-            w.kind == "witness" and w.author != e.author and w.time < effective and eid in case._past_of(w.id)
+            w.kind == "witness" and w.author != e.author and w.time < effective and eid in case.witness_past[w.id]
             for w in (case.accepted[x] for x in case.order))
         if not witnessed:
             out.append(("key-reported-compromised", eid))
