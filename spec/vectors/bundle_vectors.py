@@ -634,7 +634,7 @@ def build():
       "after the registration it signed: a retired key's holder's dates are believed, so no conflict.",
       revoked(R, alpha_revoking("retired", E_T + 1)), [])
     V("revoked-key-retired-at-effective", "The retirement is effective at exactly the registration's time: "
-      "one conflict key-retired (at or after effective), although bravo witnessed it.",
+      "one conflict key-retired (dated at or after effective; for a retirement no witness is looked for).",
       revoked(R, alpha_revoking("retired", E_T)), [])
     R22 = revoked_case(alpha_keys=5)
     V("revoked-key-in-cited-prefix", "The registration cites 5 statements of alpha's log, the revocation "
