@@ -423,7 +423,10 @@ impl Validator {
     /// dated up to it. An entry of `author` at sequence number `s` was
     /// seen by another agency before time `t` iff some pair with time
     /// below `t` has reach above `s` (SPEC.md §10.6): one binary search per
-    /// question, after one pass over the records per author.
+    /// question, after one pass over the records per author. Each
+    /// witness's causal past is its clock, the one computed when it was
+    /// accepted: the refs of an entry revealed after it are not followed,
+    /// as §10.6 says.
     pub fn witness_reaches(&self, author: &AgencyId) -> Vec<(u64, u64)> {
         let Some(&a) = self.author_index.get(author) else {
             return Vec::new();

@@ -520,6 +520,18 @@ const VECTOR_NAMES: &[&str] = &[
     "key-log-empty",
     "v2-entries-with-key-logs",
     "v2-entries-without-a-key-log",
+    "revoked-key-witnessed-before-effective",
+    "revoked-key-witnessed-after-effective",
+    "revoked-key-witnessed-at-effective",
+    "revoked-key-lost",
+    "revoked-key-witnessed-only-by-own-agency",
+    "revoked-key-witness-withheld",
+    "revoked-key-witness-head-only",
+    "revoked-key-witness-through-reveal",
+    "revoked-key-retired-before-effective",
+    "revoked-key-retired-at-effective",
+    "revoked-key-in-cited-prefix",
+    "revoked-keys-conflict-order",
 ];
 
 fn problems_json(r: &Report) -> Value {
@@ -535,7 +547,8 @@ fn problems_json(r: &Report) -> Value {
 
 /// What a vector records for a bundle: the verdict, and the kind of read
 /// error or the full problem list (rule, index, class, caused_by, in
-/// order) with the counts of conflicts, withheld and disclosed positions.
+/// order) with the conflicts (their number, and their kinds in report
+/// order) and the counts of withheld and disclosed positions.
 fn outcome(bytes: &[u8]) -> Value {
     match Bundle::decode(bytes) {
         Err(e) => json!({"expect": "unreadable", "error": e.class()}),
@@ -545,6 +558,7 @@ fn outcome(bytes: &[u8]) -> Value {
                 "expect": if r.is_valid() { "valid" } else { "invalid" },
                 "problems": problems_json(&r),
                 "conflicts": r.conflicts.len(),
+                "conflict_kinds": r.conflicts.iter().map(|c| c.kind).collect::<Vec<_>>(),
                 "withheld": r.withheld.len(),
                 "disclosed": r.disclosed,
             });
@@ -588,6 +602,7 @@ fn bundle_vectors() {
             "error",
             "problems",
             "conflicts",
+            "conflict_kinds",
             "withheld",
             "disclosed",
             "key_logs",

@@ -147,11 +147,12 @@ KT0 = T0 - 30 * 86_400_000  # the key logs start a month before the case
 
 
 def key_log(agency, statements):
-    """A log of `agency`: [(signer label, st)], each at the next position, a
-    minute apart, chained to the one before."""
+    """A log of `agency`: [(signer label, st)] or [(signer label, st, time)],
+    each at the next position, a minute apart unless its time is given,
+    chained to the one before."""
     out = []
-    for seq, (signer, st) in enumerate(statements):
-        p = {"v": 1, "agency": g.pub(agency), "seq": seq, "time": KT0 + seq * STEP, "st": st}
+    for seq, (signer, st, *time) in enumerate(statements):
+        p = {"v": 1, "agency": g.pub(agency), "seq": seq, "time": time[0] if time else KT0 + seq * STEP, "st": st}
         if seq > 0:
             p["prev"] = g.sha256(out[-1])
         out.append(g.build_entry(signer, p, protected=keylog.key_header(g.pub(signer))))
@@ -541,6 +542,130 @@ def build():
     V("v2-entries-without-a-key-log", "The same case exported with alpha's key log only: bravo's note cannot "
       "be checked (V20 key-log-pending), and alpha's witness of it is a consequence.",
       export(K, keys=[alpha2]), [(2, "V20")])
+
+    # -- entries by keys revoked after their cited prefix (SPEC.md 10.6) -----
+    # Alpha's log: its inception, the lead officer (alpha-officer-2), the
+    # officer whose key is revoked later (alpha-officer-1), alpha's node key;
+    # position 4, written after the case, revokes alpha-officer-1. Bravo's:
+    # its inception, an officer, a node key. Every entry cites the whole log
+    # its author held (alpha 4, bravo 3), so the revocation is after the
+    # prefix, except in `revoked-key-in-cited-prefix`.
+    def alpha_revoking(reason, effective, key="alpha-officer-1", at=T0 + 9 * STEP // 2):
+        return key_log("alpha", [
+            ("alpha", keylog.root_st("inception", "alpha", "alpha-root-1")),
+            ("alpha", keylog.officer("alpha-officer-2", "Ana Reyes", "PNP-ACG-0077", not_before=KT0)),
+            ("alpha", keylog.officer("alpha-officer-1", "Maria Santos", "PNP-ACG-0412", not_before=KT0)),
+            ("alpha", keylog.certify("alpha-node-1", not_before=KT0)),
+            ("alpha", keylog.revoke(key, reason, effective=effective), at),
+        ])
+
+    bravo3 = key_log("bravo", [
+        ("bravo", keylog.root_st("inception", "bravo", "bravo-root-1")),
+        ("bravo", keylog.officer("bravo-officer-1", "Jan de Vries", "NHT-DF-0193", not_before=KT0)),
+        ("bravo", keylog.certify("bravo-node-1", not_before=KT0)),
+    ])
+
+    def revoked_case(witness="bravo", heads_only=False, alpha_keys=4):
+        """0 alpha-officer-2 opens the case (T0) and 1 adds bravo (T0 + 1 min);
+        2 bravo's officer writes a note (T0 + 2 min); 3 alpha-officer-1
+        registers the phone (T0 + 3 min, the entry in question); 4 a witness
+        at T0 + 4 min: by bravo's node key, naming alpha #2 (element 3) as a
+        head and in refs, or by alpha's own node key (its prev is element 3,
+        its head bravo #0)."""
+        R = Case()
+        R.add("alpha", g.case_opened(), signer="alpha-officer-2", keys=4)  # 0
+        R.add("alpha", g.member_added("bravo", "investigator"), signer="alpha-officer-2", keys=4)  # 1
+        R.add("bravo", g.note("phone seized at the suspect's flat"), signer="bravo-officer-1", keys=3)  # 2
+        e = R.add("alpha", g.evidence("phone", exhibit="Exhibit number 1"), signer="alpha-officer-1",
+                  keys=alpha_keys)  # 3
+        if witness == "bravo":
+            refs = [R.id(1)] if heads_only else None
+            R.add("bravo", g.witness([(g.pub("alpha"), 2, e)]), signer="bravo-node-1", keys=3, refs=refs)  # 4
+        else:
+            R.add("alpha", g.witness([(g.pub("bravo"), 0, R.id(2))]), signer="alpha-node-1", keys=4)  # 4
+        return R
+
+    def revoked(R, log, **kw):
+        return export(R, keys=by_agency(("alpha", log), ("bravo", bravo3)), **kw)
+
+    E_T, W_T = T0 + 3 * STEP, T0 + 4 * STEP  # the registration's and the witness's times
+    R = revoked_case()
+    V("revoked-key-witnessed-before-effective", "Alpha's log, after the case, reports alpha-officer-1's key "
+      "compromised from one millisecond after bravo's witness (by bravo's node key) of the phone's "
+      "registration that key signed: the witness shows the entry existed before the compromise. Valid, no "
+      "conflict (SPEC.md 10.6).", revoked(R, alpha_revoking("compromised", W_T + 1)), [])
+    V("revoked-key-witnessed-after-effective", "As revoked-key-witnessed-before-effective, but the compromise "
+      "is effective from 30 seconds after the registration, before bravo's witness: the registration, dated "
+      "before the compromise, is one conflict key-reported-compromised (a thief can backdate). Valid, with "
+      "conflicts.", revoked(R, alpha_revoking("compromised", E_T + STEP // 2)), [])
+    V("revoked-key-witnessed-at-effective", "The compromise is effective at exactly the witness's time: a "
+      "witness counts only when dated strictly before effective, so the registration is a conflict "
+      "key-reported-compromised.", revoked(R, alpha_revoking("compromised", W_T)), [])
+    V("revoked-key-lost", "As revoked-key-witnessed-after-effective with the reason lost: lost is read as "
+      "compromised, one conflict key-reported-compromised.", revoked(R, alpha_revoking("lost", E_T + STEP // 2)),
+      [])
+    V("revoked-key-witnessed-only-by-own-agency", "The witness is by alpha's own node key, dated before the "
+      "compromise, and its prev reaches the registration: only a witness of another agency counts, so the "
+      "registration is a conflict key-reported-compromised.",
+      revoked(revoked_case(witness="alpha"), alpha_revoking("compromised", W_T + 1)), [])
+    V("revoked-key-witness-withheld", "As revoked-key-witnessed-before-effective, but bravo's witness is a "
+      "withheld marker: its time and refs are not disclosed, so it does not count, and the registration is a "
+      "conflict key-reported-compromised.",
+      revoked(R, alpha_revoking("compromised", W_T + 1), rows=R.rows[:4] + [marker(R, 4)]), [])
+    V("revoked-key-witness-head-only", "Bravo's witness, dated before the compromise, names the registration as "
+      "a head but refers only to alpha's member-added: heads do not enter the causal past (SPEC.md 13), so the "
+      "registration is not in the witness's causal past and is a conflict key-reported-compromised.",
+      revoked(revoked_case(heads_only=True), alpha_revoking("compromised", W_T + 1)), [])
+    X = Case()
+    X.add("alpha", g.case_opened(), signer="alpha-officer-2", keys=4)  # 0
+    X.add("alpha", g.member_added("bravo", "investigator"), signer="alpha-officer-2", keys=4)  # 1
+    X.add("alpha", g.evidence("phone", exhibit="Exhibit number 1"), signer="alpha-officer-1", keys=4)  # 2
+    X.add("bravo", g.note("phone seen at alpha's lab"), signer="bravo-officer-1", keys=3)  # 3: refs element 2
+    X.add("bravo", g.witness([(g.pub("alpha"), 1, X.id(1))]), signer="bravo-node-1", keys=3,
+          refs=[X.id(1)])  # 4: prev element 3, refs alpha #1 only
+    V("revoked-key-witness-through-reveal", "Bravo's note (bravo #0) refers to the registration by "
+      "alpha-officer-1, and bravo's witness, dated before the compromise, reaches the registration only through "
+      "that note. The note is a marker at its position and its entry is revealed at the end: when the replay "
+      "accepted the witness, the note's refs were unknown, so the registration was not in the witness's causal "
+      "past, and it is a conflict key-reported-compromised (SPEC.md 10.6).",
+      revoked(X, alpha_revoking("compromised", T0 + 4 * STEP + 1, at=T0 + 5 * STEP),
+              rows=X.rows[:3] + [marker(X, 3)] + X.rows[4:] + [X.rows[3]]), [])
+    V("revoked-key-retired-before-effective", "Alpha's log retires alpha-officer-1's key from one millisecond "
+      "after the registration it signed: a retired key's holder's dates are believed, so no conflict.",
+      revoked(R, alpha_revoking("retired", E_T + 1)), [])
+    V("revoked-key-retired-at-effective", "The retirement is effective at exactly the registration's time: "
+      "one conflict key-retired (dated at or after effective; for a retirement no witness is looked for).",
+      revoked(R, alpha_revoking("retired", E_T)), [])
+    R22 = revoked_case(alpha_keys=5)
+    V("revoked-key-in-cited-prefix", "The registration cites 5 statements of alpha's log, the revocation "
+      "(retired, effective after the registration) among them: V22, whatever the reason and effective time; "
+      "bravo's witness of it is a consequence.",
+      revoked(R22, alpha_revoking("retired", E_T + 1, at=T0 + 5 * STEP // 2)), [(3, "V22")])
+
+    # The order of the conflicts: the case state's, then the key conflicts in
+    # the order the entries were accepted.
+    O = Case()
+    O.add("alpha", g.case_opened(), signer="alpha-officer-2", keys=4)  # 0
+    O.add("alpha", g.member_added("bravo", "investigator"), signer="alpha-officer-2", keys=4)  # 1
+    O.add("bravo", g.note("phone seized"), signer="bravo-officer-1", keys=3)  # 2
+    O.add("alpha", g.evidence("phone", exhibit="Exhibit number 1"), signer="alpha-officer-1", keys=4)  # 3
+    O.add("alpha", g.custody("phone", "examined", tool="extractor 7", digest_matched=False),
+          signer="alpha-officer-2", keys=4)  # 4
+    O.add("alpha", g.witness([(g.pub("bravo"), 0, O.id(2))]), signer="alpha-node-1", keys=4)  # 5
+    both = key_log("alpha", [
+        ("alpha", keylog.root_st("inception", "alpha", "alpha-root-1")),
+        ("alpha", keylog.officer("alpha-officer-2", "Ana Reyes", "PNP-ACG-0077", not_before=KT0)),
+        ("alpha", keylog.officer("alpha-officer-1", "Maria Santos", "PNP-ACG-0412", not_before=KT0)),
+        ("alpha", keylog.certify("alpha-node-1", not_before=KT0)),
+        ("alpha", keylog.revoke("alpha-node-1", "retired", effective=T0 + 5 * STEP), T0 + 6 * STEP),
+        ("alpha", keylog.revoke("alpha-officer-1", "compromised", effective=T0), T0 + 6 * STEP),
+    ])
+    V("revoked-keys-conflict-order", "Alpha-officer-1 (compromised from T0, no witness of another agency) "
+      "registers the phone (element 3), alpha-officer-2 records an examination whose digest did not match "
+      "(element 4), and alpha's node key, retired from T0 + 5 min, witnesses at T0 + 5 min (element 5): the "
+      "conflicts are digest-mismatch (the case state's), then key-reported-compromised and key-retired, in the "
+      "order their entries were accepted, although the node key's revocation comes first in the log.",
+      export(O, keys=by_agency(("alpha", both), ("bravo", bravo3))), [])
 
     return out
 

@@ -6,7 +6,8 @@ the Rust crates. It reuses validate.py for the entry rules V1..V24 (its CBOR
 decoder, its strict Ed25519 and its case validator), and adds what a bundle
 needs on top: the reader of step 1 with its kinds of error, markers (8.3),
 reveals, V16's checks on the item's current record, the consequence rules of
-step 3, the bundle rules B1..B9 and the conflicts of 11.7. For the key logs
+step 3, the bundle rules B1..B9, the conflicts of 11.7, and the conflicts of
+10.6 (entries signed by keys revoked after their cited prefix). For the key logs
 of a version 2 bundle (B8, B9) it reuses check_keylogs.py, the independent
 checker of the key log rules K1..K12; entries of format version 2 are checked
 (V20..V24) against the logs of "keys" that replay (SPEC.md 10.5 step 2).
@@ -14,8 +15,9 @@ checker of the key log rules K1..K12; entries of format version 2 are checked
     python3 check_bundles.py [bundles.json]
 
 replays every vector and compares the verdict, the kind of read error, the
-full problem list (index, rule, class, caused_by, in order), and the counts of
-conflicts, withheld and disclosed positions. It prints "N passed, N failed" and
+full problem list (index, rule, class, caused_by, in order), the conflicts (their
+count and their kinds in report order), and the counts of withheld and disclosed
+positions. It prints "N passed, N failed" and
 exits non-zero on any mismatch.
 """
 
@@ -288,6 +290,8 @@ class Replay(validate.Case):
         self.members = {}  # agency -> (name, country): the agencies list (11.1)
         self.conflicts = []  # ("equivocation", author, seq) or (kind,)
         self.first_accepted_pos = {}
+        self.signed_by = {}  # accepted entry of format version 2: id -> (kid, "keys")
+        self.witness_past = {}  # accepted witness: id -> its causal past when it was accepted
 
     # 8.3, for a validator that may already be bound or not (8.1)
     def add_withheld(self, author, seq, eid):
@@ -319,6 +323,15 @@ class Replay(validate.Case):
                     self.conflicts.append(("equivocation", p["author"], p["seq"]))
             raise
         if result == "accepted":
+            p = payload_of(data)
+            if p["v"] == 2:
+                self.signed_by[eid] = (kid_of(data), p["keys"])
+            e = self.accepted[eid]
+            if e.kind == "witness":
+                # SPEC.md 10.6: CP(W) as the replay computed it when it
+                # accepted W (a position then held only as a marker adds its
+                # chain link, not the refs of an entry revealed later)
+                self.witness_past[eid] = self.past(e.prev, e.refs)
             self.apply_state(self.accepted[eid])
         return result
 
@@ -412,6 +425,52 @@ def payload_of(data):
     top, _ = decode_one(data)
     p, _ = decode_one(top.value[2])
     return p
+
+
+def kid_of(data):
+    """The kid of an entry that passed V1..V7."""
+    top, _ = decode_one(data)
+    h, _ = decode_one(top.value[0])
+    return h[4]
+
+
+def key_conflicts(case):
+    """SPEC.md 10.6: each accepted entry of format version 2 signed by a key
+    that its author's log (the log of "keys" the replay used) revokes after
+    the entry's cited prefix, in the order the entries were accepted.
+
+    key-retired: reason "retired" and the entry dated at or after "effective".
+    key-reported-compromised: reason "lost" or "compromised", and no witness
+    entry of another agency, accepted, dated strictly before "effective", has
+    the entry in its causal past (8.4: through its prev and refs, so a
+    witness held only as a marker, whose time and refs are unknown, does not
+    count, and neither do heads that its prev and refs do not reach). The
+    causal past is the one the replay computed when it accepted the witness:
+    the refs of an entry revealed after it are not followed.
+    """
+    out = []
+    for eid in case.order:
+        if eid not in case.signed_by:
+            continue
+        kid, keys = case.signed_by[eid]
+        e = case.accepted[eid]
+        log = case.keylogs.get(e.author)
+        # V20 held the prefix; K11 lets a key be revoked once at most
+        revoke = next((s for s in (log.held[keys:] if log else [])
+                       if s.kind == "revoke" and s.body["key"] == kid), None)
+        if revoke is None:
+            continue
+        effective, reason = revoke.body["effective"], revoke.body["reason"]
+        if reason == "retired":
+            if e.time >= effective:
+                out.append(("key-retired", eid))
+            continue
+        witnessed = any(
+            w.kind == "witness" and w.author != e.author and w.time < effective and eid in case.witness_past[w.id]
+            for w in (case.accepted[x] for x in case.order))
+        if not witnessed:
+            out.append(("key-reported-compromised", eid))
+    return out
 
 
 def names_of(p):
@@ -553,15 +612,19 @@ def verify(b):
         for item in b.items or []:
             if item not in case.items:
                 bundle_problem(7)
+    # The conflicts in report order (SPEC.md 10.5 step 5, 10.6): the replay's,
+    # in the order recorded; then each valid proof not already listed; then
+    # the entries signed by keys revoked after their cited prefix.
     equivocations = {(c[1], c[2]) for c in case.conflicts if c[0] == "equivocation"}
-    conflicts = len(case.conflicts)
+    conflicts = [c[0] for c in case.conflicts]
     for pa, pb in b.proofs:
         got = check_proof(pa, pb)
         if got is None or got[0] != b.case:
             bundle_problem(6)
         elif (got[1], got[2]) not in equivocations:
             equivocations.add((got[1], got[2]))
-            conflicts += 1
+            conflicts.append("equivocation")
+    conflicts += [kind for kind, _ in key_conflicts(case)]
     logs = check_key_logs(b, bundle_problem)
     return {"problems": problems, "conflicts": conflicts, "withheld": withheld, "disclosed": disclosed,
             "key_logs": logs}
@@ -635,7 +698,8 @@ def outcome(data):
     out = {"expect": "invalid" if r["problems"] else "valid",
            "problems": [{"index": i, "rule": rule, "class": cls, "caused_by": by}
                         for i, rule, cls, by in r["problems"]],
-           "conflicts": r["conflicts"], "withheld": r["withheld"], "disclosed": r["disclosed"]}
+           "conflicts": len(r["conflicts"]), "conflict_kinds": r["conflicts"],
+           "withheld": r["withheld"], "disclosed": r["disclosed"]}
     if b.version == 2:
         # Version 2 vectors also record each log that replays (B8).
         out["key_logs"] = [{"agency": a.hex(), "length": n, "root": root.hex()}
@@ -643,7 +707,7 @@ def outcome(data):
     return out
 
 
-FIELDS = ("expect", "error", "problems", "conflicts", "withheld", "disclosed", "key_logs")
+FIELDS = ("expect", "error", "problems", "conflicts", "conflict_kinds", "withheld", "disclosed", "key_logs")
 
 
 def check_document(doc):

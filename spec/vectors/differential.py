@@ -4,8 +4,9 @@
 For each bundle vector named on the command line (default: valid-selective-derived-item), it
 flips every byte of the bundle with each mask (default 0x01 and 0x80), runs the verifier on the
 result (by default `custodia verify --json`) and compares: both unreadable, or the same problem
-list (index, rule, class, caused_by, in order) and the same verdict. Not run by CI (it needs the
-Rust binary); it measures how often two implementations of SPEC.md 10.5 agree.
+list (index, rule, class, caused_by, in order), the same conflict kinds in order (SPEC.md
+10.5 step 5, 10.6) and the same verdict. Not run by CI (it needs the Rust binary); it
+measures how often two implementations of SPEC.md 10.5 agree.
 
     python3 differential.py --verifier target/debug/custodia [--step 1] [NAME ...]
 """
@@ -31,7 +32,8 @@ def rust_outcome(verifier, path):
     r = json.loads(p.stdout)
     problems = [{"index": x["index"], "rule": x["rule"], "class": x["class"], "caused_by": x["caused_by"]}
                 for x in r["problems"]]
-    return {"expect": "invalid" if problems else "valid", "problems": problems}
+    return {"expect": "invalid" if problems else "valid", "problems": problems,
+            "conflict_kinds": [c["kind"] for c in r["conflicts"]]}
 
 
 def main():
@@ -57,7 +59,7 @@ def main():
                     with open(path, "wb") as f:
                         f.write(b)
                     py = check_bundles.outcome(bytes(b))
-                    py = {k: py[k] for k in ("expect", "problems") if k in py}
+                    py = {k: py[k] for k in ("expect", "problems", "conflict_kinds") if k in py}
                     rs = rust_outcome(a.verifier, path)
                     total += 1
                     if py == rs:

@@ -456,7 +456,9 @@ pub struct ItemReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConflictReport {
     /// `equivocation`, `digest-mismatch`, `duplicate-registration` or
-    /// `duplicate-digest`.
+    /// `duplicate-digest` (SPEC.md §11.7); `key-retired` or
+    /// `key-reported-compromised` for an entry signed by a key revoked
+    /// after the prefix it cites (§10.6), listed after the others.
     pub kind: &'static str,
     /// The agency concerned.
     pub author: Option<AgencyId>,
