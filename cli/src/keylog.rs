@@ -199,7 +199,15 @@ fn certify(
     let mut l = passphrase::open(dir)?;
     let root = root_signer(&l, root, tokens)?;
     let key_ref = KeyRef::File(key_out.to_owned());
-    let pass = new_key_passphrase(&key_ref, no_passphrase)?;
+    // A node key is read by the node unattended, with the passphrase it
+    // was started with: it is written under the agency key's (none if
+    // that one is not encrypted). An officer's key gets a passphrase of
+    // its own, from the usual sources.
+    let pass = if officer.is_none() && !no_passphrase {
+        passphrase::unlocked()
+    } else {
+        new_key_passphrase(&key_ref, no_passphrase)?
+    };
     let key = custodia_node::create_key_file_with(key_out, pass.as_ref())?;
     let st = Statement::Certify(Certify {
         key: PublicKey::ed25519(key_of(&key)),
@@ -244,7 +252,7 @@ pub(crate) fn certify_node(
     let (key, s) = certify(dir, None, &path, no_passphrase, root, tokens)?;
     out.record(
         &format!(
-            "Certified node key {} (statement #{}), written to {}.\nThe node signs the witnesses of cases of format version 2 with it from its next start.",
+            "Certified node key {} (statement #{}), written to {}.\nThe node signs the witnesses of cases of format version 2 with it (a running node picks it up before its next witness).",
             key_of(&key),
             s.seq(),
             path.display()

@@ -47,10 +47,53 @@ pub(crate) fn set_officer(path: Option<std::path::PathBuf>) {
 pub(crate) fn open(dir: &Path) -> Result<custodia_node::Local, custodia_node::LocalError> {
     let mut l = custodia_node::Local::open_with(dir, source())?;
     if let Some(path) = OFFICER.get().and_then(Option::as_ref) {
-        let officer = custodia_node::read_key_file_with(path, source())?;
-        l.act_as(officer)?;
+        l.act_as(read_officer_key(path)?)?;
     }
     Ok(l)
+}
+
+/// The environment variable an officer's own passphrase comes in, when
+/// the officer's key file is not under the agency key's.
+pub(crate) const OFFICER_ENV: &str = "CUSTODIA_OFFICER_PASSPHRASE";
+
+/// Reads the officer's key file of `--as`: with `CUSTODIA_OFFICER_PASSPHRASE`
+/// if set; else with this run's passphrase (the agency key's, the usual
+/// case of one passphrase for a node's files) and, if that is not the
+/// officer's, asked on the terminal.
+fn read_officer_key(path: &Path) -> Result<custodia_protocol::Identity, KeyFileError> {
+    struct Given(Passphrase);
+    impl PassphraseSource for Given {
+        fn passphrase(&self, _: &Path) -> Result<Passphrase, KeyFileError> {
+            Ok(self.0.clone())
+        }
+    }
+    if let Some(v) = std::env::var_os(OFFICER_ENV) {
+        #[cfg(unix)]
+        let bytes = {
+            use std::os::unix::ffi::OsStringExt as _;
+            v.into_vec()
+        };
+        #[cfg(not(unix))]
+        let bytes = v.to_string_lossy().into_owned().into_bytes();
+        return custodia_node::read_key_file_with(path, &Given(Passphrase::new(bytes)));
+    }
+    match custodia_node::read_key_file_with(path, source()) {
+        Err(KeyFileError::WrongPassphrase(_)) => {
+            let asked = ask(
+                &format!("Passphrase for officer key file {}: ", path.display()),
+                path,
+            )?
+            .ok_or_else(|| KeyFileError::WrongPassphrase(path.to_owned()))?;
+            custodia_node::read_key_file_with(path, &Given(asked))
+        }
+        other => other,
+    }
+}
+
+/// The passphrase that unlocked this run's agency key, if it was
+/// encrypted (a node key is written under it, so the node can read it).
+pub(crate) fn unlocked() -> Option<Passphrase> {
+    source().cached.get().cloned()
 }
 
 /// Reads the node's configuration and identity, unlocking its key with

@@ -127,6 +127,8 @@ struct NodeKey {
     /// The passphrase the node was started with, if its key files are
     /// encrypted: a replaced node key is read with it.
     passphrase: Option<crate::keyfile::Passphrase>,
+    /// Cases of format version 2 it could not witness (warned once each).
+    unwitnessed: HashSet<CaseId>,
 }
 
 impl NodeKey {
@@ -394,6 +396,7 @@ pub async fn start_with(
         key: node_key,
         stamp: node_key_stamp,
         passphrase: source.into_passphrase(),
+        unwitnessed: HashSet::new(),
     };
     let store_path = config.store_path(dir);
     let store = tokio::task::spawn_blocking(move || Store::open(&store_path))
@@ -827,7 +830,12 @@ async fn write_due_witnesses(inner: &Arc<Inner>) {
                 return Some(store.author(&i.identity, Some(case), draft, now_ms()));
             }
             let Some(k) = nk.key.as_ref() else {
-                debug!(case = %case, "no node key (node.key): a case of format version 2 is not witnessed");
+                // Said once per case: without witnesses, a court cannot
+                // tell this agency's partners' entries from a thief's
+                // once a key is reported compromised (SPEC.md §10.6).
+                if nk.unwitnessed.insert(case) {
+                    warn!(case = %case, "no node key (node.key): this case of format version 2 is not witnessed from here; certify one with `custodia key certify-node`");
+                }
                 return None;
             };
             Some(store.author(crate::Signer::certified(i.me, k), Some(case), draft, now_ms()))
@@ -1419,7 +1427,7 @@ async fn read_frame(
 /// Says so prominently when a proof shows that this agency itself signed
 /// two entries at one position (SPEC.md §9.14).
 fn warn_if_own(inner: &Arc<Inner>, case: &CaseId, proof: &custodia_protocol::EquivocationProof) {
-    if let Ok(eq) = proof.check() {
+    if let Ok(eq) = proof.claims() {
         if eq.author == inner.me {
             warn!(case = %case, seq = eq.seq, "THIS AGENCY HAS EQUIVOCATED: it signed two different entries at one position (a copied key or node folder, or a restored store written in); the node writes nothing more in the case until people decide how the record goes on");
         }

@@ -1542,7 +1542,7 @@ impl Store {
         if version != signer.version() {
             return Err(StoreError::Signer(if version == FORMAT_VERSION {
                 format!(
-                    "case {} was opened in format version 1, whose entries are signed by the agency's own key; write in it without --as",
+                    "case {} was opened in format version 1, whose entries are signed by the agency's own key; write in it without --as (and without CUSTODIA_OFFICER_KEY)",
                     case.map_or_else(String::new, ToString::to_string)
                 )
             } else {
@@ -1643,7 +1643,7 @@ impl Store {
         case: &CaseId,
         proof: &EquivocationProof,
     ) -> Result<bool, StoreError> {
-        let Ok(eq) = proof.check() else {
+        let Ok(eq) = proof.check_keyed(&self.key_logs) else {
             return Ok(false);
         };
         if eq.case != *case || self.proofs_about(case, &eq.author)? >= MAX_PROOFS_PER_AUTHOR {
@@ -1758,7 +1758,7 @@ impl Store {
         // may have just arrived through the CLI's store).
         self.refresh()?;
         let v = self.cases.get(case);
-        if let Err(r) = admit_proof(case, proof, from, v, |a| {
+        if let Err(r) = admit_proof(case, proof, from, v, &self.key_logs, |a| {
             self.proofs_about(case, a).unwrap_or(usize::MAX)
         }) {
             return Ok(Err(r));

@@ -70,8 +70,52 @@ impl EquivocationProof {
         codec::from_slice(bytes).map_err(|e| ProofError::Malformed(e.to_string()))
     }
 
-    /// Checks the proof with nothing but its two entries.
+    /// Checks the proof with its two entries and the key logs entries of
+    /// format version 2 are read against (SPEC.md §14.2): each such entry
+    /// is signed by a key its author's log certifies in the prefix it
+    /// cites (V20 to V24). Without that, anyone could sign two entries
+    /// naming an author with a key of their own and "prove" that the
+    /// author equivocated. A proof of format version 1 entries needs no
+    /// log.
+    pub fn check_keyed(
+        &self,
+        keys: &dyn crate::keylog::KeyLogs,
+    ) -> Result<Equivocation, ProofError> {
+        let eq = self.check_entries()?;
+        for (index, bytes) in [&self.0, &self.1].into_iter().enumerate() {
+            let e = Entry::decode(bytes).map_err(|r| ProofError::InvalidEntry {
+                index,
+                reason: r.to_string(),
+            })?;
+            if let Some(cited) = e.payload().keys {
+                crate::validate::check_key(&e, cited, keys).map_err(|kind| {
+                    ProofError::InvalidEntry {
+                        index,
+                        reason: crate::error::Rejection::new(Some(e.id()), kind).to_string(),
+                    }
+                })?;
+            }
+        }
+        Ok(eq)
+    }
+
+    /// Checks the proof with nothing but its two entries: enough for
+    /// entries of format version 1, signed by the author's agency key.
+    /// Entries of format version 2 also need the author's key log
+    /// ([`EquivocationProof::check_keyed`]); without it a proof of them
+    /// is refused, since its signatures say nothing of the author.
     pub fn check(&self) -> Result<Equivocation, ProofError> {
+        self.check_keyed(&crate::keylog::NoKeyLogs)
+    }
+
+    /// What the proof claims, its entries decoded and their signatures
+    /// checked against their kids, but not who holds those keys: for a
+    /// proof already admitted with [`EquivocationProof::check_keyed`].
+    pub fn claims(&self) -> Result<Equivocation, ProofError> {
+        self.check_entries()
+    }
+
+    fn check_entries(&self) -> Result<Equivocation, ProofError> {
         let decode = |index, bytes: &[u8]| {
             Entry::decode(bytes).map_err(|r| ProofError::InvalidEntry {
                 index,
@@ -160,6 +204,7 @@ pub fn admit_proof(
     proof: &EquivocationProof,
     sender: &AgencyId,
     validator: Option<&crate::Validator>,
+    keys: &dyn crate::keylog::KeyLogs,
     held_about: impl Fn(&AgencyId) -> usize,
 ) -> Result<Equivocation, ProofRefusal> {
     let v = validator.ok_or(ProofRefusal::UnknownCase)?;
@@ -170,7 +215,7 @@ pub fn admit_proof(
     if !v.state().members.contains_key(sender) {
         return Err(ProofRefusal::SenderNotMember);
     }
-    let eq = proof.check().map_err(ProofRefusal::Invalid)?;
+    let eq = proof.check_keyed(keys).map_err(ProofRefusal::Invalid)?;
     if eq.case != *case {
         return Err(ProofRefusal::WrongCase);
     }

@@ -427,7 +427,12 @@ impl Validator {
     /// witness's causal past is its clock, the one computed when it was
     /// accepted: the refs of an entry revealed after it are not followed,
     /// as §10.6 says.
-    pub fn witness_reaches(&self, author: &AgencyId) -> Vec<(u64, u64)> {
+    /// Witnesses for which `skip` holds do not count.
+    pub fn witness_reaches(
+        &self,
+        author: &AgencyId,
+        skip: &dyn Fn(&EntryId) -> bool,
+    ) -> Vec<(u64, u64)> {
         let Some(&a) = self.author_index.get(author) else {
             return Vec::new();
         };
@@ -435,6 +440,7 @@ impl Validator {
             .recs
             .iter()
             .filter(|r| r.flags & WITNESS != 0 && !r.withheld() && r.author as usize != a)
+            .filter(|r| !skip(&r.id))
             .map(|r| (r.time, self.clock_at(r.author as usize, r.seq(), r.base, a)))
             .collect();
         out.sort_unstable();
@@ -550,6 +556,16 @@ impl Validator {
             }));
         }
 
+        // V20 to V24, before V10: the key that signed a version 2 entry.
+        // A position is taken, and an equivocation found, only by a key the
+        // author's log certifies: anyone can sign bytes that name an author
+        // with a key of their own (a duplicate was checked when accepted).
+        if let Some(cited) = p.keys {
+            if self.find(&id).is_none_or(|(_, k)| k.withheld()) {
+                check_key(entry, cited, keys).map_err(fail)?;
+            }
+        }
+
         // V10: one entry per (author, seq); an id already known at another
         // position (a lying withheld marker) is refused too.
         let author_idx = self.author_index.get(&p.author).copied();
@@ -638,11 +654,6 @@ impl Validator {
                     }));
                 }
             }
-        }
-
-        // V20 to V24: the key that signed a version 2 entry.
-        if let Some(cited) = p.keys {
-            check_key(entry, cited, keys).map_err(fail)?;
         }
 
         // The causal past, as a vector clock over the parents.
@@ -1059,7 +1070,7 @@ impl Validator {
 
 /// V20 to V24 for an entry of format version 2 made under the first
 /// `cited` statements of its author's key log (SPEC.md §8.2).
-fn check_key(entry: &Entry, cited: u64, keys: &dyn KeyLogs) -> Result<(), RejectKind> {
+pub(crate) fn check_key(entry: &Entry, cited: u64, keys: &dyn KeyLogs) -> Result<(), RejectKind> {
     let p = entry.payload();
     let kid = entry.signer();
     let key = KeyId(kid.0);

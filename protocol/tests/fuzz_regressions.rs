@@ -365,7 +365,9 @@ fn write_fuzz_seeds() {
     // vectors' proof, plus two that prove nothing.
     let mut some_pair = None;
     for v in &vectors {
-        if let Some((a, b)) = equivocation_pair(v) {
+        // A proof of format version 2 entries needs the author's key log,
+        // which the fuzz target does not hold: those vectors are left out.
+        if let Some((a, b)) = equivocation_pair(v).filter(|(a, _)| a.version() == 1) {
             let name = v["name"].as_str().expect("name");
             let p = EquivocationProof::new(&a, &b);
             assert!(p.check().is_ok(), "{name}");

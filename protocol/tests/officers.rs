@@ -655,3 +655,129 @@ fn a_report_tells_entries_by_keys_revoked_later_apart_from_the_witnessed_ones() 
         .iter()
         .any(|(_, id)| *id == seen.id() || *id == before.id()));
 }
+
+#[test]
+fn a_stranger_cannot_make_an_author_look_like_an_equivocator() {
+    let mut c = case();
+    let keys = logs(&[&c.alpha, &c.bravo]);
+    let p = next(
+        &c.v,
+        c.alpha.agency(),
+        c.alpha.log.len(),
+        2 * MINUTE,
+        note("seized"),
+    );
+    let honest = Entry::sign(&c.officer, &p);
+    c.v.apply_keyed(&honest, T0 + 3 * MINUTE, &keys)
+        .expect("valid");
+    // The same position, the author's name, a key of the forger's own.
+    let mut q = p.clone();
+    q.body = note("the phone was never seized");
+    let forged = Entry::sign(&id(99), &q);
+    let r = refused(&mut c.v, &forged, &keys);
+    assert_eq!(
+        (r.rule(), r.class()),
+        (21, "uncertified-key"),
+        "a position is taken only by a certified key: {r}"
+    );
+    assert!(
+        c.v.state().conflicts.is_empty(),
+        "no equivocation is recorded"
+    );
+    let proof = EquivocationProof::new(&honest, &forged);
+    assert!(
+        proof.check_keyed(&keys).is_err(),
+        "the proof does not check"
+    );
+    assert!(proof.check().is_err(), "nor without key logs");
+    // The officer's own second entry at that position is an equivocation,
+    // and its proof checks against the key logs.
+    let twice = Entry::sign(&c.officer, &q);
+    let r = refused(&mut c.v, &twice, &keys);
+    assert_eq!(r.class(), "equivocation", "{r}");
+    let proof = EquivocationProof::new(&honest, &twice);
+    let eq = proof.check_keyed(&keys).expect("a real equivocation");
+    assert_eq!((eq.author, eq.seq), (c.alpha.agency(), honest.seq()));
+    assert!(
+        proof.check().is_err(),
+        "without the author's key log a proof of format version 2 entries proves nothing"
+    );
+}
+
+#[test]
+fn a_witness_by_a_key_reported_compromised_vouches_for_nothing() {
+    let mut c = case();
+    let keys = logs(&[&c.alpha, &c.bravo]);
+    let p = next(
+        &c.v,
+        c.alpha.agency(),
+        c.alpha.log.len(),
+        2 * MINUTE,
+        note("x"),
+    );
+    let e = Entry::sign(&c.officer, &p);
+    c.v.apply_keyed(&e, T0 + 3_600_000, &keys).expect("valid");
+    // Bravo's node key "witnesses" it, dated before alpha's revocation.
+    let bravo_node = id(22);
+    let heads = vec![Head(c.alpha.agency(), e.seq(), e.id())];
+    let w = Entry::sign(
+        &bravo_node,
+        &next(
+            &c.v,
+            c.bravo.agency(),
+            c.bravo.log.len(),
+            3 * MINUTE,
+            Body::Witness(Witness { heads }),
+        ),
+    );
+    c.v.apply_keyed(&w, T0 + 3_600_000, &keys).expect("witness");
+    c.alpha
+        .revoke(&c.officer, RevokeReason::Compromised, T0 + 4 * MINUTE);
+    let export = |c: &Case| {
+        let mut all: Vec<Entry> = Vec::new();
+        for a in [c.alpha.agency(), c.bravo.agency()] {
+            for s in 0..c.v.next_seq(&a) {
+                all.push(
+                    c.v.entry(&c.v.at(&a, s).expect("held"))
+                        .expect("kept")
+                        .clone(),
+                );
+            }
+        }
+        all.sort_by_key(|e| e.payload().time);
+        let elements: Vec<Element<'_>> = all.iter().map(|e| Element::Entry(e.bytes())).collect();
+        let bytes = bundle::export(
+            &c.alpha.root,
+            &c.v,
+            &elements,
+            &[],
+            &[c.alpha.log.clone(), c.bravo.log.clone()],
+            T0 + 10 * MINUTE,
+            None,
+        )
+        .expect("exports");
+        bundle::verify(&Bundle::decode(&bytes).expect("decodes"), None)
+    };
+    let report = export(&c);
+    assert!(
+        report.conflicts.is_empty(),
+        "witnessed in time: {:?}",
+        report.conflicts
+    );
+    // Bravo then reports its node key compromised: its witness may have
+    // been dated by whoever held it, and vouches for nothing.
+    c.bravo
+        .revoke(&bravo_node, RevokeReason::Compromised, T0 + 5 * MINUTE);
+    let report = export(&c);
+    let kinds: Vec<(&str, EntryId)> = report
+        .conflicts
+        .iter()
+        .map(|k| (k.kind, k.entries[0].0))
+        .collect();
+    // The officer's three entries (the opening, the member added, the
+    // note), none witnessed by a key that still counts, and the witness.
+    assert_eq!(kinds.len(), 4, "{kinds:?}");
+    assert!(kinds.iter().all(|(k, _)| *k == "key-reported-compromised"));
+    assert_eq!(kinds[2].1, e.id());
+    assert_eq!(kinds[3].1, w.id());
+}

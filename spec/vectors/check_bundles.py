@@ -448,25 +448,34 @@ def key_conflicts(case):
     causal past is the one the replay computed when it accepted the witness:
     the refs of an entry revealed after it are not followed.
     """
+    def revocation(eid):
+        if eid not in case.signed_by:
+            return None
+        kid, keys = case.signed_by[eid]
+        log = case.keylogs.get(case.accepted[eid].author)
+        # V20 held the prefix; K11 lets a key be revoked once at most
+        return next((s for s in (log.held[keys:] if log else [])
+                     if s.kind == "revoke" and s.body["key"] == kid), None)
+
+    # A witness signed by a key its own log reports lost or compromised
+    # after the witness's cited prefix does not count (whoever held that
+    # key may have dated it), whatever its own date.
+    untrusted = {x for x in case.order
+                 if (r := revocation(x)) is not None and r.body["reason"] != "retired"}
     out = []
     for eid in case.order:
-        if eid not in case.signed_by:
-            continue
-        kid, keys = case.signed_by[eid]
-        e = case.accepted[eid]
-        log = case.keylogs.get(e.author)
-        # V20 held the prefix; K11 lets a key be revoked once at most
-        revoke = next((s for s in (log.held[keys:] if log else [])
-                       if s.kind == "revoke" and s.body["key"] == kid), None)
+        revoke = revocation(eid)
         if revoke is None:
             continue
+        e = case.accepted[eid]
         effective, reason = revoke.body["effective"], revoke.body["reason"]
         if reason == "retired":
             if e.time >= effective:
                 out.append(("key-retired", eid))
             continue
         witnessed = any(
-            w.kind == "witness" and w.author != e.author and w.time < effective and eid in case.witness_past[w.id]
+            w.kind == "witness" and w.author != e.author and w.time < effective
+            and w.id not in untrusted and eid in case.witness_past[w.id]
             for w in (case.accepted[x] for x in case.order))
         if not witnessed:
             out.append(("key-reported-compromised", eid))
@@ -510,15 +519,21 @@ def unknown_id(case, p):
 # Steps 2 to 5
 
 
-def check_proof(a, b):
-    """SPEC.md 14.2 steps 2 to 6 (step 1 is the bundle's reading). Returns the case id or None."""
+KEY_RULES = {"key-log-pending", "uncertified-key", "revoked-key", "key-role", "key-validity"}
+
+
+def check_proof(a, b, logs=None):
+    """SPEC.md 14.2 steps 2 to 6 (step 1 is the bundle's reading), with the
+    bundle's replayed key logs for entries of format version 2. Returns the
+    case id or None."""
     got = []
     for data in (a, b):
-        c = validate.Case(0)
+        c = validate.Case(0, keylogs=logs)
         c.case_id = None
         try:
-            # V1..V8 alone: V9 onwards are not part of a proof check
-            c.skip = set(validate.RULE_ORDER[8:])
+            # V1..V8 alone, and V20..V24 for format version 2: the rest is
+            # not part of a proof check
+            c.skip = set(validate.RULE_ORDER[8:]) - KEY_RULES
             c.accept(data)
         except Invalid:
             return None
@@ -618,7 +633,7 @@ def verify(b):
     equivocations = {(c[1], c[2]) for c in case.conflicts if c[0] == "equivocation"}
     conflicts = [c[0] for c in case.conflicts]
     for pa, pb in b.proofs:
-        got = check_proof(pa, pb)
+        got = check_proof(pa, pb, replayed_logs(b))
         if got is None or got[0] != b.case:
             bundle_problem(6)
         elif (got[1], got[2]) not in equivocations:

@@ -660,6 +660,10 @@ class Case:
         author, seq = payload["author"], payload["seq"]
         if eid in self.accepted:
             return "duplicate"
+        # V20 to V24 (format version 2; SPEC.md 8.1 checks them after V19,
+        # before V10: a position is taken only by a key the log certifies)
+        if payload["v"] == 2:
+            self._check_key(kid, payload, kind)
         # (SPEC.md 8.2 V10 details: a withheld position counts as an entry at its position)
         other = self.pos.get((author, seq))
         if other is not None and other != eid:
@@ -687,9 +691,6 @@ class Case:
             for a, s, hid in body["heads"]:
                 if self.pos.get((a, s)) != hid:
                     self._fail("unknown-reference", "witness head is not a known entry")
-        # V20 to V24 (format version 2; SPEC.md 8.1 checks them after V13, before V14)
-        if payload["v"] == 2:
-            self._check_key(kid, payload, kind)
         # V14
         past = self.past(payload.get("prev"), payload["refs"])
         if genesis:

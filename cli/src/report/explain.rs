@@ -77,7 +77,7 @@ impl<'r> Index<'r> {
     /// node key that signed it, from the agency's key log.
     pub(crate) fn who(&self, agency: &AgencyId, key: Option<KeyId>) -> Cow<'r, str> {
         let name = self.name(agency);
-        match self.r.signer(key) {
+        match self.r.signer(agency, key) {
             Some(s) => Cow::Owned(match &s.officer {
                 Some(o) => format!("{name}, officer {} ({})", o.name, o.number),
                 None => format!("{name}, node key {}", &s.key.to_hex()[..16]),

@@ -451,8 +451,8 @@ struct SignerJson<'r> {
 }
 
 impl<'r> SignerJson<'r> {
-    fn of(r: &'r Report, key: Option<custodia_protocol::KeyId>) -> Option<Self> {
-        r.signer(key).map(|s| SignerJson {
+    fn of(r: &'r Report, author: &AgencyId, key: Option<custodia_protocol::KeyId>) -> Option<Self> {
+        r.signer(author, key).map(|s| SignerJson {
             key: s.key.to_hex(),
             officer: s.officer.as_ref().map(|o| OfficerJson {
                 name: &o.name,
@@ -489,7 +489,7 @@ impl<'r> Event<'r> {
                 time_iso: iso_time(r.time),
             }),
             retracted: e.retracted.as_deref(),
-            signer: SignerJson::of(r, e.signer),
+            signer: SignerJson::of(r, &e.author, e.signer),
             time: e.time,
             time_iso: iso_time(e.time),
             tlp: e.tlp.as_str(),
@@ -566,7 +566,7 @@ struct Note<'r> {
 impl<'r> Note<'r> {
     fn of(r: &'r Report, n: NoteReport) -> Self {
         Note {
-            signer: SignerJson::of(r, n.signer),
+            signer: SignerJson::of(r, &n.author, n.signer),
             author: agency(&n.author),
             author_name: r.name_of(&n.author).to_string(),
             entry: hex(&n.entry),

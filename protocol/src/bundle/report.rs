@@ -643,7 +643,7 @@ pub struct Report {
     /// What each key that signed an entry of format version 2 shown in
     /// the report is, from its agency's key log (the events' and notes'
     /// `signer`).
-    pub signers: BTreeMap<KeyId, EntrySigner>,
+    pub signers: BTreeMap<(AgencyId, KeyId), EntrySigner>,
     /// The problems listed one by one, in the order found: the first
     /// [`LISTED`] at the source and the first [`LISTED`] consequences
     /// (and B1 to B4 always).
@@ -671,9 +671,10 @@ pub struct EntrySigner {
 
 impl Report {
     /// What the key that signed an entry of format version 2 is (an
-    /// event's or a note's `signer`).
-    pub fn signer(&self, key: Option<KeyId>) -> Option<&EntrySigner> {
-        self.signers.get(&key?)
+    /// event's or a note's `signer`), in its author's key log: two agencies
+    /// may certify one key, each for an officer of its own.
+    pub fn signer(&self, author: &AgencyId, key: Option<KeyId>) -> Option<&EntrySigner> {
+        self.signers.get(&(*author, key?))
     }
 
     /// Whether the bundle verifies: no problem at all.
@@ -1097,7 +1098,7 @@ pub struct Verifier<'t> {
     suspects: Vec<Suspect>,
     /// The distinct keys that signed accepted entries of format version 2
     /// (not witnesses), with their agency: what the report says of each.
-    signing_keys: BTreeMap<KeyId, AgencyId>,
+    signing_keys: std::collections::BTreeSet<(AgencyId, KeyId)>,
     /// Each key's place in the notes' key table.
     note_key_at: HashMap<KeyId, usize>,
     /// Each agency's place in `agencies` (the first, if listed twice).
@@ -1199,7 +1200,7 @@ impl<'t> Verifier<'t> {
             replayed,
             key_problems,
             suspects: Vec::new(),
-            signing_keys: BTreeMap::new(),
+            signing_keys: std::collections::BTreeSet::new(),
             note_key_at: HashMap::new(),
             agency_at,
             trust,
@@ -1321,7 +1322,7 @@ impl<'t> Verifier<'t> {
         if let Some(cited) = p.keys {
             let kid = KeyId(entry.signer().0);
             if !matches!(p.body, Body::Witness(_)) {
-                self.signing_keys.entry(kid).or_insert(p.author);
+                self.signing_keys.insert((p.author, kid));
             }
             let revoked = self
                 .logs
@@ -1681,7 +1682,7 @@ impl<'t> Verifier<'t> {
             conflicts.push(self.conflict(c, &state));
         }
         for (k, proof) in proofs.iter().enumerate() {
-            match proof.check() {
+            match proof.check_keyed(&self.logs) {
                 Ok(eq) if eq.case == self.case && !equivocations.insert((eq.author, eq.seq)) => {}
                 Ok(eq) if eq.case == self.case => {
                     let ids = [EntryId::of(&proof.0), EntryId::of(&proof.1)];
@@ -1724,10 +1725,10 @@ impl<'t> Verifier<'t> {
         let signers = self
             .signing_keys
             .iter()
-            .filter_map(|(key, author)| {
+            .filter_map(|(author, key)| {
                 let c = self.logs.get(author)?.certification(key, u64::MAX)?;
                 Some((
-                    *key,
+                    (*author, *key),
                     EntrySigner {
                         key: *key,
                         role: c.certify.role,
@@ -1811,13 +1812,38 @@ impl<'t> Verifier<'t> {
     /// or after its effective time; a key lost or compromised, for entries
     /// no other agency witnessed before its effective time.
     fn key_conflicts(&mut self) -> Vec<ConflictReport> {
+        let suspects = std::mem::take(&mut self.suspects);
+        // A witness signed by a key its own log reports lost or
+        // compromised does not count (whoever held that key may have
+        // dated it), whatever its date.
+        let untrusted: std::collections::HashSet<EntryId> = suspects
+            .iter()
+            .filter(|s| s.reason != RevokeReason::Retired)
+            .map(|s| s.entry)
+            .collect();
+        // Which suspects another agency witnessed in time: per author, its
+        // witnesses by others as (time, reach so far), one pass over the
+        // records, asked by binary search and dropped before the next
+        // author, so memory holds one author's witnesses at a time.
+        let mut seen = vec![false; suspects.len()];
+        let mut by_author: BTreeMap<AgencyId, Vec<usize>> = BTreeMap::new();
+        for (k, s) in suspects.iter().enumerate() {
+            if s.reason != RevokeReason::Retired {
+                by_author.entry(s.author).or_default().push(k);
+            }
+        }
+        for (author, ks) in by_author {
+            let r = self
+                .v
+                .witness_reaches(&author, &|id| untrusted.contains(id));
+            for k in ks {
+                let s = &suspects[k];
+                let before = r.partition_point(|(t, _)| *t < s.effective);
+                seen[k] = before.checked_sub(1).is_some_and(|i| r[i].1 > s.seq);
+            }
+        }
         let mut out = Vec::new();
-        // Per author, its witnesses by others as (time, reach so far):
-        // built once per author with a suspect entry, asked by binary
-        // search, so a bundle with many revoked keys costs no more than
-        // one pass over its records per author.
-        let mut reaches: HashMap<AgencyId, Vec<(u64, u64)>> = HashMap::new();
-        for s in std::mem::take(&mut self.suspects) {
+        for (k, s) in suspects.into_iter().enumerate() {
             let who = self.signer_words(&s.author, &s.key);
             let (kind, sentence) = match s.reason {
                 RevokeReason::Retired if s.time >= s.effective => (
@@ -1831,28 +1857,18 @@ impl<'t> Verifier<'t> {
                     ),
                 ),
                 RevokeReason::Retired => continue,
-                reason => {
-                    let v = &self.v;
-                    let r = reaches
-                        .entry(s.author)
-                        .or_insert_with(|| v.witness_reaches(&s.author));
-                    let before = r.partition_point(|(t, _)| *t < s.effective);
-                    let seen = before.checked_sub(1).map_or(0, |i| r[i].1);
-                    if seen > s.seq {
-                        continue;
-                    }
-                    (
-                        "key-reported-compromised",
-                        format!(
-                            "Entry #{} of {} is signed by {who}, a key the agency reported {} from {}. The entry is dated {}, but no other agency witnessed it before then, so its date cannot be relied on: whoever held the key may have made it. The record is intact; weigh this entry knowing that.",
-                            s.seq,
-                            self.name(&s.author).unwrap_or_else(|| s.author.fingerprint()),
-                            reason.as_str(),
-                            crate::utc::iso_seconds(s.effective),
-                            crate::utc::iso_seconds(s.time)
-                        ),
-                    )
-                }
+                _ if seen[k] => continue,
+                reason => (
+                    "key-reported-compromised",
+                    format!(
+                        "Entry #{} of {} is signed by {who}, a key the agency reported {} from {}. The entry is dated {}, but no other agency witnessed it before then, so its date cannot be relied on: whoever held the key may have made it. The record is intact; weigh this entry knowing that.",
+                        s.seq,
+                        self.name(&s.author).unwrap_or_else(|| s.author.fingerprint()),
+                        reason.as_str(),
+                        crate::utc::iso_seconds(s.effective),
+                        crate::utc::iso_seconds(s.time)
+                    ),
+                ),
             };
             out.push(ConflictReport {
                 kind,

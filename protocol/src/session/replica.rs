@@ -763,13 +763,14 @@ impl BatchStore for MemoryReplica {
 
     fn insert_proof(&mut self, case: &CaseId, proof: &EquivocationProof) -> Result<bool, Never> {
         // The same bound as a node's store (SPEC.md §9.11).
-        let Ok(eq) = proof.check() else {
+        let Ok(eq) = proof.check_keyed(&self.key_logs) else {
             return Ok(false);
         };
+        let keys = &self.key_logs;
         let held = self.proofs.entry(*case).or_default();
         let about = held
             .iter()
-            .filter(|p| p.check().is_ok_and(|e| e.author == eq.author))
+            .filter(|p| p.check_keyed(keys).is_ok_and(|e| e.author == eq.author))
             .count();
         if eq.case != *case || about >= MAX_PROOFS_PER_AUTHOR || held.contains(proof) {
             return Ok(false);
@@ -849,12 +850,13 @@ impl Replica for MemoryReplica {
         from: &AgencyId,
     ) -> Result<Result<bool, ProofRefusal>, Never> {
         let held = self.proofs.get(case).cloned().unwrap_or_default();
+        let keys = &self.key_logs;
         let about = |a: &AgencyId| {
             held.iter()
-                .filter(|p| p.check().is_ok_and(|eq| eq.author == *a))
+                .filter(|p| p.check_keyed(keys).is_ok_and(|eq| eq.author == *a))
                 .count()
         };
-        if let Err(r) = admit_proof(case, proof, from, self.cases.get(case), about) {
+        if let Err(r) = admit_proof(case, proof, from, self.cases.get(case), keys, about) {
             return Ok(Err(r));
         }
         if held.contains(proof) {
