@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use custodia_protocol::EntryId;
+use custodia_protocol::{Entry, EntryId};
 use custodia_tests::{desk_federation, note, Agency};
 use rusqlite::{params, Connection};
 
@@ -114,10 +114,17 @@ fn totals(running: &[custodia_node::Running], agencies: &[Agency]) -> (u64, u64)
     t
 }
 
-fn holds(c: &Connection, id: &EntryId) -> bool {
+/// Whether the store holds entry `e` (found by its position: the store
+/// has no index on entry ids).
+fn holds(c: &Connection, e: &Entry) -> bool {
     c.query_row(
-        "SELECT 1 FROM entries WHERE id = ?1",
-        params![&id.0[..]],
+        "SELECT 1 FROM entries WHERE case_id = ?1 AND author = ?2 AND seq = ?3 AND id = ?4",
+        params![
+            &e.case_id().0[..],
+            &e.author().0[..],
+            e.seq() as i64,
+            &e.id().0[..]
+        ],
         |_| Ok(()),
     )
     .is_ok()
@@ -154,11 +161,10 @@ fn measure(
         let e = agencies[w]
             .local()
             .write(&case, note(&format!("federation note {k}")))?;
-        let id = e.id();
         let mut pending: Vec<usize> = (0..agencies.len()).filter(|i| *i != w).collect();
         let mut first = None;
         while !pending.is_empty() && began.elapsed() < Duration::from_secs(30) {
-            pending.retain(|i| !holds(&conns[*i], &id));
+            pending.retain(|i| !holds(&conns[*i], &e));
             if first.is_none() && pending.len() < agencies.len() - 1 {
                 first = Some(began.elapsed());
             }
