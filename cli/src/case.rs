@@ -545,10 +545,7 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
         let agency = name(&e.author());
         match l.signer_of(e) {
             Some((key, c)) => {
-                let who = match &c.officer {
-                    Some(o) => format!("{agency}, officer {} ({})", o.name, o.number),
-                    None => format!("{agency}, node key {}", &key.to_hex()[..16]),
-                };
+                let who = crate::keylog::signed_by(&agency, &key, c.officer.as_ref());
                 let officer = c
                     .officer
                     .as_ref()

@@ -39,6 +39,16 @@ impl From<Reason> for RevokeReason {
     }
 }
 
+/// Who signed an entry of format version 2, as reports and logs name it
+/// (raw: the caller makes it safe for its output): the agency's name, then
+/// the officer (name and service number) or the node key.
+pub(crate) fn signed_by(agency: &str, key: &KeyId, officer: Option<&Officer>) -> String {
+    match officer {
+        Some(o) => format!("{agency}, officer {} ({})", o.name, o.number),
+        None => format!("{agency}, node key {}", &key.to_hex()[..16]),
+    }
+}
+
 /// The passphrase for a new key file: from the usual sources, or none
 /// with `--no-passphrase` (or for a key in a token, which its PIN guards).
 fn new_key_passphrase(key: &KeyRef, no_passphrase: bool) -> anyhow::Result<Option<Passphrase>> {

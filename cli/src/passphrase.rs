@@ -67,15 +67,8 @@ fn read_officer_key(path: &Path) -> Result<custodia_protocol::Identity, KeyFileE
             Ok(self.0.clone())
         }
     }
-    if let Some(v) = std::env::var_os(OFFICER_ENV) {
-        #[cfg(unix)]
-        let bytes = {
-            use std::os::unix::ffi::OsStringExt as _;
-            v.into_vec()
-        };
-        #[cfg(not(unix))]
-        let bytes = v.to_string_lossy().into_owned().into_bytes();
-        return custodia_node::read_key_file_with(path, &Given(Passphrase::new(bytes)));
+    if let Some(p) = env_passphrase(OFFICER_ENV) {
+        return custodia_node::read_key_file_with(path, &Given(p));
     }
     match custodia_node::read_key_file_with(path, source()) {
         Err(KeyFileError::WrongPassphrase(_)) => {
@@ -88,6 +81,20 @@ fn read_officer_key(path: &Path) -> Result<custodia_protocol::Identity, KeyFileE
         }
         other => other,
     }
+}
+
+/// A passphrase from an environment variable, its bytes as they are.
+fn env_passphrase(var: &str) -> Option<Passphrase> {
+    std::env::var_os(var).map(|v| {
+        #[cfg(unix)]
+        let bytes = {
+            use std::os::unix::ffi::OsStringExt as _;
+            v.into_vec()
+        };
+        #[cfg(not(unix))]
+        let bytes = v.to_string_lossy().into_owned().into_bytes();
+        Passphrase::new(bytes)
+    })
 }
 
 /// The passphrase that unlocked this run's agency key, if it was
@@ -141,16 +148,7 @@ impl Source {
         if let Some(fd) = self.fd {
             return read_fd(fd, "--passphrase-fd", path).map(Some);
         }
-        Ok(std::env::var_os(ENV).map(|v| {
-            #[cfg(unix)]
-            let bytes = {
-                use std::os::unix::ffi::OsStringExt as _;
-                v.into_vec()
-            };
-            #[cfg(not(unix))]
-            let bytes = v.to_string_lossy().into_owned().into_bytes();
-            Passphrase::new(bytes)
-        }))
+        Ok(env_passphrase(ENV))
     }
 
     /// The passphrase for a new encrypted key file at `path`: from

@@ -2963,11 +2963,7 @@ impl BatchStore for Store {
     type Error = StoreError;
 
     fn validator(&mut self, case: &CaseId, open: bool) -> Option<&mut Validator> {
-        if open {
-            Some(self.cases.entry(*case).or_insert_with(Validator::lean))
-        } else {
-            self.cases.get_mut(case)
-        }
+        self.keyed_validator(case, open).map(|(v, _)| v)
     }
 
     fn keyed_validator(

@@ -81,14 +81,10 @@ impl EquivocationProof {
         &self,
         keys: &dyn crate::keylog::KeyLogs,
     ) -> Result<Equivocation, ProofError> {
-        let eq = self.check_entries()?;
-        for (index, bytes) in [&self.0, &self.1].into_iter().enumerate() {
-            let e = Entry::decode(bytes).map_err(|r| ProofError::InvalidEntry {
-                index,
-                reason: r.to_string(),
-            })?;
+        let (eq, entries) = self.check_entries()?;
+        for (index, e) in entries.iter().enumerate() {
             if let Some(cited) = e.payload().keys {
-                crate::validate::check_key(&e, cited, keys).map_err(|kind| {
+                crate::validate::check_key(e, cited, keys).map_err(|kind| {
                     ProofError::InvalidEntry {
                         index,
                         reason: crate::error::Rejection::new(Some(e.id()), kind).to_string(),
@@ -112,10 +108,12 @@ impl EquivocationProof {
     /// checked against their kids, but not who holds those keys: for a
     /// proof already admitted with [`EquivocationProof::check_keyed`].
     pub fn claims(&self) -> Result<Equivocation, ProofError> {
-        self.check_entries()
+        self.check_entries().map(|(eq, _)| eq)
     }
 
-    fn check_entries(&self) -> Result<Equivocation, ProofError> {
+    /// Steps 2 (without the key logs) to 6: what the proof claims, and its
+    /// two entries, decoded once.
+    fn check_entries(&self) -> Result<(Equivocation, [Entry; 2]), ProofError> {
         let decode = |index, bytes: &[u8]| {
             Entry::decode(bytes).map_err(|r| ProofError::InvalidEntry {
                 index,
@@ -138,11 +136,12 @@ impl EquivocationProof {
         if a.seq() != b.seq() {
             return Err(ProofError::NoConflict("different sequence numbers"));
         }
-        Ok(Equivocation {
+        let eq = Equivocation {
             case: a.case_id(),
             author: a.author(),
             seq: a.seq(),
-        })
+        };
+        Ok((eq, [a, b]))
     }
 }
 

@@ -180,6 +180,31 @@ fn case() -> Case {
     }
 }
 
+/// The case exported by alpha with these key logs, every entry in the
+/// order written (genesis first), and verified as a court would.
+fn export_and_verify(c: &Case, with: &[KeyLog]) -> bundle::Report {
+    let mut all: Vec<Entry> = Vec::new();
+    for a in [c.alpha.agency(), c.bravo.agency()] {
+        for s in 0..c.v.next_seq(&a) {
+            let id = c.v.at(&a, s).expect("held");
+            all.push(c.v.entry(&id).expect("kept").clone());
+        }
+    }
+    all.sort_by_key(|e| e.payload().time);
+    let elements: Vec<Element<'_>> = all.iter().map(|e| Element::Entry(e.bytes())).collect();
+    let bytes = bundle::export(
+        &c.alpha.root,
+        &c.v,
+        &elements,
+        &[],
+        with,
+        T0 + 10 * MINUTE,
+        None,
+    )
+    .expect("exports");
+    bundle::verify(&Bundle::decode(&bytes).expect("decodes"), None)
+}
+
 fn refused(v: &mut Validator, e: &Entry, keys: &BTreeMap<AgencyId, KeyLog>) -> Rejection {
     v.apply_keyed(e, T0 + 3_600_000, keys).expect_err("refused")
 }
@@ -525,41 +550,11 @@ fn a_bundle_of_a_version_2_case_verifies_with_its_key_logs_and_not_without() {
         c.v.apply_keyed(&e, T0 + 5 * MINUTE, &keys).expect("valid");
         rows.push(e);
     }
-    let all: Vec<Entry> = {
-        let mut ids = Vec::new();
-        for a in [c.alpha.agency(), c.bravo.agency()] {
-            for s in 0..c.v.next_seq(&a) {
-                ids.push(c.v.at(&a, s).expect("held"));
-            }
-        }
-        let mut es: Vec<Entry> = ids
-            .iter()
-            .map(|i| c.v.entry(i).expect("kept").clone())
-            .collect();
-        // Genesis first, then in the order written (by time).
-        es.sort_by_key(|e| e.payload().time);
-        es
-    };
-    let elements: Vec<Element<'_>> = all.iter().map(|e| Element::Entry(e.bytes())).collect();
-    let export = |with: &[KeyLog]| {
-        bundle::export(
-            &c.alpha.root,
-            &c.v,
-            &elements,
-            &[],
-            with,
-            T0 + 10 * MINUTE,
-            None,
-        )
-        .expect("exports")
-    };
-    let good = export(&[c.alpha.log.clone(), c.bravo.log.clone()]);
-    let report = bundle::verify(&Bundle::decode(&good).expect("decodes"), None);
+    let report = export_and_verify(&c, &[c.alpha.log.clone(), c.bravo.log.clone()]);
     assert!(report.is_valid(), "{}", report.verdict());
     // Without bravo's log, its entries cannot be checked: the bundle is
     // not valid, and says which rule.
-    let partial = export(&[c.alpha.log.clone()]);
-    let report = bundle::verify(&Bundle::decode(&partial).expect("decodes"), None);
+    let report = export_and_verify(&c, &[c.alpha.log.clone()]);
     assert!(!report.is_valid());
     assert!(
         report.problems.iter().any(|p| p.class == "key-log-pending"),
@@ -573,7 +568,7 @@ fn a_report_tells_entries_by_keys_revoked_later_apart_from_the_witnessed_ones() 
     let mut c = case();
     let retiring = id(16);
     c.alpha.certify(&retiring, KeyRole::Officer, None);
-    let mut keys = logs(&[&c.alpha, &c.bravo]);
+    let keys = logs(&[&c.alpha, &c.bravo]);
     let cited = c.alpha.log.len();
     // Alpha's entries, made under the log before the revocations.
     let write = |c: &mut Case, signer: &Identity, dt: u64, body: Body, keys: &BTreeMap<_, _>| {
@@ -610,31 +605,7 @@ fn a_report_tells_entries_by_keys_revoked_later_apart_from_the_witnessed_ones() 
     );
     c.alpha
         .revoke(&retiring, RevokeReason::Retired, T0 + 5 * MINUTE);
-    keys = logs(&[&c.alpha, &c.bravo]);
-    let _ = &keys;
-    let mut all: Vec<Entry> = Vec::new();
-    for a in [c.alpha.agency(), c.bravo.agency()] {
-        for s in 0..c.v.next_seq(&a) {
-            all.push(
-                c.v.entry(&c.v.at(&a, s).expect("held"))
-                    .expect("kept")
-                    .clone(),
-            );
-        }
-    }
-    all.sort_by_key(|e| e.payload().time);
-    let elements: Vec<Element<'_>> = all.iter().map(|e| Element::Entry(e.bytes())).collect();
-    let bytes = bundle::export(
-        &c.alpha.root,
-        &c.v,
-        &elements,
-        &[],
-        &[c.alpha.log.clone(), c.bravo.log.clone()],
-        T0 + 10 * MINUTE,
-        None,
-    )
-    .expect("exports");
-    let report = bundle::verify(&Bundle::decode(&bytes).expect("decodes"), None);
+    let report = export_and_verify(&c, &[c.alpha.log.clone(), c.bravo.log.clone()]);
     assert!(report.is_valid(), "{}", report.verdict());
     let found: Vec<(&str, EntryId)> = report
         .conflicts
@@ -733,31 +704,7 @@ fn a_witness_by_a_key_reported_compromised_vouches_for_nothing() {
     c.v.apply_keyed(&w, T0 + 3_600_000, &keys).expect("witness");
     c.alpha
         .revoke(&c.officer, RevokeReason::Compromised, T0 + 4 * MINUTE);
-    let export = |c: &Case| {
-        let mut all: Vec<Entry> = Vec::new();
-        for a in [c.alpha.agency(), c.bravo.agency()] {
-            for s in 0..c.v.next_seq(&a) {
-                all.push(
-                    c.v.entry(&c.v.at(&a, s).expect("held"))
-                        .expect("kept")
-                        .clone(),
-                );
-            }
-        }
-        all.sort_by_key(|e| e.payload().time);
-        let elements: Vec<Element<'_>> = all.iter().map(|e| Element::Entry(e.bytes())).collect();
-        let bytes = bundle::export(
-            &c.alpha.root,
-            &c.v,
-            &elements,
-            &[],
-            &[c.alpha.log.clone(), c.bravo.log.clone()],
-            T0 + 10 * MINUTE,
-            None,
-        )
-        .expect("exports");
-        bundle::verify(&Bundle::decode(&bytes).expect("decodes"), None)
-    };
+    let export = |c: &Case| export_and_verify(c, &[c.alpha.log.clone(), c.bravo.log.clone()]);
     let report = export(&c);
     assert!(
         report.conflicts.is_empty(),

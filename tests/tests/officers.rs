@@ -78,6 +78,26 @@ fn equip(a: &Agency, officer: &str, number: &str) -> String {
     key
 }
 
+/// The officer whose key file is `officer` registers a file of `a`'s as
+/// an exhibit of the case.
+fn register(a: &Agency, officer: &str, case_hex: &str, file: &str, exhibit: &str) {
+    let file = a.dir.join(file);
+    std::fs::write(&file, format!("the image of {exhibit}")).expect("evidence file");
+    ok(
+        &a.dir,
+        &[
+            "--as",
+            &path(&a.dir, officer),
+            "evidence",
+            "add",
+            case_hex,
+            file.to_str().expect("path"),
+            "--exhibit",
+            exhibit,
+        ],
+    );
+}
+
 fn log_len(at: &Agency, of: &AgencyId) -> u64 {
     at.store()
         .key_log(of)
@@ -166,21 +186,7 @@ async fn three_agencies_accept_officers_entries_witness_with_node_keys_and_refus
         eventually(WAIT, || b.case_count(&case) >= 3).await,
         "bravo received the case"
     );
-    let file = b.dir.join("phone.img");
-    std::fs::write(&file, b"a seized phone's image").expect("evidence file");
-    ok(
-        &b.dir,
-        &[
-            "--as",
-            &path(&b.dir, "officer.key"),
-            "evidence",
-            "add",
-            &case_hex,
-            file.to_str().expect("path"),
-            "--exhibit",
-            "BKA-EX-1",
-        ],
-    );
+    register(&b, "officer.key", &case_hex, "phone.img", "BKA-EX-1");
 
     // Everyone holds bravo's entry, and every node witnesses with its
     // node key (the witness entries' kid is not the agency id).
@@ -364,21 +370,7 @@ async fn three_agencies_accept_officers_entries_witness_with_node_keys_and_refus
             &path(&a.dir, "next-root.key"),
         ],
     );
-    let file = a.dir.join("laptop.img");
-    std::fs::write(&file, b"a seized laptop's image").expect("evidence file");
-    ok(
-        &a.dir,
-        &[
-            "--as",
-            &path(&a.dir, "cruz.key"),
-            "evidence",
-            "add",
-            &case_hex,
-            file.to_str().expect("path"),
-            "--exhibit",
-            "NBI-EX-2",
-        ],
-    );
+    register(&a, "cruz.key", &case_hex, "laptop.img", "NBI-EX-2");
     let cruz_entry = |at: &Agency| {
         entries(at, &case).iter().any(|e| {
             e.author() == a.id

@@ -78,10 +78,7 @@ impl<'r> Index<'r> {
     pub(crate) fn who(&self, agency: &AgencyId, key: Option<KeyId>) -> Cow<'r, str> {
         let name = self.name(agency);
         match self.r.signer(agency, key) {
-            Some(s) => Cow::Owned(match &s.officer {
-                Some(o) => format!("{name}, officer {} ({})", o.name, o.number),
-                None => format!("{name}, node key {}", &s.key.to_hex()[..16]),
-            }),
+            Some(s) => Cow::Owned(crate::keylog::signed_by(&name, &s.key, s.officer.as_ref())),
             None => name,
         }
     }

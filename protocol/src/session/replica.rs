@@ -700,11 +700,7 @@ impl BatchStore for MemoryReplica {
     type Error = Never;
 
     fn validator(&mut self, case: &CaseId, open: bool) -> Option<&mut Validator> {
-        if open {
-            Some(self.cases.entry(*case).or_default())
-        } else {
-            self.cases.get_mut(case)
-        }
+        self.keyed_validator(case, open).map(|(v, _)| v)
     }
 
     fn keyed_validator(
