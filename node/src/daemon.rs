@@ -18,7 +18,7 @@ use custodia_protocol::session::{
     proof_visible, Checked, Event, Replica, Session, SessionError, MAX_REFUSED_PROOFS,
 };
 use custodia_protocol::{
-    AgencyId, Body, CaseId, EquivocationNotice, EquivocationProof, ErrorMessage, Head, Identity,
+    AgencyId, Body, KeyId, CaseId, EquivocationNotice, EquivocationProof, ErrorMessage, Head, Identity,
     Message, SyncError, Tlp, Witness, MAX_UNACKED_BATCHES,
 };
 use tokio::io::AsyncWriteExt;
@@ -29,6 +29,7 @@ use crate::config::{Config, ConfigError, CONFIG_FILE};
 use crate::keyfile::{self, KeyFileError, NoPassphrase, PassphraseSource, Protection};
 use crate::store::{self, Draft, Store, StoreError};
 use crate::tls::{self, PinSet, TlsError};
+use custodia_protocol::keylog::key_of;
 
 /// How often the daemon looks for changes other processes made (the CLI
 /// writes to the store file directly) when nothing wakes it. A process
@@ -112,7 +113,16 @@ struct Inner {
     /// Every authenticated connection, from the end of its handshake to
     /// its close, by connection number: a pin removal closes each of the
     /// agency's, including one still waiting for its first stream.
-    conns: Mutex<HashMap<u64, (AgencyId, quinn::Connection)>>,
+    conns: Mutex<HashMap<u64, (tls::PeerIdentity, quinn::Connection)>>,
+    /// The key the node's TLS configurations present (SPEC.md §9.1): the
+    /// node key when its own key log certifies it, else the agency key;
+    /// with the statements its certificate carries. They are rebuilt when
+    /// either changes; connections already open keep theirs.
+    presented: Mutex<tls::Presented>,
+    /// The client configuration dials use (with the presented key).
+    client: Mutex<quinn::ClientConfig>,
+    /// The store's key log revision the pins' logs were last taken at.
+    pins_key_revision: Mutex<i64>,
     /// What the configuration file looked like when it was last applied.
     config_seen: Mutex<Option<FileStamp>>,
     shutdown: watch::Receiver<bool>,
@@ -418,8 +428,12 @@ pub async fn start_with(
         warn!(pos = ?p.pos, problem = %p.what, "damaged store row skipped; run `custodia store check`");
     }
     let pins = PinSet::new(config.pinned().into_iter().map(|a| a.0));
-    let server = tls::server_config(identity.signing_key(), pins.clone())?;
-    let client = tls::client_config(identity.signing_key(), pins.clone())?;
+    let (key_revision, logs) = store.key_logs();
+    pins.set_key_logs(logs.clone());
+    let me_presented = presented(&identity, node_key.key.as_ref(), logs.get(&me_id));
+    announce_presented(&identity, &me_presented, logs.get(&me_id));
+    let server = tls::server_config(&me_presented, pins.clone())?;
+    let client = tls::client_config_presenting(&me_presented, pins.clone())?;
     let addr = config
         .listen_addr()
         .await
@@ -447,9 +461,8 @@ pub async fn start_with(
     let socket = std::net::UdpSocket::bind(addr).map_err(listen_err)?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| listen_err(std::io::Error::other("no async runtime")))?;
-    let mut endpoint =
+    let endpoint =
         quinn::Endpoint::new(endpoint_config, Some(server), socket, runtime).map_err(listen_err)?;
-    endpoint.set_default_client_config(client);
     let me = identity.agency();
     info!(
         agency = %me,
@@ -477,6 +490,9 @@ pub async fn start_with(
         endpoint,
         stats: Mutex::new(HashMap::new()),
         conns: Mutex::new(HashMap::new()),
+        presented: Mutex::new(me_presented),
+        client: Mutex::new(client),
+        pins_key_revision: Mutex::new(key_revision),
         config_seen: Mutex::new(config_seen),
         shutdown: shutdown_rx.clone(),
         refused: Mutex::new(LogLimiter::default()),
@@ -541,8 +557,8 @@ fn apply_peers(
                 if let Some(s) = lock(&inner.sessions).remove(&k) {
                     s.conn.close(quinn::VarInt::from_u32(0), b"peer removed");
                 }
-                for (_, (a, c)) in lock(&inner.conns).iter() {
-                    if *a == k {
+                for (_, (p, c)) in lock(&inner.conns).iter() {
+                    if p.agency == k {
                         c.close(quinn::VarInt::from_u32(0), b"peer removed");
                     }
                 }
@@ -602,6 +618,91 @@ fn may_serve(store: &mut Store, inner: &Arc<Inner>, peer: &AgencyId) -> bool {
     inner.pins.contains(&peer.0)
 }
 
+/// What the node authenticates with (SPEC.md §9.1): its node key when its
+/// own key log certifies it as an unrevoked node key, with the statements
+/// its certificate carries; else the agency key.
+fn presented(
+    identity: &Identity,
+    node_key: Option<&Identity>,
+    own: Option<&custodia_protocol::keylog::KeyLog>,
+) -> tls::Presented {
+    if let (Some(k), Some(log)) = (node_key, own) {
+        if let Some(carried) = custodia_protocol::transport::carried_for(log, &key_of(k)) {
+            return tls::Presented {
+                key: k.signing_key().clone(),
+                carried,
+            };
+        }
+    }
+    tls::Presented::agency(identity.signing_key())
+}
+
+/// Says which key the node authenticates with, and warns when partners
+/// that hold the agency's log will refuse it.
+fn announce_presented(
+    identity: &Identity,
+    p: &tls::Presented,
+    own: Option<&custodia_protocol::keylog::KeyLog>,
+) {
+    let key = KeyId(p.key.verifying_key().to_bytes());
+    if p.carried.is_empty() {
+        if own.is_some_and(|l| l.current_root() != KeyId(identity.agency().0)) {
+            warn!("this agency's root was rotated away from the agency key, and no node key is certified: partners holding the agency's key log refuse this node's connections; certify one with `custodia key certify-node --root ...`");
+        } else {
+            info!(key = %key, "authenticating with the agency key");
+        }
+    } else {
+        info!(key = %key, carried = p.carried.len(), "authenticating with the node key");
+    }
+}
+
+/// Takes the store's key logs into the pins if they changed since last
+/// time, and closes every connection whose certificate key no longer
+/// speaks for its agency (a node key revoked, a root rotated away from
+/// the agency key).
+fn sync_pins(inner: &Arc<Inner>, store: &Store) {
+    let (rev, logs) = store.key_logs();
+    {
+        let mut seen = lock(&inner.pins_key_revision);
+        if *seen == rev {
+            return;
+        }
+        *seen = rev;
+    }
+    inner.pins.set_key_logs(logs.clone());
+    let now = now_ms();
+    for (peer, conn) in lock(&inner.conns).values() {
+        if inner.pins.speaks_for(&peer.key, &peer.carried, now).ok() != Some(peer.agency) {
+            info!(peer = %peer.agency.fingerprint(), key = %peer.key, "closing a connection: its key no longer speaks for the agency");
+            conn.close(quinn::VarInt::from_u32(0), b"key no longer valid");
+        }
+    }
+}
+
+/// Rebuilds the TLS configurations if what the node should present
+/// changed (a node key certified, replaced or revoked; its carried
+/// statements). Open connections keep the key they authenticated with.
+fn refresh_presented(inner: &Arc<Inner>, node_key: Option<&Identity>, store: &Store) {
+    let own = store.cached_key_log(&inner.me);
+    let now = presented(&inner.identity, node_key, own);
+    let mut current = lock(&inner.presented);
+    if now.key.verifying_key() == current.key.verifying_key() && now.carried == current.carried {
+        return;
+    }
+    let configs = tls::server_config(&now, inner.pins.clone()).and_then(|server| {
+        tls::client_config_presenting(&now, inner.pins.clone()).map(|client| (server, client))
+    });
+    match configs {
+        Ok((server, client)) => {
+            inner.endpoint.set_server_config(Some(server));
+            *lock(&inner.client) = client;
+            announce_presented(&inner.identity, &now, own);
+            *current = now;
+        }
+        Err(e) => warn!(error = %e, "TLS configuration not rebuilt; the node presents what it did"),
+    }
+}
+
 /// Registers an authenticated connection until the guard is dropped.
 struct Tracked {
     inner: Arc<Inner>,
@@ -609,7 +710,7 @@ struct Tracked {
 }
 
 impl Tracked {
-    fn new(inner: &Arc<Inner>, peer: AgencyId, conn: &quinn::Connection) -> Tracked {
+    fn new(inner: &Arc<Inner>, peer: tls::PeerIdentity, conn: &quinn::Connection) -> Tracked {
         let id = inner
             .next_session
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -648,19 +749,23 @@ async fn dial_loop(
         if !lock(&inner.sessions).contains_key(&key) {
             // A host name is resolved at each attempt (the partner may move).
             let to = crate::config::resolve(&addr, inner.endpoint.local_addr().ok()).await;
-            match to.map(|to| inner.endpoint.connect(to, tls::SERVER_NAME)) {
+            let client = lock(&inner.client).clone();
+            match to.map(|to| inner.endpoint.connect_with(client, to, tls::SERVER_NAME)) {
                 Err(e) => debug!(peer = ?name, %addr, error = %e, "address not resolved"),
                 Ok(Ok(connecting)) => match connecting.await {
                     Ok(conn) => {
-                        if tls::peer_key(&conn) == Some(key.0) {
-                            let _tracked = Tracked::new(&inner, key, &conn);
+                        let peer = tls::peer_agency(&conn, &inner.pins);
+                        if let Some(peer) = peer.filter(|p| p.agency == key) {
+                            let carried = peer.carried.clone();
+                            let _tracked = Tracked::new(&inner, peer, &conn);
                             info!(peer = ?name, %addr, "connected");
                             let opened = conn.open_bi().await;
                             match opened {
                                 Ok((send, recv)) => {
                                     let began = Instant::now();
                                     let clean =
-                                        run_session(inner.clone(), conn, key, send, recv).await;
+                                        run_session(inner.clone(), conn, key, carried, send, recv)
+                                            .await;
                                     info!(peer = ?name, "disconnected");
                                     // A session that failed at once (the
                                     // peer's storage is failing, say) does
@@ -710,12 +815,13 @@ async fn accept_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
                     return;
                 }
             };
-            let Some(key) = tls::peer_key(&conn).map(AgencyId) else {
+            let Some(peer) = tls::peer_agency(&conn, &inner.pins) else {
                 conn.close(quinn::VarInt::from_u32(0), b"");
                 return;
             };
+            let (key, carried) = (peer.agency, peer.carried.clone());
             // From here until it closes, a pin removal closes it.
-            let _tracked = Tracked::new(&inner, key, &conn);
+            let _tracked = Tracked::new(&inner, peer, &conn);
             if !inner.pins.contains(&key.0) {
                 conn.close(quinn::VarInt::from_u32(0), b"peer removed");
                 return;
@@ -724,7 +830,7 @@ async fn accept_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
             match accepted {
                 Ok(Ok((send, recv))) => {
                     info!(peer = %key.fingerprint(), "peer connected");
-                    run_session(inner, conn, key, send, recv).await;
+                    run_session(inner, conn, key, carried, send, recv).await;
                     info!(peer = %key.fingerprint(), "peer disconnected");
                 }
                 _ => conn.close(quinn::VarInt::from_u32(0), b""),
@@ -767,10 +873,16 @@ async fn watch_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
             // The configuration first: a peer removed before an entry was
             // written is unpinned before that entry is loaded.
             reload_config(&i);
+            // The node key first: the store lock is never held when this
+            // one is taken.
+            let mut nk = lock(&i.node_key);
+            nk.refresh(&i.dir);
             let mut store = lock(&i.store);
             if let Err(e) = store.refresh() {
                 warn!(error = %e, "store refresh failed");
             }
+            sync_pins(&i, &store);
+            refresh_presented(&i, nk.key.as_ref(), &store);
             store.revision()
         })
         .await;
@@ -863,15 +975,29 @@ async fn run_session(
     inner: Arc<Inner>,
     conn: quinn::Connection,
     peer: AgencyId,
+    carried: Vec<Vec<u8>>,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
 ) -> bool {
     // The pins at the start of every session, whatever they were at the
-    // handshake.
+    // handshake. The key statements the peer's certificate carried are
+    // taken first, as a peer's key statements are (SPEC.md §9.15): from
+    // then on the held log says what the peer's node key is.
     let pinned = {
         let i = inner.clone();
         tokio::task::spawn_blocking(move || {
             reload_config(&i);
+            if !carried.is_empty() && i.pins.contains(&peer.0) {
+                let mut store = lock(&i.store);
+                match store.receive_key_statements(&peer, &carried) {
+                    Ok(got) if got.changed() => {
+                        debug!(peer = %peer.fingerprint(), new = got.new, "key statements taken from the peer's certificate");
+                        sync_pins(&i, &store);
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "store failed while taking a certificate's key statements"),
+                }
+            }
             i.pins.contains(&peer.0)
         })
         .await
@@ -1036,6 +1162,9 @@ impl Replica for NodeReplica<'_> {
         items: &[Vec<u8>],
     ) -> Result<custodia_protocol::keylog::Received, StoreError> {
         let got = self.store.receive_key_statements(agency, items)?;
+        if got.changed() {
+            sync_pins(self.inner, self.store);
+        }
         if let Some((held, _)) = &got.fork {
             warn!(
                 agency = %agency.fingerprint(),

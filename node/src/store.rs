@@ -1075,6 +1075,12 @@ impl Store {
         self.key_logs.get(agency)
     }
 
+    /// Every key log held, as last loaded, with the key log revision they
+    /// were loaded at (it changes whenever a statement is stored).
+    pub fn key_logs(&self) -> (i64, &BTreeMap<AgencyId, custodia_protocol::keylog::KeyLog>) {
+        (self.key_revision, &self.key_logs)
+    }
+
     /// The agencies whose key logs are held, as last loaded.
     pub fn key_log_agencies(&self) -> impl Iterator<Item = &AgencyId> {
         self.key_logs.keys()

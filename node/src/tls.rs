@@ -1,12 +1,18 @@
 //! Pinned mutual TLS 1.3 over QUIC.
 //!
-//! Every node owns an agency Ed25519 signing key. It presents a self-signed
-//! X.509 certificate for that key, and accepts a peer (in either direction)
-//! only when the peer's end-entity certificate carries an Ed25519 public key
-//! that is present in the node's [`PinSet`]. There are no certificate
-//! authorities, no chains, no validity periods and no host names: the pinned
-//! key *is* the identity, and the TLS 1.3 `CertificateVerify` signature proves
-//! possession of the matching private key.
+//! A node presents a self-signed X.509 certificate for one Ed25519 key: its
+//! node key when its agency's key log certifies one, else its agency key
+//! (the agency id). A node key's certificate carries, in an extension, the
+//! statements of the agency's log that end with the key's certification.
+//! A peer (in either direction) is accepted only when its certificate key
+//! speaks for an agency in the node's [`PinSet`], as
+//! [`custodia_protocol::transport::speaks_for`] judges it from the pins,
+//! the key logs the node holds and the carried statements (SPEC.md §9.1).
+//! There are no certificate authorities, no chains, no validity periods
+//! and no host names: the pinned agency *is* the identity, and the TLS 1.3
+//! `CertificateVerify` signature proves possession of the matching private
+//! key. That signature is checked before any carried statement is, so
+//! only the holder of a key can make the node check statements.
 //!
 //! Hardening choices:
 //!
@@ -26,7 +32,7 @@
 //! the server has judged the client certificate; a refused client notices
 //! only at its first read or write on the connection.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -38,6 +44,10 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+use custodia_protocol::keylog::KeyLog;
+use custodia_protocol::transport::{self, Refusal};
+use custodia_protocol::{AgencyId, KeyId};
 
 /// ALPN protocol id spoken between Custodia nodes.
 pub const ALPN: &[u8] = b"custodia/1";
@@ -92,63 +102,141 @@ pub enum TlsError {
     Quic(#[source] quinn::crypto::rustls::NoInitialCipherSuite),
 }
 
-/// The set of agency public keys (32-byte Ed25519) this node accepts as
-/// peers.
+/// The agencies (their 32-byte ids) this node accepts as peers, and the
+/// key logs it holds, which say which node keys speak for them.
 ///
-/// Cloning is cheap and clones share the same set: keys inserted or removed
-/// at run time take effect for every later handshake of every configuration
-/// built from this set. Connections that are already established are not
-/// affected; closing them is the caller's business.
+/// Cloning is cheap and clones share the same state: pins inserted or
+/// removed, and logs replaced, at run time take effect for every later
+/// handshake of every configuration built from this set. Connections that
+/// are already established are not affected; closing them is the
+/// caller's business.
 #[derive(Clone, Default)]
-pub struct PinSet(Arc<RwLock<HashSet<[u8; 32]>>>);
+pub struct PinSet(Arc<RwLock<Pins>>);
+
+#[derive(Default)]
+struct Pins {
+    agencies: HashSet<[u8; 32]>,
+    logs: BTreeMap<AgencyId, KeyLog>,
+}
 
 impl PinSet {
-    /// A pin set holding `keys`.
+    /// A pin set holding the agency ids `keys`, and no key logs.
     pub fn new(keys: impl IntoIterator<Item = [u8; 32]>) -> Self {
-        Self(Arc::new(RwLock::new(keys.into_iter().collect())))
+        Self(Arc::new(RwLock::new(Pins {
+            agencies: keys.into_iter().collect(),
+            logs: BTreeMap::new(),
+        })))
     }
 
-    /// Accept `k` as a peer from now on.
+    // A poisoned lock still guards consistent maps (no operation on them
+    // can leave them half-modified), so the guard is recovered.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Pins> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Pins> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Accept agency `k` as a peer from now on.
     pub fn insert(&self, k: [u8; 32]) {
-        // A poisoned lock still guards a consistent `HashSet` (no operation
-        // on it can leave it half-modified), so recover the guard.
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(k);
+        self.write().agencies.insert(k);
     }
 
-    /// Refuse `k` as a peer from now on.
+    /// Refuse agency `k` as a peer from now on.
     pub fn remove(&self, k: &[u8; 32]) {
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(k);
+        self.write().agencies.remove(k);
     }
 
-    /// Whether `k` is currently accepted as a peer.
+    /// Whether agency `k` is currently accepted as a peer.
     pub fn contains(&self, k: &[u8; 32]) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(k)
+        self.read().agencies.contains(k)
+    }
+
+    /// The key logs held from now on (all of them; only pinned agencies'
+    /// are consulted).
+    pub fn set_key_logs(&self, logs: BTreeMap<AgencyId, KeyLog>) {
+        self.write().logs = logs;
+    }
+
+    /// The agency certificate key `key` speaks for, given the statements
+    /// its certificate carries, at `now_ms` (SPEC.md §9.1).
+    pub fn speaks_for(
+        &self,
+        key: &KeyId,
+        carried: &[Vec<u8>],
+        now_ms: u64,
+    ) -> Result<AgencyId, Refusal> {
+        let pins = self.read();
+        transport::speaks_for(
+            key,
+            carried,
+            &|a: &AgencyId| pins.agencies.contains(&a.0),
+            &pins.logs,
+            now_ms,
+        )
     }
 }
 
 impl fmt::Debug for PinSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let len = self.0.read().unwrap_or_else(PoisonError::into_inner).len();
-        f.debug_struct("PinSet").field("len", &len).finish()
+        let pins = self.read();
+        f.debug_struct("PinSet")
+            .field("len", &pins.agencies.len())
+            .field("logs", &pins.logs.len())
+            .finish()
     }
 }
 
-/// Self-signed X.509 certificate for the agency's Ed25519 key, together with
-/// the key in the PKCS#8 form rustls expects.
+/// The key a node authenticates with, and the key statements its
+/// certificate carries (none for the agency key).
+#[derive(Clone)]
+pub struct Presented {
+    /// The node key, or the agency key.
+    pub key: ed25519_dalek::SigningKey,
+    /// For a node key: the statements of the agency's log ending with its
+    /// certification ([`transport::carried_for`]).
+    pub carried: Vec<Vec<u8>>,
+}
+
+impl Presented {
+    /// The agency key, carrying nothing.
+    pub fn agency(key: &ed25519_dalek::SigningKey) -> Self {
+        Presented {
+            key: key.clone(),
+            carried: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for Presented {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Presented")
+            .field("key", &hex::encode(self.key.verifying_key().as_bytes()))
+            .field("carried", &self.carried.len())
+            .finish()
+    }
+}
+
+/// Self-signed X.509 certificate for an Ed25519 key carrying no key
+/// statements (see [`certificate_carrying`]).
+#[cfg(test)]
+pub(crate) fn certificate(
+    key: &ed25519_dalek::SigningKey,
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsError> {
+    certificate_carrying(key, &[])
+}
+
+/// Self-signed X.509 certificate for an Ed25519 key, together with the key
+/// in the PKCS#8 form rustls expects. When `carried` is not empty, the
+/// certificate has a non-critical extension ([`transport::CARRIED_OID`])
+/// whose value is a DER OCTET STRING holding the statements' CBOR array.
 ///
 /// The certificate's subject alternative name is [`SERVER_NAME`]; its
 /// validity period is irrelevant (peers are identified by key only).
-pub(crate) fn certificate(
+pub(crate) fn certificate_carrying(
     key: &ed25519_dalek::SigningKey,
+    carried: &[Vec<u8>],
 ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsError> {
     let pkcs8_doc = key.to_pkcs8_der().map_err(|_| TlsError::KeyEncoding)?;
     let pkcs8 = PrivatePkcs8KeyDer::from(pkcs8_doc.as_bytes().to_vec());
@@ -160,6 +248,15 @@ pub(crate) fn certificate(
     let mut dn = rcgen::DistinguishedName::new();
     dn.push(rcgen::DnType::CommonName, "custodia node");
     params.distinguished_name = dn;
+    if !carried.is_empty() {
+        let cbor = transport::encode_carried(carried);
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                transport::CARRIED_OID,
+                der_octet_string(&cbor),
+            ));
+    }
     let cert = params
         .self_signed(&key_pair)
         .map_err(TlsError::Certificate)?;
@@ -167,13 +264,10 @@ pub(crate) fn certificate(
     Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(pkcs8)))
 }
 
-/// QUIC server configuration: presents the node certificate for `key` and
-/// requires a client certificate whose Ed25519 key is in `pins`.
-pub(crate) fn server_config(
-    key: &ed25519_dalek::SigningKey,
-    pins: PinSet,
-) -> Result<quinn::ServerConfig, TlsError> {
-    let (cert, private_key) = certificate(key)?;
+/// QUIC server configuration: presents the certificate of `me` and
+/// requires a client certificate whose key speaks for an agency in `pins`.
+pub(crate) fn server_config(me: &Presented, pins: PinSet) -> Result<quinn::ServerConfig, TlsError> {
+    let (cert, private_key) = certificate_carrying(&me.key, &me.carried)?;
     let provider = provider();
     let verifier = Arc::new(PinnedVerifier::new(pins, &provider));
 
@@ -197,15 +291,26 @@ pub(crate) fn server_config(
     Ok(config)
 }
 
-/// QUIC client configuration: presents the node certificate for `key` and
-/// accepts only a server whose Ed25519 key is in `pins`.
+/// QUIC client configuration: presents the certificate of agency key
+/// `key` and accepts only a server whose key speaks for an agency in
+/// `pins` (see [`client_config_presenting`]).
 ///
 /// Use it with [`quinn::Endpoint::connect_with`] and [`SERVER_NAME`].
 pub fn client_config(
     key: &ed25519_dalek::SigningKey,
     pins: PinSet,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    let (cert, private_key) = certificate(key)?;
+    client_config_presenting(&Presented::agency(key), pins)
+}
+
+/// QUIC client configuration: presents the certificate of `me` (a node
+/// key with its carried statements, or the agency key) and accepts only a
+/// server whose key speaks for an agency in `pins`.
+pub fn client_config_presenting(
+    me: &Presented,
+    pins: PinSet,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let (cert, private_key) = certificate_carrying(&me.key, &me.carried)?;
     let provider = provider();
     let verifier = Arc::new(PinnedVerifier::new(pins, &provider));
 
@@ -267,6 +372,7 @@ fn derive(identity: &ed25519_dalek::SigningKey, label: &[u8]) -> ring::hmac::Tag
 /// Connections produced by [`server_config`] / [`client_config`] only
 /// complete their handshake with a peer whose key was pinned at handshake
 /// time.
+#[cfg(test)]
 pub(crate) fn peer_key(conn: &quinn::Connection) -> Option<[u8; 32]> {
     let identity = conn.peer_identity()?;
     let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
@@ -274,6 +380,143 @@ pub(crate) fn peer_key(conn: &quinn::Connection) -> Option<[u8; 32]> {
         [end_entity] => ed25519_key(end_entity),
         _ => None,
     }
+}
+
+/// The peer of `conn`: the agency its certificate key speaks for now, by
+/// the pins and the held key logs, with the key and the statements its
+/// certificate carries. `None` if it speaks for none (any more).
+pub(crate) fn peer_agency(conn: &quinn::Connection, pins: &PinSet) -> Option<PeerIdentity> {
+    let identity = conn.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    let [end_entity] = certs.as_slice() else {
+        return None;
+    };
+    let key = KeyId(ed25519_key(end_entity)?);
+    let carried = carried_statements(end_entity).ok()?;
+    let agency = pins.speaks_for(&key, &carried, now_ms()).ok()?;
+    Some(PeerIdentity {
+        agency,
+        key,
+        carried,
+    })
+}
+
+/// Who a connection's peer is (see [`peer_agency`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PeerIdentity {
+    /// The agency.
+    pub agency: AgencyId,
+    /// The certificate's key: the agency id or a node key.
+    pub key: KeyId,
+    /// The key statements the certificate carries.
+    pub carried: Vec<Vec<u8>>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A DER OCTET STRING holding `bytes` (the extension's value).
+fn der_octet_string(bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x04];
+    let n = bytes.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        let len = (n as u64).to_be_bytes();
+        let skip = len.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (len.len() - skip) as u8);
+        out.extend_from_slice(&len[skip..]);
+    }
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// One DER element at the start of `b`: its tag, its contents and what
+/// follows it. `None` unless well formed (definite length, at most 4
+/// length bytes, within `b`).
+fn der_element(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, b) = b.split_first()?;
+    let (&first, mut b) = b.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || b.len() < n {
+            return None;
+        }
+        let len = b[..n]
+            .iter()
+            .fold(0usize, |acc, x| (acc << 8) | usize::from(*x));
+        b = &b[n..];
+        len
+    };
+    if b.len() < len {
+        return None;
+    }
+    Some((tag, &b[..len], &b[len..]))
+}
+
+/// The DER of the carried-statements OID's contents (2.25.N).
+const CARRIED_OID_DER: [u8; 10] = [0x69, 0xd0, 0xaf, 0xbf, 0xf5, 0xb8, 0xe3, 0xf3, 0xe3, 0x59];
+
+/// The key statements a certificate carries: none when it has no such
+/// extension; an error when the certificate's structure up to the
+/// extension, or the extension itself, is malformed. A refused peer is
+/// refused the same way whatever the reason, so the error is only logged.
+pub(crate) fn carried_statements(cert: &CertificateDer<'_>) -> Result<Vec<Vec<u8>>, Refusal> {
+    let bad = |what: &str| Refusal::Malformed(what.to_owned());
+    // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { ... }, ... }
+    let (0x30, certificate, _) = der_element(cert.as_ref()).ok_or_else(|| bad("certificate"))?
+    else {
+        return Err(bad("certificate"));
+    };
+    let (0x30, mut tbs, _) = der_element(certificate).ok_or_else(|| bad("tbsCertificate"))?
+    else {
+        return Err(bad("tbsCertificate"));
+    };
+    // The extensions are the [3] EXPLICIT element, the last of the TBS.
+    while !tbs.is_empty() {
+        let (tag, contents, rest) = der_element(tbs).ok_or_else(|| bad("tbsCertificate"))?;
+        tbs = rest;
+        if tag != 0xa3 {
+            continue;
+        }
+        let (0x30, mut extensions, _) = der_element(contents).ok_or_else(|| bad("extensions"))?
+        else {
+            return Err(bad("extensions"));
+        };
+        while !extensions.is_empty() {
+            let (0x30, extension, rest) =
+                der_element(extensions).ok_or_else(|| bad("extension"))?
+            else {
+                return Err(bad("extension"));
+            };
+            extensions = rest;
+            let (0x06, oid, fields) = der_element(extension).ok_or_else(|| bad("extension"))?
+            else {
+                return Err(bad("extension"));
+            };
+            if oid != CARRIED_OID_DER {
+                continue;
+            }
+            // An optional `critical` BOOLEAN, then the OCTET STRING value,
+            // which holds an OCTET STRING of the CBOR.
+            let (mut tag, mut value, rest) = der_element(fields).ok_or_else(|| bad("extension"))?;
+            if tag == 0x01 {
+                (tag, value, _) = der_element(rest).ok_or_else(|| bad("extension"))?;
+            }
+            let inner = der_element(value).ok_or_else(|| bad("extension value"))?;
+            let (0x04, (0x04, cbor, [])) = (tag, inner) else {
+                return Err(bad("extension value"));
+            };
+            return transport::decode_carried(cbor);
+        }
+        return Ok(Vec::new());
+    }
+    Ok(Vec::new())
 }
 
 /// The ring provider, passed explicitly to every configuration.
@@ -332,8 +575,10 @@ impl PinnedVerifier {
         }
     }
 
-    /// Accept the certificate chain only if it is a lone certificate for a
-    /// pinned Ed25519 key. Every refusal looks the same to the peer.
+    /// Accept the certificate chain only if it is a lone certificate for an
+    /// Ed25519 key; whether that key speaks for a pinned agency is judged
+    /// after its handshake signature ([`Self::check_signature`]). Every
+    /// refusal looks the same to the peer.
     fn check(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -343,18 +588,18 @@ impl PinnedVerifier {
             tracing::trace!("refusing peer: certificate chain has intermediates");
             return Err(refused());
         }
-        let Some(key) = ed25519_key(end_entity) else {
+        if ed25519_key(end_entity).is_none() {
             tracing::trace!("refusing peer: certificate holds no Ed25519 key");
-            return Err(refused());
-        };
-        if !self.pins.contains(&key) {
-            tracing::trace!(peer = %hex::encode(key), "refusing peer: key not pinned");
             return Err(refused());
         }
         Ok(())
     }
 
-    /// Check a TLS 1.3 `CertificateVerify` signature; only Ed25519 is allowed.
+    /// Check a TLS 1.3 `CertificateVerify` signature (only Ed25519 is
+    /// allowed), then whether the certificate's key speaks for a pinned
+    /// agency: the carried statements are checked only once the peer has
+    /// proven it holds the key, so a stranger replaying an agency's
+    /// statements costs the node one signature check, not thirty-two.
     fn check_signature(
         &self,
         message: &[u8],
@@ -365,10 +610,19 @@ impl PinnedVerifier {
             tracing::trace!(scheme = ?dss.scheme, "refusing peer: handshake signature scheme");
             return Err(refused());
         }
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms).map_err(|_| {
-            tracing::trace!("refusing peer: bad handshake signature");
-            refused()
-        })
+        let valid = rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+            .map_err(|_| {
+                tracing::trace!("refusing peer: bad handshake signature");
+                refused()
+            })?;
+        let key = KeyId(ed25519_key(cert).ok_or_else(refused)?);
+        let judged = carried_statements(cert)
+            .and_then(|carried| self.pins.speaks_for(&key, &carried, now_ms()));
+        if let Err(why) = judged {
+            tracing::debug!(peer = %key, reason = %why, "refusing peer");
+            return Err(refused());
+        }
+        Ok(valid)
     }
 }
 
@@ -488,7 +742,11 @@ mod tests {
     }
 
     fn server(key: &SigningKey, pins: PinSet) -> (Endpoint, SocketAddr) {
-        let config = server_config(key, pins).expect("server config");
+        server_presenting(&Presented::agency(key), pins)
+    }
+
+    fn server_presenting(me: &Presented, pins: PinSet) -> (Endpoint, SocketAddr) {
+        let config = server_config(me, pins).expect("server config");
         let endpoint = Endpoint::server(config, localhost()).expect("server endpoint");
         let addr = endpoint.local_addr().expect("server address");
         (endpoint, addr)
@@ -641,7 +899,7 @@ mod tests {
         assert!(clone.contains(&b));
         clone.remove(&a);
         assert!(!pins.contains(&a));
-        assert_eq!(format!("{pins:?}"), "PinSet { len: 1 }");
+        assert_eq!(format!("{pins:?}"), "PinSet { len: 1, logs: 0 }");
     }
 
     #[test]
@@ -669,8 +927,10 @@ mod tests {
         );
         assert!(ClientCertVerifier::verify_client_cert(&verifier, &good, &[], now).is_ok());
 
-        let bad: [(&CertificateDer<'_>, &[CertificateDer<'_>]); 4] = [
-            (&unknown, &[]),
+        // An unknown key passes this stage: whose key it is is judged after
+        // its handshake signature (the handshake tests refuse it).
+        assert!(ClientCertVerifier::verify_client_cert(&verifier, &unknown, &[], now).is_ok());
+        let bad: [(&CertificateDer<'_>, &[CertificateDer<'_>]); 3] = [
             (&garbage, &[]),
             (&ecdsa, &[]),
             (&good, std::slice::from_ref(&good)),
@@ -867,5 +1127,183 @@ mod tests {
             server_task.await.expect("server task");
         })
         .await;
+    }
+
+    // Node keys (SPEC.md §9.1): a node key speaks for its agency through
+    // the key statements its certificate carries, checked against the
+    // key log the partner holds.
+
+    use custodia_protocol::keylog::{
+        key_of, Certify, KeyRole, KeyStatement, PublicKey, Revoke, RevokeReason, Root, Statement,
+        StatementPayload,
+    };
+    use custodia_protocol::{Identity, KeyDigest};
+
+    fn identity() -> Identity {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).expect("OS randomness");
+        Identity::from_seed(seed)
+    }
+
+    /// An agency's log: inception, then its node key certified.
+    fn log_certifying(root: &Identity, node: &Identity) -> KeyLog {
+        let now = now_ms();
+        let inception = StatementPayload::inception(root, &identity(), now);
+        let mut log = KeyLog::from_inception(KeyStatement::sign(root, &inception)).expect("log");
+        let certify = Statement::Certify(Certify {
+            key: PublicKey::ed25519(key_of(node)),
+            role: KeyRole::Node,
+            officer: None,
+            not_before: now,
+            not_after: None,
+        });
+        let s = KeyStatement::sign(root, &StatementPayload::after(&log, now, certify));
+        log.append(s).expect("certify");
+        log
+    }
+
+    fn node_presenting(node: &Identity, log: &KeyLog) -> Presented {
+        Presented {
+            key: node.signing_key().clone(),
+            carried: transport::carried_for(log, &key_of(node)).expect("certified"),
+        }
+    }
+
+    fn pins_holding(agency: AgencyId, logs: &[&KeyLog]) -> PinSet {
+        let pins = PinSet::new([agency.0]);
+        pins.set_key_logs(logs.iter().map(|l| (l.agency(), (*l).clone())).collect());
+        pins
+    }
+
+    #[tokio::test]
+    async fn node_keys_speak_for_their_agencies_at_partners_that_lack_their_logs() {
+        bounded(async {
+            let (s_root, s_node) = (identity(), identity());
+            let (c_root, c_node) = (identity(), identity());
+            let (s_log, c_log) = (
+                log_certifying(&s_root, &s_node),
+                log_certifying(&c_root, &c_node),
+            );
+            // Each side pins the other's agency and holds no key log.
+            let server_pins = PinSet::new([c_root.agency().0]);
+            let (server_ep, addr) =
+                server_presenting(&node_presenting(&s_node, &s_log), server_pins.clone());
+            let server_task = spawn_echo_server(&server_ep);
+            let client_pins = PinSet::new([s_root.agency().0]);
+            let config =
+                client_config_presenting(&node_presenting(&c_node, &c_log), client_pins.clone())
+                    .expect("client config");
+            let (conn, reply) = exchange(&client(), config, addr)
+                .await
+                .expect("node keys exchange");
+            assert_eq!(reply, b"pong:ping");
+            let seen = peer_agency(&conn, &client_pins).expect("the server speaks for S");
+            assert_eq!(seen.agency, s_root.agency());
+            assert_eq!(seen.key, key_of(&s_node));
+            assert_eq!(seen.carried.len(), 2);
+            conn.close(0u32.into(), b"done");
+            let (seen_by_server, _) = server_task.await.expect("server task");
+            assert_eq!(seen_by_server, Some(key_of(&c_node).0));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_node_key_the_partner_holds_revoked_is_refused() {
+        bounded(async {
+            let server_key = new_key();
+            let (c_root, c_node) = (identity(), identity());
+            let mut c_log = log_certifying(&c_root, &c_node);
+            // The thief kept a certificate from before the revocation.
+            let thief = node_presenting(&c_node, &c_log);
+            let revoke = Statement::Revoke(Revoke {
+                key: key_of(&c_node),
+                effective: now_ms(),
+                reason: RevokeReason::Compromised,
+            });
+            let s = KeyStatement::sign(&c_root, &StatementPayload::after(&c_log, now_ms(), revoke));
+            c_log.append(s).expect("revoke");
+            let (server_ep, addr) = server(&server_key, pins_holding(c_root.agency(), &[&c_log]));
+            let server_task = spawn_refusing_server(&server_ep);
+            let config = client_config_presenting(&thief, PinSet::new([public(&server_key)]))
+                .expect("client config");
+            let err = exchange(&client(), config, addr)
+                .await
+                .expect_err("a revoked node key must be refused");
+            assert_alert(&err, ACCESS_DENIED);
+            assert_alert(&server_task.await.expect("server task"), ACCESS_DENIED);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_agency_key_is_refused_once_the_partner_holds_the_root_rotation() {
+        bounded(async {
+            let server_key = new_key();
+            let (c_root, next) = (identity(), identity());
+            let inception = StatementPayload::inception(&c_root, &next, now_ms());
+            let mut c_log =
+                KeyLog::from_inception(KeyStatement::sign(&c_root, &inception)).expect("log");
+            // Before the rotation, the agency key is accepted.
+            let pins = pins_holding(c_root.agency(), &[&c_log]);
+            let (server_ep, addr) = server(&server_key, pins.clone());
+            let server_task = spawn_echo_server(&server_ep);
+            let thief = client_config(c_root.signing_key(), PinSet::new([public(&server_key)]))
+                .expect("client config");
+            let (conn, _) = exchange(&client(), thief.clone(), addr)
+                .await
+                .expect("the root in force is accepted");
+            conn.close(0u32.into(), b"done");
+            server_task.await.expect("server task");
+            // The agency rotates to its pre-committed key.
+            let rotate = Statement::RotateRoot(Root {
+                root: PublicKey::ed25519(key_of(&next)),
+                next: KeyDigest::of(&key_of(&identity())),
+            });
+            let s = KeyStatement::sign(&next, &StatementPayload::after(&c_log, now_ms(), rotate));
+            c_log.append(s).expect("rotation");
+            pins.set_key_logs([(c_root.agency(), c_log)].into_iter().collect());
+            let server_task = spawn_refusing_server(&server_ep);
+            let err = exchange(&client(), thief, addr)
+                .await
+                .expect_err("a former root must be refused");
+            assert_alert(&err, ACCESS_DENIED);
+            assert_alert(&server_task.await.expect("server task"), ACCESS_DENIED);
+        })
+        .await;
+    }
+
+    #[test]
+    fn carried_statements_round_trip_and_broken_certificates_never_panic() {
+        let (root, node) = (identity(), identity());
+        let log = log_certifying(&root, &node);
+        let me = node_presenting(&node, &log);
+        let (cert, _) = certificate_carrying(&me.key, &me.carried).expect("certificate");
+        assert_eq!(carried_statements(&cert), Ok(me.carried.clone()));
+        assert_eq!(ed25519_key(&cert), Some(key_of(&node).0));
+        let (plain, _) = certificate(&me.key).expect("certificate");
+        assert_eq!(carried_statements(&plain), Ok(Vec::new()));
+        // Every truncation and every single-byte change of the certificate
+        // is judged without a panic; a cut one is refused.
+        let der = cert.as_ref().to_vec();
+        for n in 0..der.len() {
+            let cut = CertificateDer::from(der[..n].to_vec());
+            assert!(carried_statements(&cut).is_err(), "cut at {n}");
+            let mut changed = der.clone();
+            changed[n] ^= 0x80;
+            let _ = carried_statements(&CertificateDer::from(changed));
+        }
+        // An extension whose value is not the CBOR array is malformed.
+        let at = der
+            .windows(CARRIED_OID_DER.len())
+            .position(|w| w == CARRIED_OID_DER)
+            .expect("the extension's OID");
+        let mut bad = der.clone();
+        let cbor_at = at + CARRIED_OID_DER.len() + 8;
+        bad[cbor_at] = 0xff;
+        assert!(matches!(
+            carried_statements(&CertificateDer::from(bad)),
+            Err(Refusal::Malformed(_))
+        ));
     }
 }

@@ -33,6 +33,7 @@ pub mod signature;
 mod state;
 mod sync;
 mod tlp;
+pub mod transport;
 mod validate;
 
 pub use body::{

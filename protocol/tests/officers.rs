@@ -6,75 +6,15 @@
 use std::collections::BTreeMap;
 
 use custodia_protocol::bundle::{self, Bundle, Element};
-use custodia_protocol::keylog::{
-    key_of, Certify, KeyLog, KeyRole, KeyStatement, Officer, PublicKey, Revoke, RevokeReason,
-    Statement, StatementPayload,
-};
+use custodia_protocol::keylog::{KeyLog, KeyRole, RevokeReason};
 use custodia_protocol::*;
 
 const T0: u64 = 1_795_000_000_000;
 const MINUTE: u64 = 60_000;
 
-fn id(n: u8) -> Identity {
-    Identity::from_seed([n; 32])
-}
+use common::{id, Agency};
 
-/// One agency: its root (the agency id), its key log, and the keys it
-/// certified.
-struct Agency {
-    root: Identity,
-    log: KeyLog,
-}
-
-impl Agency {
-    /// Root `n`, next root `n + 100`.
-    fn new(n: u8) -> Agency {
-        let root = id(n);
-        let s = KeyStatement::sign(&root, &StatementPayload::inception(&root, &id(n + 100), T0));
-        Agency {
-            log: KeyLog::from_inception(s).expect("inception"),
-            root,
-        }
-    }
-
-    fn agency(&self) -> AgencyId {
-        self.root.agency()
-    }
-
-    fn state(&mut self, dt: u64, st: Statement) {
-        let s = KeyStatement::sign(&self.root, &StatementPayload::after(&self.log, T0 + dt, st));
-        self.log.append(s).expect("statement");
-    }
-
-    fn certify(&mut self, key: &Identity, role: KeyRole, not_after: Option<u64>) -> u64 {
-        self.state(
-            0,
-            Statement::Certify(Certify {
-                key: PublicKey::ed25519(key_of(key)),
-                role,
-                officer: (role == KeyRole::Officer).then(|| Officer {
-                    name: "Insp. R. Santos".into(),
-                    number: "PNP-0042".into(),
-                }),
-                not_before: T0,
-                not_after,
-            }),
-        );
-        self.log.len()
-    }
-
-    fn revoke(&mut self, key: &Identity, reason: RevokeReason, effective: u64) -> u64 {
-        self.state(
-            0,
-            Statement::Revoke(Revoke {
-                key: key_of(key),
-                effective,
-                reason,
-            }),
-        );
-        self.log.len()
-    }
-}
+mod common;
 
 fn logs(agencies: &[&Agency]) -> BTreeMap<AgencyId, KeyLog> {
     agencies

@@ -5,6 +5,10 @@
 #![allow(dead_code)]
 
 use custodia_protocol::bundle::Element;
+use custodia_protocol::keylog::{
+    key_of, Certify, KeyLog, KeyRole, KeyStatement, Officer, PublicKey, Revoke, RevokeReason,
+    Statement, StatementPayload,
+};
 use custodia_protocol::*;
 use sha2::{Digest, Sha256};
 
@@ -266,3 +270,66 @@ pub(crate) fn lantern() -> Lantern {
         laptop,
     }
 }
+
+/// Test key `n` (a seed of `n` repeated).
+pub(crate) fn id(n: u8) -> Identity {
+    Identity::from_seed([n; 32])
+}
+
+/// One agency: its root (the agency id), its key log, and the keys it
+/// certified.
+pub(crate) struct Agency {
+    pub(crate) root: Identity,
+    pub(crate) log: KeyLog,
+}
+
+impl Agency {
+    /// Root `n`, next root `n + 100`.
+    pub(crate) fn new(n: u8) -> Agency {
+        let root = id(n);
+        let s = KeyStatement::sign(&root, &StatementPayload::inception(&root, &id(n + 100), T0));
+        Agency {
+            log: KeyLog::from_inception(s).expect("inception"),
+            root,
+        }
+    }
+
+    pub(crate) fn agency(&self) -> AgencyId {
+        self.root.agency()
+    }
+
+    pub(crate) fn state(&mut self, dt: u64, st: Statement) {
+        let s = KeyStatement::sign(&self.root, &StatementPayload::after(&self.log, T0 + dt, st));
+        self.log.append(s).expect("statement");
+    }
+
+    pub(crate) fn certify(&mut self, key: &Identity, role: KeyRole, not_after: Option<u64>) -> u64 {
+        self.state(
+            0,
+            Statement::Certify(Certify {
+                key: PublicKey::ed25519(key_of(key)),
+                role,
+                officer: (role == KeyRole::Officer).then(|| Officer {
+                    name: "Insp. R. Santos".into(),
+                    number: "PNP-0042".into(),
+                }),
+                not_before: T0,
+                not_after,
+            }),
+        );
+        self.log.len()
+    }
+
+    pub(crate) fn revoke(&mut self, key: &Identity, reason: RevokeReason, effective: u64) -> u64 {
+        self.state(
+            0,
+            Statement::Revoke(Revoke {
+                key: key_of(key),
+                effective,
+                reason,
+            }),
+        );
+        self.log.len()
+    }
+}
+
