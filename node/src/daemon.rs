@@ -18,8 +18,8 @@ use custodia_protocol::session::{
     proof_visible, Checked, Event, Replica, Session, SessionError, MAX_REFUSED_PROOFS,
 };
 use custodia_protocol::{
-    AgencyId, Body, KeyId, CaseId, EquivocationNotice, EquivocationProof, ErrorMessage, Head, Identity,
-    Message, SyncError, Tlp, Witness, MAX_UNACKED_BATCHES,
+    AgencyId, Body, CaseId, EquivocationNotice, EquivocationProof, ErrorMessage, Head, Identity,
+    KeyId, Message, SyncError, Tlp, Witness, MAX_UNACKED_BATCHES,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
@@ -29,7 +29,8 @@ use crate::config::{Config, ConfigError, CONFIG_FILE};
 use crate::keyfile::{self, KeyFileError, NoPassphrase, PassphraseSource, Protection};
 use crate::store::{self, Draft, Store, StoreError};
 use crate::tls::{self, PinSet, TlsError};
-use custodia_protocol::keylog::key_of;
+use custodia_protocol::keylog::{key_of, RevokeReason};
+use custodia_protocol::transport::Refusal;
 
 /// How often the daemon looks for changes other processes made (the CLI
 /// writes to the store file directly) when nothing wakes it. A process
@@ -352,6 +353,20 @@ impl Running {
         self.inner.revision.subscribe()
     }
 
+    /// The key each agency with an open session authenticated with: its
+    /// node key, or its agency id (SPEC.md §9.1).
+    pub fn connected_keys(&self) -> Vec<(AgencyId, KeyId)> {
+        let sessions: HashSet<usize> = lock(&self.inner.sessions)
+            .values()
+            .map(|s| s.conn.stable_id())
+            .collect();
+        lock(&self.inner.conns)
+            .values()
+            .filter(|(_, c)| sessions.contains(&c.stable_id()))
+            .map(|(p, _)| (p.agency, p.key))
+            .collect()
+    }
+
     /// Agencies with an open session right now.
     pub fn connected(&self) -> Vec<AgencyId> {
         lock(&self.inner.sessions).keys().copied().collect()
@@ -672,9 +687,16 @@ fn sync_pins(inner: &Arc<Inner>, store: &Store) {
     inner.pins.set_key_logs(logs.clone());
     let now = now_ms();
     for (peer, conn) in lock(&inner.conns).values() {
-        if inner.pins.speaks_for(&peer.key, &peer.carried, now).ok() != Some(peer.agency) {
-            info!(peer = %peer.agency.fingerprint(), key = %peer.key, "closing a connection: its key no longer speaks for the agency");
-            conn.close(quinn::VarInt::from_u32(0), b"key no longer valid");
+        match inner.pins.speaks_for(&peer.key, &peer.carried, now) {
+            Ok(a) if a == peer.agency => {}
+            // A key retired in the ordinary course stays in the hands of
+            // its agency: its connections run until they end, and the
+            // next handshake takes the new key (SPEC.md §9.2).
+            Err(Refusal::Revoked(RevokeReason::Retired)) => {}
+            Ok(_) | Err(_) => {
+                info!(peer = %peer.agency.fingerprint(), key = %peer.key, "closing a connection: its key no longer speaks for the agency");
+                conn.close(quinn::VarInt::from_u32(0), b"key no longer valid");
+            }
         }
     }
 }

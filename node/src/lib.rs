@@ -51,4 +51,6 @@ pub use store::{
     check as check_items, BackupInfo, BatchOutcome, Checked, Draft, Problem, Quarantined, Row,
     RowHead, Signer, Store, StoreError, SCHEMA_VERSION,
 };
-pub use tls::{client_config, client_config_presenting, PinSet, Presented, TlsError, ALPN, SERVER_NAME};
+pub use tls::{
+    client_config, client_config_presenting, PinSet, Presented, TlsError, ALPN, SERVER_NAME,
+};

@@ -473,8 +473,7 @@ pub(crate) fn carried_statements(cert: &CertificateDer<'_>) -> Result<Vec<Vec<u8
     else {
         return Err(bad("certificate"));
     };
-    let (0x30, mut tbs, _) = der_element(certificate).ok_or_else(|| bad("tbsCertificate"))?
-    else {
+    let (0x30, mut tbs, _) = der_element(certificate).ok_or_else(|| bad("tbsCertificate"))? else {
         return Err(bad("tbsCertificate"));
     };
     // The extensions are the [3] EXPLICIT element, the last of the TBS.

@@ -12,7 +12,7 @@
 //!
 //! Pure: the caller passes its pins, its held logs and its clock.
 
-use crate::keylog::{receive, KeyLog, KeyLogError, KeyLogs, KeyRole, KeyStatement};
+use crate::keylog::{receive, KeyLog, KeyLogError, KeyLogs, KeyRole, KeyStatement, RevokeReason};
 use crate::{AgencyId, KeyId, SKEW_MS};
 
 /// The most key statements a certificate carries.
@@ -41,9 +41,9 @@ pub enum Refusal {
     /// Certified, but as an officer's key.
     #[error("the key is certified for an officer, not a node")]
     NotANodeKey,
-    /// Certified and then revoked.
-    #[error("the key is revoked")]
-    Revoked,
+    /// Certified and then revoked, for this reason.
+    #[error("the key is revoked ({})", .0.as_str())]
+    Revoked(RevokeReason),
     /// Before its not-before, or after its not-after (beyond the skew).
     #[error("the key is outside its validity")]
     OutsideValidity,
@@ -88,7 +88,8 @@ pub fn speaks_for(
     let Some(first) = carried.first() else {
         return Err(Refusal::Uncertified);
     };
-    if carried.len() > MAX_CARRIED || carried.iter().map(Vec::len).sum::<usize>() > MAX_CARRIED_BYTES
+    if carried.len() > MAX_CARRIED
+        || carried.iter().map(Vec::len).sum::<usize>() > MAX_CARRIED_BYTES
     {
         return Err(Refusal::TooManyCarried);
     }
@@ -118,8 +119,8 @@ pub fn speaks_for(
     let c = log
         .certification(key, log.len())
         .ok_or(Refusal::Uncertified)?;
-    if c.revoked.is_some() {
-        return Err(Refusal::Revoked);
+    if let Some((_, r)) = c.revoked {
+        return Err(Refusal::Revoked(r.reason));
     }
     if c.certify.role != KeyRole::Node {
         return Err(Refusal::NotANodeKey);
@@ -199,10 +200,13 @@ pub fn decode_carried(cbor: &[u8]) -> Result<Vec<Vec<u8>>, Refusal> {
     if cbor.len() > MAX_CARRIED_BYTES + 1024 {
         return Err(Refusal::TooManyCarried);
     }
-    let items: Vec<serde_bytes::ByteBuf> = crate::codec::from_slice(cbor)
-        .map_err(|e| Refusal::Malformed(e.to_string()))?;
+    let items: Vec<serde_bytes::ByteBuf> =
+        crate::codec::from_slice(cbor).map_err(|e| Refusal::Malformed(e.to_string()))?;
     if items.len() > MAX_CARRIED {
         return Err(Refusal::TooManyCarried);
     }
-    Ok(items.into_iter().map(serde_bytes::ByteBuf::into_vec).collect())
+    Ok(items
+        .into_iter()
+        .map(serde_bytes::ByteBuf::into_vec)
+        .collect())
 }

@@ -127,7 +127,7 @@ fn a_node_key_the_partner_holds_revoked_is_refused_whatever_it_carries() {
         assert_eq!(carried_for(&a.log, &key_of(&node)), None);
         assert_eq!(
             judge(&node, &carried, &[a.agency()], &held(&[&a])),
-            Err(Refusal::Revoked),
+            Err(Refusal::Revoked(reason)),
             "{reason:?}"
         );
     }
@@ -152,7 +152,12 @@ fn an_officer_key_is_not_a_transport_key() {
     let officer = id(21);
     a.certify(&officer, KeyRole::Officer, None);
     // Carried by hand, as a hostile node would.
-    let carried: Vec<Vec<u8>> = a.log.statements().iter().map(|s| s.bytes().to_vec()).collect();
+    let carried: Vec<Vec<u8>> = a
+        .log
+        .statements()
+        .iter()
+        .map(|s| s.bytes().to_vec())
+        .collect();
     assert_eq!(carried_for(&a.log, &key_of(&officer)), None);
     assert_eq!(
         judge(&officer, &carried, &[a.agency()], &BTreeMap::new()),
@@ -248,7 +253,12 @@ fn a_certificate_carries_a_bounded_run_of_statements_ending_at_the_certification
     assert!(judge(&node, &carried, &[a.agency()], &BTreeMap::new()).is_err());
 
     // More than the bound is refused before anything is checked.
-    let all: Vec<Vec<u8>> = a.log.statements().iter().map(|s| s.bytes().to_vec()).collect();
+    let all: Vec<Vec<u8>> = a
+        .log
+        .statements()
+        .iter()
+        .map(|s| s.bytes().to_vec())
+        .collect();
     assert_eq!(
         judge(&node, &all, &[a.agency()], &held(&[&a])),
         Err(Refusal::TooManyCarried)

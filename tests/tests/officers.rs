@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use custodia_protocol::keylog::{key_of, Statement};
 use custodia_protocol::{
     AgencyId, Body, CaseId, Entry, Hello, Message, Note, Payload, SyncItem, Tlp, SYNC_VERSIONS,
 };
@@ -327,6 +328,26 @@ async fn three_agencies_accept_officers_entries_witness_with_node_keys_and_refus
         connected.contains(&a.id) && connected.contains(&c.id),
         "{connected:?}"
     );
+    // On the wire, every node authenticates with its node key (SPEC.md
+    // §9.1), which its partners accepted from the statements its
+    // certificate carries.
+    let wire_key = |n: &custodia_node::Running, of: &Agency| {
+        n.connected_keys()
+            .into_iter()
+            .find(|(agency, _)| *agency == of.id)
+            .map(|(_, k)| k)
+    };
+    for (n, of) in [(0, &b), (0, &c), (1, &a), (2, &b)] {
+        let node_key = custodia_node::read_key_file(&of.dir.join(custodia_node::NODE_KEY_FILE))
+            .expect("node key");
+        assert_eq!(
+            wire_key(&nodes[n], of),
+            Some(key_of(&node_key)),
+            "{} authenticates with its node key",
+            of.name
+        );
+    }
+    let sessions_before = [nodes[0].peer_stats(&b.id), nodes[2].peer_stats(&b.id)];
     ok(
         &b.dir,
         &["key", "revoke", &old_node.to_hex(), "--reason", "retired"],
@@ -397,6 +418,90 @@ async fn three_agencies_accept_officers_entries_witness_with_node_keys_and_refus
     assert!(
         connected.contains(&a.id) && connected.contains(&c.id),
         "bravo's sessions outlived the replacement: {connected:?}"
+    );
+    assert_eq!(
+        [
+            nodes[0].peer_stats(&b.id).sessions,
+            nodes[2].peer_stats(&b.id).sessions
+        ],
+        sessions_before.map(|s| s.sessions),
+        "no session with bravo was lost or started again over the replacement"
+    );
+
+    // A thief of alpha's agency key (the reason one rotates a root) is
+    // refused by the partners that hold the rotation, and a thief of
+    // bravo's retired node key by every partner.
+    // Refused: no handshake, or no answer to a hello (an accepted peer
+    // gets the node's hello back at once).
+    let refused = |conn: Result<quinn::Connection, quinn::ConnectionError>, as_: AgencyId| async move {
+        let Ok(conn) = conn else { return true };
+        let Some(mut w) = Wire::open(conn).await else {
+            return true;
+        };
+        let hello = Message::Hello(Hello {
+            versions: SYNC_VERSIONS.to_vec(),
+            agency: as_,
+        });
+        !w.send(&hello).await || w.recv(Duration::from_secs(3)).await.is_none()
+    };
+    // The same probe is answered for a key that speaks for its agency.
+    assert!(
+        !refused(
+            raw_client(&c, &b)
+                .connect(b.addr, custodia_node::SERVER_NAME)
+                .expect("connect")
+                .await,
+            c.id
+        )
+        .await,
+        "the probe tells an accepted key from a refused one"
+    );
+    let old_root_client = raw_client(&a, &b);
+    assert!(
+        refused(
+            old_root_client
+                .connect(b.addr, custodia_node::SERVER_NAME)
+                .expect("connect")
+                .await,
+            a.id
+        )
+        .await,
+        "bravo refuses alpha's agency key after alpha's root rotation"
+    );
+    let b_log = a
+        .store()
+        .key_log(&b.id)
+        .expect("read")
+        .expect("alpha holds bravo's log");
+    let old_cert_at = b_log
+        .statements()
+        .iter()
+        .position(|s| matches!(&s.payload().st, Statement::Certify(c) if c.key.key.0 == old_node.0))
+        .expect("the old node key's certification");
+    let old_key = custodia_node::read_key_file(&b.dir.join("node.key.retired")).expect("old key");
+    let stolen = custodia_node::Presented {
+        key: old_key.signing_key().clone(),
+        carried: b_log.statements()[..=old_cert_at]
+            .iter()
+            .map(|s| s.bytes().to_vec())
+            .collect(),
+    };
+    let mut thief =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    thief.set_default_client_config(
+        custodia_node::client_config_presenting(&stolen, custodia_node::PinSet::new([c.id.0]))
+            .expect("client config"),
+    );
+    assert!(
+        refused(
+            thief
+                .connect(c.addr, custodia_node::SERVER_NAME)
+                .expect("connect")
+                .await,
+            b.id
+        )
+        .await,
+        "charlie refuses bravo's retired node key"
     );
 
     // The case's log at charlie names the officer behind each entry.

@@ -332,4 +332,3 @@ impl Agency {
         self.log.len()
     }
 }
-
