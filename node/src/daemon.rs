@@ -39,6 +39,9 @@ use custodia_protocol::transport::Refusal;
 /// did not arrive. Changes the daemon makes itself (received batches,
 /// witnesses) wake the sessions at once.
 const POLL: Duration = Duration::from_millis(100);
+/// How often open connections' transport keys are judged again when no
+/// key log changed (a node key's not-after passes without a statement).
+const REJUDGE: Duration = Duration::from_secs(5);
 /// The poll interval where there is no wake-up socket.
 const POLL_ALONE: Duration = Duration::from_millis(10);
 /// Reconnect backoff bounds.
@@ -122,6 +125,9 @@ struct Inner {
     presented: Mutex<tls::Presented>,
     /// The client configuration dials use (with the presented key).
     client: Mutex<quinn::ClientConfig>,
+    /// What the presented key was last judged at: the store's key log
+    /// revision and the node key.
+    presented_for: Mutex<Option<(i64, Option<KeyId>)>>,
     /// The store's key log revision the pins' logs were last taken at.
     pins_key_revision: Mutex<i64>,
     /// What the configuration file looked like when it was last applied.
@@ -508,6 +514,7 @@ pub async fn start_with(
         presented: Mutex::new(me_presented),
         client: Mutex::new(client),
         pins_key_revision: Mutex::new(key_revision),
+        presented_for: Mutex::new(None),
         config_seen: Mutex::new(config_seen),
         shutdown: shutdown_rx.clone(),
         refused: Mutex::new(LogLimiter::default()),
@@ -643,13 +650,35 @@ fn presented(
 ) -> tls::Presented {
     if let (Some(k), Some(log)) = (node_key, own) {
         if let Some(carried) = custodia_protocol::transport::carried_for(log, &key_of(k)) {
-            return tls::Presented {
-                key: k.signing_key().clone(),
-                carried,
-            };
+            // Presented only if a partner holding this log would take it
+            // now (not before its not-before, not after its not-after).
+            let me = identity.agency();
+            let judged = custodia_protocol::transport::speaks_for(
+                &key_of(k),
+                &carried,
+                &|a: &AgencyId| *a == me,
+                &OneLog(log),
+                now_ms(),
+            );
+            if judged == Ok(me) {
+                return tls::Presented {
+                    key: k.signing_key().clone(),
+                    carried,
+                };
+            }
         }
     }
     tls::Presented::agency(identity.signing_key())
+}
+
+/// One key log as the [`custodia_protocol::keylog::KeyLogs`] a judgement
+/// reads.
+struct OneLog<'a>(&'a custodia_protocol::keylog::KeyLog);
+
+impl custodia_protocol::keylog::KeyLogs for OneLog<'_> {
+    fn key_log(&self, agency: &AgencyId) -> Option<&custodia_protocol::keylog::KeyLog> {
+        (self.0.agency() == *agency).then_some(self.0)
+    }
 }
 
 /// Says which key the node authenticates with, and warns when partners
@@ -679,12 +708,22 @@ fn sync_pins(inner: &Arc<Inner>, store: &Store) {
     let (rev, logs) = store.key_logs();
     {
         let mut seen = lock(&inner.pins_key_revision);
-        if *seen == rev {
+        // A negative revision is a cache being reloaded after a failure:
+        // the pins keep the logs they have rather than lose one (which
+        // would let a rotated-away agency key speak again).
+        if *seen == rev || rev < 0 {
             return;
         }
         *seen = rev;
     }
     inner.pins.set_key_logs(logs.clone());
+    rejudge_connections(inner);
+}
+
+/// Judges the transport key of every connection again (SPEC.md §9.2):
+/// after the held logs change, and every few seconds for keys whose
+/// validity ends.
+fn rejudge_connections(inner: &Arc<Inner>) {
     let now = now_ms();
     for (peer, conn) in lock(&inner.conns).values() {
         match inner.pins.speaks_for(&peer.key, &peer.carried, now) {
@@ -704,7 +743,17 @@ fn sync_pins(inner: &Arc<Inner>, store: &Store) {
 /// Rebuilds the TLS configurations if what the node should present
 /// changed (a node key certified, replaced or revoked; its carried
 /// statements). Open connections keep the key they authenticated with.
-fn refresh_presented(inner: &Arc<Inner>, node_key: Option<&Identity>, store: &Store) {
+fn refresh_presented(inner: &Arc<Inner>, node_key: Option<&Identity>, store: &Store, force: bool) {
+    // Judged again when the key logs or the node key changed, or when
+    // `force` says a while has passed (a validity may have ended).
+    let seen = (store.key_logs().0, node_key.map(key_of));
+    {
+        let mut last = lock(&inner.presented_for);
+        if *last == Some(seen) && !force {
+            return;
+        }
+        *last = Some(seen);
+    }
     let own = store.cached_key_log(&inner.me);
     let now = presented(&inner.identity, node_key, own);
     let mut current = lock(&inner.presented);
@@ -778,7 +827,7 @@ async fn dial_loop(
                     Ok(conn) => {
                         let peer = tls::peer_agency(&conn, &inner.pins);
                         if let Some(peer) = peer.filter(|p| p.agency == key) {
-                            let carried = peer.carried.clone();
+                            let carried = (peer.key, peer.carried.clone());
                             let _tracked = Tracked::new(&inner, peer, &conn);
                             info!(peer = ?name, %addr, "connected");
                             let opened = conn.open_bi().await;
@@ -841,7 +890,7 @@ async fn accept_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
                 conn.close(quinn::VarInt::from_u32(0), b"");
                 return;
             };
-            let (key, carried) = (peer.agency, peer.carried.clone());
+            let (key, carried) = (peer.agency, (peer.key, peer.carried.clone()));
             // From here until it closes, a pin removal closes it.
             let _tracked = Tracked::new(&inner, peer, &conn);
             if !inner.pins.contains(&key.0) {
@@ -871,6 +920,7 @@ async fn watch_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
     #[cfg(not(unix))]
     let _ = &store_path;
     let mut buf = [0u8; 16];
+    let mut rejudged = Instant::now();
     loop {
         #[cfg(unix)]
         match &wake {
@@ -891,6 +941,11 @@ async fn watch_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
             tokio::time::sleep(POLL_ALONE).await;
         }
         let i = inner.clone();
+        let due = rejudged.elapsed() >= REJUDGE;
+        if due {
+            rejudged = Instant::now();
+            rejudge_connections(&inner);
+        }
         let rev = tokio::task::spawn_blocking(move || {
             // The configuration first: a peer removed before an entry was
             // written is unpinned before that entry is loaded.
@@ -904,7 +959,7 @@ async fn watch_loop(inner: Arc<Inner>, shutdown: watch::Receiver<bool>) {
                 warn!(error = %e, "store refresh failed");
             }
             sync_pins(&i, &store);
-            refresh_presented(&i, nk.key.as_ref(), &store);
+            refresh_presented(&i, nk.key.as_ref(), &store, due);
             store.revision()
         })
         .await;
@@ -997,7 +1052,7 @@ async fn run_session(
     inner: Arc<Inner>,
     conn: quinn::Connection,
     peer: AgencyId,
-    carried: Vec<Vec<u8>>,
+    (key, carried): (KeyId, Vec<Vec<u8>>),
     send: quinn::SendStream,
     recv: quinn::RecvStream,
 ) -> bool {
@@ -1009,8 +1064,15 @@ async fn run_session(
         let i = inner.clone();
         tokio::task::spawn_blocking(move || {
             reload_config(&i);
-            if !carried.is_empty() && i.pins.contains(&peer.0) {
-                let mut store = lock(&i.store);
+            let mut store = lock(&i.store);
+            // As many statements of another agency's log as a session
+            // takes, no more (SPEC.md §9.15): a member cannot grow its
+            // log here by reconnecting.
+            let kept = store.cached_key_log(&peer).map_or(0, |l| l.len());
+            if !carried.is_empty()
+                && i.pins.contains(&peer.0)
+                && kept < custodia_protocol::session::MAX_KEPT_KEY_LOG
+            {
                 match store.receive_key_statements(&peer, &carried) {
                     Ok(got) if got.changed() => {
                         debug!(peer = %peer.fingerprint(), new = got.new, "key statements taken from the peer's certificate");
@@ -1020,7 +1082,10 @@ async fn run_session(
                     Err(e) => warn!(error = %e, "store failed while taking a certificate's key statements"),
                 }
             }
+            // Judged again with the logs as they are now: the handshake
+            // may have been judged with logs a statement has changed since.
             i.pins.contains(&peer.0)
+                && i.pins.speaks_for(&key, &carried, now_ms()).ok() == Some(peer)
         })
         .await
         .unwrap_or(false)

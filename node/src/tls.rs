@@ -618,7 +618,10 @@ impl PinnedVerifier {
         let judged = carried_statements(cert)
             .and_then(|carried| self.pins.speaks_for(&key, &carried, now_ms()));
         if let Err(why) = judged {
-            tracing::debug!(peer = %key, reason = %why, "refusing peer");
+            // trace, like every refusal here: a peer retrying a refused
+            // handshake must not fill the log (the daemon logs refused
+            // handshakes rate-limited).
+            tracing::trace!(peer = %key, reason = %why, "refusing peer");
             return Err(refused());
         }
         Ok(valid)

@@ -12,14 +12,17 @@
 //!
 //! Pure: the caller passes its pins, its held logs and its clock.
 
-use crate::keylog::{receive, KeyLog, KeyLogError, KeyLogs, KeyRole, KeyStatement, RevokeReason};
+use crate::keylog::{
+    receive, KeyLog, KeyLogError, KeyLogs, KeyRole, KeyStatement, RevokeReason, Statement,
+};
 use crate::{AgencyId, KeyId, SKEW_MS};
 
 /// The most key statements a certificate carries.
-pub const MAX_CARRIED: usize = 32;
+pub const MAX_CARRIED: usize = 128;
 /// The most bytes of key statements a certificate carries (a TLS
-/// handshake message holds at most 64 KiB).
-pub const MAX_CARRIED_BYTES: usize = 16 * 1024;
+/// handshake message holds at most 64 KiB): about two hundred statements,
+/// so a partner without the log checks a node key certified that early.
+pub const MAX_CARRIED_BYTES: usize = 48 * 1024;
 
 /// Why a certificate key does not speak for a pinned agency. A peer sees
 /// none of this (every refusal is the same TLS alert); it is for the
@@ -85,7 +88,7 @@ pub fn speaks_for(
             _ => Ok(as_agency),
         };
     }
-    let Some(first) = carried.first() else {
+    let Some(last) = carried.last() else {
         return Err(Refusal::Uncertified);
     };
     if carried.len() > MAX_CARRIED
@@ -93,10 +96,16 @@ pub fn speaks_for(
     {
         return Err(Refusal::TooManyCarried);
     }
-    let agency = KeyStatement::decode(first)
-        .map_err(Refusal::Carried)?
-        .payload()
-        .agency;
+    // The run ends with the key's certification: checked first, with one
+    // signature check, before any other statement is looked at or a log
+    // copied. A stranger cannot make it (only the agency's root signs
+    // it), and a member cannot carry statements past it.
+    let certify = KeyStatement::decode(last).map_err(Refusal::Carried)?;
+    let agency = certify.payload().agency;
+    match &certify.payload().st {
+        Statement::Certify(c) if c.key.key == *key => {}
+        _ => return Err(Refusal::Uncertified),
+    }
     if !pinned(&agency) {
         return Err(Refusal::NotPinned);
     }
@@ -104,7 +113,7 @@ pub fn speaks_for(
     // The held log is copied only when the certificate tells it something
     // new: usually the partner holds every carried statement already.
     let applied;
-    let log = if all_held(held, carried) {
+    let log = if all_held(held, carried, certify.seq()) {
         held
     } else {
         let mut log = held.cloned();
@@ -136,23 +145,22 @@ pub fn speaks_for(
     Ok(agency)
 }
 
-/// Whether `held` holds every one of `carried`, byte for byte, as one run
-/// of consecutive statements (compared by bytes, so nothing is decoded).
-fn all_held(held: Option<&KeyLog>, carried: &[Vec<u8>]) -> bool {
+/// Whether `held` holds every one of `carried`, byte for byte, as the run
+/// of consecutive statements ending at position `last_seq` (compared by
+/// bytes at their positions: nothing is decoded or searched).
+fn all_held(held: Option<&KeyLog>, carried: &[Vec<u8>], last_seq: u64) -> bool {
     let Some(log) = held else { return false };
-    let Some(first) = carried.first() else {
-        return true;
+    let Ok(end) = usize::try_from(last_seq) else {
+        return false;
     };
-    let held = log.statements();
-    held.iter()
-        .position(|s| s.bytes() == first.as_slice())
-        .is_some_and(|at| {
-            held.len() >= at + carried.len()
-                && held[at..at + carried.len()]
-                    .iter()
-                    .zip(carried)
-                    .all(|(h, c)| h.bytes() == c.as_slice())
-        })
+    let Some(start) = (end + 1).checked_sub(carried.len()) else {
+        return false;
+    };
+    log.statements().get(start..=end).is_some_and(|run| {
+        run.iter()
+            .zip(carried)
+            .all(|(h, c)| h.bytes() == c.as_slice())
+    })
 }
 
 /// The statements a certificate for node key `key` carries: the last ones

@@ -9,6 +9,7 @@ use custodia_protocol::keylog::{key_of, KeyLog, KeyRole, KeyStatement, RevokeRea
 use custodia_protocol::keylog::{Root, Statement, StatementPayload};
 use custodia_protocol::transport::{
     carried_for, decode_carried, encode_carried, speaks_for, Refusal, MAX_CARRIED,
+    MAX_CARRIED_BYTES,
 };
 use custodia_protocol::*;
 
@@ -236,7 +237,9 @@ fn a_certificate_carries_a_bounded_run_of_statements_ending_at_the_certification
     a.certify(&node, KeyRole::Node, None);
     a.certify(&id(12), KeyRole::Officer, None);
     let carried = carried_for(&a.log, &key_of(&node)).expect("certified");
-    assert_eq!(carried.len(), MAX_CARRIED);
+    assert!(carried.len() <= MAX_CARRIED);
+    assert!(carried.iter().map(Vec::len).sum::<usize>() <= MAX_CARRIED_BYTES);
+    assert_ne!(carried[0].as_slice(), a.log.statements()[0].bytes());
     let cert_at = a.log.len() - 2;
     assert_eq!(
         carried.last().map(Vec::as_slice),
@@ -287,5 +290,38 @@ fn the_carried_statements_encoding_is_strict() {
     assert_eq!(
         decode_carried(&encode_carried(&many)),
         Err(Refusal::TooManyCarried)
+    );
+}
+
+#[test]
+fn a_carried_run_must_end_with_the_presented_keys_certification() {
+    let mut a = Agency::new(1);
+    let node = id(11);
+    a.certify(&node, KeyRole::Node, None);
+    let good = carried_for(&a.log, &key_of(&node)).expect("certified");
+    a.certify(&id(12), KeyRole::Officer, None);
+    // A member carries statements past its key's certification (to grow
+    // its log at its partners on every handshake): refused.
+    let past: Vec<Vec<u8>> = a
+        .log
+        .statements()
+        .iter()
+        .map(|s| s.bytes().to_vec())
+        .collect();
+    assert_eq!(
+        judge(&node, &past, &[a.agency()], &BTreeMap::new()),
+        Err(Refusal::Uncertified)
+    );
+    // A stranger with a key of its own replays the agency's statements in
+    // another order: refused at the last one, before any log is copied.
+    let stranger = id(66);
+    let reordered: Vec<Vec<u8>> = good.iter().rev().cloned().collect();
+    assert_eq!(
+        judge(&stranger, &reordered, &[a.agency()], &held(&[&a])),
+        Err(Refusal::Uncertified)
+    );
+    assert_eq!(
+        judge(&node, &reordered, &[a.agency()], &held(&[&a])),
+        Err(Refusal::Uncertified)
     );
 }
