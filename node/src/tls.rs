@@ -49,6 +49,8 @@ use custodia_protocol::keylog::KeyLog;
 use custodia_protocol::transport::{self, Refusal};
 use custodia_protocol::{AgencyId, KeyId};
 
+use crate::daemon::now_ms;
+
 /// ALPN protocol id spoken between Custodia nodes.
 pub const ALPN: &[u8] = b"custodia/1";
 
@@ -410,12 +412,6 @@ pub(crate) struct PeerIdentity {
     pub key: KeyId,
     /// The key statements the certificate carries.
     pub carried: Vec<Vec<u8>>,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A DER OCTET STRING holding `bytes` (the extension's value).

@@ -26,6 +26,14 @@ fn held(agencies: &[&Agency]) -> BTreeMap<AgencyId, KeyLog> {
         .collect()
 }
 
+/// Every statement of `log`, as a certificate would carry them.
+fn every_statement(log: &KeyLog) -> Vec<Vec<u8>> {
+    log.statements()
+        .iter()
+        .map(|s| s.bytes().to_vec())
+        .collect()
+}
+
 /// `key` judged by a node pinning `pinned`, holding `logs`, at T0 + 1 h.
 fn judge(
     key: &Identity,
@@ -153,12 +161,7 @@ fn an_officer_key_is_not_a_transport_key() {
     let officer = id(21);
     a.certify(&officer, KeyRole::Officer, None);
     // Carried by hand, as a hostile node would.
-    let carried: Vec<Vec<u8>> = a
-        .log
-        .statements()
-        .iter()
-        .map(|s| s.bytes().to_vec())
-        .collect();
+    let carried = every_statement(&a.log);
     assert_eq!(carried_for(&a.log, &key_of(&officer)), None);
     assert_eq!(
         judge(&officer, &carried, &[a.agency()], &BTreeMap::new()),
@@ -256,12 +259,7 @@ fn a_certificate_carries_a_bounded_run_of_statements_ending_at_the_certification
     assert!(judge(&node, &carried, &[a.agency()], &BTreeMap::new()).is_err());
 
     // More than the bound is refused before anything is checked.
-    let all: Vec<Vec<u8>> = a
-        .log
-        .statements()
-        .iter()
-        .map(|s| s.bytes().to_vec())
-        .collect();
+    let all = every_statement(&a.log);
     assert_eq!(
         judge(&node, &all, &[a.agency()], &held(&[&a])),
         Err(Refusal::TooManyCarried)
@@ -302,12 +300,7 @@ fn a_carried_run_must_end_with_the_presented_keys_certification() {
     a.certify(&id(12), KeyRole::Officer, None);
     // A member carries statements past its key's certification (to grow
     // its log at its partners on every handshake): refused.
-    let past: Vec<Vec<u8>> = a
-        .log
-        .statements()
-        .iter()
-        .map(|s| s.bytes().to_vec())
-        .collect();
+    let past = every_statement(&a.log);
     assert_eq!(
         judge(&node, &past, &[a.agency()], &BTreeMap::new()),
         Err(Refusal::Uncertified)

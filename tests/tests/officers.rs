@@ -433,39 +433,31 @@ async fn three_agencies_accept_officers_entries_witness_with_node_keys_and_refus
     // bravo's retired node key by every partner.
     // Refused: no handshake, or no answer to a hello (an accepted peer
     // gets the node's hello back at once).
-    let refused = |conn: Result<quinn::Connection, quinn::ConnectionError>, as_: AgencyId| async move {
-        let Ok(conn) = conn else { return true };
-        let Some(mut w) = Wire::open(conn).await else {
-            return true;
-        };
-        let hello = Message::Hello(Hello {
-            versions: SYNC_VERSIONS.to_vec(),
-            agency: as_,
-        });
-        !w.send(&hello).await || w.recv(Duration::from_secs(3)).await.is_none()
+    let refused = |endpoint: quinn::Endpoint, to: &Agency, as_: AgencyId| {
+        let addr = to.addr;
+        async move {
+            let conn = endpoint
+                .connect(addr, custodia_node::SERVER_NAME)
+                .expect("connect")
+                .await;
+            let Ok(conn) = conn else { return true };
+            let Some(mut w) = Wire::open(conn).await else {
+                return true;
+            };
+            let hello = Message::Hello(Hello {
+                versions: SYNC_VERSIONS.to_vec(),
+                agency: as_,
+            });
+            !w.send(&hello).await || w.recv(Duration::from_secs(3)).await.is_none()
+        }
     };
     // The same probe is answered for a key that speaks for its agency.
     assert!(
-        !refused(
-            raw_client(&c, &b)
-                .connect(b.addr, custodia_node::SERVER_NAME)
-                .expect("connect")
-                .await,
-            c.id
-        )
-        .await,
+        !refused(raw_client(&c, &b), &b, c.id).await,
         "the probe tells an accepted key from a refused one"
     );
-    let old_root_client = raw_client(&a, &b);
     assert!(
-        refused(
-            old_root_client
-                .connect(b.addr, custodia_node::SERVER_NAME)
-                .expect("connect")
-                .await,
-            a.id
-        )
-        .await,
+        refused(raw_client(&a, &b), &b, a.id).await,
         "bravo refuses alpha's agency key after alpha's root rotation"
     );
     let b_log = a
@@ -493,14 +485,7 @@ async fn three_agencies_accept_officers_entries_witness_with_node_keys_and_refus
             .expect("client config"),
     );
     assert!(
-        refused(
-            thief
-                .connect(c.addr, custodia_node::SERVER_NAME)
-                .expect("connect")
-                .await,
-            b.id
-        )
-        .await,
+        refused(thief, &c, b.id).await,
         "charlie refuses bravo's retired node key"
     );
 
