@@ -1,4 +1,4 @@
-//! `custodia key start|rotate-root|certify-officer|revoke|log`: this
+//! `custodia key start|rotate-root|certify-officer|revoke|list|log`: this
 //! agency's key log (SPEC.md §3.4). Each statement is signed by the root
 //! in force: the agency key until the first rotation, then the root given
 //! with `--root` (a key file or a key in a token). New keys are written as
@@ -421,40 +421,234 @@ fn describe(s: &KeyStatement) -> (String, serde_json::Value) {
     )
 }
 
-/// `key log`: every statement of this agency's key log, checked.
-pub(crate) fn show(dir: &Path, agency: Option<&str>, out: &Out) -> anyhow::Result<()> {
-    let l = passphrase::open(dir)?;
-    let who = match agency {
-        Some(a) => l.resolve_agency(a)?,
-        None => l
-            .resolve_agency(&l.me().to_hex())
-            .map_err(anyhow::Error::from)?,
-    };
-    let me = who.agency == l.me();
-    let name = if me {
-        l.config().agency.name.clone()
-    } else {
-        who.name.clone()
-    };
-    let Some(log) = l.store().key_log(&who.agency)? else {
-        let text = if me {
+/// Whose key log a command shows: `agency` as typed (a peer name, an
+/// agency name, a fingerprint or a key), this agency by default.
+struct Whose {
+    l: custodia_node::Local,
+    agency: custodia_protocol::AgencyId,
+    name: String,
+    me: bool,
+}
+
+impl Whose {
+    fn open(dir: &Path, agency: Option<&str>) -> anyhow::Result<Whose> {
+        let l = passphrase::open(dir)?;
+        let who = match agency {
+            Some(a) => l.resolve_agency(a)?,
+            None => l
+                .resolve_agency(&l.me().to_hex())
+                .map_err(anyhow::Error::from)?,
+        };
+        let me = who.agency == l.me();
+        let name = if me {
+            l.config().agency.name.clone()
+        } else {
+            who.name
+        };
+        Ok(Whose {
+            l,
+            agency: who.agency,
+            name,
+            me,
+        })
+    }
+
+    /// Why there is nothing to show.
+    fn no_log(&self) -> String {
+        if self.me {
             "This agency has no key log yet: start it with `custodia key start --next-key FILE`."
                 .to_string()
         } else {
             format!(
                 "No key log of {} ({}) has reached this node: it arrives from the agency's node, or a partner's, once they have synced (sync version 3), if the agency started one.",
-                safe(&name),
-                who.agency.fingerprint()
+                safe(&self.name),
+                self.agency.fingerprint()
             )
+        }
+    }
+}
+
+/// One key a log names, and what it is at the log's end.
+struct KeyRow<'a> {
+    key: KeyId,
+    /// "root", "node" or "officer".
+    role: &'static str,
+    /// The statement that named it.
+    named: &'a KeyStatement,
+    certify: Option<&'a Certify>,
+    /// For a root rotated away: the rotation's position.
+    replaced_at: Option<u64>,
+    /// Its revocation, with its position.
+    revoked: Option<(u64, &'a Revoke)>,
+}
+
+impl KeyRow<'_> {
+    /// The status word (JSON) and its sentence (text), at `now`.
+    fn status(&self, now: u64) -> (&'static str, String) {
+        if let Some((at, r)) = self.revoked {
+            return (
+                "revoked",
+                format!(
+                    "REVOKED ({}) from {} (#{at})",
+                    r.reason.as_str(),
+                    iso_millis(r.effective)
+                ),
+            );
+        }
+        if let Some(at) = self.replaced_at {
+            return ("former-root", format!("former root, replaced at #{at}"));
+        }
+        let Some(c) = self.certify else {
+            return ("in-force", "root in force".into());
         };
+        let to = c
+            .not_after
+            .map(|t| format!(" to {}", iso_millis(t)))
+            .unwrap_or_default();
+        if now < c.not_before {
+            (
+                "not-yet-valid",
+                format!("not yet valid: from {}{to}", iso_millis(c.not_before)),
+            )
+        } else if c.not_after.is_some_and(|t| now > t) {
+            (
+                "expired",
+                format!("expired: valid from {}{to}", iso_millis(c.not_before)),
+            )
+        } else {
+            (
+                "active",
+                format!("active: valid from {}{to}", iso_millis(c.not_before)),
+            )
+        }
+    }
+}
+
+/// Every key a log names, in the order it named them, in one pass.
+fn key_rows(log: &custodia_protocol::keylog::KeyLog) -> Vec<KeyRow<'_>> {
+    let mut rows: Vec<KeyRow<'_>> = Vec::new();
+    let mut at: std::collections::HashMap<KeyId, usize> = std::collections::HashMap::new();
+    let mut root: Option<usize> = None;
+    for s in log.statements() {
+        let p = s.payload();
+        match &p.st {
+            Statement::Inception(r) | Statement::RotateRoot(r) => {
+                if let Some(old) = root {
+                    rows[old].replaced_at = Some(p.seq);
+                }
+                root = Some(rows.len());
+                at.insert(r.root.key, rows.len());
+                rows.push(KeyRow {
+                    key: r.root.key,
+                    role: "root",
+                    named: s,
+                    certify: None,
+                    replaced_at: None,
+                    revoked: None,
+                });
+            }
+            Statement::Certify(c) => {
+                at.insert(c.key.key, rows.len());
+                rows.push(KeyRow {
+                    key: c.key.key,
+                    role: c.role.as_str(),
+                    named: s,
+                    certify: Some(c),
+                    replaced_at: None,
+                    revoked: None,
+                });
+            }
+            Statement::Revoke(r) => {
+                if let Some(&k) = at.get(&r.key) {
+                    rows[k].revoked = Some((p.seq, r));
+                }
+            }
+            _ => {}
+        }
+    }
+    rows
+}
+
+/// `key list`: every key an agency's log names (roots, node keys,
+/// officers' keys), with what each is now: in force, replaced, active,
+/// not yet valid, expired or revoked.
+pub(crate) fn list(dir: &Path, agency: Option<&str>, out: &Out) -> anyhow::Result<()> {
+    let w = Whose::open(dir, agency)?;
+    let Some(log) = w.l.store().key_log(&w.agency)? else {
+        out.record(
+            &w.no_log(),
+            serde_json::json!({"agency": w.agency.to_hex(), "name": w.name, "statements": 0, "keys": []}),
+        );
+        return Ok(());
+    };
+    let now = custodia_node::now_ms();
+    let rows = key_rows(&log);
+    let mut text = format!(
+        "Keys of {} ({}), from its key log ({} statements), as of {}:\n",
+        safe(&w.name),
+        w.agency.fingerprint(),
+        log.len(),
+        iso_millis(now)
+    );
+    let mut keys = Vec::new();
+    for r in &rows {
+        let (word, sentence) = r.status(now);
+        let holder = r
+            .certify
+            .and_then(|c| c.officer.as_ref())
+            .map(|o| format!("{} ({}): ", safe(&o.name), safe(&o.number)))
+            .unwrap_or_default();
+        let p = r.named.payload();
+        text.push_str(&format!(
+            "  {:<8} {}\n           {holder}{sentence}; named at #{} ({})\n",
+            r.role,
+            r.key,
+            p.seq,
+            iso_millis(p.time)
+        ));
+        let mut json = serde_json::json!({
+            "key": r.key.to_hex(),
+            "role": r.role,
+            "status": word,
+            "named_at": p.seq,
+            "officer": r.certify.and_then(|c| c.officer.as_ref()).map(|o| serde_json::json!({"name": o.name, "number": o.number})),
+            "replaced_at": r.replaced_at,
+            "revoked": r.revoked.map(|(at, v)| {
+                let mut j = serde_json::json!({"at": at, "reason": v.reason.as_str()});
+                json_time(&mut j, "effective", Some(v.effective));
+                j
+            }),
+        });
+        json_time(&mut json, "named_time", Some(p.time));
+        json_time(&mut json, "not_before", r.certify.map(|c| c.not_before));
+        json_time(&mut json, "not_after", r.certify.and_then(|c| c.not_after));
+        keys.push(json);
+    }
+    out.record(
+        text.trim_end(),
+        serde_json::json!({"agency": w.agency.to_hex(), "name": w.name, "statements": log.len(), "keys": keys}),
+    );
+    Ok(())
+}
+
+/// `key log`: every statement of this agency's key log, checked.
+pub(crate) fn show(dir: &Path, agency: Option<&str>, out: &Out) -> anyhow::Result<()> {
+    let w = Whose::open(dir, agency)?;
+    let Some(log) = w.l.store().key_log(&w.agency)? else {
         out.record_version(
             JSON_SCHEMA_VERSION_2,
-            &text,
-            serde_json::json!({"agency": who.agency.to_hex(), "name": name, "root": null, "unconfirmed": null,
+            &w.no_log(),
+            serde_json::json!({"agency": w.agency.to_hex(), "name": w.name, "root": null, "unconfirmed": null,
                 "statements": [], "superseded": [], "forks": []}),
         );
         return Ok(());
     };
+    let Whose {
+        l,
+        agency,
+        name,
+        me,
+    } = w;
     let lines: Vec<(String, serde_json::Value)> = log.statements().iter().map(describe).collect();
     let unconfirmed = if me {
         l.store().key_log_unconfirmed()?
@@ -464,7 +658,7 @@ pub(crate) fn show(dir: &Path, agency: Option<&str>, out: &Out) -> anyhow::Resul
     let mut text = format!(
         "Key log of {} ({}): {} statements, root {}\n",
         safe(&name),
-        who.agency.fingerprint(),
+        agency.fingerprint(),
         log.len(),
         log.current_root()
     );
@@ -477,7 +671,7 @@ pub(crate) fn show(dir: &Path, agency: Option<&str>, out: &Out) -> anyhow::Resul
     // Proofs that the agency's root signed two statements at one position
     // (K12): first, since no statement of that log can be taken at face
     // value after it.
-    let forks = l.store().key_forks(&who.agency)?;
+    let forks = l.store().key_forks(&agency)?;
     for f in &forks {
         text.push_str(&format!(
             "!! FORKED at position {}: the agency's root signed two different statements there (both kept as the proof); statements from there on cannot be relied on until the agency explains it.\n",
@@ -490,7 +684,7 @@ pub(crate) fn show(dir: &Path, agency: Option<&str>, out: &Out) -> anyhow::Resul
     }
     let superseded: Vec<(String, serde_json::Value)> = l
         .store()
-        .key_superseded(&who.agency)?
+        .key_superseded(&agency)?
         .iter()
         .map(describe)
         .collect();
@@ -509,7 +703,7 @@ pub(crate) fn show(dir: &Path, agency: Option<&str>, out: &Out) -> anyhow::Resul
         JSON_SCHEMA_VERSION_2,
         text.trim_end(),
         serde_json::json!({
-            "agency": who.agency.to_hex(),
+            "agency": agency.to_hex(),
             "name": name,
             "root": log.current_root().to_hex(),
             "unconfirmed": unconfirmed,

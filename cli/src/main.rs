@@ -377,6 +377,17 @@ enum KeyCommand {
         #[arg(long, value_name = "FILE|URI", value_parser = token::KeyRef::parse)]
         root: Option<token::KeyRef>,
     },
+    /// List the keys a key log names (roots, node keys, officers' keys) and what each is
+    /// now: in force, replaced, active, not yet valid, expired or revoked; this agency's,
+    /// or a partner's as it reached this node.
+    ///
+    /// Example: custodia --dir ./nbi key list
+    /// Example: custodia --dir ./nbi key list berlin --json
+    List {
+        /// Whose keys: a peer name, an agency name, a fingerprint or a key (default: this
+        /// agency).
+        agency: Option<String>,
+    },
     /// Show a key log: every statement, checked; this agency's, or a partner's as it
     /// reached this node (its key history: certifications, revocations, rotations,
     /// recoveries, and any fork of its root).
@@ -786,6 +797,7 @@ The old unencrypted file's blocks may remain on the disk until reused.",
         KeyCommand::Revoke { key, reason, root } => {
             keylog::revoke(d, key, reason, root.as_ref(), &tokens, out)?
         }
+        KeyCommand::List { agency } => keylog::list(d, agency.as_deref(), out)?,
         KeyCommand::Log { agency } => keylog::show(d, agency.as_deref(), out)?,
         KeyCommand::Confirm => keylog::confirm(d, out)?,
     }
@@ -824,13 +836,28 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
             let text = toml::to_string_pretty(&config).context("encoding the configuration")?;
             custodia_node::Config::parse(&text, &d.join("custodia.toml"))?;
             config.save(d)?;
+            // The name the agency signed for itself, if its key log has
+            // reached this node already (a partner's node may have sent it).
+            let signed = signed_profile(&config.store_path(d), &agency);
+            let said = match &signed {
+                Some(p) if p.country != peer.country => format!(
+                    "\nit signs as:  {} ({}) in its key log; the country given here, {}, is not the one it signed",
+                    safe(&p.name),
+                    safe(&p.country),
+                    safe(&peer.country)
+                ),
+                Some(p) => format!("\nit signs as:  {} ({}) in its key log", safe(&p.name), safe(&p.country)),
+                None => "\nits signed name has not reached this node yet: it comes with the agency's key log once the nodes have synced (`custodia peer list` shows it then)".into(),
+            };
             out.record(
                 &format!(
-                    "Pinned peer {name} at {} with fingerprint {}",
-                    peer.addr,
+                    "Pinned peer {} at {} with fingerprint {}{said}",
+                    safe(&name),
+                    safe(&peer.addr),
                     agency.fingerprint()
                 ),
-                serde_json::json!({"name": name, "addr": peer.addr, "key": agency.to_hex(), "fingerprint": agency.fingerprint(), "country": peer.country}),
+                serde_json::json!({"name": name, "addr": peer.addr, "key": agency.to_hex(), "fingerprint": agency.fingerprint(), "country": peer.country,
+                    "signed": signed.as_ref().map(|p| serde_json::json!({"name": p.name, "country": p.country}))}),
             );
         }
         PeerCommand::List => {
@@ -840,16 +867,24 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
                 text.push_str("No peers pinned. Add one with `custodia peer add NAME --addr HOST:PORT --key HEX`.");
             }
             let mut list = Vec::new();
+            let store = config.store_path(d);
             for p in &config.peers {
-                let fp = p.agency().map(|a| a.fingerprint()).unwrap_or_default();
+                let agency = p.agency();
+                let fp = agency.map(|a| a.fingerprint()).unwrap_or_default();
+                let signed = agency.and_then(|a| signed_profile(&store, &a));
                 text.push_str(&format!(
-                    "{:<16} {:<22} {}  {}\n",
+                    "{:<16} {:<22} {}  {}  {}\n",
                     safe(&p.name),
                     safe(&p.addr),
                     safe(&p.country),
-                    fp
+                    fp,
+                    signed.as_ref().map_or_else(
+                        || "(signed name not received yet)".to_string(),
+                        |s| format!("signs as {} ({})", safe(&s.name), safe(&s.country))
+                    )
                 ));
-                list.push(serde_json::json!({"name": p.name, "addr": p.addr, "key": p.key, "fingerprint": fp, "country": p.country}));
+                list.push(serde_json::json!({"name": p.name, "addr": p.addr, "key": p.key, "fingerprint": fp, "country": p.country,
+                    "signed": signed.as_ref().map(|s| serde_json::json!({"name": s.name, "country": s.country}))}));
             }
             out.record_list(text.trim_end(), "peers", list);
         }
@@ -868,6 +903,19 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The name and country an agency last signed for itself in its key log
+/// (SPEC.md §3.4), read from the store file without loading it; None if
+/// the log has not reached this node. A store that cannot be read, or a
+/// log that does not check, shows no name: the commands that load the
+/// store report why.
+fn signed_profile(
+    store: &std::path::Path,
+    agency: &AgencyId,
+) -> Option<custodia_protocol::keylog::Profile> {
+    let log = custodia_node::Store::peek_key_log(store, agency).ok()??;
+    log.profile(log.len()).cloned()
 }
 
 /// The QUIC and TLS libraries log every packet and alert at the debug

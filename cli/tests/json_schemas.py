@@ -310,6 +310,7 @@ def scenario(c, work):
 
     # The key log: none yet, then started, an officer certified and revoked.
     c.run("manila", "key", "log")
+    c.run("manila", "key", "list")
     c.run("manila", "key", "start", "--next-key", p("manila-next-root.key"), "--no-passphrase")
     officer = c.run("manila", "key", "certify-officer", "--name", "Insp. R. Santos", "--number", "PNP-0042",
                     "--out", p("santos.key"), "--no-passphrase")["key"]
@@ -335,6 +336,13 @@ def scenario(c, work):
     c.run("manila", "key", "rotate-root", "--root", p("manila-next-root.key"),
           "--next-key", p("manila-next-root-2.key"), "--no-passphrase")
     c.run("manila", "key", "log")
+    # Every key the log named, and what each is now.
+    listed = {k["key"]: k for k in c.run("manila", "key", "list")["keys"]}
+    statuses = sorted((k["role"], k["status"]) for k in listed.values())
+    if statuses != [("node", "active"), ("officer", "revoked"), ("root", "former-root"), ("root", "in-force")]:
+        fail(f"key list: {statuses}")
+    if listed[officer]["revoked"]["reason"] != "lost" or listed[officer]["officer"]["number"] != "PNP-0042":
+        fail(f"key list, the revoked officer: {listed[officer]!r}")
     # Berlin reads Manila's log (none has reached it: the nodes ran before
     # Manila started it).
     c.run("berlin", "key", "log", "manila")

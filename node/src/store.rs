@@ -586,6 +586,46 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// `agency`'s key log read from the store file at `path` without
+    /// opening the store (no migration, no case loaded, nothing written),
+    /// checked in full as [`Store::key_log`] checks it: for a command that
+    /// only shows an agency's signed name, on a store that may hold
+    /// millions of entries. `None` if there is no file, no key log table
+    /// (a store older than key logs) or no log of `agency`.
+    pub fn peek_key_log(
+        path: &Path,
+        agency: &AgencyId,
+    ) -> Result<Option<custodia_protocol::keylog::KeyLog>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let err = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'key_statements'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if tables == 0 {
+            return Ok(None);
+        }
+        crate::keys::load(&conn, agency).map_err(|e| match e {
+            crate::keys::LoadError::Sql(e) => err(e),
+            invalid => StoreError::KeyLog {
+                path: path.to_owned(),
+                agency: agency.fingerprint(),
+                why: invalid.to_string(),
+            },
+        })
+    }
+
     /// `agency`'s key log as the store holds it, checked in full
     /// (SPEC.md §3.4); `None` if it holds none.
     pub fn key_log(

@@ -140,6 +140,42 @@ async fn three_agencies_accept_officers_entries_witness_with_node_keys_and_refus
         "every agency holds every key log (inception, profile, officer, node)"
     );
 
+    // The peers were pinned with a country of the operator's ("ZZ");
+    // `peer list` and `peer add` show the name and country each agency
+    // signed for itself, read from the store while its node runs.
+    let peers = ok(&a.dir, &["peer", "list"]);
+    for (peer, country) in [(&b, "DE"), (&c, "FR")] {
+        let row = peers["peers"]
+            .as_array()
+            .expect("peers")
+            .iter()
+            .find(|p| p["key"] == peer.id.to_hex().as_str())
+            .expect("pinned");
+        assert_eq!(row["country"], "ZZ", "{row}");
+        assert_eq!(row["signed"]["name"], peer.name.as_str(), "{row}");
+        assert_eq!(row["signed"]["country"], country, "{row}");
+    }
+    let again = custodia(
+        &a.dir,
+        &[
+            "peer",
+            "add",
+            &b.name,
+            "--addr",
+            &b.addr.to_string(),
+            "--key",
+            &b.id.to_hex(),
+            "--country",
+            "ZZ",
+        ],
+    );
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{again:?}");
+    assert!(
+        said.contains("it signs as:  bravo (DE)") && said.contains("ZZ, is not the one it signed"),
+        "{said}"
+    );
+
     // The officer opens the case and shares it: entries of format
     // version 2, signed by the officer's key in the agency's name.
     let as_santos = path(&a.dir, "officer.key");
