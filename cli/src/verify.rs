@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use custodia_protocol::bundle::{engine, Report, TrustList};
+use custodia_protocol::bundle::{engine, NoteSpill, Report, TrustList};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest as _, Sha256};
 
@@ -45,8 +45,14 @@ pub(crate) fn run(
         None => None,
     };
     let (report, source) = check_file(file, trust.as_ref())?;
+    if let Some(warning) = report.notes.warning() {
+        tracing::warn!("{warning}");
+    }
     if let Some(path) = html {
-        write_private(path, |w| crate::report::html::write(&report, &source, w))?;
+        write_private(path, |w| {
+            crate::report::html::write(&report, &source, w)?;
+            incomplete(&report)
+        })?;
     }
     // Written as it is rendered; a closed pipe (`custodia verify F | head`)
     // ends the output quietly.
@@ -61,11 +67,51 @@ pub(crate) fn run(
         lines.finish()
     };
     crate::output::written(written);
+    incomplete(&report)?;
     Ok(if report.is_valid() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_REFUSED)
     })
+}
+
+/// An error if a note could not be read back from its temporary file
+/// while the report was written: what was written lacks notes.
+fn incomplete(report: &Report) -> std::io::Result<()> {
+    match report.notes.error() {
+        Some(why) => Err(std::io::Error::other(why.to_owned())),
+        None => Ok(()),
+    }
+}
+
+/// The report's notes in an unnamed temporary file (no name in any
+/// folder, removed when closed): a bundle may be mostly notes, and the
+/// report shows every one, so they would otherwise be most of the memory
+/// of verifying a large bundle. It holds the notes' texts, as the bundle
+/// itself does; it is readable by this process only. It is made in the
+/// temporary folder (TMPDIR, else /tmp): where /tmp is memory (tmpfs),
+/// TMPDIR on a disk keeps the notes out of memory.
+struct NoteFile(std::fs::File);
+
+impl NoteSpill for NoteFile {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        // At the end, wherever a read left the position (once a block).
+        self.0.seek(SeekFrom::End(0))?;
+        self.0.write_all(bytes)
+    }
+
+    #[cfg(unix)]
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
+    }
+
+    #[cfg(not(unix))]
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        // Read and Seek are implemented for &File; each read seeks first.
+        let mut f = &self.0;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
 }
 
 /// Writes a file readable by its owner only (mode 0600, as bundles are):
@@ -209,11 +255,26 @@ fn check_file_within(
         .with_context(|| file.display().to_string())?;
     let bar = progress_bar(summary.len());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let report = engine::second_pass(&mut f, &summary, trust, threads, &mut |done| {
-        if let Some(bar) = &bar {
-            bar.set_position(done);
+    // Without a temporary file the notes stay in memory, as they did.
+    let notes = match tempfile::tempfile() {
+        Ok(f) => Some(Box::new(NoteFile(f)) as Box<dyn NoteSpill>),
+        Err(e) => {
+            tracing::warn!("no temporary file for the notes ({e}): they are kept in memory");
+            None
         }
-    });
+    };
+    let report = engine::second_pass_spilling(
+        &mut f,
+        &summary,
+        trust,
+        threads,
+        &mut |done| {
+            if let Some(bar) = &bar {
+                bar.set_position(done);
+            }
+        },
+        notes,
+    );
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -327,6 +388,29 @@ mod tests {
         let (report, _) = check_file(&path, None).expect("readable");
         assert!(!report.is_valid());
         assert_eq!(Ok(report), in_memory(&edited));
+    }
+
+    #[test]
+    fn notes_beyond_a_block_go_to_the_temporary_file_and_come_back_the_same() {
+        // 5,000 notes of about 320 bytes a record: more than one block of
+        // the notes' temporary file (1 MiB), so most of them are read back
+        // from it; the report is the one made with every note in memory.
+        let bytes = bundle(5_000);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("b.custodia");
+        std::fs::write(&path, &bytes).expect("write");
+        let (report, _) = check_file(&path, None).expect("readable");
+        assert!(report.is_valid(), "{:?}", report.problems);
+        assert_eq!((report.notes.error(), report.notes.warning()), (None, None));
+        assert_eq!(report.notes.len(), 5_000);
+        assert_eq!(
+            report.notes.iter().nth(4_999).map(|n| n.text),
+            Some(format!(
+                "note 4999: long enough to fill the bundle quickly, {}",
+                "x".repeat(200)
+            ))
+        );
+        assert_eq!(Ok(report), in_memory(&bytes));
     }
 
     #[test]

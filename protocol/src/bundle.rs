@@ -53,6 +53,7 @@
 pub mod engine;
 mod explain;
 mod export;
+mod notes;
 mod report;
 mod stream;
 mod trust;
@@ -69,6 +70,7 @@ use crate::cose::sig_structure_prefix;
 
 pub use explain::{explain, explain_bundle_rule};
 pub use export::{disclosure, export, ExportError};
+pub use notes::NoteSpill;
 pub use report::{
     body_line, check_entries, check_entry, verify, BundleRule, Checked, Claimed, ConflictReport,
     EntrySigner, EventReport, ItemReport, KeyLogReport, KeyStatementReport, KeyTrust, MemberReport,

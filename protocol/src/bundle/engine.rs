@@ -31,8 +31,8 @@ use crate::parallel::map_in_parallel;
 use crate::state::WithheldPosition;
 
 use super::{
-    check_entries, oversize, BundleError, Checked, Element, Report, StreamDecoder, Streamed,
-    Summary, TrustList, Verifier,
+    check_entries, oversize, BundleError, Checked, Element, NoteSpill, Report, StreamDecoder,
+    Streamed, Summary, TrustList, Verifier,
 };
 
 /// The source is read this many bytes at a time.
@@ -96,10 +96,27 @@ pub fn second_pass<R: Read + ?Sized>(
     threads: usize,
     progress: &mut dyn FnMut(u64),
 ) -> std::io::Result<Result<Report, BundleError>> {
+    second_pass_spilling(src, first, trust, threads, progress, None)
+}
+
+/// [`second_pass`], with the report's notes kept in `notes` instead of
+/// memory when given (a bundle may be mostly notes; see
+/// [`super::Notes`]): the caller opens it, such as a temporary file.
+pub fn second_pass_spilling<R: Read + ?Sized>(
+    src: &mut R,
+    first: &Summary,
+    trust: Option<&TrustList>,
+    threads: usize,
+    progress: &mut dyn FnMut(u64),
+    notes: Option<Box<dyn NoteSpill>>,
+) -> std::io::Result<Result<Report, BundleError>> {
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Vec<Next>>(1);
         let replayer = scope.spawn(move || {
             let mut v = Verifier::streamed(first, trust);
+            if let Some(spill) = notes {
+                v.spill_notes(spill);
+            }
             for chunk in rx {
                 for next in chunk {
                     match next {

@@ -30,6 +30,8 @@ use crate::tlp::Tlp;
 use crate::validate::{Applied, Validator};
 
 use super::explain::{explain, explain_bundle_rule, explain_consequence};
+use super::notes::NoteSpill;
+pub use super::notes::Notes;
 use super::{Bundle, BundleAgency, Element, KeyLogs, Summary, TrustList};
 use crate::equivocation::EquivocationProof;
 
@@ -307,113 +309,6 @@ pub struct NoteReport {
     /// For a note of format version 2: the key that signed it
     /// ([`Report::signer`] says whose).
     pub signer: Option<KeyId>,
-}
-
-/// The notes of a report, in bundle order, kept compactly: a bundle may be
-/// mostly notes, and a [`NoteReport`] each (160 bytes, and an allocation
-/// for its text) was most of the memory of verifying one. Each note is a
-/// fixed record here, its text in one buffer shared by all; [`Notes::iter`]
-/// gives them back as [`NoteReport`]s, one at a time.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Notes {
-    recs: Vec<NoteRec>,
-    /// Every note's text, one after another.
-    text: String,
-    /// The distinct authors, in the order they first wrote a note.
-    authors: Vec<AgencyId>,
-    /// The retracted notes' reasons, by note number.
-    retracted: BTreeMap<usize, String>,
-    /// The distinct keys that signed notes of format version 2.
-    keys: Vec<KeyId>,
-}
-
-/// One note of [`Notes`] (80 bytes).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct NoteRec {
-    entry: EntryId,
-    time: u64,
-    /// Where its text ends in [`Notes::text`] (it starts where the
-    /// previous one ends).
-    text_end: usize,
-    /// Its index in the bundle; `u32::MAX` for none.
-    index: u32,
-    /// Its author, in [`Notes::authors`].
-    author: u32,
-    item: Option<ItemId>,
-    tlp: Tlp,
-    /// The key that signed it, in [`Notes::keys`]; `u32::MAX` for a note
-    /// of format version 1 (the record stays 80 bytes).
-    key: u32,
-}
-
-impl Notes {
-    /// How many notes.
-    pub fn len(&self) -> usize {
-        self.recs.len()
-    }
-
-    /// Whether there is no note.
-    pub fn is_empty(&self) -> bool {
-        self.recs.is_empty()
-    }
-
-    /// The notes, in bundle order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = NoteReport> + '_ {
-        (0..self.recs.len()).map(|k| self.get(k))
-    }
-
-    fn get(&self, k: usize) -> NoteReport {
-        let rec = &self.recs[k];
-        let start = k.checked_sub(1).map_or(0, |p| self.recs[p].text_end);
-        NoteReport {
-            entry: rec.entry,
-            index: (rec.index != u32::MAX).then_some(rec.index as usize),
-            time: rec.time,
-            author: self.authors[rec.author as usize],
-            item: rec.item,
-            text: self.text[start..rec.text_end].to_owned(),
-            tlp: rec.tlp,
-            retracted: self.retracted.get(&k).cloned(),
-            signer: self.keys.get(rec.key as usize).copied(),
-        }
-    }
-
-    /// Adds a note (its index and retraction are set later); `author_at`
-    /// finds an author in [`Notes::authors`].
-    fn push(
-        &mut self,
-        (author_at, key_at): (&mut HashMap<AgencyId, usize>, &mut HashMap<KeyId, usize>),
-        entry: EntryId,
-        p: &crate::entry::Payload,
-        note: &crate::body::Note,
-        key: Option<KeyId>,
-    ) {
-        let author = *author_at.entry(p.author).or_insert_with(|| {
-            self.authors.push(p.author);
-            self.authors.len() - 1
-        });
-        let key = key.map_or(u32::MAX, |k| {
-            let at = *key_at.entry(k).or_insert_with(|| {
-                self.keys.push(k);
-                self.keys.len() - 1
-            });
-            // Fewer keys than notes.
-            u32::try_from(at).unwrap_or(u32::MAX)
-        });
-        self.text.push_str(&note.text);
-        self.recs.push(NoteRec {
-            entry,
-            time: p.time,
-            text_end: self.text.len(),
-            index: u32::MAX,
-            // Fewer authors than notes, and notes are fewer than u32::MAX
-            // (the validator's bound on entries).
-            author: u32::try_from(author).unwrap_or(u32::MAX),
-            item: note.item,
-            tlp: p.tlp,
-            key,
-        });
-    }
 }
 
 /// An evidence item, its digests and its custody timeline.
@@ -1069,11 +964,10 @@ pub struct Verifier<'t> {
     /// events); the validator itself is lean and keeps no entry.
     kept: HashMap<EntryId, Kept>,
     /// The accepted notes, in bundle order, as the report shows them (the
-    /// index and the retraction are filled in at the end): a bundle may be
-    /// mostly notes, so each is kept once, compactly.
+    /// retraction is marked at the end): a bundle may be mostly notes, so
+    /// each is kept once, compactly, and out of memory if the caller gave
+    /// a place ([`Verifier::spill_notes`]).
     notes: Notes,
-    /// Each note author's place in the notes' list of authors.
-    note_author_at: HashMap<AgencyId, usize>,
     now: u64,
     case: CaseId,
     exporter: AgencyId,
@@ -1099,8 +993,6 @@ pub struct Verifier<'t> {
     /// The distinct keys that signed accepted entries of format version 2
     /// (not witnesses), with their agency: what the report says of each.
     signing_keys: std::collections::BTreeSet<(AgencyId, KeyId)>,
-    /// Each key's place in the notes' key table.
-    note_key_at: HashMap<KeyId, usize>,
     /// Each agency's place in `agencies` (the first, if listed twice).
     agency_at: HashMap<AgencyId, usize>,
     trust: Option<&'t TrustList>,
@@ -1164,6 +1056,14 @@ impl<'t> Verifier<'t> {
         )
     }
 
+    /// Keeps the report's notes in `spill` instead of memory, a block at a
+    /// time (see [`Notes`]); before the first element.
+    pub fn spill_notes(&mut self, spill: Box<dyn NoteSpill>) {
+        if self.notes.is_empty() {
+            self.notes = Notes::spilling(spill);
+        }
+    }
+
     fn start(
         (case, exporter, signer): (CaseId, AgencyId, AgencyId),
         exported_at: u64,
@@ -1187,7 +1087,6 @@ impl<'t> Verifier<'t> {
             v: Validator::lean(),
             kept: HashMap::new(),
             notes: Notes::default(),
-            note_author_at: HashMap::new(),
             now: exported_at,
             case,
             exporter,
@@ -1201,7 +1100,6 @@ impl<'t> Verifier<'t> {
             key_problems,
             suspects: Vec::new(),
             signing_keys: std::collections::BTreeSet::new(),
-            note_key_at: HashMap::new(),
             agency_at,
             trust,
             next: 0,
@@ -1344,13 +1242,7 @@ impl<'t> Verifier<'t> {
             }
         }
         match &p.body {
-            Body::Note(n) => self.notes.push(
-                (&mut self.note_author_at, &mut self.note_key_at),
-                entry.id(),
-                p,
-                n,
-                signed_by,
-            ),
+            Body::Note(n) => self.notes.push(entry.id(), index, p, n, signed_by),
             Body::CaseOpened(_) | Body::EvidenceRegistered(_) | Body::Custody(_) => {
                 self.kept.insert(
                     entry.id(),
@@ -2065,11 +1957,13 @@ impl<'t> Verifier<'t> {
                 copies_of.entry(d).or_default().push(x.id);
             }
         }
-        // Each item's notes, in bundle order.
-        let mut notes_about: HashMap<ItemId, Vec<usize>> = HashMap::new();
-        for (k, n) in self.notes.recs.iter().enumerate() {
-            if let Some(i) = n.item {
-                notes_about.entry(i).or_default().push(k);
+        // Each item's notes, in bundle order: one pass over the notes.
+        let mut notes_about: HashMap<ItemId, Vec<EventReport>> = HashMap::new();
+        if !state.items.is_empty() {
+            for n in self.notes.iter() {
+                if let Some(i) = n.item.filter(|i| state.items.contains_key(i)) {
+                    notes_about.entry(i).or_default().push(self.note_event(n));
+                }
             }
         }
         for item in state.items.values() {
@@ -2094,9 +1988,7 @@ impl<'t> Verifier<'t> {
                 }
             }
             // The notes about the item, in bundle order among its events.
-            for k in notes_about.remove(&item.id).unwrap_or_default() {
-                timeline.push(self.note_event(self.notes.get(k)));
-            }
+            timeline.extend(notes_about.remove(&item.id).unwrap_or_default());
             timeline.sort_by_key(|e| e.index.unwrap_or(usize::MAX));
             // Pair each transfer with its receipt.
             // (The first receipt answering each transfer.)
@@ -2144,19 +2036,16 @@ impl<'t> Verifier<'t> {
         out.into_iter().map(|(_, r)| r).collect()
     }
 
-    /// The notes, taken out of the verifier, with their index and
-    /// retraction.
+    /// The notes, taken out of the verifier, with their retractions.
     fn notes_report(&mut self) -> Notes {
         let mut notes = std::mem::take(&mut self.notes);
-        for (k, n) in notes.recs.iter_mut().enumerate() {
-            n.index = self
-                .index_of(&n.entry)
-                .and_then(|i| u32::try_from(i).ok())
-                .unwrap_or(u32::MAX);
-            if let Some((_, why)) = self.v.state().retracted.get(&n.entry) {
-                notes.retracted.insert(k, why.clone());
-            }
-        }
+        let retracted = &self.v.state().retracted;
+        notes.set_retracted(
+            retracted
+                .iter()
+                .map(|(id, (_, why))| (*id, why.clone()))
+                .collect(),
+        );
         notes
     }
 
@@ -2249,69 +2138,9 @@ const VERIFY_CHUNK: usize = 1024;
 
 #[cfg(test)]
 mod tests {
-    use super::{NoteReport, Notes, RefusedIds};
-    use crate::body::{CaseOpened, Note};
-    use crate::entry::Payload;
-    use crate::ids::{AgencyId, EntryId, ItemId, KeyId};
-    use crate::tlp::Tlp;
+    use super::RefusedIds;
+    use crate::ids::EntryId;
     use std::collections::HashMap;
-
-    #[test]
-    fn compact_notes_give_back_every_note_as_it_was_signed() {
-        let authors = [AgencyId([1; 32]), AgencyId([2; 32])];
-        let texts = ["", "seal intact", "état: scellé — 封印完好", "x", ""];
-        let mut notes = Notes::default();
-        let mut author_at = HashMap::new();
-        let mut key_at = HashMap::new();
-        let mut want = Vec::new();
-        for (k, text) in texts.iter().enumerate() {
-            let mut p = Payload::genesis(
-                authors[k % 2],
-                1_000 + k as u64,
-                if k == 2 { Tlp::Red } else { Tlp::Amber },
-                CaseOpened {
-                    title: String::new(),
-                    reference: String::new(),
-                    jurisdiction: None,
-                    name: String::new(),
-                    country: String::new(),
-                },
-            );
-            p.seq = k as u64;
-            let note = Note {
-                text: (*text).to_owned(),
-                item: (k == 1).then_some(ItemId([9; 16])),
-            };
-            let id = EntryId::of(&k.to_be_bytes());
-            // Notes 1 and 3 signed by one officer's key, the others by
-            // agency keys (format version 1).
-            let key = (k % 2 == 1).then_some(KeyId([7; 32]));
-            notes.push((&mut author_at, &mut key_at), id, &p, &note, key);
-            want.push(NoteReport {
-                signer: key,
-                entry: id,
-                index: None,
-                time: p.time,
-                author: p.author,
-                item: note.item,
-                text: note.text,
-                tlp: p.tlp,
-                retracted: None,
-            });
-        }
-        assert_eq!(notes.len(), texts.len());
-        assert_eq!(notes.authors.len(), 2, "each author once");
-        assert_eq!(notes.keys.len(), 1, "each key once");
-        assert_eq!(std::mem::size_of::<super::NoteRec>(), 80);
-        assert_eq!(notes.iter().collect::<Vec<_>>(), want);
-        // Indexes and retractions, set at the end.
-        notes.recs[3].index = 7;
-        notes.retracted.insert(2, "wrong item".into());
-        want[3].index = Some(7);
-        want[2].retracted = Some("wrong item".into());
-        assert_eq!(notes.iter().collect::<Vec<_>>(), want);
-        assert!(Notes::default().is_empty());
-    }
 
     #[test]
     fn refused_ids_keep_the_first_key_of_each_id_like_a_map() {
