@@ -357,6 +357,7 @@ mod tests {
             }],
             exported_at: T0 + 1_000,
             keys: None,
+            key_histories: false,
         };
         bundle::write(&alpha, &header, &elements)
     }

@@ -530,4 +530,65 @@ fn a_recovery_rotation_supersedes_what_a_thief_signed_with_the_stolen_root() {
             && text.contains("Mallory"),
         "{text}"
     );
+
+    // A court bundle of a case of the agency carries the key history with
+    // the thief's two statements (bundle format version 3), and its report
+    // shows them apart as void: a court sees that the root was taken back
+    // and what the thief signed with it.
+    let opened = at(
+        &dir,
+        &[
+            "--json",
+            "case",
+            "open",
+            "--title",
+            "Lantern",
+            "--reference",
+            "R-1",
+        ],
+    )
+    .json();
+    let case = opened["case"].as_str().expect("case").to_owned();
+    let file = t.join("lantern.custodia");
+    at(
+        &dir,
+        &["export", &case, "--out", file.to_str().expect("utf-8")],
+    )
+    .code(0);
+    let bytes = std::fs::read(&file).expect("bundle");
+    let bundle = custodia_protocol::bundle::Bundle::decode(&bytes).expect("readable");
+    assert_eq!(
+        bundle.version(),
+        3,
+        "a key history with superseded statements"
+    );
+    let report = at(&dir, &["--json", "verify", file.to_str().expect("utf-8")]).json();
+    assert_eq!(report["verdict"], "valid", "{report:#}");
+    let history = &report["key_logs"][0];
+    let listed = |k: &str| -> Vec<(u64, String)> {
+        history[k]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|s| {
+                (
+                    s["seq"].as_u64().expect("seq"),
+                    s["kind"].as_str().expect("kind").to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        listed("superseded"),
+        [(3, "certify".into()), (4, "revoke".into())]
+    );
+    assert_eq!(listed("statements").len(), 4);
+    assert_eq!(history["superseded"][0]["officer"]["name"], "Mallory");
+    let text = at(&dir, &["verify", file.to_str().expect("utf-8")])
+        .code(0)
+        .stdout;
+    assert!(
+        text.contains("SUPERSEDED by a recovery (2)") && text.contains("Mallory"),
+        "{text}"
+    );
 }

@@ -86,6 +86,7 @@ fn hostile_v2(keys: bool) -> Vec<u8> {
                 .map(|s| s.bytes().to_vec())
                 .collect()]
         }),
+        key_histories: false,
     };
     bundle::write(&alpha, &header, &[Element::Entry(genesis.bytes())])
 }

@@ -1879,10 +1879,14 @@ impl Local {
         // The key log of every agency of the case this node holds (its
         // own, and partners' that reached it, SPEC.md §9.15): the bundle
         // carries them (§10.1 "keys"), checked in full as they are read.
+        // With them, the statements their recoveries superseded that this
+        // node holds (§3.4): a court then sees what a thief of a root
+        // signed and that the agency took it back (a version 3 bundle).
         let mut key_logs = Vec::new();
         for agency in v.state().members.keys() {
             if let Some(log) = self.store.key_log(agency)? {
-                key_logs.push(log);
+                let superseded = self.store.key_superseded(agency)?;
+                key_logs.push(log.with_superseded(&superseded));
             }
         }
         bundle::export(

@@ -86,15 +86,24 @@ const SKEW_MINUTES: u64 = crate::validate::SKEW_MS / 60_000;
 /// Content type of a bundle's protected header (COSE label 3).
 pub const BUNDLE_CONTENT_TYPE: &str = "application/custodia-bundle+cbor";
 /// The bundle format version this implementation writes (SPEC.md §10.8):
-/// version 2, which carries the agencies' key logs (`"keys"`). It reads
-/// versions 1 and 2.
+/// version 2, which carries the agencies' key logs (`"keys"`), or
+/// [`BUNDLE_VERSION_3`] when a log it carries holds superseded
+/// statements. It reads versions 1, 2 and 3.
 pub const BUNDLE_VERSION: u64 = 2;
 /// The first bundle format version, without key logs: still read and
 /// verified as before.
 pub const BUNDLE_VERSION_1: u64 = 1;
+/// The bundle format version whose key logs are key histories, with the
+/// statements a recovery superseded (SPEC.md §10.1).
+pub const BUNDLE_VERSION_3: u64 = 3;
+
+/// Whether a bundle format version carries `"keys"` (2 and 3).
+pub fn has_keys(version: u64) -> bool {
+    version == BUNDLE_VERSION || version == BUNDLE_VERSION_3
+}
 
 /// The payload's keys in deterministic order (shorter first, then bytewise).
-/// `"keys"` is a member of version 2 only.
+/// `"keys"` is a member of versions 2 and 3 only.
 const KEYS: [&str; 9] = [
     "v",
     "case",
@@ -164,7 +173,9 @@ pub enum BundleError {
         extra: usize,
     },
     /// A bundle format version this implementation does not know.
-    #[error("bundle format version {0} is not supported (this verifier reads versions 1 and 2)")]
+    #[error(
+        "bundle format version {0} is not supported (this verifier reads versions 1, 2 and 3)"
+    )]
     UnsupportedVersion(u64),
     /// Read twice ([`StreamDecoder`]), the file was not the same the
     /// second time: it changed while it was being verified.
@@ -641,6 +652,10 @@ pub struct Header {
     /// order, strictly ascending by agency (SPEC.md §10.1): `Some` writes
     /// a version 2 bundle, `None` a version 1 bundle (without `"keys"`).
     pub keys: Option<Vec<Vec<Vec<u8>>>>,
+    /// Whether the logs of `keys` are key histories that hold statements a
+    /// recovery superseded ([`crate::keylog::KeyLog::history`]): a version
+    /// 3 bundle.
+    pub key_histories: bool,
 }
 
 /// Writes and signs a bundle. `elements` must be in dependency order; the
@@ -674,10 +689,10 @@ pub fn write(signer: &Identity, header: &Header, elements: &[Element<'_>]) -> Ve
     write_head(
         &mut buf,
         0,
-        if header.keys.is_some() {
-            BUNDLE_VERSION
-        } else {
-            BUNDLE_VERSION_1
+        match (&header.keys, header.key_histories) {
+            (Some(_), true) => BUNDLE_VERSION_3,
+            (Some(_), false) => BUNDLE_VERSION,
+            (None, _) => BUNDLE_VERSION_1,
         },
     );
     write_text(&mut buf, "case");

@@ -840,6 +840,33 @@ impl KeyLog {
         &self.superseded
     }
 
+    /// The log with `superseded` kept beside it as the statements its
+    /// recoveries superseded (a store keeps them apart and reads them back
+    /// without their place): those that take their place in a
+    /// [`KeyLog::history`] of this log; the others are left out. The log
+    /// itself is unchanged.
+    pub fn with_superseded(self, superseded: &[KeyStatement]) -> KeyLog {
+        match replay_history(&self.statements, superseded) {
+            Some((log, _)) if log.head() == self.head() && log.len() == self.len() => log,
+            _ => self,
+        }
+    }
+
+    /// The log's **key history** (SPEC.md §10.1, bundle format version 3):
+    /// its statements and the ones its recoveries superseded, in an order in
+    /// which [`KeyLog::append`] takes each one, after the inception, as new,
+    /// as a recovery or as superseded, and which leaves this log. Without
+    /// superseded statements, the statements in log order.
+    pub fn history(&self) -> Vec<&KeyStatement> {
+        if self.superseded.is_empty() {
+            return self.statements.iter().collect();
+        }
+        match replay_history(&self.statements, &self.superseded) {
+            Some((log, order)) if log.head() == self.head() && log.len() == self.len() => order,
+            _ => self.statements.iter().collect(),
+        }
+    }
+
     /// The root in force after the first `prefix` statements, and its
     /// commitment to the next root.
     fn root_after(&self, prefix: usize) -> Option<&Root> {
@@ -1143,6 +1170,56 @@ impl KeyLog {
             _ => Ok(()),
         }
     }
+}
+
+/// Replays `statements` (a log, in order) with `superseded` the way SPEC.md
+/// §10.1 orders a key history: each superseded statement that continues a
+/// branch where the log's length is its position and its `prev` the last
+/// statement taken, before the log's own statement there (the recovery);
+/// the others after the log's last, each taken as superseded or left out.
+/// The log the replay leaves (its `superseded()` those that found their
+/// place) and the order; None if the log itself does not replay.
+fn replay_history<'a>(
+    statements: &'a [KeyStatement],
+    superseded: &'a [KeyStatement],
+) -> Option<(KeyLog, Vec<&'a KeyStatement>)> {
+    let (first, rest) = statements.split_first()?;
+    let mut log = KeyLog::from_inception(first.clone()).ok()?;
+    let mut order = vec![first];
+    // A statement of the log itself is not superseded.
+    let held: std::collections::HashSet<StatementId> =
+        statements.iter().map(KeyStatement::id).collect();
+    let mut pending: Vec<&KeyStatement> = superseded
+        .iter()
+        .filter(|s| !held.contains(&s.id()))
+        .collect();
+    let mut next = rest.iter();
+    loop {
+        let continues = pending
+            .iter()
+            .position(|s| s.seq() == log.len() && s.payload.prev == Some(log.head()));
+        if let Some(k) = continues {
+            let s = pending.remove(k);
+            // A statement refused here is left out (the log is unchanged).
+            if log.append(s.clone()) == Ok(Appended::New) {
+                order.push(s);
+            }
+            continue;
+        }
+        let Some(s) = next.next() else {
+            break;
+        };
+        match log.append(s.clone()) {
+            Ok(Appended::New | Appended::Recovered { .. }) => order.push(s),
+            _ => return None,
+        }
+    }
+    for s in pending {
+        if log.append(s.clone()) == Ok(Appended::Superseded) {
+            order.push(s);
+        }
+    }
+    Some((log, order))
 }
 
 /// What [`receive`] did with statements of one agency's log that a peer

@@ -259,6 +259,7 @@ fn an_element_too_large_for_an_entry_is_not_buffered_and_fails_v1() {
             .collect(),
         exported_at: s.export_time(),
         keys: None,
+        key_histories: false,
     };
     let bytes = bundle::write(&s.agencies[0].0, &header, &elements);
     let want = whole(&bytes).expect("readable");

@@ -36,6 +36,7 @@ fn header(sim: &Sim, items: Option<Vec<ItemId>>, proofs: Vec<EquivocationProof>)
             .collect(),
         exported_at: sim.export_time(),
         keys: None,
+        key_histories: false,
     }
 }
 
@@ -515,6 +516,12 @@ const VECTOR_NAMES: &[&str] = &[
     "key-log-duplicate-agency",
     "key-logs-not-ascending",
     "key-log-bad-inception-unknown-agency",
+    "v3-recovery-with-what-it-superseded",
+    "v3-superseded-after-the-recovery",
+    "v3-plain-logs",
+    "v3-history-with-a-duplicate",
+    "v3-history-refused-statement",
+    "v2-log-with-a-recovery",
     "keys-in-version-1",
     "version-2-without-keys",
     "key-log-empty",
@@ -562,17 +569,22 @@ fn outcome(bytes: &[u8]) -> Value {
                 "withheld": r.withheld.len(),
                 "disclosed": r.disclosed,
             });
-            if b.version() == 2 {
-                // Each key log that replays (B8): agency, length, root.
+            if b.version() >= 2 {
+                // Each key log that replays (B8): agency, length, root;
+                // in version 3, how many statements its history superseded.
                 out["key_logs"] = r
                     .key_logs
                     .iter()
                     .map(|l| {
-                        json!({
+                        let mut log = json!({
                             "agency": hex::encode(l.agency.0),
                             "length": l.statements.len(),
                             "root": hex::encode(l.root.0),
-                        })
+                        });
+                        if b.version() == 3 {
+                            log["superseded"] = json!(l.superseded.len());
+                        }
+                        log
                     })
                     .collect();
             }

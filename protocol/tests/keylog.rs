@@ -655,3 +655,80 @@ fn a_payload_at_an_earlier_position_chains_to_the_statement_before_it() {
         Some(KeyDigest::of(&key_of(&id(3))))
     );
 }
+
+/// Replays a key history the way a verifier of a version 3 bundle does
+/// (SPEC.md §10.5 B8): each statement new, a recovery or superseded.
+fn replay(history: &[&KeyStatement]) -> KeyLog {
+    let (first, rest) = history.split_first().expect("an inception");
+    let mut log = KeyLog::from_inception((*first).clone()).expect("inception");
+    for s in rest {
+        let got = log.append((*s).clone()).expect("taken");
+        assert!(
+            matches!(
+                got,
+                Appended::New | Appended::Recovered { .. } | Appended::Superseded
+            ),
+            "{got:?}"
+        );
+    }
+    log
+}
+
+#[test]
+fn a_key_history_replays_to_the_log_and_what_its_recoveries_superseded() {
+    // The thief of root 1 signs two statements (positions 2 and 3); the
+    // agency recovers at 2 with key 2 and certifies an officer at 3. A
+    // store keeps the log and the superseded statements apart, without
+    // their place.
+    let mut thief_branch = incepted();
+    add(&mut thief_branch, &id(1), 1, node(&id(10))).expect("node key");
+    let base = thief_branch.clone();
+    add(&mut thief_branch, &id(1), 2, officer(&id(66), "Nobody")).expect("thief 1");
+    add(&mut thief_branch, &id(1), 3, node(&id(67))).expect("thief 2");
+    let mut log = base.clone();
+    add(&mut log, &id(2), 4, rotation(&id(2), &id(3))).expect("recovery");
+    add(&mut log, &id(2), 5, officer(&id(12), "Insp. M. Reyes")).expect("new officer");
+    let thief: Vec<KeyStatement> = thief_branch.statements()[2..].to_vec();
+    assert!(log.superseded().is_empty());
+    assert_eq!(
+        log.history().len(),
+        4,
+        "a log without superseded statements is its history"
+    );
+
+    // Given back in any order, with a statement that fits nowhere (another
+    // agency's) and one of the log itself: only the thief's two are kept.
+    let stranger = KeyStatement::sign(&id(9), &StatementPayload::inception(&id(9), &id(8), T0));
+    let given = [
+        thief[1].clone(),
+        stranger,
+        thief[0].clone(),
+        log.statements()[1].clone(),
+    ];
+    let kept = log.clone().with_superseded(&given);
+    assert_eq!((kept.head(), kept.len()), (log.head(), log.len()));
+    assert_eq!(kept.superseded().len(), 2);
+    let history = kept.history();
+    assert_eq!(history.len(), 6);
+    // The thief's branch comes before the recovery that supersedes it.
+    let at = |s: &KeyStatement| history.iter().position(|h| h.id() == s.id());
+    assert!(at(&thief[0]) < at(&thief[1]) && at(&thief[1]) < at(&log.statements()[2]));
+    let replayed = replay(&history);
+    assert_eq!((replayed.head(), replayed.len()), (log.head(), log.len()));
+    assert_eq!(replayed.superseded().len(), 2);
+
+    // The branch's first statement alone (a node that learnt it after the
+    // recovery): it takes its place before the recovery, like a branch.
+    let late = log.clone().with_superseded(&thief[..1]);
+    let history = late.history();
+    assert_eq!(history.len(), 5);
+    let replayed = replay(&history);
+    assert_eq!(
+        (replayed.head(), replayed.superseded().len()),
+        (log.head(), 1)
+    );
+    // A second statement of the branch without the first fits nowhere.
+    let orphan = log.clone().with_superseded(&thief[1..]);
+    assert!(orphan.superseded().is_empty());
+    assert_eq!(orphan.history().len(), 4);
+}

@@ -127,7 +127,7 @@ def element(r):
 
 
 def payload_map(case, rows, exporter, *, items=None, proofs=(), agencies=None, exported_at=None, case_id=None,
-                keys=None):
+                keys=None, version=None):
     p = {"v": 1, "case": case_id if case_id is not None else case.case, "proofs": [list(x) for x in proofs],
          "entries": [element(r) for r in rows],
          "agencies": agency_list(members_of(case.rows)) if agencies is None else agencies,
@@ -135,7 +135,7 @@ def payload_map(case, rows, exporter, *, items=None, proofs=(), agencies=None, e
     if items is not None:
         p["items"] = sorted(items)
     if keys is not None:  # format version 2 (SPEC.md 10.1): the key logs, as given
-        p["v"] = 2
+        p["v"] = version or 2  # 3: the logs are key histories
         p["keys"] = keys
     return p
 
@@ -146,17 +146,19 @@ def payload_map(case, rows, exporter, *, items=None, proofs=(), agencies=None, e
 KT0 = T0 - 30 * 86_400_000  # the key logs start a month before the case
 
 
-def key_log(agency, statements):
+def key_log(agency, statements, after=None):
     """A log of `agency`: [(signer label, st)] or [(signer label, st, time)],
     each at the next position, a minute apart unless its time is given,
-    chained to the one before."""
-    out = []
-    for seq, (signer, st, *time) in enumerate(statements):
+    chained to the one before; with `after` (statements already made), the
+    first one continues after the last of them (a branch)."""
+    out = list(after or [])
+    start = len(out)
+    for seq, (signer, st, *time) in enumerate(statements, start):
         p = {"v": 1, "agency": g.pub(agency), "seq": seq, "time": time[0] if time else KT0 + seq * STEP, "st": st}
         if seq > 0:
             p["prev"] = g.sha256(out[-1])
         out.append(g.build_entry(signer, p, protected=keylog.key_header(g.pub(signer))))
-    return out
+    return out[start:]
 
 
 def alpha_log():
@@ -439,7 +441,7 @@ def build():
             "items", sorted([g.item_id("phone"), g.item_id("laptop")], reverse=True)))),
         ("proof-of-three", "A proof of three entries: unreadable (schema); SPEC.md 14.2 step 1 never fails "
          "inside a readable bundle.", tweak(lambda p: p.__setitem__("proofs", [proof + [proof[0]]]))),
-        ("unsupported-version", "A bundle of format version 3: unreadable.", tweak(lambda p: p.__setitem__("v", 3))),
+        ("unsupported-version", "A bundle of format version 4: unreadable.", tweak(lambda p: p.__setitem__("v", 4))),
         ("unknown-payload-key", "A payload with a key the format does not define.",
          tweak(lambda p: p.__setitem__("note", "x"))),
     ]:
@@ -509,6 +511,49 @@ def build():
       "inception's signature broken): B8, and no B9, since a log whose first statement fails K1 to K5 has no "
       "known agency.", export(L, keys=by_agency(("alpha", A), ("bravo", Bv))
                               + [[mallory[0][:-1] + bytes([mallory[0][-1] ^ 1])]]), [(None, "B8")])
+    # -- version 3: key histories, with what a recovery superseded (SPEC.md 10.1)
+    # Alpha's first three statements; a thief of alpha's root certifies an
+    # officer key of its own and signs a profile (positions 3, 4); alpha
+    # recovers with a rotate-root by its pre-committed alpha-root-1 at 3 and
+    # certifies a new officer with it at 4.
+    base = key_log("alpha", [
+        ("alpha", keylog.root_st("inception", "alpha", "alpha-root-1")),
+        ("alpha", keylog.profile("Alpha National Cybercrime Division", "PH")),
+        ("alpha", keylog.officer("alpha-officer-1", "Maria Santos", "PNP-ACG-0412", not_before=KT0)),
+    ])
+    thief = key_log("alpha", [
+        ("alpha", keylog.officer("thief-officer", "A. Nobody", "X-0000", not_before=KT0)),
+        ("alpha", keylog.profile("Alpha (under new management)", "PH")),
+    ], after=base)
+    recovered = key_log("alpha", [
+        ("alpha-root-1", keylog.root_st("rotate-root", "alpha-root-1", "alpha-root-2"), KT0 + 5 * STEP),
+        ("alpha-root-1", keylog.officer("alpha-officer-2", "Jose Reyes", "PNP-ACG-0519", not_before=KT0),
+         KT0 + 6 * STEP),
+    ], after=base)
+    history = base + thief + recovered
+    V("v3-recovery-with-what-it-superseded", "Format version 3: alpha's key history carries the two statements "
+      "a thief of its root signed at positions 3 and 4 (an officer key of its own, a profile), then the "
+      "recovery by the pre-committed alpha-root-1 at 3, which supersedes them, and an officer the new root "
+      "certified. Valid: alpha's log is 5 statements, rooted in alpha-root-1, with 2 superseded.",
+      export(L, keys=by_agency(("alpha", history), ("bravo", Bv)), version=3), [])
+    V("v3-superseded-after-the-recovery", "Format version 3: the thief's first statement comes after the "
+      "recovery in alpha's history (a node learnt it after the recovery): superseded as it arrives. Valid, "
+      "1 superseded.",
+      export(L, keys=by_agency(("alpha", base + recovered + thief[:1]), ("bravo", Bv)), version=3), [])
+    V("v3-plain-logs", "Format version 3 whose histories hold no superseded statement (a plain log is a "
+      "history): valid, as in version 2.", export(L, keys=logs, version=3), [])
+    V("v3-history-with-a-duplicate", "Format version 3: a statement of alpha's history twice. A history takes "
+      "each statement as new, as a recovery or as superseded, never as a duplicate: B8.",
+      export(L, keys=by_agency(("alpha", base + base[2:] + recovered), ("bravo", Bv)), version=3),
+      [(None, "B8")])
+    V("v3-history-refused-statement", "Format version 3: the thief's second statement after the recovery. It "
+      "chains to the thief's first, which the recovery superseded, not to the recovery (K8): refused, B8.",
+      export(L, keys=by_agency(("alpha", base + recovered[:1] + thief), ("bravo", Bv)), version=3),
+      [(None, "B8")])
+    V("v2-log-with-a-recovery", "Format version 2 with alpha's key history as its log: in version 2 each "
+      "statement must be the log's next, and the recovery is not (B8). Only version 3 carries histories.",
+      export(L, keys=by_agency(("alpha", history), ("bravo", Bv))), [(None, "B8")])
+
     keyed = payload_map(L, L.rows, "alpha", keys=logs)
     for name, desc, p in [
         ("keys-in-version-1", "A version 1 payload with \"keys\": unreadable (schema; \"keys\" is a member of "

@@ -40,7 +40,8 @@ BUNDLE_CLASS = {1: "bundle-signature", 2: "exporter-mismatch", 3: "case-mismatch
                 8: "key-log", 9: "key-log-agency"}
 # Deterministic order: shorter keys first, then bytewise ("case" < "keys").
 KEYS = ["v", "case", "keys", "items", "proofs", "entries", "agencies", "exporter", "exported-at"]
-VERSIONS = (1, 2)
+VERSIONS = (1, 2, 3)
+KEYED = (2, 3)  # the versions that carry "keys" (3: as key histories)
 AGENCY_KEYS = ["name", "agency", "country"]
 
 
@@ -229,9 +230,9 @@ def read_payload(b, c):
             b.case = c.fixed(32, "case")
         elif k == "keys":
             # Choice (SPEC.md 10.5 step 1): "keys" is known only once "v"
-            # said 2; in a version 1 payload (or one without "v") it is an
-            # unknown key.
-            if b.version != 2:
+            # said 2 or 3; in a version 1 payload (or one without "v") it is
+            # an unknown key.
+            if b.version not in KEYED:
                 raise ReadError("schema", "keys in a version 1 bundle")
             b.keys = []
             for _ in range(c.array("keys")):
@@ -269,7 +270,7 @@ def read_payload(b, c):
 
     seen = c.members(c.map("payload"), KEYS, "payload", each)
     for k in KEYS:
-        optional = k == "items" or (k == "keys" and b.version != 2)
+        optional = k == "items" or (k == "keys" and b.version not in KEYED)
         if not optional and k not in seen:
             raise ReadError("schema", f"payload has no {k}")
     if c.left():
@@ -645,15 +646,19 @@ def verify(b):
             "key_logs": logs}
 
 
-def replay_log(log):
+def replay_log(log, history=False):
     """B8: the log replays from its first statement, an inception, by K1..K12,
     each statement taken as the log's next (a duplicate, a recovery or a
-    superseded statement is not its next). The Log, or None."""
+    superseded statement is not its next); in a key history (version 3,
+    SPEC.md 10.1) also as a recovery or as superseded, never as a duplicate.
+    The Log, or None."""
     kl = check_keylogs.Log()
     try:
         for i, data in enumerate(log):
             got = kl.append(data)
-            if got != "new" or len(kl.held) != i + 1:
+            if history and isinstance(got, tuple) and got[0] in ("recovered", "superseded"):
+                continue
+            if got != "new":
                 raise check_keylogs.Refused("gap", f"statement {i} is not the log's next")
     except check_keylogs.Refused:
         return None
@@ -665,7 +670,7 @@ def replayed_logs(b):
     (B9), the first (SPEC.md 10.5 step 2)."""
     out = {}
     for log in b.keys or []:
-        kl = replay_log(log)
+        kl = replay_log(log, b.version == 3)
         if kl is not None and kl.agency not in out:
             out[kl.agency] = kl
     return out
@@ -679,7 +684,7 @@ def check_key_logs(b, bundle_problem):
     superseded statement is not its next). B9: the agency of a log whose
     first statement passes K1..K5 is listed in "agencies" and greater than
     that of every earlier log whose agency is known. Returns, for each log
-    that replays, (agency, length, root in force).
+    that replays, (agency, length, root in force, superseded statements).
     """
     agencies, replayed = [], []
     for log in b.keys or []:
@@ -687,11 +692,12 @@ def check_key_logs(b, bundle_problem):
             agencies.append(check_keylogs.decode(log[0]).agency)
         except check_keylogs.Refused:
             agencies.append(None)
-        kl = replay_log(log)
+        kl = replay_log(log, b.version == 3)
         if kl is None:
             bundle_problem(8)
             continue
-        replayed.append((kl.agency, len(kl.held), check_keylogs.Log.root_in_force(kl.held)["root"]["pub"]))
+        replayed.append((kl.agency, len(kl.held), check_keylogs.Log.root_in_force(kl.held)["root"]["pub"],
+                         len(kl.superseded)))
     listed = {a["agency"] for a in b.agencies}
     last = None
     for a in agencies:
@@ -715,10 +721,12 @@ def outcome(data):
                         for i, rule, cls, by in r["problems"]],
            "conflicts": len(r["conflicts"]), "conflict_kinds": r["conflicts"],
            "withheld": r["withheld"], "disclosed": r["disclosed"]}
-    if b.version == 2:
-        # Version 2 vectors also record each log that replays (B8).
-        out["key_logs"] = [{"agency": a.hex(), "length": n, "root": root.hex()}
-                           for a, n, root in r["key_logs"]]
+    if b.version in KEYED:
+        # Version 2 and 3 vectors also record each log that replays (B8);
+        # version 3, how many statements its history superseded.
+        out["key_logs"] = [dict({"agency": a.hex(), "length": n, "root": root.hex()},
+                                **({"superseded": sup} if b.version == 3 else {}))
+                           for a, n, root, sup in r["key_logs"]]
     return out
 
 

@@ -57,6 +57,7 @@ fn write_bundle(ctx: &mut Ctx, n: usize, path: &Path) -> anyhow::Result<u64> {
         agencies: g.agencies.clone(),
         exported_at: g.time + 1_000,
         keys: None,
+        key_histories: false,
     };
     let bytes = bundle::write(&big.a.identity(), &header, &elements);
     std::fs::write(path, &bytes)?;
@@ -197,6 +198,7 @@ pub fn write_bundle_file(n: usize, path: &Path) -> anyhow::Result<u64> {
         agencies: g.agencies.clone(),
         exported_at: g.time + 1_000,
         keys: None,
+        key_histories: false,
     };
     let bytes = bundle::write(&lead, &header, &elements);
     std::fs::write(path, &bytes)?;

@@ -301,7 +301,9 @@ pub(crate) fn signed_name(log: &KeyLogReport, text: &dyn Fn(&str) -> String) -> 
 pub(crate) fn key_logs_statement(r: &Report) -> &'static str {
     if r.version < 2 {
         "This bundle (format version 1) carries no key logs."
-    } else {
+    } else if r.version == 2 {
         "Each agency's key log, as the exporter held it, replayed from its inception: who certified which keys and officers, rotations and revocations. Statements superseded by a recovery are not carried, and a log may be older than the agency's latest. Entries signed by an officer or node key (format version 2) are checked against these logs; entries signed by an agency key (format version 1) are not."
+    } else {
+        "Each agency's key log, as the exporter held it, replayed from its inception: who certified which keys and officers, rotations and revocations, and the statements a recovery superseded that the exporter held (void: signed by a root the agency took back with its pre-committed key, such as what a thief of the root signed). A log may be older than the agency's latest. Entries signed by an officer or node key (format version 2) are checked against these logs; entries signed by an agency key (format version 1) are not."
     }
 }

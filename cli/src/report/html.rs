@@ -755,6 +755,23 @@ fn key_histories(h: &mut Page<'_>, ix: &Index<'_>) {
             );
         }
         h.push_str("</tbody>\n</table>\n");
+        if !log.superseded.is_empty() {
+            let _ = writeln!(
+                h,
+                "<p class=\"note\">Superseded by a recovery ({}): void, signed by a root the agency took back.</p>\n<table>\n<thead><tr><th>Position</th><th>Time</th><th>Statement</th></tr></thead>\n<tbody>",
+                log.superseded.len()
+            );
+            for s in &log.superseded {
+                let _ = writeln!(
+                    h,
+                    "<tr><td>#{}</td><td>{}</td><td>{}</td></tr>",
+                    s.seq,
+                    esc(&iso_time(s.time)),
+                    esc(&describe_key_statement(&s.statement, &raw))
+                );
+            }
+            h.push_str("</tbody>\n</table>\n");
+        }
     }
 }
 

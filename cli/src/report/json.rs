@@ -144,6 +144,7 @@ struct KeyLogJson<'r> {
     profile: Option<ProfileJson<'r>>,
     root: String,
     statements: Vec<KeyStatementJson<'r>>,
+    superseded: Vec<KeyStatementJson<'r>>,
 }
 
 #[derive(DeriveSerialize)]
@@ -194,6 +195,7 @@ impl<'r> KeyLogJson<'r> {
             }),
             root: l.root.to_hex(),
             statements: l.statements.iter().map(KeyStatementJson::of).collect(),
+            superseded: l.superseded.iter().map(KeyStatementJson::of).collect(),
         }
     }
 }

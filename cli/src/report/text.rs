@@ -318,6 +318,23 @@ pub(crate) fn text<W: Write>(r: &Report, file: &Source, last: Option<&str>, out:
                 wrap(&describe_key_statement(&s.statement, &t), 8).trim_start()
             ));
         }
+        if !log.superseded.is_empty() {
+            line(wrap(
+                &format!(
+                    "SUPERSEDED by a recovery ({}): void, signed by a root the agency took back:",
+                    log.superseded.len()
+                ),
+                4,
+            ));
+            for s in &log.superseded {
+                line(format!(
+                    "    #{:<3} {}  {}",
+                    s.seq,
+                    iso_time(s.time),
+                    wrap(&describe_key_statement(&s.statement, &t), 8).trim_start()
+                ));
+            }
+        }
     }
     line(String::new());
 

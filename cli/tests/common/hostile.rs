@@ -91,6 +91,7 @@ pub(crate) fn bundle(shape: &str, n: usize) -> Option<Vec<u8>> {
         }],
         exported_at: T0 + 1_000,
         keys: None,
+        key_histories: false,
     };
     Some(bundle::write(&alpha, &header, &elements))
 }

@@ -198,6 +198,7 @@ pub fn export(
             })
             .collect(),
         exported_at,
+        key_histories: carried(state, key_logs).any(|l| !l.superseded().is_empty()),
         keys: Some(carried_logs(state, key_logs)),
     };
     let bytes = write(signer, &header, &elements);
@@ -217,18 +218,28 @@ pub fn export(
     Ok(bytes)
 }
 
-/// The key logs a bundle carries (SPEC.md §10.1 `"keys"`): those of the
-/// agencies in the case's agencies list, ascending by agency, one per
-/// agency, each as its statements' exact bytes in log order.
-fn carried_logs(state: &crate::state::CaseState, key_logs: &[KeyLog]) -> Vec<Vec<Vec<u8>>> {
+/// The key logs a bundle carries: those of the agencies in the case's
+/// agencies list, ascending by agency, one per agency.
+fn carried<'a>(
+    state: &'a crate::state::CaseState,
+    key_logs: &'a [KeyLog],
+) -> impl Iterator<Item = &'a KeyLog> {
     let mut logs: Vec<&KeyLog> = key_logs
         .iter()
         .filter(|l| state.members.contains_key(&l.agency()))
         .collect();
     logs.sort_by_key(|l| l.agency());
     logs.dedup_by_key(|l| l.agency());
-    logs.iter()
-        .map(|l| l.statements().iter().map(|s| s.bytes().to_vec()).collect())
+    logs.into_iter()
+}
+
+/// The key logs a bundle carries (SPEC.md §10.1 `"keys"`), each as its
+/// statements' exact bytes: in log order, or, for a log that holds
+/// statements its recoveries superseded ([`KeyLog::with_superseded`]), as
+/// its key history (a version 3 bundle).
+fn carried_logs(state: &crate::state::CaseState, key_logs: &[KeyLog]) -> Vec<Vec<Vec<u8>>> {
+    carried(state, key_logs)
+        .map(|l| l.history().iter().map(|s| s.bytes().to_vec()).collect())
         .collect()
 }
 

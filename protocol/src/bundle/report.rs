@@ -455,10 +455,23 @@ pub struct KeyStatementReport {
     pub statement: Statement,
 }
 
-/// An agency's key log carried by a version 2 bundle, replayed from its
-/// inception (SPEC.md §3.4, §10.5 B8): its key history as the report
-/// shows it. Statements superseded by a recovery are not carried, so a
-/// rotation here may have been a recovery.
+impl KeyStatementReport {
+    fn of(s: &KeyStatement) -> KeyStatementReport {
+        KeyStatementReport {
+            seq: s.seq(),
+            time: s.payload().time,
+            id: s.id(),
+            signer: s.signer(),
+            statement: s.payload().st.clone(),
+        }
+    }
+}
+
+/// An agency's key log carried by a version 2 or 3 bundle, replayed from
+/// its inception (SPEC.md §3.4, §10.5 B8): its key history as the report
+/// shows it. A version 2 bundle does not carry the statements a recovery
+/// superseded, so a rotation there may have been a recovery; version 3
+/// carries those the exporter held ([`KeyLogReport::superseded`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyLogReport {
     /// The agency (its inception key).
@@ -472,6 +485,10 @@ pub struct KeyLogReport {
     pub root: KeyId,
     /// Every statement, in log order.
     pub statements: Vec<KeyStatementReport>,
+    /// The statements a recovery superseded that a key history (bundle
+    /// format version 3) carries, in the history's order: void, signed by
+    /// a root the agency took back. Empty in version 2.
+    pub superseded: Vec<KeyStatementReport>,
 }
 
 impl KeyLogReport {
@@ -880,6 +897,7 @@ fn merge_runs(older: Vec<(EntryId, usize)>, newer: Vec<(EntryId, usize)>) -> Vec
 /// problems: B8's, then B9's, each in the order of `keys`.
 fn judge_key_logs(
     logs: Option<&KeyLogs>,
+    version: u64,
     listed: impl Fn(&AgencyId) -> bool,
 ) -> (Vec<KeyLog>, Vec<(BundleRule, String)>) {
     let mut replayed = Vec::new();
@@ -895,7 +913,7 @@ fn judge_key_logs(
         if let Some(a) = agency {
             order.push((k, a));
         }
-        match replay_key_log(&log) {
+        match replay_key_log(&log, version == super::BUNDLE_VERSION_3) {
             Ok(l) => replayed.push(l),
             Err(detail) => problems.push((
                 BundleRule::KeyLog,
@@ -929,7 +947,10 @@ fn judge_key_logs(
     (replayed, problems)
 }
 
-fn replay_key_log(log: &[&[u8]]) -> Result<KeyLog, String> {
+/// B8: a log of `keys` replays from its inception, each later statement
+/// taken as the log's next one, or, in a key history (version 3), also as
+/// a recovery or a statement a recovery superseded (SPEC.md §10.5).
+fn replay_key_log(log: &[&[u8]], history: bool) -> Result<KeyLog, String> {
     let mut statements = log.iter().enumerate();
     let Some((_, first)) = statements.next() else {
         return Err("the log is empty".into());
@@ -940,6 +961,10 @@ fn replay_key_log(log: &[&[u8]]) -> Result<KeyLog, String> {
     for (i, bytes) in statements {
         match KeyStatement::decode(bytes).and_then(|s| kl.append(s)) {
             Ok(Appended::New) => {}
+            Ok(Appended::Recovered { .. } | Appended::Superseded) if history => {}
+            Ok(Appended::Duplicate) if history => {
+                return Err(format!("statement {i} is a duplicate of one before it"))
+            }
             Ok(other) => {
                 return Err(format!(
                     "statement {i} is not the log's next statement ({})",
@@ -1077,7 +1102,8 @@ impl<'t> Verifier<'t> {
         for (k, a) in agencies.iter().enumerate() {
             agency_at.entry(a.agency).or_insert(k);
         }
-        let (replayed, key_problems) = judge_key_logs(key_logs, |a| agency_at.contains_key(a));
+        let (replayed, key_problems) =
+            judge_key_logs(key_logs, version, |a| agency_at.contains_key(a));
         let mut logs = BTreeMap::new();
         for l in &replayed {
             // Two logs of one agency break B9; the first is used.
@@ -1805,17 +1831,8 @@ impl<'t> Verifier<'t> {
                 listed_name: self.listed_agency(&l.agency()).map(|a| a.name.clone()),
                 profile: l.profile(l.len()).cloned(),
                 root: l.current_root(),
-                statements: l
-                    .statements()
-                    .iter()
-                    .map(|s| KeyStatementReport {
-                        seq: s.seq(),
-                        time: s.payload().time,
-                        id: s.id(),
-                        signer: s.signer(),
-                        statement: s.payload().st.clone(),
-                    })
-                    .collect(),
+                statements: l.statements().iter().map(KeyStatementReport::of).collect(),
+                superseded: l.superseded().iter().map(KeyStatementReport::of).collect(),
             })
             .collect()
     }

@@ -40,8 +40,9 @@ use crate::signature::Streaming;
 use crate::state::WithheldPosition;
 
 use super::{
-    check_protected, describe_start, read_agencies, read_element, read_items, BundleAgency,
-    BundleError, Checked, Element, KeyLogs, BUNDLE_VERSION, BUNDLE_VERSION_1, KEYS,
+    check_protected, describe_start, has_keys, read_agencies, read_element, read_items,
+    BundleAgency, BundleError, Checked, Element, KeyLogs, BUNDLE_VERSION, BUNDLE_VERSION_1,
+    BUNDLE_VERSION_3, KEYS,
 };
 use crate::codec::{ReadError, Reader, BYTES};
 use crate::cose::sig_structure_prefix;
@@ -930,7 +931,7 @@ impl StreamDecoder {
                 KEYS.iter()
                     .zip(&self.seen)
                     .find(|(k, s)| {
-                        !**s && **k != "items" && (**k != "keys" || self.version == BUNDLE_VERSION)
+                        !**s && **k != "items" && (**k != "keys" || has_keys(self.version))
                     })
                     .map(|(k, _)| format!("the payload has no {k:?}"))
             };
@@ -957,16 +958,16 @@ impl StreamDecoder {
             let m = match KEYS[k] {
                 "v" => {
                     let v = r.uint("\"v\"")?;
-                    if v != BUNDLE_VERSION && v != BUNDLE_VERSION_1 {
+                    if v != BUNDLE_VERSION && v != BUNDLE_VERSION_1 && v != BUNDLE_VERSION_3 {
                         return Err(BundleError::UnsupportedVersion(v));
                     }
                     Member::Version(v)
                 }
                 "case" => Member::Case(EntryId(r.fixed::<32>("\"case\"")?)),
-                "keys" if version != BUNDLE_VERSION => {
+                "keys" if !has_keys(version) => {
                     return Err(BundleError::Schema {
                         at,
-                        reason: "\"keys\" is a member of version 2 bundles only".into(),
+                        reason: "\"keys\" is a member of version 2 and 3 bundles only".into(),
                     })
                 }
                 "keys" => Member::Keys(r.array("\"keys\"")?),
