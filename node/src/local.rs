@@ -1886,7 +1886,16 @@ impl Local {
         for agency in v.state().members.keys() {
             if let Some(log) = self.store.key_log(agency)? {
                 let superseded = self.store.key_superseded(agency)?;
-                key_logs.push(log.with_superseded(&superseded));
+                let log = log.with_superseded(&superseded);
+                if log.superseded().len() < superseded.len() {
+                    tracing::warn!(
+                        agency = %agency.fingerprint(),
+                        held = superseded.len(),
+                        carried = log.superseded().len(),
+                        "statements a recovery superseded that have no place in the agency's key history are left out of the bundle"
+                    );
+                }
+                key_logs.push(log);
             }
         }
         bundle::export(

@@ -398,12 +398,12 @@ impl<'a> Bundle<'a> {
         self.summary.len()
     }
 
-    /// The bundle format version (1 or 2).
+    /// The bundle format version (1, 2 or 3).
     pub fn version(&self) -> u64 {
         self.summary.version()
     }
 
-    /// The key logs a version 2 bundle carries, in order, each as its
+    /// The key logs a version 2 or 3 bundle carries, in order, each as its
     /// statements' exact bytes; None for a version 1 bundle.
     pub fn key_logs(&self) -> Option<&KeyLogs> {
         self.summary.key_logs()

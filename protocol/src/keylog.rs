@@ -775,6 +775,9 @@ pub struct KeyLog {
     agency: AgencyId,
     statements: Vec<KeyStatement>,
     superseded: Vec<KeyStatement>,
+    /// The ids of `superseded`: a statement superseded again is a
+    /// duplicate, found without a scan.
+    superseded_ids: std::collections::HashSet<StatementId>,
     /// Where each root statement is (inception, rotations), ascending.
     roots: Vec<usize>,
     /// Per key named in the log: where it was named (as a root or a
@@ -800,6 +803,7 @@ impl KeyLog {
             agency: inception.payload.agency,
             statements: Vec::new(),
             superseded: Vec::new(),
+            superseded_ids: std::collections::HashSet::new(),
             roots: Vec::new(),
             keys: std::collections::BTreeMap::new(),
         };
@@ -1069,7 +1073,7 @@ impl KeyLog {
                 // as if it had come first; the log does not change, and no
                 // root equivocated.
                 (true, false) => {
-                    if self.superseded.iter().any(|x| x.id == s.id) {
+                    if !self.superseded_ids.insert(s.id) {
                         return Ok(Appended::Duplicate);
                     }
                     self.superseded.push(s);
@@ -1088,6 +1092,8 @@ impl KeyLog {
             }
             let superseded = self.cut(at);
             let n = superseded.len();
+            self.superseded_ids
+                .extend(superseded.iter().map(KeyStatement::id));
             self.superseded.extend(superseded);
             self.push(s);
             return Ok(Appended::Recovered { superseded: n });
@@ -1172,6 +1178,13 @@ impl KeyLog {
     }
 }
 
+/// The most statements of a bundle's key history that may be taken as a
+/// recovery or as superseded (SPEC.md §10.5 B8, §16): a recovery cuts the
+/// log's index, so a crafted history of recoveries without end would cost
+/// its verifier time of the order of its square. An agency recovers when
+/// its root is stolen: a handful of times in its life.
+pub const MAX_HISTORY_SUPERSEDED: usize = 1024;
+
 /// Replays `statements` (a log, in order) with `superseded` the way SPEC.md
 /// §10.1 orders a key history: each superseded statement that continues a
 /// branch where the log's length is its position and its `prev` the last
@@ -1194,6 +1207,8 @@ fn replay_history<'a>(
         .filter(|s| !held.contains(&s.id()))
         .collect();
     let mut next = rest.iter();
+    // Appends taken as a recovery or as superseded (B8 bounds them).
+    let mut turns = 0usize;
     loop {
         let continues = pending
             .iter()
@@ -1210,16 +1225,25 @@ fn replay_history<'a>(
             break;
         };
         match log.append(s.clone()) {
-            Ok(Appended::New | Appended::Recovered { .. }) => order.push(s),
+            Ok(Appended::New) => order.push(s),
+            Ok(Appended::Recovered { .. }) => {
+                turns += 1;
+                order.push(s);
+            }
             _ => return None,
         }
     }
     for s in pending {
+        if turns >= MAX_HISTORY_SUPERSEDED {
+            break;
+        }
         if log.append(s.clone()) == Ok(Appended::Superseded) {
+            turns += 1;
             order.push(s);
         }
     }
-    Some((log, order))
+    // More recoveries than a history may hold: none is placed.
+    (turns <= MAX_HISTORY_SUPERSEDED).then_some((log, order))
 }
 
 /// What [`receive`] did with statements of one agency's log that a peer

@@ -520,6 +520,7 @@ const VECTOR_NAMES: &[&str] = &[
     "v3-superseded-after-the-recovery",
     "v3-plain-logs",
     "v3-history-with-a-duplicate",
+    "v3-superseded-twice",
     "v3-history-refused-statement",
     "v2-log-with-a-recovery",
     "keys-in-version-1",
@@ -667,6 +668,72 @@ proptest::proptest! {
         proptest::prop_assume!(bytes != original);
         if let Ok(r) = check(&bytes) {
             proptest::prop_assert!(!r.is_valid());
+        }
+    }
+}
+
+/// Alpha's key history: its inception (root alpha, next "after"), the
+/// rotation to "after" at position 1, then `superseded` statements the old
+/// root signed at position 1 (each certifying another node key), which the
+/// rotation supersedes as they come.
+fn history_with(s: &Sim, superseded: usize) -> Vec<Vec<u8>> {
+    use custodia_protocol::keylog::{
+        key_of, Certify, KeyLog, KeyRole, KeyStatement, PublicKey, Root, Statement,
+        StatementPayload,
+    };
+    let alpha = &s.agencies[0].0;
+    let inception = KeyStatement::sign(
+        alpha,
+        &StatementPayload::inception(alpha, &key("after"), T0),
+    );
+    let log = KeyLog::from_inception(inception.clone()).expect("inception");
+    let rotate = Statement::RotateRoot(Root {
+        root: PublicKey::ed25519(key_of(&key("after"))),
+        next: KeyDigest::of(&key_of(&key("after-next"))),
+    });
+    let rotation = KeyStatement::sign(
+        &key("after"),
+        &StatementPayload::after(&log, T0 + 1, rotate),
+    );
+    let mut out = vec![inception.bytes().to_vec(), rotation.bytes().to_vec()];
+    for k in 0..superseded {
+        let mut seed = [7u8; 32];
+        seed[..8].copy_from_slice(&(k as u64).to_le_bytes());
+        let certify = Statement::Certify(Certify {
+            key: PublicKey::ed25519(key_of(&Identity::from_seed(seed))),
+            role: KeyRole::Node,
+            officer: None,
+            not_before: T0,
+            not_after: None,
+        });
+        let st = KeyStatement::sign(alpha, &StatementPayload::after(&log, T0 + 2, certify));
+        out.push(st.bytes().to_vec());
+    }
+    out
+}
+
+#[test]
+fn a_key_history_holds_at_most_so_many_superseded_statements() {
+    // A crafted history of recoveries and superseded statements without
+    // end would cost its verifier time of the order of its square: past
+    // MAX_HISTORY_SUPERSEDED it is B8 (SPEC.md §10.5, §16).
+    let s = lantern().sim;
+    let limit = custodia_protocol::keylog::MAX_HISTORY_SUPERSEDED;
+    for (n, b8) in [(limit, false), (limit + 1, true)] {
+        let mut h = header(&s, None, Vec::new());
+        h.keys = Some(vec![history_with(&s, n)]);
+        h.key_histories = true;
+        let bytes = bundle::write(&s.agencies[0].0, &h, &s.elements());
+        assert_eq!(Bundle::decode(&bytes).expect("readable").version(), 3);
+        let r = check(&bytes).expect("readable");
+        let broken = r
+            .problems
+            .iter()
+            .any(|p| p.rule == Rule::Bundle(bundle::BundleRule::KeyLog));
+        assert_eq!(broken, b8, "{n} superseded: {:?}", summary(&r));
+        if !b8 {
+            assert!(r.is_valid(), "{:?}", summary(&r));
+            assert_eq!(r.key_logs[0].superseded.len(), n);
         }
     }
 }

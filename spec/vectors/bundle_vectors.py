@@ -546,6 +546,10 @@ def build():
       "each statement as new, as a recovery or as superseded, never as a duplicate: B8.",
       export(L, keys=by_agency(("alpha", base + base[2:] + recovered), ("bravo", Bv)), version=3),
       [(None, "B8")])
+    V("v3-superseded-twice", "Format version 3: the thief's first statement twice after the recovery. The "
+      "second gives bytes the history gave before (a superseded statement is a duplicate too): B8.",
+      export(L, keys=by_agency(("alpha", base + recovered + thief[:1] + thief[:1]), ("bravo", Bv)), version=3),
+      [(None, "B8")])
     V("v3-history-refused-statement", "Format version 3: the thief's second statement after the recovery. It "
       "chains to the thief's first, which the recovery superseded, not to the recovery (K8): refused, B8.",
       export(L, keys=by_agency(("alpha", base + recovered[:1] + thief), ("bravo", Bv)), version=3),

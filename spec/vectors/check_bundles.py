@@ -42,6 +42,7 @@ BUNDLE_CLASS = {1: "bundle-signature", 2: "exporter-mismatch", 3: "case-mismatch
 KEYS = ["v", "case", "keys", "items", "proofs", "entries", "agencies", "exporter", "exported-at"]
 VERSIONS = (1, 2, 3)
 KEYED = (2, 3)  # the versions that carry "keys" (3: as key histories)
+MAX_HISTORY_SUPERSEDED = 1024  # SPEC.md 16: statements of a history taken as a recovery or superseded
 AGENCY_KEYS = ["name", "agency", "country"]
 
 
@@ -653,10 +654,14 @@ def replay_log(log, history=False):
     SPEC.md 10.1) also as a recovery or as superseded, never as a duplicate.
     The Log, or None."""
     kl = check_keylogs.Log()
+    turns = 0
     try:
         for i, data in enumerate(log):
             got = kl.append(data)
             if history and isinstance(got, tuple) and got[0] in ("recovered", "superseded"):
+                turns += 1
+                if turns > MAX_HISTORY_SUPERSEDED:
+                    raise check_keylogs.Refused("gap", "too many recoveries and superseded statements")
                 continue
             if got != "new":
                 raise check_keylogs.Refused("gap", f"statement {i} is not the log's next")

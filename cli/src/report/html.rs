@@ -723,7 +723,7 @@ fn withheld(h: &mut Page<'_>, ix: &Index<'_>) {
     h.push_str("</tbody>\n</table>\n");
 }
 
-/// Each agency's key history (a version 2 bundle's key logs). Every text
+/// Each agency's key history (a version 2 or 3 bundle's key logs). Every text
 /// from a log (officers' names and numbers, profile names) is escaped:
 /// sentences are built from the raw strings and escaped whole.
 fn key_histories(h: &mut Page<'_>, ix: &Index<'_>) {

@@ -135,7 +135,7 @@ struct BundleFile<'r> {
     size: u64,
 }
 
-/// An agency's key history (a version 2 bundle's key log that replays).
+/// An agency's key history (a version 2 or 3 bundle's key log that replays).
 #[derive(DeriveSerialize)]
 struct KeyLogJson<'r> {
     agency: String,

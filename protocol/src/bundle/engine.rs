@@ -14,7 +14,7 @@
 //!    waits for the other.
 //!
 //! Memory holds one read buffer, one chunk being checked, one waiting and
-//! what the report keeps, never the file; and, for a version 2 bundle, its
+//! what the report keeps, never the file; and, for a version 2 or 3 bundle, its
 //! key logs once (the first pass keeps them: the replay checks entries of
 //! format version 2 against them from its first entry, V20 to V24, and
 //! judges them, B8 and B9; the second keeps a digest). The report does not

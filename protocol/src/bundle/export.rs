@@ -102,9 +102,10 @@ pub fn disclosure(entries: &[&Entry], items: &[ItemId]) -> HashSet<EntryId> {
 /// storage order (entry bytes, or markers for positions the node holds
 /// only as markers); `proofs` the equivocation proofs the node holds;
 /// `key_logs` the key logs the node holds of the case's agencies (SPEC.md
-/// §3.4): the bundle (format version 2) carries each one whose agency is
-/// in the case's agencies list, ascending by agency, once (any other log is
-/// left out, not an error). With
+/// §3.4): the bundle (format version 2, or 3 when a log holds statements
+/// its recoveries superseded, [`KeyLog::with_superseded`]) carries each one
+/// whose agency is in the case's agencies list, ascending by agency, once
+/// (any other log is left out, not an error). With
 /// `items`, only what establishes those items' custody is disclosed and
 /// everything else becomes a withheld marker; the result is then verified
 /// before it is returned.

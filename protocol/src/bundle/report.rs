@@ -96,9 +96,10 @@ pub enum BundleRule {
     /// B7 `selection`: an item of `items` is registered (one problem per
     /// item that is not).
     Selection = 7,
-    /// B8 `key-log`: a key log of `keys` (version 2) replays from its
-    /// inception by the key log rules K1–K12, each statement at its
-    /// position (one problem per log that does not).
+    /// B8 `key-log`: a key log of `keys` (versions 2 and 3) replays from
+    /// its inception by the key log rules K1–K12, each statement at its
+    /// position, or in a version 3 key history also as a recovery or as
+    /// superseded (one problem per log that does not).
     KeyLog = 8,
     /// B9 `key-log-agency`: a key log's agency is in `agencies`, after the
     /// agency of every log before it (one problem per log that is not).
@@ -486,8 +487,8 @@ pub struct KeyLogReport {
     /// Every statement, in log order.
     pub statements: Vec<KeyStatementReport>,
     /// The statements a recovery superseded that a key history (bundle
-    /// format version 3) carries, in the history's order: void, signed by
-    /// a root the agency took back. Empty in version 2.
+    /// format version 3) carries, in the order the replay superseded them:
+    /// void, signed by a root the agency took back. Empty in version 2.
     pub superseded: Vec<KeyStatementReport>,
 }
 
@@ -547,7 +548,7 @@ pub struct Report {
     pub notes: Notes,
     /// Positions disclosed as withheld.
     pub withheld: Vec<WithheldReport>,
-    /// The bundle format version (1 or 2).
+    /// The bundle format version (1, 2 or 3).
     pub version: u64,
     /// The key logs of a version 2 bundle that replay (B8), in the
     /// bundle's order: each agency's key history. Empty for version 1.
@@ -958,10 +959,19 @@ fn replay_key_log(log: &[&[u8]], history: bool) -> Result<KeyLog, String> {
     let mut kl = KeyStatement::decode(first)
         .and_then(KeyLog::from_inception)
         .map_err(|e| format!("statement 0: {e}"))?;
+    let mut turns = 0usize;
     for (i, bytes) in statements {
         match KeyStatement::decode(bytes).and_then(|s| kl.append(s)) {
             Ok(Appended::New) => {}
-            Ok(Appended::Recovered { .. } | Appended::Superseded) if history => {}
+            Ok(Appended::Recovered { .. } | Appended::Superseded) if history => {
+                turns += 1;
+                if turns > crate::keylog::MAX_HISTORY_SUPERSEDED {
+                    return Err(format!(
+                        "statement {i}: more than {} statements of the history are taken as a recovery or as superseded",
+                        crate::keylog::MAX_HISTORY_SUPERSEDED
+                    ));
+                }
+            }
             Ok(Appended::Duplicate) if history => {
                 return Err(format!("statement {i} is a duplicate of one before it"))
             }

@@ -57,10 +57,10 @@ const MAX_PROTECTED: u64 = 4096;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     kid: AgencyId,
-    /// 1 or 2 (a byte: the summary travels in [`Streamed::End`]).
+    /// 1, 2 or 3 (a byte: the summary travels in [`Streamed::End`]).
     version: u8,
     case: CaseId,
-    /// The key logs of a version 2 bundle (None for version 1); boxed,
+    /// The key logs of a version 2 or 3 bundle (None for version 1); boxed,
     /// so the summary stays small.
     keys: Option<Box<KeysRead>>,
     items: Option<Vec<ItemId>>,
@@ -126,12 +126,12 @@ impl Summary {
         self.entry_count
     }
 
-    /// The bundle format version (1 or 2).
+    /// The bundle format version (1, 2 or 3).
     pub fn version(&self) -> u64 {
         u64::from(self.version)
     }
 
-    /// The key logs of a version 2 bundle, in order, each as its
+    /// The key logs of a version 2 or 3 bundle, in order, each as its
     /// statements' exact bytes; None for version 1, and after a
     /// [`StreamDecoder::first_pass`] (which checks their structure only).
     pub fn key_logs(&self) -> Option<&KeyLogs> {
@@ -190,7 +190,7 @@ impl Summary {
     }
 }
 
-/// The key logs of a version 2 bundle, as a pass read them.
+/// The key logs of a version 2 or 3 bundle, as a pass read them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct KeysRead {
     /// The logs; None after a pass that does not keep them
