@@ -9,10 +9,10 @@ mod common;
 
 use custodia_protocol::bundle::{self, BundleAgency, Element, Header};
 use custodia_protocol::keylog::{
-    key_of, Certify, KeyLog, KeyRole, KeyStatement, Officer, Profile, PublicKey, Statement,
-    StatementPayload,
+    key_of, Appended, Certify, KeyLog, KeyRole, KeyStatement, Officer, Profile, PublicKey, Root,
+    Statement, StatementPayload,
 };
-use custodia_protocol::{CaseOpened, Entry, Identity, Payload, Tlp};
+use custodia_protocol::{CaseOpened, Entry, Identity, KeyDigest, Payload, Tlp};
 
 use common::custodia;
 
@@ -23,7 +23,12 @@ const SIGNED: &str = "Alpha \u{202e}tinU<img src=x>";
 const OFFICER: &str = "<script>alert(1)</script>\u{2067}";
 const NUMBER: &str = "SN\u{200f}-1";
 
-fn hostile_v2(keys: bool) -> Vec<u8> {
+/// A one-entry case whose agency's key log signs a hostile name and
+/// certifies an officer with a hostile name: without key logs (format
+/// version 1, `keys` None), with the log (version 2), or with the
+/// officer's certification superseded by a recovery (version 3: the log
+/// as a key history, the certification shown as void).
+fn hostile(keys: Option<bool>) -> Vec<u8> {
     let alpha = Identity::from_seed([0x51; 32]);
     let genesis = Entry::sign(
         &alpha,
@@ -69,6 +74,26 @@ fn hostile_v2(keys: bool) -> Vec<u8> {
         log.append(KeyStatement::sign(&alpha, &p))
             .expect("appended");
     }
+    let recovered = keys == Some(true);
+    if recovered {
+        // The agency takes its root back with the pre-committed key at the
+        // officer's position: the certification is superseded.
+        let p = StatementPayload {
+            v: 1,
+            agency: alpha.agency(),
+            seq: 2,
+            prev: Some(log.statements()[1].id()),
+            time: T0 - 5_000,
+            st: Statement::RotateRoot(Root {
+                root: PublicKey::ed25519(key_of(&next)),
+                next: KeyDigest::of(&key_of(&Identity::from_seed([0x54; 32]))),
+            }),
+        };
+        assert_eq!(
+            log.append(KeyStatement::sign(&next, &p)),
+            Ok(Appended::Recovered { superseded: 1 })
+        );
+    }
     let header = Header {
         case: genesis.id(),
         items: None,
@@ -79,14 +104,8 @@ fn hostile_v2(keys: bool) -> Vec<u8> {
             country: "PH".into(),
         }],
         exported_at: T0 + 1_000,
-        keys: keys.then(|| {
-            vec![log
-                .statements()
-                .iter()
-                .map(|s| s.bytes().to_vec())
-                .collect()]
-        }),
-        key_histories: false,
+        keys: keys.map(|_| vec![log.history().iter().map(|s| s.bytes().to_vec()).collect()]),
+        key_histories: recovered,
     };
     bundle::write(&alpha, &header, &[Element::Entry(genesis.bytes())])
 }
@@ -95,7 +114,7 @@ fn hostile_v2(keys: bool) -> Vec<u8> {
 fn key_histories_are_shown_and_their_texts_are_inert() {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("keys.custodia");
-    std::fs::write(&file, hostile_v2(true)).expect("write");
+    std::fs::write(&file, hostile(Some(false))).expect("write");
     let f = file.to_str().expect("utf-8");
 
     let text = custodia(&["verify", f]).code(0).stdout;
@@ -151,10 +170,65 @@ fn key_histories_are_shown_and_their_texts_are_inert() {
 }
 
 #[test]
+fn statements_a_recovery_superseded_are_shown_void_and_their_texts_are_inert() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("v3.custodia");
+    std::fs::write(&file, hostile(Some(true))).expect("write");
+    let f = file.to_str().expect("utf-8");
+
+    let text = custodia(&["verify", f]).code(0).stdout;
+    assert!(text.contains("SUPERSEDED by a recovery (1)"), "{text}");
+    for c in ['\u{202e}', '\u{2067}', '\u{200f}'] {
+        assert!(!text.contains(c), "raw {c:?} on the terminal: {text}");
+    }
+    let void = text
+        .split("SUPERSEDED by a recovery (1)")
+        .nth(1)
+        .expect("the superseded part");
+    assert!(
+        void.contains(
+            "certify officer <script>alert(1)</script>\\u{2067} (service number SN\\u{200f}-1)"
+        ),
+        "{text}"
+    );
+
+    let html = dir.path().join("v3.html");
+    custodia(&["verify", f, "--html", html.to_str().expect("utf-8")]).code(0);
+    let page = std::fs::read_to_string(&html).expect("html");
+    assert!(page.contains("Superseded by a recovery (1)"), "shown");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !page.contains("<script>"),
+        "escaped, never raw"
+    );
+    for c in ['\u{202e}', '\u{2067}', '\u{200f}'] {
+        assert!(!page.contains(c), "raw {c:?} in the page");
+    }
+
+    let json = custodia(&["--json", "verify", f]).code(0).json();
+    assert_eq!(json["bundle"]["format_version"], 3);
+    assert_eq!(json["verdict"], "valid", "{json}");
+    let log = &json["key_logs"][0];
+    let kinds = |k: &str| -> Vec<String> {
+        log[k]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|s| s["kind"].as_str().expect("kind").to_owned())
+            .collect()
+    };
+    assert_eq!(kinds("statements"), ["inception", "profile", "rotate-root"]);
+    assert_eq!(kinds("superseded"), ["certify"]);
+    assert_eq!(
+        log["superseded"][0]["officer"]["name"], OFFICER,
+        "data, as signed"
+    );
+}
+
+#[test]
 fn a_version_1_bundle_verifies_as_before_and_says_it_has_no_key_logs() {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("v1.custodia");
-    std::fs::write(&file, hostile_v2(false)).expect("write");
+    std::fs::write(&file, hostile(None)).expect("write");
     let f = file.to_str().expect("utf-8");
     let text = custodia(&["verify", f]).code(0).stdout;
     assert!(text.contains("Key histories (0)"), "{text}");
