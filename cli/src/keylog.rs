@@ -577,12 +577,33 @@ pub(crate) fn list(dir: &Path, agency: Option<&str>, out: &Out) -> anyhow::Resul
     let Some(log) = w.l.store().key_log(&w.agency)? else {
         out.record(
             &w.no_log(),
-            serde_json::json!({"agency": w.agency.to_hex(), "name": w.name, "statements": 0, "keys": []}),
+            serde_json::json!({"agency": w.agency.to_hex(), "name": w.name, "statements": 0, "keys": [],
+                "forks": [], "unconfirmed": null}),
         );
         return Ok(());
     };
     let now = custodia_node::now_ms();
     let rows = key_rows(&log);
+    let store = w.l.store();
+    let forks: Vec<u64> = store.key_forks(&w.agency)?.iter().map(|f| f.seq).collect();
+    let unconfirmed = if w.me {
+        store.key_log_unconfirmed()?
+    } else {
+        None
+    };
+    // The positions of rotations that were recoveries: where a superseded
+    // statement chained to the same predecessor as the log's statement.
+    let recoveries: std::collections::BTreeSet<u64> = store
+        .key_superseded(&w.agency)?
+        .iter()
+        .filter(|s| {
+            usize::try_from(s.seq())
+                .ok()
+                .and_then(|at| log.statements().get(at))
+                .is_some_and(|held| held.payload().prev == s.payload().prev)
+        })
+        .map(KeyStatement::seq)
+        .collect();
     let mut text = format!(
         "Keys of {} ({}), from its key log ({} statements), as of {}:\n",
         safe(&w.name),
@@ -590,9 +611,23 @@ pub(crate) fn list(dir: &Path, agency: Option<&str>, out: &Out) -> anyhow::Resul
         log.len(),
         iso_millis(now)
     );
+    if let Some(why) = &unconfirmed {
+        text.push_str(&format!(
+            "Waiting for confirmation ({}): this store may be older than the agency's log; see `custodia key log`.\n",
+            safe(why)
+        ));
+    }
+    for seq in &forks {
+        text.push_str(&format!(
+            "!! FORKED at position {seq}: the agency's root signed two different statements there; what this list says from there on cannot be relied on (`custodia key log` shows both).\n"
+        ));
+    }
     let mut keys = Vec::new();
     for r in &rows {
-        let (word, sentence) = r.status(now);
+        let (word, mut sentence) = r.status(now);
+        if let Some(at) = r.replaced_at.filter(|at| recoveries.contains(at)) {
+            sentence = format!("former root, taken back by a recovery at #{at} (what it superseded: `custodia key log`)");
+        }
         let holder = r
             .certify
             .and_then(|c| c.officer.as_ref())
@@ -613,6 +648,7 @@ pub(crate) fn list(dir: &Path, agency: Option<&str>, out: &Out) -> anyhow::Resul
             "named_at": p.seq,
             "officer": r.certify.and_then(|c| c.officer.as_ref()).map(|o| serde_json::json!({"name": o.name, "number": o.number})),
             "replaced_at": r.replaced_at,
+            "recovered": r.replaced_at.is_some_and(|at| recoveries.contains(&at)),
             "revoked": r.revoked.map(|(at, v)| {
                 let mut j = serde_json::json!({"at": at, "reason": v.reason.as_str()});
                 json_time(&mut j, "effective", Some(v.effective));
@@ -626,7 +662,8 @@ pub(crate) fn list(dir: &Path, agency: Option<&str>, out: &Out) -> anyhow::Resul
     }
     out.record(
         text.trim_end(),
-        serde_json::json!({"agency": w.agency.to_hex(), "name": w.name, "statements": log.len(), "keys": keys}),
+        serde_json::json!({"agency": w.agency.to_hex(), "name": w.name, "statements": log.len(), "keys": keys,
+            "forks": forks, "unconfirmed": unconfirmed}),
     );
     Ok(())
 }

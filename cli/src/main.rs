@@ -838,16 +838,23 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
             config.save(d)?;
             // The name the agency signed for itself, if its key log has
             // reached this node already (a partner's node may have sent it).
-            let signed = signed_profile(&config.store_path(d), &agency);
-            let said = match &signed {
-                Some(p) if p.country != peer.country => format!(
+            let read = signed_profile(&config.store_path(d), &agency);
+            let signed = read.as_ref().ok().cloned().flatten();
+            let said = match (&read, &signed) {
+                (Err(why), _) => format!(
+                    "\nits signed name could not be read from this node's store ({}); `custodia key log {}` says more",
+                    safe(why),
+                    safe(&name)
+                ),
+                // ZZ: the operator gave no country.
+                (_, Some(p)) if p.country != peer.country && peer.country != "ZZ" => format!(
                     "\nit signs as:  {} ({}) in its key log; the country given here, {}, is not the one it signed",
                     safe(&p.name),
                     safe(&p.country),
                     safe(&peer.country)
                 ),
-                Some(p) => format!("\nit signs as:  {} ({}) in its key log", safe(&p.name), safe(&p.country)),
-                None => "\nits signed name has not reached this node yet: it comes with the agency's key log once the nodes have synced (`custodia peer list` shows it then)".into(),
+                (_, Some(p)) => format!("\nit signs as:  {} ({}) in its key log", safe(&p.name), safe(&p.country)),
+                (_, None) => "\nits signed name has not reached this node yet: it comes with the agency's key log once the nodes have synced (`custodia peer list` shows it then)".into(),
             };
             out.record(
                 &format!(
@@ -871,7 +878,7 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
             for p in &config.peers {
                 let agency = p.agency();
                 let fp = agency.map(|a| a.fingerprint()).unwrap_or_default();
-                let signed = agency.and_then(|a| signed_profile(&store, &a));
+                let signed = agency.and_then(|a| signed_profile(&store, &a).ok().flatten());
                 text.push_str(&format!(
                     "{:<16} {:<22} {}  {}  {}\n",
                     safe(&p.name),
@@ -907,15 +914,14 @@ fn peer(d: &std::path::Path, p: PeerCommand, out: &Out) -> anyhow::Result<()> {
 
 /// The name and country an agency last signed for itself in its key log
 /// (SPEC.md §3.4), read from the store file without loading it; None if
-/// the log has not reached this node. A store that cannot be read, or a
-/// log that does not check, shows no name: the commands that load the
-/// store report why.
+/// the log has not reached this node or signs no profile; why not, if the
+/// store cannot be read or the log does not check.
 fn signed_profile(
     store: &std::path::Path,
     agency: &AgencyId,
-) -> Option<custodia_protocol::keylog::Profile> {
-    let log = custodia_node::Store::peek_key_log(store, agency).ok()??;
-    log.profile(log.len()).cloned()
+) -> Result<Option<custodia_protocol::keylog::Profile>, String> {
+    let log = custodia_node::Store::peek_key_log(store, agency).map_err(|e| e.to_string())?;
+    Ok(log.and_then(|l| l.profile(l.len()).cloned()))
 }
 
 /// The QUIC and TLS libraries log every packet and alert at the debug

@@ -507,6 +507,40 @@ fn a_recovery_rotation_supersedes_what_a_thief_signed_with_the_stolen_root() {
     let r = certify_with_root(&dir, "Mallory 2", &thief.join("m2.key"), &stolen).code(1);
     assert!(r.stderr.contains("not the agency's root"), "{}", r.stderr);
 
+    // `key list` says the old root was taken back by a recovery, and
+    // lists no key of the thief's.
+    let v = at(&dir, &["--json", "key", "list"]).json();
+    let roots: Vec<(String, bool)> = v["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter(|k| k["role"] == "root")
+        .map(|k| {
+            (
+                k["status"].as_str().expect("status").to_owned(),
+                k["recovered"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        roots,
+        [
+            ("former-root".to_owned(), true),
+            ("in-force".to_owned(), false)
+        ]
+    );
+    assert!(v["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .all(|k| k["key"] != key_in(&mallory).to_hex().as_str()));
+    assert_eq!(
+        (v["forks"].clone(), v["unconfirmed"].clone()),
+        (serde_json::json!([]), serde_json::Value::Null)
+    );
+    let text = at(&dir, &["key", "list"]).code(0).stdout;
+    assert!(text.contains("taken back by a recovery at #3"), "{text}");
+
     // `key log` shows the superseded statements apart.
     let v = at(&dir, &["--json", "key", "log"]).json();
     let kinds = |k: &str| -> Vec<String> {

@@ -1202,19 +1202,26 @@ fn replay_history<'a>(
     // A statement of the log itself is not superseded.
     let held: std::collections::HashSet<StatementId> =
         statements.iter().map(KeyStatement::id).collect();
-    let mut pending: Vec<&KeyStatement> = superseded
+    let candidates: Vec<&KeyStatement> = superseded
         .iter()
         .filter(|s| !held.contains(&s.id()))
         .collect();
+    // Each candidate by the place it continues at (position, predecessor),
+    // so that finding one costs no scan; `tried` marks the ones taken out.
+    let mut at: std::collections::HashMap<(u64, Option<StatementId>), Vec<usize>> =
+        std::collections::HashMap::new();
+    for (k, s) in candidates.iter().enumerate().rev() {
+        at.entry((s.seq(), s.payload.prev)).or_default().push(k);
+    }
+    let mut tried = vec![false; candidates.len()];
     let mut next = rest.iter();
     // Appends taken as a recovery or as superseded (B8 bounds them).
     let mut turns = 0usize;
     loop {
-        let continues = pending
-            .iter()
-            .position(|s| s.seq() == log.len() && s.payload.prev == Some(log.head()));
-        if let Some(k) = continues {
-            let s = pending.remove(k);
+        let here = (log.len(), Some(log.head()));
+        if let Some(k) = at.get_mut(&here).and_then(Vec::pop) {
+            tried[k] = true;
+            let s = candidates[k];
             // A statement refused here is left out (the log is unchanged).
             if log.append(s.clone()) == Ok(Appended::New) {
                 order.push(s);
@@ -1233,6 +1240,11 @@ fn replay_history<'a>(
             _ => return None,
         }
     }
+    let pending = candidates
+        .iter()
+        .zip(&tried)
+        .filter(|(_, &t)| !t)
+        .map(|(s, _)| *s);
     for s in pending {
         if turns >= MAX_HISTORY_SUPERSEDED {
             break;

@@ -166,13 +166,13 @@ async fn three_agencies_accept_officers_entries_witness_with_node_keys_and_refus
             "--key",
             &b.id.to_hex(),
             "--country",
-            "ZZ",
+            "NL",
         ],
     );
     let said = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success(), "{again:?}");
     assert!(
-        said.contains("it signs as:  bravo (DE)") && said.contains("ZZ, is not the one it signed"),
+        said.contains("it signs as:  bravo (DE)") && said.contains("NL, is not the one it signed"),
         "{said}"
     );
 
