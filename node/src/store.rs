@@ -122,6 +122,41 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX entries_rev ON entries(rev);",
 ];
 
+/// A SQLite error of the store file at `path`.
+fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The store file opened read-only, for a look that loads nothing and
+/// writes nothing (safe while a node writes to it).
+fn read_only(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| sqlite(path, e))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(|e| sqlite(path, e))?;
+    Ok(conn)
+}
+
+/// `agency`'s key log from the store file at `path`, checked in full
+/// (SPEC.md §3.4); `None` if it holds none.
+fn load_key_log(
+    conn: &Connection,
+    path: &Path,
+    agency: &AgencyId,
+) -> Result<Option<custodia_protocol::keylog::KeyLog>, StoreError> {
+    crate::keys::load(conn, agency).map_err(|e| match e {
+        crate::keys::LoadError::Sql(e) => sqlite(path, e),
+        invalid => StoreError::KeyLog {
+            path: path.to_owned(),
+            agency: agency.fingerprint(),
+            why: invalid.to_string(),
+        },
+    })
+}
+
 /// Who signs what this node's agency writes: the agency's own key, which
 /// writes entries of format version 1, or a key the agency's key log
 /// certifies (an officer's), which writes entries of format version 2 in
@@ -599,31 +634,18 @@ impl Store {
         if !path.exists() {
             return Ok(None);
         }
-        let err = |source| StoreError::Sqlite {
-            path: path.to_owned(),
-            source,
-        };
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        let conn = read_only(path)?;
         let tables: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'key_statements'",
                 [],
                 |r| r.get(0),
             )
-            .map_err(err)?;
+            .map_err(|e| sqlite(path, e))?;
         if tables == 0 {
             return Ok(None);
         }
-        crate::keys::load(&conn, agency).map_err(|e| match e {
-            crate::keys::LoadError::Sql(e) => err(e),
-            invalid => StoreError::KeyLog {
-                path: path.to_owned(),
-                agency: agency.fingerprint(),
-                why: invalid.to_string(),
-            },
-        })
+        load_key_log(&conn, path, agency)
     }
 
     /// `agency`'s key log as the store holds it, checked in full
@@ -632,14 +654,7 @@ impl Store {
         &self,
         agency: &AgencyId,
     ) -> Result<Option<custodia_protocol::keylog::KeyLog>, StoreError> {
-        crate::keys::load(&self.conn, agency).map_err(|e| match e {
-            crate::keys::LoadError::Sql(e) => self.sql(e),
-            invalid => StoreError::KeyLog {
-                path: self.path.clone(),
-                agency: agency.fingerprint(),
-                why: invalid.to_string(),
-            },
-        })
+        load_key_log(&self.conn, &self.path, agency)
     }
 
     /// The statements a recovery rotation superseded in `agency`'s key
@@ -2085,16 +2100,10 @@ impl Store {
     /// Counts the rows of a store file without loading it (a cheap look
     /// for monitoring and tests; safe while a node writes to it).
     pub fn peek_count(path: &Path) -> Result<u64, StoreError> {
-        let err = |source| StoreError::Sqlite {
-            path: path.to_owned(),
-            source,
-        };
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-        conn.query_row("SELECT COUNT(*) FROM entries", [], |r| r.get::<_, i64>(0))
+        read_only(path)?
+            .query_row("SELECT COUNT(*) FROM entries", [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
-            .map_err(err)
+            .map_err(|e| sqlite(path, e))
     }
 
     /// Number of stored rows (entries and withheld positions).

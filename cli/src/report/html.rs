@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use custodia_protocol::bundle::{ItemReport, KeyTrust, Problem, Report, LISTED};
+use custodia_protocol::bundle::{
+    ItemReport, KeyStatementReport, KeyTrust, Problem, Report, LISTED,
+};
 use custodia_protocol::AgencyId;
 
 use super::explain::{
@@ -745,34 +747,30 @@ fn key_histories(h: &mut Page<'_>, ix: &Index<'_>) {
             "<p>Root key in force: <span class=\"mono\">{}</span></p>\n<table>\n<thead><tr><th>Position</th><th>Time</th><th>Statement</th></tr></thead>\n<tbody>",
             log.root
         );
-        for s in &log.statements {
-            let _ = writeln!(
-                h,
-                "<tr><td>#{}</td><td>{}</td><td>{}</td></tr>",
-                s.seq,
-                esc(&iso_time(s.time)),
-                esc(&describe_key_statement(&s.statement, &raw))
-            );
-        }
-        h.push_str("</tbody>\n</table>\n");
+        statement_rows(h, &log.statements);
         if !log.superseded.is_empty() {
             let _ = writeln!(
                 h,
                 "<p class=\"note\">Superseded by a recovery ({}): void, signed by a root the agency took back.</p>\n<table>\n<thead><tr><th>Position</th><th>Time</th><th>Statement</th></tr></thead>\n<tbody>",
                 log.superseded.len()
             );
-            for s in &log.superseded {
-                let _ = writeln!(
-                    h,
-                    "<tr><td>#{}</td><td>{}</td><td>{}</td></tr>",
-                    s.seq,
-                    esc(&iso_time(s.time)),
-                    esc(&describe_key_statement(&s.statement, &raw))
-                );
-            }
-            h.push_str("</tbody>\n</table>\n");
+            statement_rows(h, &log.superseded);
         }
     }
+}
+
+/// A key log's statements as the rows of the open table, then its end.
+fn statement_rows(h: &mut Page<'_>, statements: &[KeyStatementReport]) {
+    for s in statements {
+        let _ = writeln!(
+            h,
+            "<tr><td>#{}</td><td>{}</td><td>{}</td></tr>",
+            s.seq,
+            esc(&iso_time(s.time)),
+            esc(&describe_key_statement(&s.statement, &raw))
+        );
+    }
+    h.push_str("</tbody>\n</table>\n");
 }
 
 fn problems(h: &mut Page<'_>, r: &Report) {

@@ -310,13 +310,16 @@ pub(crate) fn text<W: Write>(r: &Report, file: &Source, last: Option<&str>, out:
             line(wrap(&format!("signed name: {n}"), 4));
         }
         line(format!("    root in force: {}", log.root));
-        for s in &log.statements {
-            line(format!(
+        let statement = |s: &custodia_protocol::bundle::KeyStatementReport| {
+            format!(
                 "    #{:<3} {}  {}",
                 s.seq,
                 iso_time(s.time),
                 wrap(&describe_key_statement(&s.statement, &t), 8).trim_start()
-            ));
+            )
+        };
+        for s in &log.statements {
+            line(statement(s));
         }
         if !log.superseded.is_empty() {
             line(wrap(
@@ -327,12 +330,7 @@ pub(crate) fn text<W: Write>(r: &Report, file: &Source, last: Option<&str>, out:
                 4,
             ));
             for s in &log.superseded {
-                line(format!(
-                    "    #{:<3} {}  {}",
-                    s.seq,
-                    iso_time(s.time),
-                    wrap(&describe_key_statement(&s.statement, &t), 8).trim_start()
-                ));
+                line(statement(s));
             }
         }
     }
