@@ -214,6 +214,12 @@ pub enum RejectKind {
         /// Entries (and withheld positions) held.
         held: u64,
     },
+    /// Not a rule of the spec (reported as V0): a validator that keeps its
+    /// older records out of memory could not read one back, so it cannot
+    /// judge this entry or any after it; the entry itself may be valid.
+    /// Transient: offered again, it is judged once the records can be read.
+    #[error("this implementation could not read back what it keeps of the case: {0}")]
+    RecordsUnavailable(String),
 }
 
 impl RejectKind {
@@ -244,7 +250,7 @@ impl RejectKind {
             RejectKind::RevokedKey { .. } => 22,
             RejectKind::KeyRole { .. } => 23,
             RejectKind::KeyValidity { .. } => 24,
-            RejectKind::TooManyEntries { .. } => 0,
+            RejectKind::TooManyEntries { .. } | RejectKind::RecordsUnavailable(_) => 0,
         }
     }
 
@@ -276,6 +282,7 @@ impl RejectKind {
             RejectKind::KeyRole { .. } => "key-role",
             RejectKind::KeyValidity { .. } => "key-validity",
             RejectKind::TooManyEntries { .. } => "too-many-entries",
+            RejectKind::RecordsUnavailable(_) => "records-unavailable",
         }
     }
 
@@ -293,7 +300,9 @@ impl RejectKind {
             RejectKind::SequenceGap { .. }
             | RejectKind::UnknownReference { .. }
             | RejectKind::KeyLogPending { .. } => ReceiverClass::OutOfOrder,
-            RejectKind::FromTheFuture { .. } => ReceiverClass::Transient,
+            RejectKind::FromTheFuture { .. } | RejectKind::RecordsUnavailable(_) => {
+                ReceiverClass::Transient
+            }
             _ => ReceiverClass::Permanent,
         }
     }

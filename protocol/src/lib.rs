@@ -61,7 +61,10 @@ pub use sync::{
     MAX_KEY_BATCH, MAX_KEY_HEADS, MAX_UNACKED_BATCHES, SYNC_VERSIONS,
 };
 pub use tlp::Tlp;
-pub use validate::{refuse_revoked, AfterRemoval, Applied, EntryMeta, Validator, SKEW_MS};
+pub use validate::{
+    refuse_revoked, AfterRemoval, Applied, EntryMeta, RecordSpill, SpillFile, Validator,
+    DEFAULT_WINDOW, SKEW_MS,
+};
 
 pub mod utc;
 

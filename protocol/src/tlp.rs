@@ -24,6 +24,30 @@ pub enum Tlp {
 }
 
 impl Tlp {
+    /// The label's number in the fixed-size records this implementation
+    /// writes out of memory (a report's notes, a validator's records).
+    pub(crate) fn number(self) -> u8 {
+        match self {
+            Tlp::Clear => 0,
+            Tlp::Green => 1,
+            Tlp::Amber => 2,
+            Tlp::AmberStrict => 3,
+            Tlp::Red => 4,
+        }
+    }
+
+    /// The label of a number [`Tlp::number`] gave.
+    pub(crate) fn from_number(n: u8) -> Option<Tlp> {
+        Some(match n {
+            0 => Tlp::Clear,
+            1 => Tlp::Green,
+            2 => Tlp::Amber,
+            3 => Tlp::AmberStrict,
+            4 => Tlp::Red,
+            _ => return None,
+        })
+    }
+
     /// The label as written on the wire and for people, e.g. `AMBER+STRICT`.
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -7,9 +7,8 @@
 //! entries in different orders reach the same verdicts. The causal past is
 //! tracked with a vector clock per known entry.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use crate::body::{Body, CustodyAction, Role};
 use crate::entry::Entry;
@@ -19,6 +18,11 @@ use crate::ids::{AgencyId, CaseId, EntryId, ItemId, KeyId};
 use crate::keylog::{KeyLogs, KeyRole, NoKeyLogs};
 use crate::state::{CaseState, Conflict, WithheldPosition};
 use crate::tlp::Tlp;
+
+mod records;
+
+use records::{Rec, Records, EXTRA, WITHHELD, WITNESS};
+pub use records::{RecordSpill, SpillFile, DEFAULT_WINDOW};
 
 /// Allowed clock skew, in milliseconds (5 minutes).
 pub const SKEW_MS: u64 = 300_000;
@@ -39,52 +43,6 @@ pub enum Applied {
     Duplicate,
     /// The entry was known as withheld and its content is now shown.
     Revealed,
-}
-
-/// Record flag: a withheld position (no time, no content).
-const WITHHELD: u8 = 1;
-/// Record flag: a witness entry.
-const WITNESS: u8 = 2;
-/// Record flag: recipients or a target are kept in [`Validator::extra`].
-const EXTRA: u8 = 4;
-
-/// What the validator keeps of a known entry: enough to evaluate every rule
-/// and to decide visibility, without the entry itself. 56 bytes, held in
-/// one vector in the order the entries became known; the rarely present
-/// parts (RED recipients, the target of a handling change or retraction)
-/// are kept aside in [`Validator::extra`].
-///
-/// Memory, not the rules, shapes this: a node keeps one validator per case
-/// for as long as it runs, and with `HashMap<EntryId, Known>` (an id key,
-/// an `Arc`ed vector clock each, room for an `Entry`) a million entries
-/// took about 440 bytes each.
-#[derive(Debug, Clone)]
-struct Rec {
-    id: EntryId,
-    /// Asserted time; meaningless for a withheld position.
-    time: u64,
-    /// The sequence number (below the chain's length, so below u32::MAX).
-    seq: u32,
-    author: u32,
-    /// The causal past without the entry's own slot: an offset into
-    /// [`Validator::clocks`] (see [`Clocks`]).
-    base: u32,
-    tlp: Tlp,
-    flags: u8,
-}
-
-impl Rec {
-    fn withheld(&self) -> bool {
-        self.flags & WITHHELD != 0
-    }
-
-    fn time(&self) -> Option<u64> {
-        (!self.withheld()).then_some(self.time)
-    }
-
-    fn seq(&self) -> u64 {
-        u64::from(self.seq)
-    }
 }
 
 /// The parts of a record few entries have.
@@ -129,68 +87,6 @@ impl Clocks {
 /// Whether a stored clock equals a computed one.
 fn same_clock(stored: &[u32], clock: &[u64]) -> bool {
     stored.len() == clock.len() && stored.iter().zip(clock).all(|(&a, &b)| u64::from(a) == b)
-}
-
-/// The id → record index: an open-addressing table of record numbers
-/// (4 bytes a slot, at most half full after growing), the ids themselves
-/// being read from the records. A `HashMap<EntryId, u32>` would keep every
-/// id twice. Hashed with the standard library's keyed hasher, so entry ids
-/// chosen to collide do not lengthen the probes.
-#[derive(Debug, Clone, Default)]
-struct IdIndex {
-    slots: Vec<u32>,
-    len: usize,
-    hasher: RandomState,
-}
-
-const EMPTY: u32 = u32::MAX;
-
-impl IdIndex {
-    fn find(&self, id: &EntryId, recs: &[Rec]) -> Option<u32> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = self.hasher.hash_one(id) as usize & mask;
-        loop {
-            let r = self.slots[i];
-            if r == EMPTY {
-                return None;
-            }
-            if recs.get(r as usize).is_some_and(|rec| rec.id == *id) {
-                return Some(r);
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    /// Adds a record number (its id not yet in the index).
-    fn insert(&mut self, id: &EntryId, r: u32, recs: &[Rec]) {
-        if (self.len + 1) * 4 > self.slots.len() * 3 {
-            self.grow(recs);
-        }
-        self.place(id, r);
-        self.len += 1;
-    }
-
-    fn place(&mut self, id: &EntryId, r: u32) {
-        let mask = self.slots.len() - 1;
-        let mut i = self.hasher.hash_one(id) as usize & mask;
-        while self.slots[i] != EMPTY {
-            i = (i + 1) & mask;
-        }
-        self.slots[i] = r;
-    }
-
-    fn grow(&mut self, recs: &[Rec]) {
-        let size = (self.slots.len() * 2).max(16);
-        let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);
-        for r in old.into_iter().filter(|&r| r != EMPTY) {
-            if let Some(rec) = recs.get(r as usize) {
-                self.place(&rec.id, r);
-            }
-        }
-    }
 }
 
 /// An entry of a removed agency concurrent with its removal
@@ -238,9 +134,9 @@ pub struct Validator {
     state: CaseState,
     authors: Vec<AgencyId>,
     author_index: HashMap<AgencyId, usize>,
-    /// Every known entry (accepted or withheld), in the order it became known.
-    recs: Vec<Rec>,
-    index: IdIndex,
+    /// Every known entry (accepted or withheld), in the order it became
+    /// known: the newest in memory, the older ones perhaps out of it.
+    recs: Records,
     clocks: Clocks,
     /// Recipients and targets, by record number.
     extra: HashMap<u32, Extra>,
@@ -272,6 +168,41 @@ impl Validator {
         }
     }
 
+    /// This validator with its older records out of memory: once it holds
+    /// `2 * window` records, the older `window` go to two files `spill`
+    /// opens (a record file and an id table), and so on. The verdicts are the ones of a validator that keeps
+    /// everything in memory; check [`Validator::failure`] after using it.
+    pub fn with_spill(mut self, spill: Arc<dyn RecordSpill>, window: usize) -> Self {
+        self.recs.spill_to(spill, window);
+        self
+    }
+
+    /// Why a record set aside out of memory could not be read back, if one
+    /// could not. From then on every entry is refused as
+    /// [`RejectKind::RecordsUnavailable`]; answers given since may be
+    /// wrong, and a caller reporting on the case must say it could not
+    /// finish instead.
+    pub fn failure(&self) -> Option<&str> {
+        self.recs.failure()
+    }
+
+    /// Why records stopped leaving memory (a file could not be written),
+    /// if they did. Nothing was lost: they stay in memory.
+    pub fn spill_warning(&self) -> Option<&str> {
+        self.recs.warning()
+    }
+
+    /// Refuses an entry once a record could not be read back.
+    fn unavailable(&self, id: EntryId) -> Result<(), Rejection> {
+        match self.recs.failure() {
+            Some(why) => Err(Rejection::new(
+                Some(id),
+                RejectKind::RecordsUnavailable(why.to_string()),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Gives back spare capacity (after loading a case).
     pub fn shrink_to_fit(&mut self) {
         self.recs.shrink_to_fit();
@@ -282,13 +213,12 @@ impl Validator {
         self.entries.shrink_to_fit();
     }
 
-    fn find(&self, id: &EntryId) -> Option<(u32, &Rec)> {
-        let r = self.index.find(id, &self.recs)?;
-        Some((r, &self.recs[r as usize]))
+    fn find(&self, id: &EntryId) -> Option<(u32, Rec)> {
+        self.recs.find(id)
     }
 
-    fn rec(&self, id: &EntryId) -> Option<&Rec> {
-        self.find(id).map(|(_, rec)| rec)
+    fn rec(&self, id: &EntryId) -> Option<Rec> {
+        self.recs.find(id).map(|(_, rec)| rec)
     }
 
     fn extra_of(&self, r: u32, rec: &Rec) -> Option<&Extra> {
@@ -332,7 +262,7 @@ impl Validator {
             time: k.time(),
             tlp: k.tlp,
             to: self
-                .extra_of(r, k)
+                .extra_of(r, &k)
                 .and_then(|x| x.to.as_deref())
                 .map(<[AgencyId]>::to_vec),
             witness: k.flags & WITNESS != 0,
@@ -355,7 +285,7 @@ impl Validator {
             return false;
         }
         let author = self.authors[k.author as usize];
-        let extra = self.extra_of(r, k);
+        let extra = self.extra_of(r, &k);
         let (tlp, to) = match self.state.handling.get(id) {
             Some((t, to)) => (*t, to.as_deref()),
             None => (k.tlp, extra.and_then(|x| x.to.as_deref())),
@@ -400,9 +330,9 @@ impl Validator {
     }
 
     /// The record at an author's position.
-    fn at_index(&self, a: usize, seq: u64) -> Option<(u32, &Rec)> {
+    fn at_index(&self, a: usize, seq: u64) -> Option<(u32, Rec)> {
         let r = *self.chains.get(a)?.get(usize::try_from(seq).ok()?)?;
-        Some((r, &self.recs[r as usize]))
+        Some((r, self.recs.get(r)?))
     }
 
     /// The next sequence number expected of an author (0 if none known).
@@ -436,13 +366,12 @@ impl Validator {
         let Some(&a) = self.author_index.get(author) else {
             return Vec::new();
         };
-        let mut out: Vec<(u64, u64)> = self
-            .recs
-            .iter()
-            .filter(|r| r.flags & WITNESS != 0 && !r.withheld() && r.author as usize != a)
-            .filter(|r| !skip(&r.id))
-            .map(|r| (r.time, self.clock_at(r.author as usize, r.seq(), r.base, a)))
-            .collect();
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        self.recs.for_each(|_, r| {
+            if r.flags & WITNESS != 0 && !r.withheld() && r.author as usize != a && !skip(&r.id) {
+                out.push((r.time, self.clock_at(r.author as usize, r.seq(), r.base, a)));
+            }
+        });
         out.sort_unstable();
         let mut most = 0;
         for (_, reach) in &mut out {
@@ -488,7 +417,9 @@ impl Validator {
                 .filter_map(|e| Some((e, self.at_index(e.author, e.seq)?.1.id)))
                 .collect();
             for &r in &self.chains[m] {
-                let rec = &self.recs[r as usize];
+                let Some(rec) = self.recs.get(r) else {
+                    continue;
+                };
                 if rec.withheld() {
                     continue;
                 }
@@ -529,6 +460,7 @@ impl Validator {
         keys: &dyn KeyLogs,
     ) -> Result<Applied, Rejection> {
         let id = entry.id();
+        self.unavailable(id)?;
         let fail = |kind| Rejection::new(Some(id), kind);
         let p = entry.payload();
 
@@ -660,7 +592,7 @@ impl Validator {
         let mut clock: Vec<u64> = vec![0; self.authors.len()];
         for parent in p.prev.iter().chain(&p.refs) {
             if let Some(k) = self.rec(parent) {
-                self.merge_into(k, &mut clock);
+                self.merge_into(&k, &mut clock);
             }
         }
 
@@ -685,7 +617,7 @@ impl Validator {
 
         // V17: not before a causal predecessor (beyond the skew).
         for parent in p.prev.iter().chain(&p.refs) {
-            if let Some(pt) = self.rec(parent).and_then(Rec::time) {
+            if let Some(pt) = self.rec(parent).and_then(|k| k.time()) {
                 if p.time.saturating_add(SKEW_MS) < pt {
                     return Err(fail(RejectKind::TimeViolation {
                         time: p.time,
@@ -703,7 +635,8 @@ impl Validator {
             }));
         }
 
-        // Accept.
+        // Accept, unless a record the rules read could not be read back.
+        self.unavailable(id)?;
         let new_author = usize::from(!self.author_index.contains_key(&p.author));
         let clock_room = self.clocks.0.len() + 1 + clock.len().max(self.authors.len() + new_author);
         if (!revealing && self.recs.len() >= MAX_RECORDS) || clock_room > u32::MAX as usize {
@@ -754,12 +687,10 @@ impl Validator {
             } | if has_extra { EXTRA } else { 0 },
         };
         let r = if let Some(r) = revealed {
-            self.recs[r as usize] = rec;
+            self.recs.set(r, rec);
             r
         } else {
-            let r = self.recs.len() as u32;
-            self.recs.push(rec);
-            self.index.insert(&id, r, &self.recs);
+            let r = self.recs.push(rec);
             self.chains[a].push(r);
             r
         };
@@ -790,6 +721,7 @@ impl Validator {
     /// Records a position whose content this node may not see: the entry
     /// travels as (author, seq, id) alone. The chain continues through it.
     pub fn apply_withheld(&mut self, pos: WithheldPosition) -> Result<Applied, Rejection> {
+        self.unavailable(pos.id)?;
         let fail = |kind| Rejection::new(Some(pos.id), kind);
         if self.state.case.is_none() {
             return Err(fail(RejectKind::WrongCase(
@@ -824,6 +756,7 @@ impl Validator {
                 found: pos.seq,
             }));
         }
+        self.unavailable(pos.id)?;
         let clock_room = self.clocks.0.len() + 1 + self.authors.len();
         if self.recs.len() >= MAX_RECORDS || clock_room > u32::MAX as usize {
             return Err(fail(RejectKind::TooManyEntries {
@@ -842,8 +775,7 @@ impl Validator {
             // Room was checked above.
             None => self.clocks.push(&vec![0; self.authors.len()]).unwrap_or(0),
         };
-        let r = self.recs.len() as u32;
-        self.recs.push(Rec {
+        let r = self.recs.push(Rec {
             id: pos.id,
             time: 0,
             // Equal to the chain's length (checked above).
@@ -853,7 +785,6 @@ impl Validator {
             tlp: Tlp::Red,
             flags: WITHHELD,
         });
-        self.index.insert(&pos.id, r, &self.recs);
         self.chains[a].push(r);
         self.state.record_withheld(pos);
         Ok(Applied::New)
@@ -1010,7 +941,7 @@ impl Validator {
                         return Err("a receipt must name its transfer".into());
                     };
                     let Some(t) = self.state.open_transfers.get(&tid) else {
-                        return if relaxed && self.rec(&tid).is_none_or(Rec::withheld) {
+                        return if relaxed && self.rec(&tid).is_none_or(|k| k.withheld()) {
                             Ok(true)
                         } else {
                             Err(format!("transfer {tid} is not an open transfer"))
@@ -1170,43 +1101,6 @@ pub fn refuse_revoked(entry: &Entry, keys: &dyn KeyLogs) -> Result<(), Rejection
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(id: EntryId) -> Rec {
-        Rec {
-            id,
-            time: 0,
-            seq: 0,
-            author: 0,
-            base: 0,
-            tlp: Tlp::Clear,
-            flags: 0,
-        }
-    }
-
-    fn id_of(i: u32) -> EntryId {
-        let mut b = [0u8; 32];
-        b[..4].copy_from_slice(&i.to_le_bytes());
-        EntryId(b)
-    }
-
-    #[test]
-    fn index_finds_every_record_through_growth() {
-        let mut recs = Vec::new();
-        let mut index = IdIndex::default();
-        assert_eq!(index.find(&id_of(0), &recs), None);
-        for i in 0..10_000u32 {
-            recs.push(rec(id_of(i)));
-            index.insert(&id_of(i), i, &recs);
-        }
-        for i in 0..10_000u32 {
-            assert_eq!(index.find(&id_of(i), &recs), Some(i), "record {i}");
-        }
-        for i in 10_000..11_000u32 {
-            assert_eq!(index.find(&id_of(i), &recs), None, "absent {i}");
-        }
-        // At most three quarters full, so a miss always ends.
-        assert!(index.slots.len() * 3 >= index.len * 4);
-    }
 
     #[test]
     fn clocks_round_trip_and_compare() {

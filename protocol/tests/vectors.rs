@@ -6,9 +6,12 @@
 //! before it replays the entries (SPEC.md Appendix A.1).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use custodia_protocol::keylog::{KeyLog, KeyStatement};
-use custodia_protocol::{AgencyId, Applied, Entry, EntryId, Validator, WithheldPosition};
+use custodia_protocol::{
+    AgencyId, Applied, Entry, EntryId, RecordSpill, SpillFile, Validator, WithheldPosition,
+};
 use serde_json::Value;
 
 fn load() -> Vec<Value> {
@@ -55,13 +58,13 @@ fn key_logs(v: &Value) -> BTreeMap<AgencyId, KeyLog> {
 /// accepted entries and those the state reports as concurrent with a
 /// removal, or the index and class of the first failure.
 #[allow(clippy::type_complexity)]
-fn run(v: &Value, lean: bool) -> Result<(Vec<EntryId>, Vec<EntryId>), (usize, String, String)> {
+fn run(v: &Value, kind: Kind) -> Result<(Vec<EntryId>, Vec<EntryId>), (usize, String, String)> {
     let now = v["now"].as_u64().expect("now");
     let keys = key_logs(v);
-    let mut validator = if lean {
-        Validator::lean()
-    } else {
-        Validator::new()
+    let mut validator = match kind {
+        Kind::Full => Validator::new(),
+        Kind::Lean => Validator::lean(),
+        Kind::Spilled => Validator::lean().with_spill(Arc::new(TempFiles), 1),
     };
     let mut ids = Vec::new();
     for (i, e) in v["entries"].as_array().expect("entries").iter().enumerate() {
@@ -90,7 +93,40 @@ fn run(v: &Value, lean: bool) -> Result<(Vec<EntryId>, Vec<EntryId>), (usize, St
         }
     }
     let late = validator.after_removal().iter().map(|x| x.entry).collect();
+    assert_eq!(validator.failure(), None);
     Ok((ids, late))
+}
+
+/// Which validator [`run`] uses.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Keeps every entry.
+    Full,
+    /// Keeps a record of each.
+    Lean,
+    /// Keeps one record in memory, the others in temporary files.
+    Spilled,
+}
+
+/// Unnamed temporary files, as a node's and `custodia verify`'s.
+struct TempFiles;
+
+struct TempFile(std::fs::File);
+
+impl SpillFile for TempFile {
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.0, bytes, offset)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
+    }
+}
+
+impl RecordSpill for TempFiles {
+    fn open(&self) -> std::io::Result<Box<dyn SpillFile>> {
+        Ok(Box::new(TempFile(tempfile::tempfile()?)))
+    }
 }
 
 #[test]
@@ -101,11 +137,17 @@ fn every_vector_gives_its_expected_outcome() {
     for v in &vectors {
         let name = v["name"].as_str().expect("name");
         let expect = v["expect"].as_str().expect("expect");
-        // The lean validator (what nodes use) must reach the same verdicts.
-        let lean = run(v, true);
-        let full = run(v, false);
+        // The lean validator (what nodes use) must reach the same verdicts,
+        // with its older records in memory or out of it.
+        let lean = run(v, Kind::Lean);
+        let full = run(v, Kind::Full);
         if lean != full {
             failures.push(format!("{name}: lean and full validators disagree"));
+        }
+        if run(v, Kind::Spilled) != full {
+            failures.push(format!(
+                "{name}: a validator with its records out of memory disagrees"
+            ));
         }
         match (full, expect) {
             (Ok((ids, late)), "valid") => {
@@ -162,7 +204,7 @@ fn every_refusal_has_its_receiver_class_of_spec_8_6() {
     };
     let mut seen = std::collections::BTreeSet::new();
     for v in load() {
-        if let Err((_, name, message)) = run(&v, false) {
+        if let Err((_, name, message)) = run(&v, Kind::Full) {
             let want = class_of(&name);
             assert!(
                 message.ends_with(&format!("[{want}]")),

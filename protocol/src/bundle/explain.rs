@@ -105,6 +105,9 @@ pub fn explain(kind: &RejectKind, seq: Option<u64>) -> String {
         RejectKind::TooManyEntries { held } => format!(
             "This verifier already holds {held} entries of this case, the most it can keep, so it could not check this one; the entry itself may be sound."
         ),
+        RejectKind::RecordsUnavailable(why) => format!(
+            "This verifier could not read back what it had set aside of this case ({why}), so it could not check this entry; the entry itself may be sound."
+        ),
     }
 }
 

@@ -44,29 +44,6 @@ const BLOCK: usize = 1 << 20;
 /// if the flag is 1) and the text.
 const FIXED: usize = 58;
 
-/// A label's number in a record.
-fn label_number(tlp: Tlp) -> u8 {
-    match tlp {
-        Tlp::Clear => 0,
-        Tlp::Green => 1,
-        Tlp::Amber => 2,
-        Tlp::AmberStrict => 3,
-        Tlp::Red => 4,
-    }
-}
-
-/// The label of a number in a record.
-fn label_of(n: u8) -> Option<Tlp> {
-    Some(match n {
-        0 => Tlp::Clear,
-        1 => Tlp::Green,
-        2 => Tlp::Amber,
-        3 => Tlp::AmberStrict,
-        4 => Tlp::Red,
-        _ => return None,
-    })
-}
-
 /// The notes of a report, in bundle order. [`Notes::iter`] gives them back
 /// as [`NoteReport`]s, one at a time.
 #[derive(Default)]
@@ -187,7 +164,7 @@ impl Notes {
         t.extend_from_slice(&u32::try_from(index).unwrap_or(u32::MAX).to_le_bytes());
         t.extend_from_slice(&author.to_le_bytes());
         t.extend_from_slice(&key.to_le_bytes());
-        t.push(label_number(p.tlp));
+        t.push(p.tlp.number());
         t.push(u8::from(note.item.is_some()));
         t.extend_from_slice(&len.to_le_bytes());
         if let Some(item) = &note.item {
@@ -279,7 +256,7 @@ fn parse(b: &[u8]) -> Option<Rec<'_>> {
         index: u32_at(40)?,
         author: u32_at(44)?,
         key: u32_at(48)?,
-        tlp: label_of(*b.get(52)?)?,
+        tlp: Tlp::from_number(*b.get(52)?)?,
         item,
         text: b.get(text_at..)?,
     })
