@@ -17,9 +17,11 @@
 use std::io::{IsTerminal, Read, Seek as _, SeekFrom, Write as _};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use custodia_protocol::bundle::{engine, NoteSpill, Report, TrustList};
+use custodia_protocol::RecordSpill;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest as _, Sha256};
 
@@ -273,7 +275,16 @@ fn check_file_within(
                 bar.set_position(done);
             }
         },
-        notes,
+        engine::Spills {
+            notes,
+            // The validator's older records: unnamed files in TMPDIR too.
+            records: custodia_node::record_window().map(|w| {
+                (
+                    Arc::new(custodia_node::TempFiles::in_temp_dir()) as Arc<dyn RecordSpill>,
+                    w,
+                )
+            }),
+        },
     );
     if let Some(bar) = bar {
         bar.finish_and_clear();

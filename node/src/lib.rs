@@ -23,6 +23,7 @@ mod keys;
 mod local;
 mod mediatype;
 mod pkcs11;
+mod spill;
 mod store;
 mod tls;
 mod wake;
@@ -47,6 +48,7 @@ pub use local::{
     LocalError, Registered, TimelineRow, DEFAULT_LISTEN, KEY_FILE, NODE_KEY_FILE,
 };
 pub use pkcs11::{Pkcs11Module, TokenError, TokenKey, TokenUri, PKCS11_SCHEME};
+pub use spill::{lean_validator, record_window, TempFiles, RECORD_WINDOW_VAR};
 pub use store::{
     check as check_items, BackupInfo, BatchOutcome, Checked, Draft, Problem, Quarantined, Row,
     RowHead, Signer, Store, StoreError, SCHEMA_VERSION,

@@ -37,14 +37,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use custodia_protocol::session::{apply_batch, BatchStore};
 pub use custodia_protocol::session::{BatchOutcome, Checked, RowHead};
 use custodia_protocol::{
     admit_proof, AgencyId, Applied, Body, CaseId, CaseState, Entry, EntryId, EquivocationProof,
-    Head, Identity, Payload, ProofRefusal, RejectKind, Rejection, SyncItem, Tlp, Validator,
-    WithheldPosition, FORMAT_VERSION, MAX_PROOFS_PER_AUTHOR, MAX_REFS,
+    Head, Identity, Payload, ProofRefusal, RecordSpill, RejectKind, Rejection, SyncItem, Tlp,
+    Validator, WithheldPosition, FORMAT_VERSION, MAX_PROOFS_PER_AUTHOR, MAX_REFS,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -269,6 +270,18 @@ pub enum StoreError {
     /// (SPEC.md §8, the same rules a receiver applies); nothing was stored.
     #[error("refused by rule V{} ({}), nothing stored: {}", .0.rule(), .0.class(), .0.kind)]
     Refused(Rejection),
+    /// What this process keeps of a case out of memory (SPEC.md §8.7)
+    /// could not be read back. Nothing was quarantined or written; the
+    /// cases are loaded again from the store on the next look.
+    #[error("store {path}: what this process set aside of case {case} in a temporary file could not be read back ({why}); nothing was quarantined or written, and the case is read again from the store next time")]
+    Records {
+        /// The store file.
+        path: PathBuf,
+        /// The case.
+        case: CaseId,
+        /// What failed.
+        why: String,
+    },
 }
 
 /// What a caller wants to say; the store fills in the chain fields.
@@ -365,6 +378,10 @@ pub struct Store {
     /// `key_revision` (SPEC.md §3.4, §9.15).
     key_logs: BTreeMap<AgencyId, custodia_protocol::keylog::KeyLog>,
     key_revision: i64,
+    /// Where the validators' older records go (unnamed files in the
+    /// store's folder), and how many stay in memory (None: all).
+    spill: Arc<dyn RecordSpill>,
+    window: Option<usize>,
 }
 
 impl std::fmt::Debug for Store {
@@ -561,6 +578,12 @@ impl Store {
             suspicion: None,
             key_logs: BTreeMap::new(),
             key_revision: -1,
+            spill: Arc::new(crate::spill::TempFiles::in_dir(
+                path.parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new(".")),
+            )),
+            window: crate::spill::record_window(),
         };
         store.migrate()?;
         store.refresh()?;
@@ -1085,6 +1108,22 @@ impl Store {
             changed = !rows.is_empty();
             bad.extend(self.load_rows(rows));
         }
+        // A validator that could not read back its own records refused
+        // rows it could not judge: they are not damaged, and nothing is
+        // quarantined. The cases are loaded afresh (new files) next time.
+        if let Some((case, why)) = self
+            .cases
+            .iter()
+            .find_map(|(c, v)| v.failure().map(|why| (*c, why.to_string())))
+        {
+            self.cases.clear();
+            self.loaded_rev = 0;
+            return Err(StoreError::Records {
+                path: self.path.clone(),
+                case,
+                why,
+            });
+        }
         self.quarantine(bad)?;
         Ok(changed)
     }
@@ -1220,7 +1259,10 @@ impl Store {
         let altered =
             || "its bytes do not hash to its id (they were altered after they were stored)".into();
         let rule = |r: Rejection| format!("rule V{} ({}): {}", r.rule(), r.class(), r.kind);
-        let validator = self.cases.entry(p.case).or_insert_with(Validator::lean);
+        let validator = self
+            .cases
+            .entry(p.case)
+            .or_insert_with(|| crate::spill::lean_validator(&self.spill, self.window));
         let keys = &self.key_logs;
         let result = match verdict {
             None => validator
@@ -1593,7 +1635,10 @@ impl Store {
                 // wrong role or out of its validity writes nothing.
                 custodia_protocol::refuse_revoked(&entry, &self.key_logs)
                     .map_err(StoreError::Refused)?;
-                let v = self.cases.entry(c).or_insert_with(Validator::lean);
+                let v = self
+                    .cases
+                    .entry(c)
+                    .or_insert_with(|| crate::spill::lean_validator(&self.spill, self.window));
                 let how = v
                     .apply_keyed(&entry, now_ms, &self.key_logs)
                     .map_err(StoreError::Refused)?;
@@ -2198,7 +2243,9 @@ impl Store {
                 continue;
             };
             let (id, case, author) = (EntryId(id), EntryId(case), AgencyId(author));
-            let v = fresh.entry(case).or_insert_with(Validator::lean);
+            let v = fresh
+                .entry(case)
+                .or_insert_with(|| crate::spill::lean_validator(&self.spill, self.window));
             match bytes {
                 None => {
                     if let Err(r) = v.apply_withheld(WithheldPosition {
@@ -2236,6 +2283,18 @@ impl Store {
                     }
                 }
             }
+        }
+        // Rows refused because the check's own records could not be read
+        // back are not damage: the check could not finish.
+        if let Some((case, why)) = fresh
+            .iter()
+            .find_map(|(c, v)| v.failure().map(|why| (*c, why.to_string())))
+        {
+            return Err(StoreError::Records {
+                path: self.path.clone(),
+                case,
+                why,
+            });
         }
         Ok(problems)
     }
@@ -3027,7 +3086,9 @@ impl BatchStore for Store {
         open: bool,
     ) -> Option<(&mut Validator, &dyn custodia_protocol::keylog::KeyLogs)> {
         let v = if open {
-            self.cases.entry(*case).or_insert_with(Validator::lean)
+            self.cases
+                .entry(*case)
+                .or_insert_with(|| crate::spill::lean_validator(&self.spill, self.window))
         } else {
             self.cases.get_mut(case)?
         };

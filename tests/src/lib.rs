@@ -138,11 +138,17 @@ impl Agency {
 
     /// Starts `custodia node run` as a separate process.
     pub fn spawn(&self) -> Child {
+        self.spawn_with(&[])
+    }
+
+    /// [`Agency::spawn`] with more environment variables.
+    pub fn spawn_with(&self, env: &[(&str, &str)]) -> Child {
         Command::new(custodia_binary())
             .arg("--dir")
             .arg(&self.dir)
             .args(["node", "run"])
             .env("CUSTODIA_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

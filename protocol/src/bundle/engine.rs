@@ -26,9 +26,11 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
 
 use crate::parallel::map_in_parallel;
 use crate::state::WithheldPosition;
+use crate::validate::RecordSpill;
 
 use super::{
     check_entries, oversize, BundleError, Checked, Element, NoteSpill, Report, StreamDecoder,
@@ -96,26 +98,41 @@ pub fn second_pass<R: Read + ?Sized>(
     threads: usize,
     progress: &mut dyn FnMut(u64),
 ) -> std::io::Result<Result<Report, BundleError>> {
-    second_pass_spilling(src, first, trust, threads, progress, None)
+    second_pass_spilling(src, first, trust, threads, progress, Spills::default())
 }
 
-/// [`second_pass`], with the report's notes kept in `notes` instead of
-/// memory when given (a bundle may be mostly notes; see
-/// [`super::Notes`]): the caller opens it, such as a temporary file.
+/// What a verifier keeps out of memory, in places its caller opens (such
+/// as temporary files): the report's notes (a bundle may be mostly notes;
+/// see [`super::Notes`]) and the validator's older records (see
+/// [`Validator::with_spill`](crate::Validator::with_spill)). Nothing given:
+/// everything stays in memory.
+#[derive(Default)]
+pub struct Spills {
+    /// Where the notes go.
+    pub notes: Option<Box<dyn NoteSpill>>,
+    /// Where the older records go, and how many stay in memory.
+    pub records: Option<(Arc<dyn RecordSpill>, usize)>,
+}
+
+/// [`second_pass`], with what `spills` names kept out of memory. A record
+/// that cannot be read back ends it with an error, not a report.
 pub fn second_pass_spilling<R: Read + ?Sized>(
     src: &mut R,
     first: &Summary,
     trust: Option<&TrustList>,
     threads: usize,
     progress: &mut dyn FnMut(u64),
-    notes: Option<Box<dyn NoteSpill>>,
+    spills: Spills,
 ) -> std::io::Result<Result<Report, BundleError>> {
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Vec<Next>>(1);
         let replayer = scope.spawn(move || {
             let mut v = Verifier::streamed(first, trust);
-            if let Some(spill) = notes {
+            if let Some(spill) = spills.notes {
                 v.spill_notes(spill);
+            }
+            if let Some((spill, window)) = spills.records {
+                v.spill_records(spill, window);
             }
             for chunk in rx {
                 for next in chunk {
@@ -135,6 +152,9 @@ pub fn second_pass_spilling<R: Read + ?Sized>(
         let v = replayer
             .join()
             .map_err(|_| std::io::Error::other("internal error: the replay stopped"))?;
+        if let Some(why) = v.records_failure() {
+            return Err(std::io::Error::other(why.to_string()));
+        }
         Ok(second?.map(|s| v.finish_streamed(&s)))
     })
 }

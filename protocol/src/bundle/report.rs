@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::body::{Acquisition, Body, CustodyAction, Digests, Role};
 use crate::entry::Entry;
@@ -27,7 +28,7 @@ use crate::ids::{AgencyId, CaseId, EntryId, ItemId, KeyId, StatementId};
 use crate::keylog::{Appended, KeyLog, KeyStatement, Officer, Profile, RevokeReason, Statement};
 use crate::state::{Conflict, WithheldPosition};
 use crate::tlp::Tlp;
-use crate::validate::{Applied, Validator};
+use crate::validate::{Applied, RecordSpill, Validator};
 
 use super::explain::{explain, explain_bundle_rule, explain_consequence};
 use super::notes::NoteSpill;
@@ -1097,6 +1098,19 @@ impl<'t> Verifier<'t> {
         if self.notes.is_empty() {
             self.notes = Notes::spilling(spill);
         }
+    }
+
+    /// Keeps the validator's older records in files `spill` opens, all but
+    /// the newest `window` to `2 * window` (see
+    /// [`Validator::with_spill`]); before the first element.
+    pub fn spill_records(&mut self, spill: Arc<dyn RecordSpill>, window: usize) {
+        self.v = std::mem::take(&mut self.v).with_spill(spill, window);
+    }
+
+    /// Why a record set aside out of memory could not be read back, if
+    /// one could not: the report is then not to be given.
+    pub fn records_failure(&self) -> Option<&str> {
+        self.v.failure()
     }
 
     fn start(
