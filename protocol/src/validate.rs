@@ -53,37 +53,6 @@ struct Extra {
     target: Option<EntryId>,
 }
 
-/// Vector clocks, stored one after another: at an offset, the number of
-/// slots, then the slots. A clock gives, for each author index, 1 + the
-/// highest sequence number in the causal past (0: nothing of that author;
-/// missing slots are 0). Each entry's clock is stored *without* the entry's
-/// own slot, so consecutive entries of one author that saw nothing new
-/// share one stored clock.
-#[derive(Debug, Clone, Default)]
-struct Clocks(Vec<u32>);
-
-impl Clocks {
-    fn get(&self, at: u32) -> &[u32] {
-        let at = at as usize;
-        let len = self.0.get(at).map_or(0, |&n| n as usize);
-        self.0.get(at + 1..at + 1 + len).unwrap_or(&[])
-    }
-
-    /// Stores a clock; None if the store would outgrow u32 offsets.
-    fn push(&mut self, clock: &[u64]) -> Option<u32> {
-        let at = u32::try_from(self.0.len()).ok()?;
-        let len = u32::try_from(clock.len()).ok()?;
-        if self.0.len() + 1 + clock.len() > u32::MAX as usize {
-            return None;
-        }
-        self.0.push(len);
-        // Clock values are at most the number of records (< u32::MAX).
-        self.0
-            .extend(clock.iter().map(|&c| u32::try_from(c).unwrap_or(u32::MAX)));
-        Some(at)
-    }
-}
-
 /// Whether a stored clock equals a computed one.
 fn same_clock(stored: &[u32], clock: &[u64]) -> bool {
     stored.len() == clock.len() && stored.iter().zip(clock).all(|(&a, &b)| u64::from(a) == b)
@@ -124,8 +93,20 @@ struct MembershipEvent {
     added: Option<Role>,
     author: usize,
     seq: u64,
-    /// The event's clock (an offset into [`Validator::clocks`]).
-    base: u32,
+    /// The event's clock without its own slot, a copy: every entry's V14
+    /// reads it, and the stored one may be out of memory.
+    clock: Box<[u32]>,
+}
+
+impl MembershipEvent {
+    /// Slot `x` of the event's clock, its own slot included.
+    fn clock_at(&self, x: usize) -> u64 {
+        if x == self.author {
+            self.seq + 1
+        } else {
+            self.clock.get(x).map_or(0, |&c| u64::from(c))
+        }
+    }
 }
 
 /// Validates the entries of one case and derives its state.
@@ -137,7 +118,6 @@ pub struct Validator {
     /// Every known entry (accepted or withheld), in the order it became
     /// known: the newest in memory, the older ones perhaps out of it.
     recs: Records,
-    clocks: Clocks,
     /// Recipients and targets, by record number.
     extra: HashMap<u32, Extra>,
     /// Each author's chain: the record number at every sequence number.
@@ -206,7 +186,6 @@ impl Validator {
     /// Gives back spare capacity (after loading a case).
     pub fn shrink_to_fit(&mut self) {
         self.recs.shrink_to_fit();
-        self.clocks.0.shrink_to_fit();
         for c in &mut self.chains {
             c.shrink_to_fit();
         }
@@ -234,17 +213,17 @@ impl Validator {
         if x == author {
             seq + 1
         } else {
-            self.clocks.get(base).get(x).map_or(0, |&c| u64::from(c))
+            u64::from(self.recs.clock_slot(base, x))
         }
     }
 
     /// Merges a record's clock into `into`.
     fn merge_into(&self, rec: &Rec, into: &mut Vec<u64>) {
-        let base = self.clocks.get(rec.base);
+        let base = self.recs.clock(rec.base);
         if into.len() < base.len() {
             into.resize(base.len(), 0);
         }
-        for (a, &b) in into.iter_mut().zip(base) {
+        for (a, &b) in into.iter_mut().zip(base.iter()) {
             *a = (*a).max(u64::from(b));
         }
         let a = rec.author as usize;
@@ -424,7 +403,7 @@ impl Validator {
                     continue;
                 }
                 let concurrent = removals.iter().find(|(rm, _)| {
-                    let entry_before = self.clock_at(rm.author, rm.seq, rm.base, m) > rec.seq();
+                    let entry_before = rm.clock_at(m) > rec.seq();
                     let removal_before = self.clock_at(m, rec.seq(), rec.base, rm.author) > rm.seq;
                     !entry_before && !removal_before
                 });
@@ -638,7 +617,8 @@ impl Validator {
         // Accept, unless a record the rules read could not be read back.
         self.unavailable(id)?;
         let new_author = usize::from(!self.author_index.contains_key(&p.author));
-        let clock_room = self.clocks.0.len() + 1 + clock.len().max(self.authors.len() + new_author);
+        let clock_room =
+            self.recs.clock_len() + 1 + clock.len().max(self.authors.len() + new_author);
         if (!revealing && self.recs.len() >= MAX_RECORDS) || clock_room > u32::MAX as usize {
             return Err(fail(RejectKind::TooManyEntries {
                 held: self.recs.len() as u64,
@@ -653,14 +633,14 @@ impl Validator {
             .and_then(|s| self.at_index(a, s))
             .map(|(_, prev)| prev.base);
         let base = match prev_base {
-            Some(b) if same_clock(self.clocks.get(b), &clock) => b,
+            Some(b) if same_clock(&self.recs.clock(b), &clock) => b,
             // Room was checked above.
-            _ => self.clocks.push(&clock).unwrap_or(0),
+            _ => self.recs.push_clock(&clock).unwrap_or(0),
         };
         match &p.body {
-            Body::MemberAdded(m) => self.push_membership(m.agency, Some(m.role), a, p.seq, base),
-            Body::MemberRemoved(m) => self.push_membership(m.agency, None, a, p.seq, base),
-            Body::CaseOpened(_) => self.push_membership(p.author, Some(Role::Lead), a, 0, base),
+            Body::MemberAdded(m) => self.push_membership(m.agency, Some(m.role), a, p.seq, &clock),
+            Body::MemberRemoved(m) => self.push_membership(m.agency, None, a, p.seq, &clock),
+            Body::CaseOpened(_) => self.push_membership(p.author, Some(Role::Lead), a, 0, &clock),
             _ => {}
         }
         let extra = Extra {
@@ -757,7 +737,7 @@ impl Validator {
             }));
         }
         self.unavailable(pos.id)?;
-        let clock_room = self.clocks.0.len() + 1 + self.authors.len();
+        let clock_room = self.recs.clock_len() + 1 + self.authors.len();
         if self.recs.len() >= MAX_RECORDS || clock_room > u32::MAX as usize {
             return Err(fail(RejectKind::TooManyEntries {
                 held: self.recs.len() as u64,
@@ -773,7 +753,10 @@ impl Validator {
         let base = match prev_base {
             Some(b) => b,
             // Room was checked above.
-            None => self.clocks.push(&vec![0; self.authors.len()]).unwrap_or(0),
+            None => self
+                .recs
+                .push_clock(&vec![0; self.authors.len()])
+                .unwrap_or(0),
         };
         let r = self.recs.push(Rec {
             id: pos.id,
@@ -806,7 +789,7 @@ impl Validator {
         added: Option<Role>,
         author: usize,
         seq: u64,
-        base: u32,
+        clock: &[u64],
     ) {
         let genesis = added == Some(Role::Lead) && seq == 0 && self.state.case.is_none();
         self.membership
@@ -817,7 +800,10 @@ impl Validator {
                 added,
                 author,
                 seq,
-                base,
+                clock: clock
+                    .iter()
+                    .map(|&c| u32::try_from(c).unwrap_or(u32::MAX))
+                    .collect(),
             });
     }
 
@@ -832,7 +818,7 @@ impl Validator {
         let in_past = |e: &MembershipEvent| clock.get(e.author).is_some_and(|&c| c > e.seq);
         let before = |a: &MembershipEvent, b: &MembershipEvent| {
             // a is causally before b (or is b).
-            self.clock_at(b.author, b.seq, b.base, a.author) > a.seq
+            b.clock_at(a.author) > a.seq
         };
         if events.first().is_some_and(|e| e.genesis) && in_past(&events[0]) {
             return Some(Role::Lead);
@@ -1103,18 +1089,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clocks_round_trip_and_compare() {
-        let mut clocks = Clocks::default();
-        let a = clocks.push(&[3, 0, 7]).expect("room");
-        let b = clocks.push(&[]).expect("room");
-        let c = clocks.push(&[1]).expect("room");
-        assert_eq!(clocks.get(a), &[3, 0, 7]);
-        assert_eq!(clocks.get(b), &[] as &[u32]);
-        assert_eq!(clocks.get(c), &[1]);
-        assert!(same_clock(clocks.get(a), &[3, 0, 7]));
-        assert!(!same_clock(clocks.get(a), &[3, 0]));
-        assert!(!same_clock(clocks.get(a), &[3, 0, 8]));
-        // An offset past the end reads as the empty clock, not a panic.
-        assert_eq!(clocks.get(1_000), &[] as &[u32]);
+    fn a_stored_clock_compares_equal_to_its_computed_one_only() {
+        assert!(same_clock(&[3, 0, 7], &[3, 0, 7]));
+        assert!(!same_clock(&[3, 0, 7], &[3, 0]));
+        assert!(!same_clock(&[3, 0, 7], &[3, 0, 8]));
+        assert!(same_clock(&[], &[]));
     }
 }

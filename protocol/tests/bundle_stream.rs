@@ -170,6 +170,24 @@ fn the_bundle_vectors_stream_to_their_expected_results() {
         let bytes = hex::decode(v["bundle"].as_str().expect("hex")).expect("hex");
         let want = whole(&bytes);
         assert_eq!(streamed(&bytes, 97), want, "{name}");
+        // As `custodia verify` runs it, with one record of the case in
+        // memory and the others in temporary files: the same report.
+        if let Ok(first) = summary(&bytes, 4096) {
+            let spills = bundle::engine::Spills {
+                notes: None,
+                records: Some((std::sync::Arc::new(common::TempFiles), 1)),
+            };
+            let out = bundle::engine::second_pass_spilling(
+                &mut std::io::Cursor::new(&bytes),
+                &first,
+                None,
+                2,
+                &mut |_| {},
+                spills,
+            )
+            .expect("the temporary files work");
+            assert_eq!(out, want, "{name}: records out of memory");
+        }
         match (streamed(&bytes, 5), v["expect"].as_str().expect("expect")) {
             (Err(e), "unreadable") => assert_eq!(e.class(), v["error"], "{name}"),
             (Ok(r), "valid") => assert!(r.is_valid(), "{name}"),

@@ -5,13 +5,13 @@
 //! format version 2 carries the key logs (`keylogs`) its validator holds
 //! before it replays the entries (SPEC.md Appendix A.1).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use custodia_protocol::keylog::{KeyLog, KeyStatement};
-use custodia_protocol::{
-    AgencyId, Applied, Entry, EntryId, RecordSpill, SpillFile, Validator, WithheldPosition,
-};
+use custodia_protocol::{AgencyId, Applied, Entry, EntryId, Validator, WithheldPosition};
 use serde_json::Value;
 
 fn load() -> Vec<Value> {
@@ -64,7 +64,7 @@ fn run(v: &Value, kind: Kind) -> Result<(Vec<EntryId>, Vec<EntryId>), (usize, St
     let mut validator = match kind {
         Kind::Full => Validator::new(),
         Kind::Lean => Validator::lean(),
-        Kind::Spilled => Validator::lean().with_spill(Arc::new(TempFiles), 1),
+        Kind::Spilled => Validator::lean().with_spill(Arc::new(common::TempFiles), 1),
     };
     let mut ids = Vec::new();
     for (i, e) in v["entries"].as_array().expect("entries").iter().enumerate() {
@@ -106,27 +106,6 @@ enum Kind {
     Lean,
     /// Keeps one record in memory, the others in temporary files.
     Spilled,
-}
-
-/// Unnamed temporary files, as a node's and `custodia verify`'s.
-struct TempFiles;
-
-struct TempFile(std::fs::File);
-
-impl SpillFile for TempFile {
-    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
-        std::os::unix::fs::FileExt::write_all_at(&self.0, bytes, offset)
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
-    }
-}
-
-impl RecordSpill for TempFiles {
-    fn open(&self) -> std::io::Result<Box<dyn SpillFile>> {
-        Ok(Box::new(TempFile(tempfile::tempfile()?)))
-    }
 }
 
 #[test]

@@ -34,6 +34,7 @@
 //! refuses every entry as out of order (it cannot tell) and the caller
 //! says so, instead of judging an entry on a record it could not read.
 
+use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -419,8 +420,19 @@ pub(super) struct Records {
     window: usize,
     /// Records out of memory changed since (a withheld position revealed).
     patched: HashMap<u32, Rec>,
+    /// The vector clocks (see [`Records::push_clock`]): words
+    /// `clocks_cold..` in memory, the ones before in `clock_file`.
+    clocks: Vec<u32>,
+    clocks_cold: u32,
+    clock_file: Option<Box<dyn SpillFile>>,
     failure: OnceLock<String>,
     warning: Option<String>,
+}
+
+impl std::fmt::Debug for dyn SpillFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpillFile")
+    }
 }
 
 impl std::fmt::Debug for dyn RecordSpill {
@@ -438,6 +450,10 @@ impl Clone for Records {
         self.for_each(|_, rec| hot.push(*rec));
         let mut index = IdIndex::default();
         index.rebuild(&hot);
+        let clocks = self
+            .words(0, self.clock_len())
+            .map(Cow::into_owned)
+            .unwrap_or_default();
         Records {
             hot,
             cold_len: 0,
@@ -446,6 +462,9 @@ impl Clone for Records {
             spill: self.spill.clone(),
             window: self.window,
             patched: HashMap::new(),
+            clocks,
+            clocks_cold: 0,
+            clock_file: None,
             failure: self.failure.clone(),
             warning: self.warning.clone(),
         }
@@ -537,6 +556,110 @@ impl Records {
         }
     }
 
+    /// Words of clocks held (the next clock's offset).
+    pub(super) fn clock_len(&self) -> usize {
+        self.clocks_cold as usize + self.clocks.len()
+    }
+
+    /// `n` words of clocks from offset `from`, from memory or the file;
+    /// None past the end or when the file could not be read.
+    fn words(&self, from: usize, n: usize) -> Option<Cow<'_, [u32]>> {
+        let cold = self.clocks_cold as usize;
+        if from >= cold {
+            return self
+                .clocks
+                .get(from - cold..from - cold + n)
+                .map(Cow::Borrowed);
+        }
+        if from + n > self.clock_len() {
+            return None;
+        }
+        let file = self.clock_file.as_ref()?;
+        let in_file = n.min(cold - from);
+        let mut bytes = vec![0u8; in_file * 4];
+        if let Err(e) = file.read_at(from as u64 * 4, &mut bytes) {
+            self.failed(&e);
+            return None;
+        }
+        let mut out: Vec<u32> = bytes
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        out.extend_from_slice(&self.clocks[..n - in_file]);
+        Some(Cow::Owned(out))
+    }
+
+    /// The clock stored at an offset ([`Records::push_clock`]); empty for
+    /// an offset never given.
+    pub(super) fn clock(&self, at: u32) -> Cow<'_, [u32]> {
+        let at = at as usize;
+        let len = self.words(at, 1).map_or(0, |w| w[0] as usize);
+        self.words(at + 1, len).unwrap_or(Cow::Borrowed(&[]))
+    }
+
+    /// Slot `x` of the clock stored at an offset (0 if it has none).
+    pub(super) fn clock_slot(&self, at: u32, x: usize) -> u32 {
+        let at = at as usize;
+        match self.words(at, 1) {
+            Some(len) if x < len[0] as usize => self.words(at + 1 + x, 1).map_or(0, |w| w[0]),
+            _ => 0,
+        }
+    }
+
+    /// Stores a vector clock: at its offset the number of slots, then the
+    /// slots (each at most the number of records, below u32::MAX). None if
+    /// offsets would outgrow u32. Clock words go out of memory as records
+    /// do, four words per record of the window at a time (a clock of three
+    /// writers is four words).
+    pub(super) fn push_clock(&mut self, clock: &[u64]) -> Option<u32> {
+        let at = u32::try_from(self.clock_len()).ok()?;
+        let len = u32::try_from(clock.len()).ok()?;
+        if self.clock_len() + 1 + clock.len() > u32::MAX as usize {
+            return None;
+        }
+        self.clocks.push(len);
+        self.clocks
+            .extend(clock.iter().map(|&c| u32::try_from(c).unwrap_or(u32::MAX)));
+        let words = self.window.saturating_mul(4);
+        if self.spill.is_some() && self.clocks.len() >= words.saturating_mul(2) {
+            self.move_clocks_out(words);
+        }
+        Some(at)
+    }
+
+    /// Moves the oldest `n` words of clocks out of memory.
+    fn move_clocks_out(&mut self, n: usize) {
+        let Some(spill) = self.spill.clone() else {
+            return;
+        };
+        let at = u64::from(self.clocks_cold) * 4;
+        let moved = (|| -> std::io::Result<()> {
+            if self.clock_file.is_none() {
+                self.clock_file = Some(spill.open()?);
+            }
+            let mut bytes = Vec::with_capacity(n * 4);
+            for w in &self.clocks[..n] {
+                bytes.extend_from_slice(&w.to_le_bytes());
+            }
+            let file = self.clock_file.as_mut().expect("opened above");
+            file.write_at(at, &bytes)
+        })();
+        match moved {
+            Ok(()) => {
+                self.clocks.drain(..n);
+                self.clocks_cold += n as u32;
+            }
+            Err(e) => self.stop_spilling(&e),
+        }
+    }
+
+    fn stop_spilling(&mut self, e: &std::io::Error) {
+        self.warning = Some(format!(
+            "records could not be set aside out of memory ({e}); the rest stay in memory"
+        ));
+        self.spill = None;
+    }
+
     /// Moves the oldest window of records out of memory.
     fn move_out(&mut self) {
         let Some(spill) = self.spill.clone() else {
@@ -561,12 +684,7 @@ impl Records {
                 self.cold_len += n as u32;
                 self.index.rebuild(&self.hot);
             }
-            Err(e) => {
-                self.warning = Some(format!(
-                    "records could not be set aside out of memory ({e}); the rest stay in memory"
-                ));
-                self.spill = None;
-            }
+            Err(e) => self.stop_spilling(&e),
         }
     }
 
@@ -605,6 +723,7 @@ impl Records {
 
     pub(super) fn shrink_to_fit(&mut self) {
         self.hot.shrink_to_fit();
+        self.clocks.shrink_to_fit();
     }
 }
 
@@ -765,6 +884,61 @@ mod tests {
             assert_eq!(spilled.failure(), None);
             assert_eq!(spilled.warning(), None);
         }
+    }
+
+    #[test]
+    fn clocks_read_back_the_same_in_memory_and_out_of_it() {
+        let clocks: Vec<Vec<u64>> = (0..500u64)
+            .map(|i| (0..(i % 7)).map(|x| (i * 31 + x) % 1_000).collect())
+            .collect();
+        // A window of 1 record moves 4 words at a time: clocks straddle
+        // the file's end and memory's start.
+        for window in [1, 2, 5] {
+            let (mut spilled, files) = spilling(window);
+            let mut memory = Records::default();
+            let mut at = Vec::new();
+            for c in &clocks {
+                let a = spilled.push_clock(c).expect("room");
+                assert_eq!(memory.push_clock(c), Some(a));
+                at.push(a);
+            }
+            assert!(spilled.clocks_cold > 0 && spilled.clock_file.is_some());
+            assert_eq!(files.opened.load(Ordering::SeqCst), 1);
+            assert_eq!(spilled.clock_len(), memory.clock_len());
+            for (c, &a) in clocks.iter().zip(&at) {
+                let want: Vec<u32> = c.iter().map(|&v| v as u32).collect();
+                assert_eq!(&*spilled.clock(a), &want[..], "clock at {a}");
+                assert_eq!(&*memory.clock(a), &want[..]);
+                for x in 0..8 {
+                    assert_eq!(spilled.clock_slot(a, x), want.get(x).copied().unwrap_or(0));
+                }
+            }
+            // An offset past the end reads as the empty clock, not a panic.
+            let end = spilled.clock_len() as u32;
+            assert_eq!(&*spilled.clock(end + 1_000), &[] as &[u32]);
+            assert_eq!(spilled.clock_slot(end, 0), 0);
+            assert_eq!(spilled.failure(), None);
+            // A copy holds them all in memory.
+            let copy = spilled.clone();
+            assert!(copy.clock_file.is_none());
+            for &a in &at {
+                assert_eq!(copy.clock(a), spilled.clock(a));
+            }
+        }
+    }
+
+    #[test]
+    fn a_clock_that_cannot_be_read_back_is_a_failure() {
+        let (mut recs, files) = spilling(1);
+        let first = recs.push_clock(&[1, 2, 3]).expect("room");
+        for i in 0..50 {
+            recs.push_clock(&[i, i]).expect("room");
+        }
+        files.fail_reads.store(true, Ordering::SeqCst);
+        assert_eq!(&*recs.clock(first), &[] as &[u32]);
+        assert!(recs
+            .failure()
+            .is_some_and(|f| f.contains("input/output error")));
     }
 
     #[test]

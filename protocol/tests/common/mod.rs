@@ -332,3 +332,24 @@ impl Agency {
         self.log.len()
     }
 }
+
+/// Unnamed temporary files, as a node's and `custodia verify`'s.
+pub(crate) struct TempFiles;
+
+pub(crate) struct TempFile(std::fs::File);
+
+impl SpillFile for TempFile {
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.0, bytes, offset)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
+    }
+}
+
+impl RecordSpill for TempFiles {
+    fn open(&self) -> std::io::Result<Box<dyn SpillFile>> {
+        Ok(Box::new(TempFile(tempfile::tempfile()?)))
+    }
+}
