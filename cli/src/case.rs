@@ -177,7 +177,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
             let Some(s) = l.store().state(&c).cloned() else {
                 return Err(LocalError::NotFound(format!("no case {case:?}")).into());
             };
-            let (text, json) = show(&l, &s);
+            let (text, json) = show(&l, &s)?;
             out.record_version(JSON_SCHEMA_VERSION_2, &text, json);
         }
         CaseCommand::Log { case } => {
@@ -256,7 +256,7 @@ pub(crate) fn run(dir: &Path, cmd: CaseCommand, out: &Out) -> anyhow::Result<Exi
 }
 
 /// The text and JSON of `case show`.
-pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
+pub(crate) fn show(l: &Local, s: &CaseState) -> Result<(String, serde_json::Value), LocalError> {
     let case = s.case.map(|c| c.to_hex()).unwrap_or_default();
     let mut t = format!(
         "Case {}  {}\nreference {}   jurisdiction {}   {}   {} entries\n",
@@ -312,11 +312,10 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
     }
     // Entries a removed agency wrote without knowing of its removal
     // (SPEC.md §11.1, §17.2): valid, but never to be read as a member's.
-    let late = s
-        .case
-        .and_then(|c| l.store().case(&c))
-        .map(|v| v.after_removal())
-        .unwrap_or_default();
+    let late = match s.case {
+        Some(c) => l.after_removal(&c)?,
+        None => Vec::new(),
+    };
     let mut after_removal = Vec::new();
     if !late.is_empty() {
         t.push_str(&format!(
@@ -512,7 +511,7 @@ pub(crate) fn show(l: &Local, s: &CaseState) -> (String, serde_json::Value) {
         "hold": hold.map(|h| serde_json::json!({"reason": h.reason, "since": iso_time(h.since), "behind": h.behind, "peer": h.peer.map(|p| p.to_hex())})),
         "equivocation_proofs": proofs, "quarantined": crate::quarantine::json(&quarantined),
     });
-    (t.trim_end().to_string(), json)
+    Ok((t.trim_end().to_string(), json))
 }
 
 /// The text and JSON of `case log`: one line (one object) per position,
@@ -524,10 +523,10 @@ pub(crate) fn log(l: &Local, case: &CaseId) -> Result<(String, serde_json::Value
         .ok_or_else(|| LocalError::NotFound(format!("no case {case}")))?;
     let rows = l.timeline(case)?;
     let late: std::collections::HashSet<custodia_protocol::EntryId> = l
-        .store()
-        .case(case)
-        .map(|v| v.after_removal().into_iter().map(|x| x.entry).collect())
-        .unwrap_or_default();
+        .after_removal(case)?
+        .into_iter()
+        .map(|x| x.entry)
+        .collect();
     let known: HashMap<AgencyId, String> = l
         .agencies()
         .into_iter()

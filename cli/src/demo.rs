@@ -537,7 +537,7 @@ async fn story(
             .state(&case)
             .cloned()
             .ok_or_else(|| LocalError::NotFound(format!("{} lacks the case", n.name)))?;
-        let (text, json) = crate::case::show(&l, &s);
+        let (text, json) = crate::case::show(&l, &s)?;
         say.detail(&format!("--- as {} sees it ---\n{text}\n", n.name));
         views.insert(n.name.to_owned(), json);
     }

@@ -461,6 +461,29 @@ impl Local {
         &self.store
     }
 
+    /// The case's entries concurrent with a removal of their author
+    /// (SPEC.md §11.1); none for a case not held. An error instead of a
+    /// list missing some when a record kept out of memory could not be
+    /// read back (SPEC.md §8.7).
+    pub fn after_removal(
+        &self,
+        case: &CaseId,
+    ) -> Result<Vec<custodia_protocol::AfterRemoval>, LocalError> {
+        let Some(v) = self.store.case(case) else {
+            return Ok(Vec::new());
+        };
+        let late = v.after_removal();
+        match v.failure() {
+            None => Ok(late),
+            Some(why) => Err(StoreError::Records {
+                path: self.store.path().to_owned(),
+                case: *case,
+                why: why.to_string(),
+            }
+            .into()),
+        }
+    }
+
     /// Writes several entries into a case in one transaction (one commit,
     /// one fsync), as [`Local::write`] writes one.
     pub fn write_many(

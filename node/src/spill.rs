@@ -19,8 +19,9 @@ use custodia_protocol::{RecordSpill, SpillFile, Validator, DEFAULT_WINDOW};
 
 /// The environment variable that sets how many records of a case a
 /// process keeps in memory before it moves the older ones to files
-/// (between one and two times this many stay): a number of records, or
-/// `all` to keep every record in memory.
+/// (between one and two times this many stay): a number of records (at
+/// most `custodia_protocol::MAX_WINDOW`, 2^28; more is taken as that), or `all` to keep every
+/// record in memory.
 pub const RECORD_WINDOW_VAR: &str = "CUSTODIA_RECORD_WINDOW";
 
 /// Opens unnamed temporary files in a folder, or in the temporary folder.
@@ -56,30 +57,68 @@ impl RecordSpill for TempFiles {
 struct TempFile(File);
 
 impl SpillFile for TempFile {
-    #[cfg(unix)]
     fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
-        std::os::unix::fs::FileExt::write_all_at(&self.0, bytes, offset)
+        let written = write_at(&self.0, offset, bytes);
+        if let Err(e) = &written {
+            // The validator keeps the records in memory from now on.
+            tracing::warn!(
+                "a temporary file for records out of memory could not be written ({e}); they stay in memory"
+            );
+        }
+        written
     }
 
-    #[cfg(unix)]
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
+        read_at(&self.0, offset, buf)
     }
+}
 
-    #[cfg(not(unix))]
-    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
-        use std::io::{Seek, SeekFrom, Write};
-        self.0.seek(SeekFrom::Start(offset))?;
-        self.0.write_all(bytes)
-    }
+#[cfg(unix)]
+fn write_at(f: &File, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(f, bytes, offset)
+}
 
-    #[cfg(not(unix))]
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = &self.0;
-        f.seek(SeekFrom::Start(offset))?;
-        f.read_exact(buf)
+#[cfg(unix)]
+fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
+}
+
+#[cfg(windows)]
+fn write_at(f: &File, mut offset: u64, mut bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !bytes.is_empty() {
+        let n = f.seek_write(bytes, offset)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n..];
+        offset += n as u64;
     }
+    Ok(())
+}
+
+#[cfg(windows)]
+fn read_at(f: &File, mut offset: u64, mut buf: &mut [u8]) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        let n = f.seek_read(buf, offset)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = &mut buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(not(any(unix, windows)))]
+fn write_at(_: &File, _: u64, _: &[u8]) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+#[cfg(not(any(unix, windows)))]
+fn read_at(_: &File, _: u64, _: &mut [u8]) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 /// The window [`RECORD_WINDOW_VAR`] sets: None to keep every record in

@@ -27,6 +27,7 @@ mod error;
 mod identity;
 mod ids;
 pub mod keylog;
+mod packed;
 mod parallel;
 pub mod session;
 pub mod signature;
@@ -63,7 +64,7 @@ pub use sync::{
 pub use tlp::Tlp;
 pub use validate::{
     refuse_revoked, AfterRemoval, Applied, EntryMeta, RecordSpill, SpillFile, Validator,
-    DEFAULT_WINDOW, SKEW_MS,
+    DEFAULT_WINDOW, MAX_WINDOW, SKEW_MS,
 };
 
 pub mod utc;

@@ -16,13 +16,14 @@ use crate::equivocation::EquivocationProof;
 use crate::error::{wrong_case, RejectKind, Rejection};
 use crate::ids::{AgencyId, CaseId, EntryId, ItemId, KeyId};
 use crate::keylog::{KeyLogs, KeyRole, NoKeyLogs};
+use crate::packed::Packed;
 use crate::state::{CaseState, Conflict, WithheldPosition};
 use crate::tlp::Tlp;
 
 mod records;
 
 use records::{Rec, Records, EXTRA, WITHHELD, WITNESS};
-pub use records::{RecordSpill, SpillFile, DEFAULT_WINDOW};
+pub use records::{RecordSpill, SpillFile, DEFAULT_WINDOW, MAX_WINDOW};
 
 /// Allowed clock skew, in milliseconds (5 minutes).
 pub const SKEW_MS: u64 = 300_000;
@@ -121,7 +122,7 @@ pub struct Validator {
     /// Recipients and targets, by record number.
     extra: HashMap<u32, Extra>,
     /// Each author's chain: the record number at every sequence number.
-    chains: Vec<Vec<u32>>,
+    chains: Vec<Packed>,
     membership: HashMap<AgencyId, Vec<MembershipEvent>>,
     lean: bool,
     /// The case's format version: its genesis's (0 before the genesis).
@@ -193,11 +194,25 @@ impl Validator {
     }
 
     fn find(&self, id: &EntryId) -> Option<(u32, Rec)> {
-        self.recs.find(id)
+        self.held(self.recs.find(id))
     }
 
     fn rec(&self, id: &EntryId) -> Option<Rec> {
-        self.recs.find(id).map(|(_, rec)| rec)
+        self.find(id).map(|(_, rec)| rec)
+    }
+
+    /// A record found, unless it names an author this validator never
+    /// numbered (only a record file damaged from outside could): that is
+    /// a failure ([`Validator::failure`]), not an index out of bounds.
+    fn held(&self, found: Option<(u32, Rec)>) -> Option<(u32, Rec)> {
+        match found {
+            Some((r, k)) if k.author as usize >= self.authors.len() => {
+                self.recs
+                    .damaged(&format!("record {r} read back names no author of the case"));
+                None
+            }
+            found => found,
+        }
     }
 
     fn extra_of(&self, r: u32, rec: &Rec) -> Option<&Extra> {
@@ -310,8 +325,8 @@ impl Validator {
 
     /// The record at an author's position.
     fn at_index(&self, a: usize, seq: u64) -> Option<(u32, Rec)> {
-        let r = *self.chains.get(a)?.get(usize::try_from(seq).ok()?)?;
-        Some((r, self.recs.get(r)?))
+        let r = self.chains.get(a)?.get(usize::try_from(seq).ok()?)?;
+        self.held(Some((r, self.recs.get(r)?)))
     }
 
     /// The next sequence number expected of an author (0 if none known).
@@ -395,7 +410,7 @@ impl Validator {
                 .filter(|e| e.added.is_none())
                 .filter_map(|e| Some((e, self.at_index(e.author, e.seq)?.1.id)))
                 .collect();
-            for &r in &self.chains[m] {
+            for r in self.chains[m].iter() {
                 let Some(rec) = self.recs.get(r) else {
                     continue;
                 };
@@ -433,6 +448,31 @@ impl Validator {
     /// version 2 are checked against (V20 to V24). Entries of version 1 do
     /// not read them.
     pub fn apply_keyed(
+        &mut self,
+        entry: &Entry,
+        now_ms: u64,
+        keys: &dyn KeyLogs,
+    ) -> Result<Applied, Rejection> {
+        let judged = self.judge(entry, now_ms, keys);
+        self.refusal_or_unavailable(entry.id(), judged)
+    }
+
+    /// A refusal made while a record could not be read back was made on
+    /// what the validator could not see: it is [`RejectKind::RecordsUnavailable`]
+    /// instead. An acceptance stands (every record its rules read was
+    /// read, and what was kept is what they found).
+    fn refusal_or_unavailable(
+        &self,
+        id: EntryId,
+        judged: Result<Applied, Rejection>,
+    ) -> Result<Applied, Rejection> {
+        match judged {
+            Err(_) => self.unavailable(id).and(judged),
+            ok => ok,
+        }
+    }
+
+    fn judge(
         &mut self,
         entry: &Entry,
         now_ms: u64,
@@ -701,6 +741,11 @@ impl Validator {
     /// Records a position whose content this node may not see: the entry
     /// travels as (author, seq, id) alone. The chain continues through it.
     pub fn apply_withheld(&mut self, pos: WithheldPosition) -> Result<Applied, Rejection> {
+        let judged = self.judge_withheld(pos);
+        self.refusal_or_unavailable(pos.id, judged)
+    }
+
+    fn judge_withheld(&mut self, pos: WithheldPosition) -> Result<Applied, Rejection> {
         self.unavailable(pos.id)?;
         let fail = |kind| Rejection::new(Some(pos.id), kind);
         if self.state.case.is_none() {
@@ -736,13 +781,6 @@ impl Validator {
                 found: pos.seq,
             }));
         }
-        self.unavailable(pos.id)?;
-        let clock_room = self.recs.clock_len() + 1 + self.authors.len();
-        if self.recs.len() >= MAX_RECORDS || clock_room > u32::MAX as usize {
-            return Err(fail(RejectKind::TooManyEntries {
-                held: self.recs.len() as u64,
-            }));
-        }
         // The causal past of a withheld entry is taken to be that of the
         // author's previous entry plus the position itself.
         let prev_base = pos
@@ -750,6 +788,14 @@ impl Validator {
             .checked_sub(1)
             .and_then(|s| self.at_index(a, s))
             .map(|(_, prev)| prev.base);
+        // Nothing is kept if a record read above could not be read back.
+        self.unavailable(pos.id)?;
+        let clock_room = self.recs.clock_len() + 1 + self.authors.len();
+        if self.recs.len() >= MAX_RECORDS || clock_room > u32::MAX as usize {
+            return Err(fail(RejectKind::TooManyEntries {
+                held: self.recs.len() as u64,
+            }));
+        }
         let base = match prev_base {
             Some(b) => b,
             // Room was checked above.
@@ -778,7 +824,7 @@ impl Validator {
             return a;
         }
         self.authors.push(agency);
-        self.chains.push(Vec::new());
+        self.chains.push(Packed::default());
         self.author_index.insert(agency, self.authors.len() - 1);
         self.authors.len() - 1
     }

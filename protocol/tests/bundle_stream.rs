@@ -82,7 +82,10 @@ fn streamed_with(
         Streamed::Oversize { id, size } => v.push_checked(bundle::oversize(id, size)),
         Streamed::End(_) => unreachable!("handled by drive"),
     });
-    (end.map(|s2| v.finish_streamed(&s2)), most)
+    (
+        end.map(|s2| v.finish_streamed(&s2).expect("records in memory")),
+        most,
+    )
 }
 
 fn streamed(bytes: &[u8], chunk: usize) -> Result<Report, BundleError> {

@@ -152,10 +152,10 @@ pub fn second_pass_spilling<R: Read + ?Sized>(
         let v = replayer
             .join()
             .map_err(|_| std::io::Error::other("internal error: the replay stopped"))?;
-        if let Some(why) = v.records_failure() {
-            return Err(std::io::Error::other(why.to_string()));
+        match second? {
+            Ok(s) => v.finish_streamed(&s).map(Ok),
+            Err(e) => Ok(Err(e)),
         }
-        Ok(second?.map(|s| v.finish_streamed(&s)))
     })
 }
 

@@ -31,6 +31,11 @@ pub enum ExportError {
     /// through entries that the selection withholds).
     #[error("the bundle for these items would not verify ({0}); export the whole case instead")]
     DoesNotVerify(String),
+    /// A record the validator kept out of memory could not be read back
+    /// (SPEC.md §8.7): what to carry, and what to withhold, cannot be
+    /// known, so nothing is exported.
+    #[error("what this node keeps of the case could not be read back ({0}); nothing was exported")]
+    RecordsUnavailable(String),
 }
 
 /// What a selective export discloses.
@@ -202,6 +207,11 @@ pub fn export(
         key_histories: carried(state, key_logs).any(|l| !l.superseded().is_empty()),
         keys: Some(carried_logs(state, key_logs)),
     };
+    // Every record read to choose and place the elements was read above
+    // (and by the caller, through the same validator).
+    if let Some(why) = case.failure() {
+        return Err(ExportError::RecordsUnavailable(why.to_string()));
+    }
     let bytes = write(signer, &header, &elements);
     if items.is_some() {
         let check = Bundle::decode(&bytes)

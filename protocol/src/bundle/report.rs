@@ -26,6 +26,7 @@ use crate::entry::Entry;
 use crate::error::{RejectKind, Rejection};
 use crate::ids::{AgencyId, CaseId, EntryId, ItemId, KeyId, StatementId};
 use crate::keylog::{Appended, KeyLog, KeyStatement, Officer, Profile, RevokeReason, Statement};
+use crate::packed::Packed;
 use crate::state::{Conflict, WithheldPosition};
 use crate::tlp::Tlp;
 use crate::validate::{Applied, RecordSpill, Validator};
@@ -1036,7 +1037,7 @@ pub struct Verifier<'t> {
     /// The element index of every accepted or withheld position, by
     /// author and sequence number (chains are dense from 0): four bytes a
     /// position instead of a map from ids. See [`Verifier::index_of`].
-    positions: HashMap<AgencyId, Vec<u32>>,
+    positions: HashMap<AgencyId, Packed>,
     refused_ids: RefusedIds,
     refused_at: HashMap<AgencyId, BTreeMap<u64, usize>>,
     first_unplaced: Option<usize>,
@@ -1105,12 +1106,6 @@ impl<'t> Verifier<'t> {
     /// [`Validator::with_spill`]); before the first element.
     pub fn spill_records(&mut self, spill: Arc<dyn RecordSpill>, window: usize) {
         self.v = std::mem::take(&mut self.v).with_spill(spill, window);
-    }
-
-    /// Why a record set aside out of memory could not be read back, if
-    /// one could not: the report is then not to be given.
-    pub fn records_failure(&self) -> Option<&str> {
-        self.v.failure()
     }
 
     fn start(
@@ -1328,7 +1323,7 @@ impl<'t> Verifier<'t> {
         // An index past u32 (4 billion elements) is recorded as unknown.
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         match usize::try_from(seq) {
-            Ok(s) if s < at.len() => at[s] = index,
+            Ok(s) if s < at.len() => at.set(s, index),
             Ok(s) if s == at.len() => at.push(index),
             // Not reached: an accepted position continues its chain.
             _ => {}
@@ -1340,7 +1335,7 @@ impl<'t> Verifier<'t> {
     fn index_of(&self, id: &EntryId) -> Option<usize> {
         let m = self.v.meta(id)?;
         let at = self.positions.get(&m.author)?;
-        let i = *at.get(usize::try_from(m.seq).ok()?)?;
+        let i = at.get(usize::try_from(m.seq).ok()?)?;
         (i != u32::MAX).then_some(i as usize)
     }
 
@@ -1532,26 +1527,37 @@ impl<'t> Verifier<'t> {
     }
 
     /// Finishes: checks the exporter's signature and the bundle-level rules
-    /// (B1–B7), the equivocation proofs, and builds the report.
+    /// (B1–B7), the equivocation proofs, and builds the report. For a
+    /// verifier whose records are all in memory (a bundle decoded whole);
+    /// one given [`Verifier::spill_records`] finishes with
+    /// [`Verifier::finish_streamed`], which says when a record was lost.
     pub fn finish(self, bundle: &Bundle<'_>) -> Report {
         let signature_valid = bundle.signature_valid();
         self.conclude(signature_valid, bundle.len(), &bundle.proofs())
+            .0
     }
 
     /// Finishes a bundle read from a stream: `summary` is the second
     /// pass's ([`super::StreamDecoder::second_pass`]), which knows whether
     /// the exporter's signature verifies (a first pass's counts as not).
-    pub fn finish_streamed(self, summary: &Summary) -> Report {
+    /// An error, and no report, when a record set aside out of memory
+    /// could not be read back, before or while the report was made.
+    pub fn finish_streamed(self, summary: &Summary) -> std::io::Result<Report> {
         let signature_valid = summary.signature_valid().unwrap_or(false);
-        self.conclude(signature_valid, summary.len(), summary.proofs())
+        match self.conclude(signature_valid, summary.len(), summary.proofs()) {
+            (report, None) => Ok(report),
+            (_, Some(why)) => Err(std::io::Error::other(why)),
+        }
     }
 
+    /// The report, and why a record could not be read back if one could
+    /// not (the report is then not to be given).
     fn conclude(
         mut self,
         signature_valid: bool,
         elements: usize,
         proofs: &[EquivocationProof],
-    ) -> Report {
+    ) -> (Report, Option<String>) {
         let elements_ok = self.found == 0;
         if !signature_valid {
             self.bundle_problem(
@@ -1714,7 +1720,9 @@ impl<'t> Verifier<'t> {
             .case
             .and_then(|c| self.kept.get(&c))
             .map(|g| (g.payload().time, g.author()));
-        Report {
+        // Every record the report reads was read above.
+        let lost = self.v.failure().map(str::to_string);
+        let report = Report {
             case: self.case,
             title: state.title.clone(),
             reference: state.reference.clone(),
@@ -1746,7 +1754,8 @@ impl<'t> Verifier<'t> {
                 .into_iter()
                 .map(|((rule, class), count)| Unlisted { rule, class, count })
                 .collect(),
-        }
+        };
+        (report, lost)
     }
 
     /// The entries signed by keys revoked after the prefix they cite, in

@@ -65,6 +65,11 @@ pub trait RecordSpill: Send + Sync {
 /// half out: a case of fewer entries than twice this opens no file.
 pub const DEFAULT_WINDOW: usize = 1 << 16;
 
+/// The largest window: a larger one is taken as this (2^28 records, 15 GB
+/// in memory, is "all" in practice), so that twice it and the clock words
+/// of twice it are counted without overflow.
+pub const MAX_WINDOW: usize = 1 << 28;
+
 /// Record flag: a withheld position (no time, no content).
 pub(super) const WITHHELD: u8 = 1;
 /// Record flag: a witness entry.
@@ -476,7 +481,12 @@ impl Records {
     /// memory through `spill`.
     pub(super) fn spill_to(&mut self, spill: Arc<dyn RecordSpill>, window: usize) {
         self.spill = Some(spill);
-        self.window = window.max(1);
+        self.window = window.clamp(1, MAX_WINDOW);
+    }
+
+    /// Notes a record read back that cannot be one this validator wrote.
+    pub(super) fn damaged(&self, what: &str) {
+        self.failed(&std::io::Error::new(std::io::ErrorKind::InvalidData, what));
     }
 
     pub(super) fn len(&self) -> usize {

@@ -646,7 +646,7 @@ fn bundle_streamed(data: &[u8], chunk: usize) -> Result<Report, BundleError> {
             Streamed::End(_) => {}
         },
     )?;
-    Ok(v.finish_streamed(&second))
+    Ok(v.finish_streamed(&second).expect("records in memory"))
 }
 
 /// The replica of the `session` target: alpha's node, holding one case
