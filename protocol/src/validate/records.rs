@@ -233,6 +233,10 @@ struct Level {
     /// A blocked Bloom filter: one 64-bit word per id's hash, four bits in
     /// it; a word per 16 slots (one byte per id the level can hold).
     filter: Vec<u64>,
+    /// Which slots are taken, a bit each: a new id's slot is found without
+    /// reading the file, and a lookup whose first slot is free reads
+    /// nothing.
+    used: Vec<u64>,
 }
 
 impl Level {
@@ -242,6 +246,7 @@ impl Level {
             slots,
             len: 0,
             filter: vec![0; usize::try_from(slots / 16).unwrap_or(usize::MAX).max(1)],
+            used: vec![0; usize::try_from(slots.div_ceil(64)).unwrap_or(usize::MAX)],
         }
     }
 
@@ -262,6 +267,14 @@ impl Level {
     fn may_hold(&self, h2: u64) -> bool {
         let (w, bits) = self.bits(h2);
         self.filter[w] & bits == bits
+    }
+
+    fn is_used(&self, slot: u64) -> bool {
+        self.used[(slot / 64) as usize] & (1 << (slot % 64)) != 0
+    }
+
+    fn take(&mut self, slot: u64) {
+        self.used[(slot / 64) as usize] |= 1 << (slot % 64);
     }
 
     fn note(&mut self, h2: u64) {
@@ -335,6 +348,9 @@ impl Cold {
         for level in self.levels.iter().filter(|l| l.may_hold(h2)) {
             let mask = level.slots - 1;
             let mut pos = h & mask;
+            if !level.is_used(pos) {
+                continue;
+            }
             // At most half full: an empty slot ends every probe.
             'probe: loop {
                 self.read_slots(level, pos, &mut slots)?;
@@ -383,28 +399,42 @@ impl Cold {
                 .write_at(offset + slots * SLOT_BYTES as u64 - 1, &[0])?;
             self.levels.push(Level::new(offset, slots));
         }
-        let mut slots = Vec::with_capacity(BLOCK_SLOTS as usize);
+        // Each id's slot, found in the level's bitmap; then the slots are
+        // written in order of position, adjacent ones in one write.
+        let (hasher, level) = (
+            &self.hasher,
+            self.levels.last_mut().expect("a level was made above"),
+        );
+        let mask = level.slots - 1;
+        let mut writes: Vec<(u64, [u8; SLOT_BYTES])> = Vec::with_capacity(recs.len());
         for (i, rec) in recs.iter().enumerate() {
-            let (h, h2) = self.hashes(&rec.id);
-            let r1 = first + i as u32 + 1;
-            let level = self.levels.last().expect("a level was made above");
-            let mask = level.slots - 1;
-            let mut pos = h & mask;
-            let at = 'find: loop {
-                self.read_slots(level, pos, &mut slots)?;
-                for (j, &(s, _)) in slots.iter().enumerate() {
-                    if s == 0 {
-                        break 'find (pos + j as u64) & mask;
-                    }
-                }
-                pos = (pos + slots.len() as u64) & mask;
-            };
+            let h = hasher.hash_one(rec.id);
+            let mut at = h & mask;
+            // At most half full: a free slot is always found.
+            while level.is_used(at) {
+                at = (at + 1) & mask;
+            }
+            level.take(at);
             let mut slot = [0u8; SLOT_BYTES];
-            slot[..4].copy_from_slice(&r1.to_le_bytes());
+            slot[..4].copy_from_slice(&(first + i as u32 + 1).to_le_bytes());
             slot[4..].copy_from_slice(&((h >> 32) as u32).to_le_bytes());
-            let offset = level.offset + at * SLOT_BYTES as u64;
-            self.table.write_at(offset, &slot)?;
-            let level = self.levels.last_mut().expect("a level was made above");
+            writes.push((at, slot));
+        }
+        writes.sort_unstable_by_key(|w| w.0);
+        let mut run: Vec<u8> = Vec::new();
+        let mut k = 0;
+        while k < writes.len() {
+            let start = writes[k].0;
+            run.clear();
+            while k < writes.len() && writes[k].0 == start + (run.len() / SLOT_BYTES) as u64 {
+                run.extend_from_slice(&writes[k].1);
+                k += 1;
+            }
+            self.table
+                .write_at(level.offset + start * SLOT_BYTES as u64, &run)?;
+        }
+        for rec in recs {
+            let h2 = self.hasher.hash_one((0x5a_u8, &rec.id));
             level.note(h2);
             level.len += 1;
         }
