@@ -1222,10 +1222,10 @@ fn next_batch<R: Replica>(
     let mut last = pos;
     for row in rows {
         let (known, visible) = match replica.case(case) {
-            Some(v) => (
-                v.knows(&row.id),
-                skip_member_check || v.may_see(&row.id, peer),
-            ),
+            Some(v) => {
+                let (known, visible) = v.served(&row.author, row.seq, &row.id, peer);
+                (known, skip_member_check || visible)
+            }
             None => (false, false),
         };
         if !known {

@@ -991,7 +991,11 @@ mod tests {
         revealed.flags = WITNESS;
         revealed.time = 42;
         recs.set(5, revealed);
-        recs.set(99, revealed); // in memory: replaced in place
+        // In memory: replaced in place (a reveal keeps the id).
+        let mut revealed_hot = rec(id_of(99), 99);
+        revealed_hot.flags = WITNESS;
+        recs.set(99, revealed_hot);
+        assert_eq!(recs.find(&id_of(99)), Some((99, revealed_hot)));
         assert_eq!(recs.get(5), Some(revealed));
         assert_eq!(recs.find(&id_of(5)), Some((5, revealed)));
         let mut seen = None;

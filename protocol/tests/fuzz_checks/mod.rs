@@ -17,8 +17,9 @@ use custodia_protocol::bundle::{
 };
 use custodia_protocol::cbor;
 use custodia_protocol::{
-    protected_header, Applied, Body, Conflict, Entry, EntryId, EquivocationProof, Head, Identity,
-    Message, Payload, RecordSpill, SpillFile, Validator, WithheldPosition, MAX_ENTRY_SIZE,
+    protected_header, AgencyId, Applied, Body, Conflict, Entry, EntryId, EquivocationProof, Head,
+    Identity, Message, Payload, RecordSpill, SpillFile, Validator, WithheldPosition,
+    MAX_ENTRY_SIZE,
 };
 use sha2::{Digest, Sha256};
 
@@ -423,6 +424,19 @@ fn apply_both(
         assert_eq!(
             lean.may_see(&e.id(), &author),
             full.may_see(&e.id(), &author)
+        );
+        // Serving looks an entry up by position: the same answers.
+        for who in [author, AgencyId([7; 32])] {
+            assert_eq!(
+                lean.served(&author, e.seq(), &e.id(), &who),
+                (true, full.may_see(&e.id(), &who)),
+                "served by position"
+            );
+        }
+        assert_eq!(
+            lean.served(&author, e.seq(), &EntryId([0; 32]), &author),
+            (false, false),
+            "another id at the position is not served"
         );
     }
     (a, b)
