@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use custodia_protocol::bundle::{engine, NoteSpill, Report, TrustList};
+use custodia_protocol::bundle::{engine, Report, TrustList};
 use custodia_protocol::RecordSpill;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest as _, Sha256};
@@ -83,36 +83,6 @@ fn incomplete(report: &Report) -> std::io::Result<()> {
     match report.notes.error() {
         Some(why) => Err(std::io::Error::other(why.to_owned())),
         None => Ok(()),
-    }
-}
-
-/// The report's notes in an unnamed temporary file (no name in any
-/// folder, removed when closed): a bundle may be mostly notes, and the
-/// report shows every one, so they would otherwise be most of the memory
-/// of verifying a large bundle. It holds the notes' texts, as the bundle
-/// itself does; it is readable by this process only. It is made in the
-/// temporary folder (TMPDIR, else /tmp): where /tmp is memory (tmpfs),
-/// TMPDIR on a disk keeps the notes out of memory.
-struct NoteFile(std::fs::File);
-
-impl NoteSpill for NoteFile {
-    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        // At the end, wherever a read left the position (once a block).
-        self.0.seek(SeekFrom::End(0))?;
-        self.0.write_all(bytes)
-    }
-
-    #[cfg(unix)]
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
-    }
-
-    #[cfg(not(unix))]
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        // Read and Seek are implemented for &File; each read seeks first.
-        let mut f = &self.0;
-        f.seek(SeekFrom::Start(offset))?;
-        f.read_exact(buf)
     }
 }
 
@@ -257,9 +227,11 @@ fn check_file_within(
         .with_context(|| file.display().to_string())?;
     let bar = progress_bar(summary.len());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // Without a temporary file the notes stay in memory, as they did.
-    let notes = match tempfile::tempfile() {
-        Ok(f) => Some(Box::new(NoteFile(f)) as Box<dyn NoteSpill>),
+    // The notes and the validator's older records go to unnamed files in
+    // TMPDIR; without a temporary file the notes stay in memory.
+    let temp = custodia_node::TempFiles::in_temp_dir();
+    let notes = match temp.notes() {
+        Ok(f) => Some(f),
         Err(e) => {
             tracing::warn!("no temporary file for the notes ({e}): they are kept in memory");
             None
@@ -277,13 +249,8 @@ fn check_file_within(
         },
         engine::Spills {
             notes,
-            // The validator's older records: unnamed files in TMPDIR too.
-            records: custodia_node::record_window().map(|w| {
-                (
-                    Arc::new(custodia_node::TempFiles::in_temp_dir()) as Arc<dyn RecordSpill>,
-                    w,
-                )
-            }),
+            records: custodia_node::record_window()
+                .map(|w| (Arc::new(temp) as Arc<dyn RecordSpill>, w)),
         },
     );
     if let Some(bar) = bar {

@@ -9,12 +9,14 @@
 //! when the process ends, crash or not, and nothing else can open them.
 //! The store puts them in its own folder, which has room for the store and
 //! is not a memory-backed `/tmp`; `custodia verify` in the temporary
-//! folder (TMPDIR).
+//! folder (TMPDIR, else /tmp: where /tmp is memory, TMPDIR on a disk keeps
+//! them out of memory), with its report's notes ([`TempFiles::notes`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use custodia_protocol::bundle::NoteSpill;
 use custodia_protocol::{RecordSpill, SpillFile, Validator, DEFAULT_WINDOW};
 
 /// The environment variable that sets how many records of a case a
@@ -44,13 +46,48 @@ impl TempFiles {
     }
 }
 
+impl TempFiles {
+    fn file(&self) -> std::io::Result<File> {
+        match &self.dir {
+            Some(dir) => tempfile::tempfile_in(dir),
+            None => tempfile::tempfile(),
+        }
+    }
+
+    /// A file for a report's notes (`custodia verify`): a bundle may be
+    /// mostly notes, and the report shows every one, so they would
+    /// otherwise be most of the memory of verifying a large bundle. It
+    /// holds the notes' texts, as the bundle itself does, and is readable
+    /// by this process only.
+    pub fn notes(&self) -> std::io::Result<Box<dyn NoteSpill>> {
+        Ok(Box::new(NoteFile {
+            file: self.file()?,
+            len: 0,
+        }))
+    }
+}
+
 impl RecordSpill for TempFiles {
     fn open(&self) -> std::io::Result<Box<dyn SpillFile>> {
-        let file = match &self.dir {
-            Some(dir) => tempfile::tempfile_in(dir)?,
-            None => tempfile::tempfile()?,
-        };
-        Ok(Box::new(TempFile(file)))
+        Ok(Box::new(TempFile(self.file()?)))
+    }
+}
+
+/// Notes appended at the end, read back by offset.
+struct NoteFile {
+    file: File,
+    len: u64,
+}
+
+impl NoteSpill for NoteFile {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        write_at(&self.file, self.len, bytes)?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        read_at(&self.file, offset, buf)
     }
 }
 

@@ -63,8 +63,8 @@ pub use sync::{
 };
 pub use tlp::Tlp;
 pub use validate::{
-    refuse_revoked, AfterRemoval, Applied, EntryMeta, RecordSpill, SpillFile, Validator,
-    DEFAULT_WINDOW, MAX_WINDOW, SKEW_MS,
+    refuse_revoked, AfterRemoval, Applied, EntryMeta, MemorySpill, RecordSpill, SpillFile,
+    Validator, DEFAULT_WINDOW, MAX_WINDOW, SKEW_MS,
 };
 
 pub mod utc;

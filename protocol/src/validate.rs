@@ -22,8 +22,8 @@ use crate::tlp::Tlp;
 
 mod records;
 
+pub use records::{MemorySpill, RecordSpill, SpillFile, DEFAULT_WINDOW, MAX_WINDOW};
 use records::{Rec, Records, EXTRA, WITHHELD, WITNESS};
-pub use records::{RecordSpill, SpillFile, DEFAULT_WINDOW, MAX_WINDOW};
 
 /// Allowed clock skew, in milliseconds (5 minutes).
 pub const SKEW_MS: u64 = 300_000;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use custodia_node::{Draft, Store, RECORD_WINDOW_VAR};
 use custodia_protocol::{Body, CaseId, Note, Retracted, Role, Tlp};
-use custodia_tests::{eventually, link, Agency};
+use custodia_tests::{eventually, link, open_shared, Agency};
 
 /// Records the receiver keeps in memory (one to two windows).
 const WINDOW: &str = "16";
@@ -21,14 +21,7 @@ const WINDOW: &str = "16";
 /// third and of the 100th, which a receiver checks against records long
 /// out of its memory.
 fn big_case(a: &Agency, b: &Agency, n: usize) -> CaseId {
-    let mut l = a.local();
-    let case = l
-        .open_case("Operation Overflow", "OVER-1", None, Tlp::Amber)
-        .expect("open")
-        .id();
-    l.share(&case, &b.id.to_hex(), Role::Investigator)
-        .expect("share");
-    drop(l);
+    let case = open_shared(a, &[(b, Role::Investigator)]);
     let me = a.identity();
     let mut store = a.store();
     let drafts = (0..n)

@@ -61,6 +61,45 @@ pub trait RecordSpill: Send + Sync {
     fn open(&self) -> std::io::Result<Box<dyn SpillFile>>;
 }
 
+/// Files in memory. The records take the same path to and from them as to
+/// and from files on disk, so tests and fuzzing exercise it without
+/// opening files; it saves no memory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemorySpill;
+
+/// A file of [`MemorySpill`].
+#[derive(Debug, Default)]
+struct MemoryFile(Vec<u8>);
+
+impl SpillFile for MemoryFile {
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let end = usize::try_from(offset)
+            .ok()
+            .and_then(|at| at.checked_add(bytes.len()))
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        if self.0.len() < end {
+            self.0.resize(end, 0);
+        }
+        self.0[end - bytes.len()..end].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let from = usize::try_from(offset)
+            .ok()
+            .and_then(|at| self.0.get(at..at.checked_add(buf.len())?))
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(from);
+        Ok(())
+    }
+}
+
+impl RecordSpill for MemorySpill {
+    fn open(&self) -> std::io::Result<Box<dyn SpillFile>> {
+        Ok(Box::new(MemoryFile::default()))
+    }
+}
+
 /// The records kept in memory before a spilling validator moves the older
 /// half out: a case of fewer entries than twice this opens no file.
 pub const DEFAULT_WINDOW: usize = 1 << 16;
@@ -771,7 +810,6 @@ impl Records {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Mutex;
 
     fn rec(id: EntryId, i: u32) -> Rec {
         Rec {
@@ -792,6 +830,7 @@ mod tests {
     }
 
     /// Files in memory, which can be told to fail.
+    /// [`MemorySpill`]'s files, which can be told to fail.
     #[derive(Default)]
     struct Files {
         opened: AtomicUsize,
@@ -800,36 +839,26 @@ mod tests {
         damage: Arc<AtomicBool>,
     }
 
-    struct MemFile {
-        bytes: Mutex<Vec<u8>>,
+    struct FailingFile {
+        inner: Box<dyn SpillFile>,
         fail_writes: Arc<AtomicBool>,
         fail_reads: Arc<AtomicBool>,
         damage: Arc<AtomicBool>,
     }
 
-    impl SpillFile for MemFile {
+    impl SpillFile for FailingFile {
         fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
             if self.fail_writes.load(Ordering::SeqCst) {
                 return Err(std::io::Error::other("no space left (test)"));
             }
-            let mut b = self.bytes.lock().expect("lock");
-            let end = offset as usize + bytes.len();
-            if b.len() < end {
-                b.resize(end, 0);
-            }
-            b[offset as usize..end].copy_from_slice(bytes);
-            Ok(())
+            self.inner.write_at(offset, bytes)
         }
 
         fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
             if self.fail_reads.load(Ordering::SeqCst) {
                 return Err(std::io::Error::other("input/output error (test)"));
             }
-            let b = self.bytes.lock().expect("lock");
-            let src = b
-                .get(offset as usize..offset as usize + buf.len())
-                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
-            buf.copy_from_slice(src);
+            self.inner.read_at(offset, buf)?;
             if self.damage.load(Ordering::SeqCst) && buf.len() == REC_BYTES {
                 buf[54] = 0xff;
             }
@@ -840,8 +869,8 @@ mod tests {
     impl RecordSpill for Files {
         fn open(&self) -> std::io::Result<Box<dyn SpillFile>> {
             self.opened.fetch_add(1, Ordering::SeqCst);
-            Ok(Box::new(MemFile {
-                bytes: Mutex::new(Vec::new()),
+            Ok(Box::new(FailingFile {
+                inner: MemorySpill.open()?,
                 fail_writes: self.fail_writes.clone(),
                 fail_reads: self.fail_reads.clone(),
                 damage: self.damage.clone(),

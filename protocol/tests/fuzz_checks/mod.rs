@@ -18,8 +18,7 @@ use custodia_protocol::bundle::{
 use custodia_protocol::cbor;
 use custodia_protocol::{
     protected_header, AgencyId, Applied, Body, Conflict, Entry, EntryId, EquivocationProof, Head,
-    Identity, Message, Payload, RecordSpill, SpillFile, Validator, WithheldPosition,
-    MAX_ENTRY_SIZE,
+    Identity, MemorySpill, Message, Payload, Validator, WithheldPosition, MAX_ENTRY_SIZE,
 };
 use sha2::{Digest, Sha256};
 
@@ -222,46 +221,6 @@ pub fn join(chunks: &[Chunk]) -> Vec<u8> {
 /// What a validator said about one element: accepted (how), or refused
 /// (rule, class and the id the refusal names).
 pub type Verdict = Result<Applied, (u8, &'static str, Option<EntryId>)>;
-
-/// Files in memory for a validator's records out of memory: the fuzz
-/// targets open no files, and the records take the same path to and from
-/// them as to and from the node's temporary files.
-struct MemorySpill;
-
-struct MemoryFile(std::sync::Mutex<Vec<u8>>);
-
-impl SpillFile for MemoryFile {
-    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
-        let b = self
-            .0
-            .get_mut()
-            .map_err(|_| std::io::Error::other("poisoned"))?;
-        let end = offset as usize + bytes.len();
-        if b.len() < end {
-            b.resize(end, 0);
-        }
-        b[offset as usize..end].copy_from_slice(bytes);
-        Ok(())
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        let b = self
-            .0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?;
-        let from = b
-            .get(offset as usize..offset as usize + buf.len())
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
-        buf.copy_from_slice(from);
-        Ok(())
-    }
-}
-
-impl RecordSpill for MemorySpill {
-    fn open(&self) -> std::io::Result<Box<dyn SpillFile>> {
-        Ok(Box::new(MemoryFile(std::sync::Mutex::new(Vec::new()))))
-    }
-}
 
 /// `validate`: feeds the chunks of the input to a fresh
 /// [`Validator::lean`] that keeps only its newest record in memory (the
