@@ -72,7 +72,11 @@ impl<W: Write> Lines<W> {
 pub(crate) fn text<W: Write>(r: &Report, file: &Source, last: Option<&str>, out: &mut Lines<W>) {
     let ix = Index::new(r);
     let name = |a: &AgencyId| t(&ix.name(a));
-    let mut line = |s: String| out.line(&s);
+    // Gives the line back: a caller may reuse its buffer.
+    let mut line = |s: String| {
+        out.line(&s);
+        s
+    };
     line(r.verdict());
     if let Some(p) = r.problems.first() {
         line(format!(
@@ -264,11 +268,15 @@ pub(crate) fn text<W: Write>(r: &Report, file: &Source, last: Option<&str>, out:
     line(String::new());
 
     line(format!("Notes ({})", r.notes.len()));
+    // A bundle may hold millions of notes: each is written through two
+    // buffers kept from one note to the next.
+    let (mut note, mut wrapped) = (String::new(), String::new());
     for n in r.notes.iter() {
-        line(format!(
-            "  {}",
-            wrap(&note_line(&ix, &n, &t), 4).trim_start()
-        ));
+        note.clear();
+        note_line(&ix, &n, &mut note);
+        wrapped.clear();
+        wrap_into(&mut wrapped, &note, 2, 4);
+        wrapped = line(wrapped);
     }
     if r.notes.is_empty() {
         line("  none".into());
@@ -368,31 +376,38 @@ pub(crate) fn text<W: Write>(r: &Report, file: &Source, last: Option<&str>, out:
     line(r.verdict());
 }
 
-/// One note: where, when, who, about what, and its text (through `text`,
-/// which makes it safe for the output).
+/// One note, appended to `out`: where, when, who, about what, and its
+/// text, each made safe for the output.
 pub(crate) fn note_line(
     ix: &Index<'_>,
     n: &custodia_protocol::bundle::NoteReport,
-    text: &dyn Fn(&str) -> String,
-) -> String {
-    format!(
-        "{} {}  {}{}: {}{}",
-        at(n.index),
-        iso_time(n.time),
-        text(&ix.who(&n.author, n.signer)),
-        n.item.map_or_else(String::new, |i| format!(
-            " on item {}",
-            text(&ix.item_label(&i))
-        )),
-        text(&n.text),
-        n.retracted.as_ref().map_or_else(String::new, |why| format!(
-            " (RETRACTED by its author: {})",
-            text(why)
-        )),
-    )
+    out: &mut String,
+) {
+    use std::fmt::Write as _;
+    match n.index {
+        Some(i) => {
+            let _ = write!(out, "[{i}]");
+        }
+        None => out.push('-'),
+    }
+    out.push(' ');
+    out.push_str(&iso_time(n.time));
+    out.push_str("  ");
+    out.push_str(&safe(&ix.who(&n.author, n.signer)));
+    if let Some(i) = n.item {
+        out.push_str(" on item ");
+        out.push_str(&safe(&ix.item_label(&i)));
+    }
+    out.push_str(": ");
+    out.push_str(&safe(&n.text));
+    if let Some(why) = &n.retracted {
+        out.push_str(" (RETRACTED by its author: ");
+        out.push_str(&safe(why));
+        out.push(')');
+    }
 }
 
-fn item_text(ix: &Index<'_>, i: &ItemReport, line: &mut impl FnMut(String)) {
+fn item_text(ix: &Index<'_>, i: &ItemReport, line: &mut impl FnMut(String) -> String) {
     line(String::new());
     line(format!(
         "  {}  {}, {} bytes{}",
@@ -465,7 +480,7 @@ fn item_text(ix: &Index<'_>, i: &ItemReport, line: &mut impl FnMut(String)) {
     }
 }
 
-fn problem_text(ix: &Index<'_>, p: &Problem, line: &mut impl FnMut(String)) {
+fn problem_text(ix: &Index<'_>, p: &Problem, line: &mut impl FnMut(String) -> String) {
     let who = match (&p.author_name, &p.author) {
         (Some(n), Some(a)) => format!(" by {} ({})", t(n), a.fingerprint()),
         (None, Some(a)) => format!(" by {}", a.fingerprint()),
@@ -507,18 +522,60 @@ fn problem_text(ix: &Index<'_>, p: &Problem, line: &mut impl FnMut(String)) {
     }
 }
 
+/// The width text is wrapped at.
+const WIDTH: usize = 96;
+
+/// Whether `s` is ASCII words each followed by one space but the last:
+/// what `split_whitespace` would join again into `s` itself.
+fn single_spaced(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.first() != Some(&b' ')
+        && b.last() != Some(&b' ')
+        && b.iter()
+            .all(|&c| c.is_ascii() && (c == b' ' || !c.is_ascii_whitespace() && c != 0x0B))
+        && !s.contains("  ")
+}
+
 /// Wraps text at 96 columns with `indent` spaces.
 pub(crate) fn wrap(s: &str, indent: usize) -> String {
     let mut out = String::new();
+    wrap_into(&mut out, s, indent, indent);
+    out
+}
+
+/// Appends `s` wrapped at 96 columns, its words joined by one space: the
+/// lines after the first start with `indent` spaces; the first starts
+/// with `first` spaces but breaks as if it had `indent`.
+fn wrap_into(out: &mut String, s: &str, first: usize, indent: usize) {
+    out.reserve(s.len() + first + (s.len() / 64 + 1) * (indent + 1));
+    if indent < WIDTH && single_spaced(s) {
+        wrap_lines(out, s, first, indent)
+    } else {
+        wrap_words(out, s, first, indent)
+    }
+}
+
+/// `n` spaces.
+fn pad(out: &mut String, n: usize) {
+    const SPACES: &str = "                                                                ";
+    for _ in 0..n / SPACES.len() {
+        out.push_str(SPACES);
+    }
+    out.push_str(&SPACES[..n % SPACES.len()]);
+}
+
+/// [`wrap_into`] a word at a time: any text.
+fn wrap_words(out: &mut String, s: &str, first: usize, indent: usize) {
     let mut col = 0;
-    let pad = " ".repeat(indent);
+    let mut first_line = true;
     for word in s.split_whitespace() {
-        if col > 0 && col + 1 + word.len() > 96 {
+        if col > 0 && col + 1 + word.len() > WIDTH {
             out.push('\n');
             col = 0;
         }
         if col == 0 {
-            out.push_str(&pad);
+            pad(out, if first_line { first } else { indent });
+            first_line = false;
             col = indent;
         } else {
             out.push(' ');
@@ -527,5 +584,101 @@ pub(crate) fn wrap(s: &str, indent: usize) -> String {
         out.push_str(word);
         col += word.len();
     }
-    out
+}
+
+/// [`wrap_words`]' lines, found a line at a time rather than a word at a
+/// time (a large report wraps millions of notes), for [`single_spaced`]
+/// text and `indent` below the width.
+fn wrap_lines(out: &mut String, s: &str, first: usize, indent: usize) {
+    let room = WIDTH - indent;
+    let mut rest = s;
+    let mut first_line = true;
+    while !rest.is_empty() {
+        let (line, next) = if rest.len() <= room {
+            (rest, "")
+        } else if rest.as_bytes()[room] == b' ' {
+            (&rest[..room], &rest[room + 1..])
+        } else {
+            // The last space that leaves the line within the width, or
+            // else the first word alone however long.
+            match rest[..room].rfind(' ').or_else(|| rest.find(' ')) {
+                Some(k) => (&rest[..k], &rest[k + 1..]),
+                None => (rest, ""),
+            }
+        };
+        if !first_line {
+            out.push('\n');
+        }
+        pad(out, if first_line { first } else { indent });
+        out.push_str(line);
+        first_line = false;
+        rest = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Words of 1 to 120 letters from a fixed sequence.
+    fn words(seed: u64, n: usize) -> Vec<String> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let len = match (x >> 33) % 10 {
+                    0 => 1 + (x >> 40) as usize % 120,
+                    _ => 1 + (x >> 40) as usize % 12,
+                };
+                "w".repeat(len)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lines_at_a_time_are_the_word_at_a_time_lines() {
+        for seed in 0..400 {
+            let text = words(seed, (seed % 60) as usize).join(" ");
+            assert!(single_spaced(&text));
+            for (first, indent) in [(0, 0), (2, 4), (4, 4), (0, 12), (12, 12), (2, 95)] {
+                let (mut a, mut b) = (String::new(), String::new());
+                wrap_lines(&mut a, &text, first, indent);
+                wrap_words(&mut b, &text, first, indent);
+                assert_eq!(a, b, "seed {seed}, first {first}, indent {indent}");
+            }
+        }
+        // Lines that end exactly at the width, and one word over it.
+        for len in 90..100 {
+            let text = format!("{} {} b", "a".repeat(len - 2), "c");
+            let (mut a, mut b) = (String::new(), String::new());
+            wrap_lines(&mut a, &text, 4, 4);
+            wrap_words(&mut b, &text, 4, 4);
+            assert_eq!(a, b, "{len}");
+        }
+    }
+
+    #[test]
+    fn only_single_spaced_ascii_takes_the_line_path() {
+        for s in [
+            "a  b",
+            " a",
+            "a ",
+            "a\tb",
+            "a\u{b}b",
+            "a\u{c}b",
+            "caf\u{e9} b",
+            "a\u{a0}b",
+        ] {
+            assert!(!single_spaced(s), "{s:?}");
+        }
+        for s in ["", "a", "a b", "a-b c"] {
+            assert!(single_spaced(s), "{s:?}");
+        }
+        // Text the line path refuses wraps as before.
+        let mut out = String::new();
+        wrap_into(&mut out, "  a\tb  c\u{a0}d ", 2, 4);
+        assert_eq!(out, "  a b c d");
+    }
 }

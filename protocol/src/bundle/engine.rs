@@ -10,12 +10,13 @@
 //!    chunks; each chunk's entries are decoded and their signatures
 //!    verified (V1–V8) on every core ([`map_in_parallel`]); the chunk then
 //!    goes, in order, to a replay thread that applies the case rules. The
-//!    replay of one chunk runs beside the checking of the next, so neither
-//!    waits for the other.
+//!    reading of one chunk, the checking of the one before and the replay
+//!    of the one before that run side by side, so no core waits for the
+//!    single-threaded parts (reading, the exporter's hash, the replay).
 //!
-//! Memory holds one read buffer, one chunk being checked, one waiting and
-//! what the report keeps, never the file; and, for a version 2 or 3 bundle, its
-//! key logs once (the first pass keeps them: the replay checks entries of
+//! Memory holds one read buffer, one chunk being read, one being checked,
+//! one waiting, one being replayed and what the report keeps, never the
+//! file; and, for a version 2 or 3 bundle, its key logs once (the first pass keeps them: the replay checks entries of
 //! format version 2 against them from its first entry, V20 to V24, and
 //! judges them, B8 and B9; the second keeps a digest). The report does not
 //! depend on the number of threads or on how the source cuts its reads.
@@ -23,10 +24,12 @@
 //! The engine reads through [`std::io::Read`] and starts threads; it opens
 //! nothing, and has no clock: the replay's time is the bundle's own.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
-use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
 
 use crate::parallel::map_in_parallel;
 use crate::state::WithheldPosition;
@@ -124,8 +127,19 @@ pub fn second_pass_spilling<R: Read + ?Sized>(
     progress: &mut dyn FnMut(u64),
     spills: Spills,
 ) -> std::io::Result<Result<Report, BundleError>> {
+    let threads = threads.max(1);
+    let replayed = AtomicU64::new(0);
+    // Hand-overs without room, so that few chunks exist at once: a
+    // checker's chunk waits in the checker until the replay takes it (the
+    // replay takes any chunk while it waits for the next in order, so it
+    // never waits for a checker that waits for it), the reader's next
+    // chunk until a checker is free.
+    let (to_replay, checked) = sync_channel::<(u64, Vec<Next>)>(0);
+    let (to_check, jobs) = sync_channel::<Job>(0);
+    let (spare, spares) = channel::<Vec<u8>>();
+    let jobs = Mutex::new(jobs);
     std::thread::scope(|scope| {
-        let (tx, rx) = sync_channel::<Vec<Next>>(1);
+        let (replayed, jobs) = (&replayed, &jobs);
         let replayer = scope.spawn(move || {
             let mut v = Verifier::streamed(first, trust);
             if let Some(spill) = spills.notes {
@@ -134,24 +148,47 @@ pub fn second_pass_spilling<R: Read + ?Sized>(
             if let Some((spill, window)) = spills.records {
                 v.spill_records(spill, window);
             }
-            for chunk in rx {
-                for next in chunk {
-                    match next {
-                        Next::Checked(c) => v.push_checked(c),
-                        Next::Withheld(w) => v.push_withheld(w),
+            // Chunks arrive in the order their checks end; they are
+            // replayed in the bundle's.
+            let mut early = BTreeMap::new();
+            let mut next = 0u64;
+            for (n, chunk) in checked {
+                early.insert(n, chunk);
+                while let Some(chunk) = early.remove(&next) {
+                    let len = chunk.len() as u64;
+                    for item in chunk {
+                        match item {
+                            Next::Checked(c) => v.push_checked(c),
+                            Next::Withheld(w) => v.push_withheld(w),
+                        }
                     }
+                    next += 1;
+                    replayed.fetch_add(len, Ordering::Relaxed);
                 }
             }
             v
         });
-        let mut replay = Replay::new(tx, threads.max(1), progress);
+        let checkers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (to_replay, spare) = (to_replay.clone(), spare.clone());
+                scope.spawn(move || check_jobs(jobs, &to_replay, &spare))
+            })
+            .collect();
+        drop((to_replay, spare));
+        let mut replay = Replay::new(to_check, spares, &mut *progress, replayed);
         let second = read_pass(src, StreamDecoder::second_pass(first), |item| {
             replay.take(item)
         });
         replay.finish();
+        for c in checkers {
+            // A checker that panicked (a bug) lost its chunk: going on
+            // would replay the bundle without it.
+            c.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        }
         let v = replayer
             .join()
             .map_err(|_| std::io::Error::other("internal error: the replay stopped"))?;
+        progress(replayed.load(Ordering::Relaxed));
         match second? {
             Ok(s) => v.finish_streamed(&s).map(Ok),
             Err(e) => Ok(Err(e)),
@@ -196,32 +233,51 @@ enum Next {
     Withheld(WithheldPosition),
 }
 
-/// The checking side of the replay: elements are gathered into chunks,
-/// checked on every core a chunk at a time, and sent in order to the
-/// replay thread; at most one chunk being checked and one waiting exist
-/// besides what the report keeps.
-struct Replay<'p> {
-    arena: Vec<u8>,
+/// A chunk to check: its number in the bundle, its elements, and the
+/// arena holding its entries' bytes.
+struct Job {
+    n: u64,
     pending: Vec<Pending>,
-    threads: usize,
-    to_replay: SyncSender<Vec<Next>>,
-    sent: u64,
-    progress: &'p mut dyn FnMut(u64),
+    arena: Vec<u8>,
 }
 
-impl<'p> Replay<'p> {
+/// The reading side of the replay: elements are gathered into chunks and
+/// handed to the checkers, each of which checks a whole chunk alone (its
+/// signatures in one batch) and sends it to the replay thread, which puts
+/// the chunks back in order. Reading, checking and replaying thus
+/// overlap, and no checker waits for another: no core waits for the
+/// single-threaded parts (the reading, the exporter's hash, the replay)
+/// or for the slowest part of a chunk. At most one chunk being read, one
+/// waiting for a checker, one per checker being checked or waiting for
+/// the replay, and those the replay holds (the one being replayed, and
+/// those that came before their turn: at most one per checker) exist
+/// besides what the report keeps.
+struct Replay<'p, 'r> {
+    arena: Vec<u8>,
+    pending: Vec<Pending>,
+    to_check: SyncSender<Job>,
+    /// Arenas of checked chunks, reused.
+    spares: Receiver<Vec<u8>>,
+    chunks: u64,
+    progress: &'p mut dyn FnMut(u64),
+    replayed: &'r AtomicU64,
+}
+
+impl<'p, 'r> Replay<'p, 'r> {
     fn new(
-        to_replay: SyncSender<Vec<Next>>,
-        threads: usize,
+        to_check: SyncSender<Job>,
+        spares: Receiver<Vec<u8>>,
         progress: &'p mut dyn FnMut(u64),
+        replayed: &'r AtomicU64,
     ) -> Self {
         Replay {
             arena: Vec::new(),
             pending: Vec::with_capacity(CHUNK),
-            threads,
-            to_replay,
-            sent: 0,
+            to_check,
+            spares,
+            chunks: 0,
             progress,
+            replayed,
         }
     }
 
@@ -243,16 +299,59 @@ impl<'p> Replay<'p> {
         }
     }
 
+    /// Hands the gathered chunk to the checkers.
     fn flush(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
+        if self.pending.is_empty() {
+            return;
+        }
+        let spare = self.spares.try_recv().unwrap_or_default();
+        let job = Job {
+            n: self.chunks,
+            pending: std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK)),
+            arena: std::mem::replace(&mut self.arena, spare),
+        };
+        self.chunks += 1;
+        // A closed channel means every checker stopped (a panic); the
+        // caller learns it from joining them.
+        let _ = self.to_check.send(job);
+        (self.progress)(self.replayed.load(Ordering::Relaxed));
+    }
+
+    /// Hands over the last chunk; dropping the sender ends the checkers,
+    /// and with them the replay.
+    fn finish(mut self) {
+        self.flush();
+    }
+}
+
+/// A checker: takes chunks until there are none, checks each one's
+/// entries (V1–V8, the signatures in one batch) and sends its elements,
+/// in order, to the replay; gives the arena back for reuse.
+fn check_jobs(
+    jobs: &Mutex<Receiver<Job>>,
+    to_replay: &SyncSender<(u64, Vec<Next>)>,
+    spare: &Sender<Vec<u8>>,
+) {
+    loop {
+        // Holding the lock only to take a job; a poisoned lock (another
+        // checker panicked while taking one) still hands out the rest.
+        let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(Job {
+            n,
+            pending,
+            mut arena,
+        }) = job
+        else {
+            return;
+        };
         let entries: Vec<&[u8]> = pending
             .iter()
             .filter_map(|p| match p {
-                Pending::Entry(r) => Some(&self.arena[r.clone()]),
+                Pending::Entry(r) => Some(&arena[r.clone()]),
                 Pending::Withheld(_) | Pending::Oversize(_) => None,
             })
             .collect();
-        let mut checked = check_entries_parallel(&entries, self.threads).into_iter();
+        let mut checked = check_entries(&entries).into_iter();
         let mut ordered = Vec::with_capacity(pending.len());
         for p in pending {
             ordered.push(match p {
@@ -261,20 +360,18 @@ impl<'p> Replay<'p> {
                 Pending::Entry(r) => Next::Checked(
                     checked
                         .next()
-                        .unwrap_or_else(|| super::check_entry(&self.arena[r])),
+                        .unwrap_or_else(|| super::check_entry(&arena[r])),
                 ),
             });
         }
-        self.sent += ordered.len() as u64;
+        // The entries hold their own bytes: the arena goes back before
+        // the chunk waits for the replay.
+        arena.clear();
+        let _ = spare.send(arena);
         // A closed channel means the replay thread stopped; the caller
         // learns it from joining that thread.
-        let _ = self.to_replay.send(ordered);
-        self.arena.clear();
-        (self.progress)(self.sent);
-    }
-
-    /// Sends the last chunk; dropping the sender ends the replay.
-    fn finish(mut self) {
-        self.flush();
+        if to_replay.send((n, ordered)).is_err() {
+            return;
+        }
     }
 }
