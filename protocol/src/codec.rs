@@ -1,9 +1,10 @@
 //! The one place that speaks CBOR.
 //!
-//! Every Custodia structure is deterministic CBOR (RFC 8949 §4.2.1). Encoding
-//! goes through [`serde_cbor::Value`], whose map ordering is the canonical
-//! one for the key types we use (text and unsigned integers), so encoding is
-//! deterministic by construction. Decoding is strict: the input is parsed
+//! Every Custodia structure is deterministic CBOR (RFC 8949 §4.2.1).
+//! Encoding gives the bytes of a [`serde_cbor::Value`] tree, whose map
+//! ordering is the canonical one for the key types we use (text and
+//! unsigned integers), so encoding is deterministic by construction; they
+//! are written without building the tree ([`direct`]). Decoding is strict: the input is parsed
 //! into a value, re-encoded, and must come out byte-identical. That single
 //! check rejects non-shortest integers and lengths, indefinite lengths,
 //! unsorted or duplicate map keys and any tag serde_cbor would skip.
@@ -22,6 +23,7 @@
 //! touching the wire format (the tests decode every vector with a second,
 //! independent CBOR implementation too).
 
+mod direct;
 mod head;
 
 pub(crate) use head::{write_bytes, write_head, write_text, ReadError, Reader, ARRAY, BYTES, MAP};
@@ -50,8 +52,16 @@ pub enum CodecError {
 /// Maximum nesting depth of any Custodia structure.
 pub const MAX_DEPTH: usize = 16;
 
-/// Encodes a value as deterministic CBOR.
+/// Encodes a value as deterministic CBOR: written directly ([`direct`]),
+/// or through a [`Value`] tree for what the direct writer does not write
+/// the same way (nothing this crate defines); the bytes are the tree's.
 pub fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
+    direct::to_vec(value).unwrap_or_else(|_| to_vec_via_tree(value))
+}
+
+/// [`to_vec`] through a [`Value`] tree, whose map ordering is the
+/// canonical one: the reference the direct writer is tested against.
+pub(crate) fn to_vec_via_tree<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     // Converting a derive-Serialize type to a Value and a Value to bytes
     // cannot fail for the types this crate defines (no floats, no
     // non-string map keys other than integers).
