@@ -22,9 +22,9 @@
 //! index, and for each level a filter of one byte per id it can hold (a blocked
 //! Bloom filter: four bits of one 64-bit word per id), so that looking up
 //! an id not held — every new entry is one — reads no file at all about 97
-//! times in 100 per level. Ids are hashed with a key drawn per process
-//! ([`IdHasher`]): entries chosen to collide do not lengthen probes or
-//! defeat the filters.
+//! times in 100 per level. Ids are hashed with the standard library's
+//! keyed hasher: entries chosen to collide do not lengthen probes or defeat
+//! the filters.
 //!
 //! protocol/ opens nothing: the files are whatever the caller's
 //! [`RecordSpill`] gives (the node's and `custodia verify`'s are unnamed
@@ -185,61 +185,6 @@ impl Rec {
     }
 }
 
-/// A keyed hash of entry ids for the tables and filters. An id is a
-/// SHA-256 digest, whose bits an author can only choose by trying entry
-/// after entry; mixed with a key the author does not know (drawn from the
-/// standard library's randomly seeded hasher), its four words go through
-/// two folded multiplications (the high and low halves of a 128-bit
-/// product, XORed), where SipHash over the id cost a tenth of the
-/// replay's time. Two hashes with separate keys: the slot and the filter
-/// bits.
-#[derive(Debug, Clone, Copy)]
-struct IdHasher {
-    keys: [u64; 8],
-}
-
-impl Default for IdHasher {
-    fn default() -> Self {
-        let seed = RandomState::new();
-        let mut keys = [0u64; 8];
-        for (i, k) in keys.iter_mut().enumerate() {
-            *k = seed.hash_one(i);
-        }
-        IdHasher { keys }
-    }
-}
-
-impl IdHasher {
-    fn words(id: &EntryId) -> [u64; 4] {
-        let b = id.as_bytes();
-        std::array::from_fn(|i| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(w)
-        })
-    }
-
-    fn fold(a: u64, b: u64) -> u64 {
-        let p = u128::from(a) * u128::from(b);
-        (p as u64) ^ ((p >> 64) as u64)
-    }
-
-    fn keyed(&self, id: &EntryId, k: &[u64]) -> u64 {
-        let w = Self::words(id);
-        Self::fold(w[0] ^ k[0], w[1] ^ k[1]) ^ Self::fold(w[2] ^ k[2], w[3] ^ k[3])
-    }
-
-    /// The hash that places an id.
-    fn slot(&self, id: &EntryId) -> u64 {
-        self.keyed(id, &self.keys[..4])
-    }
-
-    /// A second hash, of other keys: a filter's bits.
-    fn filter(&self, id: &EntryId) -> u64 {
-        self.keyed(id, &self.keys[4..])
-    }
-}
-
 /// The id → record index of the records in memory: an open-addressing
 /// table of positions in the in-memory records (4 bytes a slot, at most
 /// three quarters full), the ids themselves read from the records. A
@@ -248,7 +193,7 @@ impl IdHasher {
 struct IdIndex {
     slots: Vec<u32>,
     len: usize,
-    hasher: IdHasher,
+    hasher: RandomState,
 }
 
 const EMPTY: u32 = u32::MAX;
@@ -259,7 +204,7 @@ impl IdIndex {
             return None;
         }
         let mask = self.slots.len() - 1;
-        let mut i = self.hasher.slot(id) as usize & mask;
+        let mut i = self.hasher.hash_one(id) as usize & mask;
         loop {
             let r = self.slots[i];
             if r == EMPTY {
@@ -283,7 +228,7 @@ impl IdIndex {
 
     fn place(&mut self, id: &EntryId, r: u32) {
         let mask = self.slots.len() - 1;
-        let mut i = self.hasher.slot(id) as usize & mask;
+        let mut i = self.hasher.hash_one(id) as usize & mask;
         while self.slots[i] != EMPTY {
             i = (i + 1) & mask;
         }
@@ -382,7 +327,7 @@ struct Cold {
     recs: Box<dyn SpillFile>,
     table: Box<dyn SpillFile>,
     levels: Vec<Level>,
-    hasher: IdHasher,
+    hasher: RandomState,
 }
 
 impl std::fmt::Debug for Cold {
@@ -395,7 +340,10 @@ impl std::fmt::Debug for Cold {
 
 impl Cold {
     fn hashes(&self, id: &EntryId) -> (u64, u64) {
-        (self.hasher.slot(id), self.hasher.filter(id))
+        (
+            self.hasher.hash_one(id),
+            self.hasher.hash_one((0x5a_u8, id)),
+        )
     }
 
     fn read_rec(&self, r: u32) -> std::io::Result<Rec> {
@@ -499,7 +447,7 @@ impl Cold {
         let mask = level.slots - 1;
         let mut writes: Vec<(u64, [u8; SLOT_BYTES])> = Vec::with_capacity(recs.len());
         for (i, rec) in recs.iter().enumerate() {
-            let h = hasher.slot(&rec.id);
+            let h = hasher.hash_one(rec.id);
             let mut at = h & mask;
             // At most half full: a free slot is always found.
             while level.is_used(at) {
@@ -525,7 +473,7 @@ impl Cold {
                 .write_at(level.offset + start * SLOT_BYTES as u64, &run)?;
         }
         for rec in recs {
-            let h2 = self.hasher.filter(&rec.id);
+            let h2 = self.hasher.hash_one((0x5a_u8, &rec.id));
             level.note(h2);
             level.len += 1;
         }
@@ -803,7 +751,7 @@ impl Records {
                     recs: spill.open()?,
                     table: spill.open()?,
                     levels: Vec::new(),
-                    hasher: IdHasher::default(),
+                    hasher: RandomState::new(),
                 });
             }
             let cold = self.cold.as_mut().expect("made above");
