@@ -4,7 +4,7 @@
 //! Encoding gives the bytes of a [`serde_cbor::Value`] tree, whose map
 //! ordering is the canonical one for the key types we use (text and
 //! unsigned integers), so encoding is deterministic by construction; they
-//! are written without building the tree ([`direct`]). Decoding is strict: the input is parsed
+//! are written without building the tree (codec/direct.rs). Decoding is strict: the input is parsed
 //! into a value, re-encoded, and must come out byte-identical. That single
 //! check rejects non-shortest integers and lengths, indefinite lengths,
 //! unsorted or duplicate map keys and any tag serde_cbor would skip.
@@ -52,7 +52,7 @@ pub enum CodecError {
 /// Maximum nesting depth of any Custodia structure.
 pub const MAX_DEPTH: usize = 16;
 
-/// Encodes a value as deterministic CBOR: written directly ([`direct`]),
+/// Encodes a value as deterministic CBOR: written directly (codec/direct.rs),
 /// or through a [`Value`] tree for what the direct writer does not write
 /// the same way (nothing this crate defines); the bytes are the tree's.
 pub fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {

@@ -152,3 +152,56 @@ fn the_engine_checks_version_2_entries_against_the_bundles_key_logs() {
         ]
     );
 }
+
+/// Record files that cannot even be made: the replay thread panics at its
+/// first spill (a bug's stand-in; the spills are the replay's only
+/// outside code).
+struct PanickingSpill;
+
+impl custodia_protocol::RecordSpill for PanickingSpill {
+    fn open(&self) -> std::io::Result<Box<dyn custodia_protocol::SpillFile>> {
+        panic!("a record spill that panics (test)")
+    }
+}
+
+#[test]
+fn a_replay_that_stops_early_ends_the_verification_instead_of_hanging_it() {
+    // A genesis and 12,000 withheld positions: six chunks, so that the
+    // reader still has chunks to hand over after the replay is gone.
+    let mut s = common::Sim::new();
+    let author = s.id(0);
+    for seq in 1..=12_000u64 {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&seq.to_le_bytes());
+        s.rows
+            .push(common::Row::Withheld(custodia_protocol::WithheldPosition {
+                author,
+                seq,
+                id: custodia_protocol::EntryId(id),
+            }));
+    }
+    let bytes = s.export(0, None);
+    let first = engine::first_pass(&mut Cursor::new(&bytes))
+        .expect("no I/O")
+        .expect("readable");
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let got = engine::second_pass_spilling(
+            &mut Cursor::new(&bytes),
+            &first,
+            None,
+            2,
+            &mut |_| {},
+            engine::Spills {
+                notes: None,
+                records: Some((std::sync::Arc::new(PanickingSpill), 1)),
+            },
+        );
+        let _ = done.send(got.map(|r| r.is_ok()).map_err(|e| e.to_string()));
+    });
+    match finished.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(Err(e)) => assert!(e.contains("the replay stopped"), "{e}"),
+        Ok(Ok(report)) => panic!("a report without its replay: {report}"),
+        Err(_) => panic!("the verification hung after its replay stopped"),
+    }
+}

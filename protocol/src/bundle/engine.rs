@@ -7,26 +7,31 @@
 //!    the signature (the [`Summary`]);
 //! 2. [`second_pass`] replays the elements and checks the exporter's
 //!    signature over the bytes it reads. Elements are gathered into
-//!    chunks; each chunk's entries are decoded and their signatures
-//!    verified (V1–V8) on every core ([`map_in_parallel`]); the chunk then
-//!    goes, in order, to a replay thread that applies the case rules. The
-//!    reading of one chunk, the checking of the one before and the replay
-//!    of the one before that run side by side, so no core waits for the
-//!    single-threaded parts (reading, the exporter's hash, the replay).
+//!    chunks; a pool of checkers, one per core, each takes a whole chunk
+//!    and decodes its entries and verifies their signatures (V1–V8) in one
+//!    batch; a replay thread puts the chunks back in order and applies
+//!    the case rules. Reading, checking and replaying run side by side, so
+//!    no core waits for the single-threaded parts (the reading, the
+//!    exporter's hash, the replay) or for the slowest part of a chunk.
 //!
-//! Memory holds one read buffer, one chunk being read, one being checked,
-//! one waiting, one being replayed and what the report keeps, never the
-//! file; and, for a version 2 or 3 bundle, its key logs once (the first pass keeps them: the replay checks entries of
-//! format version 2 against them from its first entry, V20 to V24, and
-//! judges them, B8 and B9; the second keeps a digest). The report does not
-//! depend on the number of threads or on how the source cuts its reads.
+//! Memory holds one read buffer, one chunk being read, at most one more
+//! chunk than there are checkers being checked, waiting or replayed, and
+//! what the report keeps, never the file; and, for a version 2 or 3
+//! bundle, its key logs once (the first pass keeps them: the replay checks
+//! entries of format version 2 against them from its first entry, V20 to
+//! V24, and judges them, B8 and B9; the second keeps a digest). The report
+//! does not depend on the number of threads or on how the source cuts its
+//! reads. A panic in a checker or in the replay (a bug) ends the pass
+//! instead of leaving the other threads waiting.
 //!
 //! The engine reads through [`std::io::Read`] and starts threads; it opens
 //! nothing, and has no clock: the replay's time is the bundle's own.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -129,17 +134,29 @@ pub fn second_pass_spilling<R: Read + ?Sized>(
 ) -> std::io::Result<Result<Report, BundleError>> {
     let threads = threads.max(1);
     let replayed = AtomicU64::new(0);
-    // Hand-overs without room, so that few chunks exist at once: a
-    // checker's chunk waits in the checker until the replay takes it (the
-    // replay takes any chunk while it waits for the next in order, so it
-    // never waits for a checker that waits for it), the reader's next
-    // chunk until a checker is free.
-    let (to_replay, checked) = sync_channel::<(u64, Vec<Next>)>(0);
+    // A checker's panic (a bug), kept to go on once every thread is done.
+    let lost: Mutex<Option<Box<dyn Any + Send>>> = Mutex::new(None);
+    // Hand-overs without room: a checker's chunk waits in the checker
+    // until the replay takes it (the replay takes any chunk while it waits
+    // for the next in order, so it never waits for a checker that waits
+    // for it), the reader's next chunk until a checker is free.
+    let (to_replay, checked) = sync_channel::<(u64, Option<Vec<Next>>)>(0);
     let (to_check, jobs) = sync_channel::<Job>(0);
+    // The checkers alone hold the jobs' end: when the last one stops, the
+    // reader's hand-over fails instead of waiting for nobody.
+    let jobs = Arc::new(Mutex::new(jobs));
     let (spare, spares) = channel::<Vec<u8>>();
-    let jobs = Mutex::new(jobs);
+    // A chunk is handed over only with a credit, which the replay gives
+    // back once it has replayed the chunk: at most `window` chunks are
+    // being checked, waiting or replayed, however unevenly their checks
+    // end.
+    let window = threads + 1;
+    let (credit, credits) = sync_channel::<()>(window);
+    for _ in 0..window {
+        let _ = credit.send(());
+    }
     std::thread::scope(|scope| {
-        let (replayed, jobs) = (&replayed, &jobs);
+        let (replayed, lost) = (&replayed, &lost);
         let replayer = scope.spawn(move || {
             let mut v = Verifier::streamed(first, trust);
             if let Some(spill) = spills.notes {
@@ -149,10 +166,13 @@ pub fn second_pass_spilling<R: Read + ?Sized>(
                 v.spill_records(spill, window);
             }
             // Chunks arrive in the order their checks end; they are
-            // replayed in the bundle's.
+            // replayed in the bundle's. A chunk lost to a checker's panic
+            // ends the replay: what follows it must not be judged without
+            // it.
             let mut early = BTreeMap::new();
             let mut next = 0u64;
             for (n, chunk) in checked {
+                let Some(chunk) = chunk else { break };
                 early.insert(n, chunk);
                 while let Some(chunk) = early.remove(&next) {
                     let len = chunk.len() as u64;
@@ -164,30 +184,34 @@ pub fn second_pass_spilling<R: Read + ?Sized>(
                     }
                     next += 1;
                     replayed.fetch_add(len, Ordering::Relaxed);
+                    let _ = credit.send(());
                 }
             }
             v
         });
         let checkers: Vec<_> = (0..threads)
             .map(|_| {
-                let (to_replay, spare) = (to_replay.clone(), spare.clone());
-                scope.spawn(move || check_jobs(jobs, &to_replay, &spare))
+                let (jobs, to_replay, spare) = (jobs.clone(), to_replay.clone(), spare.clone());
+                scope.spawn(move || check_jobs(&jobs, &to_replay, &spare, lost))
             })
             .collect();
-        drop((to_replay, spare));
-        let mut replay = Replay::new(to_check, spares, &mut *progress, replayed);
+        drop((jobs, to_replay, spare));
+        let mut replay = Replay::new(to_check, spares, credits, &mut *progress, replayed);
         let second = read_pass(src, StreamDecoder::second_pass(first), |item| {
             replay.take(item)
         });
         replay.finish();
         for c in checkers {
-            // A checker that panicked (a bug) lost its chunk: going on
-            // would replay the bundle without it.
+            // A checker catches its panics; this one would be in the
+            // hand-over itself.
             c.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
         }
-        let v = replayer
-            .join()
-            .map_err(|_| std::io::Error::other("internal error: the replay stopped"))?;
+        let v = replayer.join();
+        if let Some(p) = lost.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            // A chunk lost to a bug: the report would lack it.
+            std::panic::resume_unwind(p);
+        }
+        let v = v.map_err(|_| std::io::Error::other("internal error: the replay stopped"))?;
         progress(replayed.load(Ordering::Relaxed));
         match second? {
             Ok(s) => v.finish_streamed(&s).map(Ok),
@@ -247,17 +271,19 @@ struct Job {
 /// the chunks back in order. Reading, checking and replaying thus
 /// overlap, and no checker waits for another: no core waits for the
 /// single-threaded parts (the reading, the exporter's hash, the replay)
-/// or for the slowest part of a chunk. At most one chunk being read, one
-/// waiting for a checker, one per checker being checked or waiting for
-/// the replay, and those the replay holds (the one being replayed, and
-/// those that came before their turn: at most one per checker) exist
-/// besides what the report keeps.
+/// or for the slowest part of a chunk. Besides what the report keeps, at
+/// most one chunk being read and one per credit (one more than there are
+/// checkers) being checked, waiting or replayed exist at once.
 struct Replay<'p, 'r> {
     arena: Vec<u8>,
     pending: Vec<Pending>,
     to_check: SyncSender<Job>,
     /// Arenas of checked chunks, reused.
     spares: Receiver<Vec<u8>>,
+    /// One per chunk that may be handed over; the replay gives them back.
+    credits: Receiver<()>,
+    /// The replay or every checker stopped: nothing more is gathered.
+    stopped: bool,
     chunks: u64,
     progress: &'p mut dyn FnMut(u64),
     replayed: &'r AtomicU64,
@@ -267,6 +293,7 @@ impl<'p, 'r> Replay<'p, 'r> {
     fn new(
         to_check: SyncSender<Job>,
         spares: Receiver<Vec<u8>>,
+        credits: Receiver<()>,
         progress: &'p mut dyn FnMut(u64),
         replayed: &'r AtomicU64,
     ) -> Self {
@@ -275,6 +302,8 @@ impl<'p, 'r> Replay<'p, 'r> {
             pending: Vec::with_capacity(CHUNK),
             to_check,
             spares,
+            credits,
+            stopped: false,
             chunks: 0,
             progress,
             replayed,
@@ -282,6 +311,9 @@ impl<'p, 'r> Replay<'p, 'r> {
     }
 
     fn take(&mut self, item: Streamed<'_>) {
+        if self.stopped {
+            return;
+        }
         match item {
             Streamed::Element(Element::Entry(bytes)) => {
                 let start = self.arena.len();
@@ -299,9 +331,10 @@ impl<'p, 'r> Replay<'p, 'r> {
         }
     }
 
-    /// Hands the gathered chunk to the checkers.
+    /// Hands the gathered chunk to the checkers, once the replay has room
+    /// for it.
     fn flush(&mut self) {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() || self.stopped {
             return;
         }
         let spare = self.spares.try_recv().unwrap_or_default();
@@ -311,9 +344,12 @@ impl<'p, 'r> Replay<'p, 'r> {
             arena: std::mem::replace(&mut self.arena, spare),
         };
         self.chunks += 1;
-        // A closed channel means every checker stopped (a panic); the
-        // caller learns it from joining them.
-        let _ = self.to_check.send(job);
+        // Either fails only when the replay, or every checker, stopped (a
+        // panic, or a record that could not be read): the caller learns
+        // it from joining them.
+        if self.credits.recv().is_err() || self.to_check.send(job).is_err() {
+            self.stopped = true;
+        }
         (self.progress)(self.replayed.load(Ordering::Relaxed));
     }
 
@@ -326,11 +362,13 @@ impl<'p, 'r> Replay<'p, 'r> {
 
 /// A checker: takes chunks until there are none, checks each one's
 /// entries (V1–V8, the signatures in one batch) and sends its elements,
-/// in order, to the replay; gives the arena back for reuse.
+/// in order, to the replay; gives the arena back for reuse. A panic (a
+/// bug) is kept in `lost`, and the replay told the chunk is lost.
 fn check_jobs(
     jobs: &Mutex<Receiver<Job>>,
-    to_replay: &SyncSender<(u64, Vec<Next>)>,
+    to_replay: &SyncSender<(u64, Option<Vec<Next>>)>,
     spare: &Sender<Vec<u8>>,
+    lost: &Mutex<Option<Box<dyn Any + Send>>>,
 ) {
     loop {
         // Holding the lock only to take a job; a poisoned lock (another
@@ -344,34 +382,48 @@ fn check_jobs(
         else {
             return;
         };
-        let entries: Vec<&[u8]> = pending
-            .iter()
-            .filter_map(|p| match p {
-                Pending::Entry(r) => Some(&arena[r.clone()]),
-                Pending::Withheld(_) | Pending::Oversize(_) => None,
-            })
-            .collect();
-        let mut checked = check_entries(&entries).into_iter();
-        let mut ordered = Vec::with_capacity(pending.len());
-        for p in pending {
-            ordered.push(match p {
-                Pending::Oversize(c) => Next::Checked(c),
-                Pending::Withheld(w) => Next::Withheld(w),
-                Pending::Entry(r) => Next::Checked(
-                    checked
-                        .next()
-                        .unwrap_or_else(|| super::check_entry(&arena[r])),
-                ),
-            });
-        }
+        let checked = std::panic::catch_unwind(AssertUnwindSafe(|| check_chunk(pending, &arena)));
+        let ordered = match checked {
+            Ok(ordered) => Some(ordered),
+            Err(p) => {
+                *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+                None
+            }
+        };
+        let failed = ordered.is_none();
         // The entries hold their own bytes: the arena goes back before
         // the chunk waits for the replay.
         arena.clear();
         let _ = spare.send(arena);
         // A closed channel means the replay thread stopped; the caller
         // learns it from joining that thread.
-        if to_replay.send((n, ordered)).is_err() {
+        if to_replay.send((n, ordered)).is_err() || failed {
             return;
         }
     }
+}
+
+/// One chunk's elements in order, its entries checked (V1–V8) in one
+/// batch.
+fn check_chunk(pending: Vec<Pending>, arena: &[u8]) -> Vec<Next> {
+    let entries: Vec<&[u8]> = pending
+        .iter()
+        .filter_map(|p| match p {
+            Pending::Entry(r) => Some(&arena[r.clone()]),
+            Pending::Withheld(_) | Pending::Oversize(_) => None,
+        })
+        .collect();
+    let mut checked = check_entries(&entries).into_iter();
+    pending
+        .into_iter()
+        .map(|p| match p {
+            Pending::Oversize(c) => Next::Checked(c),
+            Pending::Withheld(w) => Next::Withheld(w),
+            Pending::Entry(r) => Next::Checked(
+                checked
+                    .next()
+                    .unwrap_or_else(|| super::check_entry(&arena[r])),
+            ),
+        })
+        .collect()
 }
