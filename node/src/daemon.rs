@@ -1009,6 +1009,12 @@ async fn write_due_witnesses(inner: &Arc<Inner>) {
             if heads.is_empty() || !v.is_member(&i.me) {
                 return None;
             }
+            // A case on hold takes no witness until it is ready again (the
+            // hold was said when it was put); nothing to warn about at
+            // every interval.
+            if store.holds(Some(&case)).is_ok_and(|h| !h.is_empty()) {
+                return None;
+            }
             let tlp = v.state().tlp.unwrap_or(Tlp::Amber);
             let tlp = if tlp == Tlp::Red { Tlp::Amber } else { tlp };
             let mut draft = Draft::new(tlp, Body::Witness(Witness { heads }));

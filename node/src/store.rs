@@ -366,6 +366,9 @@ pub struct Store {
     path: PathBuf,
     cases: BTreeMap<CaseId, Validator>,
     loaded_rev: i64,
+    /// Times every case was rebuilt from the file after a failed
+    /// transaction ([`Store::reloads`]).
+    reloads: u64,
     damaged: Vec<Problem>,
     /// Rows found bad that could not be moved into quarantine (a read-only
     /// file): skipped, and moved by the next write transaction.
@@ -572,6 +575,7 @@ impl Store {
             path: path.to_owned(),
             cases: BTreeMap::new(),
             loaded_rev: 0,
+            reloads: 0,
             damaged: Vec::new(),
             in_place: Vec::new(),
             seal: crate::guard::Seal::beside(path),
@@ -1433,6 +1437,7 @@ impl Store {
 
     /// Rebuilds every case from the file (after a failed transaction).
     fn reload(&mut self) -> Result<(), StoreError> {
+        self.reloads += 1;
         self.cases.clear();
         self.damaged.clear();
         self.in_place.clear();
@@ -1466,6 +1471,13 @@ impl Store {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// How many times this handle rebuilt every case from the file (every
+    /// row read and checked again) after a transaction failed. A refusal
+    /// decided before a transaction starts costs none.
+    pub fn reloads(&self) -> u64 {
+        self.reloads
     }
 
     /// A cheap change counter of what is loaded: the highest entry `rev`
@@ -1502,6 +1514,13 @@ impl Store {
         let signer = signer.into();
         if let Some(c) = &case {
             self.hold_for_quarantined_own(&signer.agency, c)?;
+            // A case on hold is refused before the transaction, with
+            // nothing to undo: a refusal inside it rebuilds every case from
+            // the file, and a node recovering its own chain after a lost
+            // store tries a witness at every interval (SPEC.md §9.14).
+            if let Some(h) = self.holds(Some(c))?.pop() {
+                return Err(StoreError::OnHold(h));
+            }
         }
         let result = self.author_tx(&signer, case, drafts, now_ms);
         if result.is_err() {
@@ -2354,6 +2373,31 @@ mod tests {
         let one = store.author(me, Some(case), note("one"), T).expect("one");
         let two = store.author(me, Some(case), note("two"), T).expect("two");
         (store, case, vec![genesis, one, two])
+    }
+
+    #[test]
+    fn writing_in_a_case_on_hold_is_refused_without_reloading_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let me = Identity::from_seed([3; 32]);
+        let (mut store, case, _) = store_with_case(&dir.path().join("s.sqlite"), &me);
+        crate::guard::hold(&store.conn, &case, "a test hold", Some(5), None, T).expect("hold");
+        for _ in 0..3 {
+            let refused = store.author(&me, Some(case), note("too early"), T);
+            assert!(matches!(refused, Err(StoreError::OnHold(_))), "{refused:?}");
+        }
+        assert_eq!(
+            store.reloads(),
+            0,
+            "a refusal before the transaction reloads nothing"
+        );
+        assert_eq!(store.case(&case).map(|v| v.next_seq(&me.agency())), Some(3));
+        // A failure inside a transaction still rebuilds the cases.
+        crate::guard::release(&store.conn, &case, "test", T).expect("release");
+        let other = EntryId([9; 32]);
+        assert!(store
+            .author(&me, Some(other), note("no such case"), T)
+            .is_err());
+        assert_eq!(store.reloads(), 1);
     }
 
     /// Writes a row as a tool other than the store would.
