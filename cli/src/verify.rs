@@ -123,9 +123,9 @@ fn write_private(
 /// back to be reused.
 struct Hashing<R> {
     src: R,
-    to_hash: Option<SyncSender<Vec<u8>>>,
+    to_hash: SyncSender<Vec<u8>>,
     spares: Receiver<Vec<u8>>,
-    hasher: Option<std::thread::JoinHandle<[u8; 32]>>,
+    hasher: std::thread::JoinHandle<[u8; 32]>,
     size: u64,
 }
 
@@ -136,11 +136,9 @@ impl<R: Read> Read for Hashing<R> {
             let mut copy = self.spares.try_recv().unwrap_or_default();
             copy.clear();
             copy.extend_from_slice(&buf[..n]);
-            if let Some(to_hash) = &self.to_hash {
-                to_hash
-                    .send(copy)
-                    .map_err(|_| std::io::Error::other("internal error: the hashing stopped"))?;
-            }
+            self.to_hash
+                .send(copy)
+                .map_err(|_| std::io::Error::other("internal error: the hashing stopped"))?;
         }
         self.size += n as u64;
         Ok(n)
@@ -161,27 +159,29 @@ impl<R> Hashing<R> {
         });
         Hashing {
             src,
-            to_hash: Some(to_hash),
+            to_hash,
             spares,
-            hasher: Some(hasher),
+            hasher,
             size: 0,
         }
     }
 
     /// The source back, and what was read of it named: its hash and size.
-    fn finish(mut self, name: String) -> anyhow::Result<(R, Source)> {
-        drop(self.to_hash.take());
-        let sha256 = self
-            .hasher
-            .take()
-            .and_then(|h| h.join().ok())
+    fn finish(self, name: String) -> anyhow::Result<(R, Source)> {
+        let Hashing {
+            src,
+            to_hash,
+            hasher,
+            size,
+            ..
+        } = self;
+        // The hashing ends with what was sent.
+        drop(to_hash);
+        let sha256 = hasher
+            .join()
+            .ok()
             .context("internal error: the hashing stopped")?;
-        let source = Source {
-            name,
-            sha256,
-            size: self.size,
-        };
-        Ok((self.src, source))
+        Ok((src, Source { name, sha256, size }))
     }
 }
 

@@ -383,13 +383,7 @@ pub(crate) fn note_line(
     n: &custodia_protocol::bundle::NoteReport,
     out: &mut String,
 ) {
-    use std::fmt::Write as _;
-    match n.index {
-        Some(i) => {
-            let _ = write!(out, "[{i}]");
-        }
-        None => out.push('-'),
-    }
+    out.push_str(&at(n.index));
     out.push(' ');
     out.push_str(&iso_time(n.time));
     out.push_str("  ");

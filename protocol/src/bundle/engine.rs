@@ -36,7 +36,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use crate::parallel::map_in_parallel;
 use crate::state::WithheldPosition;
 use crate::validate::RecordSpill;
 
@@ -234,12 +233,6 @@ pub fn verify_seekable<R: Read + Seek>(
     };
     src.seek(SeekFrom::Start(start))?;
     second_pass(&mut src, &first, trust, threads, &mut |_| {})
-}
-
-/// Checks entries' bytes (V1–V8) on `threads` threads, in order: the
-/// verdicts of [`check_entries`] on the whole slice.
-pub fn check_entries_parallel(entries: &[&[u8]], threads: usize) -> Vec<Checked> {
-    map_in_parallel(entries, threads, check_entries)
 }
 
 /// One element waiting in a chunk.

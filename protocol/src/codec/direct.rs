@@ -244,49 +244,30 @@ impl Seq<'_> {
     }
 }
 
-impl ser::SerializeSeq for Seq<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result {
-        self.element(v)
-    }
-    fn end(self) -> Result {
-        self.done()
-    }
+/// Six of serde's seven compound traits (the map's is below), each
+/// forwarding to one of the two writers: arrays to [`Seq`], structs to
+/// [`Map`].
+macro_rules! forward {
+    ($trait:ident for $ty:ident: $method:ident($($key:ident: $kt:ty,)?) => $to:ident) => {
+        impl ser::$trait for $ty<'_> {
+            type Ok = ();
+            type Error = Unsupported;
+            fn $method<T: Serialize + ?Sized>(&mut self, $($key: $kt,)? v: &T) -> Result {
+                self.$to($($key,)? v)
+            }
+            fn end(self) -> Result {
+                self.done()
+            }
+        }
+    };
 }
 
-impl ser::SerializeTuple for Seq<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result {
-        self.element(v)
-    }
-    fn end(self) -> Result {
-        self.done()
-    }
-}
-
-impl ser::SerializeTupleStruct for Seq<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result {
-        self.element(v)
-    }
-    fn end(self) -> Result {
-        self.done()
-    }
-}
-
-impl ser::SerializeTupleVariant for Seq<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result {
-        self.element(v)
-    }
-    fn end(self) -> Result {
-        self.done()
-    }
-}
+forward!(SerializeSeq for Seq: serialize_element() => element);
+forward!(SerializeTuple for Seq: serialize_element() => element);
+forward!(SerializeTupleStruct for Seq: serialize_field() => element);
+forward!(SerializeTupleVariant for Seq: serialize_field() => element);
+forward!(SerializeStruct for Map: serialize_field(k: &'static str,) => field);
+forward!(SerializeStructVariant for Map: serialize_field(k: &'static str,) => field);
 
 /// A map: its entries are encoded into `buf` as they come, then written
 /// to `out` in the order of their keys' encodings.
@@ -362,28 +343,6 @@ impl ser::SerializeMap for Map<'_> {
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result {
         self.value(v)
-    }
-    fn end(self) -> Result {
-        self.done()
-    }
-}
-
-impl ser::SerializeStruct for Map<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, k: &'static str, v: &T) -> Result {
-        self.field(k, v)
-    }
-    fn end(self) -> Result {
-        self.done()
-    }
-}
-
-impl ser::SerializeStructVariant for Map<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, k: &'static str, v: &T) -> Result {
-        self.field(k, v)
     }
     fn end(self) -> Result {
         self.done()
